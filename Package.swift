@@ -1,0 +1,58 @@
+// swift-tools-version: 6.1
+//
+// vdpad: a user-space model of the kernel's vdpa bus and vhost-vdpa driver,
+// served as JSON-RPC 2.0 over a Unix socket.  The split follows DESIGN.md:
+// the core knows no I/O, the RPC layer knows no sockets, the daemon owns
+// sockets, signals, config, state files and systemd.
+import PackageDescription
+
+let package = Package(
+    name: "vdpad",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "vdpad", targets: ["vdpad"]),
+        .executable(name: "vdpad-cli", targets: ["vdpad-cli"]),
+        .executable(name: "vdpad-bench", targets: ["vdpad-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+    ],
+    targets: [
+        .target(
+            name: "VDPACore",
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
+        ),
+        .target(name: "VDPARPC", dependencies: ["VDPACore"]),
+        .target(name: "VDPAClient", dependencies: ["VDPARPC"]),
+        .systemLibrary(
+            name: "CSystemd",
+            pkgConfig: "libsystemd",
+            providers: [.apt(["libsystemd-dev"])]
+        ),
+        .target(
+            name: "VDPADaemon",
+            dependencies: [
+                "VDPARPC", "CSystemd",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .executableTarget(
+            name: "vdpad",
+            dependencies: ["VDPADaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "vdpad-cli",
+            dependencies: ["VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "vdpad-bench",
+            dependencies: ["VDPACore", "VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"]),
+        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient"]),
+    ]
+)

@@ -1,0 +1,185 @@
+// VDPADevice+Session.swift — open/close, feature negotiation, status and
+// reset, group bindings and vrings: the ioctl side of vhost-vdpa.
+
+extension VDPADevice {
+    // MARK: Open and close
+
+    /// open() + VHOST_SET_OWNER (R34): a second open is EBUSY; the device is reset without
+    /// clean-map, no address space exists, no batch is open.
+    public mutating func open(by owner: Owner) throws(VDPAError) {
+        if let current = self.owner {
+            throw VDPAError(.EBUSY, "\(name) is already open (pid \(current.pid), uid \(current.uid)) (R34)")
+        }
+        resetDevice(cleanMap: false)
+        self.owner = owner
+        ackedBackendFeatures = []
+        batchASID = nil
+        sessionTables = Array(repeating: nil, count: addressSpaceCount)
+    }
+
+    /// release() (R35, PROTOCOL.md §6): reset (clean unless IOTLB_PERSIST), drop the batch, and for
+    /// every ASID with a session table remove its entries and `reset_map` it.  Cannot fail.
+    public mutating func release() {
+        resetDevice(cleanMap: !persistsAcrossReset)
+        batchASID = nil
+        for asid in 0..<addressSpaceCount where sessionTables[asid] != nil {
+            sessionTables[asid] = nil
+            if mgmtdev.hasResetMap(legacy: legacy) { restoreDefaultMapping(asid: asid) }
+        }
+        owner = nil
+        ackedBackendFeatures = []
+    }
+
+    // MARK: Backend features
+
+    /// VHOST_SET_BACKEND_FEATURES, checked in the kernel's order (R28); the value replaces the acked set.
+    public mutating func setBackendFeatures(_ requested: BackendFeatures) throws(VDPAError) {
+        let unknown = requested.subtracting(.known)
+        let offer = offeredBackendFeatures
+        if !unknown.isEmpty {
+            throw VDPAError(.EOPNOTSUPP, "backend feature bits \(hex(unknown.rawValue)) are unknown (R28)")
+        }
+        if requested.contains(.suspend) && !mgmtdev.hasSuspendResume {
+            throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no suspend op; SUSPEND cannot be acked (R28)")
+        }
+        if requested.contains(.resume) && !mgmtdev.hasSuspendResume {
+            throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no resume op; RESUME cannot be acked (R28)")
+        }
+        if requested.contains(.descASID) && !requested.contains(.iotlbASID) {
+            throw VDPAError(.EINVAL, "DESC_ASID requires IOTLB_ASID in the same value (R28)")
+        }
+        if requested.contains(.descASID) && !offer.contains(.descASID) {
+            throw VDPAError(.EOPNOTSUPP, "\(describedParent) has no descriptor groups; DESC_ASID cannot be acked (R28)")
+        }
+        if requested.contains(.iotlbPersist) && !offer.contains(.iotlbPersist) {
+            throw VDPAError(.EOPNOTSUPP, "\(describedParent) cannot keep mappings across reset; IOTLB_PERSIST cannot be acked (R28)")
+        }
+        ackedBackendFeatures = requested
+    }
+
+    var describedParent: String { legacy ? "legacy \(mgmtdev.name)" : mgmtdev.name }
+
+    /// Whether a device reset keeps the device mappings (R30: IOTLB_PERSIST acked on a 6.7+ parent).
+    var persistsAcrossReset: Bool { ackedBackendFeatures.contains(.iotlbPersist) && !legacy }
+
+    // MARK: Virtio features and status
+
+    /// VHOST_SET_FEATURES: EBUSY once FEATURES_OK is set; EINVAL for a bit not offered or,
+    /// on vdpa_sim, without ACCESS_PLATFORM.
+    public mutating func setFeatures(_ features: UInt64) throws(VDPAError) {
+        if status & VirtioStatus.featuresOK != 0 {
+            throw VDPAError(.EBUSY, "features of \(name) are fixed once FEATURES_OK is set; reset first")
+        }
+        let extra = features & ~offeredFeatures
+        if extra != 0 {
+            let names = VirtioFeatures.names(of: extra, class: mgmtdev.deviceClass).joined(separator: ", ")
+            throw VDPAError(.EINVAL, "\(name) does not offer \(names)")
+        }
+        let accessPlatform = VirtioFeatures.bit(named: "ACCESS_PLATFORM", class: mgmtdev.deviceClass)!
+        if mgmtdev.requiresAccessPlatform && features & accessPlatform == 0 {
+            throw VDPAError(.EINVAL, "\(mgmtdev.name) requires ACCESS_PLATFORM (vdpasim_set_driver_features)")
+        }
+        driverFeatures = features
+    }
+
+    /// VHOST_VDPA_SET_STATUS (R30): 0 resets; a non-zero status may not clear bits already set.
+    public mutating func setStatus(_ newStatus: UInt64) throws(VDPAError) {
+        guard newStatus <= 0xFF else { throw VDPAError(.EINVAL, "status \(newStatus) does not fit in a byte") }
+        let s = UInt8(newStatus)
+        if s == 0 {
+            reset()
+            return
+        }
+        if status & ~s != 0 {
+            throw VDPAError(.EINVAL, "status \(hex(UInt64(s))) clears bits \(hex(UInt64(status & ~s))) of \(name); only 0 resets (R30)")
+        }
+        status = s
+    }
+
+    /// SET_STATUS(0) (R30, R31): groups back to ASID 0, device mappings back to default unless
+    /// IOTLB_PERSIST is acked; session tables and an open batch are untouched (R21, R32).
+    public mutating func reset() {
+        let clean = !persistsAcrossReset
+        resetDevice(cleanMap: clean)
+        if clean { stats.resetsClean += 1 } else { stats.resetsPersist += 1 }
+    }
+
+    /// The parent's (compat_)reset.  A platform IOMMU is never touched by a device reset.
+    mutating func resetDevice(cleanMap: Bool) {
+        status = 0
+        driverFeatures = 0
+        suspended = false
+        groupASID = Array(repeating: 0, count: groupCount)
+        vrings = Array(repeating: Vring(), count: virtqueueCount)
+        if cleanMap && mgmtdev.mapOperation == .setMap {
+            for asid in 0..<addressSpaceCount { restoreDefaultMapping(asid: asid) }
+        }
+    }
+
+    // MARK: Groups
+
+    /// VHOST_VDPA_SET_GROUP_ASID: ENOBUFS group ≥ nvqs (R22); EINVAL group ≥ ngroups or
+    /// asid ≥ nas (R25, 2026); EOPNOTSUPP without the op.
+    public mutating func setGroupASID(group: UInt64, asid: UInt64) throws(VDPAError) {
+        _ = try checkVirtqueue(group, what: "group")
+        guard group < UInt64(groupCount) else {
+            throw VDPAError(.EINVAL, "group \(group) is not below ngroups \(groupCount) of \(name) (R25)")
+        }
+        let a = try checkASID(asid, iotlb: false)
+        guard mgmtdev.hasSetGroupASID else {
+            throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no set_group_asid op (R25)")
+        }
+        groupASID[Int(group)] = a
+    }
+
+    /// VHOST_VDPA_GET_VRING_GROUP (R23).
+    public func vringGroup(_ vq: UInt64) throws(VDPAError) -> Int {
+        group(ofVirtqueue: try checkVirtqueue(vq))
+    }
+
+    /// VHOST_VDPA_GET_VRING_DESC_GROUP (R24): needs the parent op, not DESC_ASID acked.
+    public func vringDescriptorGroup(_ vq: UInt64) throws(VDPAError) -> Int {
+        let index = try checkVirtqueue(vq)
+        guard let g = descriptorGroup(ofVirtqueue: index) else {
+            throw VDPAError(.EOPNOTSUPP, "\(describedParent) has no get_vq_desc_group op (R24)")
+        }
+        return g
+    }
+
+    // MARK: Vrings
+
+    /// SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_ENABLE; fields left nil keep their value.
+    public mutating func setVring(_ vq: UInt64, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
+                                  ready: Bool?) throws(VDPAError) {
+        let index = try checkVirtqueue(vq)
+        if let num {
+            // vhost_vring_set_num: non-zero, at most 0xffff, a power of two.
+            guard num > 0, num <= 0xFFFF, num & (num - 1) == 0 else {
+                throw VDPAError(.EINVAL, "vring size \(num) of vq \(vq) is not a power of two in 1…32768")
+            }
+        }
+        var ring = vrings[index]
+        if let num { ring.num = UInt32(num) }
+        if let desc { ring.desc = desc }
+        if let driver { ring.driver = driver }
+        if let device { ring.device = device }
+        if let ready { ring.ready = ready }
+        vrings[index] = ring
+    }
+
+    public func vring(_ vq: UInt64) throws(VDPAError) -> Vring { vrings[try checkVirtqueue(vq)] }
+
+    // MARK: Suspend and resume
+
+    /// VHOST_VDPA_SUSPEND: EOPNOTSUPP when the parent has no op (R29: the bit need not be acked).
+    public mutating func suspend() throws(VDPAError) {
+        guard mgmtdev.hasSuspendResume else { throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no suspend op") }
+        suspended = true
+    }
+
+    /// VHOST_VDPA_RESUME.
+    public mutating func resume() throws(VDPAError) {
+        guard mgmtdev.hasSuspendResume else { throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no resume op") }
+        suspended = false
+    }
+}

@@ -1,0 +1,130 @@
+// VDPADevice.swift — one vDPA device as vhost-vdpa and its parent see it:
+// the owner's session (acked backend features, per-ASID session tables,
+// batch state) and the device (status, features, group→ASID bindings,
+// per-ASID device mappings, vrings).
+//
+// The type is a value with no I/O and no locking: the daemon keeps each
+// device on its own serial queue.  Every mutating operation validates all of
+// its input before it changes anything, so a thrown VDPAError means "nothing
+// happened" (PROTOCOL.md §3).
+
+/// Who holds a device open: one connection, identified by the daemon.
+public struct Owner: Equatable, Hashable, Sendable {
+    public var connection: UInt64
+    public var pid: Int32
+    public var uid: UInt32
+
+    public init(connection: UInt64, pid: Int32, uid: UInt32) {
+        self.connection = connection
+        self.pid = pid
+        self.uid = uid
+    }
+}
+
+/// Ring addresses and size of one virtqueue (SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_ENABLE).
+public struct Vring: Equatable, Sendable {
+    public var num: UInt32?
+    public var desc: UInt64?
+    public var driver: UInt64?
+    public var device: UInt64?
+    public var ready = false
+
+    public init() {}
+}
+
+/// Counters a VMM developer can read to see what a flow cost.
+public struct DeviceStats: Equatable, Sendable {
+    public var mapCalls = 0
+    public var unmapCalls = 0
+    /// `.set_map` calls: the session table copied into the device mapping.
+    public var deviceCommits = 0
+    /// Entries copied into device mappings by those commits.
+    public var entriesCopied = 0
+    /// Device mappings put back to passthrough or the DMA MR (clean reset, reset_map).
+    public var defaultRestores = 0
+    public var resetsClean = 0
+    public var resetsPersist = 0
+    public var translateCalls = 0
+
+    public init() {}
+}
+
+public struct VDPADevice: Sendable {
+    public let name: DeviceName
+    public let mgmtdev: ManagementDevice
+    public let attributes: DeviceAttributes
+    public let virtqueueCount: Int
+
+    public internal(set) var owner: Owner?
+    public internal(set) var status: UInt8 = 0
+    public internal(set) var driverFeatures: UInt64 = 0
+    public internal(set) var ackedBackendFeatures: BackendFeatures = []
+    /// The vhost address spaces (what the VMM mapped), created lazily (R6); nil = no AS.
+    public internal(set) var sessionTables: [IntervalTree?]
+    /// The ASID of the open batch, if any (R18).
+    public internal(set) var batchASID: Int?
+    /// Per ASID, what the device translates with (see ``deviceMapping(asid:)``).
+    var mappingStates: [MappingState]
+    public internal(set) var groupASID: [Int]
+    public internal(set) var vrings: [Vring]
+    public internal(set) var suspended = false
+    public internal(set) var stats = DeviceStats()
+    /// ENOSPC above this many entries in one ASID's session table (0 = unlimited).
+    public var maxEntriesPerASID: Int
+
+    /// Creates a device (vdpa dev add).
+    /// - Throws: `EINVAL` for a bad attribute.
+    public init(name: DeviceName, mgmtdev: ManagementDevice, attributes: DeviceAttributes = DeviceAttributes(),
+                maxEntriesPerASID: Int = 0) throws(VDPAError) {
+        let attributes = try attributes.validated(for: mgmtdev, name: name)
+        self.name = name
+        self.mgmtdev = mgmtdev
+        self.attributes = attributes
+        self.maxEntriesPerASID = maxEntriesPerASID
+        virtqueueCount = mgmtdev.virtqueueCount(maxVQP: attributes.maxVQP ?? 1)
+        sessionTables = Array(repeating: nil, count: mgmtdev.addressSpaceCount)
+        mappingStates = (0..<mgmtdev.addressSpaceCount).map { MappingState(mgmtdev.defaultMapping(asid: $0)) }
+        groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
+        vrings = Array(repeating: Vring(), count: virtqueueCount)
+    }
+
+    public var groupCount: Int { mgmtdev.groupCount }
+    public var addressSpaceCount: Int { mgmtdev.addressSpaceCount }
+    public var iovaRange: IOVARange { attributes.iovaRange }
+    public var legacy: Bool { attributes.legacy }
+    public var offeredBackendFeatures: BackendFeatures { mgmtdev.offeredBackendFeatures(legacy: legacy) }
+    public var offeredFeatures: UInt64 { mgmtdev.offeredFeatures }
+
+    public func group(ofVirtqueue vq: Int) -> Int { mgmtdev.group(ofVirtqueue: vq, virtqueueCount: virtqueueCount) }
+
+    public func descriptorGroup(ofVirtqueue vq: Int) -> Int? {
+        mgmtdev.descriptorGroup(ofVirtqueue: vq, virtqueueCount: virtqueueCount, legacy: legacy)
+    }
+
+    // MARK: Checks shared by the operations
+
+    /// EPERM unless `connection` owns the device (R5, R22; PROTOCOL.md §4).
+    public func requireOwner(_ connection: UInt64) throws(VDPAError) {
+        guard let owner else { throw VDPAError(.EPERM, "\(name) is not open; call open first") }
+        guard owner.connection == connection else {
+            throw VDPAError(.EPERM, "\(name) is owned by another connection (pid \(owner.pid), uid \(owner.uid))")
+        }
+    }
+
+    /// ENOBUFS for a virtqueue index out of range (R22).
+    func checkVirtqueue(_ vq: UInt64, what: String = "vq") throws(VDPAError) -> Int {
+        guard vq < UInt64(virtqueueCount) else {
+            throw VDPAError(.ENOBUFS, "\(what) \(vq) is not below nvqs \(virtqueueCount) of \(name) (R22)")
+        }
+        return Int(vq)
+    }
+
+    /// EINVAL for an ASID out of range; `iotlb` marks the IOTLB write path, which the kernel reports as EFAULT.
+    func checkASID(_ asid: UInt64, iotlb: Bool) throws(VDPAError) -> Int {
+        guard asid < UInt64(addressSpaceCount) else {
+            let message = "ASID \(asid) is not below nas \(addressSpaceCount) of \(name) (R6)"
+            throw iotlb ? .iotlb(.EINVAL, message) : VDPAError(.EINVAL, message)
+        }
+        return Int(asid)
+    }
+}
