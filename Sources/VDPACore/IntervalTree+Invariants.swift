@@ -23,11 +23,11 @@ extension _TreeStorage {
         for leaf in leaves {
             let base = Int(leaf) * Self.leafCapacity
             for j in 0..<Int(leafCount[Int(leaf)]) {
-                precondition(leafFirst[base + j] <= leafLast[base + j], "entry with first > last")
+                precondition(leafFirst[base + j] <= leafValue[base + j].last, "entry with first > last")
                 if let lastSeen {
                     precondition(leafFirst[base + j] > lastSeen, "entries overlap or are out of order")
                 }
-                lastSeen = leafLast[base + j]
+                lastSeen = leafValue[base + j].last
             }
         }
     }

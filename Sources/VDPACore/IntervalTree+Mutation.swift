@@ -6,8 +6,15 @@
 extension _TreeStorage {
     // MARK: Insert
 
-    func insert(_ entry: IOTLBEntry) {
-        if let (key, right) = insert(entry, into: root, level: height) {
+    /// Inserts `entry` unless it overlaps; returns the overlapping entry (then nothing changed).
+    /// One descent: the overlap check happens in the leaf the entry would go to.
+    func insert(_ entry: IOTLBEntry) -> IOTLBEntry? {
+        switch insert(entry, into: root, level: height) {
+        case .overlap(let hit):
+            return hit
+        case .inserted:
+            break
+        case .split(let key, let right):
             let newRoot = allocateInner()
             let base = Int(newRoot) * Self.innerCapacity
             innerChild[base] = root
@@ -18,27 +25,60 @@ extension _TreeStorage {
             height += 1
         }
         count += 1
+        return nil
     }
 
-    /// Inserts below `node`; returns the separator key and new right sibling if `node` split.
-    private func insert(_ entry: IOTLBEntry, into node: Int32, level: Int) -> (UInt64, Int32)? {
+    private enum InsertOutcome {
+        case inserted
+        case overlap(IOTLBEntry)
+        /// The node split: the separator key and the new right sibling.
+        case split(UInt64, Int32)
+    }
+
+    private func insert(_ entry: IOTLBEntry, into node: Int32, level: Int) -> InsertOutcome {
         if level == 0 { return insert(entry, intoLeaf: node) }
         let slot = childSlot(node, entry.first)
         let child = innerChild[Int(node) * Self.innerCapacity + slot]
-        guard let (key, right) = insert(entry, into: child, level: level - 1) else { return nil }
-        return insertChild(right, key: key, into: node, at: slot + 1)
+        let outcome = insert(entry, into: child, level: level - 1)
+        guard case .split(let key, let right) = outcome else { return outcome }
+        if let (separator, sibling) = insertChild(right, key: key, into: node, at: slot + 1) {
+            return .split(separator, sibling)
+        }
+        return .inserted
     }
 
-    private func insert(_ entry: IOTLBEntry, intoLeaf leaf: Int32) -> (UInt64, Int32)? {
+    /// The entry overlapping `[first, last]` among the neighbours of position `i` of `leaf`
+    /// (the predecessor may sit in the previous leaf, the successor in the next one).
+    private func neighbourOverlapping(_ first: UInt64, _ last: UInt64, leaf: Int32, at i: Int) -> IOTLBEntry? {
+        let base = Int(leaf) * Self.leafCapacity
+        let n = Int(leafCount[Int(leaf)])
+        if i > 0 {
+            if leafValue[base + i - 1].last >= first { return entry(at: _Position(leaf: leaf, index: Int32(i - 1))) }
+        } else if case let prev = leafPrevious[Int(leaf)], prev >= 0 {
+            let pn = leafCount[Int(prev)]
+            if leafValue[Int(prev) * Self.leafCapacity + Int(pn) - 1].last >= first {
+                return entry(at: _Position(leaf: prev, index: pn - 1))
+            }
+        }
+        if i < n {
+            if leafFirst[base + i] <= last { return entry(at: _Position(leaf: leaf, index: Int32(i))) }
+        } else if case let next = leafNext[Int(leaf)], next >= 0, leafFirst[Int(next) * Self.leafCapacity] <= last {
+            return entry(at: _Position(leaf: next, index: 0))
+        }
+        return nil
+    }
+
+    private func insert(_ entry: IOTLBEntry, intoLeaf leaf: Int32) -> InsertOutcome {
         let capacity = Self.leafCapacity
         let n = Int(leafCount[Int(leaf)])
+        let base = Int(leaf) * capacity
+        let i = Self.countNotAbove(leafFirst, from: base, to: base + n, entry.first) - base
+        if let hit = neighbourOverlapping(entry.first, entry.last, leaf: leaf, at: i) { return .overlap(hit) }
         if n < capacity {
-            let base = Int(leaf) * capacity
-            let i = Self.countNotAbove(leafFirst, from: base, to: base + n, entry.first) - base
             shiftLeafEntries(leaf, from: i, to: n, by: 1)
             storeEntry(entry, leaf: leaf, index: i)
             leafCount[Int(leaf)] = Int32(n + 1)
-            return nil
+            return .inserted
         }
         let right = allocateLeaf()
         let half = capacity / 2
@@ -50,9 +90,12 @@ extension _TreeStorage {
         leafPrevious[Int(right)] = leaf
         if next >= 0 { leafPrevious[Int(next)] = right }
         leafNext[Int(leaf)] = right
-        let target = entry.first < leafFirst[Int(right) * capacity] ? leaf : right
-        _ = insert(entry, intoLeaf: target)
-        return (leafFirst[Int(right) * capacity], right)
+        let (target, index) = i <= half ? (leaf, i) : (right, i - half)
+        let n2 = Int(leafCount[Int(target)])
+        shiftLeafEntries(target, from: index, to: n2, by: 1)
+        storeEntry(entry, leaf: target, index: index)
+        leafCount[Int(target)] = Int32(n2 + 1)
+        return .split(leafFirst[Int(right) * capacity], right)
     }
 
     private func insertChild(_ child: Int32, key: UInt64, into node: Int32, at slot: Int) -> (UInt64, Int32)? {
@@ -88,9 +131,7 @@ extension _TreeStorage {
     private func storeEntry(_ entry: IOTLBEntry, leaf: Int32, index: Int) {
         let k = Int(leaf) * Self.leafCapacity + index
         leafFirst[k] = entry.first
-        leafLast[k] = entry.last
-        leafAddress[k] = entry.address
-        leafPermission[k] = entry.permission.rawValue
+        leafValue[k] = _LeafValue(last: entry.last, address: entry.address, permission: entry.permission.rawValue)
     }
 
     /// Moves entries [from, to) of `leaf` by `delta` places (memmove semantics).
@@ -105,44 +146,56 @@ extension _TreeStorage {
         let s = Int(source) * Self.leafCapacity + sourceIndex
         let t = Int(target) * Self.leafCapacity + targetIndex
         (leafFirst + t).update(from: leafFirst + s, count: count)
-        (leafLast + t).update(from: leafLast + s, count: count)
-        (leafAddress + t).update(from: leafAddress + s, count: count)
-        (leafPermission + t).update(from: leafPermission + s, count: count)
+        (leafValue + t).update(from: leafValue + s, count: count)
     }
 
     // MARK: Remove
 
     func removeOverlapping(_ s: UInt64, _ l: UInt64) -> Int {
         var total = 0
-        // Each round removes the run of intersecting entries held by one leaf.
-        while let p = firstOverlapping(s, l) {
-            let key = leafFirst[Int(p.leaf) * Self.leafCapacity + Int(p.index)]
-            let removed = removeRun(below: root, level: height, from: key, through: l)
+        var key = s
+        // Usually one descent: each round removes the run one leaf holds and says where to go on.
+        while true {
+            let (removed, next) = removeRun(below: root, level: height, from: key, through: l)
             total += removed
             count -= removed
             shrinkRoot()
+            guard let next else { return total }
+            key = next
         }
-        return total
     }
 
-    /// Removes, from the leaf holding `key`, the entry starting at `key` and those after it
-    /// that start at or below `l`; merges underfull nodes on the way back up.
-    private func removeRun(below node: Int32, level: Int, from key: UInt64, through l: UInt64) -> Int {
+    /// Removes, from the leaf that `key` routes to, the entries intersecting `[key, l]`, and merges
+    /// underfull nodes on the way back up.  Returns how many went, and the key to continue from
+    /// when more may intersect: the next leaf's first key, or the first key of the previous leaf's
+    /// tail when a stale separator routed `key` past the entry that contains it.
+    private func removeRun(below node: Int32, level: Int, from key: UInt64,
+                           through l: UInt64) -> (Int, UInt64?) {
         if level == 0 {
             let base = Int(node) * Self.leafCapacity
             let n = Int(leafCount[Int(node)])
-            let i = Self.countNotAbove(leafFirst, from: base, to: base + n, key) - base - 1
-            var j = i
+            let i = Self.countNotAbove(leafFirst, from: base, to: base + n, key) - base
+            if i == 0, case let prev = leafPrevious[Int(node)], prev >= 0 {
+                let k = Int(prev) * Self.leafCapacity + Int(leafCount[Int(prev)]) - 1
+                if leafValue[k].last >= key { return (0, leafFirst[k]) }
+            }
+            let start = i > 0 && leafValue[base + i - 1].last >= key ? i - 1 : i
+            var j = start
             while j < n && leafFirst[base + j] <= l { j += 1 }
-            shiftLeafEntries(node, from: j, to: n, by: i - j)
-            leafCount[Int(node)] = Int32(n - (j - i))
-            return j - i
+            var next: UInt64?
+            if j == n, case let following = leafNext[Int(node)], following >= 0,
+               leafFirst[Int(following) * Self.leafCapacity] <= l {
+                next = leafFirst[Int(following) * Self.leafCapacity]
+            }
+            shiftLeafEntries(node, from: j, to: n, by: start - j)
+            leafCount[Int(node)] = Int32(n - (j - start))
+            return (j - start, next)
         }
         let slot = childSlot(node, key)
         let child = innerChild[Int(node) * Self.innerCapacity + slot]
-        let removed = removeRun(below: child, level: level - 1, from: key, through: l)
-        rebalanceChild(of: node, at: slot, childIsLeaf: level == 1)
-        return removed
+        let result = removeRun(below: child, level: level - 1, from: key, through: l)
+        if result.0 > 0 { rebalanceChild(of: node, at: slot, childIsLeaf: level == 1) }
+        return result
     }
 
     private func itemCount(_ node: Int32, isLeaf: Bool) -> Int {

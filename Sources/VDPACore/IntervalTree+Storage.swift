@@ -18,6 +18,14 @@ struct _Position: Equatable {
     var index: Int32
 }
 
+/// What a leaf stores beside each key: one cache line holds 2⅔ of these, so a hit costs
+/// the key search plus one more line.
+struct _LeafValue {
+    var last: UInt64
+    var address: UInt64
+    var permission: UInt8
+}
+
 @usableFromInline
 final class _TreeStorage: @unchecked Sendable {
     /// Entries per leaf: 32 × 25 bytes, a few cache lines per search.
@@ -30,9 +38,7 @@ final class _TreeStorage: @unchecked Sendable {
 
     // Leaves: entry j of leaf n is at n * leafCapacity + j.
     var leafFirst: UnsafeMutablePointer<UInt64>
-    var leafLast: UnsafeMutablePointer<UInt64>
-    var leafAddress: UnsafeMutablePointer<UInt64>
-    var leafPermission: UnsafeMutablePointer<UInt8>
+    var leafValue: UnsafeMutablePointer<_LeafValue>
     var leafCount: UnsafeMutablePointer<Int32>
     var leafNext: UnsafeMutablePointer<Int32>  // also the free-list link of a free leaf
     var leafPrevious: UnsafeMutablePointer<Int32>
@@ -59,9 +65,7 @@ final class _TreeStorage: @unchecked Sendable {
         self.innerSlots = innerSlots
         let l = Self.leafCapacity, i = Self.innerCapacity
         leafFirst = .allocateRaw(leafSlots * l)
-        leafLast = .allocateRaw(leafSlots * l)
-        leafAddress = .allocateRaw(leafSlots * l)
-        leafPermission = .allocateRaw(leafSlots * l)
+        leafValue = .allocateRaw(leafSlots * l)
         leafCount = .allocateRaw(leafSlots)
         leafNext = .allocateRaw(leafSlots)
         leafPrevious = .allocateRaw(leafSlots)
@@ -74,7 +78,7 @@ final class _TreeStorage: @unchecked Sendable {
     }
 
     deinit {
-        free(leafFirst); free(leafLast); free(leafAddress); free(leafPermission)
+        free(leafFirst); free(leafValue)
         free(leafCount); free(leafNext); free(leafPrevious)
         free(innerKey); free(innerChild); free(innerCount)
     }
@@ -84,9 +88,7 @@ final class _TreeStorage: @unchecked Sendable {
         let c = _TreeStorage(leafSlots: max(leafUsed, 1), innerSlots: max(innerUsed, 1))
         let l = Self.leafCapacity, i = Self.innerCapacity
         c.leafFirst.update(from: leafFirst, count: leafUsed * l)
-        c.leafLast.update(from: leafLast, count: leafUsed * l)
-        c.leafAddress.update(from: leafAddress, count: leafUsed * l)
-        c.leafPermission.update(from: leafPermission, count: leafUsed * l)
+        c.leafValue.update(from: leafValue, count: leafUsed * l)
         c.leafCount.update(from: leafCount, count: leafUsed)
         c.leafNext.update(from: leafNext, count: leafUsed)
         c.leafPrevious.update(from: leafPrevious, count: leafUsed)
@@ -158,9 +160,7 @@ final class _TreeStorage: @unchecked Sendable {
     private func growLeaves() {
         let slots = leafSlots * 2, l = Self.leafCapacity
         leafFirst = leafFirst.reallocated(slots * l)
-        leafLast = leafLast.reallocated(slots * l)
-        leafAddress = leafAddress.reallocated(slots * l)
-        leafPermission = leafPermission.reallocated(slots * l)
+        leafValue = leafValue.reallocated(slots * l)
         leafCount = leafCount.reallocated(slots)
         leafNext = leafNext.reallocated(slots)
         leafPrevious = leafPrevious.reallocated(slots)
@@ -209,8 +209,8 @@ final class _TreeStorage: @unchecked Sendable {
 
     func entry(at p: _Position) -> IOTLBEntry {
         let k = Int(p.leaf) * Self.leafCapacity + Int(p.index)
-        return IOTLBEntry(first: leafFirst[k], last: leafLast[k], address: leafAddress[k],
-                          permission: Permission(rawValue: leafPermission[k]))
+        let v = leafValue[k]
+        return IOTLBEntry(unchecked: leafFirst[k], v.last, v.address, Permission(rawValue: v.permission))
     }
 
     func position(after p: _Position) -> _Position? {
@@ -228,14 +228,14 @@ final class _TreeStorage: @unchecked Sendable {
         let n = Int(leafCount[Int(leaf)])
         let i = Self.countNotAbove(leafFirst, from: base, to: base + n, s) - base  // entries [0, i) start <= s
         if i > 0 {
-            if leafLast[base + i - 1] >= s { return _Position(leaf: leaf, index: Int32(i - 1)) }
+            if leafValue[base + i - 1].last >= s { return _Position(leaf: leaf, index: Int32(i - 1)) }
         } else {
             // A stale separator can route s past its predecessor: look at the previous leaf's tail.
             let prev = leafPrevious[Int(leaf)]
             if prev >= 0 {
                 let pn = Int(leafCount[Int(prev)])
                 let k = Int(prev) * Self.leafCapacity + pn - 1
-                if leafLast[k] >= s { return _Position(leaf: prev, index: Int32(pn - 1)) }
+                if leafValue[k].last >= s { return _Position(leaf: prev, index: Int32(pn - 1)) }
             }
         }
         if i < n {

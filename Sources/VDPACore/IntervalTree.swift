@@ -28,6 +28,13 @@ public struct IOTLBEntry: Equatable, Hashable, Sendable, CustomStringConvertible
         self.permission = permission
     }
 
+    @usableFromInline init(unchecked first: UInt64, _ last: UInt64, _ address: UInt64, _ permission: Permission) {
+        self.first = first
+        self.last = last
+        self.address = address
+        self.permission = permission
+    }
+
     /// The number of bytes covered, or nil for the whole 2^64 space (which does not fit a UInt64).
     public var size: UInt64? { last &- first == UInt64.max ? nil : last - first + 1 }
 
@@ -57,19 +64,17 @@ public struct IntervalTree: Sendable {
     public var count: Int { storage.count }
     public var isEmpty: Bool { storage.count == 0 }
 
-    private mutating func makeUnique() {
-        if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
-    }
-
     /// Inserts `entry` unless it intersects an existing range.
     /// - Returns: nil on success, or the first existing entry that overlaps (then nothing changed).
     /// - Complexity: O(log n).
     @discardableResult
     public mutating func insert(_ entry: IOTLBEntry) -> IOTLBEntry? {
-        if let hit = storage.firstOverlapping(entry.first, entry.last) { return storage.entry(at: hit) }
-        makeUnique()
-        storage.insert(entry)
-        return nil
+        // Copying a shared tree is O(n): do it only when the insert will succeed.
+        if !isKnownUniquelyReferenced(&storage) {
+            if let hit = storage.firstOverlapping(entry.first, entry.last) { return storage.entry(at: hit) }
+            storage = storage.copy()
+        }
+        return storage.insert(entry)
     }
 
     /// The first (lowest) entry that intersects `[first, last]`.  - Complexity: O(log n).
@@ -105,8 +110,11 @@ public struct IntervalTree: Sendable {
     /// - Complexity: O(log n + k).
     @discardableResult
     public mutating func removeOverlapping(first: UInt64, last: UInt64) -> Int {
-        guard storage.firstOverlapping(first, last) != nil else { return 0 }
-        makeUnique()
+        // Copying a shared tree is O(n): do it only when something will go.
+        if !isKnownUniquelyReferenced(&storage) {
+            guard storage.firstOverlapping(first, last) != nil else { return 0 }
+            storage = storage.copy()
+        }
         return storage.removeOverlapping(first, last)
     }
 
