@@ -7,7 +7,7 @@
 // −errno, data.errno = name) is done once, in the RPC layer.
 
 /// The Linux errno values the model can produce.
-public enum KernelErrno: Int32, Sendable, CaseIterable, CustomStringConvertible {
+public enum KernelErrno: Int32, Sendable, CaseIterable {
     case EPERM = 1
     case EIO = 5
     case E2BIG = 7
@@ -21,8 +21,8 @@ public enum KernelErrno: Int32, Sendable, CaseIterable, CustomStringConvertible 
     case EOPNOTSUPP = 95
     case ENOBUFS = 105
 
-    public var name: String { String(describing: self) }
-    public var description: String { name }
+    /// The C name, e.g. "EINVAL".
+    public var name: String { "\(self)" }
 }
 
 /// A value attached to an error's `data` object on the wire.
