@@ -1,1 +1,78 @@
-print("x")
+// vdpad — the daemon executable: flags over the config file, then Daemon.run().
+import ArgumentParser
+import Logging
+import VDPADaemon
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct VDPAD: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "vdpad",
+        abstract: "Serve vDPA devices to VMMs and admins as JSON-RPC 2.0 over a Unix socket.",
+        discussion: """
+            Flags override the config file. Without --socket the socket is VDPAD_SOCKET, else \
+            /run/vdpad/vdpad.sock for root, else $XDG_RUNTIME_DIR/vdpad.sock; a socket passed by \
+            systemd (socket activation) wins over all of them.
+              vdpad --config config/vdpad.toml
+              vdpad --socket /tmp/v/vdpad.sock --state-dir /tmp/v/state --log-level debug
+            Signals: SIGTERM stops (in-flight requests are answered), SIGHUP reloads the config.
+            """,
+        version: "vdpad \(Daemon.version) (protocol 1)"
+    )
+
+    @Option(help: "Config file (TOML). Default: none, built-in defaults.")
+    var config: String?
+
+    @Option(help: "Socket path to create.")
+    var socket: String?
+
+    @Option(name: .customLong("state-dir"), help: "Directory for devices.json (default /var/lib/vdpad for root, else ./.vdpad/state).")
+    var stateDir: String?
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: String?
+
+    func run() throws {
+        var cfg = DaemonConfig()
+        if let config {
+            let text: String
+            do {
+                text = try String(decoding: readWholeFile(config), as: UTF8.self)
+            } catch {
+                throw ValidationError("cannot read config \(config): \(error)")
+            }
+            do { cfg = try DaemonConfig.parse(text) } catch { throw ValidationError("\(config): \(error)") }
+        }
+        if let logLevel { cfg.logLevel = logLevel }
+        guard let level = Logger.Level(rawValue: cfg.logLevel) else { throw ValidationError("unknown log level \(cfg.logLevel)") }
+        let root = getuid() == 0
+        let env = { (name: String) in getenv(name).map { String(cString: $0) } }
+        let runtime = env("XDG_RUNTIME_DIR").map { $0 + "/vdpad.sock" } ?? "./.vdpad/vdpad.sock"
+        let socketPath = socket ?? env("VDPAD_SOCKET") ?? cfg.socketPath ?? (root ? "/run/vdpad/vdpad.sock" : runtime)
+        let stateDirectory = stateDir ?? cfg.stateDirectory ?? (root ? "/var/lib/vdpad" : "./.vdpad/state")
+        LoggingSystem.bootstrap { _ in StderrLogHandler(level: level) }
+        let logger = Logger(label: "vdpad")
+        do {
+            let daemon = try Daemon(config: cfg, configPath: config, socketPath: socketPath, stateDirectory: stateDirectory, logger: logger)
+            try daemon.run()
+        } catch {
+            logger.critical("vdpad cannot start: \(error)")
+            throw ExitCode(1)
+        }
+    }
+}
+
+func readWholeFile(_ path: String) throws -> [UInt8] {
+    guard let f = fopen(path, "r") else { throw ValidationError(String(cString: strerror(errno))) }
+    defer { fclose(f) }
+    var out: [UInt8] = []
+    var buffer = [UInt8](repeating: 0, count: 65536)
+    while true {
+        let n = fread(&buffer, 1, buffer.count, f)
+        if n == 0 { return out }
+        out.append(contentsOf: buffer[0..<n])
+    }
+}
+
+VDPAD.main()

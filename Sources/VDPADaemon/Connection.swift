@@ -1,0 +1,166 @@
+// Connection.swift — one client: a non-blocking socket read on its own
+// serial queue, framed into JSON texts, answered in order, written with
+// backpressure.  Output the client does not read is bounded: past
+// max_output_bytes the client is disconnected and its devices released, so a
+// stalled client never blocks anyone else.
+import Dispatch
+import Logging
+import VDPARPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+final class Connection: NotificationSink, @unchecked Sendable {
+    let id: UInt64
+    let fd: Int32
+    let caller: Caller
+    let queue: DispatchQueue
+    private let service: VDPAService
+    private let limits: ConnectionLimits
+    private let logger: Logger
+    private var framer: Framer
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var readSource: DispatchSourceRead?
+    private var writeSource: DispatchSourceWrite?
+    private var writeSuspended = true
+    private var closed = false
+    private var idleTimer: DispatchSourceTimer?
+    private let onClose: @Sendable (UInt64) -> Void
+
+    struct ConnectionLimits {
+        var maxRequestBytes: Int
+        var maxOutputBytes: Int
+        var idleTimeoutSeconds: Int
+    }
+
+    init(id: UInt64, fd: Int32, caller: Caller, service: VDPAService, limits: ConnectionLimits, logger: Logger,
+         onClose: @escaping @Sendable (UInt64) -> Void) {
+        self.id = id
+        self.fd = fd
+        self.caller = caller
+        self.service = service
+        self.limits = limits
+        self.logger = logger
+        self.onClose = onClose
+        framer = Framer(maxTextBytes: limits.maxRequestBytes)
+        queue = DispatchQueue(label: "vdpad.connection.\(id)")
+    }
+
+    func start() {
+        service.connectionOpened(id, sink: self)
+        let read = DispatchSource.makeReadSource(fileDescriptor: fd, queue: queue)
+        read.setEventHandler { [weak self] in self?.readAvailable() }
+        readSource = read
+        let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
+        write.setEventHandler { [weak self] in self?.flush() }
+        // The fd is closed only once both sources are gone, so no source ever watches a reused fd.
+        let fd = self.fd
+        read.setCancelHandler { Glibc.close(fd) }
+        write.setCancelHandler { read.cancel() }
+        writeSource = write
+        read.resume()
+    }
+
+    private func readAvailable() {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while !closed {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n > 0 {
+                consume(buffer[0..<n])
+                if n < buffer.count { break }
+                continue
+            }
+            if n == 0 {  // orderly shutdown by the peer
+                close(reason: nil)
+                return
+            }
+            if errno == EINTR { continue }
+            if errno == EAGAIN || errno == EWOULDBLOCK { break }
+            close(reason: "read failed: \(String(cString: strerror(errno)))")
+            return
+        }
+        armIdleTimer()
+        flush()
+    }
+
+    private func consume(_ bytes: ArraySlice<UInt8>) {
+        for frame in framer.push(bytes) {
+            switch frame {
+            case .text(let text):
+                if let reply = service.handle(text: text, caller: caller) { enqueue(reply) }
+            case .tooLarge, .garbage:
+                enqueue(service.framingError(tooLarge: frame == .tooLarge, maxBytes: limits.maxRequestBytes))
+                flush()
+                close(reason: frame == .tooLarge ? "request over max_request_bytes" : "input is not JSON")
+                return
+            }
+        }
+    }
+
+    /// A text that stays half-sent past the idle timeout closes the connection.
+    private func armIdleTimer() {
+        idleTimer?.cancel()
+        idleTimer = nil
+        guard framer.hasPartialText else { return }
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + .seconds(limits.idleTimeoutSeconds))
+        timer.setEventHandler { [weak self] in
+            self?.close(reason: "a request stayed incomplete for idle_timeout_s \(self?.limits.idleTimeoutSeconds ?? 0)")
+        }
+        timer.resume()
+        idleTimer = timer
+    }
+
+    private func enqueue(_ reply: [UInt8]) {
+        output.append(contentsOf: reply)
+        output.append(0x0A)
+        if output.count - outputOffset > limits.maxOutputBytes {
+            close(reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
+        }
+    }
+
+    /// NotificationSink: events arrive from any queue.
+    func send(_ notification: JSON) {
+        let bytes = notification.encoded()
+        queue.async { [weak self] in
+            guard let self, !self.closed else { return }
+            self.enqueue(bytes)
+            self.flush()
+        }
+    }
+
+    private func flush() {
+        while !closed && outputOffset < output.count {
+            let n = output.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + outputOffset, output.count - outputOffset, Int32(MSG_NOSIGNAL)) }
+            if n > 0 {
+                outputOffset += n
+                continue
+            }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if writeSuspended { writeSuspended = false; writeSource?.resume() }
+                return
+            }
+            close(reason: nil)  // the peer went away
+            return
+        }
+        output.removeAll(keepingCapacity: output.count < 1 << 20)
+        outputOffset = 0
+        if !writeSuspended { writeSuspended = true; writeSource?.suspend() }
+    }
+
+    /// Closes on the connection's queue, after every request already read has been answered.
+    func shutdown() { queue.async { [weak self] in self?.flush(); self?.close(reason: nil) } }
+
+    private func close(reason: String?) {
+        guard !closed else { return }
+        closed = true
+        if let reason { logger.warning("closing connection", metadata: ["connection": "\(id)", "pid": "\(caller.pid)", "reason": "\(reason)"]) }
+        idleTimer?.cancel()
+        if writeSuspended { writeSource?.resume() }
+        writeSource?.cancel()
+        service.connectionClosed(id)
+        onClose(id)
+    }
+}

@@ -1,0 +1,229 @@
+// Daemon.swift — the runtime: state restore, the listener, connections,
+// signals (TERM stops, HUP reloads), the systemd notifications and the
+// watchdog.  READY=1 is sent only once the socket listens and the devices
+// are restored.
+import Dispatch
+import Logging
+import Synchronization
+import VDPACore
+import VDPARPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class Daemon: @unchecked Sendable {
+    public static let version = "0.1.0"
+
+    let config: DaemonConfig
+    let configPath: String?
+    let socketPath: String
+    let stateStore: StateStore
+    let logger: Logger
+    let service: VDPAService
+    let adminGroup: gid_t?
+    private let queue = DispatchQueue(label: "vdpad.main")
+    private var listenFD: Int32 = -1
+    private var acceptSource: DispatchSourceRead?
+    private var signalSources: [DispatchSourceSignal] = []
+    private var watchdog: DispatchSourceTimer?
+    private let connections = Mutex<[UInt64: Connection]>([:])
+    private var nextConnection: UInt64 = 0
+    private var stopping = false
+    private let ownsSocketPath: Bool
+
+    public init(config: DaemonConfig, configPath: String?, socketPath: String, stateDirectory: String, logger: Logger) throws {
+        self.config = config
+        self.configPath = configPath
+        self.socketPath = socketPath
+        self.logger = logger
+        stateStore = StateStore(directory: stateDirectory)
+        if let name = config.adminGroup {
+            guard let g = Listener.groupID(name) else { throw ConfigError("admin_group \"\(name)\" is not a known group") }
+            adminGroup = g
+        } else {
+            adminGroup = nil
+        }
+        let store = stateStore
+        service = VDPAService(limits: config.limits, version: Self.version, pid: getpid(), persist: { try store.save($0) })
+        let passed = Systemd.listenFDs()
+        ownsSocketPath = passed.isEmpty
+        if let fd = passed.first { listenFD = fd }
+    }
+
+    /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.
+    public func run() throws -> Never {
+        try restoreState()
+        if ownsSocketPath {
+            var group: gid_t?
+            if let name = config.socketGroup {
+                guard let g = Listener.groupID(name) else { throw ConfigError("socket_group \"\(name)\" is not a known group") }
+                group = g
+            }
+            listenFD = try Listener.create(path: socketPath, mode: config.socketMode, group: group)
+        }
+        Listener.setNonBlocking(listenFD)
+        startAccepting()
+        installSignals()
+        startWatchdog()
+        logger.notice("vdpad ready", metadata: ["socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
+                                                 "devices": "\(service.deviceRecords().count)"])
+        Systemd.notify("READY=1\nSTATUS=\(statusLine())")
+        dispatchMain()
+    }
+
+    func statusLine() -> String {
+        "serving \(service.deviceRecords().count) devices, \(service.connectionCount) connections"
+    }
+
+    private func restoreState() throws {
+        mkdir(stateStore.directory, 0o700)
+        let loaded = stateStore.load()
+        if let aside = loaded.movedAside {
+            logger.error("state file is corrupt; moved aside", metadata: ["path": "\(aside)", "problem": "\(loaded.problem ?? "")"])
+        }
+        var records = loaded.records
+        for device in config.devices where !records.contains(where: { $0.name == device.name }) { records.append(device) }
+        if let problem = service.restoreReportingProblem(records) {
+            throw ConfigError("cannot create the configured devices: \(problem)")
+        }
+        try stateStore.save(service.deviceRecords())
+    }
+
+    // MARK: Accepting
+
+    private func startAccepting() {
+        let source = DispatchSource.makeReadSource(fileDescriptor: listenFD, queue: queue)
+        source.setEventHandler { [weak self] in self?.acceptAll() }
+        source.resume()
+        acceptSource = source
+    }
+
+    private func acceptAll() {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                if errno != EAGAIN && errno != EWOULDBLOCK {
+                    logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+                }
+                return
+            }
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+            Listener.setNonBlocking(fd)
+            admit(fd)
+        }
+    }
+
+    private func admit(_ fd: Int32) {
+        guard let cred = Systemd.peerCredentials(fd) else {
+            close(fd)
+            return
+        }
+        if connections.withLock({ $0.count }) >= config.maxConnections {
+            let text = #"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"too many connections (max_connections \#(config.maxConnections))","data":{"errno":"EBUSY"}}}"# + "\n"
+            _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            close(fd)
+            logger.warning("connection refused: max_connections reached", metadata: ["pid": "\(cred.pid)"])
+            return
+        }
+        nextConnection += 1
+        let groups = Listener.groups(of: cred.uid, primary: cred.gid)
+        let isAdmin = cred.uid == 0 || adminGroup.map { groups.contains($0) } == true
+        let caller = Caller(connection: nextConnection, pid: cred.pid, uid: cred.uid, gid: cred.gid,
+                            supplementaryGroups: groups, isAdmin: isAdmin)
+        let limits = Connection.ConnectionLimits(maxRequestBytes: config.maxRequestBytes, maxOutputBytes: config.maxOutputBytes,
+                                                 idleTimeoutSeconds: config.idleTimeoutSeconds)
+        let connection = Connection(id: nextConnection, fd: fd, caller: caller, service: service, limits: limits,
+                                    logger: logger) { [weak self] id in self?.connectionEnded(id) }
+        connections.withLock { $0[connection.id] = connection }
+        connection.start()
+    }
+
+    private func connectionEnded(_ id: UInt64) {
+        let remaining = connections.withLock { table -> Int in
+            table.removeValue(forKey: id)
+            return table.count
+        }
+        queue.async { [self] in
+            if stopping && remaining == 0 { finishStop() }
+        }
+    }
+
+    // MARK: Signals
+
+    private func installSignals() {
+        for sig in [SIGTERM, SIGINT, SIGHUP] {
+            signal(sig, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
+            source.setEventHandler { [weak self] in
+                if sig == SIGHUP { self?.reload() } else { self?.stop() }
+            }
+            source.resume()
+            signalSources.append(source)
+        }
+        signal(SIGPIPE, SIG_IGN)
+    }
+
+    /// SIGTERM: stop accepting, answer what each connection already sent, close, exit 0.
+    private func stop() {
+        guard !stopping else { return }
+        stopping = true
+        logger.notice("stopping on signal")
+        Systemd.notify("STOPPING=1\nSTATUS=stopping")
+        acceptSource?.cancel()
+        if ownsSocketPath { unlink(socketPath) }
+        let open = connections.withLock { Array($0.values) }
+        if open.isEmpty { finishStop() }
+        for c in open { c.shutdown() }
+        // Never hang on a connection that does not let go.
+        queue.asyncAfter(deadline: .now() + 5) { [self] in finishStop() }
+    }
+
+    private func finishStop() {
+        logger.notice("stopped")
+        exit(0)
+    }
+
+    /// SIGHUP: re-read the config; create configured devices that do not exist yet.  Limits and
+    /// the socket need a restart (they are fixed for live connections).
+    private func reload() {
+        Systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())\nSTATUS=reloading")
+        defer { Systemd.notify("READY=1\nSTATUS=\(statusLine())") }
+        guard let configPath else {
+            logger.info("reload: no config file to re-read")
+            return
+        }
+        do {
+            let fresh = try DaemonConfig.parse(String(decoding: try readFile(configPath), as: UTF8.self))
+            let existing = Set(service.deviceRecords().map(\.name))
+            let missing = fresh.devices.filter { !existing.contains($0.name) }
+            if !missing.isEmpty {
+                try service.restore(missing)
+                try stateStore.save(service.deviceRecords())
+            }
+            logger.notice("reloaded configuration", metadata: ["path": "\(configPath)", "new_devices": "\(missing.count)"])
+        } catch {
+            logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Watchdog
+
+    /// WATCHDOG=1 at half the interval, sent only after every device queue has answered: a hung
+    /// device queue stops the pings and gets the daemon restarted.
+    private func startWatchdog() {
+        guard let usec = Systemd.watchdogInterval() else { return }
+        let probe = DispatchQueue(label: "vdpad.watchdog")
+        let timer = DispatchSource.makeTimerSource(queue: probe)
+        let interval = DispatchTimeInterval.microseconds(Int(usec / 2))
+        timer.schedule(deadline: .now() + interval, repeating: interval)
+        timer.setEventHandler { [weak self] in
+            guard let self else { return }
+            for slot in self.service.allSlotQueues() { slot.sync {} }
+            self.queue.sync {}
+            Systemd.notify("WATCHDOG=1\nSTATUS=\(self.statusLine())")
+        }
+        timer.resume()
+        watchdog = timer
+    }
+}

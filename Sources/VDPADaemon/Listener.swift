@@ -1,0 +1,74 @@
+// Listener.swift — the listening Unix socket: taken from systemd
+// (sd_listen_fds) or created here.  Creating refuses to replace a socket that
+// a live vdpad still answers on, and replaces a stale one.
+import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum Listener {
+    static func address(_ path: String) throws -> sockaddr_un {
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ConfigError("socket path is too long: \(path)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
+            for (i, b) in bytes.enumerated() { raw[i] = b }
+        }
+        return addr
+    }
+
+    /// Whether something accepts connections on `path` right now.
+    static func isLive(_ path: String) -> Bool {
+        guard var addr = try? address(path) else { return false }
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        return r == 0
+    }
+
+    /// Creates, binds and listens; mode and group applied before anyone can connect.
+    static func create(path: String, mode: UInt32, group: gid_t?) throws -> Int32 {
+        if access(path, F_OK) == 0 {
+            if isLive(path) { throw ConfigError("another vdpad is already serving \(path); stop it first") }
+            unlink(path)  // stale socket from a process that died
+        }
+        let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
+        if !dir.isEmpty { mkdir(dir, 0o755) }
+        var addr = try address(path)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError("socket", errno) }
+        let old = umask(0o177)
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        umask(old)
+        guard r == 0 else { let e = errno; close(fd); throw SystemError("bind \(path)", e) }
+        if let group, chown(path, uid_t.max, group) != 0 { let e = errno; close(fd); throw SystemError("chown \(path)", e) }
+        guard chmod(path, mode_t(mode)) == 0 else { let e = errno; close(fd); throw SystemError("chmod \(path)", e) }
+        guard listen(fd, 512) == 0 else { let e = errno; close(fd); throw SystemError("listen \(path)", e) }
+        return fd
+    }
+
+    static func setNonBlocking(_ fd: Int32) {
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
+    }
+
+
+    /// Supplementary groups of a uid (for `groups`/`admin_group` membership).
+    static func groups(of uid: uid_t, primary: gid_t) -> [gid_t] {
+        guard let pw = getpwuid(uid) else { return [primary] }
+        var count: Int32 = 64
+        var list = [gid_t](repeating: 0, count: 64)
+        if getgrouplist(pw.pointee.pw_name, primary, &list, &count) < 0 {
+            list = [gid_t](repeating: 0, count: Int(count))
+            _ = getgrouplist(pw.pointee.pw_name, primary, &list, &count)
+        }
+        return Array(list.prefix(Int(max(count, 0))))
+    }
+
+    static func groupID(_ name: String) -> gid_t? {
+        if let n = gid_t(name) { return n }
+        return getgrnam(name).map { $0.pointee.gr_gid }
+    }
+}

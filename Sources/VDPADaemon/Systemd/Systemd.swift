@@ -1,0 +1,43 @@
+// Systemd.swift — the only file that imports libsystemd.  sd_* functions
+// return a negative errno on failure, 0 for "not under systemd", positive
+// when done; that meaning is kept.
+import CSystemd
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public enum Systemd {
+    public enum NotifyResult { case sent, notSupervised }
+
+    @discardableResult
+    public static func notify(_ state: String) -> NotifyResult {
+        let r = sd_notify(0, state)
+        return r > 0 ? .sent : .notSupervised
+    }
+
+    /// Sockets passed by socket activation (fds 3…), or [] when none.
+    public static func listenFDs() -> [Int32] {
+        let n = sd_listen_fds(1)  // unset LISTEN_* so children do not inherit them
+        guard n > 0 else { return [] }
+        return (0..<n).map { SD_LISTEN_FDS_START + $0 }
+    }
+
+    /// The watchdog interval in microseconds, when the service manager asked for one.
+    public static func watchdogInterval() -> UInt64? {
+        var usec: UInt64 = 0
+        return sd_watchdog_enabled(0, &usec) > 0 ? usec : nil
+    }
+
+    /// SO_PEERCRED of a connected socket (through the C shim: Swift's Glibc hides struct ucred).
+    static func peerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
+        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
+        guard vdpad_peercred(fd, &pid, &uid, &gid) == 0 else { return nil }
+        return (pid, uid, gid)
+    }
+
+    public static func monotonicMicroseconds() -> UInt64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return UInt64(ts.tv_sec) * 1_000_000 + UInt64(ts.tv_nsec) / 1000
+    }
+}

@@ -1,0 +1,75 @@
+// Dispatcher.swift — JSON-RPC 2.0 request handling over the method table:
+// single requests, notifications, batches (order kept, notifications not
+// answered, `[]` invalid), ids of any valid type echoed back.
+import VDPACore
+
+extension VDPAService {
+    /// Handles one complete JSON text; returns the reply text (no newline), or nil when nothing is owed.
+    public func handle(text: [UInt8], caller: Caller) -> [UInt8]? {
+        let message: JSON
+        do throws(JSONParseError) {
+            message = try JSON.parse(text)
+        } catch {
+            return response(id: .null, error: .parse(error.description)).encoded()
+        }
+        return handle(message: message, caller: caller)?.encoded()
+    }
+
+    public func handle(message: JSON, caller: Caller) -> JSON? {
+        guard case .array(let batch) = message else { return handle(request: message, caller: caller) }
+        if batch.isEmpty { return response(id: .null, error: .invalidRequest("empty batch")) }
+        if batch.count > limits.maxBatch {
+            return response(id: .null, error: .invalidRequest("batch of \(batch.count) entries is over max_batch \(limits.maxBatch)"))
+        }
+        let replies = batch.compactMap { handle(request: $0, caller: caller) }
+        return replies.isEmpty ? nil : .array(replies)
+    }
+
+    func handle(request: JSON, caller: Caller) -> JSON? {
+        counters.withLock { $0.requests += 1 }
+        guard case .object = request else { return response(id: .null, error: .invalidRequest("a request must be an object")) }
+        let id = request["id"]
+        if let id {
+            switch id {
+            case .string, .unsigned, .number, .null: break
+            default: return response(id: .null, error: .invalidRequest("id must be a string, number or null"))
+            }
+        }
+        guard request["jsonrpc"] == .string("2.0") else {
+            return response(id: id ?? .null, error: .invalidRequest("jsonrpc must be \"2.0\""))
+        }
+        guard case .string(let method)? = request["method"] else {
+            return response(id: id ?? .null, error: .invalidRequest("method must be a string"))
+        }
+        let result: Result<JSON, RPCError>
+        do {
+            guard let handler = Self.methods[method] else { throw RPCError.methodNotFound(method) }
+            let params = try Params(request["params"])
+            result = .success(try handler(self, params, caller))
+        } catch let error as RPCError {
+            result = .failure(error)
+        } catch {
+            result = .failure(.internalError("\(error)"))
+        }
+        guard let id else { return nil }  // a notification gets no reply, not even an error
+        switch result {
+        case .success(let value):
+            return .object([("jsonrpc", "2.0"), ("id", id), ("result", value)])
+        case .failure(let error):
+            return response(id: id, error: error)
+        }
+    }
+
+    func response(id: JSON, error: RPCError) -> JSON {
+        counters.withLock { $0.errors += 1 }
+        return .object([("jsonrpc", "2.0"), ("id", id), ("error", error.json)])
+    }
+
+    /// A reply for a framing failure the connection reports before closing.
+    public func framingError(tooLarge: Bool, maxBytes: Int) -> [UInt8] {
+        let error: RPCError = tooLarge
+            ? .invalidRequest("request too large (max_request_bytes \(maxBytes))")
+            : .parse("the input is not JSON")
+        return response(id: .null, error: error).encoded()
+    }
+}

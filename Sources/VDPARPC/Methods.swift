@@ -1,0 +1,217 @@
+// Methods.swift — the method table: every method of PROTOCOL.md §5 bound to
+// the core.  Handlers decode params (-32602), check roles (EPERM), run the
+// device operation on the device's queue, and shape the reply.
+import VDPACore
+
+/// A method: typed errors are RPCError; anything else becomes -32603.
+typealias Handler = @Sendable (VDPAService, Params, Caller) throws -> JSON
+
+extension VDPAService {
+    static let methods: [String: Handler] = {
+        var table: [String: Handler] = [:]
+        table.merge(daemonMethods) { a, _ in a }
+        table.merge(managementMethods) { a, _ in a }
+        table.merge(sessionMethods) { a, _ in a }
+        table.merge(iotlbMethods) { a, _ in a }
+        return table
+    }()
+
+    /// Names of every method served, sorted.
+    public static var methodNames: [String] { methods.keys.sorted() }
+
+    // MARK: Shared helpers
+
+    /// The device named by `device`, checked to be owned by the caller's connection (R5, R22).
+    func ownedSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> DeviceSlot {
+        let slot = try slot(try p.string("device"))
+        try slot.sync { (d: inout VDPADevice) throws(VDPAError) in try d.requireOwner(caller.connection) }
+        return slot
+    }
+
+    /// The owner, or an admin (dump_iotlb, translate).
+    func ownedOrAdminSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> DeviceSlot {
+        if caller.isAdmin { return try slot(try p.string("device")) }
+        return try ownedSlot(p, caller)
+    }
+
+    func requireAdmin(_ caller: Caller, _ what: String) throws(RPCError) {
+        guard caller.isAdmin else {
+            throw RPCError.domain(.EPERM, "\(what) needs an admin (uid 0 or admin_group); uid \(caller.uid) is not")
+        }
+    }
+
+    static func backendJSON(_ f: BackendFeatures) -> JSON {
+        ["names": .array(f.names.map { .string($0) }), "mask": .unsigned(f.rawValue)]
+    }
+
+    static func featuresJSON(_ mask: UInt64, _ c: DeviceClass) -> JSON {
+        ["names": .array(VirtioFeatures.names(of: mask, class: c).map { .string($0) }), "mask": .unsigned(mask)]
+    }
+
+    static func ownerJSON(_ owner: Owner?) -> JSON {
+        guard let owner else { return .null }
+        return ["pid": JSON(Int(owner.pid)), "uid": .unsigned(UInt64(owner.uid))]
+    }
+
+    static func entryJSON(_ e: IOTLBEntry) -> JSON {
+        // The whole 2^64 space has no UInt64 size; report 0 as the kernel's u64 would wrap.
+        ["iova": .unsigned(e.first), "size": .unsigned(e.size ?? 0), "addr": .unsigned(e.address),
+         "perm": .string(e.permission.description)]
+    }
+
+    static func deviceJSON(_ d: VDPADevice) -> JSON {
+        let vqs = 0..<d.virtqueueCount
+        let descGroups: JSON = d.mgmtdev.hasDescriptorGroups(legacy: d.legacy)
+            ? .array(vqs.map { JSON(d.descriptorGroup(ofVirtqueue: $0)!) }) : .null
+        let asids: [JSON] = (0..<d.addressSpaceCount).map { a in
+            let mapping = d.deviceMapping(asid: a)
+            return ["asid": JSON(a), "session_entries": d.sessionTables[a].map { JSON($0.count) } ?? .null,
+                    "device_mapping": .string(mapping.name), "device_entries": JSON(d.deviceTable(asid: a)?.count ?? 0)]
+        }
+        let s = d.stats
+        let stats: JSON = [
+            "map_calls": JSON(s.mapCalls), "unmap_calls": JSON(s.unmapCalls), "device_commits": JSON(s.deviceCommits),
+            "entries_copied": JSON(s.entriesCopied), "default_restores": JSON(s.defaultRestores),
+            "resets_clean": JSON(s.resetsClean), "resets_persist": JSON(s.resetsPersist),
+            "translate_calls": JSON(s.translateCalls),
+        ]
+        return [
+            "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "legacy": .bool(d.legacy),
+            "nvqs": JSON(d.virtqueueCount), "ngroups": JSON(d.groupCount), "nas": JSON(d.addressSpaceCount),
+            "iova_first": .unsigned(d.iovaRange.first), "iova_last": .unsigned(d.iovaRange.last),
+            "vq_groups": .array(vqs.map { JSON(d.group(ofVirtqueue: $0)) }), "vq_desc_groups": descGroups,
+            "group_asid": .array(d.groupASID.map { JSON($0) }), "status": .unsigned(UInt64(d.status)),
+            "features": featuresJSON(d.driverFeatures, d.mgmtdev.deviceClass),
+            "backend_features": ["offered": backendJSON(d.offeredBackendFeatures), "acked": backendJSON(d.ackedBackendFeatures)],
+            "owner": ownerJSON(d.owner), "suspended": .bool(d.suspended), "asids": .array(asids), "stats": stats,
+        ]
+    }
+
+    // MARK: §5.1 Daemon
+
+    static let daemonMethods: [String: Handler] = [
+        "ping": { _, _, _ in "pong" },
+        "get_version": { s, _, _ in ["version": .string(s.version), "protocol": 1, "pid": JSON(Int(s.pid))] },
+        "rpc_get_methods": { _, _, _ in .array(methodNames.map { .string($0) }) },
+        "get_stats": { s, _, _ in
+            let c = s.counters.withLock { $0 }
+            let uptime = UInt64((ContinuousClock.now - s.started).components.seconds)
+            return ["uptime_s": .unsigned(uptime), "connections": JSON(c.connections), "requests": JSON(c.requests),
+                    "errors": JSON(c.errors), "devices": JSON(s.devices.withLock { $0.count })]
+        },
+        "subscribe": { s, p, caller in
+            var types = Set(["device_added", "device_removed", "status_changed", "owner_changed", "session_closed"])
+            if let v = p["events"] {
+                guard case .array(let items) = v else { throw RPCError.invalidParams("events", "must be an array of event types") }
+                var wanted: Set<String> = []
+                for item in items {
+                    guard case .string(let t) = item, types.contains(t) else {
+                        throw RPCError.invalidParams("events", "has an unknown event type \(item.text); known: \(types.sorted().joined(separator: ", "))")
+                    }
+                    wanted.insert(t)
+                }
+                types = wanted
+            }
+            s.subscribe(caller.connection, to: types)
+            return ["seq": .unsigned(s.events.latest)]
+        },
+        "get_events": { s, p, _ in
+            let (events, next) = s.events.since(try p.optionalU64("since") ?? 0)
+            return ["events": .array(events), "next_seq": .unsigned(next)]
+        },
+    ]
+
+    // MARK: §5.2 Management
+
+    static let managementMethods: [String: Handler] = [
+        "list_mgmtdevs": { _, _, _ in
+            .array(ManagementDevice.allCases.map { m in
+                ["name": .string(m.name), "class": .string(m.deviceClass.rawValue), "nvqs": JSON(m.virtqueueCount(maxVQP: 1)),
+                 "ngroups": JSON(m.groupCount), "nas": JSON(m.addressSpaceCount),
+                 "desc_group": .bool(m.hasDescriptorGroups(legacy: false)), "reset_map": .bool(m.hasResetMap(legacy: false)),
+                 "persist": .bool(m.offeredBackendFeatures(legacy: false).contains(.iotlbPersist)),
+                 "map_op": .string(m.mapOperation.rawValue)]
+            })
+        },
+        "add_device": { s, p, caller in
+            try s.requireAdmin(caller, "add_device")
+            let record = try VDPAService.record(from: p)
+            let device = try s.makeDevice(record)
+            let reply = VDPAService.deviceJSON(device)
+            try s.registryLock.withLock { _ throws(RPCError) in
+                let count = s.devices.withLock { $0.count }
+                if s.devices.withLock({ $0[record.name] != nil }) {
+                    throw RPCError.domain(.EEXIST, "a device named \(record.name) already exists")
+                }
+                guard count < s.limits.maxDevices else {
+                    throw RPCError.domain(.ENOSPC, "vdpad already holds max_devices \(s.limits.maxDevices) devices")
+                }
+                do {
+                    try s.persist(s.deviceRecords() + [record])
+                } catch {
+                    throw RPCError.domain(.EIO, "could not save the state file, \(record.name) not added: \(error)")
+                }
+                s.devices.withLock { $0[record.name] = DeviceSlot(device) }
+            }
+            s.emit("device_added", device: record.name, [("mgmtdev", .string(record.mgmtdev))])
+            return reply
+        },
+        "del_device": { s, p, caller in
+            try s.requireAdmin(caller, "del_device")
+            let name = try p.string("name")
+            let force = try p.optionalBool("force") ?? false
+            let ownerConnection: UInt64? = try s.registryLock.withLock { _ throws(RPCError) in
+                let slot = try s.slot(name)
+                let owner = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Owner? in
+                    guard let owner = d.owner else { return nil }
+                    guard force else {
+                        throw VDPAError(.EBUSY, "\(name) is open (pid \(owner.pid), uid \(owner.uid)); use force to close its session first")
+                    }
+                    return owner
+                }
+                do {
+                    try s.persist(s.deviceRecords().filter { $0.name != name })
+                } catch {
+                    throw RPCError.domain(.EIO, "could not save the state file, \(name) not deleted: \(error)")
+                }
+                _ = try slot.sync { (d: inout VDPADevice) throws(VDPAError) in d.release() }
+                s.devices.withLock { _ = $0.removeValue(forKey: name) }
+                return owner?.connection
+            }
+            if let ownerConnection {
+                s.emit("session_closed", device: name, [("reason", "device deleted")], alsoTo: ownerConnection)
+            }
+            s.emit("device_removed", device: name)
+            return [:]
+        },
+        "list_devices": { s, _, _ in
+            .array(s.allSlots().map { $0.read { d in
+                ["name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "owner": ownerJSON(d.owner),
+                 "status": .unsigned(UInt64(d.status))] as JSON
+            } }.sorted { $0["name"]!.text < $1["name"]!.text })
+        },
+        "get_device": { s, p, _ in try s.slot(try p.string("device")).read { deviceJSON($0) } },
+        "get_config": { s, p, _ in
+            try s.slot(try p.string("device")).read { d in
+                let a = d.attributes
+                return ["mac": JSON(a.mac), "mtu": a.mtu.map { JSON($0) } ?? .null,
+                        "max_vq_pairs": d.mgmtdev.deviceClass == .net ? JSON(a.maxVQP ?? 1) : .null,
+                        "status": .unsigned(UInt64(d.status))]
+            }
+        },
+    ]
+
+    static func record(from p: Params) throws(RPCError) -> DeviceRecord {
+        func int(_ key: String) throws(RPCError) -> Int? {
+            guard let v = try p.optionalU64(key) else { return nil }
+            guard v <= UInt64(Int32.max) else { throw RPCError.domain(.EINVAL, "\(key) \(v) is out of range") }
+            return Int(v)
+        }
+        var attributes = DeviceAttributes(mac: try p.optionalString("mac"), mtu: try int("mtu"), maxVQP: try int("max_vqp"),
+                                          legacy: try p.optionalBool("legacy") ?? false)
+        attributes.iovaRange = IOVARange(first: try p.optionalU64("iova_first") ?? 0, last: try p.optionalU64("iova_last") ?? .max)
+        attributes.users = try p.optionalIDs("users") ?? []
+        attributes.groups = try p.optionalIDs("groups") ?? []
+        return DeviceRecord(name: try p.string("name"), mgmtdev: try p.string("mgmtdev"), attributes: attributes)
+    }
+}

@@ -1,0 +1,249 @@
+// Service.swift — the device table, sessions, events and counters behind the
+// method table.  No sockets here: a connection is an id plus a sink that
+// receives notifications, so the whole protocol runs in-process in tests.
+//
+// Concurrency (DESIGN.md): each device lives on its own serial queue and
+// every operation on it runs there; the table of devices is a small map
+// behind a Mutex; calls from one connection arrive in order, and each call
+// waits for its device queue, so replies keep request order.
+import Dispatch
+import Synchronization
+import VDPACore
+
+/// Who is calling: from SO_PEERCRED, decided once per connection.
+public struct Caller: Sendable {
+    public var connection: UInt64
+    public var pid: Int32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var supplementaryGroups: [UInt32]
+    public var isAdmin: Bool
+
+    public init(connection: UInt64, pid: Int32, uid: UInt32, gid: UInt32, supplementaryGroups: [UInt32] = [],
+                isAdmin: Bool) {
+        self.connection = connection
+        self.pid = pid
+        self.uid = uid
+        self.gid = gid
+        self.supplementaryGroups = supplementaryGroups
+        self.isAdmin = isAdmin
+    }
+
+    var owner: Owner { Owner(connection: connection, pid: pid, uid: uid) }
+}
+
+/// Where a connection's notifications go (the daemon writes them to the socket).
+public protocol NotificationSink: AnyObject, Sendable {
+    func send(_ notification: JSON)
+}
+
+/// A device and the queue that owns it.
+final class DeviceSlot: @unchecked Sendable {
+    let queue: DispatchQueue
+    private var device: VDPADevice  // touched only on `queue`
+
+    init(_ device: VDPADevice) {
+        self.device = device
+        queue = DispatchQueue(label: "vdpad.device.\(device.name)")
+    }
+
+    func sync<T>(_ body: (inout VDPADevice) throws(VDPAError) -> T) throws(RPCError) -> T {
+        let result: Result<T, VDPAError> = queue.sync {
+            do throws(VDPAError) { return .success(try body(&device)) } catch { return .failure(error) }
+        }
+        switch result {
+        case .success(let v): return v
+        case .failure(let e): throw RPCError(e)
+        }
+    }
+
+    func read<T>(_ body: (VDPADevice) -> T) -> T { queue.sync { body(device) } }
+}
+
+/// What survives a restart: how a device was created.
+public struct DeviceRecord: Equatable, Sendable {
+    public var name: String
+    public var mgmtdev: String
+    public var attributes: DeviceAttributes
+
+    public init(name: String, mgmtdev: String, attributes: DeviceAttributes) {
+        self.name = name
+        self.mgmtdev = mgmtdev
+        self.attributes = attributes
+    }
+}
+
+public struct ServiceLimits: Sendable {
+    public var maxDevices = 1024
+    public var maxIOTLBEntries = 1 << 21
+    public var maxBatch = 4096
+    public var eventBuffer = 4096
+
+    public init() {}
+}
+
+public final class VDPAService: Sendable {
+    let limits: ServiceLimits
+    let devices = Mutex<[String: DeviceSlot]>([:])
+    /// Serialises add/del with the persistence hook so the state file follows acknowledged order.
+    let registryLock = Mutex<Void>(())
+    let events: EventLog
+    let sinks = Mutex<[UInt64: Sink]>([:])
+    let counters = Mutex<Counters>(Counters())
+    let started = ContinuousClock.now
+    let version: String
+    let pid: Int32
+    /// Called under the registry lock after every change of the device set, with the new set.
+    /// Throwing refuses the change (e.g. the state file cannot be written).
+    let persist: @Sendable ([DeviceRecord]) throws -> Void
+
+    struct Sink {
+        let sink: any NotificationSink
+        var subscribed: Set<String>?
+    }
+
+    struct Counters {
+        var connections = 0
+        var requests = 0
+        var errors = 0
+    }
+
+    public init(limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
+                persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
+        self.limits = limits
+        self.version = version
+        self.pid = pid
+        self.persist = persist
+        events = EventLog(capacity: limits.eventBuffer)
+    }
+
+    // MARK: Connections
+
+    public func connectionOpened(_ connection: UInt64, sink: any NotificationSink) {
+        sinks.withLock { $0[connection] = Sink(sink: sink, subscribed: nil) }
+        counters.withLock { $0.connections += 1 }
+    }
+
+    /// Releases every device the connection owns (PROTOCOL.md §6).
+    public func connectionClosed(_ connection: UInt64) {
+        sinks.withLock { _ = $0.removeValue(forKey: connection) }
+        counters.withLock { $0.connections -= 1 }
+        for slot in allSlots() {
+            let released: String? = slot.read { $0.owner?.connection == connection ? $0.name.rawValue : nil }
+            guard let name = released else { continue }
+            _ = try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
+                if d.owner?.connection == connection { d.release() }
+            }
+            emit("owner_changed", device: name, [("owner", .null), ("reason", .string("disconnect"))])
+        }
+    }
+
+    public var connectionCount: Int { counters.withLock { $0.connections } }
+
+    func allSlots() -> [DeviceSlot] { devices.withLock { Array($0.values) } }
+
+    /// The device queues, for a watchdog that proves none of them hangs.
+    public func allSlotQueues() -> [DispatchQueue] { allSlots().map(\.queue) }
+
+    func slot(_ name: String) throws(RPCError) -> DeviceSlot {
+        guard let slot = devices.withLock({ $0[name] }) else {
+            throw RPCError.domain(.ENODEV, "no device named \(name)")
+        }
+        return slot
+    }
+
+    /// The records of every device, sorted by name (for the state file).
+    public func deviceRecords() -> [DeviceRecord] {
+        allSlots().map { s in s.read { DeviceRecord(name: $0.name.rawValue, mgmtdev: $0.mgmtdev.name, attributes: $0.attributes) } }
+            .sorted { $0.name < $1.name }
+    }
+
+    /// Creates devices from the state file or config at start, without persisting again.
+    public func restore(_ records: [DeviceRecord]) throws(RPCError) {
+        for record in records {
+            let device = try makeDevice(record)
+            devices.withLock { $0[record.name] = DeviceSlot(device) }
+        }
+    }
+
+    /// `restore`, with the failure as text (nil on success).
+    public func restoreReportingProblem(_ records: [DeviceRecord]) -> String? {
+        do throws(RPCError) {
+            try restore(records)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
+    func makeDevice(_ record: DeviceRecord) throws(RPCError) -> VDPADevice {
+        guard let name = DeviceName(rawValue: record.name) else {
+            throw RPCError.domain(.EINVAL, "device name \"\(record.name)\" is not 1–32 of [A-Za-z0-9_.-]")
+        }
+        guard let mgmtdev = ManagementDevice(rawValue: record.mgmtdev) else {
+            throw RPCError.domain(.ENODEV, "no management device named \(record.mgmtdev); see list_mgmtdevs")
+        }
+        do throws(VDPAError) {
+            return try VDPADevice(name: name, mgmtdev: mgmtdev, attributes: record.attributes,
+                                  maxEntriesPerASID: limits.maxIOTLBEntries)
+        } catch { throw RPCError(error) }
+    }
+
+    // MARK: Events
+
+    func emit(_ type: String, device: String, _ fields: [(String, JSON)] = [], alsoTo owner: UInt64? = nil) {
+        let event = events.append(type: type, device: device, fields: fields)
+        let targets = sinks.withLock { table in
+            table.compactMap { (id, s) -> (any NotificationSink)? in
+                (s.subscribed?.contains(type) == true || id == owner) ? s.sink : nil
+            }
+        }
+        let note: JSON = ["jsonrpc": "2.0", "method": "event", "params": event]
+        for sink in targets { sink.send(note) }
+    }
+
+    func subscribe(_ connection: UInt64, to types: Set<String>) {
+        sinks.withLock { $0[connection]?.subscribed = types }
+    }
+}
+
+/// A bounded buffer of events with increasing sequence numbers.
+final class EventLog: Sendable {
+    private let state: Mutex<(seq: UInt64, items: [JSON])>
+    private let capacity: Int
+
+    init(capacity: Int) {
+        self.capacity = max(capacity, 1024)
+        state = Mutex((0, []))
+    }
+
+    func append(type: String, device: String, fields: [(String, JSON)]) -> JSON {
+        let time = UInt64(max(0, Double(clock_realtime_ns()) / 1e9).rounded(.down))
+        return state.withLock { s in
+            s.seq += 1
+            let event: JSON = .object([("seq", .unsigned(s.seq)), ("time", .unsigned(time)), ("type", .string(type)),
+                                       ("device", .string(device))] + fields)
+            s.items.append(event)
+            if s.items.count > capacity { s.items.removeFirst(s.items.count - capacity) }
+            return event
+        }
+    }
+
+    var latest: UInt64 { state.withLock { $0.seq } }
+
+    func since(_ seq: UInt64) -> (events: [JSON], next: UInt64) {
+        state.withLock { s in
+            let items = s.items.filter { if case .unsigned(let n)? = $0["seq"] { return n > seq } else { return false } }
+            return (items, s.seq)
+        }
+    }
+}
+
+#if canImport(Glibc)
+import Glibc
+func clock_realtime_ns() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+}
+#endif
