@@ -88,7 +88,13 @@ final class Connection: NotificationSink, @unchecked Sendable {
         for frame in framer.push(bytes) {
             switch frame {
             case .text(let text):
-                if let reply = service.handle(text: text, caller: caller) { enqueue(reply) }
+                let reply = service.handle(text: text, caller: caller)
+                if let bytes = reply.bytes { enqueue(bytes) }
+                if reply.closeConnection {
+                    flush()
+                    close(reason: "input is not JSON")
+                    return
+                }
             case .tooLarge, .garbage:
                 enqueue(service.framingError(tooLarge: frame == .tooLarge, maxBytes: limits.maxRequestBytes))
                 flush()
@@ -102,7 +108,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
     private func armIdleTimer() {
         idleTimer?.cancel()
         idleTimer = nil
-        guard framer.hasPartialText else { return }
+        guard !closed, framer.hasPartialText else { return }
         let timer = DispatchSource.makeTimerSource(queue: queue)
         timer.schedule(deadline: .now() + .seconds(limits.idleTimeoutSeconds))
         timer.setEventHandler { [weak self] in
@@ -131,6 +137,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
     }
 
     private func flush() {
+        guard !closed else { return }
         while !closed && outputOffset < output.count {
             let n = output.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + outputOffset, output.count - outputOffset, Int32(MSG_NOSIGNAL)) }
             if n > 0 {
@@ -145,6 +152,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
             close(reason: nil)  // the peer went away
             return
         }
+        guard !closed else { return }
         output.removeAll(keepingCapacity: output.count < 1 << 20)
         outputOffset = 0
         if !writeSuspended { writeSuspended = true; writeSource?.suspend() }

@@ -4,15 +4,23 @@
 import VDPACore
 
 extension VDPAService {
-    /// Handles one complete JSON text; returns the reply text (no newline), or nil when nothing is owed.
-    public func handle(text: [UInt8], caller: Caller) -> [UInt8]? {
+    /// The answer to one JSON text.
+    public struct Reply {
+        /// The reply text (no newline), or nil when nothing is owed.
+        public var bytes: [UInt8]?
+        /// The input was not JSON: the connection is closed after the reply (PROTOCOL.md §1).
+        public var closeConnection: Bool
+    }
+
+    /// Handles one complete JSON text.
+    public func handle(text: [UInt8], caller: Caller) -> Reply {
         let message: JSON
         do throws(JSONParseError) {
             message = try JSON.parse(text)
         } catch {
-            return response(id: .null, error: .parse(error.description)).encoded()
+            return Reply(bytes: response(id: .null, error: .parse(error.description)).encoded(), closeConnection: true)
         }
-        return handle(message: message, caller: caller)?.encoded()
+        return Reply(bytes: handle(message: message, caller: caller)?.encoded(), closeConnection: false)
     }
 
     public func handle(message: JSON, caller: Caller) -> JSON? {

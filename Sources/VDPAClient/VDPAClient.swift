@@ -1,0 +1,116 @@
+// VDPAClient.swift — a small blocking JSON-RPC client over the Unix socket,
+// shared by vdpad-cli, the end-to-end tests and vdpad-bench so none of them
+// writes socket code of its own.
+@_exported import VDPARPC
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A local failure (never something the daemon said).
+public struct ClientError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ d: String) { description = d }
+}
+
+/// An error object the daemon returned.
+public struct RemoteError: Error, CustomStringConvertible {
+    public var code: Int
+    public var message: String
+    public var data: JSON?
+    public var errno: String? { if case .string(let s)? = data?["errno"] { s } else { nil } }
+    public var description: String { message }
+}
+
+public final class VDPAClient {
+    public let path: String
+    public let fd: Int32
+    private var buffer: [UInt8] = []
+    private var nextID: UInt64 = 0
+    /// Notifications received while waiting for a reply.
+    public private(set) var notifications: [JSON] = []
+
+    /// Connects; `timeout` (seconds) bounds every later read and write.
+    public init(path: String, timeout: Double? = nil) throws {
+        self.path = path
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ClientError("socket path too long: \(path)") }
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw ClientError("socket: \(String(cString: strerror(errno)))") }
+        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        guard r == 0 else {
+            let e = errno
+            close(fd)
+            throw ClientError("no vdpad answers on \(path): \(String(cString: strerror(e))) (is the daemon running? set -s or VDPAD_SOCKET)")
+        }
+        if let timeout {
+            var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))
+            setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+            setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
+        }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends raw bytes as they are.
+    public func send(raw bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ClientError("write to \(path): \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+
+    public func send(_ message: JSON) throws { try send(raw: message.encoded() + [0x0A]) }
+
+    /// The next line the daemon sends, parsed; nil at end of stream.
+    public func readMessage() throws -> JSON? {
+        while true {
+            if let nl = buffer.firstIndex(of: 0x0A) {
+                let line = Array(buffer[..<nl])
+                buffer.removeFirst(nl + 1)
+                do { return try JSON.parse(line) } catch { throw ClientError("daemon sent invalid JSON: \(error)") }
+            }
+            var chunk = [UInt8](repeating: 0, count: 65536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, 65536, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw ClientError("timed out waiting for \(path)") }
+            guard n >= 0 else { throw ClientError("read from \(path): \(String(cString: strerror(errno)))") }
+            if n == 0 { return nil }
+            buffer.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    /// Builds a request object with the next id.
+    public func request(_ method: String, _ params: JSON? = nil) -> JSON {
+        nextID += 1
+        var members: [(String, JSON)] = [("jsonrpc", "2.0"), ("id", .unsigned(nextID)), ("method", .string(method))]
+        if let params { members.append(("params", params)) }
+        return .object(members)
+    }
+
+    /// Calls a method and returns its result.  - Throws: `RemoteError` for an error reply.
+    @discardableResult
+    public func call(_ method: String, _ params: JSON? = nil) throws -> JSON {
+        let req = request(method, params)
+        try send(req)
+        while true {
+            guard let reply = try readMessage() else { throw ClientError("vdpad closed the connection") }
+            if reply["method"] != nil && reply["id"] == nil {
+                notifications.append(reply)
+                continue
+            }
+            guard reply["id"] == req["id"] else { throw ClientError("reply out of order: \(reply.text)") }
+            if let error = reply["error"] {
+                let code: Int = if case .unsigned(let u)? = error["code"] { Int(u) } else if case .number(let s)? = error["code"] { Int(s) ?? 0 } else { 0 }
+                let message: String = if case .string(let s)? = error["message"] { s } else { "error" }
+                throw RemoteError(code: code, message: message, data: error["data"])
+            }
+            return reply["result"] ?? .null
+        }
+    }
+}
