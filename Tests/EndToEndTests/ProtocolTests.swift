@@ -154,3 +154,31 @@ struct ProtocolTests {
         #expect(items.compactMap { $0["type"] } == ["device_added", "owner_changed", "session_closed", "device_removed"])
     }
 }
+
+@Suite("vdpad-cli", .serialized)
+struct CLITests {
+    func runCLI(_ args: [String]) throws -> (Int32, String, String) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: product("vdpad-cli"))
+        p.arguments = args
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        return (p.terminationStatus, o, e)
+    }
+
+    @Test("call prints the result; a daemon error exits 1 with the message; no daemon names the socket")
+    func call() throws {
+        let d = try Daemon()
+        #expect(try runCLI(["call", "-s", d.socketPath, "ping"]) == (0, "\"pong\"\n", ""))
+        let (status, _, err) = try runCLI(["call", "-s", d.socketPath, "get_device", #"{"device":"nope"}"#])
+        #expect(status == 1 && err == "vdpad-cli: ENODEV: no device named nope\n")
+        let (s2, _, e2) = try runCLI(["call", "-s", d.dir.path + "/absent.sock", "ping"])
+        #expect(s2 == 1 && e2.contains("no vdpad answers on \(d.dir.path)/absent.sock"))
+        #expect(try runCLI(["call", "-s", d.socketPath, "ping", "{"]).0 != 0)
+    }
+}
