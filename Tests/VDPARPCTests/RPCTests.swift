@@ -1,0 +1,61 @@
+// RPCTests.swift — the RPC layer in-process, no sockets: JSON exactness,
+// framing, and golden request/response texts through the method table.
+import Testing
+@testable import VDPARPC
+
+let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
+let user = Caller(connection: 2, pid: 2, uid: 1000, gid: 1000, isAdmin: false)
+
+func call(_ s: VDPAService, _ text: String, as caller: Caller = admin) -> String {
+    s.handle(text: Array(text.utf8), caller: caller).bytes.map { String(decoding: $0, as: UTF8.self) } ?? ""
+}
+
+@Suite("JSON and framing")
+struct JSONTests {
+    @Test("integers are exact over 0…2^64−1; negatives, fractions and bigger values stay numbers")
+    func exactIntegers() throws {
+        #expect(try JSON.parse("18446744073709551615") == .unsigned(.max))
+        #expect(try JSON.parse("18446744073709551616") == .number("18446744073709551616"))
+        #expect(try JSON.parse("-1") == .number("-1"))
+        #expect(try JSON.parse("1.0") == .number("1.0"))
+        #expect(JSON.unsigned(.max).text == "18446744073709551615")
+        #expect(try JSON.parse(#"{"a":"\u00e9\n","b":[true,null]}"#).text == "{\"a\":\"é\\n\",\"b\":[true,null]}")
+        #expect(throws: JSONParseError.self) { try JSON.parse("{\"a\":}") }
+    }
+
+    @Test("the framer splits texts on any whitespace layout and flags oversize and garbage")
+    func framer() {
+        var f = Framer(maxTextBytes: 64)
+        #expect(f.push(Array("{\"a\":\"}\"} [1,\n2]\n{".utf8)) == [.text(Array("{\"a\":\"}\"}".utf8)), .text(Array("[1,\n2]".utf8))])
+        #expect(f.hasPartialText)
+        #expect(f.push(Array("}".utf8)) == [.text(Array("{}".utf8))])
+        #expect(f.push([UInt8](repeating: 91, count: 100)).last == .tooLarge)
+        var g = Framer(maxTextBytes: 64)
+        #expect(g.push(Array("@".utf8)) == [.garbage])
+    }
+}
+
+@Suite("Method table")
+struct MethodTableTests {
+    @Test("golden: ping, unknown method, a notification, an invalid params error with data.field")
+    func golden() {
+        let s = VDPAService(version: "t", pid: 1)
+        #expect(call(s, #"{"jsonrpc":"2.0","id":7,"method":"ping"}"#) == #"{"jsonrpc":"2.0","id":7,"result":"pong"}"#)
+        #expect(call(s, #"{"jsonrpc":"2.0","method":"ping"}"#) == "")
+        #expect(call(s, #"{"jsonrpc":"2.0","id":"x","method":"nope"}"#)
+            == #"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"method not found: nope","data":{"method":"nope"}}}"#)
+        #expect(call(s, #"{"jsonrpc":"2.0","id":1,"method":"get_device","params":{"device":1}}"#)
+            == #"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"invalid params: device must be a string, got number","data":{"field":"device"}}}"#)
+    }
+
+    @Test("roles: add_device needs an admin (EPERM); open needs users/groups; a domain error maps to −errno")
+    func roles() {
+        let s = VDPAService(version: "t", pid: 1)
+        #expect(call(s, #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"d","mgmtdev":"vdpasim_net"}}"#, as: user).contains(#""code":-1,"#))
+        #expect(call(s, #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"d","mgmtdev":"vdpasim_net","users":[1000]}}"#).contains(#""result":{"name":"d""#))
+        #expect(call(s, #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"d"}}"#, as: user).contains(#""result""#))
+        #expect(call(s, #"{"jsonrpc":"2.0","id":3,"method":"map","params":{"device":"d","iova":0,"size":0,"addr":0,"perm":"rw"}}"#, as: user)
+            == #"{"jsonrpc":"2.0","id":3,"error":{"code":-22,"message":"EINVAL: map of size 0 at 0x0 (R2)","data":{"errno":"EINVAL"}}}"#)
+        #expect(call(s, #"{"jsonrpc":"2.0","id":4,"method":"reset","params":{"device":"d"}}"#, as: admin).contains(#""errno":"EPERM""#))
+    }
+}
