@@ -115,7 +115,7 @@ public final class Daemon: @unchecked Sendable {
     }
 
     private func admit(_ fd: Int32) {
-        guard let cred = Systemd.peerCredentials(fd) else {
+        guard let cred = Listener.peerCredentials(fd) else {
             close(fd)
             return
         }

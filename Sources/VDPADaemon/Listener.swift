@@ -55,6 +55,23 @@ enum Listener {
     }
 
 
+    /// `struct ucred`, which Glibc's Swift module hides (it needs _GNU_SOURCE); same layout.
+    struct PeerCredentials {
+        var pid: Int32 = 0
+        var uid: UInt32 = 0
+        var gid: UInt32 = 0
+    }
+
+    /// SO_PEERCRED of a connected socket.
+    static func peerCredentials(_ fd: Int32) -> PeerCredentials? {
+        var cred = PeerCredentials()
+        var len = socklen_t(MemoryLayout<PeerCredentials>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0, len == MemoryLayout<PeerCredentials>.size else {
+            return nil
+        }
+        return cred
+    }
+
     /// Supplementary groups of a uid (for `groups`/`admin_group` membership).
     static func groups(of uid: uid_t, primary: gid_t) -> [gid_t] {
         guard let pw = getpwuid(uid) else { return [primary] }

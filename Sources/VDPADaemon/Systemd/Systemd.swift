@@ -28,13 +28,6 @@ public enum Systemd {
         return sd_watchdog_enabled(0, &usec) > 0 ? usec : nil
     }
 
-    /// SO_PEERCRED of a connected socket (through the C shim: Swift's Glibc hides struct ucred).
-    static func peerCredentials(_ fd: Int32) -> (pid: Int32, uid: UInt32, gid: UInt32)? {
-        var pid: pid_t = 0, uid: uid_t = 0, gid: gid_t = 0
-        guard vdpad_peercred(fd, &pid, &uid, &gid) == 0 else { return nil }
-        return (pid, uid, gid)
-    }
-
     public static func monotonicMicroseconds() -> UInt64 {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
