@@ -24,7 +24,7 @@ let package = Package(
             name: "VDPACore",
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
-        .target(name: "VDPARPC", dependencies: ["VDPACore"]),
+        .target(name: "VDPARPC", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
         .target(name: "VDPAClient", dependencies: ["VDPARPC"]),
         .systemLibrary(
             name: "CSystemd",

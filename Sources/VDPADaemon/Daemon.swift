@@ -44,7 +44,8 @@ public final class Daemon: @unchecked Sendable {
             adminGroup = nil
         }
         let store = stateStore
-        service = VDPAService(limits: config.limits, version: Self.version, pid: getpid(), persist: { try store.save($0) })
+        service = VDPAService(limits: config.limits, version: Self.version, pid: getpid(), logger: logger,
+                              persist: { try store.save($0) })
         let passed = Systemd.listenFDs()
         ownsSocketPath = passed.isEmpty
         if let fd = passed.first { listenFD = fd }

@@ -1,6 +1,7 @@
 // Dispatcher.swift — JSON-RPC 2.0 request handling over the method table:
 // single requests, notifications, batches (order kept, notifications not
 // answered, `[]` invalid), ids of any valid type echoed back.
+import Logging
 import VDPACore
 
 extension VDPAService {
@@ -59,12 +60,25 @@ extension VDPAService {
         } catch {
             result = .failure(.internalError("\(error)"))
         }
+        if case .failure(let error) = result { log(error, method: method, params: request["params"], caller: caller) }
         guard let id else { return nil }  // a notification gets no reply, not even an error
         switch result {
         case .success(let value):
             return .object([("jsonrpc", "2.0"), ("id", id), ("result", value)])
         case .failure(let error):
             return response(id: id, error: error)
+        }
+    }
+
+    /// Domain and params errors are the client's business (debug); an internal error is ours (error).
+    func log(_ error: RPCError, method: String, params: JSON?, caller: Caller) {
+        var metadata: Logger.Metadata = ["method": "\(method)", "code": "\(error.code)", "pid": "\(caller.pid)"]
+        if case .string(let device)? = params?["device"] { metadata["device"] = "\(device)" }
+        if let asid = params?["asid"] { metadata["asid"] = "\(asid.text)" }
+        if error.code == -32603 {
+            logger.error("internal error: \(error.message)", metadata: metadata)
+        } else {
+            logger.debug("\(error.message)", metadata: metadata)
         }
     }
 

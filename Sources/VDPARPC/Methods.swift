@@ -1,6 +1,7 @@
 // Methods.swift — the method table: every method of PROTOCOL.md §5 bound to
 // the core.  Handlers decode params (-32602), check roles (EPERM), run the
 // device operation on the device's queue, and shape the reply.
+import Logging
 import VDPACore
 
 /// A method: typed errors are RPCError; anything else becomes -32603.
@@ -153,6 +154,7 @@ extension VDPAService {
                 }
                 s.devices.withLock { $0[record.name] = DeviceSlot(device) }
             }
+            s.logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
             s.emit("device_added", device: record.name, [("mgmtdev", .string(record.mgmtdev))])
             return reply
         },
@@ -181,6 +183,7 @@ extension VDPAService {
             if let ownerConnection {
                 s.emit("session_closed", device: name, [("reason", "device deleted")], alsoTo: ownerConnection)
             }
+            s.logger.notice("device deleted", metadata: ["device": "\(name)", "forced": "\(ownerConnection != nil)", "uid": "\(caller.uid)"])
             s.emit("device_removed", device: name)
             return [:]
         },

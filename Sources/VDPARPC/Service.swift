@@ -7,6 +7,7 @@
 // behind a Mutex; calls from one connection arrive in order, and each call
 // waits for its device queue, so replies keep request order.
 import Dispatch
+import Logging
 import Synchronization
 import VDPACore
 
@@ -96,6 +97,7 @@ public final class VDPAService: Sendable {
     /// Called under the registry lock after every change of the device set, with the new set.
     /// Throwing refuses the change (e.g. the state file cannot be written).
     let persist: @Sendable ([DeviceRecord]) throws -> Void
+    let logger: Logger
 
     struct Sink {
         let sink: any NotificationSink
@@ -109,8 +111,10 @@ public final class VDPAService: Sendable {
     }
 
     public init(limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
+                logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
                 persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
         self.limits = limits
+        self.logger = logger
         self.version = version
         self.pid = pid
         self.persist = persist
@@ -134,6 +138,7 @@ public final class VDPAService: Sendable {
             _ = try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
                 if d.owner?.connection == connection { d.release() }
             }
+            logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
             emit("owner_changed", device: name, [("owner", .null), ("reason", .string("disconnect"))])
         }
     }

@@ -54,13 +54,84 @@ final class NotifySocket {
     }
 }
 
+/// A child process started with posix_spawn and reaped with waitpid by us alone.  Foundation's
+/// Process reaps on SIGCHLD in the background and, with many children, was seen to miss an
+/// exit and hang in waitUntilExit; owning the pid avoids that race.
+final class Child {
+    let pid: pid_t
+    let stdoutPath: String
+    let stderrPath: String
+    private(set) var status: Int32?
+
+    init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil, outputIn dir: String) throws {
+        let tag = UInt32.random(in: 0...UInt32.max)
+        stdoutPath = dir + "/child-\(tag).out"
+        stderrPath = dir + "/child-\(tag).err"
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, stdoutPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let env = (environment ?? ProcessInfo.processInfo.environment).map { "\($0.key)=\($0.value)" }
+        let argv = ([executable] + arguments).map { strdup($0) } + [nil]
+        let envp = env.map { strdup($0) } + [nil]
+        defer { (argv + envp).forEach { free($0) } }
+        var child: pid_t = 0
+        let r = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        guard r == 0 else { throw ClientError("posix_spawn \(executable): \(String(cString: strerror(r)))") }
+        pid = child
+    }
+
+    var isRunning: Bool {
+        if status != nil { return false }
+        var s: Int32 = 0
+        let r = waitpid(pid, &s, WNOHANG)
+        if r == pid { status = Self.exitCode(s) }
+        return status == nil
+    }
+
+    static func exitCode(_ s: Int32) -> Int32 { (s & 0x7F) == 0 ? (s >> 8) & 0xFF : 128 + (s & 0x7F) }
+
+    /// Waits up to `seconds`, then SIGKILLs; returns the exit status (128+signal when killed).
+    @discardableResult
+    func wait(seconds: Double = 15) -> Int32 {
+        var waited = 0.0
+        while isRunning && waited < seconds {
+            usleep(10_000)
+            waited += 0.01
+        }
+        if isRunning {
+            kill(pid, SIGKILL)
+            var s: Int32 = 0
+            waitpid(pid, &s, 0)
+            status = Self.exitCode(s)
+        }
+        return status!
+    }
+
+    var standardOutput: String { (try? String(contentsOfFile: stdoutPath, encoding: .utf8)) ?? "" }
+    var standardError: String { (try? String(contentsOfFile: stderrPath, encoding: .utf8)) ?? "" }
+
+    deinit {
+        if isRunning { wait(seconds: 0) }
+    }
+}
+
+/// Runs a command to completion.
+func runCommand(_ executable: String, _ arguments: [String], in dir: String) throws -> (status: Int32, out: String, err: String) {
+    let c = try Child(executable, arguments, outputIn: dir)
+    let status = c.wait(seconds: 60)
+    return (status, c.standardOutput, c.standardError)
+}
+
 final class Daemon {
     let dir = TempDirectory()
-    let process = Process()
+    private(set) var child: Child!
     var socketPath: String { dir.path + "/vdpad.sock" }
     var statePath: String { dir.path + "/state" }
     var configPath: String { dir.path + "/vdpad.toml" }
-    let stderr = Pipe()
+    var pid: pid_t { child.pid }
 
     static let defaultConfig = """
         [[devices]]
@@ -72,25 +143,21 @@ final class Daemon {
     init(config: String = Daemon.defaultConfig, environment: [String: String] = [:], wait: Bool = true,
          reuseStateOf other: Daemon? = nil) throws {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
-        process.executableURL = URL(fileURLWithPath: product("vdpad"))
         let state = other?.statePath ?? statePath
-        process.arguments = ["--config", configPath, "--socket", socketPath, "--state-dir", state]
         var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "NOTIFY_SOCKET")
-        env.removeValue(forKey: "LISTEN_FDS")
-        env.removeValue(forKey: "WATCHDOG_USEC")
-        env.removeValue(forKey: "WATCHDOG_PID")
+        for key in ["NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "WATCHDOG_USEC", "WATCHDOG_PID", "VDPAD_SOCKET"] {
+            env.removeValue(forKey: key)
+        }
         for (k, v) in environment { env[k] = v }
-        process.environment = env
-        process.standardError = stderr
-        try process.run()
+        child = try Child(product("vdpad"), ["--config", configPath, "--socket", socketPath, "--state-dir", state],
+                          environment: env, outputIn: dir.path)
         if wait { try waitUntilServing() }
     }
 
     func waitUntilServing() throws {
         for _ in 0..<400 {
             if let c = try? VDPAClient(path: socketPath, timeout: 10), (try? c.call("ping")) == "pong" { return }
-            if !process.isRunning { throw ClientError("vdpad exited: \(stderrText())") }
+            if !child.isRunning { throw ClientError("vdpad exited: \(child.standardError)") }
             usleep(25_000)
         }
         throw ClientError("vdpad did not answer on \(socketPath)")
@@ -98,25 +165,17 @@ final class Daemon {
 
     func client() throws -> VDPAClient { try VDPAClient(path: socketPath, timeout: 20) }
 
-    func signal(_ sig: Int32) { kill(process.processIdentifier, sig) }
+    func signal(_ sig: Int32) { kill(child.pid, sig) }
 
-    /// Waits for exit; returns the status.
-    func waitForExit() -> Int32 {
-        for _ in 0..<400 where process.isRunning { usleep(25_000) }
-        if process.isRunning { process.terminate() }
-        process.waitUntilExit()
-        return process.terminationStatus
-    }
+    /// Waits for exit (SIGKILL after 15 s); returns the status.
+    func waitForExit() -> Int32 { child.wait() }
 
-    func stderrText() -> String {
-        if process.isRunning { return "" }
-        return String(decoding: stderr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    }
+    func stderrText() -> String { child.standardError }
 
     deinit {
-        if process.isRunning {
-            process.terminate()
-            process.waitUntilExit()
+        if child.isRunning {
+            kill(child.pid, SIGTERM)
+            child.wait(seconds: 10)
         }
     }
 }

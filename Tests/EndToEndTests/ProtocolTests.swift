@@ -157,18 +157,11 @@ struct ProtocolTests {
 
 @Suite("vdpad-cli", .serialized)
 struct CLITests {
+    let scratch = TempDirectory()
+
     func runCLI(_ args: [String]) throws -> (Int32, String, String) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: product("vdpad-cli"))
-        p.arguments = args
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        try p.run()
-        let o = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        let e = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        return (p.terminationStatus, o, e)
+        let r = try runCommand(product("vdpad-cli"), args, in: scratch.path)
+        return (r.status, r.out, r.err)
     }
 
     @Test("call prints the result; a daemon error exits 1 with the message; no daemon names the socket")

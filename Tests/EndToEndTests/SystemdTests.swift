@@ -33,12 +33,10 @@ struct SystemdTests {
     func socketActivation() throws {
         let dir = TempDirectory()
         let path = dir.path + "/activated.sock"
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-socket-activate")
-        p.arguments = ["-l", path, product("vdpad"), "--state-dir", dir.path + "/state", "--socket", dir.path + "/unused.sock"]
-        p.standardError = FileHandle.nullDevice
-        try p.run()
-        defer { p.terminate(); p.waitUntilExit() }
+        let activator = try Child("/usr/bin/systemd-socket-activate",
+                                  ["-l", path, product("vdpad"), "--state-dir", dir.path + "/state", "--socket", dir.path + "/unused.sock"],
+                                  outputIn: dir.path)
+        defer { kill(activator.pid, SIGTERM); activator.wait(seconds: 10) }
         var answered = false
         for _ in 0..<400 {
             if let c = try? VDPAClient(path: path, timeout: 10), (try? c.call("ping")) == "pong" { answered = true; break }
@@ -69,15 +67,26 @@ struct SystemdTests {
     @Test("a live daemon's socket is refused, a stale one replaced; a bad config exits non-zero naming the key")
     func startupChecks() throws {
         let live = try Daemon()
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: product("vdpad"))
-        p.arguments = ["--socket", live.socketPath, "--state-dir", live.dir.path + "/other"]
-        let err = Pipe()
-        p.standardError = err
-        try p.run()
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
-        #expect(String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self).contains("already serving"))
+        let second = try runCommand(product("vdpad"), ["--socket", live.socketPath, "--state-dir", live.dir.path + "/other"], in: live.dir.path)
+        #expect(second.status != 0)
+        #expect(second.err.contains("already serving"))
+        // A stale socket (nobody answers) is replaced.
+        let stale = live.dir.path + "/stale.sock"
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        var addr = sockaddr_un()
+        addr.sun_family = sa_family_t(AF_UNIX)
+        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in stale.utf8.enumerated() { raw[i] = b } }
+        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        close(fd)
+        let replacer = try Child(product("vdpad"), ["--socket", stale, "--state-dir", live.dir.path + "/third"], outputIn: live.dir.path)
+        var answered = false
+        for _ in 0..<400 where !answered {
+            answered = (try? VDPAClient(path: stale, timeout: 5).call("ping")) == "pong"
+            usleep(25_000)
+        }
+        #expect(answered, "a stale socket file is replaced")
+        kill(replacer.pid, SIGTERM)
+        #expect(replacer.wait() == 0)
         let bad = try Daemon(config: "socket_mode = \"999\"\n", wait: false)
         #expect(bad.waitForExit() != 0)
         #expect(bad.stderrText().contains("socket_mode"))
@@ -96,17 +105,8 @@ struct SystemdTests {
             try text.write(toFile: dir.path + "/" + unit, atomically: true, encoding: .utf8)
         }
         func run(_ args: [String]) throws -> (Int32, String) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: "/usr/bin/systemd-analyze")
-            p.arguments = args
-            p.currentDirectoryURL = URL(fileURLWithPath: dir.path)
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = out
-            try p.run()
-            let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            p.waitUntilExit()
-            return (p.terminationStatus, text)
+            let r = try runCommand("/usr/bin/systemd-analyze", args, in: dir.path)
+            return (r.status, r.out + r.err)
         }
         let (status, verify) = try run(["verify", dir.path + "/vdpad.socket", dir.path + "/vdpad.service"])
         #expect(status == 0 && verify.isEmpty, "\(verify)")
