@@ -311,3 +311,36 @@ struct JSONParser {
         return v
     }
 }
+
+extension JSON {
+    /// Indented text (two spaces), for humans (`vdpad-cli -p`).
+    public var prettyText: String {
+        var out = ""
+        pretty(into: &out, depth: 0)
+        return out
+    }
+
+    private func pretty(into out: inout String, depth: Int) {
+        let pad = String(repeating: "  ", count: depth + 1), end = String(repeating: "  ", count: depth)
+        switch self {
+        case .array(let items) where !items.isEmpty:
+            out += "[\n"
+            for (i, item) in items.enumerated() {
+                out += pad
+                item.pretty(into: &out, depth: depth + 1)
+                out += i + 1 < items.count ? ",\n" : "\n"
+            }
+            out += end + "]"
+        case .object(let members) where !members.isEmpty:
+            out += "{\n"
+            for (i, (key, value)) in members.enumerated() {
+                out += pad + JSON.string(key).text + ": "
+                value.pretty(into: &out, depth: depth + 1)
+                out += i + 1 < members.count ? ",\n" : "\n"
+            }
+            out += end + "}"
+        default:
+            out += text
+        }
+    }
+}

@@ -155,23 +155,3 @@ struct ProtocolTests {
     }
 }
 
-@Suite("vdpad-cli", .serialized)
-struct CLITests {
-    let scratch = TempDirectory()
-
-    func runCLI(_ args: [String]) throws -> (Int32, String, String) {
-        let r = try runCommand(product("vdpad-cli"), args, in: scratch.path)
-        return (r.status, r.out, r.err)
-    }
-
-    @Test("call prints the result; a daemon error exits 1 with the message; no daemon names the socket")
-    func call() throws {
-        let d = try Daemon()
-        #expect(try runCLI(["call", "-s", d.socketPath, "ping"]) == (0, "\"pong\"\n", ""))
-        let (status, _, err) = try runCLI(["call", "-s", d.socketPath, "get_device", #"{"device":"nope"}"#])
-        #expect(status == 1 && err == "vdpad-cli: ENODEV: no device named nope\n")
-        let (s2, _, e2) = try runCLI(["call", "-s", d.dir.path + "/absent.sock", "ping"])
-        #expect(s2 == 1 && e2.contains("no vdpad answers on \(d.dir.path)/absent.sock"))
-        #expect(try runCLI(["call", "-s", d.socketPath, "ping", "{"]).0 != 0)
-    }
-}

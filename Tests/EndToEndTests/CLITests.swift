@@ -1,0 +1,118 @@
+// CLITests.swift — the built vdpad-cli against a real daemon: golden human
+// and JSON output, exit codes, and a -b file that drives a whole session.
+import Foundation
+import Testing
+import VDPAClient
+
+@Suite("vdpad-cli", .serialized)
+struct CLITests {
+    let scratch = TempDirectory()
+
+    func cli(_ d: Daemon?, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
+        let r = try runCommand(product("vdpad-cli"), (d.map { ["-s", $0.socketPath] } ?? []) + args, in: scratch.path)
+        return (r.status, r.out, r.err)
+    }
+
+    @Test("mgmtdev show and dev show print aligned tables; -j -p prints iproute2's shape")
+    func golden() throws {
+        let d = try Daemon()
+        #expect(try cli(d, ["mgmtdev", "show"]).out == """
+            MGMTDEV       CLASS  NVQS  NGROUPS  NAS  DESC_GROUP  RESET_MAP  PERSIST  MAP_OP
+            vdpasim_net   net    3     2        2    no          yes        yes      set_map
+            mlx5_net      net    3     3        2    yes         yes        yes      set_map
+            vdpasim_blk   block  1     1        1    no          yes        yes      set_map
+            platform_net  net    3     1        1    no          no         yes      none
+
+            """)
+        _ = try cli(d, ["dev", "add", "name", "m1", "mgmtdev", "mlx5_net", "max_vqp", "2", "mac", "02:00:00:00:00:02"])
+        #expect(try cli(d, ["dev", "show"]).out == "DEV    MGMTDEV      STATUS  OWNER\nm1     mlx5_net     0x0     -\nvdpa0  vdpasim_net  0x0     -\n")
+        #expect(try cli(d, ["dev", "vq", "show", "m1"]).out == """
+            VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID
+            0   0      2           0          0
+            1   0      2           0          0
+            2   0      2           0          0
+            3   0      2           0          0
+            4   1      1           0          0
+
+            """)
+        #expect(try cli(d, ["dev", "config", "show", "m1"]).out == "m1: mac 02:00:00:00:00:02 mtu 1500 max_vq_pairs 2 status 0x0\n")
+        #expect(try cli(d, ["-j", "dev", "config", "show", "m1"]).out == #"{"config":{"m1":{"mac":"02:00:00:00:00:02","mtu":1500,"max_vq_pairs":2,"status":0}}}"# + "\n")
+        let json = try JSON.parse(try cli(d, ["-j", "-p", "dev", "show"]).out)
+        #expect(json["dev"]?["vdpa0"]?["mgmtdev"] == "vdpasim_net" && json["dev"]?["m1"]?["owner"] == .null)
+        let detail = try cli(d, ["dev", "show", "vdpa0"]).out
+        #expect(detail.hasPrefix("vdpa0: mgmtdev vdpasim_net nvqs 3 ngroups 2 nas 2 iova [0x0, 0xffffffffffffffff]\n  status 0x0 owner -\n"))
+        #expect(detail.contains("  asid 1: session none, device passthrough (0 entries)"))
+    }
+
+    @Test("exit codes: 1 with the daemon's message, 2 for usage, 1 naming the socket when nobody answers")
+    func exitCodes() throws {
+        let d = try Daemon()
+        let dup = try cli(d, ["dev", "add", "name", "vdpa0", "mgmtdev", "vdpasim_net"])
+        #expect(dup.status == 1 && dup.err == "vdpad-cli: EEXIST: a device named vdpa0 already exists\n")
+        #expect(try cli(d, ["dev", "frob"]).status == 2)
+        #expect(try cli(d, ["dev", "map", "vdpa0", "iova", "zz", "size", "1", "addr", "0", "perm", "rw"]).status == 2)
+        #expect(try cli(d, []).status == 2)
+        let absent = try cli(nil, ["-s", scratch.path + "/none.sock", "daemon", "status"])
+        #expect(absent.status == 1 && absent.err.contains("no vdpad answers on \(scratch.path)/none.sock"))
+        #expect(try cli(d, ["call", "ping"]) == (0, "\"pong\"\n", ""))
+        #expect(try cli(d, ["dev", "help"]).out.contains("dev reset_map NAME asid A"))
+        let help = try cli(d, ["--help"])
+        #expect(help.status == 0 && help.out.contains("Examples:"))
+    }
+
+    @Test("-b drives a whole session over one connection, stops at the first error with its line, -force goes on")
+    func batchSession() throws {
+        let d = try Daemon()
+        let script = scratch.path + "/session.txt"
+        try """
+            # a VMM-like session
+            dev open vdpa0
+            dev backend set vdpa0 IOTLB_MSG_V2 IOTLB_BATCH IOTLB_ASID IOTLB_PERSIST
+            dev batch begin vdpa0
+            dev map vdpa0 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw
+            dev batch end vdpa0
+            dev reset vdpa0
+            dev translate vdpa0 access read asid 0 iova 0x100ff0 size 0x20
+            dev group_asid vdpa0 group 1 asid 1
+            dev iotlb show vdpa0 asid 0 layer device
+            dev reset_map vdpa0 asid 0
+            dev map vdpa0 iova 0 size 0 addr 0 perm rw
+            dev close vdpa0
+            """.write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try cli(d, ["-b", script])
+        #expect(r.status == 1)
+        #expect(r.err == "vdpad-cli: line 12: EINVAL: map of size 0 at 0x0 (R2)\n")
+        #expect(r.out == """
+            IOVA      SIZE  ADDR
+            0x100ff0  0x20  0x7f0000000ff0
+            asid 0 device_mapping table
+            IOVA      SIZE     ADDR            PERM
+            0x100000  0x10000  0x7f0000000000  rw
+            removed 1, device mapping passthrough
+
+            """)
+        // The batch connection is gone, so the device was released (§6).
+        #expect(try d.client().call("get_device", ["device": "vdpa0"])["owner"] == .null)
+        let forced = try cli(d, ["-b", script, "-force"])
+        #expect(forced.status == 1 && forced.out.hasSuffix("removed 1, device mapping passthrough\n"))
+    }
+
+    @Test("monitor prints events as they come")
+    func monitor() throws {
+        let d = try Daemon()
+        let m = try Child(product("vdpad-cli"), ["-s", d.socketPath, "monitor"], outputIn: scratch.path)
+        defer { kill(m.pid, SIGTERM); m.wait(seconds: 5) }
+        var subscribed = false
+        for _ in 0..<200 where !subscribed {
+            subscribed = (try? d.client().call("get_stats"))?["connections"] == 2
+            usleep(20_000)
+        }
+        try d.client().call("add_device", ["name": "b1", "mgmtdev": "vdpasim_blk"])
+        var out = ""
+        for _ in 0..<200 where !out.contains("device_added") {
+            usleep(20_000)
+            out = m.standardOutput
+        }
+        #expect(out == "[device_added] b1 mgmtdev vdpasim_blk\n")
+    }
+}
