@@ -144,8 +144,11 @@ public struct JSONParseError: Error, Equatable, CustomStringConvertible {
 extension JSON {
     /// Parses exactly one JSON text (surrounding whitespace allowed).
     public static func parse<C: Collection>(_ bytes: C) throws(JSONParseError) -> JSON where C.Element == UInt8 {
-        let array = Array(bytes)
-        var parser = JSONParser(bytes: array)
+        try parse(Array(bytes))
+    }
+
+    public static func parse(_ bytes: [UInt8]) throws(JSONParseError) -> JSON {
+        var parser = JSONParser(bytes: bytes)
         return try parser.parseDocument()
     }
 
@@ -261,7 +264,19 @@ struct JSONParser {
 
     mutating func parseString() throws(JSONParseError) -> String {
         i += 1  // opening quote
-        var out: [UInt8] = []
+        // Fast path: plain ASCII without escapes, the shape of nearly every key and value here.
+        let start = i
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                let s = bytes.withUnsafeBufferPointer { String(decoding: UnsafeBufferPointer(rebasing: $0[start..<i]), as: UTF8.self) }
+                i += 1
+                return s
+            }
+            if b == UInt8(ascii: "\\") || b >= 0x80 || b < 0x20 { break }
+            i += 1
+        }
+        var out = Array(bytes[start..<i])
         while true {
             guard i < bytes.count else { throw fail("unterminated string") }
             let b = bytes[i]

@@ -1,5 +1,8 @@
 // BenchCommand.swift — the benchmark's command tree.
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -9,8 +12,9 @@ struct BenchCommand: ParsableCommand {
             Build with -c release: debug figures mean nothing.
               vdpad-bench iotlb 1000000            the anchors' workload (shared/anchors/workload.md)
               vdpad-bench 100000 --verify          the same, as the anchors' run.sh calls a peer
+              vdpad-bench rpc --anchors ../shared/anchors   the RPC path beside the raw socket
             """,
-        subcommands: [IOTLBCommand.self]
+        subcommands: [IOTLBCommand.self, RPCCommand.self]
     )
 }
 
@@ -34,5 +38,64 @@ struct IOTLBCommand: ParsableCommand {
 
     func run() throws {
         if !IOTLBBenchmark.run(n: n, verify: verify) { throw ExitCode(1) }
+    }
+}
+
+struct RPCCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rpc",
+        abstract: "Measure the real vdpad over its socket, beside the anchors' raw Unix-socket round trip.",
+        discussion: """
+            Scenarios: seq (one map/unmap in flight), pipe (64 in flight), conc (8 clients, own devices),
+            batch256 and batch4096 (JSON-RPC batches of maps), and daemon RSS at --rss-mappings entries.
+            With --anchors the raw uds_server/uds_client run in the same invocation and each line gets a
+            ratio. --pin puts the daemon, the raw server and the clients on CPU 0 (a cross-CPU wake-up
+            dominates a round trip on this machine).
+            """)
+
+    @Option(help: "The vdpad binary (default: next to vdpad-bench).")
+    var daemon: String?
+
+    @Option(help: "Requests per scenario.")
+    var requests = 100_000
+
+    @Option(name: .customLong("rss-mappings"), help: "Mappings for the RSS measurement (0 skips it).")
+    var rssMappings = 1_000_000
+
+    @Option(help: "The anchors folder (holding uds/), to run the raw baseline too.")
+    var anchors: String?
+
+    @Flag(help: "Pin everything to CPU 0.")
+    var pin = false
+
+    func run() throws {
+        let me = CommandLine.arguments[0]
+        let dir = me.contains("/") ? String(me[..<me.lastIndex(of: "/")!]) : "."
+        let binary = daemon ?? dir + "/vdpad"
+        if pin && getenv("VDPAD_BENCH_PINNED") == nil {
+            // Re-run under taskset so this client process is on CPU 0 too.
+            setenv("VDPAD_BENCH_PINNED", "1", 1)
+            let argv = ["taskset", "-c", "0"] + CommandLine.arguments
+            let c = argv.map { strdup($0) } + [nil]
+            execvp("taskset", c)
+            throw ValidationError("cannot run taskset: \(String(cString: strerror(errno)))")
+        }
+        let place = pin ? "cpu0" : "free"
+        let (results, rss) = try RPCBenchmark.runVDPAD(daemon: binary, pin: pin, requests: requests, rssMappings: rssMappings)
+        var raw: [String: RPCResult] = [:]
+        if let anchors {
+            for r in try RPCBenchmark.runRaw(anchors: anchors, pin: pin, requests: requests) {
+                raw[r.mode] = r
+                print(r.line(impl: "uds", place: place))
+            }
+        }
+        for r in results {
+            var line = r.line(impl: "vdpad", place: place)
+            if let base = raw[r.mode] {
+                line += " ratio_p50=\(format(r.percentile(0.5) / max(base.percentile(0.5), 0.001))) ratio_rps=\(format(r.rps / max(base.rps, 1)))"
+            }
+            print(line)
+        }
+        if rssMappings > 0 { print(rss) }
     }
 }

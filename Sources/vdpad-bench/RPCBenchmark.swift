@@ -1,0 +1,262 @@
+// RPCBenchmark.swift — `vdpad-bench rpc`: the real vdpad binary measured
+// over its socket (sequential latency, 64-deep pipelining, JSON-RPC batches
+// of maps, 8 concurrent clients on their own devices, RSS per mapping), and
+// the anchors' raw Unix-socket round trip (uds_server/uds_client) in the same
+// invocation, so each figure comes with its vdpad/raw ratio.
+import Dispatch
+import Synchronization
+import VDPAClient
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct RPCResult {
+    var mode: String
+    var clients: Int
+    var depth: Int
+    var requests: Int
+    var seconds: Double
+    var latenciesMicros: [Double]
+
+    var rps: Double { Double(requests) / seconds }
+
+    func percentile(_ p: Double) -> Double {
+        guard !latenciesMicros.isEmpty else { return 0 }
+        let sorted = latenciesMicros.sorted()
+        return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
+    }
+
+    func line(impl: String, place: String) -> String {
+        "\(impl) place=\(place) mode=\(mode) clients=\(clients) depth=\(depth) reqs=\(requests) rps=\(Int(rps)) "
+            + "p50_us=\(format(percentile(0.5))) p99_us=\(format(percentile(0.99)))"
+    }
+}
+
+func format(_ x: Double) -> String {
+    let hundredths = Int((x * 100).rounded())
+    return "\(hundredths / 100).\(String(hundredths % 100).leftPad(2))"
+}
+
+func nowNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}
+
+/// A spawned child, reaped by us.
+struct Spawned {
+    let pid: pid_t
+
+    init(_ argv: [String], stderrTo path: String = "/dev/null") throws {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 2, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        let args = argv.map { strdup($0) } + [nil]
+        defer { args.forEach { free($0) } }
+        var child: pid_t = 0
+        let r = posix_spawnp(&child, argv[0], &actions, nil, args, environ)
+        guard r == 0 else { throw ClientError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        pid = child
+    }
+
+    func stop() {
+        kill(pid, SIGTERM)
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+    }
+
+    /// Resident set size in bytes, from /proc.
+    var rssBytes: Int {
+        guard let f = fopen("/proc/\(pid)/statm", "r") else { return 0 }
+        defer { fclose(f) }
+        var buffer = [CChar](repeating: 0, count: 128)
+        guard fgets(&buffer, 128, f) != nil else { return 0 }
+        let fields = String(cString: buffer).split(separator: " ")
+        return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * sysconf(Int32(_SC_PAGESIZE))
+    }
+}
+
+func waitForSocket(_ path: String) throws {
+    for _ in 0..<400 {
+        if let c = try? VDPAClient(path: path, timeout: 5), (try? c.call("ping")) == "pong" { return }
+        usleep(25_000)
+    }
+    throw ClientError("nothing answers on \(path)")
+}
+
+enum RPCBenchmark {
+    static func mapRequest(id: UInt64, device: String, iova: UInt64) -> [UInt8] {
+        JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(id)), ("method", "map"),
+                     ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])]).encoded() + [10]
+    }
+
+    static func unmapRequest(id: UInt64, device: String, iova: UInt64) -> [UInt8] {
+        JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(id)), ("method", "unmap"),
+                     ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096])]).encoded() + [10]
+    }
+
+    /// Alternating map/unmap of one page: every request is a real IOTLB change and commit.
+    static func request(_ k: Int, device: String) -> [UInt8] {
+        let iova = UInt64(k / 2 % 1024) * 4096
+        return k % 2 == 0 ? mapRequest(id: UInt64(k), device: device, iova: iova) : unmapRequest(id: UInt64(k), device: device, iova: iova)
+    }
+
+    static func expectOK(_ reply: JSON?) throws {
+        guard let reply, reply["result"] != nil else { throw ClientError("bad reply: \(reply?.text ?? "connection closed")") }
+    }
+
+    /// `depth` requests in flight on one connection; latency from send to reply.
+    static func pipelined(path: String, device: String, requests: Int, depth: Int) throws -> RPCResult {
+        let c = try VDPAClient(path: path, timeout: 30)
+        try c.call("open", ["device": .string(device)])
+        let payloads = (0..<requests).map { request($0, device: device) }
+        var sent = [UInt64](repeating: 0, count: requests)
+        var latencies: [Double] = []
+        latencies.reserveCapacity(requests)
+        let start = nowNanos()
+        var next = 0
+        while next < min(depth, requests) { sent[next] = nowNanos(); try c.send(raw: payloads[next]); next += 1 }
+        for k in 0..<requests {
+            let reply = try c.readMessage()
+            try expectOK(reply)
+            latencies.append(Double(nowNanos() - sent[k]) / 1000)
+            if next < requests { sent[next] = nowNanos(); try c.send(raw: payloads[next]); next += 1 }
+        }
+        let seconds = Double(nowNanos() - start) / 1e9
+        try c.call("close", ["device": .string(device)])
+        return RPCResult(mode: depth == 1 ? "seq" : "pipe", clients: 1, depth: depth, requests: requests, seconds: seconds, latenciesMicros: latencies)
+    }
+
+    /// `clients` connections in parallel, each on its own device, one request in flight each.
+    static func concurrent(path: String, devices: [String], requests: Int) throws -> RPCResult {
+        let per = requests / devices.count
+        let results = Mutex<[RPCResult]>([])
+        let start = nowNanos()
+        DispatchQueue.concurrentPerform(iterations: devices.count) { i in
+            if let r = try? pipelined(path: path, device: devices[i], requests: per, depth: 1) {
+                results.withLock { $0.append(r) }
+            }
+        }
+        let seconds = Double(nowNanos() - start) / 1e9
+        let all = results.withLock { $0 }
+        guard all.count == devices.count else { throw ClientError("a concurrent client failed") }
+        return RPCResult(mode: "conc", clients: devices.count, depth: 1, requests: per * devices.count, seconds: seconds,
+                         latenciesMicros: all.flatMap(\.latenciesMicros))
+    }
+
+    /// JSON-RPC batches of `size` maps (one batch in flight); reports maps per second.
+    static func batches(path: String, device: String, size: Int, total: Int) throws -> RPCResult {
+        let c = try VDPAClient(path: path, timeout: 60)
+        try c.call("open", ["device": .string(device)])
+        let count = total / size
+        let payloads: [[UInt8]] = (0..<count).map { b in
+            let items = (0..<size).map { k -> JSON in
+                let iova = UInt64(b * size + k) * 4096
+                return .object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
+                                ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])])
+            }
+            return JSON.array(items).encoded() + [10]
+        }
+        var latencies: [Double] = []
+        let start = nowNanos()
+        for p in payloads {
+            let t = nowNanos()
+            try c.send(raw: p)
+            guard case .array(let replies)? = try c.readMessage(), replies.count == size, replies.allSatisfy({ $0["result"] != nil }) else {
+                throw ClientError("a batch failed")
+            }
+            latencies.append(Double(nowNanos() - t) / 1000)
+        }
+        let seconds = Double(nowNanos() - start) / 1e9
+        try c.call("close", ["device": .string(device)])
+        return RPCResult(mode: "batch\(size)", clients: 1, depth: size, requests: count * size, seconds: seconds, latenciesMicros: latencies)
+    }
+
+    /// Runs every scenario against a fresh daemon; returns the results and the RSS line.
+    static func runVDPAD(daemon: String, pin: Bool, requests: Int, rssMappings: Int) throws -> ([RPCResult], String) {
+        let dir = "/tmp/vdpad-bench-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = system("rm -rf '\(dir)'") }
+        let socketPath = dir + "/vdpad.sock"
+        let config = "[limits]\nmax_iotlb_entries = \(max(rssMappings, 1 << 21) + 16)\nmax_batch = 4096\n"
+        try config.withCString { c in
+            let f = fopen(dir + "/vdpad.toml", "w")
+            defer { fclose(f) }
+            guard fputs(c, f) >= 0 else { throw ClientError("cannot write config") }
+        }
+        let argv = (pin ? ["taskset", "-c", "0"] : []) + [daemon, "--config", dir + "/vdpad.toml", "--socket", socketPath, "--state-dir", dir + "/state", "--log-level", "warning"]
+        let server = try Spawned(argv, stderrTo: dir + "/vdpad.log")
+        defer { server.stop() }
+        try waitForSocket(socketPath)
+        let admin = try VDPAClient(path: socketPath, timeout: 30)
+        let devices = (0..<8).map { "bench\($0)" }
+        for d in devices + ["rss"] { try admin.call("add_device", ["name": .string(d), "mgmtdev": "vdpasim_net"]) }
+        var results: [RPCResult] = []
+        results.append(try pipelined(path: socketPath, device: devices[0], requests: requests, depth: 1))
+        results.append(try pipelined(path: socketPath, device: devices[0], requests: requests, depth: 64))
+        results.append(try concurrent(path: socketPath, devices: devices, requests: requests))
+        results.append(try batches(path: socketPath, device: devices[1], size: 256, total: max(requests, 256) / 256 * 256))
+        results.append(try batches(path: socketPath, device: devices[2], size: 4096, total: max(requests, 4096) / 4096 * 4096))
+        // RSS: one ASID filled with `rssMappings` entries through batches, measured before and after.
+        let before = server.rssBytes
+        let c = try VDPAClient(path: socketPath, timeout: 120)
+        try c.call("open", ["device": "rss"])
+        try c.call("batch_begin", ["device": "rss"])
+        var k = 0
+        while k < rssMappings {
+            let n = min(4096, rssMappings - k)
+            let items = (0..<n).map { j -> JSON in
+                let iova = UInt64(k + j) * 8192
+                return .object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(j))), ("method", "map"),
+                                ("params", ["device": "rss", "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])])
+            }
+            try c.send(raw: JSON.array(items).encoded() + [10])
+            _ = try c.readMessage()
+            k += n
+        }
+        try c.call("batch_end", ["device": "rss"])
+        let after = server.rssBytes
+        let perMapping = Double(after - before) / Double(max(rssMappings, 1))
+        let rss = "vdpad metric=rss mappings=\(rssMappings) rss_before_mib=\(after > 0 ? format(Double(before) / 1048576) : "?") "
+            + "rss_after_mib=\(format(Double(after) / 1048576)) bytes_per_mapping=\(format(perMapping))"
+        return (results, rss)
+    }
+
+    /// Builds and runs the anchors' raw Unix-socket round trip with the same request counts.
+    static func runRaw(anchors: String, pin: Bool, requests: Int) throws -> [RPCResult] {
+        let dir = "/tmp/vdpad-bench-uds-\(getpid())"
+        mkdir(dir, 0o700)
+        defer { _ = system("rm -rf '\(dir)'") }
+        for tool in ["uds_server", "uds_client"] {
+            guard system("gcc -O2 -pthread -o '\(dir)/\(tool)' '\(anchors)/uds/\(tool).c'") == 0 else {
+                throw ClientError("cannot build \(anchors)/uds/\(tool).c with gcc")
+            }
+        }
+        let pinPrefix = pin ? "taskset -c 0 " : ""
+        let socketPath = dir + "/raw.sock"
+        let server = try Spawned((pin ? ["taskset", "-c", "0"] : []) + [dir + "/uds_server", socketPath, "threads"])
+        defer { server.stop() }
+        for _ in 0..<100 where access(socketPath, F_OK) != 0 { usleep(20_000) }
+        var results: [RPCResult] = []
+        for (mode, arg) in [("seq", 1), ("pipe", 64), ("conc", 8)] {
+            guard let p = popen("\(pinPrefix)'\(dir)/uds_client' '\(socketPath)' \(mode) \(requests) \(arg)", "r") else { continue }
+            var buffer = [CChar](repeating: 0, count: 4096)
+            var line = ""
+            while fgets(&buffer, 4096, p) != nil { line += String(cString: buffer) }
+            pclose(p)
+            var fields: [String: String] = [:]
+            for kv in line.split(whereSeparator: { $0 == " " || $0 == "\n" }) {
+                let parts = kv.split(separator: "=", maxSplits: 1)
+                if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+            }
+            let rps = Double(fields["rps"] ?? "") ?? 0
+            let p50 = Double(fields["p50_us"] ?? "") ?? 0, p99 = Double(fields["p99_us"] ?? "") ?? 0
+            // Keep the raw percentiles: two synthetic points reproduce p50 and p99 exactly.
+            let lat = [Double](repeating: p50, count: 98) + [p99, p99]
+            results.append(RPCResult(mode: mode, clients: mode == "conc" ? arg : 1, depth: mode == "pipe" ? arg : 1,
+                                     requests: requests, seconds: rps > 0 ? Double(requests) / rps : 0, latenciesMicros: lat))
+        }
+        return results
+    }
+}
