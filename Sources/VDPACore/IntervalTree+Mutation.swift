@@ -81,16 +81,18 @@ extension _TreeStorage {
             return .inserted
         }
         let right = allocateLeaf()
-        let half = capacity / 2
+        let next = leafNext[Int(leaf)]
+        // Appending past the last leaf (guest RAM mapped in ascending order) keeps the left leaf
+        // full instead of leaving two half-empty ones behind.
+        let half = i == capacity && next < 0 ? capacity : capacity / 2
         moveLeafEntries(from: leaf, at: half, to: right, at: 0, count: capacity - half)
         leafCount[Int(leaf)] = Int32(half)
         leafCount[Int(right)] = Int32(capacity - half)
-        let next = leafNext[Int(leaf)]
         leafNext[Int(right)] = next
         leafPrevious[Int(right)] = leaf
         if next >= 0 { leafPrevious[Int(next)] = right }
         leafNext[Int(leaf)] = right
-        let (target, index) = i <= half ? (leaf, i) : (right, i - half)
+        let (target, index) = i <= half && half < capacity ? (leaf, i) : (right, i - half)
         let n2 = Int(leafCount[Int(target)])
         shiftLeafEntries(target, from: index, to: n2, by: 1)
         storeEntry(entry, leaf: target, index: index)
@@ -111,8 +113,15 @@ extension _TreeStorage {
             return nil
         }
         let right = allocateInner()
-        let half = capacity / 2
         let base = Int(node) * capacity, rightBase = Int(right) * capacity
+        if slot == capacity {
+            // Appending the last child: start a new right node with it alone (see the leaf split).
+            innerChild[rightBase] = child
+            innerKey[rightBase] = key
+            innerCount[Int(right)] = 1
+            return (key, right)
+        }
+        let half = capacity / 2
         (innerKey + rightBase).update(from: innerKey + base + half, count: capacity - half)
         (innerChild + rightBase).update(from: innerChild + base + half, count: capacity - half)
         let separator = innerKey[base + half]

@@ -126,6 +126,15 @@ public struct IntervalTree: Sendable {
     /// Checks every structural invariant; traps with a description on the first violation.
     public func _checkInvariants() { storage.checkInvariants() }
 
+    /// Leaves in use, for layout tests.
+    public var _leafCount: Int {
+        var n = 0
+        var leaf = storage.root
+        for _ in 0..<storage.height { leaf = storage.innerChild[Int(leaf) * _TreeStorage.innerCapacity] }
+        while leaf >= 0 { n += 1; leaf = storage.leafNext[Int(leaf)] }
+        return n
+    }
+
     /// Whether two trees share storage (a copy not yet written to).  For tests of copy-on-write.
     public func _sharesStorage(with other: IntervalTree) -> Bool { storage === other.storage }
 }

@@ -35,7 +35,7 @@ extension VDPAService {
     }
 
     func handle(request: JSON, caller: Caller) -> JSON? {
-        counters.withLock { $0.requests += 1 }
+        requestCount.add(1, ordering: .relaxed)
         guard case .object = request else { return response(id: .null, error: .invalidRequest("a request must be an object")) }
         let id = request["id"]
         if let id {
@@ -83,7 +83,7 @@ extension VDPAService {
     }
 
     func response(id: JSON, error: RPCError) -> JSON {
-        counters.withLock { $0.errors += 1 }
+        errorCount.add(1, ordering: .relaxed)
         return .object([("jsonrpc", "2.0"), ("id", id), ("error", error.json)])
     }
 

@@ -33,8 +33,8 @@ public struct Framer: Sendable {
         buffer.append(contentsOf: bytes)
         var frames: [Frame] = []
         while scan < buffer.count {
-            let b = buffer[scan]
             if !started {
+                let b = buffer[scan]
                 if b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 {
                     scan += 1
                     start = scan
@@ -47,27 +47,7 @@ public struct Framer: Sendable {
                     return frames + [.garbage]
                 }
             }
-            if inString {
-                if escaped { escaped = false } else if b == 92 { escaped = true } else if b == 34 { inString = false }
-            } else if b == 34 {
-                inString = true
-            } else if b == UInt8(ascii: "{") || b == UInt8(ascii: "[") {
-                depth += 1
-            } else if b == UInt8(ascii: "}") || b == UInt8(ascii: "]") {
-                depth -= 1
-            }
-            scan += 1
-            var complete = false
-            if scalar {
-                // A bare scalar ends at whitespace or at a structural character after it.
-                if !inString && scan < buffer.count {
-                    let n = buffer[scan]
-                    complete = n == 0x20 || n == 0x0A || n == 0x0D || n == 0x09 || n == UInt8(ascii: "{") || n == UInt8(ascii: "[")
-                        || (b == 34 && scan - start > 1)
-                }
-            } else {
-                complete = depth == 0 && !inString
-            }
+            let complete = scalar ? scanScalar() : scanStructure()
             if complete && scan - start > maxTextBytes {
                 return frames + [.tooLarge]
             } else if complete {
@@ -83,6 +63,50 @@ public struct Framer: Sendable {
             start = 0
         }
         return frames
+    }
+
+    /// Scans an object or array to its end (or the end of the buffer); true when complete.
+    private mutating func scanStructure() -> Bool {
+        var depth = self.depth, inString = self.inString, escaped = self.escaped
+        var i = scan
+        let complete: Bool = buffer.withUnsafeBufferPointer { p in
+            let n = p.count
+            while i < n {
+                let b = p[i]
+                i += 1
+                if inString {
+                    if escaped { escaped = false } else if b == 92 { escaped = true } else if b == 34 { inString = false }
+                } else if b == 34 {
+                    inString = true
+                } else if b == 0x7B || b == 0x5B {
+                    depth += 1
+                } else if b == 0x7D || b == 0x5D {
+                    depth -= 1
+                    if depth == 0 { return true }
+                }
+            }
+            return false
+        }
+        scan = i
+        self.depth = depth
+        self.inString = inString
+        self.escaped = escaped
+        return complete
+    }
+
+    /// A bare scalar ends at whitespace or at a structural character after it.
+    private mutating func scanScalar() -> Bool {
+        let b = buffer[scan]
+        if inString {
+            if escaped { escaped = false } else if b == 92 { escaped = true } else if b == 34 { inString = false }
+        } else if b == 34 {
+            inString = true
+        }
+        scan += 1
+        guard !inString && scan < buffer.count else { return false }
+        let n = buffer[scan]
+        return n == 0x20 || n == 0x0A || n == 0x0D || n == 0x09 || n == UInt8(ascii: "{") || n == UInt8(ascii: "[")
+            || (b == 34 && scan - start > 1)
     }
 
     private mutating func reset() {

@@ -22,17 +22,15 @@ extension VDPAService {
 
     // MARK: Shared helpers
 
-    /// The device named by `device`, checked to be owned by the caller's connection (R5, R22).
-    func ownedSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> DeviceSlot {
-        let slot = try slot(try p.string("device"))
-        try slot.sync { (d: inout VDPADevice) throws(VDPAError) in try d.requireOwner(caller.connection) }
-        return slot
+    /// The device named by `device`; every operation through it first checks that the caller's
+    /// connection owns the device (R5, R22), in the same hop onto the device queue.
+    func ownedSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> OwnedSlot {
+        OwnedSlot(slot: try slot(try p.string("device")), connection: caller.connection)
     }
 
     /// The owner, or an admin (dump_iotlb, translate).
-    func ownedOrAdminSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> DeviceSlot {
-        if caller.isAdmin { return try slot(try p.string("device")) }
-        return try ownedSlot(p, caller)
+    func ownedOrAdminSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> OwnedSlot {
+        OwnedSlot(slot: try slot(try p.string("device")), connection: caller.isAdmin ? nil : caller.connection)
     }
 
     func requireAdmin(_ caller: Caller, _ what: String) throws(RPCError) {
@@ -95,10 +93,10 @@ extension VDPAService {
         "get_version": { s, _, _ in ["version": .string(s.version), "protocol": 1, "pid": JSON(Int(s.pid))] },
         "rpc_get_methods": { _, _, _ in .array(methodNames.map { .string($0) }) },
         "get_stats": { s, _, _ in
-            let c = s.counters.withLock { $0 }
             let uptime = UInt64((ContinuousClock.now - s.started).components.seconds)
-            return ["uptime_s": .unsigned(uptime), "connections": JSON(c.connections), "requests": JSON(c.requests),
-                    "errors": JSON(c.errors), "devices": JSON(s.devices.withLock { $0.count })]
+            return ["uptime_s": .unsigned(uptime), "connections": JSON(s.connectionCount),
+                    "requests": JSON(s.requestCount.load(ordering: .relaxed)), "errors": JSON(s.errorCount.load(ordering: .relaxed)),
+                    "devices": JSON(s.devices.withLock { $0.count })]
         },
         "subscribe": { s, p, caller in
             var types = Set(["device_added", "device_removed", "status_changed", "owner_changed", "session_closed"])

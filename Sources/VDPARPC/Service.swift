@@ -61,6 +61,21 @@ final class DeviceSlot: @unchecked Sendable {
     func read<T>(_ body: (VDPADevice) -> T) -> T { queue.sync { body(device) } }
 }
 
+/// A device reached on behalf of a connection that must own it (nil: an admin, no check).
+struct OwnedSlot {
+    let slot: DeviceSlot
+    let connection: UInt64?
+
+    func sync<T>(_ body: (inout VDPADevice) throws(VDPAError) -> T) throws(RPCError) -> T {
+        try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> T in
+            if let connection { try d.requireOwner(connection) }
+            return try body(&d)
+        }
+    }
+
+    func read<T>(_ body: (VDPADevice) -> T) -> T { slot.read(body) }
+}
+
 /// What survives a restart: how a device was created.
 public struct DeviceRecord: Equatable, Sendable {
     public var name: String
@@ -90,7 +105,9 @@ public final class VDPAService: Sendable {
     let registryLock = Mutex<Void>(())
     let events: EventLog
     let sinks = Mutex<[UInt64: Sink]>([:])
-    let counters = Mutex<Counters>(Counters())
+    let requestCount = Atomic<Int>(0)
+    let errorCount = Atomic<Int>(0)
+    let openConnections = Atomic<Int>(0)
     let started = ContinuousClock.now
     let version: String
     let pid: Int32
@@ -102,12 +119,6 @@ public final class VDPAService: Sendable {
     struct Sink {
         let sink: any NotificationSink
         var subscribed: Set<String>?
-    }
-
-    struct Counters {
-        var connections = 0
-        var requests = 0
-        var errors = 0
     }
 
     public init(limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
@@ -125,13 +136,13 @@ public final class VDPAService: Sendable {
 
     public func connectionOpened(_ connection: UInt64, sink: any NotificationSink) {
         sinks.withLock { $0[connection] = Sink(sink: sink, subscribed: nil) }
-        counters.withLock { $0.connections += 1 }
+        openConnections.add(1, ordering: .relaxed)
     }
 
     /// Releases every device the connection owns (PROTOCOL.md §6).
     public func connectionClosed(_ connection: UInt64) {
         sinks.withLock { _ = $0.removeValue(forKey: connection) }
-        counters.withLock { $0.connections -= 1 }
+        openConnections.subtract(1, ordering: .relaxed)
         for slot in allSlots() {
             let released: String? = slot.read { $0.owner?.connection == connection ? $0.name.rawValue : nil }
             guard let name = released else { continue }
@@ -143,7 +154,7 @@ public final class VDPAService: Sendable {
         }
     }
 
-    public var connectionCount: Int { counters.withLock { $0.connections } }
+    public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
 
     func allSlots() -> [DeviceSlot] { devices.withLock { Array($0.values) } }
 

@@ -136,3 +136,17 @@ struct IntervalTreeTests {
         #expect(a.count == 3 && c.isEmpty)
     }
 }
+
+@Suite("IntervalTree layout")
+struct IntervalTreeLayoutTests {
+    @Test("ascending inserts (guest RAM in order) fill nodes instead of leaving them half empty")
+    func ascendingInsertsPack() {
+        var tree = IntervalTree()
+        for k in 0..<100_000 as Range<UInt64> { #expect(tree.insert(entry(k * 8192, k * 8192 + 4095)) == nil) }
+        tree._checkInvariants()
+        #expect(tree._leafCount <= 100_000 / _TreeStorage.leafCapacity + 1)
+        for k in stride(from: 0, to: 100_000 as UInt64, by: 3) { tree.removeOverlapping(first: k * 8192, last: k * 8192) }
+        tree._checkInvariants()
+        #expect(tree.count == 66_666)
+    }
+}
