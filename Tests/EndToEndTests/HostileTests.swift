@@ -1,0 +1,135 @@
+// HostileTests.swift — issue 5 at test scale: other uids (through setpriv),
+// kill -9 during a storm of device changes, many connections and clients.
+import Foundation
+import Synchronization
+import Testing
+import VDPAClient
+
+/// Runs vdpad-cli as another user (uid/gid 65534, no supplementary groups).
+func cliAs(uid: Int, _ d: Daemon, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
+    try runCommand("/usr/bin/setpriv", ["--reuid", "\(uid)", "--regid", "\(uid)", "--clear-groups", product("vdpad-cli"),
+                                        "-s", d.socketPath] + args, in: d.dir.path)
+}
+
+@Suite("Hostile input, faults and limits", .serialized)
+struct HostileTests {
+    @Test("another uid: EPERM for add/del, open only where listed, no touching a device it does not own")
+    func otherUID() throws {
+        // The config's top-level keys must come before any table: rebuild it in order.
+        let config = "socket_mode = \"0666\"\n" + Daemon.defaultConfig + "\n[[devices]]\nname = \"shared\"\nmgmtdev = \"vdpasim_net\"\nusers = [65534]\n"
+        let d = try Daemon(config: config)
+        chmod(d.dir.path, 0o755)
+        var mode = stat()
+        stat(d.socketPath, &mode)
+        #expect(mode.st_mode & 0o777 == 0o666)
+        stat(d.statePath + "/devices.json", &mode)
+        #expect(mode.st_mode & 0o777 == 0o600, "the state file is private to vdpad")
+        let add = try cliAs(uid: 65534, d, ["dev", "add", "name", "x", "mgmtdev", "vdpasim_net"])
+        #expect(add.status == 1 && add.err.contains("EPERM"))
+        #expect(try cliAs(uid: 65534, d, ["dev", "del", "vdpa0"]).err.contains("EPERM"))
+        #expect(try cliAs(uid: 65534, d, ["dev", "open", "vdpa0"]).err.contains("EPERM: uid 65534 may not open vdpa0"))
+        #expect(try cliAs(uid: 65534, d, ["dev", "show"]).status == 0, "read-only methods are open to all")
+        // Listed in `users`: may open; the session works for that connection.
+        let script = d.dir.path + "/s.txt"
+        try "dev open shared\ndev map shared iova 0 size 4096 addr 0 perm rw\ndev iotlb show shared asid 0\n".write(toFile: script, atomically: true, encoding: .utf8)
+        chmod(script, 0o644)
+        let session = try cliAs(uid: 65534, d, ["-b", script])
+        #expect(session.status == 0 && session.out.contains("0x0   0x1000  0x0   rw"), "\(session.err)")
+        // root owns vdpa0; uid 65534 may not change it, dump it or translate through it.
+        let owner = try d.client()
+        try owner.call("open", ["device": "vdpa0"])
+        #expect(try cliAs(uid: 65534, d, ["dev", "reset", "vdpa0"]).err.contains("EPERM"))
+        #expect(try cliAs(uid: 65534, d, ["dev", "iotlb", "show", "vdpa0", "asid", "0"]).err.contains("EPERM"))
+        #expect(try cliAs(uid: 65534, d, ["dev", "translate", "vdpa0", "access", "read", "asid", "0", "iova", "0", "size", "1"]).err.contains("EPERM"))
+    }
+
+    @Test("kill -9 during a storm of add/del: after restart every acknowledged change is there, nothing else")
+    func killDuringStorm() throws {
+        let first = try Daemon()
+        let c = try first.client()
+        var present: Set<String> = ["vdpa0"]
+        var inFlight: String?
+        let killer = DispatchWorkItem { kill(first.pid, SIGKILL) }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 0.3, execute: killer)
+        var k = 0
+        storm: while true {
+            let name = "s\(k % 40)"
+            inFlight = name
+            do {
+                if present.contains(name) {
+                    try c.call("del_device", ["name": .string(name)])
+                    present.remove(name)
+                } else {
+                    try c.call("add_device", ["name": .string(name), "mgmtdev": "vdpasim_blk"])
+                    present.insert(name)
+                }
+                inFlight = nil
+            } catch {
+                break storm
+            }
+            k += 1
+        }
+        #expect(k > 10, "the storm ran before the kill")
+        _ = first.waitForExit()
+        let second = try Daemon(reuseStateOf: first)
+        guard case .array(let items) = try second.client().call("list_devices") else { Issue.record("list"); return }
+        let listed = items.compactMap { item -> String? in if case .string(let s)? = item["name"] { s } else { nil } }
+        var allowed = [present]
+        if let inFlight {  // the change in flight may or may not have landed
+            var other = present
+            if other.contains(inFlight) { other.remove(inFlight) } else { other.insert(inFlight) }
+            allowed.append(other)
+        }
+        #expect(allowed.contains(Set(listed)), "restored \(listed.sorted()), acknowledged \(present.sorted())")
+    }
+
+    @Test("load at test scale: 200 connections held, 10 clients × 200 map/unmap on their own devices, all replies checked")
+    func load() throws {
+        let d = try Daemon()
+        var held: [VDPAClient] = []
+        for _ in 0..<200 { held.append(try d.client()) }
+        #expect(try d.client().call("get_stats")["connections"] == 201)
+        let admin = try d.client()
+        for i in 0..<10 { try admin.call("add_device", ["name": .string("load\(i)"), "mgmtdev": "vdpasim_net"]) }
+        let failures = Mutex<[String]>([])
+        let socketPath = d.socketPath
+        DispatchQueue.concurrentPerform(iterations: 10) { i in
+            do {
+                let c = try VDPAClient(path: socketPath, timeout: 20)
+                let dev = JSON.string("load\(i)")
+                try c.call("open", ["device": dev])
+                for k in 0..<200 {
+                    let iova = JSON.unsigned(UInt64(k) * 4096)
+                    try c.call("map", ["device": dev, "iova": iova, "size": 4096, "addr": iova, "perm": "rw"])
+                    guard try c.call("unmap", ["device": dev, "iova": iova, "size": 4096]) == ["removed": 1] else {
+                        failures.withLock { $0.append("load\(i): unmap \(k) removed nothing") }
+                        return
+                    }
+                }
+            } catch {
+                failures.withLock { $0.append("load\(i): \(error)") }
+            }
+        }
+        #expect(failures.withLock { $0 }.isEmpty)
+        held.removeAll()
+    }
+
+    @Test("a client that never reads is disconnected past max_output_bytes and its device released")
+    func stalledClient() throws {
+        let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nmax_output_bytes = 65536\n")
+        let stalled = try d.client()
+        try stalled.call("open", ["device": "vdpa0"])
+        let request = Array(#"{"jsonrpc":"2.0","id":1,"method":"list_mgmtdevs"}"#.utf8) + [10]
+        var bytes: [UInt8] = []
+        for _ in 0..<2000 { bytes += request }
+        try? stalled.send(raw: bytes)  // ~1 MB of replies owed, never read
+        let other = try d.client()
+        var released = false
+        for _ in 0..<400 where !released {
+            released = (try other.call("get_device", ["device": "vdpa0"]))["owner"] == .null
+            usleep(10_000)
+        }
+        #expect(released)
+        #expect(try other.call("ping") == "pong", "others are unaffected")
+    }
+}
