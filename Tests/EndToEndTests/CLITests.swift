@@ -102,11 +102,9 @@ struct CLITests {
         let d = try Daemon()
         let m = try Child(product("vdpad-cli"), ["-s", d.socketPath, "monitor"], outputIn: scratch.path)
         defer { kill(m.pid, SIGTERM); m.wait(seconds: 5) }
-        var subscribed = false
-        for _ in 0..<200 where !subscribed {
-            subscribed = (try? d.client().call("get_stats"))?["connections"] == 2
-            usleep(20_000)
-        }
+        let probe = try d.client()
+        #expect(try eventually { try probe.call("get_stats")["connections"] == 2 }, "the monitor is connected")
+        usleep(200_000)  // and has subscribed (its first call after connecting)
         try d.client().call("add_device", ["name": "b1", "mgmtdev": "vdpasim_blk"])
         var out = ""
         for _ in 0..<200 where !out.contains("device_added") {

@@ -180,6 +180,17 @@ final class Daemon {
     }
 }
 
+/// Polls `condition` for up to `seconds` (a disconnect is processed asynchronously by the daemon).
+func eventually(seconds: Double = 5, _ condition: () throws -> Bool) rethrows -> Bool {
+    var waited = 0.0
+    while waited < seconds {
+        if try condition() { return true }
+        usleep(10_000)
+        waited += 0.01
+    }
+    return try condition()
+}
+
 /// Runs a call expected to fail; returns the remote error.
 func expectRemoteError(_ errno: String?, code: Int? = nil, _ body: () throws -> Void,
                        sourceLocation: SourceLocation = #_sourceLocation) -> RemoteError? {
