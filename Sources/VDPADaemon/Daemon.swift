@@ -4,7 +4,6 @@
 // are restored.
 import Dispatch
 import Logging
-import Synchronization
 import VDPACore
 import VDPARPC
 #if canImport(Glibc)
@@ -26,7 +25,7 @@ public final class Daemon: @unchecked Sendable {
     private var acceptSource: DispatchSourceRead?
     private var signalSources: [DispatchSourceSignal] = []
     private var watchdog: DispatchSourceTimer?
-    private let connections = Mutex<[UInt64: Connection]>([:])
+    private let connections = Locked<[UInt64: Connection]>([:])
     private var nextConnection: UInt64 = 0
     private var stopping = false
     private let ownsSocketPath: Bool

@@ -4,7 +4,7 @@
 //
 // Concurrency (DESIGN.md): each device lives on its own serial queue and
 // every operation on it runs there; the table of devices is a small map
-// behind a Mutex; calls from one connection arrive in order, and each call
+// behind a lock (Locked); calls from one connection arrive in order, and each call
 // waits for its device queue, so replies keep request order.
 import Dispatch
 import Logging
@@ -107,11 +107,11 @@ public struct ServiceLimits: Sendable {
 
 public final class VDPAService: Sendable {
     let limits: ServiceLimits
-    let devices = Mutex<[String: DeviceSlot]>([:])
+    let devices = Locked<[String: DeviceSlot]>([:])
     /// Serialises add/del with the persistence hook so the state file follows acknowledged order.
-    let registryLock = Mutex<Void>(())
+    let registryLock = Locked<Void>(())
     let events: EventLog
-    let sinks = Mutex<[UInt64: Sink]>([:])
+    let sinks = Locked<[UInt64: Sink]>([:])
     let requestCount = Atomic<Int>(0)
     let errorCount = Atomic<Int>(0)
     let openConnections = Atomic<Int>(0)
@@ -232,12 +232,12 @@ public final class VDPAService: Sendable {
 
 /// A bounded buffer of events with increasing sequence numbers.
 final class EventLog: Sendable {
-    private let state: Mutex<(seq: UInt64, items: [JSON])>
+    private let state: Locked<(seq: UInt64, items: [JSON])>
     private let capacity: Int
 
     init(capacity: Int) {
         self.capacity = max(capacity, 1024)
-        state = Mutex((0, []))
+        state = Locked((0, []))
     }
 
     func append(type: String, device: String, fields: [(String, JSON)]) -> JSON {

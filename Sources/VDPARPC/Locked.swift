@@ -1,0 +1,33 @@
+// Locked.swift — a value behind a pthread mutex.
+//
+// Why not Synchronization.Mutex: on Linux it locks with raw futex calls that
+// ThreadSanitizer cannot see, so every TSan run of the daemon reported
+// false races on the tables it protects (a six-line Mutex program shows
+// the same).  A pthread mutex keeps the sanitizer meaningful.
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public final class Locked<Value>: @unchecked Sendable {
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private var value: Value
+
+    public init(_ value: Value) {
+        self.value = value
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` with the value, holding the lock.
+    public func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return try body(&value)
+    }
+}
