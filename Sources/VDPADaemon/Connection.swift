@@ -25,6 +25,8 @@ final class Connection: NotificationSink, @unchecked Sendable {
     private var writeSource: DispatchSourceWrite?
     private var writeSuspended = true
     private var closed = false
+    /// SIGTERM: answer what has arrived, then close with an orderly EOF.
+    private var stopping = false
     private var idleTimer: DispatchSourceTimer?
     /// Reused for every read: allocating and zeroing 64 KiB per wake-up showed in profiles.
     private var readBuffer = [UInt8](repeating: 0, count: 65536)
@@ -69,7 +71,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
             let n = readBuffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
             if n > 0 {
                 consume(readBuffer[0..<n])
-                if n < readBuffer.count { break }
+                if n < readBuffer.count && !stopping { break }
                 continue
             }
             if n == 0 {  // orderly shutdown by the peer
@@ -157,10 +159,22 @@ final class Connection: NotificationSink, @unchecked Sendable {
         output.removeAll(keepingCapacity: output.count < 1 << 20)
         outputOffset = 0
         if !writeSuspended { writeSuspended = true; writeSource?.suspend() }
+        if stopping {
+            // Everything received is answered and sent: EOF first, so the peer reads every reply
+            // (closing with unread input would make the kernel reset the connection instead).
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+            close(reason: nil)
+        }
     }
 
-    /// Closes on the connection's queue, after every request already read has been answered.
-    func shutdown() { queue.async { [weak self] in self?.flush(); self?.close(reason: nil) } }
+    /// Answers every request already received, sends the replies, then closes (SIGTERM).
+    func shutdown() {
+        queue.async { [weak self] in
+            guard let self, !self.closed else { return }
+            self.stopping = true
+            self.readAvailable()  // reads to EAGAIN while stopping, answers, flushes
+        }
+    }
 
     private func close(reason: String?) {
         guard !closed else { return }

@@ -52,6 +52,7 @@ public final class Daemon: @unchecked Sendable {
 
     /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.
     public func run() throws -> Never {
+        raiseFileLimit()
         try restoreState()
         if ownsSocketPath {
             var group: gid_t?
@@ -69,6 +70,17 @@ public final class Daemon: @unchecked Sendable {
                                                  "devices": "\(service.deviceRecords().count)"])
         Systemd.notify("READY=1\nSTATUS=\(statusLine())")
         dispatchMain()
+    }
+
+    /// Every connection is a descriptor: lift the soft RLIMIT_NOFILE to the hard limit so
+    /// max_connections, not the 1024 default, is what bounds clients.
+    private func raiseFileLimit() {
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
+        limit.rlim_cur = limit.rlim_max
+        if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
+            logger.warning("could not raise the open-file limit", metadata: ["error": "\(String(cString: strerror(errno)))"])
+        }
     }
 
     func statusLine() -> String {

@@ -83,13 +83,19 @@ struct HostileTests {
         #expect(allowed.contains(Set(listed)), "restored \(listed.sorted()), acknowledged \(present.sorted())")
     }
 
-    @Test("load at test scale: 200 connections held, 10 clients × 200 map/unmap on their own devices, all replies checked")
+    @Test("load at test scale: 1,000 connections held, 10 clients × 200 map/unmap on their own devices, all replies checked")
     func load() throws {
-        let d = try Daemon()
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = max(limit.rlim_cur, min(limit.rlim_max, 4096))
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        try #require(limit.rlim_cur >= 1100, "the test needs about 1,100 descriptors")
+        let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nmax_connections = 2000\n")
         var held: [VDPAClient] = []
-        for _ in 0..<200 { held.append(try d.client()) }
+        for _ in 0..<1000 { held.append(try d.client()) }
         let probe = try d.client()
-        #expect(try eventually { try probe.call("get_stats")["connections"] == 201 })
+        #expect(try eventually { try probe.call("get_stats")["connections"] == 1001 })
+        #expect(try held[0].call("ping") == "pong" && held[999].call("ping") == "pong")
         let admin = try d.client()
         for i in 0..<10 { try admin.call("add_device", ["name": .string("load\(i)"), "mgmtdev": "vdpasim_net"]) }
         let failures = Mutex<[String]>([])
@@ -132,5 +138,48 @@ struct HostileTests {
         }
         #expect(released)
         #expect(try other.call("ping") == "pong", "others are unaffected")
+    }
+
+    @Test("a half-sent request is dropped after idle_timeout_s; a client leaving mid-request or mid-batch disturbs nothing")
+    func halfSent() throws {
+        let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nidle_timeout_s = 1\n")
+        let slow = try d.client()
+        try slow.send(raw: Array(#"{"jsonrpc":"2.0","id":1,"met"#.utf8))
+        #expect(try slow.readMessage() == nil, "closed after the idle timeout")
+        var leaver: VDPAClient? = try d.client()
+        try leaver!.call("open", ["device": "vdpa0"])
+        try leaver!.call("batch_begin", ["device": "vdpa0"])
+        try leaver!.call("map", ["device": "vdpa0", "iova": 0, "size": 4096, "addr": 0, "perm": "rw"])
+        try leaver!.send(raw: Array(#"{"jsonrpc":"2.0","id":9,"method":"map","params":{"dev"#.utf8))
+        leaver = nil
+        let other = try d.client()
+        #expect(try eventually { try other.call("get_device", ["device": "vdpa0"])["owner"] == .null })
+        try other.call("open", ["device": "vdpa0"])
+        let dump = try other.call("dump_iotlb", ["device": "vdpa0", "asid": 0])
+        #expect(dump["exists"] == false && dump["device_mapping"] == "passthrough", "the batch and its table went with the session")
+    }
+
+    @Test("SIGTERM under load: replies already owed come in order, then the connection closes; exit 0")
+    func sigtermUnderLoad() throws {
+        let d = try Daemon()
+        let c = try d.client()
+        try c.call("open", ["device": "vdpa0"])
+        var bytes: [UInt8] = []
+        for k in 0..<5000 {
+            bytes += JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
+                                  ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])]).encoded() + [10]
+        }
+        try c.send(raw: bytes)
+        d.signal(SIGTERM)
+        var answered = 0
+        while let reply = try c.readMessage() {
+            guard reply["id"] == .unsigned(UInt64(answered)), reply["result"] == [:] else {
+                Issue.record("reply \(answered) out of order or failed: \(reply.text)")
+                break
+            }
+            answered += 1
+        }
+        #expect(answered > 0)
+        #expect(d.waitForExit() == 0)
     }
 }
