@@ -28,10 +28,10 @@ struct _LeafValue {
 
 @usableFromInline
 final class _TreeStorage: @unchecked Sendable {
-    /// Entries per leaf: 32 × 25 bytes, a few cache lines per search.
-    static let leafCapacity = 32
+    /// Entries per leaf: keys in 8 cache lines, values in 24; 64 measured best (16 and 32 slower).
+    static let leafCapacity = 64
     /// Children per inner node.
-    static let innerCapacity = 32
+    static let innerCapacity = 64
     /// A node below this many items is merged with a sibling when the pair fits in one node.
     static let leafMinimum = leafCapacity / 4
     static let innerMinimum = innerCapacity / 4
