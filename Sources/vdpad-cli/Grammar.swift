@@ -94,6 +94,52 @@ enum Grammar {
         ("call METHOD [JSON]", "any method, raw JSON params, JSON result"),
     ]
 
+    /// One example per command, shown by `vdpad-cli OBJECT COMMAND --help`.
+    static let examples: [String: String] = [
+        "mgmtdev show": "vdpad-cli mgmtdev show",
+        "dev show": "vdpad-cli dev show vdpa0",
+        "dev add": "vdpad-cli dev add name vdpa1 mgmtdev mlx5_net max_vqp 4 users 1000",
+        "dev del": "vdpad-cli dev del vdpa1 force",
+        "dev config": "vdpad-cli -j dev config show vdpa0",
+        "dev stats": "vdpad-cli dev stats show vdpa0",
+        "dev vq": "vdpad-cli dev vq show vdpa1",
+        "dev iotlb": "vdpad-cli dev iotlb show vdpa0 asid 0 layer device limit 100",
+        "dev open": "vdpad-cli -b session.txt   (dev open only lasts as long as its connection)",
+        "dev close": "dev close vdpa0   (in a -b file)",
+        "dev backend": "dev backend set vdpa0 IOTLB_MSG_V2 IOTLB_BATCH IOTLB_ASID IOTLB_PERSIST",
+        "dev features": "dev features set vdpa0 VERSION_1 ACCESS_PLATFORM MAC",
+        "dev status": "dev status set vdpa0 15",
+        "dev reset": "dev reset vdpa0",
+        "dev map": "dev map vdpa0 asid 1 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw",
+        "dev unmap": "dev unmap vdpa0 iova 0x100000 size 0x1000",
+        "dev batch": "dev batch begin vdpa0 asid 0",
+        "dev reset_map": "dev reset_map vdpa0 asid 1",
+        "dev group_asid": "dev group_asid vdpa0 group 1 asid 1",
+        "dev vring": "dev vring set vdpa0 vq 0 num 256 desc 0x20000 driver 0x21000 device 0x22000 ready on",
+        "dev translate": "dev translate vdpa1 access read vq 0 area desc",
+        "dev suspend": "dev suspend vdpa0",
+        "dev resume": "dev resume vdpa0",
+        "daemon": "vdpad-cli daemon status",
+        "monitor": "vdpad-cli monitor device_added device_removed",
+        "call": #"vdpad-cli call get_device '{"device":"vdpa0"}'"#,
+    ]
+
+    /// Help for the commands that start with `words` (e.g. ["dev", "map"]): usage, what it does, an example.
+    static func help(_ words: [String]) -> String {
+        var prefix = words.joined(separator: " ")
+        var matches = commands.filter { $0.0.hasPrefix(prefix + " ") || $0.0 == prefix }
+        while matches.isEmpty, prefix.contains(" ") {
+            prefix = String(prefix[..<prefix.lastIndex(of: " ")!])
+            matches = commands.filter { $0.0.hasPrefix(prefix + " ") || $0.0 == prefix }
+        }
+        guard !matches.isEmpty else { return "no such command: \(words.joined(separator: " ")); see vdpad-cli --help" }
+        return matches.map { usage, what in
+            let key = usage.split(separator: " ").prefix(usage.hasPrefix("dev ") ? 2 : 1).joined(separator: " ")
+            let example = examples[key].map { "\n  example: \($0)" } ?? ""
+            return "usage: vdpad-cli \(usage)\n  \(what)\(example)"
+        }.joined(separator: "\n")
+    }
+
     static func usage(_ prefix: String) -> String {
         commands.map(\.0).filter { $0.hasPrefix(prefix) }.joined(separator: "\n       ")
     }

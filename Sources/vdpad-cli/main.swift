@@ -63,10 +63,14 @@ struct VDPADCLI: ParsableCommand {
             guard words.isEmpty else { throw usage(UsageError("-b takes no command words")) }
             return try runBatch(batch)
         }
+        if words == ["--experimental-dump-help"] {  // swift-argument-parser's man page generator asks this way
+            print(VDPADCLI._dumpHelp())
+            return
+        }
         let helpWords: Set<String> = ["help", "--help", "-h"]
         if let first = words.first, words.contains(where: helpWords.contains) {
-            // `vdpad-cli --help` is the full help; `vdpad-cli dev help` the usage of one object.
-            print(helpWords.contains(first) ? VDPADCLI.helpMessage() : "usage: " + Grammar.usage(first))
+            // `vdpad-cli --help` is the full help; `vdpad-cli dev map --help` that command's usage and example.
+            print(helpWords.contains(first) ? VDPADCLI.helpMessage() : Grammar.help(words.filter { !helpWords.contains($0) }))
             return
         }
         if words.first == "monitor" { try monitor(Array(words.dropFirst())) }

@@ -55,7 +55,13 @@ struct CLITests {
         let absent = try cli(nil, ["-s", scratch.path + "/none.sock", "daemon", "status"])
         #expect(absent.status == 1 && absent.err.contains("no vdpad answers on \(scratch.path)/none.sock"))
         #expect(try cli(d, ["call", "ping"]) == (0, "\"pong\"\n", ""))
-        #expect(try cli(d, ["dev", "help"]).out.contains("dev reset_map NAME asid A"))
+        #expect(try cli(d, ["dev", "help"]).out.contains("usage: vdpad-cli dev reset_map NAME asid A"))
+        #expect(try cli(d, ["dev", "map", "--help"]).out == """
+            usage: vdpad-cli dev map NAME [asid A] iova X size X addr X perm ro|wo|rw
+              add an IOTLB mapping
+              example: dev map vdpa0 asid 1 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw
+
+            """)
         let help = try cli(d, ["--help"])
         #expect(help.status == 0 && help.out.contains("Examples:"))
     }
