@@ -27,6 +27,11 @@ final class Connection: NotificationSink, @unchecked Sendable {
     private var closed = false
     /// SIGTERM: answer what has arrived, then close with an orderly EOF.
     private var stopping = false
+    /// Backpressure: while this many reply bytes wait for the client, its requests are not read,
+    /// so a client that stops reading stops costing CPU (and others' latency).
+    private var pauseThreshold: Int { max(4096, limits.maxOutputBytes / 4) }
+    private var readPaused = false
+    private var stallTimer: DispatchSourceTimer?
     private var idleTimer: DispatchSourceTimer?
     /// Reused for every read: allocating and zeroing 64 KiB per wake-up showed in profiles.
     private var readBuffer = [UInt8](repeating: 0, count: 65536)
@@ -67,10 +72,12 @@ final class Connection: NotificationSink, @unchecked Sendable {
     }
 
     private func readAvailable() {
-        while !closed {
+        while !closed && !readPaused {
             let n = readBuffer.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
             if n > 0 {
                 consume(readBuffer[0..<n])
+                if output.count - outputOffset > pauseThreshold { flush() }
+                pauseIfBackedUp()
                 if n < readBuffer.count && !stopping { break }
                 continue
             }
@@ -85,6 +92,29 @@ final class Connection: NotificationSink, @unchecked Sendable {
         }
         armIdleTimer()
         flush()
+        pauseIfBackedUp()
+    }
+
+    private func pauseIfBackedUp() {
+        guard !closed, !readPaused, output.count - outputOffset > pauseThreshold else { return }
+        readPaused = true
+        readSource?.suspend()
+        // A client that leaves its replies unread for idle_timeout_s is disconnected (its devices released).
+        let timer = DispatchSource.makeTimerSource(queue: queue)
+        timer.schedule(deadline: .now() + .seconds(limits.idleTimeoutSeconds))
+        timer.setEventHandler { [weak self] in
+            self?.close(reason: "client left its replies unread for idle_timeout_s \(self?.limits.idleTimeoutSeconds ?? 0)")
+        }
+        timer.resume()
+        stallTimer = timer
+    }
+
+    private func resumeIfDrained() {
+        guard !closed, readPaused, output.count - outputOffset <= pauseThreshold else { return }
+        readPaused = false
+        stallTimer?.cancel()
+        stallTimer = nil
+        readSource?.resume()
     }
 
     private func consume(_ bytes: ArraySlice<UInt8>) {
@@ -150,6 +180,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if writeSuspended { writeSuspended = false; writeSource?.resume() }
+                resumeIfDrained()
                 return
             }
             close(reason: nil)  // the peer went away
@@ -159,6 +190,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
         output.removeAll(keepingCapacity: output.count < 1 << 20)
         outputOffset = 0
         if !writeSuspended { writeSuspended = true; writeSource?.suspend() }
+        resumeIfDrained()
         if stopping {
             // Everything received is answered and sent: EOF first, so the peer reads every reply
             // (closing with unread input would make the kernel reset the connection instead).
@@ -181,6 +213,8 @@ final class Connection: NotificationSink, @unchecked Sendable {
         closed = true
         if let reason { logger.warning("closing connection", metadata: ["connection": "\(id)", "pid": "\(caller.pid)", "reason": "\(reason)"]) }
         idleTimer?.cancel()
+        stallTimer?.cancel()
+        if readPaused { readSource?.resume() }  // a suspended source never runs its cancel handler
         if writeSuspended { writeSource?.resume() }
         writeSource?.cancel()
         service.connectionClosed(id)

@@ -1,5 +1,6 @@
 // BenchCommand.swift — the benchmark's command tree.
 import ArgumentParser
+import VDPAClient
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -13,8 +14,9 @@ struct BenchCommand: ParsableCommand {
               vdpad-bench iotlb 1000000            the anchors' workload (shared/anchors/workload.md)
               vdpad-bench 100000 --verify          the same, as the anchors' run.sh calls a peer
               vdpad-bench rpc --anchors ../shared/anchors   the RPC path beside the raw socket
+              vdpad-bench load                     1,000 connections, 50 × 1,000 map/unmap, a stalled client
             """,
-        subcommands: [IOTLBCommand.self, RPCCommand.self]
+        subcommands: [IOTLBCommand.self, RPCCommand.self, LoadCommand.self]
     )
 }
 
@@ -97,5 +99,45 @@ struct RPCCommand: ParsableCommand {
             print(line)
         }
         if rssMappings > 0 { print(rss) }
+    }
+}
+
+struct LoadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "load",
+        abstract: "Load scenarios against the real vdpad: held connections, many clients, a stalled client.",
+        discussion: "Prints one line per scenario ending in ok=1 or ok=0; exits 1 if any is not ok.")
+
+    @Option(help: "The vdpad binary (default: next to vdpad-bench).")
+    var daemon: String?
+
+    @Option(help: "Connections to hold at once.")
+    var connections = 1000
+
+    @Option(help: "Concurrent clients, each on its own device.")
+    var clients = 50
+
+    @Option(help: "map+unmap pairs per client.")
+    var each = 1000
+
+    func run() throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let me = CommandLine.arguments[0]
+        let dir = me.contains("/") ? String(me[..<me.lastIndex(of: "/")!]) : "."
+        let config = "[limits]\nmax_connections = \(connections + clients + 64)\nmax_devices = \(clients + 64)\nmax_output_bytes = 1048576\n"
+        let ok = try RPCBenchmark.withDaemon(daemon ?? dir + "/vdpad", pin: false, config: config) { path, _ in
+            let held = try LoadBenchmark.heldConnections(path: path, count: connections)
+            print(held)
+            let admin = try VDPAClient(path: path, timeout: 60)
+            let (many, manyOK) = try LoadBenchmark.clients(path: path, admin: admin, clients: clients, each: each)
+            print(many)
+            let (stall, stallOK) = try LoadBenchmark.stalledNeighbour(path: path, admin: admin, requests: 8000)
+            print(stall)
+            return held.hasSuffix("ok=1") && manyOK && stallOK
+        }
+        if !ok { throw ExitCode(1) }
     }
 }

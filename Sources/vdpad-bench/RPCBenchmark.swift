@@ -173,13 +173,12 @@ enum RPCBenchmark {
         return RPCResult(mode: "batch\(size)", clients: 1, depth: size, requests: count * size, seconds: seconds, latenciesMicros: latencies)
     }
 
-    /// Runs every scenario against a fresh daemon; returns the results and the RSS line.
-    static func runVDPAD(daemon: String, pin: Bool, requests: Int, rssMappings: Int) throws -> ([RPCResult], String) {
+    /// Starts vdpad in a scratch directory with `config`; `body` gets the socket path and the process.
+    static func withDaemon<T>(_ daemon: String, pin: Bool, config: String, _ body: (String, Spawned) throws -> T) throws -> T {
         let dir = "/tmp/vdpad-bench-\(getpid())"
         mkdir(dir, 0o700)
         defer { _ = system("rm -rf '\(dir)'") }
         let socketPath = dir + "/vdpad.sock"
-        let config = "[limits]\nmax_iotlb_entries = \(max(rssMappings, 1 << 21) + 16)\nmax_batch = 4096\n"
         try config.withCString { c in
             let f = fopen(dir + "/vdpad.toml", "w")
             defer { fclose(f) }
@@ -189,6 +188,16 @@ enum RPCBenchmark {
         let server = try Spawned(argv, stderrTo: dir + "/vdpad.log")
         defer { server.stop() }
         try waitForSocket(socketPath)
+        return try body(socketPath, server)
+    }
+
+    /// Runs every scenario against a fresh daemon; returns the results and the RSS line.
+    static func runVDPAD(daemon: String, pin: Bool, requests: Int, rssMappings: Int) throws -> ([RPCResult], String) {
+        let config = "[limits]\nmax_iotlb_entries = \(max(rssMappings, 1 << 21) + 16)\nmax_batch = 4096\n"
+        return try withDaemon(daemon, pin: pin, config: config) { socketPath, server in try scenarios(socketPath, server, requests, rssMappings) }
+    }
+
+    static func scenarios(_ socketPath: String, _ server: Spawned, _ requests: Int, _ rssMappings: Int) throws -> ([RPCResult], String) {
         let admin = try VDPAClient(path: socketPath, timeout: 30)
         let devices = (0..<8).map { "bench\($0)" }
         for d in devices + ["rss"] { try admin.call("add_device", ["name": .string(d), "mgmtdev": "vdpasim_net"]) }
@@ -258,5 +267,86 @@ enum RPCBenchmark {
                                      requests: requests, seconds: rps > 0 ? Double(requests) / rps : 0, latenciesMicros: lat))
         }
         return results
+    }
+}
+
+/// `vdpad-bench load`: issue 5's load scenarios at full scale against the real daemon.
+enum LoadBenchmark {
+    /// Holds `count` connections open at once and checks that every one still answers.
+    static func heldConnections(path: String, count: Int) throws -> String {
+        var held: [VDPAClient] = []
+        let start = nowNanos()
+        for _ in 0..<count { held.append(try VDPAClient(path: path, timeout: 30)) }
+        var answered = 0
+        for c in held where (try? c.call("ping")) == "pong" { answered += 1 }
+        let ms = Double(nowNanos() - start) / 1e6
+        return "vdpad load=connections held=\(count) answered=\(answered) ms=\(format(ms)) ok=\(answered == count ? 1 : 0)"
+    }
+
+    /// `clients` clients, each on its own device, `each` map+unmap pairs; every reply is checked.
+    static func clients(path: String, admin: VDPAClient, clients: Int, each: Int) throws -> (String, Bool) {
+        for i in 0..<clients { try admin.call("add_device", ["name": .string("load\(i)"), "mgmtdev": "vdpasim_net"]) }
+        let failures = Mutex<[String]>([])
+        let latencies = Mutex<[Double]>([])
+        let start = nowNanos()
+        DispatchQueue.concurrentPerform(iterations: clients) { i in
+            do {
+                let c = try VDPAClient(path: path, timeout: 60)
+                let dev = JSON.string("load\(i)")
+                try c.call("open", ["device": dev])
+                var mine: [Double] = []
+                for k in 0..<each {
+                    let iova = JSON.unsigned(UInt64(k) * 4096)
+                    let t = nowNanos()
+                    try c.call("map", ["device": dev, "iova": iova, "size": 4096, "addr": iova, "perm": "rw"])
+                    guard try c.call("unmap", ["device": dev, "iova": iova, "size": 4096]) == ["removed": 1] else {
+                        throw ClientError("load\(i): unmap \(k) removed nothing")
+                    }
+                    mine.append(Double(nowNanos() - t) / 2000)
+                }
+                latencies.withLock { $0 += mine }
+            } catch {
+                failures.withLock { $0.append("\(error)") }
+            }
+        }
+        let seconds = Double(nowNanos() - start) / 1e9
+        let all = RPCResult(mode: "load", clients: clients, depth: 1, requests: clients * each * 2, seconds: seconds,
+                            latenciesMicros: latencies.withLock { $0 })
+        let bad = failures.withLock { $0 }
+        for i in 0..<clients { try admin.call("del_device", ["name": .string("load\(i)"), "force": true]) }
+        return ("vdpad load=clients clients=\(clients) each=\(each) reqs=\(all.requests) rps=\(Int(all.rps)) "
+            + "p50_us=\(format(all.percentile(0.5))) p99_us=\(format(all.percentile(0.99))) failures=\(bad.count) ok=\(bad.isEmpty ? 1 : 0)",
+            bad.isEmpty)
+    }
+
+    /// p99 of 8 clients' map/unmap, first alone, then beside a client that sends and never reads.
+    static func stalledNeighbour(path: String, admin: VDPAClient, requests: Int) throws -> (String, Bool) {
+        let devices = (0..<8).map { "quiet\($0)" }
+        for d in devices { try admin.call("add_device", ["name": .string(d), "mgmtdev": "vdpasim_net"]) }
+        defer { for d in devices { _ = try? admin.call("del_device", ["name": .string(d), "force": true]) } }
+        let calm = try RPCBenchmark.concurrent(path: path, devices: devices, requests: requests)
+        // The stalled client floods list_mgmtdevs replies it never reads, until vdpad cuts it off.
+        let stalled = try VDPAClient(path: path, timeout: 1)
+        let flood = Array(repeating: Array(#"{"jsonrpc":"2.0","id":1,"method":"list_mgmtdevs"}"#.utf8) + [10], count: 4096).flatMap { $0 }
+        let stallDone = DispatchSemaphore(value: 0)
+        let fd = stalled.fd
+        DispatchQueue.global().async {
+            // Raw sends on the descriptor: the client object stays on this thread.
+            sending: for _ in 0..<64 {
+                var offset = 0
+                while offset < flood.count {
+                    let n = flood.withUnsafeBytes { send(fd, $0.baseAddress! + offset, flood.count - offset, Int32(MSG_NOSIGNAL)) }
+                    if n <= 0 { break sending }
+                    offset += n
+                }
+            }
+            stallDone.signal()
+        }
+        let busy = try RPCBenchmark.concurrent(path: path, devices: devices, requests: requests)
+        stallDone.wait()
+        withExtendedLifetime(stalled) {}
+        let ratio = busy.percentile(0.99) / max(calm.percentile(0.99), 0.001)
+        return ("vdpad load=stalled_neighbour p99_alone_us=\(format(calm.percentile(0.99))) "
+            + "p99_beside_stalled_us=\(format(busy.percentile(0.99))) ratio=\(format(ratio)) ok=\(ratio <= 2 ? 1 : 0)", ratio <= 2)
     }
 }

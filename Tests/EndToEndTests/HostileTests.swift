@@ -123,7 +123,7 @@ struct HostileTests {
 
     @Test("a client that never reads is disconnected past max_output_bytes and its device released")
     func stalledClient() throws {
-        let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nmax_output_bytes = 65536\n")
+        let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nmax_output_bytes = 65536\nidle_timeout_s = 1\n")
         let stalled = try d.client()
         try stalled.call("open", ["device": "vdpa0"])
         let request = Array(#"{"jsonrpc":"2.0","id":1,"method":"list_mgmtdevs"}"#.utf8) + [10]
