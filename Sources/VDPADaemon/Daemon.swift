@@ -98,7 +98,14 @@ public final class Daemon: @unchecked Sendable {
         if let problem = service.restoreReportingProblem(records) {
             throw ConfigError("cannot create the configured devices: \(problem)")
         }
-        try stateStore.save(service.deviceRecords())
+        guard records != loaded.records else { return }
+        do {
+            try stateStore.save(service.deviceRecords())
+        } catch {
+            // Serve what exists; every later change of the device set is refused with EIO.
+            logger.error("cannot write the state file; device changes will be refused until it is writable",
+                         metadata: ["path": "\(stateStore.path)", "error": "\(error)"])
+        }
     }
 
     // MARK: Accepting

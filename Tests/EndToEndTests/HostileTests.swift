@@ -182,4 +182,22 @@ struct HostileTests {
         #expect(answered > 0)
         #expect(d.waitForExit() == 0)
     }
+
+    @Test("a read-only state directory: existing devices are served, changes are refused with EIO")
+    func readOnlyStateDirectory() throws {
+        let first = try Daemon()
+        try first.client().call("add_device", ["name": "keep", "mgmtdev": "vdpasim_blk"])
+        first.signal(SIGTERM)
+        #expect(first.waitForExit() == 0)
+        let socketPath = first.dir.path + "/ro.sock"
+        let script = "mount --bind -o ro '\(first.statePath)' '\(first.statePath)' && exec '\(product("vdpad"))' --socket '\(socketPath)' --state-dir '\(first.statePath)'"
+        let child = try Child("/usr/bin/unshare", ["--mount", "sh", "-c", script], outputIn: first.dir.path)
+        defer { kill(child.pid, SIGKILL); child.wait(seconds: 5) }
+        #expect(try eventually { (try? VDPAClient(path: socketPath, timeout: 5).call("ping")) == "pong" }, "\(child.standardError)")
+        let c = try VDPAClient(path: socketPath, timeout: 10)
+        #expect(try c.call("get_device", ["device": "keep"])["mgmtdev"] == "vdpasim_blk")
+        let refused = expectRemoteError("EIO", code: -5) { try c.call("add_device", ["name": "new", "mgmtdev": "vdpasim_blk"]) }
+        #expect(refused?.message.contains("Read-only file system") == true)
+        _ = expectRemoteError("ENODEV") { try c.call("get_device", ["device": "new"]) }
+    }
 }
