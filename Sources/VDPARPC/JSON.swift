@@ -116,7 +116,17 @@ extension JSON {
 
     static func appendString(_ s: String, to out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
-        for byte in s.utf8 {
+        let utf8 = s.utf8
+        // Fast path: nothing to escape (keys, names, numbers as hex): one bulk append.
+        let plain = utf8.withContiguousStorageIfAvailable { bytes in
+            bytes.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        }
+        if plain == true {
+            out.append(contentsOf: utf8)
+            out.append(UInt8(ascii: "\""))
+            return
+        }
+        for byte in utf8 {
             switch byte {
             case UInt8(ascii: "\""): out.append(contentsOf: [92, 34])
             case UInt8(ascii: "\\"): out.append(contentsOf: [92, 92])
@@ -184,6 +194,7 @@ struct JSONParser {
         case UInt8(ascii: "{"):
             i += 1
             var members: [(String, JSON)] = []
+            members.reserveCapacity(4)
             skipWhitespace()
             if i < bytes.count, bytes[i] == UInt8(ascii: "}") { i += 1; return .object(members) }
             while true {
@@ -257,9 +268,19 @@ struct JSONParser {
             guard i < bytes.count, isDigit(bytes[i]) else { throw fail("invalid exponent") }
             while i < bytes.count, isDigit(bytes[i]) { i += 1 }
         }
-        let text = String(decoding: bytes[start..<i], as: UTF8.self)
-        if integral && !negative, let value = UInt64(text) { return .unsigned(value) }
-        return .number(text)
+        if integral && !negative {
+            // Accumulate directly; overflow past 2^64−1 falls back to the textual form.
+            var value: UInt64 = 0
+            var fits = true
+            for k in start..<i {
+                let (times10, o1) = value.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times10.addingReportingOverflow(UInt64(bytes[k] - 48))
+                if o1 || o2 { fits = false; break }
+                value = sum
+            }
+            if fits { return .unsigned(value) }
+        }
+        return .number(String(decoding: bytes[start..<i], as: UTF8.self))
     }
 
     mutating func parseString() throws(JSONParseError) -> String {
