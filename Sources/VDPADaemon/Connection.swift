@@ -100,13 +100,17 @@ final class Connection: NotificationSink, @unchecked Sendable {
         readPaused = true
         readSource?.suspend()
         // A client that leaves its replies unread for idle_timeout_s is disconnected (its devices released).
+        stallTimer = closeAfterIdleTimeout(reason: "client left its replies unread")
+    }
+
+    /// A timer that closes the connection once idle_timeout_s has passed, unless cancelled first.
+    private func closeAfterIdleTimeout(reason: String) -> DispatchSourceTimer {
         let timer = DispatchSource.makeTimerSource(queue: queue)
-        timer.schedule(deadline: .now() + .seconds(limits.idleTimeoutSeconds))
-        timer.setEventHandler { [weak self] in
-            self?.close(reason: "client left its replies unread for idle_timeout_s \(self?.limits.idleTimeoutSeconds ?? 0)")
-        }
+        let seconds = limits.idleTimeoutSeconds
+        timer.schedule(deadline: .now() + .seconds(seconds))
+        timer.setEventHandler { [weak self] in self?.close(reason: "\(reason) for idle_timeout_s \(seconds)") }
         timer.resume()
-        stallTimer = timer
+        return timer
     }
 
     private func resumeIfDrained() {
@@ -142,13 +146,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
         idleTimer?.cancel()
         idleTimer = nil
         guard !closed, framer.hasPartialText else { return }
-        let timer = DispatchSource.makeTimerSource(queue: queue)
-        timer.schedule(deadline: .now() + .seconds(limits.idleTimeoutSeconds))
-        timer.setEventHandler { [weak self] in
-            self?.close(reason: "a request stayed incomplete for idle_timeout_s \(self?.limits.idleTimeoutSeconds ?? 0)")
-        }
-        timer.resume()
-        idleTimer = timer
+        idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete")
     }
 
     private func enqueue(_ reply: [UInt8]) {
