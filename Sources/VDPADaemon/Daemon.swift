@@ -45,9 +45,10 @@ public final class Daemon: @unchecked Sendable {
         let store = stateStore
         service = VDPAService(limits: config.limits, version: Self.version, pid: getpid(), logger: logger,
                               persist: { try store.save($0) })
+        // vdpad.socket names its fd "vdpad" (FileDescriptorName=); without that name, take the first.
         let passed = Systemd.listenFDs()
         ownsSocketPath = passed.isEmpty
-        if let fd = passed.first { listenFD = fd }
+        if let chosen = passed.first(where: { $0.name == "vdpad" }) ?? passed.first { listenFD = chosen.fd }
     }
 
     /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.

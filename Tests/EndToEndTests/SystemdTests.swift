@@ -29,12 +29,12 @@ struct SystemdTests {
         #expect(d.waitForExit() == 0)
     }
 
-    @Test("socket activation through systemd-socket-activate")
+    @Test("socket activation through systemd-socket-activate: the fd named vdpad is served")
     func socketActivation() throws {
         let dir = TempDirectory()
         let path = dir.path + "/activated.sock"
         let activator = try Child("/usr/bin/systemd-socket-activate",
-                                  ["-l", path, product("vdpad"), "--state-dir", dir.path + "/state", "--socket", dir.path + "/unused.sock"],
+                                  ["-l", dir.path + "/other.sock", "-l", path, "--fdname=other:vdpad", product("vdpad"), "--state-dir", dir.path + "/state", "--socket", dir.path + "/unused.sock"],
                                   outputIn: dir.path)
         defer { kill(activator.pid, SIGTERM); activator.wait(seconds: 10) }
         var answered = false

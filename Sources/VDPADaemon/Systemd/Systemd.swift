@@ -15,11 +15,20 @@ public enum Systemd {
         return r > 0 ? .sent : .notSupervised
     }
 
-    /// Sockets passed by socket activation (fds 3…), or [] when none.
-    public static func listenFDs() -> [Int32] {
-        let n = sd_listen_fds(1)  // unset LISTEN_* so children do not inherit them
+    /// Sockets passed by socket activation (fds 3…) with their FileDescriptorName=, or [] when none.
+    public static func listenFDs() -> [(fd: Int32, name: String)] {
+        var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?
+        let n = sd_listen_fds_with_names(1, &names)  // unset LISTEN_* so children do not inherit them
         guard n > 0 else { return [] }
-        return (0..<n).map { SD_LISTEN_FDS_START + $0 }
+        defer {
+            if let names {
+                for i in 0..<Int(n) { free(names[i]) }
+                free(names)
+            }
+        }
+        return (0..<n).map { i in
+            (SD_LISTEN_FDS_START + i, names?[Int(i)].map { String(cString: $0) } ?? "unknown")
+        }
     }
 
     /// The watchdog interval in microseconds, when the service manager asked for one.
