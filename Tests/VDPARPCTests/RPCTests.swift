@@ -1,5 +1,6 @@
 // RPCTests.swift — the RPC layer in-process, no sockets: JSON exactness,
 // framing, and golden request/response texts through the method table.
+import Foundation
 import Testing
 @testable import VDPARPC
 
@@ -57,5 +58,19 @@ struct MethodTableTests {
         #expect(call(s, #"{"jsonrpc":"2.0","id":3,"method":"map","params":{"device":"d","iova":0,"size":0,"addr":0,"perm":"rw"}}"#, as: user)
             == #"{"jsonrpc":"2.0","id":3,"error":{"code":-22,"message":"EINVAL: map of size 0 at 0x0 (R2)","data":{"errno":"EINVAL"}}}"#)
         #expect(call(s, #"{"jsonrpc":"2.0","id":4,"method":"reset","params":{"device":"d"}}"#, as: admin).contains(#""errno":"EPERM""#))
+    }
+
+    @Test("the JSON-RPC 2.0 specification's error examples, as golden texts")
+    func specificationExamples() {
+        let s = VDPAService(version: "t", pid: 1)
+        #expect(call(s, #"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#)
+            == #"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: method must be a string"}}"#)
+        #expect(call(s, #"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#)
+            .hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"#))
+        #expect(call(s, "[1]") == #"[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: a request must be an object"}}]"#)
+        let three = call(s, "[1,2,3]")
+        #expect(three.components(separatedBy: "-32600").count == 4)
+        #expect(call(s, #"{"jsonrpc":"2.0","method":"ping","params":[1],"id":3}"#)
+            == #"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid params: params must be an object (by-name params)","data":{"field":"params"}}}"#)
     }
 }
