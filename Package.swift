@@ -52,7 +52,7 @@ let package = Package(
             dependencies: ["VDPACore", "VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"]),
-        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC"]),
+        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient"]),
     ]
 )

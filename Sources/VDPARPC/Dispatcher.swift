@@ -15,6 +15,7 @@ extension VDPAService {
 
     /// Handles one complete JSON text.
     public func handle(text: [UInt8], caller: Caller) -> Reply {
+        if useFastPath, let bytes = handleFast(text, caller: caller) { return Reply(bytes: bytes, closeConnection: false) }
         let message: JSON
         do throws(JSONParseError) {
             message = try JSON.parse(text)

@@ -128,14 +128,23 @@ public final class VDPAService: Sendable {
         var subscribed: Set<String>?
     }
 
-    public init(limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
-                logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
-                persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
+    /// Whether plain map/unmap requests skip the JSON tree (FastPath.swift); tests turn it off to compare.
+    let useFastPath: Bool
+
+    public convenience init(limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
+                            logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
+                            persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
+        self.init(limits: limits, version: version, pid: pid, logger: logger, persist: persist, useFastPath: true)
+    }
+
+    init(limits: ServiceLimits, version: String, pid: Int32, logger: Logger,
+         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool) {
         self.limits = limits
         self.logger = logger
         self.version = version
         self.pid = pid
         self.persist = persist
+        self.useFastPath = useFastPath
         events = EventLog(capacity: limits.eventBuffer)
     }
 

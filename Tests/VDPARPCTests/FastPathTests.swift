@@ -1,0 +1,87 @@
+// FastPathTests.swift — the map/unmap fast path must answer byte for byte
+// what the general JSON-tree path answers, for valid and invalid input alike.
+import Logging
+import Testing
+@testable import VDPARPC
+
+@Suite("Fast path")
+struct FastPathTests {
+    struct Rng {
+        var state: UInt64
+        mutating func next(_ n: Int) -> Int {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return Int((z ^ (z >> 31)) % UInt64(n))
+        }
+        mutating func pick<T>(_ items: [T]) -> T { items[next(items.count)] }
+    }
+
+    static func request(_ r: inout Rng, id: Int) -> String {
+        var params: [String] = []
+        params.append(#""device":"# + r.pick([#""vdpa0""#, #""vdpa0""#, #""nope""#, "7"]))
+        if r.next(3) == 0 { params.append(#""asid":"# + r.pick(["0", "1", "5", #""0x1""#, "-1"])) }
+        if r.next(12) > 0 { params.append(#""iova":"# + r.pick(["0", "4096", "8192", "\(r.next(64) * 4096)", "18446744073709551615", #""0x2000""#, "1.5", "007"])) }
+        if r.next(12) > 0 { params.append(#""size":"# + r.pick(["4096", "1", "0", "18446744073709551615", "8192"])) }
+        if r.next(12) > 0 { params.append(#""addr":"# + r.pick(["0", "140737488355328", "18446744073709551615"])) }
+        if r.next(12) > 0 { params.append(#""perm":"# + r.pick([#""rw""#, #""ro""#, #""wo""#, "3", #""rx""#, "0"])) }
+        if r.next(20) == 0 { params.append(#""extra":1"#) }
+        for k in stride(from: params.count - 1, to: 0, by: -1) { params.swapAt(k, r.next(k + 1)) }
+        let ws = r.pick(["", " ", "\n  "])
+        var members = [
+            #""jsonrpc":"# + r.pick([#""2.0""#, #""2.0""#, #""2.0""#, #""1.0""#]),
+            #""method":"# + r.pick([#""map""#, #""unmap""#, #""unmap""#, #""ping""#]),
+            #""params":{"# + params.joined(separator: "," + ws) + "}",
+        ]
+        switch r.next(4) {
+        case 0: members.append(#""id":"vm-\#(id)""#)
+        case 1: break  // a notification
+        default: members.append(#""id":\#(id)"#)
+        }
+        for k in stride(from: members.count - 1, to: 0, by: -1) { members.swapAt(k, r.next(k + 1)) }
+        return "{" + ws + members.joined(separator: "," + ws) + ws + "}"
+    }
+
+    static func service(fast: Bool) -> VDPAService {
+        let s = VDPAService(limits: ServiceLimits(), version: "t", pid: 1,
+                            logger: .init(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }), persist: { _ in }, useFastPath: fast)
+        for text in [#"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa0","mgmtdev":"vdpasim_net"}}"#,
+                     #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"vdpa0"}}"#,
+                     #"{"jsonrpc":"2.0","id":3,"method":"set_backend_features","params":{"device":"vdpa0","features":["IOTLB_ASID"]}}"#] {
+            _ = s.handle(text: Array(text.utf8), caller: admin)
+        }
+        return s
+    }
+
+    @Test("5,000 random requests and batches get identical bytes from both paths")
+    func differential() {
+        let fast = Self.service(fast: true), slow = Self.service(fast: false)
+        var rng = Rng(state: 42)
+        var fastAnswered = 0
+        for k in 0..<5000 {
+            let text: String
+            if rng.next(4) == 0 {
+                text = "[" + (0..<(1 + rng.next(5))).map { Self.request(&rng, id: k * 10 + $0) }.joined(separator: ",") + "]"
+            } else {
+                text = Self.request(&rng, id: k)
+            }
+            let bytes = Array(text.utf8)
+            if bytes.first == UInt8(ascii: "{"), bytes.withUnsafeBufferPointer({ b in
+                var scanner = FastScanner(bytes: b, i: 0)
+                return scanner.request()?.isComplete == true
+            }) { fastAnswered += 1 }
+            let a = fast.handle(text: bytes, caller: admin), b = slow.handle(text: bytes, caller: admin)
+            let dump = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0,"limit":65536}}"#.utf8)
+            let da = fast.handle(text: dump, caller: admin).bytes, db = slow.handle(text: dump, caller: admin).bytes
+            guard a.bytes == b.bytes, a.closeConnection == b.closeConnection, da == db else {
+                Issue.record("differs for \(text):\nfast \(a.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")\nslow \(b.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")")
+                return
+            }
+        }
+        #expect(fastAnswered > 200, "the fast path handled a fair share of the single requests (\(fastAnswered))")
+        let dumpText = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0,"limit":65536}}"#.utf8)
+        #expect(fast.handle(text: dumpText, caller: admin).bytes == slow.handle(text: dumpText, caller: admin).bytes,
+                "both services hold the same mappings afterwards")
+    }
+}
