@@ -199,8 +199,6 @@ extension VDPAService {
         } catch {
             result = .failure(error)
         }
-        let id: JSON
-        do { id = try JSON.parse(Array(r.idBytes)) } catch { id = .null }  // scanned above: cannot fail
         switch result {
         case .success(let removed):
             out.append(contentsOf: #"{"jsonrpc":"2.0","id":"#.utf8)
@@ -213,6 +211,8 @@ extension VDPAService {
                 out.append(contentsOf: #","result":{}}"#.utf8)
             }
         case .failure(let error):
+            // The id was scanned as an integer or a plain string, so it parses.
+            let id = (try? JSON.parse(Array(r.idBytes))) ?? .null
             let params: JSON = ["device": .string(r.device), "asid": .unsigned(r.asid)]
             log(error, method: r.method == .map ? "map" : "unmap", params: params, caller: caller)
             response(id: id, error: error).encode(into: &out)
