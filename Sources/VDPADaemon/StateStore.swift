@@ -105,7 +105,8 @@ public struct SystemError: Error, CustomStringConvertible {
     public var description: String { "\(call): \(String(cString: strerror(code)))" }
 }
 
-func readFile(_ path: String) throws -> [UInt8] {
+/// The whole file, read with EINTR retries.
+public func readFile(_ path: String) throws -> [UInt8] {
     let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw SystemError("open \(path)", errno) }
     defer { Glibc.close(fd) }

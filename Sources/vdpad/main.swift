@@ -38,7 +38,7 @@ struct VDPAD: ParsableCommand {
         if let config {
             let text: String
             do {
-                text = try String(decoding: readWholeFile(config), as: UTF8.self)
+                text = try String(decoding: readFile(config), as: UTF8.self)
             } catch {
                 throw ValidationError("cannot read config \(config): \(error)")
             }
@@ -60,18 +60,6 @@ struct VDPAD: ParsableCommand {
             logger.critical("vdpad cannot start: \(error)")
             throw ExitCode(1)
         }
-    }
-}
-
-func readWholeFile(_ path: String) throws -> [UInt8] {
-    guard let f = fopen(path, "r") else { throw ValidationError(String(cString: strerror(errno))) }
-    defer { fclose(f) }
-    var out: [UInt8] = []
-    var buffer = [UInt8](repeating: 0, count: 65536)
-    while true {
-        let n = fread(&buffer, 1, buffer.count, f)
-        if n == 0 { return out }
-        out.append(contentsOf: buffer[0..<n])
     }
 }
 
