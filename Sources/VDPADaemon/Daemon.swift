@@ -68,7 +68,7 @@ public final class Daemon: @unchecked Sendable {
         installSignals()
         startWatchdog()
         logger.notice("vdpad ready", metadata: ["socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
-                                                 "devices": "\(service.deviceRecords().count)"])
+                                                 "devices": "\(service.deviceCount)"])
         Systemd.notify("READY=1\nSTATUS=\(statusLine())")
         dispatchMain()
     }
@@ -85,7 +85,7 @@ public final class Daemon: @unchecked Sendable {
     }
 
     func statusLine() -> String {
-        "serving \(service.deviceRecords().count) devices, \(service.connectionCount) connections"
+        "serving \(service.deviceCount) devices, \(service.connectionCount) connections"
     }
 
     private func restoreState() throws {

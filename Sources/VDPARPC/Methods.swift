@@ -96,7 +96,7 @@ extension VDPAService {
             let uptime = UInt64((ContinuousClock.now - s.started).components.seconds)
             return ["uptime_s": .unsigned(uptime), "connections": JSON(s.connectionCount),
                     "requests": JSON(s.requestCount.load(ordering: .relaxed)), "errors": JSON(s.errorCount.load(ordering: .relaxed)),
-                    "devices": JSON(s.devices.withLock { $0.count })]
+                    "devices": JSON(s.deviceCount)]
         },
         "subscribe": { s, p, caller in
             var types = Set(["device_added", "device_removed", "status_changed", "owner_changed", "session_closed"])
@@ -138,8 +138,8 @@ extension VDPAService {
             let device = try s.makeDevice(record)
             let reply = VDPAService.deviceJSON(device)
             try s.registryLock.withLock { _ throws(RPCError) in
-                let count = s.devices.withLock { $0.count }
-                if s.devices.withLock({ $0[record.name] != nil }) {
+                let (count, taken) = s.devices.withLock { ($0.count, $0[record.name] != nil) }
+                if taken {
                     throw RPCError.domain(.EEXIST, "a device named \(record.name) already exists")
                 }
                 guard count < s.limits.maxDevices else {

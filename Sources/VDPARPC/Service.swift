@@ -172,6 +172,9 @@ public final class VDPAService: Sendable {
 
     public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
 
+    /// How many devices exist (no device queue is entered).
+    public var deviceCount: Int { devices.withLock { $0.count } }
+
     func allSlots() -> [DeviceSlot] { devices.withLock { Array($0.values) } }
 
     /// The device queues, for a watchdog that proves none of them hangs.
