@@ -7,14 +7,12 @@ extension VDPAService {
     static let sessionMethods: [String: Handler] = [
         "open": { s, p, caller in
             let slot = try s.slot(try p.string("device"))
-            let allowed = slot.read { d in
-                caller.isAdmin || d.attributes.users.contains(caller.uid) || d.attributes.groups.contains(caller.gid)
-                    || !Set(d.attributes.groups).isDisjoint(with: caller.supplementaryGroups)
-            }
-            guard allowed else {
-                throw RPCError.domain(.EPERM, "uid \(caller.uid) may not open \(try p.string("device")): not an admin and not in its users or groups")
-            }
             let reply = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> JSON in
+                let a = d.attributes
+                guard caller.isAdmin || a.users.contains(caller.uid) || a.groups.contains(caller.gid)
+                    || !Set(a.groups).isDisjoint(with: caller.supplementaryGroups) else {
+                    throw VDPAError(.EPERM, "uid \(caller.uid) may not open \(d.name): not an admin and not in its users or groups")
+                }
                 try d.open(by: caller.owner)
                 return ["nvqs": JSON(d.virtqueueCount), "ngroups": JSON(d.groupCount), "nas": JSON(d.addressSpaceCount),
                         "iova_first": .unsigned(d.iovaRange.first), "iova_last": .unsigned(d.iovaRange.last),

@@ -66,6 +66,17 @@ final class DeviceSlot: @unchecked Sendable {
         queue.sync { value = body(device) }
         return value!
     }
+
+    /// Releases the session (§6) when `condition` holds; returns the device name if it did.
+    func release(if condition: (VDPADevice) -> Bool) -> String? {
+        var name: String?
+        queue.sync {
+            guard condition(device) else { return }
+            device.release()
+            name = device.name.rawValue
+        }
+        return name
+    }
 }
 
 /// A device reached on behalf of a connection that must own it (nil: an admin, no check).
@@ -160,11 +171,9 @@ public final class VDPAService: Sendable {
         sinks.withLock { _ = $0.removeValue(forKey: connection) }
         openConnections.subtract(1, ordering: .relaxed)
         for slot in allSlots() {
-            let released: String? = slot.read { $0.owner?.connection == connection ? $0.name.rawValue : nil }
+            // Check and release in one hop, so nobody can open the device in between.
+            let released = slot.release(if: { $0.owner?.connection == connection })
             guard let name = released else { continue }
-            _ = try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
-                if d.owner?.connection == connection { d.release() }
-            }
             logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
             emit("owner_changed", device: name, [("owner", .null), ("reason", .string("disconnect"))])
         }
