@@ -7,6 +7,9 @@
 // behind a lock (Locked); calls from one connection arrive in order, and each call
 // waits for its device queue, so replies keep request order.
 import Dispatch
+#if canImport(Glibc)
+import Glibc
+#endif
 import Logging
 import Synchronization
 import VDPACore
@@ -262,7 +265,7 @@ final class EventLog: Sendable {
     }
 
     func append(type: String, device: String, fields: [(String, JSON)]) -> JSON {
-        let time = UInt64(max(0, Double(clock_realtime_ns()) / 1e9).rounded(.down))
+        let time = UInt64(max(0, Glibc.time(nil)))
         return state.withLock { s in
             s.seq += 1
             let event: JSON = .object([("seq", .unsigned(s.seq)), ("time", .unsigned(time)), ("type", .string(type)),
@@ -277,17 +280,9 @@ final class EventLog: Sendable {
 
     func since(_ seq: UInt64) -> (events: [JSON], next: UInt64) {
         state.withLock { s in
-            let items = s.items.filter { if case .unsigned(let n)? = $0["seq"] { return n > seq } else { return false } }
-            return (items, s.seq)
+            // The buffer holds consecutive seqs ending at s.seq, so the answer is a suffix.
+            let wanted = s.seq > seq ? Int(min(s.seq - seq, UInt64(s.items.count))) : 0
+            return (Array(s.items.suffix(wanted)), s.seq)
         }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-func clock_realtime_ns() -> Int64 {
-    var ts = timespec()
-    clock_gettime(CLOCK_REALTIME, &ts)
-    return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
-}
-#endif
