@@ -186,7 +186,7 @@ enum Grammar {
             guard let a = kw["asid"] else { return [] }
             return [("asid", try number(a, "asid"))]
         }
-        func features(_ name: String) throws(UsageError) -> JSON {
+        func features() throws(UsageError) -> JSON {
             guard !w.items.isEmpty else { throw UsageError("name at least one feature, or a mask\nusage: \(w.usage)") }
             if w.items.count == 1, let mask = try? number(w.items[0], "mask") { return mask }
             return .array(w.items.map { .string($0) })
@@ -240,7 +240,7 @@ enum Grammar {
             if sub == "show" { return try named(getter, view) }
             guard sub == "set" else { throw UsageError("usage: \(w.usage)") }
             let name = try w.next("NAME")
-            let f = try features(name)
+            let f = try features()
             return CLICommand(method: command == "backend" ? "set_backend_features" : "set_features",
                               params: ["device": .string(name), "features": f], view: .silent)
         case "status":
