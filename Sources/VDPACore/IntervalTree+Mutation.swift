@@ -47,33 +47,12 @@ extension _TreeStorage {
         return .inserted
     }
 
-    /// The entry overlapping `[first, last]` among the neighbours of position `i` of `leaf`
-    /// (the predecessor may sit in the previous leaf, the successor in the next one).
-    private func neighbourOverlapping(_ first: UInt64, _ last: UInt64, leaf: Int32, at i: Int) -> IOTLBEntry? {
-        let base = Int(leaf) * Self.leafCapacity
-        let n = Int(leafCount[Int(leaf)])
-        if i > 0 {
-            if leafValue[base + i - 1].last >= first { return entry(at: _Position(leaf: leaf, index: Int32(i - 1))) }
-        } else if case let prev = leafPrevious[Int(leaf)], prev >= 0 {
-            let pn = leafCount[Int(prev)]
-            if leafValue[Int(prev) * Self.leafCapacity + Int(pn) - 1].last >= first {
-                return entry(at: _Position(leaf: prev, index: pn - 1))
-            }
-        }
-        if i < n {
-            if leafFirst[base + i] <= last { return entry(at: _Position(leaf: leaf, index: Int32(i))) }
-        } else if case let next = leafNext[Int(leaf)], next >= 0, leafFirst[Int(next) * Self.leafCapacity] <= last {
-            return entry(at: _Position(leaf: next, index: 0))
-        }
-        return nil
-    }
-
     private func insert(_ entry: IOTLBEntry, intoLeaf leaf: Int32) -> InsertOutcome {
         let capacity = Self.leafCapacity
         let n = Int(leafCount[Int(leaf)])
         let base = Int(leaf) * capacity
         let i = Self.countNotAbove(leafFirst, from: base, to: base + n, entry.first) - base
-        if let hit = neighbourOverlapping(entry.first, entry.last, leaf: leaf, at: i) { return .overlap(hit) }
+        if let hit = firstOverlapping(entry.first, entry.last, leaf: leaf, around: i) { return .overlap(self.entry(at: hit)) }
         if n < capacity {
             shiftLeafEntries(leaf, from: i, to: n, by: 1)
             storeEntry(entry, leaf: leaf, index: i)

@@ -227,6 +227,15 @@ final class _TreeStorage: @unchecked Sendable {
         let base = Int(leaf) * Self.leafCapacity
         let n = Int(leafCount[Int(leaf)])
         let i = Self.countNotAbove(leafFirst, from: base, to: base + n, s) - base  // entries [0, i) start <= s
+        return firstOverlapping(s, l, leaf: leaf, around: i)
+    }
+
+    /// The same question once the descent is done: `i` is where `s` would be inserted in `leaf`.
+    /// Insert asks it too, to check for overlap in the leaf it descended to.
+    @inline(__always)
+    func firstOverlapping(_ s: UInt64, _ l: UInt64, leaf: Int32, around i: Int) -> _Position? {
+        let base = Int(leaf) * Self.leafCapacity
+        let n = Int(leafCount[Int(leaf)])
         if i > 0 {
             if leafValue[base + i - 1].last >= s { return _Position(leaf: leaf, index: Int32(i - 1)) }
         } else {
