@@ -129,8 +129,7 @@ public final class Daemon: @unchecked Sendable {
                 return
             }
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
-            Listener.setNonBlocking(fd)
-            admit(fd)
+            admit(fd)  // left blocking: its reader thread blocks in recv; sends use MSG_DONTWAIT
         }
     }
 
@@ -141,7 +140,7 @@ public final class Daemon: @unchecked Sendable {
         }
         if connections.withLock({ $0.count }) >= config.maxConnections {
             let text = #"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"too many connections (max_connections \#(config.maxConnections))","data":{"errno":"EBUSY"}}}"# + "\n"
-            _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL)) }
+            _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             close(fd)
             logger.warning("connection refused: max_connections reached", metadata: ["pid": "\(cred.pid)"])
             return
@@ -156,7 +155,11 @@ public final class Daemon: @unchecked Sendable {
         let connection = Connection(id: nextConnection, fd: fd, caller: caller, service: service, limits: limits,
                                     logger: logger) { [weak self] id in self?.connectionEnded(id) }
         connections.withLock { $0[connection.id] = connection }
-        connection.start()
+        guard connection.start() else {
+            connections.withLock { _ = $0.removeValue(forKey: connection.id) }
+            close(fd)
+            return
+        }
     }
 
     private func connectionEnded(_ id: UInt64) {

@@ -13,16 +13,30 @@ extension VDPAService {
         public var closeConnection: Bool
     }
 
-    /// Handles one complete JSON text.
-    public func handle(text: [UInt8], caller: Caller) -> Reply {
-        if useFastPath, let bytes = handleFast(text, caller: caller) { return Reply(bytes: bytes, closeConnection: false) }
+    /// Handles one complete JSON text, appending the reply and a newline to `output` (nothing when no
+    /// reply is owed).  Returns true when the connection must close after the reply: the input was not JSON.
+    public func handle(text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) -> Bool {
+        if useFastPath && handleFast(text, caller: caller, into: &output) { return false }
         let message: JSON
         do throws(JSONParseError) {
             message = try JSON.parse(text)
         } catch {
-            return Reply(bytes: response(id: .null, error: .parse(error.description)).encoded(), closeConnection: true)
+            response(id: .null, error: .parse(error.description)).encode(into: &output)
+            output.append(0x0A)
+            return true
         }
-        return Reply(bytes: handle(message: message, caller: caller)?.encoded(), closeConnection: false)
+        if let reply = handle(message: message, caller: caller) {
+            reply.encode(into: &output)
+            output.append(0x0A)
+        }
+        return false
+    }
+
+    /// Handles one complete JSON text (a copying convenience for tests and tools).
+    public func handle(text: [UInt8], caller: Caller) -> Reply {
+        var output: [UInt8] = []
+        let close = text.withUnsafeBufferPointer { handle(text: $0, caller: caller, into: &output) }
+        return Reply(bytes: output.isEmpty ? nil : Array(output.dropLast()), closeConnection: close)
     }
 
     public func handle(message: JSON, caller: Caller) -> JSON? {

@@ -8,15 +8,19 @@
 // anything else returns nil and takes the general path, which stays the
 // reference: tests compare the two byte for byte.
 import VDPACore
+#if canImport(Glibc)
+import Glibc
+#endif
 
-/// A `map` or `unmap` request in its plain form.
+/// A `map` or `unmap` request in its plain form; the id and device stay in the text (ranges, no copies).
 struct FastRequest {
     enum Method { case map, unmap }
 
     var method: Method
     /// The id exactly as sent (an unsigned integer or a string without escapes).
-    var idBytes: ArraySlice<UInt8>
-    var device: String
+    var id: Range<Int> = 0..<0
+    /// The device name, without its quotes.
+    var device: Range<Int> = 0..<0
     var asid: UInt64 = 0
     var iova: UInt64?
     var size: UInt64?
@@ -81,6 +85,10 @@ struct FastScanner {
         return true
     }
 
+    func equals(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
+        a.count == b.count && (a.isEmpty || memcmp(bytes.baseAddress! + a.lowerBound, bytes.baseAddress! + b.lowerBound, a.count) == 0)
+    }
+
     /// `{ ... }` of a plain map/unmap request, or nil.
     mutating func request() -> FastRequest? {
         guard expect(UInt8(ascii: "{")) else { return nil }
@@ -115,19 +123,19 @@ struct FastScanner {
         } while expect(UInt8(ascii: ","))
         guard expect(UInt8(ascii: "}")), version, let method, let id, var request = params else { return nil }
         request.method = method
-        request.idBytes = ArraySlice(bytes[id])
+        request.id = id
         return request
     }
 
     mutating func paramsObject() -> FastRequest? {
         guard expect(UInt8(ascii: "{")) else { return nil }
-        var r = FastRequest(method: .map, idBytes: [], device: "")
+        var r = FastRequest(method: .map)
         var device = false
         repeat {
             guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
             if equals(key, "device") {
                 guard let d = plainString() else { return nil }
-                r.device = String(decoding: UnsafeBufferPointer(rebasing: bytes[d]), as: UTF8.self)
+                r.device = d
                 device = true
             } else if equals(key, "perm") {
                 guard let p = plainString() else { return nil }
@@ -147,62 +155,154 @@ struct FastScanner {
     }
 }
 
+/// Parses one text that is a plain map/unmap request or a batch made only of them, possibly over
+/// several reads: a batch is parsed element by element as its bytes arrive, and nothing runs before
+/// its closing bracket (a batch that turns out not to be plain goes to the general path whole).
+/// Offsets are relative to the text's first byte, so the buffer may move between calls.
+struct FastTextParser {
+    enum Outcome: Equatable {
+        /// The text is complete and plain; it is this many bytes long.
+        case complete(length: Int)
+        /// Plain so far; the text continues past the bytes received.
+        case needMore
+        /// Not for the fast path: the general path answers it.
+        case notFast
+    }
+
+    private(set) var single: FastRequest?
+    private(set) var batch: [FastRequest] = []
+    private(set) var isBatch = false
+    private var started = false
+    /// Whether parsing has begun (the text's first byte was seen).
+    var isStarted: Bool { started }
+    private var expectingElement = true
+    /// Where parsing resumes: a request's start, or the place after one.
+    private var resume = 0
+
+    /// `text` starts at the text's first byte and runs to the end of the bytes received.
+    mutating func parse(_ text: UnsafeBufferPointer<UInt8>, maxBatch: Int) -> Outcome {
+        var s = FastScanner(bytes: text, i: resume)
+        if !started {
+            s.skipWhitespace()
+            guard s.i < text.count else { return .needMore }
+            started = true
+            if text[s.i] == UInt8(ascii: "[") {
+                isBatch = true
+                s.i += 1
+            }
+            resume = s.i
+        }
+        if !isBatch {
+            guard let request = s.request() else { return s.i >= text.count ? .needMore : .notFast }
+            guard request.isComplete else { return .notFast }
+            single = request
+            return .complete(length: s.i)
+        }
+        while true {
+            if expectingElement {
+                var element = s
+                guard let request = element.request() else { return element.i >= text.count ? .needMore : .notFast }
+                guard request.isComplete, batch.count < maxBatch else { return .notFast }
+                batch.append(request)
+                s = element
+                expectingElement = false
+                resume = s.i
+            }
+            s.skipWhitespace()
+            guard s.i < text.count else { return .needMore }
+            switch text[s.i] {
+            case UInt8(ascii: ","):
+                s.i += 1
+                expectingElement = true
+                resume = s.i
+            case UInt8(ascii: "]"):
+                return .complete(length: s.i + 1)
+            default:
+                return .notFast
+            }
+        }
+    }
+}
+
 extension VDPAService {
-    /// Answers a plain map/unmap request or a batch made only of them; nil sends the text down the general path.
-    func handleFast(_ text: [UInt8], caller: Caller) -> [UInt8]? {
-        text.withUnsafeBufferPointer { buffer -> [UInt8]? in
-            var scanner = FastScanner(bytes: buffer, i: 0)
-            scanner.skipWhitespace()
-            guard scanner.i < buffer.count else { return nil }
-            if buffer[scanner.i] != UInt8(ascii: "[") {
-                guard let request = scanner.request() else { return nil }
-                scanner.skipWhitespace()
-                guard scanner.i == buffer.count, request.isComplete else { return nil }
-                var out: [UInt8] = []
-                answer(request, caller: caller, into: &out)
-                return out
-            }
-            scanner.i += 1
-            var requests: [FastRequest] = []
-            repeat {
-                guard let request = scanner.request(), request.isComplete else { return nil }
-                requests.append(request)
-            } while scanner.expect(UInt8(ascii: ","))
-            guard scanner.expect(UInt8(ascii: "]")), requests.count <= limits.maxBatch else { return nil }
-            scanner.skipWhitespace()
-            guard scanner.i == buffer.count else { return nil }
-            var out: [UInt8] = [UInt8(ascii: "[")]
-            out.reserveCapacity(requests.count * 40)
-            for (k, request) in requests.enumerated() {
+    /// Answers a complete text if it is a plain map/unmap request or a batch made only of them,
+    /// appending the reply and a newline to `output`; false (and nothing written) sends the text down
+    /// the general path.
+    func handleFast(_ text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) -> Bool {
+        var parser = FastTextParser()
+        guard case .complete(let length) = parser.parse(text, maxBatch: limits.maxBatch) else { return false }
+        var rest = FastScanner(bytes: text, i: length)
+        rest.skipWhitespace()
+        guard rest.i == text.count else { return false }
+        answer(parser, in: text, caller: caller, into: &output)
+        return true
+    }
+
+    /// Runs what `parser` parsed from `text` (complete) and appends the reply and a newline.
+    func answer(_ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) {
+        if let single = parser.single {
+            answer(CollectionOfOne(single), in: text, caller: caller, into: &output)
+            output.append(0x0A)
+            return
+        }
+        let requests = parser.batch
+        let scanner = FastScanner(bytes: text, i: 0)
+        output.append(UInt8(ascii: "["))
+        // Consecutive requests for one device run in one hop onto its queue.
+        var k = 0
+        while k < requests.count {
+            var j = k + 1
+            while j < requests.count && scanner.equals(requests[j].device, requests[k].device) { j += 1 }
+            if k > 0 { output.append(UInt8(ascii: ",")) }
+            answer(requests[k..<j], in: text, caller: caller, into: &output)
+            k = j
+        }
+        output.append(contentsOf: "]\n".utf8)
+    }
+
+    /// Runs requests that all name one device, in order, appending their replies separated by commas.
+    private func answer<Run: Collection<FastRequest>>(_ run: Run, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
+                                                      into out: inout [UInt8]) {
+        requestCount.add(run.count, ordering: .relaxed)
+        let device = String(decoding: UnsafeBufferPointer(rebasing: text[run.first!.device]), as: UTF8.self)
+        let slot: DeviceSlot
+        do throws(RPCError) {
+            slot = try self.slot(device)
+        } catch {
+            for (k, r) in run.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                answer(request, caller: caller, into: &out)
+                reply(r, .failure(error), device: device, text: text, caller: caller, into: &out)
             }
-            out.append(UInt8(ascii: "]"))
-            return out
+            return
+        }
+        slot.modify { d in
+            for (k, r) in run.enumerated() {
+                if k > 0 { out.append(UInt8(ascii: ",")) }
+                let outcome: Result<Int?, VDPAError>
+                do throws(VDPAError) {
+                    try d.requireOwner(caller.connection)
+                    switch r.method {
+                    case .map:
+                        try d.map(asid: r.asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: r.perm!)
+                        outcome = .success(nil)
+                    case .unmap:
+                        outcome = .success(try d.unmap(asid: r.asid, iova: r.iova!, size: r.size!))
+                    }
+                } catch {
+                    outcome = .failure(error)
+                }
+                reply(r, outcome.mapError(RPCError.init), device: device, text: text, caller: caller, into: &out)
+            }
         }
     }
 
-    private func answer(_ r: FastRequest, caller: Caller, into out: inout [UInt8]) {
-        requestCount.add(1, ordering: .relaxed)
-        let result: Result<Int?, RPCError>
-        do throws(RPCError) {
-            let slot = OwnedSlot(slot: try slot(r.device), connection: caller.connection)
-            result = .success(try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Int? in
-                switch r.method {
-                case .map:
-                    try d.map(asid: r.asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: r.perm!)
-                    return nil
-                case .unmap:
-                    return try d.unmap(asid: r.asid, iova: r.iova!, size: r.size!)
-                }
-            })
-        } catch {
-            result = .failure(error)
-        }
-        switch result {
+    /// The reply bytes, the same as the general path would encode.
+    private func reply(_ r: FastRequest, _ outcome: Result<Int?, RPCError>, device: String, text: UnsafeBufferPointer<UInt8>,
+                       caller: Caller, into out: inout [UInt8]) {
+        switch outcome {
         case .success(let removed):
             out.append(contentsOf: #"{"jsonrpc":"2.0","id":"#.utf8)
-            out.append(contentsOf: r.idBytes)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[r.id]))
             if let removed {
                 out.append(contentsOf: #","result":{"removed":"#.utf8)
                 JSON.appendDecimal(UInt64(removed), to: &out)
@@ -212,9 +312,8 @@ extension VDPAService {
             }
         case .failure(let error):
             // The id was scanned as an integer or a plain string, so it parses.
-            let id = (try? JSON.parse(Array(r.idBytes))) ?? .null
-            let params: JSON = ["device": .string(r.device), "asid": .unsigned(r.asid)]
-            log(error, method: r.method == .map ? "map" : "unmap", params: params, caller: caller)
+            let id = (try? JSON.parse(UnsafeBufferPointer(rebasing: text[r.id]))) ?? .null
+            log(error, method: r.method == .map ? "map" : "unmap", params: ["device": .string(device), "asid": .unsigned(r.asid)], caller: caller)
             response(id: id, error: error).encode(into: &out)
         }
     }

@@ -2,8 +2,13 @@
 // objects or arrays separated by optional whitespace, one per line, several
 // per line, or one spread over many lines.  It only finds boundaries (depth,
 // strings, escapes); parsing happens afterwards on each complete text.
+//
+// The socket reads straight into the framer's buffer and each text is handed
+// out in place, so a request is never copied between read(2) and its
+// handler; a text that spans reads is scanned once, never from its start.
 
 public struct Framer: Sendable {
+    /// What `push` returns: a copy of each complete text, or the failure that ends the stream.
     public enum Frame: Equatable, Sendable {
         /// A complete text, ready to parse.
         case text([UInt8])
@@ -13,115 +18,211 @@ public struct Framer: Sendable {
         case garbage
     }
 
+    /// Why the stream cannot go on (after either, stop feeding).
+    public enum Failure: Equatable, Sendable {
+        case tooLarge
+        case garbage
+    }
+
+    /// Where a read lands: at least this much free space is offered.
+    public static let readSize = 1 << 16
+
     public let maxTextBytes: Int
-    private var buffer: [UInt8] = []
+    /// `storage[0..<end]` holds bytes received; `[start..<end]` is not handed out yet.
+    private var storage: [UInt8] = []
+    private var end = 0
     private var start = 0
-    private var scan = 0
-    private var depth = 0
-    private var inString = false
-    private var escaped = false
-    private var started = false
-    private var scalar = false
+    private var state = ScanState()
 
     public init(maxTextBytes: Int) { self.maxTextBytes = maxTextBytes }
 
     /// Whether a text has started but not finished (for the idle timeout).
-    public var hasPartialText: Bool { started }
+    public var hasPartialText: Bool { state.started }
 
-    /// Adds bytes and returns every frame now complete.  After `.tooLarge` or `.garbage`, stop feeding.
-    public mutating func push<C: Collection>(_ bytes: C) -> [Frame] where C.Element == UInt8 {
-        buffer.append(contentsOf: bytes)
-        var frames: [Frame] = []
-        while scan < buffer.count {
-            if !started {
-                let b = buffer[scan]
-                if b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 {
-                    scan += 1
+    /// Lets `fill` write into the free end of the buffer (at least `readSize` bytes); `fill` returns how
+    /// many bytes it wrote, or 0 or less for none, and that value is returned.
+    public mutating func read(_ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int {
+        makeRoom(Self.readSize)
+        let end = self.end
+        let n = storage.withUnsafeMutableBytes { fill(UnsafeMutableRawBufferPointer(rebasing: $0[end...])) }
+        if n > 0 { self.end += n }
+        return n
+    }
+
+    /// Appends bytes received some other way.
+    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 {
+        makeRoom(bytes.count)
+        let end = self.end
+        storage.withUnsafeMutableBufferPointer { p in _ = UnsafeMutableBufferPointer(rebasing: p[end...]).initialize(from: bytes) }
+        self.end += bytes.count
+    }
+
+    /// Calls `body` with each complete text, in order; the buffer is valid only during the call.  `body`
+    /// returns false to stop early (the rest stays for the next call).  Returns the failure that ends
+    /// the stream, if the bytes reached one.
+    public mutating func forEachText(_ body: (UnsafeBufferPointer<UInt8>) throws -> Bool) rethrows -> Failure? {
+        var state = self.state
+        var start = self.start
+        let end = self.end
+        let max = maxTextBytes
+        defer {
+            self.state = state
+            self.start = start
+        }
+        return try storage.withUnsafeBufferPointer { p -> Failure? in
+            while true {
+                var scan = state.started ? state.scan : start
+                if !state.started {
+                    scan = Self.skipWhitespace(p, from: scan, to: end)
                     start = scan
-                    continue
+                    guard scan < end else { return nil }
+                    let b = p[scan]
+                    state = ScanState(started: true, scalar: b != UInt8(ascii: "{") && b != UInt8(ascii: "["))
+                    if state.scalar && !Self.canStartScalar(b) { return .garbage }
                 }
-                started = true
+                let complete = state.scalar ? Self.scanScalar(p, &scan, end: end, start: start, &state)
+                    : Self.scanStructure(p, &scan, end: end, &state)
+                state.scan = scan
+                if scan - start > max { return .tooLarge }
+                guard complete else { return nil }
+                state = ScanState()
+                let text = UnsafeBufferPointer(rebasing: p[start..<scan])
                 start = scan
-                scalar = b != UInt8(ascii: "{") && b != UInt8(ascii: "[")
-                if scalar && b != UInt8(ascii: "\"") && !(b == UInt8(ascii: "-") || (48...57).contains(b) || b == UInt8(ascii: "t") || b == UInt8(ascii: "f") || b == UInt8(ascii: "n")) {
-                    return frames + [.garbage]
-                }
-            }
-            let complete = scalar ? scanScalar() : scanStructure()
-            if complete && scan - start > maxTextBytes {
-                return frames + [.tooLarge]
-            } else if complete {
-                frames.append(.text(Array(buffer[start..<scan])))
-                reset()
-            } else if scan - start > maxTextBytes {
-                return frames + [.tooLarge]
+                guard try body(text) else { return nil }
             }
         }
-        if !started {
-            buffer.removeAll(keepingCapacity: true)
-            scan = 0
-            start = 0
+    }
+
+    /// Adds bytes and returns a copy of every frame now complete.  After `.tooLarge` or `.garbage`, stop feeding.
+    public mutating func push<C: Collection>(_ bytes: C) -> [Frame] where C.Element == UInt8 {
+        append(bytes)
+        var frames: [Frame] = []
+        switch forEachText({ frames.append(.text(Array($0))); return true }) {
+        case .tooLarge?: frames.append(.tooLarge)
+        case .garbage?: frames.append(.garbage)
+        case nil: break
         }
         return frames
     }
 
-    /// Scans an object or array to its end (or the end of the buffer); true when complete.
-    private mutating func scanStructure() -> Bool {
-        var depth = self.depth, inString = self.inString, escaped = self.escaped
-        var i = scan
-        let complete: Bool = buffer.withUnsafeBufferPointer { p in
-            let n = p.count
-            while i < n {
+    // MARK: Handing texts to someone else (the fast path)
+
+    /// Whether every byte received has been handed out.
+    public var isEmpty: Bool { start == end }
+
+    /// Skips whitespace between texts (only at a text boundary).
+    mutating func skipWhitespace() {
+        guard !state.started else { return }
+        let end = self.end
+        start = storage.withUnsafeBufferPointer { Self.skipWhitespace($0, from: start, to: end) }
+    }
+
+    /// The bytes not handed out yet, from a text boundary on (only when no text is partly scanned).
+    func withUnhandled<R>(_ body: (UnsafeBufferPointer<UInt8>) -> R) -> R {
+        storage.withUnsafeBufferPointer { body(UnsafeBufferPointer(rebasing: $0[start..<end])) }
+    }
+
+    /// Marks the first `count` unhandled bytes as handed out (a whole text someone else framed).
+    mutating func consume(_ count: Int) {
+        precondition(!state.started && count <= end - start)
+        start += count
+    }
+
+    // MARK: Buffer
+
+    /// Ensures `count` free bytes after `end`, first by dropping what was handed out, then by growing.
+    private mutating func makeRoom(_ count: Int) {
+        if start == end && !state.started {
+            start = 0
+            end = 0
+        }
+        guard storage.count - end < count else { return }
+        if start > 0 {
+            // Only the unfinished text moves, and only when space runs out: a text is moved O(1) times per doubling.
+            let (from, length) = (start, end - start)
+            storage.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: $0.baseAddress! + from, byteCount: length) }
+            state.scan -= start
+            end -= start
+            start = 0
+        }
+        if storage.count - end < count {
+            storage += [UInt8](repeating: 0, count: Swift.max(storage.count, count - (storage.count - end)))
+        }
+    }
+
+    // MARK: Scanning
+
+    private struct ScanState: Sendable {
+        var started = false
+        var scalar = false
+        var depth = 0
+        var inString = false
+        var escaped = false
+        /// How far the current text has been scanned (kept across reads).
+        var scan = 0
+    }
+
+    /// Bytes the structural scan must look at: quote, backslash, braces, brackets.  Everything
+    /// else (digits, letters, punctuation) is skipped by one table load and compare.
+    private static let special: [Bool] = (0..<256).map { b in
+        b == 0x22 || b == 0x5C || b == 0x7B || b == 0x7D || b == 0x5B || b == 0x5D
+    }
+
+    private static func skipWhitespace(_ p: UnsafeBufferPointer<UInt8>, from i: Int, to end: Int) -> Int {
+        var i = i
+        while i < end, p[i] == 0x20 || p[i] == 0x0A || p[i] == 0x0D || p[i] == 0x09 { i += 1 }
+        return i
+    }
+
+    private static func canStartScalar(_ b: UInt8) -> Bool {
+        b == UInt8(ascii: "\"") || b == UInt8(ascii: "-") || (48...57).contains(b) || b == UInt8(ascii: "t")
+            || b == UInt8(ascii: "f") || b == UInt8(ascii: "n")
+    }
+
+    /// Scans an object or array to its end (or the end of the bytes); true when complete.
+    private static func scanStructure(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int, _ s: inout ScanState) -> Bool {
+        special.withUnsafeBufferPointer { special in
+            while i < end {
+                if s.escaped {  // the byte after a backslash, whatever it is
+                    s.escaped = false
+                    i += 1
+                    continue
+                }
                 let b = p[i]
                 i += 1
-                if inString {
-                    if escaped { escaped = false } else if b == 92 { escaped = true } else if b == 34 { inString = false }
-                } else if b == 34 {
-                    inString = true
+                if !special[Int(b)] { continue }
+                if s.inString {
+                    if b == 0x5C { s.escaped = true } else if b == 0x22 { s.inString = false }
+                } else if b == 0x22 {
+                    s.inString = true
                 } else if b == 0x7B || b == 0x5B {
-                    depth += 1
+                    s.depth += 1
                 } else if b == 0x7D || b == 0x5D {
-                    depth -= 1
-                    if depth == 0 { return true }
+                    s.depth -= 1
+                    if s.depth == 0 { return true }
                 }
             }
             return false
         }
-        scan = i
-        self.depth = depth
-        self.inString = inString
-        self.escaped = escaped
-        return complete
     }
 
     /// A bare scalar ends at whitespace or at a structural character after it.
-    private mutating func scanScalar() -> Bool {
-        let b = buffer[scan]
-        if inString {
-            if escaped { escaped = false } else if b == 92 { escaped = true } else if b == 34 { inString = false }
-        } else if b == 34 {
-            inString = true
+    private static func scanScalar(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int, start: Int, _ s: inout ScanState) -> Bool {
+        while i < end {
+            let b = p[i]
+            if s.inString {
+                if s.escaped { s.escaped = false } else if b == 92 { s.escaped = true } else if b == 34 { s.inString = false }
+            } else if b == 34 {
+                s.inString = true
+            }
+            i += 1
+            guard !s.inString && i < end else { continue }
+            let n = p[i]
+            if n == 0x20 || n == 0x0A || n == 0x0D || n == 0x09 || n == UInt8(ascii: "{") || n == UInt8(ascii: "[")
+                || (b == 34 && i - start > 1) {
+                return true
+            }
         }
-        scan += 1
-        guard !inString && scan < buffer.count else { return false }
-        let n = buffer[scan]
-        return n == 0x20 || n == 0x0A || n == 0x0D || n == 0x09 || n == UInt8(ascii: "{") || n == UInt8(ascii: "[")
-            || (b == 34 && scan - start > 1)
-    }
-
-    private mutating func reset() {
-        started = false
-        depth = 0
-        inString = false
-        escaped = false
-        scalar = false
-        if scan == buffer.count {
-            buffer.removeAll(keepingCapacity: true)
-            scan = 0
-        } else if scan > 65536 {
-            buffer.removeFirst(scan)
-            scan = 0
-        }
-        start = scan
+        return false
     }
 }

@@ -64,6 +64,11 @@ final class DeviceSlot: @unchecked Sendable {
         }
     }
 
+    /// One hop for work that reports its own errors (a run of a batch).
+    func modify(_ body: (inout VDPADevice) -> Void) {
+        queue.sync { body(&device) }
+    }
+
     func read<T>(_ body: (VDPADevice) -> T) -> T {
         var value: T?
         queue.sync { value = body(device) }

@@ -70,6 +70,18 @@ struct RPCCommand: ParsableCommand {
     @Flag(help: "Pin everything to CPU 0.")
     var pin = false
 
+    @Option(help: "Comma-separated scenarios to run (seq,pipe,conc,batch256,batch4096), e.g. to profile one.")
+    var scenarios = RPCBenchmark.allScenarios.joined(separator: ",")
+
+    func validate() throws {
+        let unknown = selected.filter { !RPCBenchmark.allScenarios.contains($0) }
+        guard unknown.isEmpty else {
+            throw ValidationError("unknown scenario \(unknown.joined(separator: ", ")); choose from \(RPCBenchmark.allScenarios.joined(separator: ","))")
+        }
+    }
+
+    var selected: [String] { scenarios.split(separator: ",").map { String($0) } }
+
     func run() throws {
         let me = CommandLine.arguments[0]
         let dir = me.contains("/") ? String(me[..<me.lastIndex(of: "/")!]) : "."
@@ -83,10 +95,11 @@ struct RPCCommand: ParsableCommand {
             throw ValidationError("cannot run taskset: \(String(cString: strerror(errno)))")
         }
         let place = pin ? "cpu0" : "free"
-        let (results, rss) = try RPCBenchmark.runVDPAD(daemon: binary, pin: pin, requests: requests, rssMappings: rssMappings)
+        let (results, rss) = try RPCBenchmark.runVDPAD(daemon: binary, pin: pin, requests: requests, rssMappings: rssMappings,
+                                                           scenarios: selected)
         var raw: [String: RPCResult] = [:]
         if let anchors {
-            for r in try RPCBenchmark.runRaw(anchors: anchors, pin: pin, requests: requests) {
+            for r in try RPCBenchmark.runRaw(anchors: anchors, pin: pin, requests: requests) where selected.contains(r.mode) {
                 raw[r.mode] = r
                 print(r.line(impl: "uds", place: place))
             }

@@ -14,11 +14,14 @@ struct RPCResult {
     var mode: String
     var clients: Int
     var depth: Int
+    /// Requests whose latency is recorded.
     var requests: Int
+    /// Requests answered inside the timed window (warm-up included, as uds_client counts them).
+    var completed: Int
     var seconds: Double
     var latenciesMicros: [Double]
 
-    var rps: Double { Double(requests) / seconds }
+    var rps: Double { Double(completed) / seconds }
 
     func percentile(_ p: Double) -> Double {
         guard !latenciesMicros.isEmpty else { return 0 }
@@ -86,46 +89,49 @@ func waitForSocket(_ path: String) throws {
 }
 
 enum RPCBenchmark {
-    static func mapRequest(id: UInt64, device: String, iova: UInt64) -> [UInt8] {
-        JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(id)), ("method", "map"),
-                     ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])]).encoded() + [10]
-    }
+    /// Requests sent before measuring on each connection, answered but not recorded (uds_client's WARMUP).
+    static let warmup = 5000
 
-    static func unmapRequest(id: UInt64, device: String, iova: UInt64) -> [UInt8] {
-        JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(id)), ("method", "unmap"),
-                     ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096])]).encoded() + [10]
-    }
-
-    /// Alternating map/unmap of one page: every request is a real IOTLB change and commit.
-    static func request(_ k: Int, device: String) -> [UInt8] {
-        let iova = UInt64(k / 2 % 1024) * 4096
-        return k % 2 == 0 ? mapRequest(id: UInt64(k), device: device, iova: iova) : unmapRequest(id: UInt64(k), device: device, iova: iova)
-    }
-
-    static func expectOK(_ reply: JSON?) throws {
-        guard let reply, reply["result"] != nil else { throw ClientError("bad reply: \(reply?.text ?? "connection closed")") }
-    }
-
-    /// `depth` requests in flight on one connection; latency from send to reply.
-    static func pipelined(path: String, device: String, requests: Int, depth: Int) throws -> RPCResult {
+    /// `depth` requests in flight on one connection, the anchors' seq and pipe modes: a top-up is one write,
+    /// latency runs from handing a request to write() until its reply's newline has been read.
+    static func pipelined(path: String, device: String, requests: Int, depth: Int, salt: Int = 0) throws -> RPCResult {
         let c = try VDPAClient(path: path, timeout: 30)
         try c.call("open", ["device": .string(device)])
-        let payloads = (0..<requests).map { request($0, device: device) }
-        var sent = [UInt64](repeating: 0, count: requests)
+        let mix = MapUnmapMix(device: device)
+        let templates = mix.requests.count
+        var wire = WireConnection(fd: c.fd)
+        let total = warmup + requests
+        var sentAt = [UInt64](repeating: 0, count: total)
         var latencies: [Double] = []
         latencies.reserveCapacity(requests)
+        var out: [UInt8] = []
+        out.reserveCapacity(depth * 256)
+        var sent = 0, done = 0
         let start = nowNanos()
-        var next = 0
-        while next < min(depth, requests) { sent[next] = nowNanos(); try c.send(raw: payloads[next]); next += 1 }
-        for k in 0..<requests {
-            let reply = try c.readMessage()
-            try expectOK(reply)
-            latencies.append(Double(nowNanos() - sent[k]) / 1000)
-            if next < requests { sent[next] = nowNanos(); try c.send(raw: payloads[next]); next += 1 }
+        while done < total {
+            out.removeAll(keepingCapacity: true)
+            let t = nowNanos()
+            while sent < total && sent - done < depth {
+                out += mix.requests[(sent + salt) % templates]
+                sentAt[sent] = t
+                sent += 1
+            }
+            if !out.isEmpty { try out.withUnsafeBytes { try wire.write($0) } }
+            let first = done
+            _ = try wire.readLines { line in
+                // Replies come in request order: the k-th line must carry the k-th id and a result.
+                guard line.starts(with: mix.replyPrefixes[(done + salt) % templates]) else {
+                    throw ClientError("bad reply to request \(done): \(String(decoding: line, as: UTF8.self))")
+                }
+                done += 1
+            }
+            let t1 = nowNanos()
+            for k in max(first, warmup)..<max(done, warmup) { latencies.append(Double(t1 - sentAt[k]) / 1000) }
         }
         let seconds = Double(nowNanos() - start) / 1e9
         try c.call("close", ["device": .string(device)])
-        return RPCResult(mode: depth == 1 ? "seq" : "pipe", clients: 1, depth: depth, requests: requests, seconds: seconds, latenciesMicros: latencies)
+        return RPCResult(mode: depth == 1 ? "seq" : "pipe", clients: 1, depth: depth, requests: requests, completed: total,
+                         seconds: seconds, latenciesMicros: latencies)
     }
 
     /// `clients` connections in parallel, each on its own device, one request in flight each.
@@ -134,43 +140,51 @@ enum RPCBenchmark {
         let results = Mutex<[RPCResult]>([])
         let start = nowNanos()
         DispatchQueue.concurrentPerform(iterations: devices.count) { i in
-            if let r = try? pipelined(path: path, device: devices[i], requests: per, depth: 1) {
+            // As uds_client's conc threads: each starts at another place in the mix (an even one: map before unmap).
+            if let r = try? pipelined(path: path, device: devices[i], requests: per, depth: 1, salt: i * 262) {
                 results.withLock { $0.append(r) }
             }
         }
         let seconds = Double(nowNanos() - start) / 1e9
         let all = results.withLock { $0 }
         guard all.count == devices.count else { throw ClientError("a concurrent client failed") }
-        return RPCResult(mode: "conc", clients: devices.count, depth: 1, requests: per * devices.count, seconds: seconds,
-                         latenciesMicros: all.flatMap(\.latenciesMicros))
+        return RPCResult(mode: "conc", clients: devices.count, depth: 1, requests: per * devices.count,
+                         completed: all.reduce(0) { $0 + $1.completed }, seconds: seconds, latenciesMicros: all.flatMap(\.latenciesMicros))
     }
 
-    /// JSON-RPC batches of `size` maps (one batch in flight); reports maps per second.
+    /// JSON-RPC batches of `size` maps of distinct pages (one batch in flight); reports maps per second.
     static func batches(path: String, device: String, size: Int, total: Int) throws -> RPCResult {
         let c = try VDPAClient(path: path, timeout: 60)
         try c.call("open", ["device": .string(device)])
         let count = total / size
         let payloads: [[UInt8]] = (0..<count).map { b in
-            let items = (0..<size).map { k -> JSON in
-                let iova = UInt64(b * size + k) * 4096
-                return .object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
-                                ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])])
+            let items = (0..<size).map { k in
+                let iova = UInt64(b * size + k) * 4096 + 0x1000_0000_0000
+                return #"{"jsonrpc":"2.0","id":\#(k),"method":"map","params":{"device":"\#(device)","asid":0,"iova":\#(iova),"#
+                    + #""size":4096,"addr":\#(iova + 0x7F00_0000_0000),"perm":"rw"}}"#
             }
-            return JSON.array(items).encoded() + [10]
+            return Array(("[" + items.joined(separator: ",") + "]\n").utf8)
         }
+        var wire = WireConnection(fd: c.fd)
         var latencies: [Double] = []
         let start = nowNanos()
         for p in payloads {
             let t = nowNanos()
-            try c.send(raw: p)
-            guard case .array(let replies)? = try c.readMessage(), replies.count == size, replies.allSatisfy({ $0["result"] != nil }) else {
-                throw ClientError("a batch failed")
+            try p.withUnsafeBytes { try wire.write($0) }
+            var lines = 0
+            while lines == 0 {
+                lines = try wire.readLines { line in
+                    guard line.first == UInt8(ascii: "["), line.occurrences(of: #""result":"#) == size else {
+                        throw ClientError("a batch failed: \(String(decoding: line.prefix(300), as: UTF8.self))")
+                    }
+                }
             }
             latencies.append(Double(nowNanos() - t) / 1000)
         }
         let seconds = Double(nowNanos() - start) / 1e9
         try c.call("close", ["device": .string(device)])
-        return RPCResult(mode: "batch\(size)", clients: 1, depth: size, requests: count * size, seconds: seconds, latenciesMicros: latencies)
+        return RPCResult(mode: "batch\(size)", clients: 1, depth: size, requests: count * size, completed: count * size,
+                         seconds: seconds, latenciesMicros: latencies)
     }
 
     /// Starts vdpad in a scratch directory with `config`; `body` gets the socket path and the process.
@@ -192,21 +206,30 @@ enum RPCBenchmark {
     }
 
     /// Runs every scenario against a fresh daemon; returns the results and the RSS line.
-    static func runVDPAD(daemon: String, pin: Bool, requests: Int, rssMappings: Int) throws -> ([RPCResult], String) {
+    static let allScenarios = ["seq", "pipe", "conc", "batch256", "batch4096"]
+
+    static func runVDPAD(daemon: String, pin: Bool, requests: Int, rssMappings: Int, scenarios: [String]) throws -> ([RPCResult], String) {
         let config = "[limits]\nmax_iotlb_entries = \(max(rssMappings, 1 << 21) + 16)\nmax_batch = 4096\n"
-        return try withDaemon(daemon, pin: pin, config: config) { socketPath, server in try scenarios(socketPath, server, requests, rssMappings) }
+        return try withDaemon(daemon, pin: pin, config: config) { socketPath, server in
+            try run(scenarios, socketPath, server, requests, rssMappings)
+        }
     }
 
-    static func scenarios(_ socketPath: String, _ server: Spawned, _ requests: Int, _ rssMappings: Int) throws -> ([RPCResult], String) {
+    static func run(_ scenarios: [String], _ socketPath: String, _ server: Spawned, _ requests: Int, _ rssMappings: Int) throws -> ([RPCResult], String) {
         let admin = try VDPAClient(path: socketPath, timeout: 30)
         let devices = (0..<8).map { "bench\($0)" }
         for d in devices + ["rss"] { try admin.call("add_device", ["name": .string(d), "mgmtdev": "vdpasim_net"]) }
         var results: [RPCResult] = []
-        results.append(try pipelined(path: socketPath, device: devices[0], requests: requests, depth: 1))
-        results.append(try pipelined(path: socketPath, device: devices[0], requests: requests, depth: 64))
-        results.append(try concurrent(path: socketPath, devices: devices, requests: requests))
-        results.append(try batches(path: socketPath, device: devices[1], size: 256, total: max(requests, 256) / 256 * 256))
-        results.append(try batches(path: socketPath, device: devices[2], size: 4096, total: max(requests, 4096) / 4096 * 4096))
+        for scenario in scenarios {
+            switch scenario {
+            case "seq": results.append(try pipelined(path: socketPath, device: devices[0], requests: requests, depth: 1))
+            case "pipe": results.append(try pipelined(path: socketPath, device: devices[0], requests: requests, depth: 64))
+            case "conc": results.append(try concurrent(path: socketPath, devices: devices, requests: requests))
+            case "batch256": results.append(try batches(path: socketPath, device: devices[1], size: 256, total: max(requests, 256) / 256 * 256))
+            case "batch4096": results.append(try batches(path: socketPath, device: devices[2], size: 4096, total: max(requests, 4096) / 4096 * 4096))
+            default: throw ClientError("unknown scenario \(scenario)")
+            }
+        }
         // RSS: one ASID filled with `rssMappings` entries through batches, measured before and after.
         let before = server.rssBytes
         let c = try VDPAClient(path: socketPath, timeout: 120)
@@ -264,7 +287,8 @@ enum RPCBenchmark {
             // Keep the raw percentiles: two synthetic points reproduce p50 and p99 exactly.
             let lat = [Double](repeating: p50, count: 98) + [p99, p99]
             results.append(RPCResult(mode: mode, clients: mode == "conc" ? arg : 1, depth: mode == "pipe" ? arg : 1,
-                                     requests: requests, seconds: rps > 0 ? Double(requests) / rps : 0, latenciesMicros: lat))
+                                     requests: requests, completed: requests, seconds: rps > 0 ? Double(requests) / rps : 0,
+                                     latenciesMicros: lat))
         }
         return results
     }
@@ -310,7 +334,7 @@ enum LoadBenchmark {
             }
         }
         let seconds = Double(nowNanos() - start) / 1e9
-        let all = RPCResult(mode: "load", clients: clients, depth: 1, requests: clients * each * 2, seconds: seconds,
+        let all = RPCResult(mode: "load", clients: clients, depth: 1, requests: clients * each * 2, completed: clients * each * 2, seconds: seconds,
                             latenciesMicros: latencies.withLock { $0 })
         let bad = failures.withLock { $0 }
         for i in 0..<clients { try admin.call("del_device", ["name": .string("load\(i)"), "force": true]) }

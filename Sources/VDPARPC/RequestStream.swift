@@ -1,0 +1,96 @@
+// RequestStream.swift — one connection's inbound side, free of I/O: bytes
+// in (read straight into the framer's buffer), replies out.  Plain map/unmap
+// requests and batches of them are parsed in place by the fast parser as
+// they arrive (a batch element by element across reads) and never walked by
+// the framer; everything else is framed and answered by the general path.
+
+public struct RequestStream {
+    /// Why the connection must close after the replies written so far.
+    public enum End: Equatable, Sendable {
+        /// A text was not JSON (-32700 sent).
+        case notJSON
+        /// A text was longer than max_request_bytes (-32600 sent).
+        case tooLarge
+    }
+
+    private let service: VDPAService
+    private let caller: Caller
+    private var framer: Framer
+    /// Set while the fast parser owns the text at the framer's boundary.
+    private var fast: FastTextParser?
+
+    public init(service: VDPAService, caller: Caller, maxTextBytes: Int) {
+        self.service = service
+        self.caller = caller
+        framer = Framer(maxTextBytes: maxTextBytes)
+    }
+
+    /// Whether a text has started but not finished (for the idle timeout).
+    public var hasPartialText: Bool { framer.hasPartialText || fast != nil }
+
+    /// Lets `fill` write received bytes into the buffer; see `Framer.read`.
+    public mutating func read(_ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int { framer.read(fill) }
+
+    /// Adds bytes received some other way.
+    public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 { framer.append(bytes) }
+
+    /// Answers every complete text received so far, in order, appending the replies (each ending in
+    /// a newline) to `output`.  Returns why the connection must close, if it must.
+    public mutating func answer(into output: inout [UInt8]) -> End? {
+        let useFast = service.useFastPath
+        while true {
+            if useFast && !framer.hasPartialText {
+                framer.skipWhitespace()
+                if framer.isEmpty { return nil }
+                switch answerFast(into: &output) {
+                case .complete(let length):
+                    framer.consume(length)
+                    continue
+                case .needMore:
+                    return nil
+                case .notFast:
+                    break  // the framer takes this text
+                }
+            }
+            var answered = false
+            var mustClose = false
+            let failure = framer.forEachText { text in
+                answered = true
+                mustClose = service.handle(text: text, caller: caller, into: &output)
+                return false  // one text, then the fast parser may take the next
+            }
+            if let failure {
+                output += service.framingError(tooLarge: failure == .tooLarge, maxBytes: framer.maxTextBytes)
+                output.append(0x0A)
+                return failure == .tooLarge ? .tooLarge : .notJSON
+            }
+            if mustClose { return .notJSON }
+            if !answered { return nil }
+        }
+    }
+
+    /// Offers the text at the boundary to the fast parser, and answers it if it is complete.
+    private mutating func answerFast(into output: inout [UInt8]) -> FastTextParser.Outcome {
+        let maxBytes = framer.maxTextBytes
+        let maxBatch = service.limits.maxBatch
+        var parser = fast ?? FastTextParser()
+        fast = nil
+        let (service, caller) = (self.service, self.caller)
+        let outcome = framer.withUnhandled { text -> FastTextParser.Outcome in
+            if !parser.isStarted {
+                guard text[0] == UInt8(ascii: "{") || text[0] == UInt8(ascii: "[") else { return .notFast }
+            }
+            switch parser.parse(text, maxBatch: maxBatch) {
+            case .complete(let length) where length <= maxBytes:
+                service.answer(parser, in: UnsafeBufferPointer(rebasing: text[..<length]), caller: caller, into: &output)
+                return .complete(length: length)
+            case .needMore where text.count <= maxBytes:
+                return .needMore
+            default:
+                return .notFast  // the framer reports a text over the limit
+            }
+        }
+        if outcome == .needMore { fast = parser }
+        return outcome
+    }
+}

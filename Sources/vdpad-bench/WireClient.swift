@@ -1,0 +1,110 @@
+// WireClient.swift — the benchmark's side of the socket, kept as lean as
+// the anchors' uds_client so that a vdpad/raw ratio measures vdpad and not
+// the client: requests are prepared bytes, a top-up of the pipeline is one
+// write, replies are split at newlines and checked with a byte comparison
+// (id and "result" in place) instead of being parsed into a JSON tree.
+#if canImport(Glibc)
+import Glibc
+#endif
+import VDPAClient
+
+/// The anchors' request mix (uds_client.c: the same generator, seed and
+/// sizes), as alternating `map` and `unmap` of one range on `device`, so every
+/// request changes the IOTLB and the table never fills.
+struct MapUnmapMix {
+    /// 2 × 1,024 requests, each ending in a newline.
+    let requests: [[UInt8]]
+    /// The start every successful reply must have: `{"jsonrpc":"2.0","id":N,"result":`.
+    let replyPrefixes: [[UInt8]]
+
+    var averageBytes: Double { Double(requests.reduce(0) { $0 + $1.count }) / Double(requests.count) }
+
+    init(device: String, templates: Int = 1024) {
+        var random = SplitMix64(state: 0x7664706164)
+        var requests: [[UInt8]] = []
+        var prefixes: [[UInt8]] = []
+        for _ in 0..<templates {
+            let id = 100_000 + random.next() % 900_000
+            let iova = (random.next() & 0x0000_FFFF_FFFF_F000) | 0x1000_0000_0000
+            let size: UInt64 = 4096 << (random.next() % 10)
+            let addr = (random.next() & 0x0000_0FFF_FFFF_F000) | 0x7F00_0000_0000
+            let params = #""params":{"device":"\#(device)","asid":0,"iova":\#(iova),"size":\#(size)"#
+            requests.append(Array(#"{"jsonrpc":"2.0","id":\#(id),"method":"map",\#(params),"addr":\#(addr),"perm":"rw"}}"#.utf8) + [10])
+            requests.append(Array(#"{"jsonrpc":"2.0","id":\#(id + 1),"method":"unmap",\#(params)}}"#.utf8) + [10])
+            prefixes.append(Array(#"{"jsonrpc":"2.0","id":\#(id),"result":"#.utf8))
+            prefixes.append(Array(#"{"jsonrpc":"2.0","id":\#(id + 1),"result":"#.utf8))
+        }
+        self.requests = requests
+        replyPrefixes = prefixes
+    }
+}
+
+/// Raw reads and writes on a connected socket (the VDPAClient that opened it keeps it alive).
+struct WireConnection {
+    let fd: Int32
+    private var buffer = [UInt8](repeating: 0, count: 1 << 16)
+    /// Bytes at the front of `buffer` that are the start of a line not yet complete.
+    private var pending = 0
+
+    init(fd: Int32) { self.fd = fd }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw ClientError("write: \(String(cString: strerror(errno)))") }
+            offset += n
+        }
+    }
+
+    /// One blocking read; calls `line` for every line it completes and returns how many.
+    mutating func readLines(_ line: (UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Int {
+        if pending == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }  // a line longer than the buffer
+        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + pending, $0.count - pending, 0) }
+        if n < 0 && errno == EINTR { return 0 }
+        guard n > 0 else { throw ClientError(n == 0 ? "vdpad closed the connection" : "read: \(String(cString: strerror(errno)))") }
+        let end = pending + n
+        var count = 0
+        var start = 0
+        try buffer.withUnsafeBufferPointer { p in
+            var i = pending
+            while i < end {
+                if p[i] == 10 {
+                    try line(UnsafeBufferPointer(rebasing: p[start..<i]))
+                    count += 1
+                    start = i + 1
+                }
+                i += 1
+            }
+        }
+        pending = end - start
+        if start > 0 && pending > 0 {
+            buffer.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: $0.baseAddress! + start, byteCount: pending) }
+        }
+        return count
+    }
+}
+
+extension UnsafeBufferPointer<UInt8> {
+    func starts(with prefix: [UInt8]) -> Bool {
+        count >= prefix.count && prefix.withUnsafeBytes { memcmp(baseAddress!, $0.baseAddress!, prefix.count) == 0 }
+    }
+
+    /// How many times `needle` occurs (non-overlapping).
+    func occurrences(of needle: StaticString) -> Int {
+        let m = needle.utf8CodeUnitCount
+        guard count >= m else { return 0 }
+        var found = 0
+        var i = 0
+        while i <= count - m {
+            if self[i] == needle.utf8Start[0] && memcmp(baseAddress! + i, needle.utf8Start, m) == 0 {
+                found += 1
+                i += m
+            } else {
+                i += 1
+            }
+        }
+        return found
+    }
+}
