@@ -1,7 +1,7 @@
 // FuzzRPC.swift — a libFuzzer target over the whole input path of the
-// daemon minus the socket: framing (with the input cut into chunks as a
-// socket would deliver it), JSON parsing, JSON-RPC dispatch and every method
-// into an in-process core, as an admin that owns the devices it opens.
+// daemon minus the socket: the request stream (the input cut into chunks as
+// a socket would deliver it: fast parser and framer), JSON parsing, JSON-RPC
+// dispatch and every method into an in-process core, as an admin that owns the devices it opens.
 // Built and run by scripts/fuzz.sh; any crash is a bug to turn into a test.
 import VDPARPC
 
@@ -23,20 +23,21 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     // The first byte picks the chunk size and the caller, so both code paths get explored.
     let chunk = 1 + Int(bytes.first ?? 0) % 97
     let caller = (bytes.first ?? 0) & 0x80 == 0 ? admin : stranger
-    var framer = Framer(maxTextBytes: 4096)
+    // The daemon's own inbound path: fast parser (batches across reads), framer, general path.
+    var stream = RequestStream(service: service, caller: caller, maxTextBytes: 4096)
+    var output: [UInt8] = []
     var offset = 0
-    feeding: while offset < bytes.count {
+    while offset < bytes.count {
         let end = min(offset + chunk, bytes.count)
-        for frame in framer.push(bytes[offset..<end]) {
-            guard case .text(let text) = frame else { break feeding }
-            let reply = service.handle(text: text, caller: caller)
-            if let out = reply.bytes {
-                // Every reply must itself be valid JSON.
-                guard (try? JSON.parse(out)) != nil else { fatalError("invalid reply: \(String(decoding: out, as: UTF8.self))") }
-            }
-            if reply.closeConnection { break feeding }
-        }
+        stream.append(bytes[offset..<end])
         offset = end
+        let stop = stream.answer(into: &output)
+        // Every reply must itself be valid JSON, one per line.
+        for line in output.split(separator: 0x0A) where (try? JSON.parse(line)) == nil {
+            fatalError("invalid reply: \(String(decoding: line, as: UTF8.self))")
+        }
+        output.removeAll(keepingCapacity: true)
+        if stop != nil { break }
     }
     // Sessions end as a disconnect would end them, so state does not grow without bound.
     service.connectionClosed(caller.connection)

@@ -206,21 +206,28 @@ public struct Framer: Sendable {
         }
     }
 
-    /// A bare scalar ends at whitespace or at a structural character after it.
+    /// A bare scalar ends before whitespace or a structural character, or (a string) at its closing quote.
+    /// The end test looks at the byte to come, so it runs before each byte is taken: a scalar whose
+    /// terminator arrives in a later read still ends there.
     private static func scanScalar(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int, start: Int, _ s: inout ScanState) -> Bool {
         while i < end {
             let b = p[i]
-            if s.inString {
-                if s.escaped { s.escaped = false } else if b == 92 { s.escaped = true } else if b == 34 { s.inString = false }
-            } else if b == 34 {
-                s.inString = true
+            if !s.inString && i > start
+                && (b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 || b == UInt8(ascii: "{") || b == UInt8(ascii: "[")) {
+                return true
             }
             i += 1
-            guard !s.inString && i < end else { continue }
-            let n = p[i]
-            if n == 0x20 || n == 0x0A || n == 0x0D || n == 0x09 || n == UInt8(ascii: "{") || n == UInt8(ascii: "[")
-                || (b == 34 && i - start > 1) {
-                return true
+            if s.inString {
+                if s.escaped {
+                    s.escaped = false
+                } else if b == 0x5C {
+                    s.escaped = true
+                } else if b == 0x22 {
+                    s.inString = false
+                    if p[start] == 0x22 { return true }
+                }
+            } else if b == 0x22 {
+                s.inString = true
             }
         }
         return false

@@ -18,6 +18,8 @@ public struct RequestStream {
     private var framer: Framer
     /// Set while the fast parser owns the text at the framer's boundary.
     private var fast: FastTextParser?
+    /// Texts the fast parser answered (for tests).
+    private(set) var fastTexts = 0
 
     public init(service: VDPAService, caller: Caller, maxTextBytes: Int) {
         self.service = service
@@ -45,6 +47,7 @@ public struct RequestStream {
                 switch answerFast(into: &output) {
                 case .complete(let length):
                     framer.consume(length)
+                    fastTexts += 1
                     continue
                 case .needMore:
                     return nil

@@ -34,6 +34,20 @@ struct JSONTests {
         var g = Framer(maxTextBytes: 64)
         #expect(g.push(Array("@".utf8)) == [.garbage])
     }
+
+    @Test("escapes inside strings hide quotes and brackets wherever the reads split them")
+    func framerEscapes() {
+        // A backslash escapes the next byte whatever it is; the scan skips plain bytes in bulk, so an
+        // escape before a plain byte (\n) must not leak onto the next quote.
+        let texts = [#"{"a":"x\n\"}]\\","b":["\\\""]}"#, #"["\u005d",{"c":"\\"}]"#, #""lone \" scalar""#, "{}"]
+        let stream = Array((texts.joined(separator: " ") + " ").utf8)
+        let expected = texts.map { Framer.Frame.text(Array($0.utf8)) }
+        var whole = Framer(maxTextBytes: 1024)
+        #expect(whole.push(stream) == expected)
+        var bytewise = Framer(maxTextBytes: 1024)
+        #expect(stream.flatMap { bytewise.push([$0]) } == expected)
+        for text in texts { #expect((try? JSON.parse(text)) != nil, "the sample \(text) is JSON") }
+    }
 }
 
 @Suite("Method table")
