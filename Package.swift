@@ -49,7 +49,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-bench",
-            dependencies: ["VDPACore", "VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),

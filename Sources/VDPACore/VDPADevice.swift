@@ -4,7 +4,7 @@
 // per-ASID device mappings, vrings).
 //
 // The type is a value with no I/O and no locking: the daemon keeps each
-// device on its own serial queue.  Every mutating operation validates all of
+// device behind its own lock.  Every mutating operation validates all of
 // its input before it changes anything, so a thrown VDPAError means "nothing
 // happened" (PROTOCOL.md §3).
 

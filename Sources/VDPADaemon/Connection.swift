@@ -11,9 +11,8 @@
 // thread's epoll_wait, which then wakes a worker to run the handler — two
 // wake-ups per request, and on this kind of machine a wake-up is most of a
 // round trip.  A thread blocked in recv(2) is woken once, as a plain socket
-// server is (`vdpad-bench rpc`: sequential p50 57 → 32 µs, README).  Device
-// work still runs on each device's serial queue; `queue.sync` from the reader
-// thread runs inline when nobody else holds the queue.
+// server is (`vdpad-bench rpc`: sequential p50 57 → 24 µs, README).  Device
+// work runs on the reader thread holding that device's lock.
 import Dispatch
 import Logging
 import VDPARPC

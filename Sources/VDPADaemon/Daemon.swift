@@ -232,8 +232,8 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: Watchdog
 
-    /// WATCHDOG=1 at half the interval, sent only after every device queue has answered: a hung
-    /// device queue stops the pings and gets the daemon restarted.
+    /// WATCHDOG=1 at half the interval, sent only after every device has been free once and the
+    /// daemon's queue has answered: a hung device or queue stops the pings and gets the daemon restarted.
     private func startWatchdog() {
         guard let usec = Systemd.watchdogInterval() else { return }
         let probe = DispatchQueue(label: "vdpad.watchdog")
@@ -242,7 +242,7 @@ public final class Daemon: @unchecked Sendable {
         timer.schedule(deadline: .now() + interval, repeating: interval)
         timer.setEventHandler { [weak self] in
             guard let self else { return }
-            for slot in self.service.allSlotQueues() { slot.sync {} }
+            self.service.probeDevices()
             self.queue.sync {}
             Systemd.notify("WATCHDOG=1\nSTATUS=\(self.statusLine())")
         }

@@ -28,18 +28,58 @@ struct FastRequest {
     var perm: Permission?
 }
 
+/// Reads the plain shape of a map/unmap request.  Every method leaves `i` at the end of the bytes when
+/// it failed only because the bytes ran out, so a caller can tell "not plain" from "not here yet".
 struct FastScanner {
     let bytes: UnsafeBufferPointer<UInt8>
     var i: Int
 
+    /// The member names the fast path knows.
+    enum Key: UInt16 {
+        case jsonrpc = 1, method = 2, id = 4, params = 8, device = 16, asid = 32, iova = 64, size = 128, addr = 256, perm = 512
+    }
+
+    @inline(__always)
     mutating func skipWhitespace() {
         while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
     }
 
+    @inline(__always)
     mutating func expect(_ c: UInt8) -> Bool {
         skipWhitespace()
         guard i < bytes.count, bytes[i] == c else { return false }
         i += 1
+        return true
+    }
+
+    /// Matches `literal` here and moves past it.  A partial match at the end of the bytes moves `i`
+    /// to the end (the rest has not arrived).
+    @inline(__always)
+    mutating func take(_ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        let available = bytes.count - i
+        if available >= n {
+            guard Self.same(bytes.baseAddress! + i, literal.utf8Start, n) else { return false }
+            i += n
+            return true
+        }
+        if available == 0 || memcmp(bytes.baseAddress! + i, literal.utf8Start, available) == 0 { i = bytes.count }
+        return false
+    }
+
+    /// `n` bytes compared a word at a time (the names and literals here are 3 to 9 bytes long; a call
+    /// to memcmp cost more than the compare).
+    @inline(__always)
+    static func same(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var k = 0
+        while n - k >= 4 {
+            if UnsafeRawPointer(a + k).loadUnaligned(as: UInt32.self) != UnsafeRawPointer(b + k).loadUnaligned(as: UInt32.self) { return false }
+            k += 4
+        }
+        while k < n {
+            if a[k] != b[k] { return false }
+            k += 1
+        }
         return true
     }
 
@@ -59,17 +99,26 @@ struct FastScanner {
         return nil
     }
 
-    /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent).
+    /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent, no leading zero).
     mutating func unsigned() -> UInt64? {
         skipWhitespace()
         let start = i
         var value: UInt64 = 0
-        while i < bytes.count, bytes[i] >= 48, bytes[i] <= 57 {
+        // Up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
+        let unchecked = min(bytes.count, start + 19)
+        while i < unchecked {
+            let d = bytes[i] &- 48
+            if d > 9 { break }
+            value = value &* 10 &+ UInt64(d)
+            i += 1
+        }
+        if i == start + 19, i < bytes.count, bytes[i] &- 48 <= 9 {
             let (t, o1) = value.multipliedReportingOverflow(by: 10)
-            let (v, o2) = t.addingReportingOverflow(UInt64(bytes[i] - 48))
+            let (v, o2) = t.addingReportingOverflow(UInt64(bytes[i] &- 48))
             if o1 || o2 { return nil }
             value = v
             i += 1
+            if i < bytes.count, bytes[i] &- 48 <= 9 { return nil }
         }
         guard i > start, !(bytes[start] == 48 && i - start > 1) else { return nil }  // JSON forbids leading zeros
         if i < bytes.count, bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
@@ -78,33 +127,53 @@ struct FastScanner {
         return value
     }
 
-    func equals(_ range: Range<Int>, _ literal: StaticString) -> Bool {
-        guard range.count == literal.utf8CodeUnitCount else { return false }
-        let p = literal.utf8Start
-        for k in 0..<range.count where bytes[range.lowerBound + k] != p[k] { return false }
-        return true
-    }
-
     func equals(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
         a.count == b.count && (a.isEmpty || memcmp(bytes.baseAddress! + a.lowerBound, bytes.baseAddress! + b.lowerBound, a.count) == 0)
     }
 
-    /// `{ ... }` of a plain map/unmap request, or nil.
+    /// `"name":` for a name the fast path knows, told apart by its first byte and one compare.
+    mutating func key() -> Key? {
+        guard expect(UInt8(ascii: "\"")) else { return nil }
+        guard i < bytes.count else { return nil }
+        let key: Key?
+        switch bytes[i] {
+        case UInt8(ascii: "j"): key = take(#"jsonrpc""#) ? .jsonrpc : nil
+        case UInt8(ascii: "m"): key = take(#"method""#) ? .method : nil
+        case UInt8(ascii: "i"): key = take(#"id""#) ? .id : take(#"iova""#) ? .iova : nil
+        case UInt8(ascii: "p"): key = take(#"params""#) ? .params : take(#"perm""#) ? .perm : nil
+        case UInt8(ascii: "d"): key = take(#"device""#) ? .device : nil
+        case UInt8(ascii: "a"): key = take(#"asid""#) ? .asid : take(#"addr""#) ? .addr : nil
+        case UInt8(ascii: "s"): key = take(#"size""#) ? .size : nil
+        default: key = nil
+        }
+        guard let key, expect(UInt8(ascii: ":")) else { return nil }
+        return key
+    }
+
+    /// A value given as a fixed string literal, e.g. `"2.0"`.
+    @inline(__always)
+    mutating func literal(_ text: StaticString) -> Bool {
+        skipWhitespace()
+        return take(text)
+    }
+
+    /// `{ ... }` of a plain map/unmap request, or nil.  A member given twice is not plain (which of
+    /// the two counts is the general path's business).
     mutating func request() -> FastRequest? {
         guard expect(UInt8(ascii: "{")) else { return nil }
-        var version = false
-        var method: FastRequest.Method?
-        var id: Range<Int>?
+        var seen: UInt16 = 0
+        var method = FastRequest.Method.map
+        var id = 0..<0
         var params: FastRequest?
         repeat {
-            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
-            if equals(key, "jsonrpc") {
-                guard let v = plainString(), equals(v, "2.0") else { return nil }
-                version = true
-            } else if equals(key, "method") {
-                guard let m = plainString() else { return nil }
-                if equals(m, "map") { method = .map } else if equals(m, "unmap") { method = .unmap } else { return nil }
-            } else if equals(key, "id") {
+            guard let key = key(), seen & key.rawValue == 0 else { return nil }
+            seen |= key.rawValue
+            switch key {
+            case .jsonrpc:
+                guard literal(#""2.0""#) else { return nil }
+            case .method:
+                if literal(#""map""#) { method = .map } else if take(#""unmap""#) { method = .unmap } else { return nil }
+            case .id:
                 skipWhitespace()
                 let start = i
                 if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
@@ -113,15 +182,16 @@ struct FastScanner {
                     guard unsigned() != nil else { return nil }
                 }
                 id = start..<i
-            } else if equals(key, "params") {
+            case .params:
                 guard let p = paramsObject() else { return nil }
                 params = p
-            } else {
+            default:
                 return nil
             }
             skipWhitespace()
         } while expect(UInt8(ascii: ","))
-        guard expect(UInt8(ascii: "}")), version, let method, let id, var request = params else { return nil }
+        let required = Key.jsonrpc.rawValue | Key.method.rawValue | Key.id.rawValue | Key.params.rawValue
+        guard expect(UInt8(ascii: "}")), seen == required, var request = params else { return nil }
         request.method = method
         request.id = id
         return request
@@ -130,27 +200,27 @@ struct FastScanner {
     mutating func paramsObject() -> FastRequest? {
         guard expect(UInt8(ascii: "{")) else { return nil }
         var r = FastRequest(method: .map)
-        var device = false
+        var seen: UInt16 = 0
         repeat {
-            guard let key = plainString(), expect(UInt8(ascii: ":")) else { return nil }
-            if equals(key, "device") {
+            guard let key = key(), seen & key.rawValue == 0 else { return nil }
+            seen |= key.rawValue
+            switch key {
+            case .device:
                 guard let d = plainString() else { return nil }
                 r.device = d
-                device = true
-            } else if equals(key, "perm") {
-                guard let p = plainString() else { return nil }
-                if equals(p, "ro") { r.perm = .read } else if equals(p, "wo") { r.perm = .write } else if equals(p, "rw") {
-                    r.perm = .readWrite
+            case .perm:
+                if literal(#""rw""#) { r.perm = .readWrite } else if take(#""ro""#) { r.perm = .read } else if take(#""wo""#) {
+                    r.perm = .write
                 } else { return nil }
-            } else {
-                guard let v = unsigned() else { return nil }
-                if equals(key, "iova") { r.iova = v } else if equals(key, "size") { r.size = v } else if equals(key, "addr") {
-                    r.addr = v
-                } else if equals(key, "asid") { r.asid = v } else { return nil }
+            case .iova: guard let v = unsigned() else { return nil }; r.iova = v
+            case .size: guard let v = unsigned() else { return nil }; r.size = v
+            case .addr: guard let v = unsigned() else { return nil }; r.addr = v
+            case .asid: guard let v = unsigned() else { return nil }; r.asid = v
+            default: return nil
             }
             skipWhitespace()
         } while expect(UInt8(ascii: ","))
-        guard expect(UInt8(ascii: "}")), device else { return nil }
+        guard expect(UInt8(ascii: "}")), seen & Key.device.rawValue != 0 else { return nil }
         return r
     }
 }
@@ -224,6 +294,23 @@ struct FastTextParser {
     }
 }
 
+/// The slot a connection used last, kept while the device table does not change, so a stream of
+/// requests for one device skips building its name, hashing it and taking the table's lock.
+struct SlotCache {
+    private var name: [UInt8] = []
+    private var slot: DeviceSlot?
+    private var generation: UInt64 = 0
+
+    mutating func slot(named bytes: UnsafeBufferPointer<UInt8>, in service: VDPAService) throws(RPCError) -> DeviceSlot {
+        // Read the generation before the table: a change after this read only makes the entry stale.
+        let now = service.deviceTableGeneration.load(ordering: .acquiring)
+        if let slot, now == generation, name.elementsEqual(bytes) { return slot }
+        let found = try service.slot(String(decoding: bytes, as: UTF8.self))
+        (name, slot, generation) = (Array(bytes), found, now)
+        return found
+    }
+}
+
 extension VDPAService {
     /// Answers a complete text if it is a plain map/unmap request or a batch made only of them,
     /// appending the reply and a newline to `output`; false (and nothing written) sends the text down
@@ -234,44 +321,45 @@ extension VDPAService {
         var rest = FastScanner(bytes: text, i: length)
         rest.skipWhitespace()
         guard rest.i == text.count else { return false }
-        answer(parser, in: text, caller: caller, into: &output)
+        var slots = SlotCache()
+        answer(parser, in: text, caller: caller, slots: &slots, into: &output)
         return true
     }
 
     /// Runs what `parser` parsed from `text` (complete) and appends the reply and a newline.
-    func answer(_ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) {
+    func answer(_ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+                into output: inout [UInt8]) {
         if let single = parser.single {
-            answer(CollectionOfOne(single), in: text, caller: caller, into: &output)
+            answer(CollectionOfOne(single), in: text, caller: caller, slots: &slots, into: &output)
             output.append(0x0A)
             return
         }
         let requests = parser.batch
         let scanner = FastScanner(bytes: text, i: 0)
         output.append(UInt8(ascii: "["))
-        // Consecutive requests for one device run in one hop onto its queue.
+        // Consecutive requests for one device run under one acquisition of its lock.
         var k = 0
         while k < requests.count {
             var j = k + 1
             while j < requests.count && scanner.equals(requests[j].device, requests[k].device) { j += 1 }
             if k > 0 { output.append(UInt8(ascii: ",")) }
-            answer(requests[k..<j], in: text, caller: caller, into: &output)
+            answer(requests[k..<j], in: text, caller: caller, slots: &slots, into: &output)
             k = j
         }
-        output.append(contentsOf: "]\n".utf8)
+        output.append(literal: "]\n")
     }
 
     /// Runs requests that all name one device, in order, appending their replies separated by commas.
     private func answer<Run: Collection<FastRequest>>(_ run: Run, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                                                      into out: inout [UInt8]) {
+                                                      slots: inout SlotCache, into out: inout [UInt8]) {
         requestCount.add(run.count, ordering: .relaxed)
-        let device = String(decoding: UnsafeBufferPointer(rebasing: text[run.first!.device]), as: UTF8.self)
         let slot: DeviceSlot
         do throws(RPCError) {
-            slot = try self.slot(device)
+            slot = try slots.slot(named: UnsafeBufferPointer(rebasing: text[run.first!.device]), in: self)
         } catch {
             for (k, r) in run.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                reply(r, .failure(error), device: device, text: text, caller: caller, into: &out)
+                reply(r, .failure(error), text: text, caller: caller, into: &out)
             }
             return
         }
@@ -291,31 +379,40 @@ extension VDPAService {
                 } catch {
                     outcome = .failure(error)
                 }
-                reply(r, outcome.mapError(RPCError.init), device: device, text: text, caller: caller, into: &out)
+                reply(r, outcome.mapError(RPCError.init), text: text, caller: caller, into: &out)
             }
         }
     }
 
     /// The reply bytes, the same as the general path would encode.
-    private func reply(_ r: FastRequest, _ outcome: Result<Int?, RPCError>, device: String, text: UnsafeBufferPointer<UInt8>,
-                       caller: Caller, into out: inout [UInt8]) {
+    private func reply(_ r: FastRequest, _ outcome: Result<Int?, RPCError>, text: UnsafeBufferPointer<UInt8>, caller: Caller,
+                       into out: inout [UInt8]) {
         switch outcome {
         case .success(let removed):
-            out.append(contentsOf: #"{"jsonrpc":"2.0","id":"#.utf8)
+            out.append(literal: #"{"jsonrpc":"2.0","id":"#)
             out.append(contentsOf: UnsafeBufferPointer(rebasing: text[r.id]))
             if let removed {
-                out.append(contentsOf: #","result":{"removed":"#.utf8)
+                out.append(literal: #","result":{"removed":"#)
                 JSON.appendDecimal(UInt64(removed), to: &out)
-                out.append(contentsOf: "}}".utf8)
+                out.append(literal: "}}")
             } else {
-                out.append(contentsOf: #","result":{}}"#.utf8)
+                out.append(literal: #","result":{}}"#)
             }
         case .failure(let error):
             // The id was scanned as an integer or a plain string, so it parses.
             let id = (try? JSON.parse(UnsafeBufferPointer(rebasing: text[r.id]))) ?? .null
+            let device = String(decoding: UnsafeBufferPointer(rebasing: text[r.device]), as: UTF8.self)
             log(error, method: r.method == .map ? "map" : "unmap", params: ["device": .string(device), "asid": .unsigned(r.asid)], caller: caller)
             response(id: id, error: error).encode(into: &out)
         }
+    }
+}
+
+extension [UInt8] {
+    /// Appends the bytes of a literal (one copy, no String machinery).
+    @inline(__always)
+    mutating func append(literal: StaticString) {
+        append(contentsOf: UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount))
     }
 }
 

@@ -100,18 +100,17 @@ extension JSON {
     }
 
     static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        if value == 0 {
-            out.append(UInt8(ascii: "0"))
-            return
+        // Digits are produced last first into a stack buffer (no allocation per number).
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
+            var v = value
+            var i = 20
+            repeat {
+                i -= 1
+                buffer[i] = UInt8(truncatingIfNeeded: 48 &+ v % 10)
+                v /= 10
+            } while v > 0
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
         }
-        var digits: (UInt64, Int) = (value, 0)
-        var buffer = [UInt8](repeating: 0, count: 20)
-        while digits.0 > 0 {
-            buffer[19 - digits.1] = UInt8(48 + digits.0 % 10)
-            digits.0 /= 10
-            digits.1 += 1
-        }
-        out.append(contentsOf: buffer[(20 - digits.1)...])
     }
 
     static func appendString(_ s: String, to out: inout [UInt8]) {

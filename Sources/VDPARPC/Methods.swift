@@ -23,7 +23,7 @@ extension VDPAService {
     // MARK: Shared helpers
 
     /// The device named by `device`; every operation through it first checks that the caller's
-    /// connection owns the device (R5, R22), in the same hop onto the device queue.
+    /// connection owns the device (R5, R22), while holding the device (no window between check and act).
     func ownedSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> OwnedSlot {
         OwnedSlot(slot: try slot(try p.string("device")), connection: caller.connection)
     }
@@ -150,7 +150,7 @@ extension VDPAService {
                 } catch {
                     throw RPCError.domain(.EIO, "could not save the state file, \(record.name) not added: \(error)")
                 }
-                s.devices.withLock { $0[record.name] = DeviceSlot(device) }
+                s.setSlot(DeviceSlot(device), for: record.name)
             }
             s.logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
             s.emit("device_added", device: record.name, [("mgmtdev", .string(record.mgmtdev))])
@@ -175,7 +175,7 @@ extension VDPAService {
                     throw RPCError.domain(.EIO, "could not save the state file, \(name) not deleted: \(error)")
                 }
                 _ = try slot.sync { (d: inout VDPADevice) throws(VDPAError) in d.release() }
-                s.devices.withLock { _ = $0.removeValue(forKey: name) }
+                s.setSlot(nil, for: name)
                 return owner?.connection
             }
             if let ownerConnection {

@@ -18,6 +18,8 @@ public struct RequestStream {
     private var framer: Framer
     /// Set while the fast parser owns the text at the framer's boundary.
     private var fast: FastTextParser?
+    /// The device this connection used last.
+    private var slots = SlotCache()
     /// Texts the fast parser answered (for tests).
     private(set) var fastTexts = 0
 
@@ -78,6 +80,9 @@ public struct RequestStream {
         let maxBatch = service.limits.maxBatch
         var parser = fast ?? FastTextParser()
         fast = nil
+        var slots = self.slots
+        self.slots = SlotCache()
+        defer { self.slots = slots }
         let (service, caller) = (self.service, self.caller)
         let outcome = framer.withUnhandled { text -> FastTextParser.Outcome in
             if !parser.isStarted {
@@ -85,7 +90,7 @@ public struct RequestStream {
             }
             switch parser.parse(text, maxBatch: maxBatch) {
             case .complete(let length) where length <= maxBytes:
-                service.answer(parser, in: UnsafeBufferPointer(rebasing: text[..<length]), caller: caller, into: &output)
+                service.answer(parser, in: UnsafeBufferPointer(rebasing: text[..<length]), caller: caller, slots: &slots, into: &output)
                 return .complete(length: length)
             case .needMore where text.count <= maxBytes:
                 return .needMore

@@ -14,9 +14,10 @@ struct BenchCommand: ParsableCommand {
               vdpad-bench iotlb 1000000            the anchors' workload (shared/anchors/workload.md)
               vdpad-bench 100000 --verify          the same, as the anchors' run.sh calls a peer
               vdpad-bench rpc --anchors ../shared/anchors   the RPC path beside the raw socket
+              vdpad-bench inproc single            the inbound path in process (scripts/perf-guard.sh)
               vdpad-bench load                     1,000 connections, 50 × 1,000 map/unmap, a stalled client
             """,
-        subcommands: [IOTLBCommand.self, RPCCommand.self, LoadCommand.self]
+        subcommands: [IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, LoadCommand.self]
     )
 }
 
@@ -112,6 +113,36 @@ struct RPCCommand: ParsableCommand {
             print(line)
         }
         if rssMappings > 0 { print(rss) }
+    }
+}
+
+struct InProcessCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "inproc",
+        abstract: "Drive the daemon's inbound path (request stream, service, device) in process, without a socket.",
+        discussion: """
+            single: the map/unmap mix of `rpc`'s seq and pipe scenarios, 64 requests per read;
+            batch256: batches of 256 maps, each followed by a batch of 256 unmaps of its pages.
+            Prints ns per request.  scripts/perf-guard.sh runs it under callgrind and DHAT for counts
+            of instructions and allocations per request, which do not depend on the machine's load.
+            """)
+
+    @Argument(help: "single or batch256.")
+    var shape: String
+
+    @Option(help: "Requests to answer.")
+    var requests = 1_000_000
+
+    func validate() throws {
+        guard InProcessBenchmark.Shape(rawValue: shape) != nil else {
+            throw ValidationError("unknown shape \(shape); choose single or batch256")
+        }
+        guard requests > 0 else { throw ValidationError("--requests must be positive") }
+    }
+
+    func run() throws {
+        let ns = try InProcessBenchmark.run(shape: InProcessBenchmark.Shape(rawValue: shape)!, requests: requests)
+        print("vdpad inproc shape=\(shape) reqs=\(requests) ns_per_req=\(format(ns))")
     }
 }
 
