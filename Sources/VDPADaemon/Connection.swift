@@ -56,6 +56,11 @@ final class Connection: NotificationSink, @unchecked Sendable {
         return key
     }()
 
+    /// Replies are sent whenever this many bytes are ready, not only once a whole read is answered:
+    /// a client with 64 requests in flight gets its first replies, and sends more, while the rest
+    /// are answered (`vdpad-bench rpc`, pipe: ~0.4× → ~0.5× the raw socket; README).
+    static let replyBatchBytes = 1024
+
     /// Signalled (on queue) when a waiting reader may go on: output drained, or the connection closed.
     private let drained = DispatchSemaphore(value: 0)
     /// Signalled once, by `close`.
@@ -114,22 +119,24 @@ final class Connection: NotificationSink, @unchecked Sendable {
                 queue.sync { peerDone(reason: reason) }
                 break
             }
-            let end = stream.answer(into: &replies)
-            if !ownEvents.isEmpty {
-                replies += ownEvents
-                ownEvents.removeAll(keepingCapacity: true)
-            }
-            let failure: String? = switch end {
-            case .tooLarge?: "request over max_request_bytes"
-            case .notJSON?: "input is not JSON"
-            case nil: nil
-            }
-            let partial = stream.hasPartialText
-            let next = queue.sync { deliver(&replies, partial: partial, failure: failure) }
-            switch next {
-            case .read: continue
-            case .waitForDrain: drained.wait()
-            case .finish: break reading
+            answering: while true {
+                let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
+                if !ownEvents.isEmpty {
+                    replies += ownEvents
+                    ownEvents.removeAll(keepingCapacity: true)
+                }
+                let failure: String? = switch progress {
+                case .end(.tooLarge): "request over max_request_bytes"
+                case .end(.notJSON): "input is not JSON"
+                case .needInput, .budgetReached: nil
+                }
+                let partial = stream.hasPartialText
+                switch queue.sync(execute: { deliver(&replies, partial: partial, failure: failure) }) {
+                case .read: break
+                case .waitForDrain: drained.wait()
+                case .finish: break reading
+                }
+                if progress != .budgetReached { break answering }
             }
         }
         // Whatever ended the loop, the connection is closed, or closes once a graceful stop's flush is done.

@@ -41,7 +41,8 @@ struct FastScanner {
 
     @inline(__always)
     mutating func skipWhitespace() {
-        while i < bytes.count, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+        // One compare for the usual case: every JSON whitespace byte is ≤ 0x20, every token byte above.
+        while i < bytes.count, bytes[i] <= 0x20, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
     }
 
     @inline(__always)
@@ -104,7 +105,14 @@ struct FastScanner {
         skipWhitespace()
         let start = i
         var value: UInt64 = 0
-        // Up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
+        // Eight digits at a time while they last (up to 16 digits, below 10^16: no overflow) ...
+        while i - start < 16, bytes.count - i >= 8 {
+            let word = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+            guard Self.isEightDigits(word) else { break }
+            value = value &* 100_000_000 &+ Self.eightDigits(word)
+            i += 8
+        }
+        // ... then one at a time: up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
         let unchecked = min(bytes.count, start + 19)
         while i < unchecked {
             let d = bytes[i] &- 48
@@ -127,13 +135,77 @@ struct FastScanner {
         return value
     }
 
+    /// Whether all eight bytes of a little-endian word are ASCII digits.
+    @inline(__always)
+    static func isEightDigits(_ w: UInt64) -> Bool {
+        (w & 0xF0F0_F0F0_F0F0_F0F0) | (((w &+ 0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4) == 0x3333_3333_3333_3333
+    }
+
+    /// The value of eight ASCII digits, the first in the lowest byte (three multiplies, no loop).
+    @inline(__always)
+    static func eightDigits(_ w: UInt64) -> UInt64 {
+        var v = w &- 0x3030_3030_3030_3030
+        v = v &* 10 &+ (v >> 8)  // pairs of digits
+        let mask: UInt64 = 0x0000_00FF_0000_00FF
+        return ((v & mask) &* 0x000F_4240_0000_0064 &+ ((v >> 16) & mask) &* 0x0000_2710_0000_0001) >> 32
+    }
+
     func equals(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
         a.count == b.count && (a.isEmpty || memcmp(bytes.baseAddress! + a.lowerBound, bytes.baseAddress! + b.lowerBound, a.count) == 0)
     }
 
-    /// `"name":` for a name the fast path knows, told apart by its first byte and one compare.
+    /// `"name":` for a name the fast path knows.  With nine bytes at hand, the name and its closing
+    /// quote are compared as one masked word chosen by the first letter; near the end of the bytes
+    /// the literal compare (which can tell "not here yet" apart) does it.
     mutating func key() -> Key? {
         guard expect(UInt8(ascii: "\"")) else { return nil }
+        guard bytes.count - i >= 8 else { return slowKey() }
+        let w = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+        let key: Key, length: Int
+        switch UInt8(truncatingIfNeeded: w) {
+        case UInt8(ascii: "j") where w == Names.jsonrpc: (key, length) = (.jsonrpc, 8)
+        case UInt8(ascii: "m") where w & Names.mask7 == Names.method: (key, length) = (.method, 7)
+        case UInt8(ascii: "i") where w & Names.mask3 == Names.id: (key, length) = (.id, 3)
+        case UInt8(ascii: "i") where w & Names.mask5 == Names.iova: (key, length) = (.iova, 5)
+        case UInt8(ascii: "p") where w & Names.mask7 == Names.params: (key, length) = (.params, 7)
+        case UInt8(ascii: "p") where w & Names.mask5 == Names.perm: (key, length) = (.perm, 5)
+        case UInt8(ascii: "d") where w & Names.mask7 == Names.device: (key, length) = (.device, 7)
+        case UInt8(ascii: "a") where w & Names.mask5 == Names.asid: (key, length) = (.asid, 5)
+        case UInt8(ascii: "a") where w & Names.mask5 == Names.addr: (key, length) = (.addr, 5)
+        case UInt8(ascii: "s") where w & Names.mask5 == Names.size: (key, length) = (.size, 5)
+        default: return nil
+        }
+        i += length
+        return expect(UInt8(ascii: ":")) ? key : nil
+    }
+
+    /// The known names with their closing quote, as little-endian words (literals: a `static let`
+    /// would cost a once-check per use; a test holds them to `word(_:)`).
+    enum Names {
+        static var mask3: UInt64 { 0xFF_FFFF }
+        static var mask5: UInt64 { 0xFF_FFFF_FFFF }
+        static var mask7: UInt64 { 0xFF_FFFF_FFFF_FFFF }
+        static var jsonrpc: UInt64 { 0x2263_7072_6E6F_736A }
+        static var method: UInt64 { 0x22_646F_6874_656D }
+        static var id: UInt64 { 0x22_6469 }
+        static var iova: UInt64 { 0x22_6176_6F69 }
+        static var params: UInt64 { 0x22_736D_6172_6170 }
+        static var perm: UInt64 { 0x22_6D72_6570 }
+        static var device: UInt64 { 0x22_6563_6976_6564 }
+        static var asid: UInt64 { 0x22_6469_7361 }
+        static var addr: UInt64 { 0x22_7264_6461 }
+        static var size: UInt64 { 0x22_657A_6973 }
+
+        /// A name of up to eight bytes as the word `key()` compares.
+        static func word(_ s: StaticString) -> UInt64 {
+            var w: UInt64 = 0
+            for k in 0..<s.utf8CodeUnitCount { w |= UInt64(s.utf8Start[k]) << (8 * UInt64(k)) }
+            return w
+        }
+    }
+
+    /// `key()` near the end of the bytes, one literal at a time.
+    private mutating func slowKey() -> Key? {
         guard i < bytes.count else { return nil }
         let key: Key?
         switch bytes[i] {
@@ -304,7 +376,10 @@ struct SlotCache {
     mutating func slot(named bytes: UnsafeBufferPointer<UInt8>, in service: VDPAService) throws(RPCError) -> DeviceSlot {
         // Read the generation before the table: a change after this read only makes the entry stale.
         let now = service.deviceTableGeneration.load(ordering: .acquiring)
-        if let slot, now == generation, name.elementsEqual(bytes) { return slot }
+        if let slot, now == generation, name.count == bytes.count,
+           name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
+            return slot
+        }
         let found = try service.slot(String(decoding: bytes, as: UTF8.self))
         (name, slot, generation) = (Array(bytes), found, now)
         return found
@@ -389,14 +464,31 @@ extension VDPAService {
                        into out: inout [UInt8]) {
         switch outcome {
         case .success(let removed):
-            out.append(literal: #"{"jsonrpc":"2.0","id":"#)
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: text[r.id]))
-            if let removed {
-                out.append(literal: #","result":{"removed":"#)
-                JSON.appendDecimal(UInt64(removed), to: &out)
-                out.append(literal: "}}")
-            } else {
-                out.append(literal: #","result":{}}"#)
+            // Assembled on the stack and appended once: four small appends cost more than the bytes.
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 96 + r.id.count) { buffer in
+                var n = 0
+                func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+                    UnsafeMutableRawPointer(buffer.baseAddress! + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                    n += bytes.count
+                }
+                func put(_ literal: StaticString) { put(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)) }
+                put(#"{"jsonrpc":"2.0","id":"#)
+                put(UnsafeBufferPointer(rebasing: text[r.id]))
+                if let removed {
+                    put(#","result":{"removed":"#)
+                    var v = UInt64(removed), digits = 1
+                    while v >= 10 { v /= 10; digits += 1 }
+                    v = UInt64(removed)
+                    for k in stride(from: n + digits - 1, through: n, by: -1) {
+                        buffer[k] = UInt8(truncatingIfNeeded: 48 &+ v % 10)
+                        v /= 10
+                    }
+                    n += digits
+                    put("}}")
+                } else {
+                    put(#","result":{}}"#)
+                }
+                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<n]))
             }
         case .failure(let error):
             // The id was scanned as an integer or a plain string, so it parses.

@@ -38,21 +38,40 @@ public struct RequestStream {
     /// Adds bytes received some other way.
     public mutating func append<C: Collection>(_ bytes: C) where C.Element == UInt8 { framer.append(bytes) }
 
+    /// What `answer` stopped at.
+    public enum Progress: Equatable, Sendable {
+        /// Every complete text is answered; more bytes are needed.
+        case needInput
+        /// The replies reached the byte budget; complete texts remain (call again).
+        case budgetReached
+        /// The connection must close after the replies written so far.
+        case end(End)
+    }
+
     /// Answers every complete text received so far, in order, appending the replies (each ending in
     /// a newline) to `output`.  Returns why the connection must close, if it must.
     public mutating func answer(into output: inout [UInt8]) -> End? {
+        if case .end(let end) = answer(into: &output, budget: .max) { return end }
+        return nil
+    }
+
+    /// Answers complete texts in order until the replies in `output` reach `budget` bytes (checked
+    /// between texts).  A connection sends what it has at each stop, so a client that pipelines
+    /// gets its first replies (and tops its window up) while later requests are still being answered.
+    public mutating func answer(into output: inout [UInt8], budget: Int) -> Progress {
         let useFast = service.useFastPath
         while true {
+            if output.count >= budget { return .budgetReached }
             if useFast && !framer.hasPartialText {
                 framer.skipWhitespace()
-                if framer.isEmpty { return nil }
+                if framer.isEmpty { return .needInput }
                 switch answerFast(into: &output) {
                 case .complete(let length):
                     framer.consume(length)
                     fastTexts += 1
                     continue
                 case .needMore:
-                    return nil
+                    return .needInput
                 case .notFast:
                     break  // the framer takes this text
                 }
@@ -67,10 +86,10 @@ public struct RequestStream {
             if let failure {
                 output += service.framingError(tooLarge: failure == .tooLarge, maxBytes: framer.maxTextBytes)
                 output.append(0x0A)
-                return failure == .tooLarge ? .tooLarge : .notJSON
+                return .end(failure == .tooLarge ? .tooLarge : .notJSON)
             }
-            if mustClose { return .notJSON }
-            if !answered { return nil }
+            if mustClose { return .end(.notJSON) }
+            if !answered { return .needInput }
         }
     }
 

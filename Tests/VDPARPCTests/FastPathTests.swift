@@ -87,3 +87,51 @@ struct FastPathTests {
                 "both services hold the same mappings afterwards")
     }
 }
+
+@Suite("Fast scanner pieces")
+struct FastScannerTests {
+    static func scan(_ text: String) -> (UInt64?, Int) {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBufferPointer { p in
+            var s = FastScanner(bytes: p, i: 0)
+            return (s.unsigned(), s.i)
+        }
+    }
+
+    @Test("integers of every length 1…20 digits, 2^64−1 and past it, leading zeros, fractions; eight digits at a time agree with one at a time")
+    func unsignedIntegers() {
+        var value: UInt64 = 0
+        for digits in 1...20 {
+            value = value * 10 + UInt64(digits % 10)
+            #expect(Self.scan("\(value),").0 == value, "\(value)")
+            #expect(Self.scan("\(value)").0 == value, "\(value) at the end of the bytes")
+        }
+        #expect(Self.scan("18446744073709551615}").0 == .max)
+        #expect(Self.scan("18446744073709551616}").0 == nil, "2^64 does not fit")
+        #expect(Self.scan("99999999999999999999}").0 == nil)
+        #expect(Self.scan("123456789012345678901}").0 == nil, "21 digits")
+        #expect(Self.scan("0}").0 == 0)
+        #expect(Self.scan("007}").0 == nil && Self.scan("01234567890}").0 == nil, "leading zeros are not JSON")
+        #expect(Self.scan("12345678.5}").0 == nil && Self.scan("1234567812345678e3}").0 == nil)
+        #expect(Self.scan("1234567:12345678").0 == 1_234_567 && Self.scan("1234567:12345678").1 == 7, "a colon ends the digits")
+        #expect(Self.scan("12345678/").0 == 12_345_678, "'/' and ':' border the digits in ASCII")
+        #expect(Self.scan("-1}").0 == nil && Self.scan("}").0 == nil)
+    }
+
+    @Test("member names compare as words exactly as their literals spell them")
+    func nameWords() {
+        typealias N = FastScanner.Names
+        #expect(N.jsonrpc == N.word(#"jsonrpc""#) && N.method == N.word(#"method""#) && N.id == N.word(#"id""#))
+        #expect(N.iova == N.word(#"iova""#) && N.params == N.word(#"params""#) && N.perm == N.word(#"perm""#))
+        #expect(N.device == N.word(#"device""#) && N.asid == N.word(#"asid""#) && N.addr == N.word(#"addr""#) && N.size == N.word(#"size""#))
+        // A name that only starts like a known one is not taken for it, wherever the bytes end.
+        for text in [#""idx":1"#, #""iovas":1"#, #""device2":"x""#, #""jsonrpc2":1"#, #""i""#] {
+            let bytes = Array(text.utf8)
+            let key = bytes.withUnsafeBufferPointer { p -> FastScanner.Key? in
+                var s = FastScanner(bytes: p, i: 0)
+                return s.key()
+            }
+            #expect(key == nil, "\(text)")
+        }
+    }
+}
