@@ -51,7 +51,7 @@ let package = Package(
             name: "vdpad-bench",
             dependencies: ["VDPACore", "VDPARPC", "VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"]),
+        .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient"]),
     ]

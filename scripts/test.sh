@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what is missing, builds everything (the end-to-end tests start the
-# built vdpad), and runs every test.
+# built vdpad), runs every test, then holds the RPC path to its instruction
+# and allocation budgets (scripts/perf-guard.sh, release build).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
 swift test --skip-build
+scripts/perf-guard.sh
