@@ -13,7 +13,7 @@ import Glibc
 #endif
 
 /// A `map` or `unmap` request in its plain form; the id and device stay in the text (ranges, no copies).
-struct FastRequest {
+struct FastRequest: Equatable {
     enum Method { case map, unmap }
 
     var method: Method
@@ -105,12 +105,15 @@ struct FastScanner {
         skipWhitespace()
         let start = i
         var value: UInt64 = 0
-        // Eight digits at a time while they last (up to 16 digits, below 10^16: no overflow) ...
-        while i - start < 16, bytes.count - i >= 8 {
+        // Up to eight digits per step while eight bytes are at hand (and 16 digits, below 10^16, cannot
+        // overflow) ...
+        while bytes.count - i >= 8 {
             let word = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
-            guard Self.isEightDigits(word) else { break }
-            value = value &* 100_000_000 &+ Self.eightDigits(word)
-            i += 8
+            let count = Self.leadingDigits(word)
+            guard count > 0, i - start + count <= 16 else { break }
+            value = value &* Self.powerOf10(count) &+ Self.digitsValue(word, count: count)
+            i += count
+            if count < 8 { break }
         }
         // ... then one at a time: up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
         let unchecked = min(bytes.count, start + 19)
@@ -135,19 +138,39 @@ struct FastScanner {
         return value
     }
 
-    /// Whether all eight bytes of a little-endian word are ASCII digits.
+    /// How many of a little-endian word's bytes, from the first, are ASCII digits (0…8).  A byte is a
+    /// digit when its high nibble is 3 both as it is and plus 6; bytes past the first non-digit may
+    /// carry into each other, but never into one before it.
     @inline(__always)
-    static func isEightDigits(_ w: UInt64) -> Bool {
-        (w & 0xF0F0_F0F0_F0F0_F0F0) | (((w &+ 0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) >> 4) == 0x3333_3333_3333_3333
+    static func leadingDigits(_ w: UInt64) -> Int {
+        let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0, threes: UInt64 = 0x3030_3030_3030_3030
+        let notDigit = ((w & high) ^ threes) | (((w &+ 0x0606_0606_0606_0606) & high) ^ threes)
+        return notDigit.trailingZeroBitCount / 8  // 64 / 8 = 8 when all are digits
     }
 
-    /// The value of eight ASCII digits, the first in the lowest byte (three multiplies, no loop).
+    /// The value of the first `count` (1…8) bytes of a little-endian word, all ASCII digits: moved to
+    /// the top of the word (the bytes below become leading zeros), then combined in pairs, fours and
+    /// eights with three multiplies.
     @inline(__always)
-    static func eightDigits(_ w: UInt64) -> UInt64 {
-        var v = w &- 0x3030_3030_3030_3030
-        v = v &* 10 &+ (v >> 8)  // pairs of digits
+    static func digitsValue(_ w: UInt64, count: Int) -> UInt64 {
+        var v = (w &- 0x3030_3030_3030_3030) << UInt64(8 * (8 - count))
+        v = v &* 10 &+ (v >> 8)
         let mask: UInt64 = 0x0000_00FF_0000_00FF
         return ((v & mask) &* 0x000F_4240_0000_0064 &+ ((v >> 16) & mask) &* 0x0000_2710_0000_0001) >> 32
+    }
+
+    @inline(__always)
+    static func powerOf10(_ n: Int) -> UInt64 {
+        switch n {  // a constant table once compiled
+        case 1: 10
+        case 2: 100
+        case 3: 1000
+        case 4: 10000
+        case 5: 100_000
+        case 6: 1_000_000
+        case 7: 10_000_000
+        default: 100_000_000
+        }
     }
 
     func equals(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
@@ -232,6 +255,36 @@ struct FastScanner {
     /// `{ ... }` of a plain map/unmap request, or nil.  A member given twice is not plain (which of
     /// the two counts is the general path's business).
     mutating func request() -> FastRequest? {
+        let start = i
+        if let request = canonicalRequest() { return request }
+        i = start
+        return anyOrderRequest()
+    }
+
+    /// The layout vdpad-cli, the anchors and most JSON-RPC libraries write, compact and in the order
+    /// jsonrpc, id, method, params: matched as three literals around the id, with no name lookups.
+    /// Anything else (whitespace, another order, the end of the bytes) returns nil and `request()`
+    /// starts over member by member.
+    private mutating func canonicalRequest() -> FastRequest? {
+        guard take(#"{"jsonrpc":"2.0","id":"#) else { return nil }
+        let idStart = i
+        if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
+            guard plainString() != nil else { return nil }
+        } else {
+            guard unsigned() != nil else { return nil }
+        }
+        let id = idStart..<i
+        guard take(#","method":""#) else { return nil }
+        let method: FastRequest.Method
+        if take(#"map","params":{"#) { method = .map } else if take(#"unmap","params":{"#) { method = .unmap } else { return nil }
+        guard var request = paramsMembers(), i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
+        i += 1
+        request.method = method
+        request.id = id
+        return request
+    }
+
+    mutating func anyOrderRequest() -> FastRequest? {
         guard expect(UInt8(ascii: "{")) else { return nil }
         var seen: UInt16 = 0
         var method = FastRequest.Method.map
@@ -271,6 +324,11 @@ struct FastScanner {
 
     mutating func paramsObject() -> FastRequest? {
         guard expect(UInt8(ascii: "{")) else { return nil }
+        return paramsMembers()
+    }
+
+    /// The members of `params` after its `{`, through its `}`.
+    mutating func paramsMembers() -> FastRequest? {
         var r = FastRequest(method: .map)
         var seen: UInt16 = 0
         repeat {
@@ -401,12 +459,18 @@ extension VDPAService {
         return true
     }
 
+    /// Runs one request parsed from `text` and appends the reply and a newline.
+    func answer(_ request: FastRequest, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+                into output: inout [UInt8]) {
+        answer(CollectionOfOne(request), in: text, caller: caller, slots: &slots, into: &output)
+        output.append(0x0A)
+    }
+
     /// Runs what `parser` parsed from `text` (complete) and appends the reply and a newline.
     func answer(_ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
                 into output: inout [UInt8]) {
         if let single = parser.single {
-            answer(CollectionOfOne(single), in: text, caller: caller, slots: &slots, into: &output)
-            output.append(0x0A)
+            answer(single, in: text, caller: caller, slots: &slots, into: &output)
             return
         }
         let requests = parser.batch

@@ -97,15 +97,28 @@ public struct RequestStream {
     private mutating func answerFast(into output: inout [UInt8]) -> FastTextParser.Outcome {
         let maxBytes = framer.maxTextBytes
         let maxBatch = service.limits.maxBatch
-        var parser = fast ?? FastTextParser()
-        fast = nil
         var slots = self.slots
         self.slots = SlotCache()
         defer { self.slots = slots }
         let (service, caller) = (self.service, self.caller)
+        if fast == nil {
+            // The usual text: one request, whole in the buffer, parsed and answered without keeping
+            // parser state.  One that is cut by the end of the read goes to the framer (rare, small).
+            let single = framer.withUnhandled { text -> FastTextParser.Outcome? in
+                guard text[0] == UInt8(ascii: "{") else { return nil }
+                var scanner = FastScanner(bytes: text, i: 0)
+                guard let request = scanner.request(), request.isComplete, scanner.i <= maxBytes else { return .notFast }
+                service.answer(request, in: UnsafeBufferPointer(rebasing: text[..<scanner.i]), caller: caller, slots: &slots,
+                               into: &output)
+                return .complete(length: scanner.i)
+            }
+            if let single { return single }
+        }
+        var parser = fast ?? FastTextParser()
+        fast = nil
         let outcome = framer.withUnhandled { text -> FastTextParser.Outcome in
             if !parser.isStarted {
-                guard text[0] == UInt8(ascii: "{") || text[0] == UInt8(ascii: "[") else { return .notFast }
+                guard text[0] == UInt8(ascii: "[") else { return .notFast }
             }
             switch parser.parse(text, maxBatch: maxBatch) {
             case .complete(let length) where length <= maxBytes:

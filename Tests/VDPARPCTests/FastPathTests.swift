@@ -135,3 +135,45 @@ struct FastScannerTests {
         }
     }
 }
+
+@Suite("Fast scanner layouts")
+struct FastLayoutTests {
+    static func parse(_ text: String, canonicalFirst: Bool) -> (FastRequest?, Int) {
+        let bytes = Array(text.utf8)
+        return bytes.withUnsafeBufferPointer { p in
+            var s = FastScanner(bytes: p, i: 0)
+            return (canonicalFirst ? s.request() : s.anyOrderRequest(), s.i)
+        }
+    }
+
+    @Test("the compact jsonrpc-id-method-params layout reads exactly as member-by-member reading does")
+    func canonicalMatchesGeneral() {
+        let texts = [
+            #"{"jsonrpc":"2.0","id":7,"method":"map","params":{"device":"vdpa0","asid":0,"iova":4096,"size":4096,"addr":140737488355328,"perm":"rw"}}"#,
+            #"{"jsonrpc":"2.0","id":"vm-1","method":"unmap","params":{"device":"vdpa0","iova":0,"size":18446744073709551615}}"#,
+            #"{"jsonrpc":"2.0","id":0,"method":"map","params":{"perm":"ro","addr":1,"size":2,"iova":3,"device":"d"}}"#,
+            #"{"jsonrpc":"2.0","id":12345678901234567890,"method":"unmap","params":{"asid":1,"device":"x","size":1,"iova":2}}"#,
+            // Not the layout (whitespace, order): the general reading takes them, with the same result.
+            #"{ "jsonrpc":"2.0","id":7,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"wo"}}"#,
+            #"{"id":7,"jsonrpc":"2.0","method":"unmap","params":{"device":"v","iova":1,"size":1}}"#,
+            #"{"jsonrpc":"2.0","method":"unmap","id":7,"params":{"device":"v","iova":1,"size":1}}"#,
+        ]
+        for text in texts {
+            let (fast, end) = Self.parse(text, canonicalFirst: true)
+            let (general, generalEnd) = Self.parse(text, canonicalFirst: false)
+            #expect(fast != nil && fast == general && end == generalEnd && end == text.utf8.count, "\(text)")
+        }
+        // Cut anywhere, the layout is never taken for complete, and never for "not plain" before its end.
+        let text = texts[0]
+        for cut in 1..<text.utf8.count {
+            let (request, end) = Self.parse(String(text.utf8.prefix(cut))!, canonicalFirst: true)
+            #expect(request == nil && end == cut, "cut at \(cut): the scanner must report that it ran out")
+        }
+        // A different method or a duplicate member is not plain under either reading.
+        for text in [#"{"jsonrpc":"2.0","id":1,"method":"mapx","params":{"device":"v"}}"#,
+                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"iova":2,"size":1,"addr":1,"perm":"rw"}}"#,
+                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"rw"},"id":2}"#] {
+            #expect(Self.parse(text, canonicalFirst: true).0 == nil, "\(text)")
+        }
+    }
+}
