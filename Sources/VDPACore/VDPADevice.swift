@@ -104,6 +104,7 @@ public struct VDPADevice: Sendable {
     // MARK: Checks shared by the operations
 
     /// EPERM unless `connection` owns the device (R5, R22; PROTOCOL.md §4).
+    @inlinable  // on every map: a call to a typed-throws function copies its error buffer even on success
     public func requireOwner(_ connection: UInt64) throws(VDPAError) {
         guard let owner else { throw VDPAError(.EPERM, "\(name) is not open; call open first") }
         guard owner.connection == connection else {
@@ -120,6 +121,7 @@ public struct VDPADevice: Sendable {
     }
 
     /// EINVAL for an ASID out of range; `iotlb` marks the IOTLB write path, which the kernel reports as EFAULT.
+    @inline(__always)
     func checkASID(_ asid: UInt64, iotlb: Bool) throws(VDPAError) -> Int {
         guard asid < UInt64(addressSpaceCount) else {
             let message = "ASID \(asid) is not below nas \(addressSpaceCount) of \(name) (R6)"

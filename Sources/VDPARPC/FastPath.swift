@@ -462,7 +462,7 @@ extension VDPAService {
     /// Runs one request parsed from `text` and appends the reply and a newline.
     func answer(_ request: FastRequest, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
                 into output: inout [UInt8]) {
-        answer(CollectionOfOne(request), in: text, caller: caller, slots: &slots, into: &output)
+        withUnsafePointer(to: request) { answer(UnsafeBufferPointer(start: $0, count: 1), in: text, caller: caller, slots: &slots, into: &output) }
         output.append(0x0A)
     }
 
@@ -473,24 +473,27 @@ extension VDPAService {
             answer(single, in: text, caller: caller, slots: &slots, into: &output)
             return
         }
-        let requests = parser.batch
         let scanner = FastScanner(bytes: text, i: 0)
         output.append(UInt8(ascii: "["))
-        // Consecutive requests for one device run under one acquisition of its lock.
-        var k = 0
-        while k < requests.count {
-            var j = k + 1
-            while j < requests.count && scanner.equals(requests[j].device, requests[k].device) { j += 1 }
-            if k > 0 { output.append(UInt8(ascii: ",")) }
-            answer(requests[k..<j], in: text, caller: caller, slots: &slots, into: &output)
-            k = j
+        parser.batch.withUnsafeBufferPointer { requests in
+            // Consecutive requests for one device run under one acquisition of its lock.
+            var k = 0
+            while k < requests.count {
+                var j = k + 1
+                while j < requests.count && scanner.equals(requests[j].device, requests[k].device) { j += 1 }
+                if k > 0 { output.append(UInt8(ascii: ",")) }
+                answer(UnsafeBufferPointer(rebasing: requests[k..<j]), in: text, caller: caller, slots: &slots, into: &output)
+                k = j
+            }
         }
         output.append(literal: "]\n")
     }
 
     /// Runs requests that all name one device, in order, appending their replies separated by commas.
-    private func answer<Run: Collection<FastRequest>>(_ run: Run, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                                                      slots: inout SlotCache, into out: inout [UInt8]) {
+    /// (Not generic over the run's collection: unspecialized, that cost a copy through value witnesses
+    /// and a retain per request.)
+    private func answer(_ run: UnsafeBufferPointer<FastRequest>, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
+                        slots: inout SlotCache, into out: inout [UInt8]) {
         requestCount.add(run.count, ordering: .relaxed)
         let slot: DeviceSlot
         do throws(RPCError) {
