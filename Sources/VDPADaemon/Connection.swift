@@ -1,7 +1,7 @@
 // Connection.swift — one client.  A reader thread of its own blocks in
 // recv(2), frames JSON texts in place and answers them on the spot; replies
-// and event notifications meet in one output buffer on the connection's
-// serial queue, sent without blocking and, when the client does not keep up,
+// and event notifications meet in one output buffer behind the connection's
+// lock, sent without blocking and, when the client does not keep up,
 // with backpressure (its requests are not read) and a bound (past
 // max_output_bytes, or replies left unread for idle_timeout_s, the client is
 // disconnected and its devices released), so a stalled client never blocks
@@ -12,7 +12,12 @@
 // wake-ups per request, and on this kind of machine a wake-up is most of a
 // round trip.  A thread blocked in recv(2) is woken once, as a plain socket
 // server is (`vdpad-bench rpc`: sequential p50 57 → 24 µs, README).  Device
-// work runs on the reader thread holding that device's lock.
+// work runs on the reader thread holding that device's lock.  The output
+// state is guarded by a mutex rather than owned by a serial queue for the
+// same reason as the devices (Service.swift): it is touched once per read,
+// synchronously, and `queue.sync` cost a block allocation and ~225 ns each
+// time; the connection's queue only runs its Dispatch write source and timers,
+// whose handlers take the lock like everyone else.
 import Dispatch
 import Logging
 import VDPARPC
@@ -24,14 +29,16 @@ final class Connection: NotificationSink, @unchecked Sendable {
     let id: UInt64
     let fd: Int32
     let caller: Caller
-    /// Owns everything below marked "queue": output, write source, timers, state flags.
+    /// Runs the write source and the timers (their handlers take `mutex`).
     let queue: DispatchQueue
+    /// Guards everything below marked "locked": output, write source state, timers, state flags.
+    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
     private let service: VDPAService
     private let limits: ConnectionLimits
     private let logger: Logger
     private let onClose: @Sendable (UInt64) -> Void
 
-    // queue
+    // locked
     private var output: [UInt8] = []
     private var outputOffset = 0
     private var writeSource: DispatchSourceWrite?
@@ -61,7 +68,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
     /// are answered (`vdpad-bench rpc`, pipe: ~0.4× → ~0.5× the raw socket; README).
     static let replyBatchBytes = 1024
 
-    /// Signalled (on queue) when a waiting reader may go on: output drained, or the connection closed.
+    /// Signalled (locked) when a waiting reader may go on: output drained, or the connection closed.
     private let drained = DispatchSemaphore(value: 0)
     /// Signalled once, by `close`.
     private let closedSignal = DispatchSemaphore(value: 0)
@@ -84,18 +91,33 @@ final class Connection: NotificationSink, @unchecked Sendable {
         self.logger = logger
         self.onClose = onClose
         queue = DispatchQueue(label: "vdpad.connection.\(id)")
+        mutex = .allocate(capacity: 1)
+        mutex.initialize(to: pthread_mutex_t())
+        pthread_mutex_init(mutex, nil)
+    }
+
+    deinit {
+        pthread_mutex_destroy(mutex)
+        mutex.deallocate()
+    }
+
+    /// Runs `body` holding the connection's lock.
+    private func locked<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
+        return body()
     }
 
     /// Starts serving; false if no thread could be started (the caller closes the fd).
     func start() -> Bool {
         service.connectionOpened(id, sink: self)
         let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-        write.setEventHandler { [weak self] in self?.flush() }
+        write.setEventHandler { [weak self] in self?.locked { self?.flush() } }
         write.setCancelHandler { [writeSourceGone] in writeSourceGone.signal() }
         writeSource = write
         guard ReaderThread.start({ [self] in serve() }) else {
             logger.error("cannot start a thread for a connection", metadata: ["pid": "\(caller.pid)"])
-            queue.sync { close(reason: nil) }
+            locked { close(reason: nil) }
             service.connectionClosed(id)
             writeSourceGone.wait()
             return false
@@ -116,7 +138,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 let reason = n == 0 ? nil : "read failed: \(String(cString: strerror(errno)))"
-                queue.sync { peerDone(reason: reason) }
+                locked { peerDone(reason: reason) }
                 break
             }
             answering: while true {
@@ -131,7 +153,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
                 case .needInput, .budgetReached: nil
                 }
                 let partial = stream.hasPartialText
-                switch queue.sync(execute: { deliver(&replies, partial: partial, failure: failure) }) {
+                switch locked({ deliver(&replies, partial: partial, failure: failure) }) {
                 case .read: break
                 case .waitForDrain: drained.wait()
                 case .finish: break reading
@@ -149,7 +171,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
 
     private enum NextStep { case read, waitForDrain, finish }
 
-    /// queue: queues the replies of one read and sends what the socket takes.
+    /// locked: queues the replies of one read and sends what the socket takes.
     private func deliver(_ replies: inout [UInt8], partial: Bool, failure: String?) -> NextStep {
         guard !closed else { return .finish }
         if output.count == outputOffset {
@@ -177,7 +199,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
         return .waitForDrain
     }
 
-    /// queue: the peer closed its end (or the read failed).
+    /// locked: the peer closed its end (or the read failed).
     private func peerDone(reason: String?) {
         guard !closed else { return }
         if stopping {
@@ -188,7 +210,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
         }
     }
 
-    // MARK: Output (queue)
+    // MARK: Output (locked)
 
     /// A text that stays half-sent past the idle timeout closes the connection.
     private func armIdleTimer(partial: Bool) {
@@ -202,7 +224,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
         let timer = DispatchSource.makeTimerSource(queue: queue)
         let seconds = limits.idleTimeoutSeconds
         timer.schedule(deadline: .now() + .seconds(seconds))
-        timer.setEventHandler { [weak self] in self?.close(reason: "\(reason) for idle_timeout_s \(seconds)") }
+        timer.setEventHandler { [weak self] in self?.locked { self?.close(reason: "\(reason) for idle_timeout_s \(seconds)") } }
         timer.resume()
         return timer
     }
@@ -215,17 +237,23 @@ final class Connection: NotificationSink, @unchecked Sendable {
             ownEvents += bytes  // caused by the request being answered on this thread: after its reply
             return
         }
-        queue.async { [weak self, bytes] in
-            guard let self, !self.closed else { return }
-            self.output += bytes
-            if self.output.count - self.outputOffset > self.limits.maxOutputBytes {
-                self.close(reason: "client is not reading: unread output over max_output_bytes \(self.limits.maxOutputBytes)")
-                return
-            }
-            self.flush()
-        }
+        // Another connection's request (or a device release) caused it: handed to this connection's
+        // queue, so the emitter never waits for this connection's lock.
+        queue.async { [weak self, bytes] in self?.locked { self?.enqueueNotification(bytes) } }
     }
 
+    /// locked
+    private func enqueueNotification(_ bytes: [UInt8]) {
+        guard !closed else { return }
+        output += bytes
+        if output.count - outputOffset > limits.maxOutputBytes {
+            close(reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
+            return
+        }
+        flush()
+    }
+
+    /// locked
     private func flush() {
         while !closed && outputOffset < output.count {
             let n = output.withUnsafeBytes {
@@ -267,11 +295,11 @@ final class Connection: NotificationSink, @unchecked Sendable {
 
     /// Answers every request already received, sends the replies, then closes (SIGTERM).
     func shutdown() {
-        queue.async { [weak self] in
-            guard let self, !self.closed else { return }
-            self.stopping = true
+        locked {
+            guard !closed else { return }
+            stopping = true
             // The reader gets what is queued, then end of stream: it answers that and `peerDone` flushes.
-            Glibc.shutdown(self.fd, Int32(SHUT_RD))
+            Glibc.shutdown(fd, Int32(SHUT_RD))
         }
     }
 
