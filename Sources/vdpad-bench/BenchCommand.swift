@@ -71,10 +71,14 @@ struct RPCCommand: ParsableCommand {
     @Flag(help: "Pin everything to CPU 0.")
     var pin = false
 
+    @Option(help: "Runs of every scenario (vdpad, then the raw socket, each run); figures are medians.")
+    var runs = 1
+
     @Option(help: "Comma-separated scenarios to run (seq,pipe,conc,batch256,batch4096), e.g. to profile one.")
     var scenarios = RPCBenchmark.allScenarios.joined(separator: ",")
 
     func validate() throws {
+        guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         let unknown = selected.filter { !RPCBenchmark.allScenarios.contains($0) }
         guard unknown.isEmpty else {
             throw ValidationError("unknown scenario \(unknown.joined(separator: ", ")); choose from \(RPCBenchmark.allScenarios.joined(separator: ","))")
@@ -96,23 +100,53 @@ struct RPCCommand: ParsableCommand {
             throw ValidationError("cannot run taskset: \(String(cString: strerror(errno)))")
         }
         let place = pin ? "cpu0" : "free"
-        let (results, rss) = try RPCBenchmark.runVDPAD(daemon: binary, pin: pin, requests: requests, rssMappings: rssMappings,
-                                                           scenarios: selected)
-        var raw: [String: RPCResult] = [:]
-        if let anchors {
-            for r in try RPCBenchmark.runRaw(anchors: anchors, pin: pin, requests: requests) where selected.contains(r.mode) {
-                raw[r.mode] = r
-                print(r.line(impl: "uds", place: place))
+        // Each run measures vdpad, then the raw socket, so both see the same stretch of a noisy host;
+        // each figure is the median over the runs (as the anchors' uds/run.sh reports).
+        var vdpad: [[RPCResult]] = [], raw: [[RPCResult]] = []
+        var rss = ""
+        for run in 0..<runs {
+            let (results, rssLine) = try RPCBenchmark.runVDPAD(daemon: binary, pin: pin, requests: requests,
+                                                               rssMappings: run == 0 ? rssMappings : 0, scenarios: selected)
+            vdpad.append(results)
+            if run == 0 { rss = rssLine }
+            if let anchors {
+                raw.append(try RPCBenchmark.runRaw(anchors: anchors, pin: pin, requests: requests).filter { selected.contains($0.mode) })
             }
         }
-        for r in results {
-            var line = r.line(impl: "vdpad", place: place)
-            if let base = raw[r.mode] {
-                line += " ratio_p50=\(format(r.percentile(0.5) / max(base.percentile(0.5), 0.001))) ratio_rps=\(format(r.rps / max(base.rps, 1)))"
+        let rawByMode = Dictionary(uniqueKeysWithValues: (raw.first ?? []).map { r in
+            (r.mode, RPCFigures.median(raw.map { $0.first { $0.mode == r.mode }! }))
+        })
+        for r in raw.first ?? [] { print(rawByMode[r.mode]!.line(impl: "uds", place: place, r, runs: runs)) }
+        for r in vdpad[0] {
+            let figures = RPCFigures.median(vdpad.map { $0.first { $0.mode == r.mode }! })
+            var line = figures.line(impl: "vdpad", place: place, r, runs: runs)
+            if let base = rawByMode[r.mode] {
+                line += " ratio_p50=\(format(figures.p50 / max(base.p50, 0.001))) ratio_rps=\(format(figures.rps / max(base.rps, 1)))"
             }
             print(line)
         }
         if rssMappings > 0 { print(rss) }
+    }
+}
+
+/// One scenario's figures, the median of several runs.
+struct RPCFigures {
+    var rps: Double
+    var p50: Double
+    var p99: Double
+
+    static func median(_ results: [RPCResult]) -> RPCFigures {
+        func median(_ values: [Double]) -> Double {
+            let v = values.sorted()
+            return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
+        }
+        return RPCFigures(rps: median(results.map(\.rps)), p50: median(results.map { $0.percentile(0.5) }),
+                          p99: median(results.map { $0.percentile(0.99) }))
+    }
+
+    func line(impl: String, place: String, _ shape: RPCResult, runs: Int) -> String {
+        "\(impl) place=\(place) mode=\(shape.mode) clients=\(shape.clients) depth=\(shape.depth) reqs=\(shape.requests) runs=\(runs) "
+            + "rps=\(Int(rps)) p50_us=\(format(p50)) p99_us=\(format(p99))"
     }
 }
 

@@ -28,11 +28,6 @@ struct RPCResult {
         let sorted = latenciesMicros.sorted()
         return sorted[min(sorted.count - 1, Int(Double(sorted.count) * p))]
     }
-
-    func line(impl: String, place: String) -> String {
-        "\(impl) place=\(place) mode=\(mode) clients=\(clients) depth=\(depth) reqs=\(requests) rps=\(Int(rps)) "
-            + "p50_us=\(format(percentile(0.5))) p99_us=\(format(percentile(0.99)))"
-    }
 }
 
 func format(_ x: Double) -> String {
