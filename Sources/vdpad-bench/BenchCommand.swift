@@ -15,9 +15,10 @@ struct BenchCommand: ParsableCommand {
               vdpad-bench 100000 --verify          the same, as the anchors' run.sh calls a peer
               vdpad-bench rpc --anchors ../shared/anchors   the RPC path beside the raw socket
               vdpad-bench inproc single            the inbound path in process (scripts/perf-guard.sh)
-              vdpad-bench load                     1,000 connections, 50 × 1,000 map/unmap, a stalled client
+              vdpad-bench json                     Foundation's JSON decoders beside vdpad's parser
+              vdpad-bench load                     1,000 connections, 50 clients of 1,000 map/unmap, a stalled client
             """,
-        subcommands: [IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, LoadCommand.self]
+        subcommands: [IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self]
     )
 }
 
@@ -177,6 +178,26 @@ struct InProcessCommand: ParsableCommand {
     func run() throws {
         let ns = try InProcessBenchmark.run(shape: InProcessBenchmark.Shape(rawValue: shape)!, requests: requests)
         print("vdpad inproc shape=\(shape) reqs=\(requests) ns_per_req=\(format(ns))")
+    }
+}
+
+struct JSONCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "json",
+        abstract: "Decode the RPC benchmark's map/unmap requests with Foundation and with vdpad's parser.",
+        discussion: """
+            Prints ns per request for JSONDecoder (into a Codable struct), JSONSerialization and vdpad's
+            JSON tree, and whether each keeps 64-bit integers exact (ids and IOVAs up to 2^64-1).
+            The daemon's fast path for plain map/unmap is measured by `inproc`.
+            """)
+
+    @Option(help: "Requests to decode with each.")
+    var requests = 200_000
+
+    func run() throws {
+        for o in try JSONComparison.run(requests: requests) {
+            print("json impl=\(o.name) reqs=\(requests) ns_per_req=\(format(o.nanosPerRequest)) exact_u64=\(o.exact ? 1 : 0)")
+        }
     }
 }
 
