@@ -142,6 +142,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
                 break
             }
             answering: while true {
+                let answeredBefore = stream.textsAnswered
                 let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
                 if !ownEvents.isEmpty {
                     replies += ownEvents
@@ -152,7 +153,10 @@ final class Connection: NotificationSink, @unchecked Sendable {
                 case .end(.notJSON): "input is not JSON"
                 case .needInput, .budgetReached: nil
                 }
-                let partial = stream.hasPartialText
+                // The idle clock runs from the last text answered: a client streaming requests whose
+                // reads end mid-text keeps its connection.
+                let partial: PartialText = !stream.hasPartialText ? .none
+                    : stream.textsAnswered == answeredBefore ? .continuing : .started
                 switch locked({ deliver(&replies, partial: partial, failure: failure) }) {
                 case .read: break
                 case .waitForDrain: drained.wait()
@@ -171,8 +175,12 @@ final class Connection: NotificationSink, @unchecked Sendable {
 
     private enum NextStep { case read, waitForDrain, finish }
 
+    /// Where the input stands after a read: between texts, in the same text as before, or in a text
+    /// that began after the last one answered.
+    private enum PartialText { case none, continuing, started }
+
     /// locked: queues the replies of one read and sends what the socket takes.
-    private func deliver(_ replies: inout [UInt8], partial: Bool, failure: String?) -> NextStep {
+    private func deliver(_ replies: inout [UInt8], partial: PartialText, failure: String?) -> NextStep {
         guard !closed else { return .finish }
         if output.count == outputOffset {
             swap(&output, &replies)  // the usual case: nothing pending, no copy
@@ -212,11 +220,19 @@ final class Connection: NotificationSink, @unchecked Sendable {
 
     // MARK: Output (locked)
 
-    /// A text that stays half-sent past the idle timeout closes the connection.
-    private func armIdleTimer(partial: Bool) {
-        guard partial != (idleTimer != nil) else { return }
-        idleTimer?.cancel()
-        idleTimer = partial ? closeAfterIdleTimeout(reason: "a request stayed incomplete") : nil
+    /// A text that stays half-sent idle_timeout_s after the last text answered (or the connection
+    /// opened) closes the connection.  Re-armed only when a new text began, not on every read.
+    private func armIdleTimer(partial: PartialText) {
+        switch partial {
+        case .none:
+            idleTimer?.cancel()
+            idleTimer = nil
+        case .started:
+            idleTimer?.cancel()
+            idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete")
+        case .continuing:
+            if idleTimer == nil { idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete") }
+        }
     }
 
     /// A timer that closes the connection once idle_timeout_s has passed, unless cancelled first.

@@ -22,6 +22,8 @@ public struct RequestStream {
     private var slots = SlotCache()
     /// Texts the fast parser answered (for tests).
     private(set) var fastTexts = 0
+    /// Texts answered so far, by either path (a connection restarts its idle timer on progress).
+    public private(set) var textsAnswered = 0
 
     public init(service: VDPAService, caller: Caller, maxTextBytes: Int) {
         self.service = service
@@ -69,6 +71,7 @@ public struct RequestStream {
                 case .complete(let length):
                     framer.consume(length)
                     fastTexts += 1
+                    textsAnswered += 1
                     continue
                 case .needMore:
                     return .needInput
@@ -80,6 +83,7 @@ public struct RequestStream {
             var mustClose = false
             let failure = framer.forEachText { text in
                 answered = true
+                textsAnswered += 1
                 mustClose = service.handle(text: text, caller: caller, into: &output)
                 return false  // one text, then the fast parser may take the next
             }

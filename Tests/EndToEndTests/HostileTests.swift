@@ -159,6 +159,35 @@ struct HostileTests {
         #expect(dump["exists"] == false && dump["device_mapping"] == "passthrough", "the batch and its table went with the session")
     }
 
+    @Test("a client streaming requests whose writes end mid-request keeps its connection past idle_timeout_s")
+    func streamingSplitRequests() throws {
+        let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nidle_timeout_s = 1\n")
+        let c = try d.client()
+        try c.call("open", ["device": "vdpa0"])
+        // Every write ends inside a request, for 2.5 s: the input is never between texts, yet texts keep
+        // completing, so the connection is not idle.
+        var stream: [UInt8] = []
+        for k in 0..<12 {
+            stream += JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
+                                   ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])]).encoded() + [10]
+        }
+        let step = stream.count / 12
+        var offset = 0
+        var answered = 0
+        while offset < stream.count {
+            let end = min(stream.count, offset + step + step / 2)
+            try c.send(raw: Array(stream[offset..<end]))
+            offset = end
+            usleep(250_000)
+        }
+        while answered < 12, let reply = try c.readMessage() {
+            #expect(reply["id"] == .unsigned(UInt64(answered)) && reply["result"] == [:], "\(reply.text)")
+            answered += 1
+        }
+        #expect(answered == 12)
+        #expect(try c.call("ping") == "pong", "still connected after 2.5 s of split writes")
+    }
+
     @Test("SIGTERM under load: replies already owed come in order, then the connection closes; exit 0")
     func sigtermUnderLoad() throws {
         let d = try Daemon()

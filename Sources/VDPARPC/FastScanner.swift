@@ -1,0 +1,428 @@
+// FastScanner.swift — reading a plain `map`/`unmap` request (and a batch of
+// them, across reads) straight from bytes into a FastRequest: the parsing
+// half of the fast path (FastPath.swift runs what it reads).  Each piece
+// here was chosen by measurement (README, Performance): names compared as
+// words, digits eight at a time, the compact layout as literals.
+import VDPACore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A `map` or `unmap` request in its plain form; the id and device stay in the text (ranges, no copies).
+struct FastRequest: Equatable {
+    enum Method { case map, unmap }
+
+    var method: Method
+    /// The id exactly as sent (an unsigned integer or a string without escapes).
+    var id: Range<Int> = 0..<0
+    /// The device name, without its quotes.
+    var device: Range<Int> = 0..<0
+    var asid: UInt64 = 0
+    var iova: UInt64?
+    var size: UInt64?
+    var addr: UInt64?
+    var perm: Permission?
+}
+
+extension FastRequest {
+    /// Every field the method needs is present (a missing one is -32602 on the general path).
+    var isComplete: Bool {
+        iova != nil && size != nil && (method == .unmap || (addr != nil && perm != nil))
+    }
+}
+
+/// Reads the plain shape of a map/unmap request.  Every method leaves `i` at the end of the bytes when
+/// it failed only because the bytes ran out, so a caller can tell "not plain" from "not here yet".
+struct FastScanner {
+    let bytes: UnsafeBufferPointer<UInt8>
+    var i: Int
+
+    /// The member names the fast path knows.
+    enum Key: UInt16 {
+        case jsonrpc = 1, method = 2, id = 4, params = 8, device = 16, asid = 32, iova = 64, size = 128, addr = 256, perm = 512
+    }
+
+    @inline(__always)
+    mutating func skipWhitespace() {
+        // One compare for the usual case: every JSON whitespace byte is ≤ 0x20, every token byte above.
+        while i < bytes.count, bytes[i] <= 0x20, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
+    }
+
+    @inline(__always)
+    mutating func expect(_ c: UInt8) -> Bool {
+        skipWhitespace()
+        guard i < bytes.count, bytes[i] == c else { return false }
+        i += 1
+        return true
+    }
+
+    /// Matches `literal` here and moves past it.  A partial match at the end of the bytes moves `i`
+    /// to the end (the rest has not arrived).
+    @inline(__always)
+    mutating func take(_ literal: StaticString) -> Bool {
+        let n = literal.utf8CodeUnitCount
+        let available = bytes.count - i
+        if available >= n {
+            guard Self.same(bytes.baseAddress! + i, literal.utf8Start, n) else { return false }
+            i += n
+            return true
+        }
+        if available == 0 || memcmp(bytes.baseAddress! + i, literal.utf8Start, available) == 0 { i = bytes.count }
+        return false
+    }
+
+    /// `n` bytes compared a word at a time (the names and literals here are 3 to 9 bytes long; a call
+    /// to memcmp cost more than the compare).
+    @inline(__always)
+    static func same(_ a: UnsafePointer<UInt8>, _ b: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+        var k = 0
+        while n - k >= 4 {
+            if UnsafeRawPointer(a + k).loadUnaligned(as: UInt32.self) != UnsafeRawPointer(b + k).loadUnaligned(as: UInt32.self) { return false }
+            k += 4
+        }
+        while k < n {
+            if a[k] != b[k] { return false }
+            k += 1
+        }
+        return true
+    }
+
+    /// A string without escapes or control characters; returns its byte range.
+    mutating func plainString() -> Range<Int>? {
+        guard expect(UInt8(ascii: "\"")) else { return nil }
+        let start = i
+        while i < bytes.count {
+            let b = bytes[i]
+            if b == UInt8(ascii: "\"") {
+                i += 1
+                return start..<(i - 1)
+            }
+            if b == UInt8(ascii: "\\") || b < 0x20 || b >= 0x80 { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent, no leading zero).
+    mutating func unsigned() -> UInt64? {
+        skipWhitespace()
+        let start = i
+        var value: UInt64 = 0
+        // Up to eight digits per step while eight bytes are at hand (and 16 digits, below 10^16, cannot
+        // overflow) ...
+        while bytes.count - i >= 8 {
+            let word = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+            let count = Self.leadingDigits(word)
+            guard count > 0, i - start + count <= 16 else { break }
+            value = value &* Self.powerOf10(count) &+ Self.digitsValue(word, count: count)
+            i += count
+            if count < 8 { break }
+        }
+        // ... then one at a time: up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
+        let unchecked = min(bytes.count, start + 19)
+        while i < unchecked {
+            let d = bytes[i] &- 48
+            if d > 9 { break }
+            value = value &* 10 &+ UInt64(d)
+            i += 1
+        }
+        if i == start + 19, i < bytes.count, bytes[i] &- 48 <= 9 {
+            let (t, o1) = value.multipliedReportingOverflow(by: 10)
+            let (v, o2) = t.addingReportingOverflow(UInt64(bytes[i] &- 48))
+            if o1 || o2 { return nil }
+            value = v
+            i += 1
+            if i < bytes.count, bytes[i] &- 48 <= 9 { return nil }
+        }
+        guard i > start, !(bytes[start] == 48 && i - start > 1) else { return nil }  // JSON forbids leading zeros
+        if i < bytes.count, bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
+            return nil
+        }
+        return value
+    }
+
+    /// How many of a little-endian word's bytes, from the first, are ASCII digits (0…8).  A byte is a
+    /// digit when its high nibble is 3 both as it is and plus 6; bytes past the first non-digit may
+    /// carry into each other, but never into one before it.
+    @inline(__always)
+    static func leadingDigits(_ w: UInt64) -> Int {
+        let high: UInt64 = 0xF0F0_F0F0_F0F0_F0F0, threes: UInt64 = 0x3030_3030_3030_3030
+        let notDigit = ((w & high) ^ threes) | (((w &+ 0x0606_0606_0606_0606) & high) ^ threes)
+        return notDigit.trailingZeroBitCount / 8  // 64 / 8 = 8 when all are digits
+    }
+
+    /// The value of the first `count` (1…8) bytes of a little-endian word, all ASCII digits: moved to
+    /// the top of the word (the bytes below become leading zeros), then combined in pairs, fours and
+    /// eights with three multiplies.
+    @inline(__always)
+    static func digitsValue(_ w: UInt64, count: Int) -> UInt64 {
+        var v = (w &- 0x3030_3030_3030_3030) << UInt64(8 * (8 - count))
+        v = v &* 10 &+ (v >> 8)
+        let mask: UInt64 = 0x0000_00FF_0000_00FF
+        return ((v & mask) &* 0x000F_4240_0000_0064 &+ ((v >> 16) & mask) &* 0x0000_2710_0000_0001) >> 32
+    }
+
+    @inline(__always)
+    static func powerOf10(_ n: Int) -> UInt64 {
+        switch n {  // a constant table once compiled
+        case 1: 10
+        case 2: 100
+        case 3: 1000
+        case 4: 10000
+        case 5: 100_000
+        case 6: 1_000_000
+        case 7: 10_000_000
+        default: 100_000_000
+        }
+    }
+
+    func equals(_ a: Range<Int>, _ b: Range<Int>) -> Bool {
+        a.count == b.count && (a.isEmpty || memcmp(bytes.baseAddress! + a.lowerBound, bytes.baseAddress! + b.lowerBound, a.count) == 0)
+    }
+
+    /// `"name":` for a name the fast path knows.  With nine bytes at hand, the name and its closing
+    /// quote are compared as one masked word chosen by the first letter; near the end of the bytes
+    /// the literal compare (which can tell "not here yet" apart) does it.
+    mutating func key() -> Key? {
+        guard expect(UInt8(ascii: "\"")) else { return nil }
+        guard bytes.count - i >= 8 else { return slowKey() }
+        let w = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+        let key: Key, length: Int
+        switch UInt8(truncatingIfNeeded: w) {
+        case UInt8(ascii: "j") where w == Names.jsonrpc: (key, length) = (.jsonrpc, 8)
+        case UInt8(ascii: "m") where w & Names.mask7 == Names.method: (key, length) = (.method, 7)
+        case UInt8(ascii: "i") where w & Names.mask3 == Names.id: (key, length) = (.id, 3)
+        case UInt8(ascii: "i") where w & Names.mask5 == Names.iova: (key, length) = (.iova, 5)
+        case UInt8(ascii: "p") where w & Names.mask7 == Names.params: (key, length) = (.params, 7)
+        case UInt8(ascii: "p") where w & Names.mask5 == Names.perm: (key, length) = (.perm, 5)
+        case UInt8(ascii: "d") where w & Names.mask7 == Names.device: (key, length) = (.device, 7)
+        case UInt8(ascii: "a") where w & Names.mask5 == Names.asid: (key, length) = (.asid, 5)
+        case UInt8(ascii: "a") where w & Names.mask5 == Names.addr: (key, length) = (.addr, 5)
+        case UInt8(ascii: "s") where w & Names.mask5 == Names.size: (key, length) = (.size, 5)
+        default: return nil
+        }
+        i += length
+        return expect(UInt8(ascii: ":")) ? key : nil
+    }
+
+    /// The known names with their closing quote, as little-endian words (literals: a `static let`
+    /// would cost a once-check per use; a test holds them to `word(_:)`).
+    enum Names {
+        static var mask3: UInt64 { 0xFF_FFFF }
+        static var mask5: UInt64 { 0xFF_FFFF_FFFF }
+        static var mask7: UInt64 { 0xFF_FFFF_FFFF_FFFF }
+        static var jsonrpc: UInt64 { 0x2263_7072_6E6F_736A }
+        static var method: UInt64 { 0x22_646F_6874_656D }
+        static var id: UInt64 { 0x22_6469 }
+        static var iova: UInt64 { 0x22_6176_6F69 }
+        static var params: UInt64 { 0x22_736D_6172_6170 }
+        static var perm: UInt64 { 0x22_6D72_6570 }
+        static var device: UInt64 { 0x22_6563_6976_6564 }
+        static var asid: UInt64 { 0x22_6469_7361 }
+        static var addr: UInt64 { 0x22_7264_6461 }
+        static var size: UInt64 { 0x22_657A_6973 }
+
+        /// A name of up to eight bytes as the word `key()` compares.
+        static func word(_ s: StaticString) -> UInt64 {
+            var w: UInt64 = 0
+            for k in 0..<s.utf8CodeUnitCount { w |= UInt64(s.utf8Start[k]) << (8 * UInt64(k)) }
+            return w
+        }
+    }
+
+    /// `key()` near the end of the bytes, one literal at a time.
+    private mutating func slowKey() -> Key? {
+        guard i < bytes.count else { return nil }
+        let key: Key?
+        switch bytes[i] {
+        case UInt8(ascii: "j"): key = take(#"jsonrpc""#) ? .jsonrpc : nil
+        case UInt8(ascii: "m"): key = take(#"method""#) ? .method : nil
+        case UInt8(ascii: "i"): key = take(#"id""#) ? .id : take(#"iova""#) ? .iova : nil
+        case UInt8(ascii: "p"): key = take(#"params""#) ? .params : take(#"perm""#) ? .perm : nil
+        case UInt8(ascii: "d"): key = take(#"device""#) ? .device : nil
+        case UInt8(ascii: "a"): key = take(#"asid""#) ? .asid : take(#"addr""#) ? .addr : nil
+        case UInt8(ascii: "s"): key = take(#"size""#) ? .size : nil
+        default: key = nil
+        }
+        guard let key, expect(UInt8(ascii: ":")) else { return nil }
+        return key
+    }
+
+    /// A value given as a fixed string literal, e.g. `"2.0"`.
+    @inline(__always)
+    mutating func literal(_ text: StaticString) -> Bool {
+        skipWhitespace()
+        return take(text)
+    }
+
+    /// `{ ... }` of a plain map/unmap request, or nil.  A member given twice is not plain (which of
+    /// the two counts is the general path's business).
+    mutating func request() -> FastRequest? {
+        let start = i
+        if let request = canonicalRequest() { return request }
+        i = start
+        return anyOrderRequest()
+    }
+
+    /// The layout vdpad-cli, the anchors and most JSON-RPC libraries write, compact and in the order
+    /// jsonrpc, id, method, params: matched as three literals around the id, with no name lookups.
+    /// Anything else (whitespace, another order, the end of the bytes) returns nil and `request()`
+    /// starts over member by member.
+    private mutating func canonicalRequest() -> FastRequest? {
+        guard take(#"{"jsonrpc":"2.0","id":"#) else { return nil }
+        let idStart = i
+        if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
+            guard plainString() != nil else { return nil }
+        } else {
+            guard unsigned() != nil else { return nil }
+        }
+        let id = idStart..<i
+        guard take(#","method":""#) else { return nil }
+        let method: FastRequest.Method
+        if take(#"map","params":{"#) { method = .map } else if take(#"unmap","params":{"#) { method = .unmap } else { return nil }
+        guard var request = paramsMembers(), i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
+        i += 1
+        request.method = method
+        request.id = id
+        return request
+    }
+
+    mutating func anyOrderRequest() -> FastRequest? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        var seen: UInt16 = 0
+        var method = FastRequest.Method.map
+        var id = 0..<0
+        var params: FastRequest?
+        repeat {
+            guard let key = key(), seen & key.rawValue == 0 else { return nil }
+            seen |= key.rawValue
+            switch key {
+            case .jsonrpc:
+                guard literal(#""2.0""#) else { return nil }
+            case .method:
+                if literal(#""map""#) { method = .map } else if take(#""unmap""#) { method = .unmap } else { return nil }
+            case .id:
+                skipWhitespace()
+                let start = i
+                if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
+                    guard plainString() != nil else { return nil }
+                } else {
+                    guard unsigned() != nil else { return nil }
+                }
+                id = start..<i
+            case .params:
+                guard let p = paramsObject() else { return nil }
+                params = p
+            default:
+                return nil
+            }
+            skipWhitespace()
+        } while expect(UInt8(ascii: ","))
+        let required = Key.jsonrpc.rawValue | Key.method.rawValue | Key.id.rawValue | Key.params.rawValue
+        guard expect(UInt8(ascii: "}")), seen == required, var request = params else { return nil }
+        request.method = method
+        request.id = id
+        return request
+    }
+
+    mutating func paramsObject() -> FastRequest? {
+        guard expect(UInt8(ascii: "{")) else { return nil }
+        return paramsMembers()
+    }
+
+    /// The members of `params` after its `{`, through its `}`.
+    mutating func paramsMembers() -> FastRequest? {
+        var r = FastRequest(method: .map)
+        var seen: UInt16 = 0
+        repeat {
+            guard let key = key(), seen & key.rawValue == 0 else { return nil }
+            seen |= key.rawValue
+            switch key {
+            case .device:
+                guard let d = plainString() else { return nil }
+                r.device = d
+            case .perm:
+                if literal(#""rw""#) { r.perm = .readWrite } else if take(#""ro""#) { r.perm = .read } else if take(#""wo""#) {
+                    r.perm = .write
+                } else { return nil }
+            case .iova: guard let v = unsigned() else { return nil }; r.iova = v
+            case .size: guard let v = unsigned() else { return nil }; r.size = v
+            case .addr: guard let v = unsigned() else { return nil }; r.addr = v
+            case .asid: guard let v = unsigned() else { return nil }; r.asid = v
+            default: return nil
+            }
+            skipWhitespace()
+        } while expect(UInt8(ascii: ","))
+        guard expect(UInt8(ascii: "}")), seen & Key.device.rawValue != 0 else { return nil }
+        return r
+    }
+}
+
+/// Parses one text that is a plain map/unmap request or a batch made only of them, possibly over
+/// several reads: a batch is parsed element by element as its bytes arrive, and nothing runs before
+/// its closing bracket (a batch that turns out not to be plain goes to the general path whole).
+/// Offsets are relative to the text's first byte, so the buffer may move between calls.
+struct FastTextParser {
+    enum Outcome: Equatable {
+        /// The text is complete and plain; it is this many bytes long.
+        case complete(length: Int)
+        /// Plain so far; the text continues past the bytes received.
+        case needMore
+        /// Not for the fast path: the general path answers it.
+        case notFast
+    }
+
+    private(set) var single: FastRequest?
+    private(set) var batch: [FastRequest] = []
+    private(set) var isBatch = false
+    private var started = false
+    /// Whether parsing has begun (the text's first byte was seen).
+    var isStarted: Bool { started }
+    private var expectingElement = true
+    /// Where parsing resumes: a request's start, or the place after one.
+    private var resume = 0
+
+    /// `text` starts at the text's first byte and runs to the end of the bytes received.
+    mutating func parse(_ text: UnsafeBufferPointer<UInt8>, maxBatch: Int) -> Outcome {
+        var s = FastScanner(bytes: text, i: resume)
+        if !started {
+            s.skipWhitespace()
+            guard s.i < text.count else { return .needMore }
+            started = true
+            if text[s.i] == UInt8(ascii: "[") {
+                isBatch = true
+                s.i += 1
+            }
+            resume = s.i
+        }
+        if !isBatch {
+            guard let request = s.request() else { return s.i >= text.count ? .needMore : .notFast }
+            guard request.isComplete else { return .notFast }
+            single = request
+            return .complete(length: s.i)
+        }
+        while true {
+            if expectingElement {
+                var element = s
+                guard let request = element.request() else { return element.i >= text.count ? .needMore : .notFast }
+                guard request.isComplete, batch.count < maxBatch else { return .notFast }
+                batch.append(request)
+                s = element
+                expectingElement = false
+                resume = s.i
+            }
+            s.skipWhitespace()
+            guard s.i < text.count else { return .needMore }
+            switch text[s.i] {
+            case UInt8(ascii: ","):
+                s.i += 1
+                expectingElement = true
+                resume = s.i
+            case UInt8(ascii: "]"):
+                return .complete(length: s.i + 1)
+            default:
+                return .notFast
+            }
+        }
+    }
+}
