@@ -53,6 +53,6 @@ let package = Package(
         ),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon"]),
     ]
 )
