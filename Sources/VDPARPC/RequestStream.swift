@@ -62,12 +62,17 @@ public struct RequestStream {
     /// gets its first replies (and tops its window up) while later requests are still being answered.
     public mutating func answer(into output: inout [UInt8], budget: Int) -> Progress {
         let useFast = service.useFastPath
+        // Moved out for the whole call, not per text: the fast path borrows it while the framer's
+        // buffer is borrowed too.
+        var slots = self.slots
+        self.slots = SlotCache()
+        defer { self.slots = slots }
         while true {
             if output.count >= budget { return .budgetReached }
             if useFast && !framer.hasPartialText {
                 framer.skipWhitespace()
                 if framer.isEmpty { return .needInput }
-                switch answerFast(into: &output) {
+                switch answerFast(into: &output, slots: &slots) {
                 case .complete(let length):
                     framer.consume(length)
                     fastTexts += 1
@@ -98,13 +103,9 @@ public struct RequestStream {
     }
 
     /// Offers the text at the boundary to the fast parser, and answers it if it is complete.
-    private mutating func answerFast(into output: inout [UInt8]) -> FastTextParser.Outcome {
+    private mutating func answerFast(into output: inout [UInt8], slots: inout SlotCache) -> FastTextParser.Outcome {
         let maxBytes = framer.maxTextBytes
-        let maxBatch = service.limits.maxBatch
-        var slots = self.slots
-        self.slots = SlotCache()
-        defer { self.slots = slots }
-        let (service, caller) = (self.service, self.caller)
+        let (service, caller) = (self.service, self.caller)  // locals: the closures below then capture no `self`
         if fast == nil {
             // The usual text: one request, whole in the buffer, parsed and answered without keeping
             // parser state.  One that is cut by the end of the read goes to the framer (rare, small).
@@ -118,6 +119,7 @@ public struct RequestStream {
             }
             if let single { return single }
         }
+        let maxBatch = service.limits.maxBatch
         var parser = fast ?? FastTextParser()
         fast = nil
         let outcome = framer.withUnhandled { text -> FastTextParser.Outcome in
