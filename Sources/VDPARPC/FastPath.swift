@@ -24,7 +24,7 @@ struct SlotCache {
         // Read the generation before the table: a change after this read only makes the entry stale.
         let now = service.deviceTableGeneration.load(ordering: .acquiring)
         if let slot, now == generation, name.count == bytes.count,
-           name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
+           bytes.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
             return slot
         }
         let found = try service.slot(String(decoding: bytes, as: UTF8.self))

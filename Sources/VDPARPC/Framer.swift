@@ -141,7 +141,7 @@ public struct Framer: Sendable {
             // Only the unfinished text moves, and only when space runs out: a text is moved O(1) times per doubling.
             let (from, length) = (start, end - start)
             storage.withUnsafeMutableBytes { $0.baseAddress!.copyMemory(from: $0.baseAddress! + from, byteCount: length) }
-            state.scan -= start
+            if state.started { state.scan -= start }
             end -= start
             start = 0
         }
