@@ -35,7 +35,9 @@ struct ProtocolTests {
         let c = try d.client()
         try c.send(raw: Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 3,\n  \"method\": \"ping\"\n}\n".utf8))
         for id in 1...3 as ClosedRange<UInt64> { #expect(try c.readMessage()?["id"] == .unsigned(id)) }
-        try c.send(raw: Array("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{\"pad\":\"".utf8) + [UInt8](repeating: 97, count: 1_100_000) + Array("\"}}\n".utf8))
+        // vdpad answers and closes as soon as the text passes the limit, so the rest of the write may
+        // fail (EPIPE); the error reply is still there to read.
+        _ = try? c.send(raw: Array("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{\"pad\":\"".utf8) + [UInt8](repeating: 97, count: 1_100_000) + Array("\"}}\n".utf8))
         let error = try c.readMessage()
         #expect(error?["error"]?["code"] == .number("-32600"))
         #expect(error?["error"]?["message"]?.text.contains("too large") == true)
