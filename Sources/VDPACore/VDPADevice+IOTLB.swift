@@ -47,15 +47,19 @@ extension VDPADevice {
             throw .iotlb(.EINVAL, "\(describe(iova, last)) is outside the IOVA range \(describe(range.first, range.last)) of \(name) (R11)")
         }
         var table = sessionTables[asid] ?? IntervalTree()
-        if let hit = table.firstOverlapping(first: iova, last: last) {
-            throw .iotlb(.EEXIST, "\(describe(iova, last)) overlaps \(describe(hit.first, hit.last)) in ASID \(asid) of \(name) (R11)")
+        func overlapError(_ hit: IOTLBEntry) -> VDPAError {
+            .iotlb(.EEXIST, "\(describe(iova, last)) overlaps \(describe(hit.first, hit.last)) in ASID \(asid) of \(name) (R11)")
         }
         if maxEntriesPerASID > 0 && table.count >= maxEntriesPerASID {
+            if let hit = table.firstOverlapping(first: iova, last: last) { throw overlapError(hit) }  // EEXIST before ENOSPC
             throw .iotlb(.ENOSPC, "ASID \(asid) of \(name) already holds \(table.count) entries, the limit (max_iotlb_entries)")
         }
+        // The insert finds an overlap on its way down and then changes nothing (R13), so one descent
+        // both checks and inserts.
         sessionTables[asid] = nil  // keep the tree uniquely referenced while inserting
-        table.insert(IOTLBEntry(first: iova, last: last, address: address, permission: permission))
+        let hit = table.insert(IOTLBEntry(first: iova, last: last, address: address, permission: permission))
         sessionTables[asid] = table
+        if let hit { throw overlapError(hit) }
         stats.mapCalls += 1
         if batchASID == nil { commit(asid: asid) }
     }

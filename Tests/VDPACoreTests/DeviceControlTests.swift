@@ -250,6 +250,14 @@ struct ControlRuleTests {
         try d.map(iova: 0, size: 1, address: 0, permission: .read)
         try d.map(iova: 1, size: 1, address: 0, permission: .read)
         expectError(.ENOSPC, kernel: .EFAULT) { try d.map(iova: 2, size: 1, address: 0, permission: .read) }
+        // A full table still reports an overlap as the overlap (R11), not as the limit.
+        expectError(.EEXIST, kernel: .EFAULT) { try d.map(iova: 1, size: 1, address: 0, permission: .read) }
         #expect(d.sessionTables[0]?.count == 2)
+        // Below the limit, the insert itself finds the overlap and changes nothing (R13).
+        d.maxEntriesPerASID = 0
+        let before = d.sessionTables[0]
+        expectError(.EEXIST, kernel: .EFAULT) { try d.map(iova: 0, size: 2, address: 0, permission: .read) }
+        #expect(d.sessionTables[0]?.count == 2 && d.stats.mapCalls == 2)
+        #expect(d.sessionTables[0]?.firstOverlapping(first: 0, last: 1) == before?.firstOverlapping(first: 0, last: 1))
     }
 }
