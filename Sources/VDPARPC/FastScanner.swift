@@ -221,6 +221,11 @@ struct FastScanner {
         static var asid: UInt64 { 0x22_6469_7361 }
         static var addr: UInt64 { 0x22_7264_6461 }
         static var size: UInt64 { 0x22_657A_6973 }
+        static var commaIova: UInt64 { 0x3A22_6176_6F69_222C }
+        static var commaSize: UInt64 { 0x3A22_657A_6973_222C }
+        static var commaAddr: UInt64 { 0x3A22_7264_6461_222C }
+        static var commaAsid: UInt64 { 0x3A22_6469_7361_222C }
+        static var commaPerm: UInt64 { 0x3A22_6D72_6570_222C }
 
         /// A name of up to eight bytes as the word `key()` compares.
         static func word(_ s: StaticString) -> UInt64 {
@@ -334,8 +339,9 @@ struct FastScanner {
     mutating func paramsMembers() -> FastRequest? {
         var r = FastRequest(method: .map)
         var seen: UInt16 = 0
-        repeat {
-            guard let key = key(), seen & key.rawValue == 0 else { return nil }
+        var next = key()
+        while true {
+            guard let key = next, seen & key.rawValue == 0 else { return nil }
             seen |= key.rawValue
             switch key {
             case .device:
@@ -351,10 +357,35 @@ struct FastScanner {
             case .asid: guard let v = unsigned() else { return nil }; r.asid = v
             default: return nil
             }
-            skipWhitespace()
-        } while expect(UInt8(ascii: ","))
+            if let key = commaNumberKey() {
+                next = key
+            } else if expect(UInt8(ascii: ",")) {
+                next = self.key()
+            } else {
+                break
+            }
+        }
         guard expect(UInt8(ascii: "}")), seen & Key.device.rawValue != 0 else { return nil }
         return r
+    }
+
+    /// `,"iova":`, `,"size":`, `,"addr":`, `,"asid":` or `,"perm":` written compactly: eight bytes, one
+    /// compare (the separator, quotes and colon included).  Consumes nothing otherwise.
+    @inline(__always)
+    mutating func commaNumberKey() -> Key? {
+        guard bytes.count - i >= 8 else { return nil }
+        let w = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+        let key: Key
+        switch w {
+        case Names.commaIova: key = .iova
+        case Names.commaSize: key = .size
+        case Names.commaAddr: key = .addr
+        case Names.commaAsid: key = .asid
+        case Names.commaPerm: key = .perm
+        default: return nil
+        }
+        i += 8
+        return key
     }
 }
 

@@ -124,6 +124,8 @@ struct FastScannerTests {
         #expect(N.jsonrpc == N.word(#"jsonrpc""#) && N.method == N.word(#"method""#) && N.id == N.word(#"id""#))
         #expect(N.iova == N.word(#"iova""#) && N.params == N.word(#"params""#) && N.perm == N.word(#"perm""#))
         #expect(N.device == N.word(#"device""#) && N.asid == N.word(#"asid""#) && N.addr == N.word(#"addr""#) && N.size == N.word(#"size""#))
+        #expect(N.commaIova == N.word(#","iova":"#) && N.commaSize == N.word(#","size":"#) && N.commaAddr == N.word(#","addr":"#))
+        #expect(N.commaAsid == N.word(#","asid":"#) && N.commaPerm == N.word(#","perm":"#))
         // A name that only starts like a known one is not taken for it, wherever the bytes end.
         for text in [#""idx":1"#, #""iovas":1"#, #""device2":"x""#, #""jsonrpc2":1"#, #""i""#] {
             let bytes = Array(text.utf8)
