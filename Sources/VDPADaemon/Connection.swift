@@ -29,10 +29,10 @@ final class Connection: NotificationSink, @unchecked Sendable {
     let id: UInt64
     let fd: Int32
     let caller: Caller
-    /// Runs the write source and the timers (their handlers take `mutex`).
+    /// Runs the write source and the timers (their handlers take `lock`).
     let queue: DispatchQueue
     /// Guards everything below marked "locked": output, write source state, timers, state flags.
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    private let lock = Locked<Void>(())
     private let service: VDPAService
     private let limits: ConnectionLimits
     private let logger: Logger
@@ -107,22 +107,10 @@ final class Connection: NotificationSink, @unchecked Sendable {
         self.logger = logger
         self.onClose = onClose
         queue = DispatchQueue(label: "vdpad.connection.\(id)")
-        mutex = .allocate(capacity: 1)
-        mutex.initialize(to: pthread_mutex_t())
-        pthread_mutex_init(mutex, nil)
-    }
-
-    deinit {
-        pthread_mutex_destroy(mutex)
-        mutex.deallocate()
     }
 
     /// Runs `body` holding the connection's lock.
-    private func locked<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(mutex)
-        defer { pthread_mutex_unlock(mutex) }
-        return body()
-    }
+    private func locked<T>(_ body: () -> T) -> T { lock.withLock { _ in body() } }
 
     /// Starts serving; false if no thread could be started (the caller closes the fd).
     func start() -> Bool {

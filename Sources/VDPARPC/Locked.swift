@@ -9,10 +9,10 @@ import Glibc
 #endif
 
 public final class Locked<Value>: @unchecked Sendable {
-    private let mutex: UnsafeMutablePointer<pthread_mutex_t>
+    @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// Behind a pointer rather than a stored property: an inout access to a class's stored property
     /// is checked for exclusivity at run time (swift_beginAccess), on every map through a device.
-    private let value: UnsafeMutablePointer<Value>
+    @usableFromInline let value: UnsafeMutablePointer<Value>
 
     public init(_ value: Value) {
         self.value = .allocate(capacity: 1)
@@ -29,7 +29,9 @@ public final class Locked<Value>: @unchecked Sendable {
         value.deallocate()
     }
 
-    /// Runs `body` with the value, holding the lock.
+    /// Runs `body` with the value, holding the lock.  Inlinable, so other modules (the daemon's
+    /// connections) get it specialized rather than as a generic call.
+    @inlinable
     public func withLock<T, E: Error>(_ body: (inout Value) throws(E) -> T) throws(E) -> T {
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
