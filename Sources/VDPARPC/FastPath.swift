@@ -132,14 +132,7 @@ extension VDPAService {
                 put(UnsafeBufferPointer(rebasing: text[r.id]))
                 if let removed {
                     put(#","result":{"removed":"#)
-                    var v = UInt64(removed), digits = 1
-                    while v >= 10 { v /= 10; digits += 1 }
-                    v = UInt64(removed)
-                    for k in stride(from: n + digits - 1, through: n, by: -1) {
-                        buffer[k] = UInt8(truncatingIfNeeded: 48 &+ v % 10)
-                        v /= 10
-                    }
-                    n += digits
+                    n += JSON.writeDecimal(UInt64(removed), to: buffer.baseAddress! + n)
                     put("}}")
                 } else {
                     put(#","result":{}}"#)

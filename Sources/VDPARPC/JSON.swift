@@ -100,17 +100,30 @@ extension JSON {
     }
 
     static func appendDecimal(_ value: UInt64, to out: inout [UInt8]) {
-        // Digits are produced last first into a stack buffer (no allocation per number).
+        // Through a stack buffer: no allocation per number.
         withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { buffer in
-            var v = value
-            var i = 20
-            repeat {
-                i -= 1
-                buffer[i] = UInt8(truncatingIfNeeded: 48 &+ v % 10)
-                v /= 10
-            } while v > 0
-            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[i...]))
+            let count = writeDecimal(value, to: buffer.baseAddress!)
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<count]))
         }
+    }
+
+    /// Writes `value` in decimal at `p` (room for 20 bytes) and returns how many bytes it wrote.
+    @inline(__always)
+    static func writeDecimal(_ value: UInt64, to p: UnsafeMutablePointer<UInt8>) -> Int {
+        var count = 1
+        var v = value
+        while v >= 10 {
+            v /= 10
+            count += 1
+        }
+        v = value
+        var k = count
+        repeat {
+            k -= 1
+            p[k] = UInt8(truncatingIfNeeded: 48 &+ v % 10)
+            v /= 10
+        } while k > 0
+        return count
     }
 
     static func appendString(_ s: String, to out: inout [UInt8]) {
