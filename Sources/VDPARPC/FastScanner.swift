@@ -43,10 +43,7 @@ struct FastScanner {
     }
 
     @inline(__always)
-    mutating func skipWhitespace() {
-        // One compare for the usual case: every JSON whitespace byte is ≤ 0x20, every token byte above.
-        while i < bytes.count, bytes[i] <= 0x20, bytes[i] == 0x20 || bytes[i] == 0x0A || bytes[i] == 0x0D || bytes[i] == 0x09 { i += 1 }
-    }
+    mutating func skipWhitespace() { i = skipJSONWhitespace(bytes, from: i, to: bytes.count) }
 
     @inline(__always)
     mutating func expect(_ c: UInt8) -> Bool {

@@ -73,7 +73,7 @@ public struct Framer: Sendable {
             while true {
                 var scan = state.started ? state.scan : start
                 if !state.started {
-                    scan = Self.skipWhitespace(p, from: scan, to: end)
+                    scan = skipJSONWhitespace(p, from: scan, to: end)
                     start = scan
                     guard scan < end else { return nil }
                     let b = p[scan]
@@ -114,7 +114,7 @@ public struct Framer: Sendable {
     mutating func skipWhitespace() {
         guard !state.started else { return }
         let end = self.end
-        start = storage.withUnsafeBufferPointer { Self.skipWhitespace($0, from: start, to: end) }
+        start = storage.withUnsafeBufferPointer { skipJSONWhitespace($0, from: start, to: end) }
     }
 
     /// The bytes not handed out yet, from a text boundary on (only when no text is partly scanned).
@@ -166,12 +166,6 @@ public struct Framer: Sendable {
     /// else (digits, letters, punctuation) is skipped by one table load and compare.
     private static let special: [Bool] = (0..<256).map { b in
         b == 0x22 || b == 0x5C || b == 0x7B || b == 0x7D || b == 0x5B || b == 0x5D
-    }
-
-    private static func skipWhitespace(_ p: UnsafeBufferPointer<UInt8>, from i: Int, to end: Int) -> Int {
-        var i = i
-        while i < end, p[i] == 0x20 || p[i] == 0x0A || p[i] == 0x0D || p[i] == 0x09 { i += 1 }
-        return i
     }
 
     private static func canStartScalar(_ b: UInt8) -> Bool {
@@ -232,4 +226,13 @@ public struct Framer: Sendable {
         }
         return false
     }
+}
+
+/// The index of the first byte at or after `i` (below `end`) that is not JSON whitespace.  One compare
+/// for the usual case: every JSON whitespace byte is ≤ 0x20, every token byte above.
+@inline(__always)
+func skipJSONWhitespace(_ p: UnsafeBufferPointer<UInt8>, from i: Int, to end: Int) -> Int {
+    var i = i
+    while i < end, p[i] <= 0x20, p[i] == 0x20 || p[i] == 0x0A || p[i] == 0x0D || p[i] == 0x09 { i += 1 }
+    return i
 }
