@@ -61,12 +61,10 @@ enum InProcessBenchmark {
             return (0..<8).flatMap { b -> [([UInt8], Int)] in
                 let pages = (0..<256).map { UInt64(b * 256 + $0) * 4096 + 0x1000_0000_0000 }
                 let maps = pages.enumerated().map { k, iova in
-                    #"{"jsonrpc":"2.0","id":\#(k),"method":"map","params":{"device":"bench0","asid":0,"iova":\#(iova),"size":4096,"addr":\#(iova + 0x7F00_0000_0000),"perm":"rw"}}"#
+                    BenchRequest.map(id: UInt64(k), device: "bench0", iova: iova, size: 4096, addr: iova + 0x7F00_0000_0000)
                 }
-                let unmaps = pages.enumerated().map { k, iova in
-                    #"{"jsonrpc":"2.0","id":\#(k),"method":"unmap","params":{"device":"bench0","asid":0,"iova":\#(iova),"size":4096}}"#
-                }
-                return [(Array(("[" + maps.joined(separator: ",") + "]\n").utf8), 256), (Array(("[" + unmaps.joined(separator: ",") + "]\n").utf8), 256)]
+                let unmaps = pages.enumerated().map { k, iova in BenchRequest.unmap(id: UInt64(k), device: "bench0", iova: iova, size: 4096) }
+                return [(BenchRequest.batch(maps), 256), (BenchRequest.batch(unmaps), 256)]
             }
         }
     }

@@ -153,12 +153,10 @@ enum RPCBenchmark {
         try c.call("open", ["device": .string(device)])
         let count = total / size
         let payloads: [[UInt8]] = (0..<count).map { b in
-            let items = (0..<size).map { k in
+            BenchRequest.batch((0..<size).map { k in
                 let iova = UInt64(b * size + k) * 4096 + 0x1000_0000_0000
-                return #"{"jsonrpc":"2.0","id":\#(k),"method":"map","params":{"device":"\#(device)","asid":0,"iova":\#(iova),"#
-                    + #""size":4096,"addr":\#(iova + 0x7F00_0000_0000),"perm":"rw"}}"#
-            }
-            return Array(("[" + items.joined(separator: ",") + "]\n").utf8)
+                return BenchRequest.map(id: UInt64(k), device: device, iova: iova, size: 4096, addr: iova + 0x7F00_0000_0000)
+            })
         }
         var wire = WireConnection(fd: c.fd)
         var latencies: [Double] = []

@@ -17,8 +17,6 @@ struct MapUnmapMix {
     /// The start every successful reply must have: `{"jsonrpc":"2.0","id":N,"result":`.
     let replyPrefixes: [[UInt8]]
 
-    var averageBytes: Double { Double(requests.reduce(0) { $0 + $1.count }) / Double(requests.count) }
-
     init(device: String, templates: Int = 1024) {
         var random = SplitMix64(state: 0x7664706164)
         var requests: [[UInt8]] = []
@@ -28,15 +26,28 @@ struct MapUnmapMix {
             let iova = (random.next() & 0x0000_FFFF_FFFF_F000) | 0x1000_0000_0000
             let size: UInt64 = 4096 << (random.next() % 10)
             let addr = (random.next() & 0x0000_0FFF_FFFF_F000) | 0x7F00_0000_0000
-            let params = #""params":{"device":"\#(device)","asid":0,"iova":\#(iova),"size":\#(size)"#
-            requests.append(Array(#"{"jsonrpc":"2.0","id":\#(id),"method":"map",\#(params),"addr":\#(addr),"perm":"rw"}}"#.utf8) + [10])
-            requests.append(Array(#"{"jsonrpc":"2.0","id":\#(id + 1),"method":"unmap",\#(params)}}"#.utf8) + [10])
+            requests.append(Array(BenchRequest.map(id: id, device: device, iova: iova, size: size, addr: addr).utf8) + [10])
+            requests.append(Array(BenchRequest.unmap(id: id + 1, device: device, iova: iova, size: size).utf8) + [10])
             prefixes.append(Array(#"{"jsonrpc":"2.0","id":\#(id),"result":"#.utf8))
             prefixes.append(Array(#"{"jsonrpc":"2.0","id":\#(id + 1),"result":"#.utf8))
         }
         self.requests = requests
         replyPrefixes = prefixes
     }
+}
+
+/// The benchmark's request texts: compact, in the anchors' member order, without a newline.
+enum BenchRequest {
+    static func map(id: UInt64, device: String, iova: UInt64, size: UInt64, addr: UInt64) -> String {
+        #"{"jsonrpc":"2.0","id":\#(id),"method":"map","params":{"device":"\#(device)","asid":0,"iova":\#(iova),"size":\#(size),"addr":\#(addr),"perm":"rw"}}"#
+    }
+
+    static func unmap(id: UInt64, device: String, iova: UInt64, size: UInt64) -> String {
+        #"{"jsonrpc":"2.0","id":\#(id),"method":"unmap","params":{"device":"\#(device)","asid":0,"iova":\#(iova),"size":\#(size)}}"#
+    }
+
+    /// One JSON-RPC batch of `texts`, as one line.
+    static func batch(_ texts: [String]) -> [UInt8] { Array(("[" + texts.joined(separator: ",") + "]\n").utf8) }
 }
 
 /// Raw reads and writes on a connected socket (the VDPAClient that opened it keeps it alive).
