@@ -88,6 +88,14 @@ struct FastScanner {
     mutating func plainString() -> Range<Int>? {
         guard expect(UInt8(ascii: "\"")) else { return nil }
         let start = i
+        // Eight bytes per step: the first byte that needs a look (quote, backslash, control or
+        // non-ASCII) is found with word arithmetic; only that byte is then read.
+        while bytes.count - i >= 8 {
+            let w = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
+            let stop = Self.firstSpecial(w)
+            i += stop
+            if stop < 8 { break }
+        }
         while i < bytes.count {
             let b = bytes[i]
             if b == UInt8(ascii: "\"") {
@@ -100,13 +108,58 @@ struct FastScanner {
         return nil
     }
 
+    /// How many of a little-endian word's bytes, from the first, can stay in a plain string as they
+    /// are (0…8): not a quote, a backslash, a control character or a non-ASCII byte.  Each test
+    /// flags its bytes exactly up to the first flagged one (a borrow only runs upward from a flagged
+    /// byte), which is all the count needs.
+    @inline(__always)
+    static func firstSpecial(_ w: UInt64) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101, highs: UInt64 = 0x8080_8080_8080_8080
+        let quote = w ^ (ones &* 0x22), backslash = w ^ (ones &* 0x5C)
+        let flagged = ((quote &- ones) & ~quote) | ((backslash &- ones) & ~backslash) | ((w &- ones &* 0x20) & ~w) | w
+        return (flagged & highs).trailingZeroBitCount / 8
+    }
+
     /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent, no leading zero).
     mutating func unsigned() -> UInt64? {
         skipWhitespace()
+        // The usual case without a loop: up to 15 digits and the byte after them inside the next
+        // 16 bytes, read as two words.  Longer numbers and the end of the bytes go by parts.
+        if bytes.count - i >= 16 {
+            let p = UnsafeRawPointer(bytes.baseAddress! + i)
+            let low = p.loadUnaligned(as: UInt64.self)
+            let n = Self.leadingDigits(low)
+            if n < 8 {
+                guard n > 0, n == 1 || low & 0xFF != 0x30, Self.endsInteger(low, after: n) else { return nil }
+                i += n
+                return Self.digitsValue(low, count: n)
+            }
+            let high = p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+            let m = Self.leadingDigits(high)
+            if m < 8 {
+                guard low & 0xFF != 0x30, Self.endsInteger(high, after: m) else { return nil }
+                i += 8 + m
+                let top = Self.digitsValue(low, count: 8)
+                return m == 0 ? top : top &* Self.powerOf10(m) &+ Self.digitsValue(high, count: m)
+            }
+        }
+        return unsignedByParts()
+    }
+
+    /// Whether the byte after the first `count` (0…7) bytes of a little-endian word, digits, ends a
+    /// JSON integer rather than going on as a fraction or an exponent.
+    @inline(__always)
+    static func endsInteger(_ w: UInt64, after count: Int) -> Bool {
+        let next = UInt8(truncatingIfNeeded: w &>> UInt64(8 * count))
+        return next != UInt8(ascii: ".") && next | 0x20 != UInt8(ascii: "e")
+    }
+
+    /// `unsigned()` for any length and wherever the bytes end: eight digits per step while eight bytes
+    /// are at hand, then one at a time.
+    private mutating func unsignedByParts() -> UInt64? {
         let start = i
         var value: UInt64 = 0
-        // Up to eight digits per step while eight bytes are at hand (and 16 digits, below 10^16, cannot
-        // overflow) ...
+        // (16 digits, below 10^16, cannot overflow) ...
         while bytes.count - i >= 8 {
             let word = UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self)
             let count = Self.leadingDigits(word)
@@ -115,7 +168,7 @@ struct FastScanner {
             i += count
             if count < 8 { break }
         }
-        // ... then one at a time: up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
+        // ... up to 19 digits cannot overflow; only a 20th needs the checked arithmetic.
         let unchecked = min(bytes.count, start + 19)
         while i < unchecked {
             let d = bytes[i] &- 48

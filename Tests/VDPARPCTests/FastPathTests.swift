@@ -118,6 +118,66 @@ struct FastScannerTests {
         #expect(Self.scan("-1}").0 == nil && Self.scan("}").0 == nil)
     }
 
+    /// What JSON makes of the digits at the start of `text` as an unsigned 64-bit integer.
+    static func reference(_ text: [UInt8]) -> (UInt64?, Int) {
+        let digits = text.prefix { $0 >= 48 && $0 <= 57 }
+        guard !digits.isEmpty, digits.count == 1 || digits.first != 48 else { return (nil, 0) }
+        if digits.count < text.count, [UInt8(ascii: "."), UInt8(ascii: "e"), UInt8(ascii: "E")].contains(text[digits.count]) {
+            return (nil, 0)
+        }
+        return (UInt64(String(decoding: digits, as: UTF8.self)), digits.count)
+    }
+
+    @Test("integers read two words at a time (16 bytes at hand) agree with JSON, and with the bytes ending anywhere")
+    func unsignedAgainstReference() {
+        var rng = FastPathTests.Rng(state: 7)
+        let ends = Array(",}] .eE:/x\"".utf8)
+        for _ in 0..<20_000 {
+            var text = (0..<(1 + rng.next(22))).map { _ in UInt8(48 + rng.next(10)) }
+            if rng.next(3) == 0 { text[0] = 48 }  // leading zeros
+            if rng.next(10) == 0 { text = [] }
+            let tail = [rng.pick(ends)] + Array(#""pad":1234567890123}"#.utf8).prefix(rng.next(20))
+            let padded = text + tail
+            let expected = Self.reference(padded)
+            let got = padded.withUnsafeBufferPointer { p -> (UInt64?, Int) in
+                var s = FastScanner(bytes: p, i: 0)
+                let v = s.unsigned()
+                return (v, s.i)
+            }
+            #expect(got.0 == expected.0, "\(String(decoding: padded, as: UTF8.self))")
+            if let v = expected.0 {
+                #expect(got.1 == expected.1, "\(v) ends where its digits end")
+            }
+            if got.0 != expected.0 { return }
+        }
+    }
+
+    @Test("plain strings read eight bytes at a time stop at the quote and refuse escapes, control and non-ASCII bytes")
+    func plainStrings() {
+        var rng = FastPathTests.Rng(state: 11)
+        let alphabet: [UInt8] = Array("abcXYZ09-_. /".utf8) + [0x22, 0x5C, 0x1F, 0x00, 0x7F, 0x80, 0xC3, 0xFF, 0x20, 0x21, 0x23]
+        for _ in 0..<20_000 {
+            let body = (0..<rng.next(30)).map { _ in rng.next(4) == 0 ? rng.pick(alphabet) : rng.pick(Array("vdpa0123".utf8)) }
+            let text = [0x22] + body + Array(#"","asid":0}"#.utf8).prefix(rng.next(12))
+            let expected: Range<Int>? = {
+                var k = 1
+                while k < text.count {
+                    let b = text[k]
+                    if b == 0x22 { return 1..<k }
+                    if b == 0x5C || b < 0x20 || b >= 0x80 { return nil }
+                    k += 1
+                }
+                return nil
+            }()
+            let got = text.withUnsafeBufferPointer { p -> Range<Int>? in
+                var s = FastScanner(bytes: p, i: 0)
+                return s.plainString()
+            }
+            #expect(got == expected, "\(text)")
+            if got != expected { return }
+        }
+    }
+
     @Test("member names compare as words exactly as their literals spell them")
     func nameWords() {
         typealias N = FastScanner.Names
