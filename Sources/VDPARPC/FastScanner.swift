@@ -121,16 +121,18 @@ struct FastScanner {
     }
 
     /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent, no leading zero).
+    @inline(__always)
     mutating func unsigned() -> UInt64? {
-        skipWhitespace()
-        // The usual case without a loop: up to 15 digits and the byte after them inside the next
-        // 16 bytes, read as two words.  Longer numbers and the end of the bytes go by parts.
+        // The usual case without a loop (and inlined): up to 15 digits and the byte after them inside
+        // the next 16 bytes, read as two words.  Whitespace first, longer numbers and the end of the
+        // bytes go by parts.
         if bytes.count - i >= 16 {
             let p = UnsafeRawPointer(bytes.baseAddress! + i)
             let low = p.loadUnaligned(as: UInt64.self)
             let n = Self.leadingDigits(low)
+            if n == 0 { return unsignedByParts() }
             if n < 8 {
-                guard n > 0, n == 1 || low & 0xFF != 0x30, Self.endsInteger(low, after: n) else { return nil }
+                guard n == 1 || low & 0xFF != 0x30, Self.endsInteger(low, after: n) else { return nil }
                 i += n
                 return Self.digitsValue(low, count: n)
             }
@@ -157,6 +159,7 @@ struct FastScanner {
     /// `unsigned()` for any length and wherever the bytes end: eight digits per step while eight bytes
     /// are at hand, then one at a time.
     private mutating func unsignedByParts() -> UInt64? {
+        skipWhitespace()
         let start = i
         var value: UInt64 = 0
         // (16 digits, below 10^16, cannot overflow) ...
@@ -276,6 +279,9 @@ struct FastScanner {
         static var commaAddr: UInt64 { 0x3A22_7264_6461_222C }
         static var commaAsid: UInt64 { 0x3A22_6469_7361_222C }
         static var commaPerm: UInt64 { 0x3A22_6D72_6570_222C }
+        static var rw: UInt32 { 0x2277_7222 }
+        static var ro: UInt32 { 0x226F_7222 }
+        static var wo: UInt32 { 0x226F_7722 }
 
         /// A name of up to eight bytes as the word `key()` compares.
         static func word(_ s: StaticString) -> UInt64 {
@@ -335,11 +341,58 @@ struct FastScanner {
         guard take(#","method":""#) else { return nil }
         let method: FastRequest.Method
         if take(#"map","params":{"#) { method = .map } else if take(#"unmap","params":{"#) { method = .unmap } else { return nil }
-        guard var request = paramsMembers(), i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
+        let paramsStart = i
+        var request: FastRequest
+        if let compact = compactParams(method) {
+            request = compact
+        } else {
+            i = paramsStart
+            guard let members = paramsMembers() else { return nil }
+            request = members
+        }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
         i += 1
         request.method = method
         request.id = id
         return request
+    }
+
+    /// The members of `params` in PROTOCOL.md's order, compact — `"device":"…"`, `"asid":N` (may be
+    /// left out), `"iova":N`, `"size":N`, and for map `"addr":N`, `"perm":"rw"` — through the `}`: the
+    /// layout of the anchors' client and of vdpad-cli, read with no name lookups.  Anything else
+    /// returns nil, and the caller reads the members one by one from the start.
+    private mutating func compactParams(_ method: FastRequest.Method) -> FastRequest? {
+        guard take(#""device":"#), let device = plainString() else { return nil }
+        var r = FastRequest(method: method, device: device)
+        if word(Names.commaAsid) {
+            guard let asid = unsigned() else { return nil }
+            r.asid = asid
+        }
+        guard word(Names.commaIova), let iova = unsigned(), word(Names.commaSize), let size = unsigned() else { return nil }
+        r.iova = iova
+        r.size = size
+        if method == .map {
+            guard word(Names.commaAddr), let addr = unsigned(), word(Names.commaPerm), bytes.count - i >= 4 else { return nil }
+            switch UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt32.self) {
+            case Names.rw: r.perm = .readWrite
+            case Names.ro: r.perm = .read
+            case Names.wo: r.perm = .write
+            default: return nil
+            }
+            i += 4
+            r.addr = addr
+        }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
+        i += 1
+        return r
+    }
+
+    /// Eight bytes that are `w` (a little-endian word), taken; nothing taken otherwise.
+    @inline(__always)
+    mutating func word(_ w: UInt64) -> Bool {
+        guard bytes.count - i >= 8, UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt64.self) == w else { return false }
+        i += 8
+        return true
     }
 
     mutating func anyOrderRequest() -> FastRequest? {

@@ -27,8 +27,13 @@ struct FastPathTests {
         if r.next(12) > 0 { params.append(#""addr":"# + r.pick(["0", "140737488355328", "18446744073709551615"])) }
         if r.next(12) > 0 { params.append(#""perm":"# + r.pick([#""rw""#, #""ro""#, #""wo""#, "3", #""rx""#, "0"])) }
         if r.next(20) == 0 { params.append(#""extra":1"#) }
-        for k in stride(from: params.count - 1, to: 0, by: -1) { params.swapAt(k, r.next(k + 1)) }
-        let ws = r.pick(["", " ", "\n  "])
+        // A third in the compact layout with PROTOCOL.md's member order (the anchors' and vdpad-cli's),
+        // the rest shuffled and spaced.
+        let compact = r.next(3) == 0
+        if !compact {
+            for k in stride(from: params.count - 1, to: 0, by: -1) { params.swapAt(k, r.next(k + 1)) }
+        }
+        let ws = compact ? "" : r.pick(["", " ", "\n  "])
         var members = [
             #""jsonrpc":"# + r.pick([#""2.0""#, #""2.0""#, #""2.0""#, #""1.0""#]),
             #""method":"# + r.pick([#""map""#, #""unmap""#, #""unmap""#, #""ping""#]),
@@ -39,7 +44,11 @@ struct FastPathTests {
         case 1: break  // a notification
         default: members.append(#""id":\#(id)"#)
         }
-        for k in stride(from: members.count - 1, to: 0, by: -1) { members.swapAt(k, r.next(k + 1)) }
+        if compact {
+            if members.count == 4 { members = [members[0], members[3], members[1], members[2]] }  // jsonrpc, id, method, params
+        } else {
+            for k in stride(from: members.count - 1, to: 0, by: -1) { members.swapAt(k, r.next(k + 1)) }
+        }
         return "{" + ws + members.joined(separator: "," + ws) + ws + "}"
     }
 
@@ -186,6 +195,7 @@ struct FastScannerTests {
         #expect(N.device == N.word(#"device""#) && N.asid == N.word(#"asid""#) && N.addr == N.word(#"addr""#) && N.size == N.word(#"size""#))
         #expect(N.commaIova == N.word(#","iova":"#) && N.commaSize == N.word(#","size":"#) && N.commaAddr == N.word(#","addr":"#))
         #expect(N.commaAsid == N.word(#","asid":"#) && N.commaPerm == N.word(#","perm":"#))
+        #expect(UInt64(N.rw) == N.word(#""rw""#) && UInt64(N.ro) == N.word(#""ro""#) && UInt64(N.wo) == N.word(#""wo""#))
         // A name that only starts like a known one is not taken for it, wherever the bytes end.
         for text in [#""idx":1"#, #""iovas":1"#, #""device2":"x""#, #""jsonrpc2":1"#, #""i""#] {
             let bytes = Array(text.utf8)
@@ -215,6 +225,11 @@ struct FastLayoutTests {
             #"{"jsonrpc":"2.0","id":"vm-1","method":"unmap","params":{"device":"vdpa0","iova":0,"size":18446744073709551615}}"#,
             #"{"jsonrpc":"2.0","id":0,"method":"map","params":{"perm":"ro","addr":1,"size":2,"iova":3,"device":"d"}}"#,
             #"{"jsonrpc":"2.0","id":12345678901234567890,"method":"unmap","params":{"asid":1,"device":"x","size":1,"iova":2}}"#,
+            // PROTOCOL.md's member order: read without name lookups, asid optional.
+            #"{"jsonrpc":"2.0","id":8,"method":"map","params":{"device":"vdpa0","iova":4096,"size":4096,"addr":1,"perm":"wo"}}"#,
+            #"{"jsonrpc":"2.0","id":9,"method":"map","params":{"device":"a-long-device-name","asid":1,"iova":18446744073709551615,"size":1,"addr":0,"perm":"ro"}}"#,
+            #"{"jsonrpc":"2.0","id":10,"method":"unmap","params":{"device":"vdpa0","asid":0,"iova":4096,"size":4096}}"#,
+            #"{"jsonrpc":"2.0","id":12,"method":"unmap","params":{"device":"vdpa0","asid":0,"iova":4096,"size":4096,"perm":"rw"}}"#,
             // Not the layout (whitespace, order): the general reading takes them, with the same result.
             #"{ "jsonrpc":"2.0","id":7,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"wo"}}"#,
             #"{"id":7,"jsonrpc":"2.0","method":"unmap","params":{"device":"v","iova":1,"size":1}}"#,
@@ -234,7 +249,8 @@ struct FastLayoutTests {
         // A different method or a duplicate member is not plain under either reading.
         for text in [#"{"jsonrpc":"2.0","id":1,"method":"mapx","params":{"device":"v"}}"#,
                      #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"iova":2,"size":1,"addr":1,"perm":"rw"}}"#,
-                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"rw"},"id":2}"#] {
+                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"rw"},"id":2}"#,
+                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","asid":0,"iova":1,"size":1,"addr":1,"perm":"rw","asid":0}}"#] {
             #expect(Self.parse(text, canonicalFirst: true).0 == nil, "\(text)")
         }
     }
