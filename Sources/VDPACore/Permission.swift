@@ -3,14 +3,16 @@
 /// Access rights of a mapping, as `VHOST_ACCESS_*` / `VHOST_MAP_*` (same values).
 public struct Permission: OptionSet, Hashable, Sendable, CustomStringConvertible {
     public let rawValue: UInt8
-    public init(rawValue: UInt8) { self.rawValue = rawValue }
+    @inlinable public init(rawValue: UInt8) { self.rawValue = rawValue }
 
+    // Computed and inlinable rather than `static let`: a stored global costs other modules an
+    // addressor call (with its once-check) on every use, and the fast path names these per map.
     /// `VHOST_ACCESS_RO` (1): the device may read.
-    public static let read = Permission(rawValue: 1)
+    @inlinable public static var read: Permission { Permission(rawValue: 1) }
     /// `VHOST_ACCESS_WO` (2): the device may write.
-    public static let write = Permission(rawValue: 2)
+    @inlinable public static var write: Permission { Permission(rawValue: 2) }
     /// `VHOST_ACCESS_RW` (3).
-    public static let readWrite: Permission = [.read, .write]
+    @inlinable public static var readWrite: Permission { Permission(rawValue: 3) }
 
     /// Parses the wire names `ro`, `wo`, `rw`.
     public init?(name: String) {

@@ -121,7 +121,7 @@ struct FastScanner {
     }
 
     /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent, no leading zero).
-    @inline(__always)
+    @inline(always)
     mutating func unsigned() -> UInt64? {
         // The usual case without a loop (and inlined): up to 15 digits and the byte after them inside
         // the next 16 bytes, read as two words.  Whitespace first, longer numbers and the end of the
