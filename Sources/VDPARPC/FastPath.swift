@@ -78,6 +78,49 @@ extension VDPAService {
         output.append(literal: "]\n")
     }
 
+    /// Answers the plain map/unmap texts at the start of `text` one after another — each reply with
+    /// its newline — until a text is not plain, not whole, longer than `maxTextBytes`, or the replies
+    /// reach `budget` bytes.  Consecutive requests for one device run under one acquisition of its
+    /// lock, as a batch's do: a VMM pipelining maps sends runs of them, and the lock, the slot lookup
+    /// and the count cost more than the map itself.
+    /// - Returns: the bytes answered (from the start of `text` to the end of the last text answered)
+    ///   and how many texts that was.
+    func answerTexts(_ text: UnsafeBufferPointer<UInt8>, maxTextBytes: Int, budget: Int, caller: Caller,
+                     slots: inout SlotCache, into output: inout [UInt8]) -> (length: Int, texts: Int) {
+        var scanner = FastScanner(bytes: text, i: 0)
+        var answered = (length: 0, texts: 0)
+        var next = scanner.plainText(maxBytes: maxTextBytes)
+        while let first = next {
+            next = nil
+            let slot: DeviceSlot
+            do throws(RPCError) {
+                slot = try slots.slot(named: UnsafeBufferPointer(rebasing: text[first.device]), in: self)
+            } catch {
+                replyFailure(first, error, text: text, caller: caller, into: &output)
+                output.append(0x0A)
+                answered = (scanner.i, answered.texts + 1)
+                if output.count < budget { next = scanner.plainText(maxBytes: maxTextBytes) }
+                continue
+            }
+            slot.modify { d in
+                var r = first
+                while true {
+                    perform(r, on: &d, text: text, caller: caller, into: &output)
+                    output.append(0x0A)
+                    answered = (scanner.i, answered.texts + 1)
+                    guard output.count < budget, let following = scanner.plainText(maxBytes: maxTextBytes) else { return }
+                    guard scanner.equals(following.device, r.device) else {
+                        next = following
+                        return
+                    }
+                    r = following
+                }
+            }
+        }
+        requestCount.add(answered.texts, ordering: .relaxed)
+        return answered
+    }
+
     /// Runs requests that all name one device, in order, appending their replies separated by commas.
     /// (Not generic over the run's collection: unspecialized, that cost a copy through value witnesses
     /// and a retain per request.)
@@ -90,62 +133,70 @@ extension VDPAService {
         } catch {
             for (k, r) in run.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                reply(r, .failure(error), text: text, caller: caller, into: &out)
+                replyFailure(r, error, text: text, caller: caller, into: &out)
             }
             return
         }
         slot.modify { d in
             for (k, r) in run.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                let outcome: Result<Int?, VDPAError>
-                do throws(VDPAError) {
-                    try d.requireOwner(caller.connection)
-                    switch r.method {
-                    case .map:
-                        try d.map(asid: r.asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: r.perm!)
-                        outcome = .success(nil)
-                    case .unmap:
-                        outcome = .success(try d.unmap(asid: r.asid, iova: r.iova!, size: r.size!))
-                    }
-                } catch {
-                    outcome = .failure(error)
-                }
-                reply(r, outcome.mapError(RPCError.init), text: text, caller: caller, into: &out)
+                perform(r, on: &d, text: text, caller: caller, into: &out)
             }
         }
     }
 
-    /// The reply bytes, the same as the general path would encode.
-    private func reply(_ r: FastRequest, _ outcome: Result<Int?, RPCError>, text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                       into out: inout [UInt8]) {
-        switch outcome {
-        case .success(let removed):
-            // Assembled on the stack and appended once: four small appends cost more than the bytes.
-            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 96 + r.id.count) { buffer in
-                var n = 0
-                func put(_ bytes: UnsafeBufferPointer<UInt8>) {
-                    UnsafeMutableRawPointer(buffer.baseAddress! + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
-                    n += bytes.count
-                }
-                func put(_ literal: StaticString) { put(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)) }
-                put(#"{"jsonrpc":"2.0","id":"#)
-                put(UnsafeBufferPointer(rebasing: text[r.id]))
-                if let removed {
-                    put(#","result":{"removed":"#)
-                    n += JSON.writeDecimal(UInt64(removed), to: buffer.baseAddress! + n)
-                    put("}}")
-                } else {
-                    put(#","result":{}}"#)
-                }
-                out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<n]))
+    /// Runs one request on its device (locked by the caller) and appends its reply.
+    @inline(__always)
+    private func perform(_ r: FastRequest, on d: inout VDPADevice, text: UnsafeBufferPointer<UInt8>, caller: Caller,
+                     into out: inout [UInt8]) {
+        // No Result here: building one copied the (large) error type on every success too.
+        do throws(VDPAError) {
+            try d.requireOwner(caller.connection)
+            switch r.method {
+            case .map:
+                try d.map(asid: r.asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: r.perm!)
+                replySuccess(r, removed: nil, text: text, into: &out)
+            case .unmap:
+                replySuccess(r, removed: try d.unmap(asid: r.asid, iova: r.iova!, size: r.size!), text: text, into: &out)
             }
-        case .failure(let error):
-            // The id was scanned as an integer or a plain string, so it parses.
-            let id = (try? JSON.parse(UnsafeBufferPointer(rebasing: text[r.id]))) ?? .null
-            let device = String(decoding: UnsafeBufferPointer(rebasing: text[r.device]), as: UTF8.self)
-            log(error, method: r.method == .map ? "map" : "unmap", params: ["device": .string(device), "asid": .unsigned(r.asid)], caller: caller)
-            response(id: id, error: error).encode(into: &out)
+        } catch {
+            replyFailure(r, RPCError(error), text: text, caller: caller, into: &out)
         }
+    }
+
+    /// The success reply's bytes, the same as the general path would encode: `{}` for map,
+    /// `{"removed":n}` for unmap.
+    @inline(__always)
+    private func replySuccess(_ r: FastRequest, removed: Int?, text: UnsafeBufferPointer<UInt8>, into out: inout [UInt8]) {
+        // Assembled on the stack and appended once: four small appends cost more than the bytes.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 96 + r.id.count) { buffer in
+            var n = 0
+            func put(_ bytes: UnsafeBufferPointer<UInt8>) {
+                UnsafeMutableRawPointer(buffer.baseAddress! + n).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+                n += bytes.count
+            }
+            func put(_ literal: StaticString) { put(UnsafeBufferPointer(start: literal.utf8Start, count: literal.utf8CodeUnitCount)) }
+            put(#"{"jsonrpc":"2.0","id":"#)
+            put(UnsafeBufferPointer(rebasing: text[r.id]))
+            if let removed {
+                put(#","result":{"removed":"#)
+                n += JSON.writeDecimal(UInt64(removed), to: buffer.baseAddress! + n)
+                put("}}")
+            } else {
+                put(#","result":{}}"#)
+            }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: buffer[..<n]))
+        }
+    }
+
+    /// The error reply, encoded (and logged) as the general path does.
+    private func replyFailure(_ r: FastRequest, _ error: RPCError, text: UnsafeBufferPointer<UInt8>, caller: Caller,
+                              into out: inout [UInt8]) {
+        // The id was scanned as an integer or a plain string, so it parses.
+        let id = (try? JSON.parse(UnsafeBufferPointer(rebasing: text[r.id]))) ?? .null
+        let device = String(decoding: UnsafeBufferPointer(rebasing: text[r.device]), as: UTF8.self)
+        log(error, method: r.method == .map ? "map" : "unmap", params: ["device": .string(device), "asid": .unsigned(r.asid)], caller: caller)
+        response(id: id, error: error).encode(into: &out)
     }
 }
 

@@ -316,6 +316,19 @@ struct FastScanner {
         return take(text)
     }
 
+    /// The next text, after whitespace, if it is a whole plain map/unmap request of at most `maxBytes`
+    /// bytes; otherwise nil, with nothing consumed.
+    mutating func plainText(maxBytes: Int) -> FastRequest? {
+        let before = i
+        skipWhitespace()
+        let start = i
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{"), let r = request(), r.isComplete, i - start <= maxBytes else {
+            i = before
+            return nil
+        }
+        return r
+    }
+
     /// `{ ... }` of a plain map/unmap request, or nil.  A member given twice is not plain (which of
     /// the two counts is the general path's business).
     mutating func request() -> FastRequest? {

@@ -72,11 +72,11 @@ public struct RequestStream {
             if useFast && !framer.hasPartialText {
                 framer.skipWhitespace()
                 if framer.isEmpty { return .needInput }
-                switch answerFast(into: &output, slots: &slots) {
-                case .complete(let length):
+                switch answerFast(into: &output, budget: budget, slots: &slots) {
+                case .complete(let length, let texts):
                     framer.consume(length)
-                    fastTexts += 1
-                    textsAnswered += 1
+                    fastTexts += texts
+                    textsAnswered += texts
                     continue
                 case .needMore:
                     return .needInput
@@ -102,41 +102,46 @@ public struct RequestStream {
         }
     }
 
-    /// Offers the text at the boundary to the fast parser, and answers it if it is complete.
-    private mutating func answerFast(into output: inout [UInt8], slots: inout SlotCache) -> FastTextParser.Outcome {
+    private enum FastOutcome {
+        /// `texts` texts, `length` bytes, were answered.
+        case complete(length: Int, texts: Int)
+        case needMore
+        case notFast
+    }
+
+    /// Offers the texts at the boundary to the fast parser, and answers those that are complete.
+    private mutating func answerFast(into output: inout [UInt8], budget: Int, slots: inout SlotCache) -> FastOutcome {
         let maxBytes = framer.maxTextBytes
         let (service, caller) = (self.service, self.caller)  // locals: the closures below then capture no `self`
         if fast == nil {
-            // The usual text: one request, whole in the buffer, parsed and answered without keeping
-            // parser state.  One that is cut by the end of the read goes to the framer (rare, small).
-            let single = framer.withUnhandled { text -> FastTextParser.Outcome? in
+            // The usual texts: single requests, whole in the buffer, parsed and answered in a row without
+            // keeping parser state.  One cut by the end of the read goes to the framer (rare, small).
+            let singles = framer.withUnhandled { text -> FastOutcome? in
                 guard text[0] == UInt8(ascii: "{") else { return nil }
-                var scanner = FastScanner(bytes: text, i: 0)
-                guard let request = scanner.request(), request.isComplete, scanner.i <= maxBytes else { return .notFast }
-                service.answer(request, in: UnsafeBufferPointer(rebasing: text[..<scanner.i]), caller: caller, slots: &slots,
-                               into: &output)
-                return .complete(length: scanner.i)
+                let (length, texts) = service.answerTexts(text, maxTextBytes: maxBytes, budget: budget, caller: caller,
+                                                          slots: &slots, into: &output)
+                return texts > 0 ? .complete(length: length, texts: texts) : .notFast
             }
-            if let single { return single }
+            if let singles { return singles }
         }
         let maxBatch = service.limits.maxBatch
         var parser = fast ?? FastTextParser()
         fast = nil
-        let outcome = framer.withUnhandled { text -> FastTextParser.Outcome in
+        let outcome = framer.withUnhandled { text -> FastOutcome in
             if !parser.isStarted {
                 guard text[0] == UInt8(ascii: "[") else { return .notFast }
             }
             switch parser.parse(text, maxBatch: maxBatch) {
             case .complete(let length) where length <= maxBytes:
                 service.answer(parser, in: UnsafeBufferPointer(rebasing: text[..<length]), caller: caller, slots: &slots, into: &output)
-                return .complete(length: length)
+                return .complete(length: length, texts: 1)
             case .needMore where text.count <= maxBytes:
                 return .needMore
             default:
                 return .notFast  // the framer reports a text over the limit
             }
         }
-        if outcome == .needMore { fast = parser }
+        if case .needMore = outcome { fast = parser }
         return outcome
     }
 }
