@@ -21,15 +21,22 @@ struct SlotCache {
     private var generation: UInt64 = 0
 
     mutating func slot(named bytes: UnsafeBufferPointer<UInt8>, in service: VDPAService) throws(RPCError) -> DeviceSlot {
+        if let slot = cachedSlot(named: bytes, in: service) { return slot }
         // Read the generation before the table: a change after this read only makes the entry stale.
         let now = service.deviceTableGeneration.load(ordering: .acquiring)
-        if let slot, now == generation, name.count == bytes.count,
-           bytes.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) {
-            return slot
-        }
         let found = try service.slot(String(decoding: bytes, as: UTF8.self))
         (name, slot, generation) = (Array(bytes), found, now)
         return found
+    }
+
+    /// The cached slot, if `bytes` names it and the device table has not changed since.
+    @inline(__always)
+    func cachedSlot(named bytes: UnsafeBufferPointer<UInt8>, in service: VDPAService) -> DeviceSlot? {
+        guard let slot, service.deviceTableGeneration.load(ordering: .acquiring) == generation, name.count == bytes.count,
+              bytes.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) else {
+            return nil
+        }
+        return slot
     }
 }
 
@@ -89,36 +96,47 @@ extension VDPAService {
                      slots: inout SlotCache, into output: inout [UInt8]) -> (length: Int, texts: Int) {
         var scanner = FastScanner(bytes: text, i: 0)
         var answered = (length: 0, texts: 0)
-        var next = scanner.plainText(maxBytes: maxTextBytes)
-        while let first = next {
-            next = nil
-            let slot: DeviceSlot
-            do throws(RPCError) {
-                slot = try slots.slot(named: UnsafeBufferPointer(rebasing: text[first.device]), in: self)
-            } catch {
-                replyFailure(first, error, text: text, caller: caller, into: &output)
-                output.append(0x0A)
+        // One request at a time, parsed in place into `r`: the one to answer next.
+        var r = FastRequest(method: .map)
+        var haveNext = scanner.plainText(maxBytes: maxTextBytes, into: &r)
+        while haveNext {
+            guard let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: self)
+                ?? lookUpSlot(for: r, text: text, caller: caller, slots: &slots, into: &output) else {
+                output.append(0x0A)  // after the error reply
                 answered = (scanner.i, answered.texts + 1)
-                if output.count < budget { next = scanner.plainText(maxBytes: maxTextBytes) }
+                haveNext = output.count < budget && scanner.plainText(maxBytes: maxTextBytes, into: &r)
                 continue
             }
+            haveNext = false
             slot.modify { d in
-                var r = first
                 while true {
                     perform(r, on: &d, text: text, caller: caller, into: &output)
                     output.append(0x0A)
                     answered = (scanner.i, answered.texts + 1)
-                    guard output.count < budget, let following = scanner.plainText(maxBytes: maxTextBytes) else { return }
-                    guard scanner.equals(following.device, r.device) else {
-                        next = following
+                    let device = r.device
+                    guard output.count < budget, scanner.plainText(maxBytes: maxTextBytes, into: &r) else { return }
+                    guard scanner.equals(r.device, device) else {
+                        haveNext = true  // for another device: the next round looks it up
                         return
                     }
-                    r = following
                 }
             }
         }
         requestCount.add(answered.texts, ordering: .relaxed)
         return answered
+    }
+
+    /// The slot of `r`'s device after a miss in the cache, or nil with the error reply appended.  Kept
+    /// out of line: the throwing lookup's error buffer is large, and the hot loop should not carry it.
+    @inline(never)
+    private func lookUpSlot(for r: FastRequest, text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+                            into output: inout [UInt8]) -> DeviceSlot? {
+        do throws(RPCError) {
+            return try slots.slot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: self)
+        } catch {
+            replyFailure(r, error, text: text, caller: caller, into: &output)
+            return nil
+        }
     }
 
     /// Runs requests that all name one device, in order, appending their replies separated by commas.

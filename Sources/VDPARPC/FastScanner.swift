@@ -318,86 +318,91 @@ struct FastScanner {
 
     /// The next text, after whitespace, if it is a whole plain map/unmap request of at most `maxBytes`
     /// bytes; otherwise nil, with nothing consumed.
-    mutating func plainText(maxBytes: Int) -> FastRequest? {
+    mutating func plainText(maxBytes: Int, into r: inout FastRequest) -> Bool {
         let before = i
         skipWhitespace()
         let start = i
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "{"), let r = request(), r.isComplete, i - start <= maxBytes else {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{"), request(into: &r), r.isComplete, i - start <= maxBytes else {
             i = before
-            return nil
+            return false
         }
-        return r
+        return true
     }
 
     /// `{ ... }` of a plain map/unmap request, or nil.  A member given twice is not plain (which of
     /// the two counts is the general path's business).
     mutating func request() -> FastRequest? {
+        var r = FastRequest(method: .map)
+        return request(into: &r) ? r : nil
+    }
+
+    /// `request()` written into `r` (whatever it held), so that a request is not copied out through
+    /// each level of the scanner: on the hot path those copies cost as much as the reading.  On false,
+    /// `r` holds no meaning.
+    mutating func request(into r: inout FastRequest) -> Bool {
         let start = i
-        if let request = canonicalRequest() { return request }
+        r = FastRequest(method: .map)
+        if canonicalRequest(into: &r) { return true }
         i = start
-        return anyOrderRequest()
+        r = FastRequest(method: .map)
+        return anyOrderRequest(into: &r)
     }
 
     /// The layout vdpad-cli, the anchors and most JSON-RPC libraries write, compact and in the order
     /// jsonrpc, id, method, params: matched as three literals around the id, with no name lookups.
     /// Anything else (whitespace, another order, the end of the bytes) returns nil and `request()`
     /// starts over member by member.
-    private mutating func canonicalRequest() -> FastRequest? {
-        guard take(#"{"jsonrpc":"2.0","id":"#) else { return nil }
+    private mutating func canonicalRequest(into r: inout FastRequest) -> Bool {
+        guard take(#"{"jsonrpc":"2.0","id":"#) else { return false }
         let idStart = i
         if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
-            guard plainString() != nil else { return nil }
+            guard plainString() != nil else { return false }
         } else {
-            guard unsigned() != nil else { return nil }
+            guard unsigned() != nil else { return false }
         }
-        let id = idStart..<i
-        guard take(#","method":""#) else { return nil }
-        let method: FastRequest.Method
-        if take(#"map","params":{"#) { method = .map } else if take(#"unmap","params":{"#) { method = .unmap } else { return nil }
+        r.id = idStart..<i
+        guard take(#","method":""#) else { return false }
+        if take(#"map","params":{"#) { r.method = .map } else if take(#"unmap","params":{"#) { r.method = .unmap } else { return false }
         let paramsStart = i
-        var request: FastRequest
-        if let compact = compactParams(method) {
-            request = compact
-        } else {
+        if !compactParams(into: &r) {
             i = paramsStart
-            guard let members = paramsMembers() else { return nil }
-            request = members
+            let (method, id) = (r.method, r.id)
+            r = FastRequest(method: method, id: id)
+            guard paramsMembers(into: &r) else { return false }
         }
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return false }
         i += 1
-        request.method = method
-        request.id = id
-        return request
+        return true
     }
 
     /// The members of `params` in PROTOCOL.md's order, compact — `"device":"…"`, `"asid":N` (may be
     /// left out), `"iova":N`, `"size":N`, and for map `"addr":N`, `"perm":"rw"` — through the `}`: the
     /// layout of the anchors' client and of vdpad-cli, read with no name lookups.  Anything else
     /// returns nil, and the caller reads the members one by one from the start.
-    private mutating func compactParams(_ method: FastRequest.Method) -> FastRequest? {
-        guard take(#""device":"#), let device = plainString() else { return nil }
-        var r = FastRequest(method: method, device: device)
+    private mutating func compactParams(into r: inout FastRequest) -> Bool {
+        guard take(#""device":"#), let device = plainString() else { return false }
+        r.device = device
         if word(Names.commaAsid) {
-            guard let asid = unsigned() else { return nil }
+            guard let asid = unsigned() else { return false }
             r.asid = asid
         }
-        guard word(Names.commaIova), let iova = unsigned(), word(Names.commaSize), let size = unsigned() else { return nil }
+        guard word(Names.commaIova), let iova = unsigned(), word(Names.commaSize), let size = unsigned() else { return false }
         r.iova = iova
         r.size = size
-        if method == .map {
-            guard word(Names.commaAddr), let addr = unsigned(), word(Names.commaPerm), bytes.count - i >= 4 else { return nil }
+        if r.method == .map {
+            guard word(Names.commaAddr), let addr = unsigned(), word(Names.commaPerm), bytes.count - i >= 4 else { return false }
             switch UnsafeRawPointer(bytes.baseAddress! + i).loadUnaligned(as: UInt32.self) {
             case Names.rw: r.perm = .readWrite
             case Names.ro: r.perm = .read
             case Names.wo: r.perm = .write
-            default: return nil
+            default: return false
             }
             i += 4
             r.addr = addr
         }
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return nil }
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "}") else { return false }
         i += 1
-        return r
+        return true
     }
 
     /// Eight bytes that are `w` (a little-endian word), taken; nothing taken otherwise.
@@ -409,69 +414,62 @@ struct FastScanner {
     }
 
     mutating func anyOrderRequest() -> FastRequest? {
-        guard expect(UInt8(ascii: "{")) else { return nil }
+        var r = FastRequest(method: .map)
+        return anyOrderRequest(into: &r) ? r : nil
+    }
+
+    /// Member by member, in any order; `r` starts fresh.
+    mutating func anyOrderRequest(into r: inout FastRequest) -> Bool {
+        guard expect(UInt8(ascii: "{")) else { return false }
         var seen: UInt16 = 0
-        var method = FastRequest.Method.map
-        var id = 0..<0
-        var params: FastRequest?
         repeat {
-            guard let key = key(), seen & key.rawValue == 0 else { return nil }
+            guard let key = key(), seen & key.rawValue == 0 else { return false }
             seen |= key.rawValue
             switch key {
             case .jsonrpc:
-                guard literal(#""2.0""#) else { return nil }
+                guard literal(#""2.0""#) else { return false }
             case .method:
-                if literal(#""map""#) { method = .map } else if take(#""unmap""#) { method = .unmap } else { return nil }
+                if literal(#""map""#) { r.method = .map } else if take(#""unmap""#) { r.method = .unmap } else { return false }
             case .id:
                 skipWhitespace()
                 let start = i
                 if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
-                    guard plainString() != nil else { return nil }
+                    guard plainString() != nil else { return false }
                 } else {
-                    guard unsigned() != nil else { return nil }
+                    guard unsigned() != nil else { return false }
                 }
-                id = start..<i
+                r.id = start..<i
             case .params:
-                guard let p = paramsObject() else { return nil }
-                params = p
+                guard expect(UInt8(ascii: "{")), paramsMembers(into: &r) else { return false }
             default:
-                return nil
+                return false
             }
             skipWhitespace()
         } while expect(UInt8(ascii: ","))
         let required = Key.jsonrpc.rawValue | Key.method.rawValue | Key.id.rawValue | Key.params.rawValue
-        guard expect(UInt8(ascii: "}")), seen == required, var request = params else { return nil }
-        request.method = method
-        request.id = id
-        return request
+        return expect(UInt8(ascii: "}")) && seen == required
     }
 
-    mutating func paramsObject() -> FastRequest? {
-        guard expect(UInt8(ascii: "{")) else { return nil }
-        return paramsMembers()
-    }
-
-    /// The members of `params` after its `{`, through its `}`.
-    mutating func paramsMembers() -> FastRequest? {
-        var r = FastRequest(method: .map)
+    /// The members of `params` after its `{`, through its `}`, into `r` (which holds none yet).
+    mutating func paramsMembers(into r: inout FastRequest) -> Bool {
         var seen: UInt16 = 0
         var next = key()
         while true {
-            guard let key = next, seen & key.rawValue == 0 else { return nil }
+            guard let key = next, seen & key.rawValue == 0 else { return false }
             seen |= key.rawValue
             switch key {
             case .device:
-                guard let d = plainString() else { return nil }
+                guard let d = plainString() else { return false }
                 r.device = d
             case .perm:
                 if literal(#""rw""#) { r.perm = .readWrite } else if take(#""ro""#) { r.perm = .read } else if take(#""wo""#) {
                     r.perm = .write
-                } else { return nil }
-            case .iova: guard let v = unsigned() else { return nil }; r.iova = v
-            case .size: guard let v = unsigned() else { return nil }; r.size = v
-            case .addr: guard let v = unsigned() else { return nil }; r.addr = v
-            case .asid: guard let v = unsigned() else { return nil }; r.asid = v
-            default: return nil
+                } else { return false }
+            case .iova: guard let v = unsigned() else { return false }; r.iova = v
+            case .size: guard let v = unsigned() else { return false }; r.size = v
+            case .addr: guard let v = unsigned() else { return false }; r.addr = v
+            case .asid: guard let v = unsigned() else { return false }; r.asid = v
+            default: return false
             }
             if let key = commaNumberKey() {
                 next = key
@@ -481,8 +479,7 @@ struct FastScanner {
                 break
             }
         }
-        guard expect(UInt8(ascii: "}")), seen & Key.device.rawValue != 0 else { return nil }
-        return r
+        return expect(UInt8(ascii: "}")) && seen & Key.device.rawValue != 0
     }
 
     /// `,"iova":`, `,"size":`, `,"addr":`, `,"asid":` or `,"perm":` written compactly: eight bytes, one

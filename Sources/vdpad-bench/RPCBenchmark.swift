@@ -93,29 +93,37 @@ enum RPCBenchmark {
         let c = try VDPAClient(path: path, timeout: 30)
         try c.call("open", ["device": .string(device)])
         let mix = MapUnmapMix(device: device)
-        let templates = mix.requests.count
+        let requestTexts = FlatTexts(mix.requests), prefixes = FlatTexts(mix.replyPrefixes)
+        let out = UnsafeMutableRawBufferPointer.allocate(byteCount: depth * requestTexts.maxLength, alignment: 8)
+        defer {
+            requestTexts.deallocate()
+            prefixes.deallocate()
+            out.deallocate()
+        }
+        let templates = requestTexts.count
         var wire = WireConnection(fd: c.fd)
         let total = warmup + requests
         var sentAt = [UInt64](repeating: 0, count: total)
         var latencies: [Double] = []
         latencies.reserveCapacity(requests)
-        var out: [UInt8] = []
-        out.reserveCapacity(depth * 256)
         var sent = 0, done = 0
         let start = nowNanos()
         while done < total {
-            out.removeAll(keepingCapacity: true)
+            var length = 0
             let t = nowNanos()
             while sent < total && sent - done < depth {
-                out += mix.requests[(sent + salt) % templates]
+                let text = requestTexts[(sent + salt) % templates]
+                (out.baseAddress! + length).copyMemory(from: text.baseAddress!, byteCount: text.count)
+                length += text.count
                 sentAt[sent] = t
                 sent += 1
             }
-            if !out.isEmpty { try out.withUnsafeBytes { try wire.write($0) } }
+            if length > 0 { try wire.write(UnsafeRawBufferPointer(rebasing: out[..<length])) }
             let first = done
             _ = try wire.readLines { line in
                 // Replies come in request order: the k-th line must carry the k-th id and a result.
-                guard line.starts(with: mix.replyPrefixes[(done + salt) % templates]) else {
+                let prefix = prefixes[(done + salt) % templates]
+                guard line.count >= prefix.count, memcmp(line.baseAddress!, prefix.baseAddress!, prefix.count) == 0 else {
                     throw ClientError("bad reply to request \(done): \(String(decoding: line, as: UTF8.self))")
                 }
                 done += 1

@@ -50,6 +50,41 @@ enum BenchRequest {
     static func batch(_ texts: [String]) -> [UInt8] { Array(("[" + texts.joined(separator: ",") + "]\n").utf8) }
 }
 
+/// Texts back to back in one allocation, for a hot loop that must not retain an array per text (the
+/// anchors' client copies its templates with memcpy; the ratio should measure vdpad, not the client).
+struct FlatTexts {
+    private let bytes: UnsafeMutablePointer<UInt8>
+    private let starts: UnsafeMutablePointer<Int>
+    let count: Int
+    /// The longest text's length.
+    let maxLength: Int
+
+    init(_ texts: [[UInt8]]) {
+        count = texts.count
+        maxLength = texts.map(\.count).max() ?? 0
+        starts = .allocate(capacity: texts.count + 1)
+        bytes = .allocate(capacity: max(1, texts.reduce(0) { $0 + $1.count }))
+        var offset = 0
+        for (k, text) in texts.enumerated() {
+            starts[k] = offset
+            text.withUnsafeBufferPointer { (bytes + offset).update(from: $0.baseAddress!, count: $0.count) }
+            offset += text.count
+        }
+        starts[texts.count] = offset
+    }
+
+    /// Frees the storage; the value must not be used afterwards.
+    func deallocate() {
+        bytes.deallocate()
+        starts.deallocate()
+    }
+
+    @inline(__always)
+    subscript(k: Int) -> UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: bytes + starts[k], count: starts[k + 1] - starts[k])
+    }
+}
+
 /// Raw reads and writes on a connected socket (the VDPAClient that opened it keeps it alive).
 struct WireConnection {
     let fd: Int32
@@ -80,13 +115,12 @@ struct WireConnection {
         var start = 0
         try buffer.withUnsafeBufferPointer { p in
             var i = pending
-            while i < end {
-                if p[i] == 10 {
-                    try line(UnsafeBufferPointer(rebasing: p[start..<i]))
-                    count += 1
-                    start = i + 1
-                }
+            while i < end, let nl = memchr(p.baseAddress! + i, 10, end - i) {  // as the anchors' client finds lines
+                i = UnsafePointer<UInt8>(nl.assumingMemoryBound(to: UInt8.self)) - p.baseAddress!
+                try line(UnsafeBufferPointer(rebasing: p[start..<i]))
+                count += 1
                 i += 1
+                start = i
             }
         }
         pending = end - start
@@ -98,10 +132,6 @@ struct WireConnection {
 }
 
 extension UnsafeBufferPointer<UInt8> {
-    func starts(with prefix: [UInt8]) -> Bool {
-        count >= prefix.count && prefix.withUnsafeBytes { memcmp(baseAddress!, $0.baseAddress!, prefix.count) == 0 }
-    }
-
     /// How many times `needle` occurs (non-overlapping).
     func occurrences(of needle: StaticString) -> Int {
         let m = needle.utf8CodeUnitCount
