@@ -548,7 +548,8 @@ struct FastTextParser {
         while true {
             if expectingElement {
                 var element = s
-                guard let request = element.request() else { return element.i >= text.count ? .needMore : .notFast }
+                var request = FastRequest(method: .map)
+                guard element.request(into: &request) else { return element.i >= text.count ? .needMore : .notFast }
                 guard request.isComplete, batch.count < maxBatch else { return .notFast }
                 batch.append(request)
                 s = element
