@@ -146,7 +146,7 @@ extension VDPADevice {
     /// A platform IOMMU needs nothing: it already is the session table.
     mutating func commit(asid: Int) {
         guard mgmtdev.mapOperation == .setMap else { return }
-        if case .committed = mappingStates[asid] {} else { mappingStates[asid] = .committed }  // (no write, no release, per map)
+        if !mappingStates[asid].isCommitted { mappingStates[asid] = .committed }  // most maps: no write, no release
         stats.deviceCommits += 1
         stats.entriesCopied += sessionTables[asid]?.count ?? 0
     }
@@ -189,6 +189,10 @@ enum MappingState: Sendable {
     case committed
     case snapshot(IntervalTree)
     case platform
+
+    var isCommitted: Bool {
+        if case .committed = self { true } else { false }
+    }
 
     init(_ mapping: DeviceMapping) {
         switch mapping {

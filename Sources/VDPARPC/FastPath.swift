@@ -166,7 +166,7 @@ extension VDPAService {
     /// Runs one request on its device (locked by the caller) and appends its reply.
     @inline(__always)
     private func perform(_ r: FastRequest, on d: inout VDPADevice, text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                     into out: inout [UInt8]) {
+                         into out: inout [UInt8]) {
         // No Result here: building one copied the (large) error type on every success too.
         do throws(VDPAError) {
             try d.requireOwner(caller.connection)

@@ -316,8 +316,8 @@ struct FastScanner {
         return take(text)
     }
 
-    /// The next text, after whitespace, if it is a whole plain map/unmap request of at most `maxBytes`
-    /// bytes; otherwise nil, with nothing consumed.
+    /// Reads the next text, after whitespace, into `r` if it is a whole plain map/unmap request of at
+    /// most `maxBytes` bytes; otherwise returns false, with nothing consumed.
     mutating func plainText(maxBytes: Int, into r: inout FastRequest) -> Bool {
         let before = i
         skipWhitespace()
@@ -378,7 +378,7 @@ struct FastScanner {
     /// The members of `params` in PROTOCOL.md's order, compact — `"device":"…"`, `"asid":N` (may be
     /// left out), `"iova":N`, `"size":N`, and for map `"addr":N`, `"perm":"rw"` — through the `}`: the
     /// layout of the anchors' client and of vdpad-cli, read with no name lookups.  Anything else
-    /// returns nil, and the caller reads the members one by one from the start.
+    /// returns false, and the caller reads the members one by one from the start.
     private mutating func compactParams(into r: inout FastRequest) -> Bool {
         guard take(#""device":"#), let device = plainString() else { return false }
         r.device = device

@@ -105,7 +105,9 @@ public struct RequestStream {
     private enum FastOutcome {
         /// `texts` texts, `length` bytes, were answered.
         case complete(length: Int, texts: Int)
+        /// A plain batch continues past the bytes received.
         case needMore
+        /// The framer and the general path take the text.
         case notFast
     }
 
