@@ -92,6 +92,65 @@ struct RequestStreamTests {
         }
     }
 
+    /// Plain single requests in PROTOCOL.md's layout: maps and unmaps on vdpa0, some on vdpa1 (not
+    /// opened: EPERM) and on a device that does not exist, so runs switch devices and fail midway.
+    static func singles(_ count: Int) -> [String] {
+        (0..<count).map { k in
+            let device = k % 7 == 3 ? "vdpa1" : k % 11 == 5 ? "nope" : "vdpa0"
+            return k % 2 == 0
+                ? #"{"jsonrpc":"2.0","id":\#(k),"method":"map","params":{"device":"\#(device)","asid":0,"iova":\#(k * 4096),"size":4096,"addr":1,"perm":"rw"}}"#
+                : #"{"jsonrpc":"2.0","id":\#(k),"method":"unmap","params":{"device":"\#(device)","asid":0,"iova":\#((k - 1) * 4096),"size":4096}}"#
+        }
+    }
+
+    @Test("a run of single requests in one read stops at the reply budget between texts and resumes where it stopped")
+    func runStopsAtBudget() {
+        let input = Array((Self.singles(60).joined(separator: "\n") + "\n").utf8)
+        let fast = FastPathTests.service(fast: true), slow = FastPathTests.service(fast: false)
+        var stream = RequestStream(service: fast, caller: admin, maxTextBytes: 1 << 20)
+        stream.append(input)
+        var answered: [UInt8] = []
+        var calls = 0
+        while true {
+            var output: [UInt8] = []
+            let progress = stream.answer(into: &output, budget: 300)
+            calls += 1
+            // The budget is checked between texts: one reply (under 200 bytes here) may pass it.
+            #expect(output.count < 300 + 200, "a call stops soon after the budget")
+            answered += output
+            if progress == .needInput { break }
+            #expect(progress == .budgetReached)
+            #expect(calls < 100)
+            if calls >= 100 { return }
+        }
+        #expect(calls > 5, "the budget split the read's answers (\(calls) calls)")
+        #expect(stream.fastTexts == 60, "the fast path answered every text")
+        var general = RequestStream(service: slow, caller: admin, maxTextBytes: 1 << 20)
+        general.append(input)
+        var expected: [UInt8] = []
+        #expect(general.answer(into: &expected) == nil)
+        #expect(answered == expected, "the same replies, in order, as the general path's")
+    }
+
+    @Test("a single request over max_request_bytes inside a run is refused (-32600, close) after the ones before it are answered")
+    func runStopsAtOverLimitText() {
+        var texts = Self.singles(6)
+        // Plain, but longer than the limit: its id is a 300-byte string.
+        let longID = String(repeating: "x", count: 300)
+        texts.insert(#"{"jsonrpc":"2.0","id":"\#(longID)","method":"map","params":{"device":"vdpa0","asid":0,"iova":0,"size":4096,"addr":1,"perm":"rw"}}"#,
+                     at: 3)
+        let input = Array((texts.joined(separator: "\n") + "\n").utf8)
+        var rng = Rng(state: 9)
+        let fast = FastPathTests.service(fast: true), slow = FastPathTests.service(fast: false)
+        let (a, endA) = Self.feed(input, to: fast, maxTextBytes: 256, rng: &rng)
+        var other = Rng(state: 10)
+        let (b, endB) = Self.feed(input, to: slow, maxTextBytes: 256, rng: &other)
+        #expect(endA == .tooLarge && endB == .tooLarge)
+        #expect(a == b)
+        let lines = a.split(separator: 10).map { String(decoding: $0, as: UTF8.self) }
+        #expect(lines.count == 4 && lines[3].contains("-32600"), "\(lines)")
+    }
+
     @Test("a batch whose last element is not plain goes to the general path whole; garbage after it closes")
     func batchFallsBackLate() {
         let batch = "[" + (0..<100).map { k in
