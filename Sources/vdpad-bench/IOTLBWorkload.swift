@@ -144,7 +144,7 @@ enum IOTLBBenchmark {
                                _ b: UnsafeMutablePointer<Int>) -> Bool {
         var buffer = [CChar](repeating: 0, count: 128)
         guard fgets(&buffer, 128, f) != nil else { return false }
-        let fields = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.split(separator: " ")
+        let fields = String(cBuffer: buffer).split(separator: " ")
         guard fields.count >= 2, let x = Int(fields[0]), let y = Int(fields[1]) else { return false }
         a.pointee = x
         b.pointee = y

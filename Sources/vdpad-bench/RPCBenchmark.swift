@@ -70,7 +70,7 @@ struct Spawned {
         defer { fclose(f) }
         var buffer = [CChar](repeating: 0, count: 128)
         guard fgets(&buffer, 128, f) != nil else { return 0 }
-        let fields = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }.split(separator: " ")
+        let fields = String(cBuffer: buffer).split(separator: " ")
         return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * sysconf(Int32(_SC_PAGESIZE))
     }
 }
@@ -276,7 +276,7 @@ enum RPCBenchmark {
             guard let p = popen("\(pinPrefix)'\(dir)/uds_client' '\(socketPath)' \(mode) \(requests) \(arg)", "r") else { continue }
             var buffer = [CChar](repeating: 0, count: 4096)
             var line = ""
-            while fgets(&buffer, 4096, p) != nil { line += buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+            while fgets(&buffer, 4096, p) != nil { line += String(cBuffer: buffer) }
             pclose(p)
             var fields: [String: String] = [:]
             for kv in line.split(whereSeparator: { $0 == " " || $0 == "\n" }) {

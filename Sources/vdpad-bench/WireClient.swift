@@ -131,6 +131,11 @@ struct WireConnection {
     }
 }
 
+extension String {
+    /// The text that `fgets` left in `buffer`, up to its NUL.
+    init(cBuffer buffer: [CChar]) { self = buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) } }
+}
+
 extension UnsafeBufferPointer<UInt8> {
     /// How many times `needle` occurs (non-overlapping).
     func occurrences(of needle: StaticString) -> Int {
