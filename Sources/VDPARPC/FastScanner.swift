@@ -120,6 +120,20 @@ struct FastScanner {
         return (flagged & highs).trailingZeroBitCount / 8
     }
 
+    /// An id the fast path answers: an unsigned integer or a plain string; its bytes as sent (quotes
+    /// included), to be copied into the reply.
+    @inline(__always)
+    mutating func idValue() -> Range<Int>? {
+        skipWhitespace()
+        let start = i
+        if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
+            guard plainString() != nil else { return nil }
+        } else {
+            guard unsigned() != nil else { return nil }
+        }
+        return start..<i
+    }
+
     /// An unsigned integer that fits in 64 bits (no sign, fraction or exponent, no leading zero).
     @inline(always)
     mutating func unsigned() -> UInt64? {
@@ -350,17 +364,11 @@ struct FastScanner {
 
     /// The layout vdpad-cli, the anchors and most JSON-RPC libraries write, compact and in the order
     /// jsonrpc, id, method, params: matched as three literals around the id, with no name lookups.
-    /// Anything else (whitespace, another order, the end of the bytes) returns nil and `request()`
+    /// Anything else (whitespace, another order, the end of the bytes) returns false and `request()`
     /// starts over member by member.
     private mutating func canonicalRequest(into r: inout FastRequest) -> Bool {
-        guard take(#"{"jsonrpc":"2.0","id":"#) else { return false }
-        let idStart = i
-        if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
-            guard plainString() != nil else { return false }
-        } else {
-            guard unsigned() != nil else { return false }
-        }
-        r.id = idStart..<i
+        guard take(#"{"jsonrpc":"2.0","id":"#), let id = idValue() else { return false }
+        r.id = id
         guard take(#","method":""#) else { return false }
         if take(#"map","params":{"#) { r.method = .map } else if take(#"unmap","params":{"#) { r.method = .unmap } else { return false }
         let paramsStart = i
@@ -431,14 +439,8 @@ struct FastScanner {
             case .method:
                 if literal(#""map""#) { r.method = .map } else if take(#""unmap""#) { r.method = .unmap } else { return false }
             case .id:
-                skipWhitespace()
-                let start = i
-                if i < bytes.count, bytes[i] == UInt8(ascii: "\"") {
-                    guard plainString() != nil else { return false }
-                } else {
-                    guard unsigned() != nil else { return false }
-                }
-                r.id = start..<i
+                guard let id = idValue() else { return false }
+                r.id = id
             case .params:
                 guard expect(UInt8(ascii: "{")), paramsMembers(into: &r) else { return false }
             default:
