@@ -104,12 +104,17 @@ public struct VDPADevice: Sendable {
     // MARK: Checks shared by the operations
 
     /// EPERM unless `connection` owns the device (R5, R22; PROTOCOL.md §4).
-    @inlinable  // on every map: a call to a typed-throws function copies its error buffer even on success
+    // On every map: inlined (a call to a typed-throws function copies its error buffer even on
+    // success), with the messages built out of line so that the inlined part stays a compare.
+    @inlinable @inline(__always)
     public func requireOwner(_ connection: UInt64) throws(VDPAError) {
-        guard let owner else { throw VDPAError(.EPERM, "\(name) is not open; call open first") }
-        guard owner.connection == connection else {
-            throw VDPAError(.EPERM, "\(name) is owned by another connection (pid \(owner.pid), uid \(owner.uid))")
-        }
+        if owner?.connection != connection { throw ownershipError() }
+    }
+
+    @usableFromInline
+    func ownershipError() -> VDPAError {
+        guard let owner else { return VDPAError(.EPERM, "\(name) is not open; call open first") }
+        return VDPAError(.EPERM, "\(name) is owned by another connection (pid \(owner.pid), uid \(owner.uid))")
     }
 
     /// ENOBUFS for a virtqueue index out of range (R22).
