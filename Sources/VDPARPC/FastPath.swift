@@ -89,7 +89,8 @@ extension VDPAService {
     /// its newline — until a text is not plain, not whole, longer than `maxTextBytes`, or the replies
     /// reach `budget` bytes.  Consecutive requests for one device run under one acquisition of its
     /// lock, as a batch's do: a VMM pipelining maps sends runs of them, and the lock, the slot lookup
-    /// and the count cost more than the map itself.
+    /// and the count cost more than the map itself.  A run never outlasts the bytes of one read (or
+    /// the budget), so others waiting for the device wait no longer than behind a batch.
     /// - Returns: the bytes answered (from the start of `text` to the end of the last text answered)
     ///   and how many texts that was.
     func answerTexts(_ text: UnsafeBufferPointer<UInt8>, maxTextBytes: Int, budget: Int, caller: Caller,
