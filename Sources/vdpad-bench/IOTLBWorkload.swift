@@ -7,17 +7,8 @@ import Glibc
 #endif
 import VDPACore
 
-struct SplitMix64 {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// The anchors' helpers on their generator (workload.h: wl_bounded, the shuffle).
+extension SplitMix64 {
     /// High 64 bits of next() × n: in [0, n), no rejection (as wl_bounded).
     mutating func bounded(_ n: UInt64) -> UInt64 { next().multipliedFullWidth(by: n).high }
 

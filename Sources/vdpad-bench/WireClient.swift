@@ -7,6 +7,7 @@
 import Glibc
 #endif
 import VDPAClient
+import VDPACore
 
 /// The anchors' request mix (uds_client.c: the same generator, seed and
 /// sizes), as alternating `map` and `unmap` of one range on `device`, so every

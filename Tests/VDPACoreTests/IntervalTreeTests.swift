@@ -2,18 +2,6 @@
 import Testing
 @testable import VDPACore
 
-/// A deterministic generator for reproducible property tests.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 /// The obviously-correct model: a sorted array.
 struct NaiveIOTLB {
     var entries: [IOTLBEntry] = []
@@ -43,7 +31,7 @@ struct IntervalTreeTests {
     @Test("random operation sequences agree with a naive model (10,000 seeds)")
     func propertyAgainstModel() {
         for seed in 0..<10_000 as Range<UInt64> {
-            var rng = SeededRandom(state: seed)
+            var rng = SplitMix64(state: seed)
             var tree = IntervalTree()
             var model = NaiveIOTLB()
             // Small spaces make collisions likely; some seeds use the top of the 64-bit space.
@@ -77,7 +65,7 @@ struct IntervalTreeTests {
 
     @Test("large trees split and merge nodes and stay consistent")
     func largeTreeGrowsAndShrinks() {
-        var rng = SeededRandom(state: 42)
+        var rng = SplitMix64(state: 42)
         var tree = IntervalTree()
         var starts = (0..<20_000 as Range<UInt64>).map { $0 * 16 }
         starts.shuffle(using: &rng)

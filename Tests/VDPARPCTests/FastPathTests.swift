@@ -2,21 +2,18 @@
 // what the general JSON-tree path answers, for valid and invalid input alike.
 import Logging
 import Testing
+import VDPACore
 @testable import VDPARPC
+
+extension SplitMix64 {
+    /// A number in [0, n) (modulo: the slight bias does not matter to these tests).
+    mutating func next(_ n: Int) -> Int { Int(next() % UInt64(n)) }
+    mutating func pick<T>(_ items: [T]) -> T { items[next(items.count)] }
+}
 
 @Suite("Fast path")
 struct FastPathTests {
-    struct Rng {
-        var state: UInt64
-        mutating func next(_ n: Int) -> Int {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return Int((z ^ (z >> 31)) % UInt64(n))
-        }
-        mutating func pick<T>(_ items: [T]) -> T { items[next(items.count)] }
-    }
+    typealias Rng = SplitMix64
 
     static func request(_ r: inout Rng, id: Int) -> String {
         var params: [String] = []
