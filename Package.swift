@@ -25,7 +25,8 @@ let package = Package(
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(name: "VDPARPC", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "VDPAClient", dependencies: ["VDPARPC"]),
+        .target(name: "UnixSocket"),
+        .target(name: "VDPAClient", dependencies: ["VDPARPC", "UnixSocket"]),
         .systemLibrary(
             name: "CSystemd",
             pkgConfig: "libsystemd",
@@ -34,7 +35,7 @@ let package = Package(
         .target(
             name: "VDPADaemon",
             dependencies: [
-                "VDPARPC", "CSystemd",
+                "VDPARPC", "CSystemd", "UnixSocket",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -53,6 +54,6 @@ let package = Package(
         ),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "UnixSocket"]),
     ]
 )

@@ -2,6 +2,7 @@
 // shared by vdpad-cli, the end-to-end tests and vdpad-bench so none of them
 // writes socket code of its own.
 @_exported import VDPARPC
+import UnixSocket
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -36,14 +37,10 @@ public final class VDPAClient {
     /// Connects; `timeout` (seconds) bounds every later read and write.
     public init(path: String, timeout: Double? = nil) throws {
         self.path = path
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ClientError("socket path too long: \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in bytes.enumerated() { raw[i] = b } }
+        guard let addr = UnixSocketAddress(path: path) else { throw ClientError("socket path too long: \(path)") }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw ClientError("socket: \(String(cString: strerror(errno)))") }
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let r = addr.withSockaddr { connect(fd, $0, $1) }
         guard r == 0 else {
             let e = errno
             close(fd)

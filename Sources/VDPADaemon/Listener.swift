@@ -2,30 +2,24 @@
 // (sd_listen_fds) or created here.  Creating refuses to replace a socket that
 // a live vdpad still answers on, and replaces a stale one.
 import Dispatch
+import UnixSocket
 #if canImport(Glibc)
 import Glibc
 #endif
 
 enum Listener {
-    static func address(_ path: String) throws -> sockaddr_un {
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        guard bytes.count < MemoryLayout.size(ofValue: addr.sun_path) else { throw ConfigError("socket path is too long: \(path)") }
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in
-            for (i, b) in bytes.enumerated() { raw[i] = b }
-        }
-        return addr
+    static func address(_ path: String) throws -> UnixSocketAddress {
+        guard let address = UnixSocketAddress(path: path) else { throw ConfigError("socket path is too long: \(path)") }
+        return address
     }
 
     /// Whether something accepts connections on `path` right now.
     static func isLive(_ path: String) -> Bool {
-        guard var addr = try? address(path) else { return false }
+        guard let addr = try? address(path) else { return false }
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return false }
         defer { close(fd) }
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
-        return r == 0
+        return addr.withSockaddr { connect(fd, $0, $1) } == 0
     }
 
     /// Creates, binds and listens; mode and group applied before anyone can connect.
@@ -36,11 +30,11 @@ enum Listener {
         }
         let dir = String(path[..<(path.lastIndex(of: "/") ?? path.startIndex)])
         if !dir.isEmpty { mkdir(dir, 0o755) }
-        var addr = try address(path)
+        let addr = try address(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw SystemError("socket", errno) }
         let old = umask(0o177)
-        let r = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        let r = addr.withSockaddr { bind(fd, $0, $1) }
         umask(old)
         guard r == 0 else { let e = errno; close(fd); throw SystemError("bind \(path)", e) }
         if let group, chown(path, uid_t.max, group) != 0 { let e = errno; close(fd); throw SystemError("chown \(path)", e) }

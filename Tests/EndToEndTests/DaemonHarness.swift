@@ -3,6 +3,7 @@
 // NOTIFY_SOCKET, so end-to-end tests see exactly what a VMM and systemd see.
 import Foundation
 import Testing
+import UnixSocket
 import VDPAClient
 
 /// The directory holding the built products (next to the test bundle).
@@ -30,10 +31,7 @@ final class NotifySocket {
     init(path: String) {
         self.path = path
         fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in path.utf8.enumerated() { raw[i] = b } }
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = UnixSocketAddress(path: path)!.withSockaddr { bind(fd, $0, $1) }
         var tv = timeval(tv_sec: 10, tv_usec: 0)
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
     }

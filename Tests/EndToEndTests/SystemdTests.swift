@@ -3,6 +3,7 @@
 // the unit files themselves.
 import Foundation
 import Testing
+import UnixSocket
 import VDPAClient
 
 @Suite("systemd and lifecycle", .serialized)
@@ -73,10 +74,7 @@ struct SystemdTests {
         // A stale socket (nobody answers) is replaced.
         let stale = live.dir.path + "/stale.sock"
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        var addr = sockaddr_un()
-        addr.sun_family = sa_family_t(AF_UNIX)
-        withUnsafeMutableBytes(of: &addr.sun_path) { raw in for (i, b) in stale.utf8.enumerated() { raw[i] = b } }
-        _ = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) } }
+        _ = UnixSocketAddress(path: stale)!.withSockaddr { bind(fd, $0, $1) }
         close(fd)
         let replacer = try Child(product("vdpad"), ["--socket", stale, "--state-dir", live.dir.path + "/third"], outputIn: live.dir.path)
         var answered = false
