@@ -159,6 +159,14 @@ struct HostileTests {
         #expect(dump["exists"] == false && dump["device_mapping"] == "passthrough", "the batch and its table went with the session")
     }
 
+    /// `count` map requests on vdpa0, id k mapping page k, each on its own line, as one byte stream.
+    static func pipelinedMaps(_ count: Int) -> [UInt8] {
+        (0..<count).flatMap { k in
+            JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
+                         ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])]).encoded() + [10]
+        }
+    }
+
     @Test("a client streaming requests whose writes end mid-request keeps its connection past idle_timeout_s")
     func streamingSplitRequests() throws {
         let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nidle_timeout_s = 1\n")
@@ -166,11 +174,7 @@ struct HostileTests {
         try c.call("open", ["device": "vdpa0"])
         // Every write ends inside a request, for 2.5 s: the input is never between texts, yet texts keep
         // completing, so the connection is not idle.
-        var stream: [UInt8] = []
-        for k in 0..<12 {
-            stream += JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
-                                   ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])]).encoded() + [10]
-        }
+        let stream = Self.pipelinedMaps(12)
         let step = stream.count / 12
         var offset = 0
         var answered = 0
@@ -193,12 +197,7 @@ struct HostileTests {
         let d = try Daemon()
         let c = try d.client()
         try c.call("open", ["device": "vdpa0"])
-        var bytes: [UInt8] = []
-        for k in 0..<5000 {
-            bytes += JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
-                                  ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])]).encoded() + [10]
-        }
-        try c.send(raw: bytes)
+        try c.send(raw: Self.pipelinedMaps(5000))
         d.signal(SIGTERM)
         var answered = 0
         while let reply = try c.readMessage() {
