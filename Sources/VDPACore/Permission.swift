@@ -35,7 +35,7 @@ public struct Permission: OptionSet, Hashable, Sendable, CustomStringConvertible
 }
 
 /// A device access, for `translate`.
-public enum Access: String, Sendable {
+public enum Access: String, Sendable, CaseIterable {
     case read, write
 
     var required: Permission { self == .read ? .read : .write }

@@ -19,6 +19,11 @@ public struct TranslatedSegment: Equatable, Sendable {
 }
 
 /// What a DMA goes through.
+/// Which of an ASID's two tables `dump_iotlb` lists: what the VMM mapped, or what the device translates with.
+public enum IOTLBLayer: String, Sendable, CaseIterable {
+    case session, device
+}
+
 public enum TranslationTarget: Sendable {
     case asid(UInt64)
     case virtqueue(UInt64, VirtqueueArea)

@@ -107,14 +107,16 @@ public struct VDPADevice: Sendable {
     // On every map: inlined (a call to a typed-throws function copies its error buffer even on
     // success), with the messages built out of line so that the inlined part stays a compare.
     @inlinable @inline(__always)
-    public func requireOwner(_ connection: UInt64) throws(VDPAError) {
-        if owner?.connection != connection { throw ownershipError() }
+    /// `iotlb`: the call stands for an IOTLB write(), which the kernel answers with EFAULT (R3, R5, edge #5).
+    public func requireOwner(_ connection: UInt64, iotlb: Bool = false) throws(VDPAError) {
+        if owner?.connection != connection { throw ownershipError(iotlb: iotlb) }
     }
 
     @usableFromInline
-    func ownershipError() -> VDPAError {
-        guard let owner else { return VDPAError(.EPERM, "\(name) is not open; call open first") }
-        return VDPAError(.EPERM, "\(name) is owned by another connection (pid \(owner.pid), uid \(owner.uid))")
+    func ownershipError(iotlb: Bool) -> VDPAError {
+        let kernel: KernelErrno? = iotlb ? .EFAULT : nil
+        guard let owner else { return VDPAError(.EPERM, "\(name) is not open; call open first", kernelErrno: kernel) }
+        return VDPAError(.EPERM, "\(name) is owned by another connection (pid \(owner.pid), uid \(owner.uid))", kernelErrno: kernel)
     }
 
     /// ENOBUFS for a virtqueue index out of range (R22).
@@ -127,7 +129,7 @@ public struct VDPADevice: Sendable {
 
     /// EINVAL for an ASID out of range; `iotlb` marks the IOTLB write path, which the kernel reports as EFAULT.
     @inline(__always)
-    func checkASID(_ asid: UInt64, iotlb: Bool) throws(VDPAError) -> Int {
+    public func checkASID(_ asid: UInt64, iotlb: Bool) throws(VDPAError) -> Int {
         guard asid < UInt64(addressSpaceCount) else {
             let message = "ASID \(asid) is not below nas \(addressSpaceCount) of \(name) (R6)"
             throw iotlb ? .iotlb(.EINVAL, message) : VDPAError(.EINVAL, message)

@@ -103,10 +103,10 @@ extension VDPAService {
     }
 
     /// A reply for a framing failure the connection reports before closing.
-    public func framingError(tooLarge: Bool, maxBytes: Int) -> [UInt8] {
+    public func framingError(tooLarge: Bool, maxBytes: Int, syntaxError: Framer.SyntaxError? = nil) -> [UInt8] {
         let error: RPCError = tooLarge
             ? .invalidRequest("request too large (max_request_bytes \(maxBytes))")
-            : .parse("the input is not JSON")
+            : .parse(syntaxError.map { "\($0.reason) at byte \($0.offset)" } ?? "the input is not JSON")
         return response(id: .null, error: error).encoded()
     }
 }

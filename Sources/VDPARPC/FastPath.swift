@@ -170,7 +170,7 @@ extension VDPAService {
                          into out: inout [UInt8]) {
         // No Result here: building one copied the (large) error type on every success too.
         do throws(VDPAError) {
-            try d.requireOwner(caller.connection)
+            try d.requireOwner(caller.connection, iotlb: true)
             switch r.method {
             case .map:
                 try d.map(asid: r.asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: r.perm!)

@@ -1,7 +1,9 @@
 // Framer.swift — splits a byte stream into JSON texts (PROTOCOL.md §1):
 // objects or arrays separated by optional whitespace, one per line, several
-// per line, or one spread over many lines.  It only finds boundaries (depth,
-// strings, escapes); parsing happens afterwards on each complete text.
+// per line, or one spread over many lines.  It finds boundaries with an
+// incremental syntax check (JSONSyntax), so a text is refused at the first
+// byte that no continuation could make valid; parsing happens afterwards on
+// each complete text.
 //
 // The socket reads straight into the framer's buffer and each text is handed
 // out in place, so a request is never copied between read(2) and its
@@ -14,7 +16,7 @@ public struct Framer: Sendable {
         case text([UInt8])
         /// A text longer than the limit: answer -32600 and close.
         case tooLarge
-        /// Bytes that cannot start a JSON object or array: answer -32700 and close.
+        /// Bytes that cannot be (the start of) a JSON text: answer -32700 and close.
         case garbage
     }
 
@@ -33,6 +35,15 @@ public struct Framer: Sendable {
     private var end = 0
     private var start = 0
     private var state = ScanState()
+    /// Where and why the text that ended the stream with `.garbage` stopped being JSON.
+    public private(set) var syntaxError: SyntaxError?
+
+    /// The first byte of a text after which nothing can make it valid JSON.
+    public struct SyntaxError: Equatable, Sendable {
+        /// The byte's offset from the text's start.
+        public var offset: Int
+        public var reason: String
+    }
 
     public init(maxTextBytes: Int) { self.maxTextBytes = maxTextBytes }
 
@@ -59,7 +70,7 @@ public struct Framer: Sendable {
 
     /// Calls `body` with each complete text, in order; the buffer is valid only during the call.  `body`
     /// returns false to stop early (the rest stays for the next call).  Returns the failure that ends
-    /// the stream, if the bytes reached one.
+    /// the stream, if the bytes reached one (`syntaxError` then says where, for `.garbage`).
     public mutating func forEachText(_ body: (UnsafeBufferPointer<UInt8>) throws -> Bool) rethrows -> Failure? {
         var state = self.state
         var start = self.start
@@ -76,19 +87,24 @@ public struct Framer: Sendable {
                     scan = skipJSONWhitespace(p, from: scan, to: end)
                     start = scan
                     guard scan < end else { return nil }
-                    let b = p[scan]
-                    state = ScanState(started: true, scalar: b != UInt8(ascii: "{") && b != UInt8(ascii: "["))
-                    if state.scalar && !Self.canStartScalar(b) { return .garbage }
+                    state = ScanState(started: true)
                 }
-                let complete = state.scalar ? Self.scanScalar(p, &scan, end: end, start: start, &state)
-                    : Self.scanStructure(p, &scan, end: end, &state)
+                // Never past the limit: where a text fails must not depend on how the bytes were cut.
+                let step = state.syntax.scan(p, &scan, end: Swift.min(end, start + max + 1))
                 state.scan = scan
-                if scan - start > max { return .tooLarge }
-                guard complete else { return nil }
-                state = ScanState()
-                let text = UnsafeBufferPointer(rebasing: p[start..<scan])
-                start = scan
-                guard try body(text) else { return nil }
+                switch step {
+                case .needMore:
+                    return scan - start > max ? .tooLarge : nil
+                case .invalid(let offset, let reason):
+                    syntaxError = SyntaxError(offset: offset - start, reason: reason)
+                    return .garbage
+                case .complete(let textEnd):
+                    if textEnd - start > max { return .tooLarge }
+                    state = ScanState()
+                    let text = UnsafeBufferPointer(rebasing: p[start..<textEnd])
+                    start = textEnd
+                    guard try body(text) else { return nil }
+                }
             }
         }
     }
@@ -106,6 +122,9 @@ public struct Framer: Sendable {
     }
 
     // MARK: Handing texts to someone else (the fast path)
+
+    /// The bytes received but not handed out yet (for tests and the fuzzer's oracle).
+    public var unhandledBytes: [UInt8] { Array(storage[start..<end]) }
 
     /// Whether every byte received has been handed out.
     public var isEmpty: Bool { start == end }
@@ -154,77 +173,9 @@ public struct Framer: Sendable {
 
     private struct ScanState: Sendable {
         var started = false
-        var scalar = false
-        var depth = 0
-        var inString = false
-        var escaped = false
+        var syntax = JSONSyntax()
         /// How far the current text has been scanned (kept across reads).
         var scan = 0
-    }
-
-    /// Bytes the structural scan must look at: quote, backslash, braces, brackets.  Everything
-    /// else (digits, letters, punctuation) is skipped by one table load and compare.
-    private static let special: [Bool] = (0..<256).map { b in
-        b == 0x22 || b == 0x5C || b == 0x7B || b == 0x7D || b == 0x5B || b == 0x5D
-    }
-
-    private static func canStartScalar(_ b: UInt8) -> Bool {
-        b == UInt8(ascii: "\"") || b == UInt8(ascii: "-") || (48...57).contains(b) || b == UInt8(ascii: "t")
-            || b == UInt8(ascii: "f") || b == UInt8(ascii: "n")
-    }
-
-    /// Scans an object or array to its end (or the end of the bytes); true when complete.
-    private static func scanStructure(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int, _ s: inout ScanState) -> Bool {
-        special.withUnsafeBufferPointer { special in
-            while i < end {
-                if s.escaped {  // the byte after a backslash, whatever it is
-                    s.escaped = false
-                    i += 1
-                    continue
-                }
-                let b = p[i]
-                i += 1
-                if !special[Int(b)] { continue }
-                if s.inString {
-                    if b == 0x5C { s.escaped = true } else if b == 0x22 { s.inString = false }
-                } else if b == 0x22 {
-                    s.inString = true
-                } else if b == 0x7B || b == 0x5B {
-                    s.depth += 1
-                } else if b == 0x7D || b == 0x5D {
-                    s.depth -= 1
-                    if s.depth == 0 { return true }
-                }
-            }
-            return false
-        }
-    }
-
-    /// A bare scalar ends before whitespace or a structural character, or (a string) at its closing quote.
-    /// The end test looks at the byte to come, so it runs before each byte is taken: a scalar whose
-    /// terminator arrives in a later read still ends there.
-    private static func scanScalar(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int, start: Int, _ s: inout ScanState) -> Bool {
-        while i < end {
-            let b = p[i]
-            if !s.inString && i > start
-                && (b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 || b == UInt8(ascii: "{") || b == UInt8(ascii: "[")) {
-                return true
-            }
-            i += 1
-            if s.inString {
-                if s.escaped {
-                    s.escaped = false
-                } else if b == 0x5C {
-                    s.escaped = true
-                } else if b == 0x22 {
-                    s.inString = false
-                    if p[start] == 0x22 { return true }
-                }
-            } else if b == 0x22 {
-                s.inString = true
-            }
-        }
-        return false
     }
 }
 

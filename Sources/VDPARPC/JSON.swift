@@ -250,7 +250,10 @@ struct JSONParser {
 
     mutating func literal(_ word: String, _ value: JSON) throws(JSONParseError) -> JSON {
         let w = Array(word.utf8)
-        guard i + w.count <= bytes.count, Array(bytes[i..<(i + w.count)]) == w else { throw fail("invalid literal") }
+        let available = Swift.min(w.count, bytes.count - i)
+        guard bytes[i..<(i + available)].elementsEqual(w[..<available]) else { throw fail("invalid literal") }
+        // Cut short: the failure is at the end, so a caller can tell a prefix from garbage.
+        guard available == w.count else { throw JSONParseError(offset: bytes.count, reason: "unexpected end in literal") }
         i += w.count
         return value
     }
@@ -336,7 +339,10 @@ struct JSONParser {
             case UInt8(ascii: "u"):
                 var scalar = try hex4()
                 if (0xD800..<0xDC00).contains(scalar) {
-                    guard i + 1 < bytes.count, bytes[i] == 92, bytes[i + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
+                    if i == bytes.count || (i + 1 == bytes.count && bytes[i] == 92) {
+                        throw JSONParseError(offset: bytes.count, reason: "unterminated surrogate pair")
+                    }
+                    guard bytes[i] == 92, bytes[i + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
                     i += 2
                     let low = try hex4()
                     guard (0xDC00..<0xE000).contains(low) else { throw fail("bad surrogate pair") }
@@ -352,10 +358,21 @@ struct JSONParser {
     }
 
     mutating func hex4() throws(JSONParseError) -> UInt32 {
-        guard i + 4 <= bytes.count, let v = UInt32(String(decoding: bytes[i..<(i + 4)], as: UTF8.self), radix: 16) else {
-            throw fail("invalid \\u escape")
+        // Four hex digits exactly (UInt32(_:radix:) would also take a sign).
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            guard i < bytes.count else { throw fail("unterminated \\u escape") }
+            let b = bytes[i]
+            let digit: UInt32
+            switch b {
+            case 0x30...0x39: digit = UInt32(b - 0x30)
+            case 0x41...0x46: digit = UInt32(b - 0x41 + 10)
+            case 0x61...0x66: digit = UInt32(b - 0x61 + 10)
+            default: throw fail("invalid \\u escape")
+            }
+            v = v << 4 | digit
+            i += 1
         }
-        i += 4
         return v
     }
 }

@@ -24,8 +24,9 @@ extension VDPAService {
 
     /// The device named by `device`; every operation through it first checks that the caller's
     /// connection owns the device (R5, R22), while holding the device (no window between check and act).
-    func ownedSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> OwnedSlot {
-        OwnedSlot(slot: try slot(try p.string("device")), connection: caller.connection)
+    /// `iotlb`: map, unmap and batch_*, the kernel's IOTLB write() (an ownership error carries kernel_errno EFAULT).
+    func ownedSlot(_ p: Params, _ caller: Caller, iotlb: Bool = false) throws(RPCError) -> OwnedSlot {
+        OwnedSlot(slot: try slot(try p.string("device")), connection: caller.connection, iotlb: iotlb)
     }
 
     /// The owner, or an admin (dump_iotlb, translate).
@@ -157,9 +158,9 @@ extension VDPAService {
             return reply
         },
         "del_device": { s, p, caller in
-            try s.requireAdmin(caller, "del_device")
             let name = try p.string("name")
             let force = try p.optionalBool("force") ?? false
+            try s.requireAdmin(caller, "del_device")
             let ownerConnection: UInt64? = try s.registryLock.withLock { _ throws(RPCError) in
                 let slot = try s.slot(name)
                 let owner = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Owner? in

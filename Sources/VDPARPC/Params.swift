@@ -37,9 +37,12 @@ struct Params {
         case .unsigned(let u): return u
         case .number(let s): throw RPCError.invalidParams(field, "must be an integer in 0…2^64−1, got \(s)")
         case .string(let s):
-            let lower = s.lowercased()
-            guard lower.hasPrefix("0x"), lower.count > 2, lower.count <= 18, let u = UInt64(lower.dropFirst(2), radix: 16) else {
-                throw RPCError.invalidParams(field, "must be an integer or a \"0x…\" hex string, got \"\(s)\"")
+            // "0x" and 1… hex digits; leading zeros are fine while the value fits in 64 bits.
+            let digits = s.utf8.dropFirst(2).drop { $0 == UInt8(ascii: "0") }
+            guard s.utf8.count > 2, s.hasPrefix("0x") || s.hasPrefix("0X"),
+                  s.utf8.dropFirst(2).allSatisfy({ $0 < 0x80 && Character(Unicode.Scalar($0)).isHexDigit }),
+                  digits.count <= 16, let u = digits.isEmpty ? 0 : UInt64(String(decoding: digits, as: UTF8.self), radix: 16) else {
+                throw RPCError.invalidParams(field, "must be an integer or a \"0x…\" hex string of a value in 0…2^64−1, got \"\(s)\"")
             }
             return u
         default: throw RPCError.invalidParams(field, "must be an integer, got \(v.typeName)")
@@ -75,22 +78,26 @@ struct Params {
         return ids
     }
 
-    /// `perm`: "ro"/"wo"/"rw" or 1…3; another string or integer is EINVAL (deliberate, R11), another type -32602.
-    func permission(_ key: String = "perm") throws(RPCError) -> Permission {
+    /// `perm` as sent: a string or an integer (else -32602).  Its value is checked by `PermissionArgument.validated()`
+    /// after the device and its owner, as every method checks ranges after ownership (PROTOCOL.md §3).
+    func permission(_ key: String = "perm") throws(RPCError) -> PermissionArgument {
         guard let v = self[key] else { throw RPCError.invalidParams(key, "is required") }
         switch v {
-        case .string(let s):
-            if let p = Permission(name: s) { return p }
-            if s.lowercased().hasPrefix("0x") { return try Self.permissionValue(try Self.number(v, field: key)) }
-            throw RPCError.domain(.EINVAL, "perm \"\(s)\" is not ro, wo or rw")
-        case .unsigned(let u): return try Self.permissionValue(u)
+        case .string(let s): return .name(s)
+        case .unsigned(let u): return .number(u)
         default: throw RPCError.invalidParams(key, "must be \"ro\", \"wo\", \"rw\" or 1…3, got \(v.typeName)")
         }
     }
 
-    static func permissionValue(_ u: UInt64) throws(RPCError) -> Permission {
-        guard (1...3).contains(u) else { throw RPCError.domain(.EINVAL, "perm \(u) is not 1 (ro), 2 (wo) or 3 (rw)") }
-        return Permission(rawValue: UInt8(u))
+    /// A string param whose value must be one of an enum's (`access`, `area`, `layer`): -32602 when it is
+    /// missing or not a string; an unknown value is a domain error (EINVAL, §2), raised by `EnumArgument.validated()`.
+    func enumeration<E: RawRepresentable>(_ key: String, _: E.Type, default value: E? = nil) throws(RPCError) -> EnumArgument<E>
+    where E.RawValue == String {
+        guard let text = try optionalString(key) else {
+            guard let value else { throw RPCError.invalidParams(key, "is required") }
+            return EnumArgument(field: key, text: value.rawValue)
+        }
+        return EnumArgument(field: key, text: text)
     }
 
     /// A backend feature set: names or a mask.  Unknown name → -32602; unknown bits are left for the device (EOPNOTSUPP).
@@ -125,5 +132,37 @@ struct Params {
             return mask
         }
         return try Self.number(v, field: key)
+    }
+}
+
+/// A `perm` value as sent, well-typed but not yet checked against the rule (PROTOCOL.md §2: ro/wo/rw or 1…3).
+enum PermissionArgument {
+    case name(String)
+    case number(UInt64)
+
+    func validated() throws(VDPAError) -> Permission {
+        switch self {
+        case .name(let s):
+            guard let p = Permission(name: s) else { throw VDPAError(.EINVAL, "perm \"\(s)\" is not ro, wo or rw") }
+            return p
+        case .number(let u):
+            guard (1...3).contains(u) else { throw VDPAError(.EINVAL, "perm \(u) is not 1 (ro), 2 (wo) or 3 (rw)") }
+            return Permission(rawValue: UInt8(u))
+        }
+    }
+}
+
+/// A string that must name one of `E`'s values, checked in a method's range step (EINVAL otherwise).
+struct EnumArgument<E: RawRepresentable> where E.RawValue == String {
+    let field: String
+    let text: String
+
+    var value: E? { E(rawValue: text) }
+
+    func validated(_ allowed: [E]) throws(VDPAError) -> E {
+        guard let v = value else {
+            throw VDPAError(.EINVAL, "\(field) \"\(text)\" is not one of \(allowed.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
+        }
+        return v
     }
 }

@@ -34,6 +34,10 @@ public struct RequestStream {
     /// Whether a text has started but not finished (for the idle timeout).
     public var hasPartialText: Bool { framer.hasPartialText || fast != nil }
 
+    /// The bytes of a text that has started but not finished, nil when none has (the fuzzer's oracle
+    /// checks that these can still become a valid text).
+    public var partialText: [UInt8]? { hasPartialText ? framer.unhandledBytes : nil }
+
     /// Lets `fill` write received bytes into the buffer; see `Framer.read`.
     public mutating func read(_ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int { framer.read(fill) }
 
@@ -93,7 +97,8 @@ public struct RequestStream {
                 return false  // one text, then the fast parser may take the next
             }
             if let failure {
-                output += service.framingError(tooLarge: failure == .tooLarge, maxBytes: framer.maxTextBytes)
+                output += service.framingError(tooLarge: failure == .tooLarge, maxBytes: framer.maxTextBytes,
+                                               syntaxError: framer.syntaxError)
                 output.append(0x0A)
                 return .end(failure == .tooLarge ? .tooLarge : .notJSON)
             }

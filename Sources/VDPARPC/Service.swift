@@ -80,10 +80,12 @@ final class DeviceSlot: @unchecked Sendable {
 struct OwnedSlot {
     let slot: DeviceSlot
     let connection: UInt64?
+    /// An IOTLB method: the kernel's write() says EFAULT for a non-owner (R5).
+    var iotlb = false
 
     func sync<T>(_ body: (inout VDPADevice) throws(VDPAError) -> T) throws(RPCError) -> T {
         try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> T in
-            if let connection { try d.requireOwner(connection) }
+            if let connection { try d.requireOwner(connection, iotlb: iotlb) }
             return try body(&d)
         }
     }
@@ -147,8 +149,10 @@ public final class VDPAService: Sendable {
         self.init(limits: limits, version: version, pid: pid, logger: logger, persist: persist, useFastPath: true)
     }
 
-    init(limits: ServiceLimits, version: String, pid: Int32, logger: Logger,
-         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool) {
+    /// `useFastPath: false` answers every text through the general path: the reference that tests and
+    /// the fuzzer compare the fast path with, byte for byte.
+    public init(limits: ServiceLimits, version: String, pid: Int32, logger: Logger,
+                persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool) {
         self.limits = limits
         self.logger = logger
         self.version = version

@@ -1,0 +1,178 @@
+// DefectTests.swift — issue 11's defects, each with the test that would
+// have caught it: texts that can never become JSON (the connection must not
+// wait for them), the kernel errno of the IOTLB methods, and the order in
+// which every method checks its params (PROTOCOL.md §3).
+import Testing
+@testable import VDPARPC
+
+@Suite("Issue 11 defects")
+struct DefectTests {
+    typealias Rng = FastPathTests.Rng
+
+    /// Feeds `input` in pieces of `chunk` bytes to a fresh stream; returns the output, the end and the partial text.
+    static func run(_ input: String, fast: Bool, chunk: Int) -> (String, RequestStream.End?, [UInt8]?) {
+        let service = FastPathTests.service(fast: fast)
+        var stream = RequestStream(service: service, caller: admin, maxTextBytes: 1 << 16)
+        var output: [UInt8] = []
+        let bytes = Array(input.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + chunk, bytes.count)
+            stream.append(bytes[offset..<end])
+            offset = end
+            if let stop = stream.answer(into: &output) { return (String(decoding: output, as: UTF8.self), stop, stream.partialText) }
+        }
+        return (String(decoding: output, as: UTF8.self), nil, stream.partialText)
+    }
+
+    /// Texts after whose last byte nothing can make them valid JSON, whatever follows.
+    static let neverValid = [
+        // The JSON-RPC 2.0 spec's own invalid batch, and the issue's second example.
+        #"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#,
+        #"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc":"2.0","method":1]"#,
+        // A plain map batch (the fast parser's) broken after its first element.
+        #"[{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"vdpa0","iova":0,"size":4096,"addr":7,"perm":"rw"}},{"a"]"#,
+        #"{"a":[1,2}"#, #"[1 2"#, #"{"a" 1"#, #"{1:2"#, #"[1,]"#, #"{"a":1,}"#, #"[01"#, #"[-"# + "\n",
+        #"[1.e"#, #"[tru "#, #"["\x"]"#, #"["\u12g4"]"#, #"["\ud800x"]"#, #"["\udc00"]"#, "[\"a\nb\"]",
+        "[\"\u{7f}\u{01}\"]", #"[nul]"#, String(repeating: "[", count: 129),
+    ]
+
+    @Test("a text that can never become JSON gets one -32700 error object and the close, in any chunking, on both paths")
+    func neverValidTextsEnd() {
+        for text in Self.neverValid {
+            for fast in [true, false] {
+                for chunk in [1, 3, 17, 4096] {
+                    let (output, end, _) = Self.run(text + "\n" + #"{"jsonrpc":"2.0","method":"ping","id":9}"# + "\n", fast: fast, chunk: chunk)
+                    #expect(end == .notJSON, "\(text) fast=\(fast) chunk=\(chunk)")
+                    let lines = output.split(separator: "\n")
+                    #expect(lines.count == 1 && lines[0].hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"#),
+                            "\(text): \(output)")
+                }
+            }
+        }
+    }
+
+    @Test("the spec's invalid batch names the byte where it stopped being JSON")
+    func specExampleMessage() {
+        let (output, _, _) = Self.run(Self.neverValid[0] + "\n", fast: true, chunk: 4096)
+        #expect(output == #"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"message":"parse error: expected ':' at byte 94"}}"# + "\n")
+    }
+
+    @Test("a byte that is invalid only in a control character or bad UTF-8 is refused too")
+    func invalidBytes() {
+        for bytes: [UInt8] in [[0x5B, 0x22, 0xC0, 0x80, 0x22, 0x5D], [0x5B, 0x22, 0xED, 0xA0, 0x80, 0x22, 0x5D], [0x5B, 0xFF]] {
+            var stream = RequestStream(service: FastPathTests.service(fast: true), caller: admin, maxTextBytes: 4096)
+            var output: [UInt8] = []
+            stream.append(bytes)
+            #expect(stream.answer(into: &output) == .notJSON)
+        }
+    }
+
+    @Test("a valid prefix waits for more, on both paths, and its completion is answered (a newline inside a string or token would not be valid)")
+    func validPrefixesWait() {
+        for prefix in [#"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc""#, #"{"a":[1,2,{"b":"\u00"#, #"[-1.5e"#,
+                       #"["\ud800\u"#, #"{"a":tr"#, String(repeating: "[", count: 128)] {
+            for fast in [true, false] {
+                let (output, end, partial) = Self.run(prefix, fast: fast, chunk: 5)
+                #expect(end == nil && output.isEmpty, "\(prefix)")
+                #expect(partial != nil, "\(prefix) is held as a partial text")
+            }
+        }
+        let (output, end, partial) = Self.run(#"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc""# + "\n" + #":"2.0","method":"ping","id":2}]"#,
+                                              fast: true, chunk: 7)
+        #expect(end == nil && partial == nil)
+        #expect(output == #"[{"jsonrpc":"2.0","id":1,"result":"pong"},{"jsonrpc":"2.0","id":2,"result":"pong"}]"# + "\n")
+    }
+
+    @Test("random valid texts cut anywhere are never refused by the syntax check")
+    func validTextsPass() throws {
+        var rng = Rng(state: 11)
+        for k in 0..<300 {
+            let text = FastPathTests.request(&rng, id: k)
+            guard (try? JSON.parse(text)) != nil else { continue }
+            let (_, end, partial) = Self.run(text + "\n", fast: false, chunk: 1 + rng.next(20))
+            #expect(end == nil && partial == nil, "\(text)")
+        }
+    }
+
+    // MARK: 2. kernel_errno of the IOTLB methods
+
+    @Test("R3, R5, edge #5: map, unmap and batch_* by a connection that does not own the device carry kernel_errno EFAULT, on both paths")
+    func ownershipErrorsSayEFAULT() {
+        for fast in [true, false] {
+            let s = FastPathTests.service(fast: fast)
+            for (method, params) in [("map", #""iova":0,"size":4096,"addr":7,"perm":"rw""#), ("unmap", #""iova":0,"size":4096"#),
+                                     ("batch_begin", #""asid":0"#), ("batch_end", #""asid":0"#)] {
+                for device in ["vdpa0", "vdpa1"] {  // owned by another connection; not open at all
+                    let reply = call(s, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":{"device":"\#(device)",\#(params)}}"#, as: user)
+                    #expect(reply.contains(#""code":-1,"#) && reply.contains(#""data":{"errno":"EPERM","kernel_errno":"EFAULT"}"#), "\(method) \(device): \(reply)")
+                }
+            }
+            // Not an IOTLB write: the kernel's ioctl says EPERM itself.
+            let reply = call(s, #"{"jsonrpc":"2.0","id":1,"method":"get_status","params":{"device":"vdpa0"}}"#, as: user)
+            #expect(reply.contains(#""data":{"errno":"EPERM"}"#), "\(reply)")
+        }
+    }
+
+    // MARK: 3. Parameter handling
+
+    static func error(_ s: VDPAService, _ method: String, _ params: String, as caller: Caller = admin) -> String {
+        call(s, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":{\#(params)}}"#, as: caller)
+    }
+
+    @Test("perm as a hex string is EINVAL (§2, §7), on both paths")
+    func permHexIsEINVAL() {
+        for fast in [true, false] {
+            let s = FastPathTests.service(fast: fast)
+            for perm in [#""0x3""#, #""0X1""#, #""RW""#, "4", "0"] {
+                let reply = Self.error(s, "map", #""device":"vdpa0","iova":0,"size":4096,"addr":7,"perm":\#(perm)"#)
+                #expect(reply.contains(#""code":-22"#), "\(perm): \(reply)")
+            }
+            #expect(Self.error(s, "dump_iotlb", #""device":"vdpa0","asid":0"#).contains(#""entries":[]"#), "nothing was mapped")
+        }
+    }
+
+    @Test("hex strings: leading zeros are fine within 0…2^64−1; more significant digits, signs and junk are -32602")
+    func hexStrings() {
+        let s = FastPathTests.service(fast: false)
+        #expect(Self.error(s, "map", #""device":"vdpa0","iova":"0x00000000000000001000","size":"0x0000000000000000001000","addr":"0X7","perm":"rw""#)
+            == #"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+        for bad in [#""0x10000000000000000""#, #""0x+1""#, #""0x""#, #""0x-1""#, #""0x1g""#, #""12""#, #""0x 1""#] {
+            let reply = Self.error(s, "unmap", #""device":"vdpa0","iova":\#(bad),"size":4096"#)
+            #expect(reply.contains(#""code":-32602"#) && reply.contains(#""field":"iova""#), "\(bad): \(reply)")
+        }
+    }
+
+    @Test("translate without iova or size (by asid, or area buffer) is -32602 naming the field")
+    func translateMissingFields() {
+        let s = FastPathTests.service(fast: false)
+        for (params, field) in [(#""access":"read","asid":0,"size":1"#, "iova"), (#""access":"read","asid":0,"iova":1"#, "size"),
+                                (#""access":"read","vq":0,"area":"buffer","size":1"#, "iova"), (#""asid":0,"iova":0,"size":1"#, "access")] {
+            let reply = Self.error(s, "translate", #""device":"vdpa0",\#(params)"#)
+            #expect(reply.contains(#""code":-32602"#) && reply.contains(#""field":"\#(field)""#), "\(params): \(reply)")
+        }
+    }
+
+    @Test("an unknown enum value is EINVAL (a well-typed value breaking a rule, §2); a wrong type stays -32602")
+    func unknownEnumValues() {
+        let s = FastPathTests.service(fast: false)
+        for (method, params) in [("translate", #""access":"rw","asid":0,"iova":0,"size":1"#),
+                                 ("translate", #""access":"read","vq":0,"area":"used""#),
+                                 ("dump_iotlb", #""asid":0,"layer":"both""#)] {
+            let reply = Self.error(s, method, #""device":"vdpa0",\#(params)"#)
+            #expect(reply.contains(#""code":-22"#), "\(params): \(reply)")
+        }
+        #expect(Self.error(s, "dump_iotlb", #""device":"vdpa0","asid":0,"layer":1"#).contains(#""field":"layer""#))
+    }
+
+    @Test("one order everywhere: -32602, then ENODEV, then EPERM, then ranges")
+    func checkOrder() {
+        let s = FastPathTests.service(fast: false)
+        #expect(Self.error(s, "dump_iotlb", #""device":"nosuch","asid":0,"limit":65537"#).contains(#""errno":"ENODEV""#))
+        #expect(Self.error(s, "dump_iotlb", #""device":"vdpa0","asid":0,"limit":65537"#).contains(#""errno":"EINVAL""#))
+        #expect(Self.error(s, "map", #""device":"vdpa0","iova":0,"size":4096,"addr":7,"perm":"xx""#, as: user).contains(#""errno":"EPERM""#))
+        #expect(Self.error(s, "map", #""device":5,"iova":0,"size":4096,"addr":7,"perm":4"#).contains(#""field":"device""#))
+        #expect(Self.error(s, "translate", #""device":"nosuch","access":"rw","asid":0,"iova":0,"size":1"#).contains(#""errno":"ENODEV""#))
+        #expect(Self.error(s, "del_device", #""name":7"#, as: user).contains(#""field":"name""#))
+    }
+}
