@@ -42,11 +42,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad",
-            dependencies: ["VDPADaemon", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPADaemon", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "vdpad-cli",
-            dependencies: ["VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPAClient", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "vdpad-bench",

@@ -201,7 +201,14 @@ struct FastScanner {
             i += 1
             if i < bytes.count, bytes[i] &- 48 <= 9 { return nil }
         }
-        guard i > start, !(bytes[start] == 48 && i - start > 1) else { return nil }  // JSON forbids leading zeros
+        guard i > start else { return nil }
+        if bytes[start] == 48 && i - start > 1 {
+            // JSON forbids leading zeros.  Fail at the second digit, not past the last one: a failure at
+            // the end of the bytes reads as "not arrived yet", and the fast parser would wait for bytes
+            // that cannot help (found by the fuzzer's differential oracle).
+            i = start + 1
+            return nil
+        }
         if i < bytes.count, bytes[i] == UInt8(ascii: ".") || bytes[i] == UInt8(ascii: "e") || bytes[i] == UInt8(ascii: "E") {
             return nil
         }

@@ -3,6 +3,7 @@
 //   vdpad-cli [-s SOCKET] -b FILE [-force]
 // Exit status: 0 ok, 1 the daemon said no (or is not there), 2 usage.
 import ArgumentParser
+import UnixSocket
 import VDPAClient
 #if canImport(Glibc)
 import Glibc
@@ -31,7 +32,7 @@ struct VDPADCLI: ParsableCommand {
             """
     )
 
-    @Option(name: .customShort("s"), help: "vdpad's socket (default: VDPAD_SOCKET, /run/vdpad/vdpad.sock as root, else $XDG_RUNTIME_DIR/vdpad.sock).")
+    @Option(name: .customShort("s"), help: "vdpad's socket (default: VDPAD_SOCKET, else /run/vdpad/vdpad.sock, then as a user $XDG_RUNTIME_DIR/vdpad.sock or ./.vdpad/vdpad.sock).")
     var socket: String?
 
     @Flag(name: .customShort("j"), help: "JSON output, iproute2's shape.")
@@ -52,11 +53,8 @@ struct VDPADCLI: ParsableCommand {
     @Argument(parsing: .captureForPassthrough, help: "OBJECT COMMAND [ARGS]: see the list above.")
     var words: [String] = []
 
-    var socketPath: String {
-        let env = { (name: String) in getenv(name).map { String(cString: $0) } }
-        return socket ?? env("VDPAD_SOCKET")
-            ?? (getuid() == 0 ? "/run/vdpad/vdpad.sock" : (env("XDG_RUNTIME_DIR") ?? ".") + "/vdpad.sock")
-    }
+    /// The sockets to try, in order: -s alone, else VDPAD_SOCKET alone, else the system daemon's then a per-user one.
+    var socketPaths: [String] { socket.map { [$0] } ?? DefaultSocketPath.forClient() }
 
     func run() throws {
         if let batch {
@@ -85,7 +83,14 @@ struct VDPADCLI: ParsableCommand {
     }
 
     func connect() throws -> VDPAClient {
-        do { return try VDPAClient(path: socketPath, timeout: timeout) } catch { fail("\(error)") }
+        let paths = socketPaths
+        var failures: [String] = []
+        for path in paths {
+            do { return try VDPAClient(path: path, timeout: timeout) } catch { failures.append("\(error)") }
+        }
+        guard paths.count > 1 else { fail(failures[0]) }
+        fail("no vdpad answers on \(paths.joined(separator: " (the system daemon) nor on ")) (a per-user daemon):\n  "
+             + failures.joined(separator: "\n  ") + "\nstart one (systemctl start vdpad.socket, or vdpad), or name its socket with -s or VDPAD_SOCKET")
     }
 
     func usage(_ e: UsageError) -> ExitCode {

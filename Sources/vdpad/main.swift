@@ -1,6 +1,7 @@
 // vdpad — the daemon executable: flags over the config file, then Daemon.run().
 import ArgumentParser
 import Logging
+import UnixSocket
 import VDPADaemon
 #if canImport(Glibc)
 import Glibc
@@ -12,7 +13,8 @@ struct VDPAD: ParsableCommand {
         abstract: "Serve vDPA devices to VMMs and admins as JSON-RPC 2.0 over a Unix socket.",
         discussion: """
             Flags override the config file. Without --socket the socket is VDPAD_SOCKET, else \
-            /run/vdpad/vdpad.sock for root, else $XDG_RUNTIME_DIR/vdpad.sock; a socket passed by \
+            /run/vdpad/vdpad.sock for root, else $XDG_RUNTIME_DIR/vdpad.sock (./.vdpad/vdpad.sock \
+            when XDG_RUNTIME_DIR is unset); a socket passed by \
             systemd (socket activation) wins over all of them.
               vdpad --config config/vdpad.toml
               vdpad --socket /tmp/v/vdpad.sock --state-dir /tmp/v/state --log-level debug
@@ -48,8 +50,7 @@ struct VDPAD: ParsableCommand {
         guard let level = Logger.Level(rawValue: cfg.logLevel) else { throw ValidationError("unknown log level \(cfg.logLevel)") }
         let root = getuid() == 0
         let env = { (name: String) in getenv(name).map { String(cString: $0) } }
-        let runtime = env("XDG_RUNTIME_DIR").map { $0 + "/vdpad.sock" } ?? "./.vdpad/vdpad.sock"
-        let socketPath = socket ?? env("VDPAD_SOCKET") ?? cfg.socketPath ?? (root ? "/run/vdpad/vdpad.sock" : runtime)
+        let socketPath = socket ?? env(DefaultSocketPath.environmentVariable) ?? cfg.socketPath ?? DefaultSocketPath.forDaemon()
         let stateDirectory = stateDir ?? cfg.stateDirectory ?? (root ? "/var/lib/vdpad" : "./.vdpad/state")
         LoggingSystem.bootstrap { _ in StderrLogHandler(level: level) }
         let logger = Logger(label: "vdpad")

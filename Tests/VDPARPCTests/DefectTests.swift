@@ -176,3 +176,38 @@ struct DefectTests {
         #expect(Self.error(s, "del_device", #""name":7"#, as: user).contains(#""field":"name""#))
     }
 }
+
+@Suite("Fuzzer findings")
+struct FuzzerFindingTests {
+    /// The fuzzer's harness: the same chunks to both paths, replies compared after every chunk.
+    static func lockstep(_ input: String, chunk: Int, maxTextBytes: Int = 4096) -> [String] {
+        let bytes = Array(input.utf8)
+        var fast = RequestStream(service: FastPathTests.service(fast: true), caller: admin, maxTextBytes: maxTextBytes)
+        var general = RequestStream(service: FastPathTests.service(fast: false), caller: admin, maxTextBytes: maxTextBytes)
+        var problems: [String] = []
+        var offset = 0
+        while offset < bytes.count {
+            let end = min(offset + chunk, bytes.count)
+            fast.append(bytes[offset..<end])
+            general.append(bytes[offset..<end])
+            offset = end
+            var a: [UInt8] = [], b: [UInt8] = []
+            let stopA = fast.answer(into: &a), stopB = general.answer(into: &b)
+            if a != b || stopA != stopB {
+                problems.append("after \(offset) bytes: fast \(String(decoding: a, as: UTF8.self)) \(String(describing: stopA)), general \(String(decoding: b, as: UTF8.self)) \(String(describing: stopB))")
+            }
+            if stopA != nil || stopB != nil { break }
+        }
+        return problems
+    }
+
+    @Test("differential oracle, run 111,547: a plain batch element's integer with a leading zero, the read ending after its second digit")
+    func leadingZeroAtTheEndOfARead() {
+        let text = #"[{"jsonrpc":"2.0","id":2,"method":"map","params":{"device":"vdpa0","iova":0096,"size":4096,"addr":0,"perm":"rw"}}]"#
+        let cut = text.utf8.count - text.drop { $0 != "9" }.utf8.count  // the read ends after "00"
+        for chunk in [cut, 1, 2, 27, 4096] {
+            #expect(Self.lockstep(text + "\n", chunk: chunk) == [], "chunk \(chunk)")
+        }
+        #expect(DefectTests.run(String(text.prefix(cut)), fast: true, chunk: 4096).1 == .notJSON, "refused without more bytes")
+    }
+}
