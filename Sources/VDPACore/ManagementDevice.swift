@@ -1,9 +1,9 @@
 // ManagementDevice.swift — the parent drivers vdpad can instantiate
-// (iproute2's "mgmtdev"), with the shape and capabilities PROTOCOL.md §5.2
+// (iproute2's "mgmtdev"), with the shape and capabilities docs/protocol.md §5.2
 // gives each.  A `legacy` device models a parent from before Linux 6.7: no
 // `.reset_map`, no `.compat_reset`, no `.get_vq_desc_group`.
 
-public enum DeviceClass: String, Sendable {
+public enum DeviceClass: String, Sendable, CaseIterable {
     case net
     case block
 }

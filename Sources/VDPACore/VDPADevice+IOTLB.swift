@@ -2,12 +2,12 @@
 // BATCH_BEGIN/END) and `reset_map`, with the kernel's validation order and
 // the point where the session table reaches the device (R14, R16, R20).
 //
-// Deliberate differences from the kernel (PROTOCOL.md): errors keep their
+// Deliberate differences from the kernel (docs/protocol.md): errors keep their
 // real errno (kernel_errno says EFAULT); an asid ≠ 0 without IOTLB_ASID acked
 // is EINVAL instead of silently ASID 0; the batch gate leaves no empty table.
 
 extension VDPADevice {
-    /// PROTOCOL.md: an asid other than 0 while IOTLB_ASID is not acked is EINVAL (the kernel uses ASID 0, edge #7).
+    /// docs/protocol.md: an asid other than 0 while IOTLB_ASID is not acked is EINVAL (the kernel uses ASID 0, edge #7).
     // The checks below are inlined: calling a function that throws VDPAError (a large type) copies
     // its error buffer even when nothing is thrown — three copies per map showed in callgrind.
     @inline(__always)

@@ -17,7 +17,7 @@ extension VDPADevice {
         sessionTables = Array(repeating: nil, count: addressSpaceCount)
     }
 
-    /// release() (R35, PROTOCOL.md §6): reset (clean unless IOTLB_PERSIST), drop the batch, and for
+    /// release() (R35, docs/protocol.md §6): reset (clean unless IOTLB_PERSIST), drop the batch, and for
     /// every ASID with a session table remove its entries and `reset_map` it.  Cannot fail.
     public mutating func release() {
         resetDevice(cleanMap: !persistsAcrossReset)

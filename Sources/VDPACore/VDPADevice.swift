@@ -6,7 +6,7 @@
 // The type is a value with no I/O and no locking: the daemon keeps each
 // device behind its own lock.  Every mutating operation validates all of
 // its input before it changes anything, so a thrown VDPAError means "nothing
-// happened" (PROTOCOL.md §3).
+// happened" (docs/protocol.md §3).
 
 /// Who holds a device open: one connection, identified by the daemon.
 public struct Owner: Equatable, Hashable, Sendable {
@@ -103,7 +103,7 @@ public struct VDPADevice: Sendable {
 
     // MARK: Checks shared by the operations
 
-    /// EPERM unless `connection` owns the device (R5, R22; PROTOCOL.md §4).
+    /// EPERM unless `connection` owns the device (R5, R22; docs/protocol.md §4).
     // On every map: inlined (a call to a typed-throws function copies its error buffer even on
     // success), with the messages built out of line so that the inlined part stays a compare.
     @inlinable @inline(__always)

@@ -9,7 +9,7 @@ extension VDPAService {
     public struct Reply {
         /// The reply text (no newline), or nil when nothing is owed.
         public var bytes: [UInt8]?
-        /// The input was not JSON: the connection is closed after the reply (PROTOCOL.md §1).
+        /// The input was not JSON: the connection is closed after the reply (docs/protocol.md §1).
         public var closeConnection: Bool
     }
 

@@ -390,7 +390,7 @@ struct FastScanner {
         return true
     }
 
-    /// The members of `params` in PROTOCOL.md's order, compact — `"device":"…"`, `"asid":N` (may be
+    /// The members of `params` in docs/protocol.md's order, compact — `"device":"…"`, `"asid":N` (may be
     /// left out), `"iova":N`, `"size":N`, and for map `"addr":N`, `"perm":"rw"` — through the `}`: the
     /// layout of the anchors' client and of vdpad-cli, read with no name lookups.  Anything else
     /// returns false, and the caller reads the members one by one from the start.

@@ -1,4 +1,4 @@
-// Framer.swift — splits a byte stream into JSON texts (PROTOCOL.md §1):
+// Framer.swift — splits a byte stream into JSON texts (docs/protocol.md §1):
 // objects or arrays separated by optional whitespace, one per line, several
 // per line, or one spread over many lines.  It finds boundaries with an
 // incremental syntax check (JSONSyntax), so a text is refused at the first

@@ -1,7 +1,7 @@
 // JSON.swift — a JSON value with exact 64-bit integers, its parser and its
 // compact encoder.
 //
-// Why not Foundation's JSONSerialization: PROTOCOL.md §2 needs every integer
+// Why not Foundation's JSONSerialization: docs/protocol.md §2 needs every integer
 // in 0…2^64−1 exact and negatives, fractions and exponents told apart from
 // integers; going through NSNumber/Double loses that.  Objects keep their key
 // order so replies are stable and golden tests can compare text.

@@ -42,6 +42,7 @@ extension VDPAService {
             }
         },
         "set_features": { s, p, caller in
+            try p.checkVirtioFeatureNames("features")  // -32602 before the device (§3's order)
             let slot = try s.ownedSlot(p, caller)
             let c = slot.read { $0.mgmtdev.deviceClass }
             let mask = try p.virtioFeatures("features", class: c)

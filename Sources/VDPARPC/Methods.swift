@@ -1,4 +1,4 @@
-// Methods.swift — the method table: every method of PROTOCOL.md §5 bound to
+// Methods.swift — the method table: every method of docs/protocol.md §5 bound to
 // the core.  Handlers decode params (-32602), check roles (EPERM), run the
 // device operation on the device's queue, and shape the reply.
 import Logging
@@ -134,8 +134,8 @@ extension VDPAService {
             })
         },
         "add_device": { s, p, caller in
+            let record = try VDPAService.record(from: p)  // types first (-32602), then the role, then values
             try s.requireAdmin(caller, "add_device")
-            let record = try VDPAService.record(from: p)
             let device = try s.makeDevice(record)
             let reply = VDPAService.deviceJSON(device)
             try s.registryLock.withLock { _ throws(RPCError) in
@@ -204,10 +204,10 @@ extension VDPAService {
     ]
 
     static func record(from p: Params) throws(RPCError) -> DeviceRecord {
+        // Types only: a value out of its range is refused by the attributes' own check (EINVAL), which
+        // runs after the caller's role (docs/protocol.md §3's order).
         func int(_ key: String) throws(RPCError) -> Int? {
-            guard let v = try p.optionalU64(key) else { return nil }
-            guard v <= UInt64(Int32.max) else { throw RPCError.domain(.EINVAL, "\(key) \(v) is out of range") }
-            return Int(v)
+            try p.optionalU64(key).map { Int(clamping: $0) }
         }
         var attributes = DeviceAttributes(mac: try p.optionalString("mac"), mtu: try int("mtu"), maxVQP: try int("max_vqp"),
                                           legacy: try p.optionalBool("legacy") ?? false)

@@ -79,7 +79,7 @@ struct Params {
     }
 
     /// `perm` as sent: a string or an integer (else -32602).  Its value is checked by `PermissionArgument.validated()`
-    /// after the device and its owner, as every method checks ranges after ownership (PROTOCOL.md §3).
+    /// after the device and its owner, as every method checks ranges after ownership (docs/protocol.md §3).
     func permission(_ key: String = "perm") throws(RPCError) -> PermissionArgument {
         guard let v = self[key] else { throw RPCError.invalidParams(key, "is required") }
         switch v {
@@ -117,6 +117,20 @@ struct Params {
         return BackendFeatures(rawValue: try Self.number(v, field: key))
     }
 
+    /// The shape of a virtio feature set, checked before the device is known: a mask, or names each known
+    /// to some device class (-32602 otherwise).  `virtioFeatures` then resolves them for the device's class.
+    func checkVirtioFeatureNames(_ key: String) throws(RPCError) {
+        guard let v = self[key] else { throw RPCError.invalidParams(key, "is required") }
+        guard case .array(let items) = v else { _ = try Self.number(v, field: key); return }
+        for item in items {
+            guard case .string(let name) = item else { throw RPCError.invalidParams(key, "names must be strings") }
+            let bare = name.hasPrefix("VIRTIO_") ? String(name.split(separator: "_F_", maxSplits: 1).last ?? "") : name
+            guard DeviceClass.allCases.contains(where: { VirtioFeatures.bit(named: bare, class: $0) != nil }) else {
+                throw RPCError.invalidParams(key, "has an unknown feature \"\(name)\"")
+            }
+        }
+    }
+
     func virtioFeatures(_ key: String, class deviceClass: DeviceClass) throws(RPCError) -> UInt64 {
         guard let v = self[key] else { throw RPCError.invalidParams(key, "is required") }
         if case .array(let items) = v {
@@ -135,7 +149,7 @@ struct Params {
     }
 }
 
-/// A `perm` value as sent, well-typed but not yet checked against the rule (PROTOCOL.md §2: ro/wo/rw or 1…3).
+/// A `perm` value as sent, well-typed but not yet checked against the rule (docs/protocol.md §2: ro/wo/rw or 1…3).
 enum PermissionArgument {
     case name(String)
     case number(UInt64)

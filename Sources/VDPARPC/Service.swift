@@ -169,7 +169,7 @@ public final class VDPAService: Sendable {
         openConnections.add(1, ordering: .relaxed)
     }
 
-    /// Releases every device the connection owns (PROTOCOL.md §6).
+    /// Releases every device the connection owns (docs/protocol.md §6).
     public func connectionClosed(_ connection: UInt64) {
         sinks.withLock { _ = $0.removeValue(forKey: connection) }
         openConnections.subtract(1, ordering: .relaxed)

@@ -1,4 +1,4 @@
-// MethodCoverageTests.swift — every method of PROTOCOL.md §5 and every
+// MethodCoverageTests.swift — every method of docs/protocol.md §5 and every
 // domain errno it can produce, once over the real socket.
 import Foundation
 import Testing

@@ -1,4 +1,4 @@
-// ProtocolTests.swift — PROTOCOL.md end to end on the real binary: framing,
+// ProtocolTests.swift — docs/protocol.md end to end on the real binary: framing,
 // JSON-RPC rules, a VMM session, errors, roles, events, pipelining.
 import Foundation
 import Testing

@@ -1,7 +1,7 @@
 // DefectTests.swift — issue 11's defects, each with the test that would
 // have caught it: texts that can never become JSON (the connection must not
 // wait for them), the kernel errno of the IOTLB methods, and the order in
-// which every method checks its params (PROTOCOL.md §3).
+// which every method checks its params (docs/protocol.md §3).
 import Testing
 @testable import VDPARPC
 
@@ -209,5 +209,18 @@ struct FuzzerFindingTests {
             #expect(Self.lockstep(text + "\n", chunk: chunk) == [], "chunk \(chunk)")
         }
         #expect(DefectTests.run(String(text.prefix(cut)), fast: true, chunk: 4096).1 == .notJSON, "refused without more bytes")
+    }
+}
+
+extension DefectTests {
+    @Test("the order holds for add_device, del_device and set_features too")
+    func checkOrderManagement() {
+        let s = FastPathTests.service(fast: false)
+        // A type error before the role; the role before a value out of range.
+        #expect(Self.error(s, "add_device", #""name":"x","mgmtdev":"vdpasim_net","mtu":"big""#, as: user).contains(#""field":"mtu""#))
+        #expect(Self.error(s, "add_device", #""name":"x","mgmtdev":"vdpasim_net","mtu":4294967296"#, as: user).contains(#""errno":"EPERM""#))
+        #expect(Self.error(s, "add_device", #""name":"x","mgmtdev":"vdpasim_net","mtu":4294967296"#).contains(#""errno":"EINVAL""#))
+        #expect(Self.error(s, "set_features", #""device":"nosuch","features":["NO_SUCH_FEATURE"]"#).contains(#""field":"features""#))
+        #expect(Self.error(s, "set_features", #""device":"nosuch","features":["VERSION_1"]"#).contains(#""errno":"ENODEV""#))
     }
 }

@@ -24,7 +24,7 @@ struct FastPathTests {
         if r.next(12) > 0 { params.append(#""addr":"# + r.pick(["0", "140737488355328", "18446744073709551615"])) }
         if r.next(12) > 0 { params.append(#""perm":"# + r.pick([#""rw""#, #""ro""#, #""wo""#, "3", #""rx""#, "0"])) }
         if r.next(20) == 0 { params.append(#""extra":1"#) }
-        // A third in the compact layout with PROTOCOL.md's member order (the anchors' and vdpad-cli's),
+        // A third in the compact layout with docs/protocol.md's member order (the anchors' and vdpad-cli's),
         // the rest shuffled and spaced.
         let compact = r.next(3) == 0
         if !compact {
@@ -222,7 +222,7 @@ struct FastLayoutTests {
             #"{"jsonrpc":"2.0","id":"vm-1","method":"unmap","params":{"device":"vdpa0","iova":0,"size":18446744073709551615}}"#,
             #"{"jsonrpc":"2.0","id":0,"method":"map","params":{"perm":"ro","addr":1,"size":2,"iova":3,"device":"d"}}"#,
             #"{"jsonrpc":"2.0","id":12345678901234567890,"method":"unmap","params":{"asid":1,"device":"x","size":1,"iova":2}}"#,
-            // PROTOCOL.md's member order: read without name lookups, asid optional.
+            // docs/protocol.md's member order: read without name lookups, asid optional.
             #"{"jsonrpc":"2.0","id":8,"method":"map","params":{"device":"vdpa0","iova":4096,"size":4096,"addr":1,"perm":"wo"}}"#,
             #"{"jsonrpc":"2.0","id":9,"method":"map","params":{"device":"a-long-device-name","asid":1,"iova":18446744073709551615,"size":1,"addr":0,"perm":"ro"}}"#,
             #"{"jsonrpc":"2.0","id":10,"method":"unmap","params":{"device":"vdpa0","asid":0,"iova":4096,"size":4096}}"#,

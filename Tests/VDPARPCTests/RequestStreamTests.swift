@@ -92,7 +92,7 @@ struct RequestStreamTests {
         }
     }
 
-    /// Plain single requests in PROTOCOL.md's layout: maps and unmaps on vdpa0, some on vdpa1 (not
+    /// Plain single requests in docs/protocol.md's layout: maps and unmaps on vdpa0, some on vdpa1 (not
     /// opened: EPERM) and on a device that does not exist, so runs switch devices and fail midway.
     static func singles(_ count: Int) -> [String] {
         (0..<count).map { k in
