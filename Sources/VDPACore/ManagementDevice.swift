@@ -94,7 +94,8 @@ public enum ManagementDevice: String, CaseIterable, Sendable {
         return offer
     }
 
-    /// Virtio device features the parent offers.
+    /// Virtio device features the parent offers (VHOST_GET_FEATURES, R53); a legacy parent offers the same.
+    /// vdpasim_net: 0x3_0883_0028, as vdpa_sim_net.
     public var offeredFeatures: UInt64 {
         let c = deviceClass
         switch self {
@@ -106,8 +107,9 @@ public enum ManagementDevice: String, CaseIterable, Sendable {
                                        "HOST_TSO6", "MRG_RXBUF", "MAC", "MTU", "STATUS", "CTRL_VQ", "MQ",
                                        "CTRL_MAC_ADDR", class: c)
         case .vdpasimBlock:
-            return VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "SIZE_MAX", "SEG_MAX", "BLK_SIZE",
-                                       "FLUSH", "DISCARD", "WRITE_ZEROES", class: c)
+            // 0x3_0800_7646 (R53).
+            return VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "ANY_LAYOUT", "SIZE_MAX", "SEG_MAX", "BLK_SIZE",
+                                       "FLUSH", "TOPOLOGY", "MQ", "DISCARD", "WRITE_ZEROES", class: c)
         case .platformNet:
             return VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", "MTU", "STATUS", "CTRL_VQ",
                                        class: c)

@@ -22,6 +22,10 @@ extension VDPADevice {
     public mutating func release() {
         resetDevice(cleanMap: !persistsAcrossReset)
         batchASID = nil
+        // R70: close() releases every eventfd and puts the vrings back to their first state.
+        for ring in vrings { eventFDEffects.close += [ring.kick, ring.call].compactMap { $0 } }
+        vrings = Array(repeating: Vring(), count: virtqueueCount)
+        setConfigCall(nil)
         for asid in 0..<addressSpaceCount where sessionTables[asid] != nil {
             sessionTables[asid] = nil
             if mgmtdev.hasResetMap(legacy: legacy) { restoreDefaultMapping(asid: asid) }
@@ -64,20 +68,28 @@ extension VDPADevice {
 
     // MARK: Virtio features and status
 
-    /// VHOST_SET_FEATURES: EBUSY once FEATURES_OK is set; EINVAL for a bit not offered or,
-    /// on vdpa_sim, without ACCESS_PLATFORM.
+    /// VHOST_SET_FEATURES (R54): EBUSY once FEATURES_OK is set (checked first); EINVAL without
+    /// ACCESS_PLATFORM on vdpa_sim and mlx5, for MQ without CTRL_VQ on mlx5, and (deliberately, docs/protocol.md
+    /// §7) for a bit not offered, which the kernel drops silently (edge #53).  DRIVER_OK without
+    /// FEATURES_OK does not stop it; a repeat replaces the value.
     public mutating func setFeatures(_ features: UInt64) throws(VDPAError) {
         if status & VirtioStatus.featuresOK != 0 {
-            throw VDPAError(.EBUSY, "features of \(name) are fixed once FEATURES_OK is set; reset first")
+            throw VDPAError(.EBUSY, "features of \(name) are fixed once FEATURES_OK is set; reset first (R54)")
         }
+        let c = mgmtdev.deviceClass
         let extra = features & ~offeredFeatures
         if extra != 0 {
-            let names = VirtioFeatures.names(of: extra, class: mgmtdev.deviceClass).joined(separator: ", ")
-            throw VDPAError(.EINVAL, "\(name) does not offer \(names)")
+            let names = VirtioFeatures.names(of: extra, class: c).joined(separator: ", ")
+            throw VDPAError(.EINVAL, "\(name) does not offer \(names)", details: [
+                ("note", .string("the kernel stores the value ANDed with the offer and returns 0 (edge #53); offer \(hex(offeredFeatures))")),
+            ])
         }
-        let accessPlatform = VirtioFeatures.bit(named: "ACCESS_PLATFORM", class: mgmtdev.deviceClass)!
-        if mgmtdev.requiresAccessPlatform && features & accessPlatform == 0 {
-            throw VDPAError(.EINVAL, "\(mgmtdev.name) requires ACCESS_PLATFORM (vdpasim_set_driver_features)")
+        if mgmtdev.requiresAccessPlatform && features & VirtioFeatures.mask("ACCESS_PLATFORM", class: c) == 0 {
+            throw VDPAError(.EINVAL, "\(mgmtdev.name) requires ACCESS_PLATFORM (R54, edge #52)")
+        }
+        if mgmtdev == .mlx5Net && features & VirtioFeatures.mask("MQ", class: c) != 0
+            && features & VirtioFeatures.mask("CTRL_VQ", class: c) == 0 {
+            throw VDPAError(.EINVAL, "mlx5_net refuses MQ without CTRL_VQ (R54)")
         }
         driverFeatures = features
     }
@@ -91,9 +103,17 @@ extension VDPADevice {
             return
         }
         if status & ~s != 0 {
-            throw VDPAError(.EINVAL, "status \(hex(UInt64(s))) clears bits \(hex(UInt64(status & ~s))) of \(name); only 0 resets (R30)")
+            throw VDPAError(.EINVAL, "status \(hex(UInt64(s))) clears bits \(hex(UInt64(status & ~s))) of \(name); only 0 resets (R30, R56)")
         }
-        status = s
+        // R57: a parent's verdict is read back, never returned.  vdpa_sim stores anything; a hardware
+        // parent (mlx5) leaves FEATURES_OK clear when the driver's features are unacceptable to it.
+        var accepted = s
+        if mgmtdev == .mlx5Net && s & VirtioStatus.featuresOK != 0 && status & VirtioStatus.featuresOK == 0
+            && driverFeatures & VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net)
+                != VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net) {
+            accepted &= ~VirtioStatus.featuresOK
+        }
+        status = accepted
     }
 
     /// SET_STATUS(0) (R30, R31): groups back to ASID 0, device mappings back to default unless
@@ -110,7 +130,19 @@ extension VDPADevice {
         driverFeatures = 0
         suspended = false
         groupASID = Array(repeating: 0, count: groupCount)
-        vrings = Array(repeating: Vring(), count: virtqueueCount)
+        // R69: num is kept; vdpa_sim zeroes the addresses and the base, mlx5 keeps both (its base is the
+        // index saved when the queue was torn down, R61); nothing is ready; the parent drops the call
+        // callback (the VMM must bind CALL again), the kick eventfd stays bound.
+        for vq in vrings.indices {
+            var ring = vrings[vq]
+            ring.ready = false
+            if mgmtdev != .mlx5Net {
+                (ring.desc, ring.driver, ring.device, ring.base) = (nil, nil, nil, 0)
+            }
+            if let call = ring.call { eventFDEffects.close.append(call) }
+            ring.call = nil
+            vrings[vq] = ring
+        }
         if cleanMap && mgmtdev.mapOperation == .setMap {
             for asid in 0..<addressSpaceCount { restoreDefaultMapping(asid: asid) }
         }
@@ -148,26 +180,59 @@ extension VDPADevice {
 
     // MARK: Vrings
 
-    /// SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_ENABLE; fields left nil keep their value.
+    /// SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_BASE / SET_VRING_ENABLE in one call; fields left nil keep
+    /// their value.  Everything is checked before anything changes, in the kernel's order: the index
+    /// (ENOBUFS, R44), num (R58), the addresses' alignment (R59), base ≤ 0xFFFF (R60), then on a 6.8
+    /// parent no address or base while DRIVER_OK is set and the device is not suspended (R59, R60;
+    /// a legacy device follows 6.7 and accepts them, edge #63).
     public mutating func setVring(_ vq: UInt64, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
-                                  ready: Bool?) throws(VDPAError) {
+                                  base: UInt64? = nil, ready: Bool?) throws(VDPAError) {
         let index = try checkVirtqueue(vq)
         if let num {
-            // vhost_vring_set_num: non-zero, at most 0xffff, a power of two.
             guard num > 0, num <= 0xFFFF, num & (num - 1) == 0 else {
-                throw VDPAError(.EINVAL, "vring size \(num) of vq \(vq) is not a power of two in 1…32768")
+                throw VDPAError(.EINVAL, "vring size \(num) of vq \(vq) is not a power of two in 1…32768 (R58)")
             }
+        }
+        if let driver, driver % 2 != 0 {
+            throw VDPAError(.EINVAL, "the driver area (avail ring) \(hex(driver)) of vq \(vq) is not 2-byte aligned (R59)")
+        }
+        if let device, device % 4 != 0 {
+            throw VDPAError(.EINVAL, "the device area (used ring) \(hex(device)) of vq \(vq) is not 4-byte aligned (R59)")
+        }
+        if let base, base > 0xFFFF {
+            throw VDPAError(.EINVAL, "base \(base) of vq \(vq) does not fit a split ring's 16-bit index (R60)")
+        }
+        let addressing = desc != nil || driver != nil || device != nil || base != nil
+        if addressing && !legacy && status & VirtioStatus.driverOK != 0 && !suspended {
+            throw VDPAError(.EINVAL, "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8)")
         }
         var ring = vrings[index]
         if let num { ring.num = UInt32(num) }
         if let desc { ring.desc = desc }
         if let driver { ring.driver = driver }
         if let device { ring.device = device }
+        if let base { ring.base = UInt16(base) }
         if let ready { ring.ready = ready }
         vrings[index] = ring
     }
 
+    /// GET_VRING_BASE and the rest of a vq's state (R61: the last avail index; 0 after a reset on
+    /// vdpa_sim, the saved index on mlx5).
     public func vring(_ vq: UInt64) throws(VDPAError) -> Vring { vrings[try checkVirtqueue(vq)] }
+
+    /// SET_VRING_KICK (R63): `nil` unbinds; the eventfd it replaces is closed.
+    public mutating func setVringKick(_ vq: UInt64, _ eventfd: EventFD?) throws(VDPAError) {
+        let index = try checkVirtqueue(vq)
+        if let old = vrings[index].kick { eventFDEffects.close.append(old) }
+        vrings[index].kick = eventfd
+    }
+
+    /// SET_VRING_CALL (R64): `nil` unbinds; the eventfd it replaces is closed.  A reset drops it (R69).
+    public mutating func setVringCall(_ vq: UInt64, _ eventfd: EventFD?) throws(VDPAError) {
+        let index = try checkVirtqueue(vq)
+        if let old = vrings[index].call { eventFDEffects.close.append(old) }
+        vrings[index].call = eventfd
+    }
 
     // MARK: Suspend and resume
 

@@ -21,13 +21,18 @@ public struct Owner: Equatable, Hashable, Sendable {
     }
 }
 
-/// Ring addresses and size of one virtqueue (SET_VRING_NUM / SET_VRING_ADDR / SET_VRING_ENABLE).
+/// One virtqueue as the parent holds it: ring size and addresses (SET_VRING_NUM / SET_VRING_ADDR),
+/// the last avail index (SET/GET_VRING_BASE), readiness (SET_VRING_ENABLE) and its eventfds.
 public struct Vring: Equatable, Sendable {
     public var num: UInt32?
     public var desc: UInt64?
     public var driver: UInt64?
     public var device: UInt64?
     public var ready = false
+    /// last_avail_idx of a split ring (R60, R61).
+    public var base: UInt16 = 0
+    public var kick: EventFD?
+    public var call: EventFD?
 
     public init() {}
 }
@@ -69,6 +74,14 @@ public struct VDPADevice: Sendable {
     public internal(set) var vrings: [Vring]
     public internal(set) var suspended = false
     public internal(set) var stats = DeviceStats()
+    /// A net device's config space as written (R51: it survives reset); a block device rebuilds its own.
+    var netConfig: [UInt8]
+    /// The link state the config's status field reports (VIRTIO_NET_S_LINK_UP); `set_link` changes it.
+    public internal(set) var linkUp = true
+    /// VHOST_VDPA_SET_CONFIG_CALL's eventfd, signalled on a config change.
+    public internal(set) var configCall: EventFD?
+    /// Eventfds to signal and to close, left by the operations since the last `takeEventFDEffects()`.
+    var eventFDEffects = EventFDEffects()
     /// ENOSPC above this many entries in one ASID's session table (0 = unlimited).
     public var maxEntriesPerASID: Int
 
@@ -86,7 +99,22 @@ public struct VDPADevice: Sendable {
         mappingStates = (0..<mgmtdev.addressSpaceCount).map { MappingState(mgmtdev.defaultMapping(asid: $0)) }
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
         vrings = Array(repeating: Vring(), count: virtqueueCount)
+        netConfig = mgmtdev.deviceClass == .net
+            ? ConfigLayout.net(mac: attributes.mac ?? "00:00:00:00:00:00", mtu: attributes.mtu ?? 1500,
+                               maxVirtqueuePairs: mgmtdev.offeredFeatures & VirtioFeatures.mask("MQ", class: .net) != 0
+                                   ? attributes.maxVQP ?? 1 : 0)
+            : []
     }
+
+    /// The eventfds to signal and close since the last call (the daemon does both while it holds the device).
+    public mutating func takeEventFDEffects() -> EventFDEffects {
+        defer { eventFDEffects = EventFDEffects() }
+        return eventFDEffects
+    }
+
+    public var deviceID: VirtioDeviceID { mgmtdev.deviceClass.deviceID }
+    public var configSize: Int { mgmtdev.deviceClass.configSize }
+    public var virtqueueSizeMax: Int { mgmtdev.virtqueueSizeMax }
 
     public var groupCount: Int { mgmtdev.groupCount }
     public var addressSpaceCount: Int { mgmtdev.addressSpaceCount }

@@ -10,6 +10,7 @@
 public enum KernelErrno: Int32, Sendable, CaseIterable {
     case EPERM = 1
     case EIO = 5
+    case EBADF = 9
     case E2BIG = 7
     case EACCES = 13
     case EFAULT = 14

@@ -20,6 +20,7 @@
 // whose handlers take the lock like everyone else.
 import Dispatch
 import Logging
+import UnixSocket
 import VDPARPC
 #if canImport(Glibc)
 import Glibc
@@ -137,8 +138,21 @@ final class Connection: NotificationSink, @unchecked Sendable {
         pthread_setspecific(Self.readerKey, Unmanaged.passUnretained(self).toOpaque())
         var stream = RequestStream(service: service, caller: caller, maxTextBytes: limits.maxRequestBytes)
         var replies: [UInt8] = []
+        var passed: [Int32] = []
         reading: while true {
-            let n = stream.read { recv(fd, $0.baseAddress!, $0.count, 0) }
+            // recvmsg, not recv: eventfds for set_vring_kick/call and set_config_call come with the bytes.
+            let n = stream.read { PassedDescriptors.receive(fd, into: $0, descriptors: &passed) }
+            if !passed.isEmpty {
+                // Queued before the bytes they came with are answered, so the request that takes one finds it.
+                let kept = service.descriptorsReceived(passed, on: id)
+                passed.removeAll(keepingCapacity: true)
+                if !kept {
+                    // The error line goes after the replies to everything sent before, then the close.
+                    var refusal = service.descriptorLimitError()
+                    _ = locked { deliver(&refusal, partial: .none, failure: "too many passed descriptors") }
+                    break
+                }
+            }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 let reason = n == 0 ? nil : "read failed: \(String(cString: strerror(errno)))"

@@ -102,6 +102,12 @@ extension VDPAService {
         return .object([("jsonrpc", "2.0"), ("id", id), ("error", error.json)])
     }
 
+    /// The line a connection gets, before it is closed, when it passed more descriptors than requests took.
+    public func descriptorLimitError() -> [UInt8] {
+        let error = RPCError.invalidRequest("more than \(Self.maxPassedDescriptors) descriptors passed (SCM_RIGHTS) and not taken by a request")
+        return response(id: .null, error: error).encoded() + [0x0A]
+    }
+
     /// A reply for a framing failure the connection reports before closing.
     public func framingError(tooLarge: Bool, maxBytes: Int, syntaxError: Framer.SyntaxError? = nil) -> [UInt8] {
         let error: RPCError = tooLarge

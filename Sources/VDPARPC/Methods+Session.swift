@@ -1,6 +1,7 @@
 // Methods+Session.swift — §5.3: open/close, negotiation, status, groups,
-// vrings, suspend/resume.  Every method but `open` needs the caller's
-// connection to own the device.
+// vrings, eventfds, suspend/resume.  Changes need the caller's connection
+// to own the device; the reads of device state are the owner's or an
+// admin's.
 import VDPACore
 
 extension VDPAService {
@@ -16,7 +17,9 @@ extension VDPAService {
                 try d.open(by: caller.owner)
                 return ["nvqs": JSON(d.virtqueueCount), "ngroups": JSON(d.groupCount), "nas": JSON(d.addressSpaceCount),
                         "iova_first": .unsigned(d.iovaRange.first), "iova_last": .unsigned(d.iovaRange.last),
-                        "backend_features": backendJSON(d.offeredBackendFeatures)]
+                        "backend_features": backendJSON(d.offeredBackendFeatures),
+                        "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax),
+                        "config_size": JSON(d.configSize), "features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass)]
             }
             s.emit("owner_changed", device: try p.string("device"), [("owner", ownerJSON(caller.owner))])
             return reply
@@ -37,8 +40,11 @@ extension VDPAService {
             return [:]
         },
         "get_features": { s, p, caller in
-            try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) -> JSON in
-                featuresJSON(d.driverFeatures, d.mgmtdev.deviceClass)
+            // R53: what the parent offers (no ioctl reads the negotiated set back); vdpad adds it.
+            try s.ownedOrAdminSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) -> JSON in
+                let c = d.mgmtdev.deviceClass
+                return ["names": .array(VirtioFeatures.names(of: d.offeredFeatures, class: c).map { .string($0) }),
+                        "mask": .unsigned(d.offeredFeatures), "driver_features": featuresJSON(d.driverFeatures, c)]
             }
         },
         "set_features": { s, p, caller in
@@ -50,7 +56,7 @@ extension VDPAService {
             return [:]
         },
         "get_status": { s, p, caller in
-            try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) -> JSON in ["status": .unsigned(UInt64(d.status))] }
+            try s.ownedOrAdminSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) -> JSON in ["status": .unsigned(UInt64(d.status))] }
         },
         "set_status": { s, p, caller in
             let status = try p.u64("status")
@@ -80,17 +86,37 @@ extension VDPAService {
             let vq = try p.u64("vq")
             let num = try p.optionalU64("num"), desc = try p.optionalU64("desc"), driver = try p.optionalU64("driver")
             let device = try p.optionalU64("device_area"), ready = try p.optionalBool("ready")
+            let base = try p.optionalU64("base")
             try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in
-                try d.setVring(vq, num: num, desc: desc, driver: driver, device: device, ready: ready)
+                try d.setVring(vq, num: num, desc: desc, driver: driver, device: device, base: base, ready: ready)
             }
             return [:]
         },
         "get_vring": { s, p, caller in
             let vq = try p.u64("vq")
-            let r = try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in try d.vring(vq) }
-            func opt(_ v: UInt64?) -> JSON { v.map { .unsigned($0) } ?? .null }
-            return ["vq": .unsigned(vq), "num": opt(r.num.map(UInt64.init)), "desc": opt(r.desc), "driver": opt(r.driver),
-                    "device_area": opt(r.device), "ready": .bool(r.ready)]
+            let r = try s.ownedOrAdminSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in try d.vring(vq) }
+            return vringJSON(Int(vq), r)
+        },
+        "set_vring_kick": { s, p, caller in
+            let vq = try p.u64("vq")
+            try s.withPassedEventFD(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
+                try d.setVringKick(vq, fd)
+            } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }
+            return [:]
+        },
+        "set_vring_call": { s, p, caller in
+            let vq = try p.u64("vq")
+            try s.withPassedEventFD(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
+                try d.setVringCall(vq, fd)
+            } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }
+            return [:]
+        },
+        "set_config_call": { s, p, caller in
+            // R65's quirk: the old eventfd goes before the new one is checked, so a failing call leaves none.
+            try s.withPassedEventFD(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
+                d.setConfigCall(fd)
+            } precheck: { (d: inout VDPADevice) throws(VDPAError) in d.setConfigCall(nil) }
+            return [:]
         },
         "suspend": { s, p, caller in
             try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in try d.suspend() }
@@ -101,6 +127,36 @@ extension VDPAService {
             return [:]
         },
     ]
+
+    /// The eventfd methods (docs/protocol.md §5.5): the request takes the oldest descriptor its connection passed
+    /// (taken first, so requests and descriptors stay paired even when it fails), unless `unset` is true.
+    /// Then the device, its owner and `precheck` (the vq index; R44 before R63); then EBADF when nothing was
+    /// passed, EBADF/EINVAL when the descriptor is not an eventfd; then `apply`.  On failure the descriptor
+    /// is closed; on success the device holds it.
+    func withPassedEventFD(_ p: Params, _ caller: Caller,
+                           _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
+                           precheck: (inout VDPADevice) throws(VDPAError) -> Void) throws(RPCError) {
+        let unset = try p.optionalBool("unset") ?? false
+        let fd = unset ? nil : takeDescriptor(caller.connection)
+        do throws(RPCError) {
+            try ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in
+                try precheck(&d)
+                if !unset {
+                    guard let fd else {
+                        throw VDPAError(.EBADF, "no descriptor was passed for this request: send an eventfd with SCM_RIGHTS "
+                                        + "with (or before) the request's bytes, or set unset: true")
+                    }
+                    if let errno = EventFDs.check(fd) {
+                        throw VDPAError(errno, errno == .EBADF ? "descriptor \(fd) is not open" : "the descriptor passed is not an eventfd (R63–R65)")
+                    }
+                }
+                try apply(&d, fd.map(EventFD.init))
+            }
+        } catch {
+            if let fd { EventFDs.close(fd) }
+            throw error
+        }
+    }
 
     /// Runs a status-changing operation and reports `status_changed` when the byte moved.
     func changeStatus(_ p: Params, _ caller: Caller, _ body: (inout VDPADevice) throws(VDPAError) -> Void) throws(RPCError) {

@@ -84,7 +84,19 @@ extension VDPAService {
             "features": featuresJSON(d.driverFeatures, d.mgmtdev.deviceClass),
             "backend_features": ["offered": backendJSON(d.offeredBackendFeatures), "acked": backendJSON(d.ackedBackendFeatures)],
             "owner": ownerJSON(d.owner), "suspended": .bool(d.suspended), "asids": .array(asids), "stats": stats,
+            "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax), "config_size": JSON(d.configSize),
+            "offered_features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass),
+            "link": d.mgmtdev.deviceClass == .net ? .string(d.linkUp ? "up" : "down") : .null,
+            "config_call": .bool(d.configCall != nil),
+            "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
         ]
+    }
+
+    static func vringJSON(_ vq: Int, _ r: Vring) -> JSON {
+        func opt(_ v: UInt64?) -> JSON { v.map { .unsigned($0) } ?? .null }
+        return ["vq": JSON(vq), "num": opt(r.num.map(UInt64.init)), "desc": opt(r.desc), "driver": opt(r.driver),
+                "device_area": opt(r.device), "ready": .bool(r.ready), "base": JSON(Int(r.base)),
+                "kick": .bool(r.kick != nil), "call": .bool(r.call != nil)]
     }
 
     // MARK: §5.1 Daemon
@@ -194,14 +206,62 @@ extension VDPAService {
         },
         "get_device": { s, p, _ in try s.slot(try p.string("device")).read { deviceJSON($0) } },
         "get_config": { s, p, _ in
-            try s.slot(try p.string("device")).read { d in
-                let a = d.attributes
-                return ["mac": JSON(a.mac), "mtu": a.mtu.map { JSON($0) } ?? .null,
-                        "max_vq_pairs": d.mgmtdev.deviceClass == .net ? JSON(a.maxVQP ?? 1) : .null,
-                        "status": .unsigned(UInt64(d.status))]
+            try s.slot(try p.string("device")).read { configJSON($0.mgmtdev.deviceClass, $0.configBytes) }
+        },
+        "read_config": { s, p, caller in
+            let offset = try p.u64("offset"), length = try p.u64("length")
+            let bytes = try s.ownedOrAdminSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in
+                try d.readConfig(offset: offset, length: length)
             }
+            return ["data": .string(hexString(bytes))]
+        },
+        "write_config": { s, p, caller in
+            let offset = try p.u64("offset"), data = try p.hexBytes("data")
+            try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in try d.writeConfig(offset: offset, data: data) }
+            return [:]
+        },
+        "set_link": { s, p, caller in
+            let link = try p.enumeration("link", LinkState.self)
+            let name = try p.string("device")
+            let slot = try s.slot(name)
+            try s.requireAdmin(caller, "set_link")
+            try slot.sync { (d: inout VDPADevice) throws(VDPAError) in
+                try d.setLink(up: try link.validated(LinkState.allCases) == .up)
+            }
+            s.logger.notice("link set", metadata: ["device": "\(name)", "link": "\(link.text)", "uid": "\(caller.uid)"])
+            return [:]
         },
     ]
+
+    enum LinkState: String, CaseIterable { case up, down }
+
+    static func hexString(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes { out += [digits[Int(b >> 4)], digits[Int(b & 15)]] }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// The decoded view of config bytes (`get_config`): a net device's fields by virtio_net_config, whose
+    /// `status` is the link-status field (VIRTIO_NET_S_LINK_UP), not the device status byte; a block
+    /// device's by virtio_blk_config.
+    static func configJSON(_ c: DeviceClass, _ b: [UInt8]) -> JSON {
+        func u(_ at: Int, _ size: Int) -> JSON { .unsigned(b.le(at, size)) }
+        switch c {
+        case .net:
+            let mac = b[0..<6].map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
+            return ["mac": .string(mac.joined(separator: ":")), "status": u(6, 2), "link": .string(b.le(6, 2) & 1 != 0 ? "up" : "down"),
+                    "max_vq_pairs": u(8, 2), "mtu": u(10, 2), "speed": u(12, 4), "duplex": u(16, 1)]
+        case .block:
+            return ["capacity": u(0, 8), "size_max": u(8, 4), "seg_max": u(12, 4),
+                    "geometry": ["cylinders": u(16, 2), "heads": u(18, 1), "sectors": u(19, 1)],
+                    "blk_size": u(20, 4), "physical_block_exp": u(24, 1), "alignment_offset": u(25, 1),
+                    "min_io_size": u(26, 2), "opt_io_size": u(28, 4), "wce": u(32, 1), "num_queues": u(34, 2),
+                    "max_discard_sectors": u(36, 4), "max_discard_seg": u(40, 4), "discard_sector_alignment": u(44, 4),
+                    "max_write_zeroes_sectors": u(48, 4), "max_write_zeroes_seg": u(52, 4), "write_zeroes_may_unmap": u(56, 1)]
+        }
+    }
 
     static func record(from p: Params) throws(RPCError) -> DeviceRecord {
         // Types only: a value out of its range is refused by the attributes' own check (EINVAL), which

@@ -100,6 +100,23 @@ struct Params {
         return EnumArgument(field: key, text: text)
     }
 
+    /// Bytes as a hex string (`"0a1b…"`, an even number of hex digits, no prefix): -32602 otherwise.
+    func hexBytes(_ key: String) throws(RPCError) -> [UInt8] {
+        let text = try string(key)
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { throw RPCError.invalidParams(key, "must be an even number of hex digits") }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(digits.count / 2)
+        for k in stride(from: 0, to: digits.count, by: 2) {
+            guard let byte = UInt8(String(decoding: digits[k...k + 1], as: UTF8.self), radix: 16),
+                  digits[k] != UInt8(ascii: "+"), digits[k] != UInt8(ascii: "-") else {
+                throw RPCError.invalidParams(key, "must be hex digits, got \"\(text)\"")
+            }
+            bytes.append(byte)
+        }
+        return bytes
+    }
+
     /// A backend feature set: names or a mask.  Unknown name → -32602; unknown bits are left for the device (EOPNOTSUPP).
     func backendFeatures(_ key: String = "features") throws(RPCError) -> BackendFeatures {
         guard let v = self[key] else { throw RPCError.invalidParams(key, "is required") }

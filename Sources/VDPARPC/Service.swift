@@ -53,9 +53,14 @@ final class DeviceSlot: @unchecked Sendable {
 
     init(_ device: VDPADevice) { state = Locked(device) }
 
+    /// Runs `body` on the device; the eventfds it asked to signal or close are handled before the lock
+    /// is let go (a descriptor is never closed while another operation could still name it).
     func sync<T>(_ body: (inout VDPADevice) throws(VDPAError) -> T) throws(RPCError) -> T {
         do throws(VDPAError) {
-            return try state.withLock(body)
+            return try state.withLock { (d: inout VDPADevice) throws(VDPAError) -> T in
+                defer { EventFDs.carryOut(d.takeEventFDEffects()) }
+                return try body(&d)
+            }
         } catch {
             throw RPCError(error)
         }
@@ -71,6 +76,7 @@ final class DeviceSlot: @unchecked Sendable {
         state.withLock { device -> String? in
             guard condition(device) else { return nil }
             device.release()
+            EventFDs.carryOut(device.takeEventFDEffects())
             return device.name.rawValue
         }
     }
@@ -140,6 +146,9 @@ public final class VDPAService: Sendable {
         var subscribed: Set<String>?
     }
 
+    /// Descriptors each connection passed (SCM_RIGHTS) that no request has taken yet, oldest first.
+    let passedDescriptors = Locked<[UInt64: [Int32]]>([:])
+
     /// Whether plain map/unmap requests skip the JSON tree (FastPath.swift); tests turn it off to compare.
     let useFastPath: Bool
 
@@ -172,6 +181,8 @@ public final class VDPAService: Sendable {
     /// Releases every device the connection owns (docs/protocol.md §6).
     public func connectionClosed(_ connection: UInt64) {
         sinks.withLock { _ = $0.removeValue(forKey: connection) }
+        // Descriptors passed and never taken by a request are closed with the connection.
+        for fd in passedDescriptors.withLock({ $0.removeValue(forKey: connection) }) ?? [] { EventFDs.close(fd) }
         openConnections.subtract(1, ordering: .relaxed)
         for slot in allSlots() {
             // Check and release in one hop, so nobody can open the device in between.
@@ -179,6 +190,34 @@ public final class VDPAService: Sendable {
             guard let name = released else { continue }
             logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
             emit("owner_changed", device: name, [("owner", .null), ("reason", .string("disconnect"))])
+        }
+    }
+
+    // MARK: Descriptors passed with SCM_RIGHTS
+
+    /// How many passed descriptors a connection may hold before requests take them.
+    public static let maxPassedDescriptors = 64
+
+    /// Queues descriptors received on `connection` (in arrival order: the n-th request that takes one takes
+    /// the n-th passed).  Returns false, and closes them, when the queue would exceed `maxPassedDescriptors`:
+    /// the caller then ends the connection.
+    public func descriptorsReceived(_ fds: [Int32], on connection: UInt64) -> Bool {
+        let accepted = passedDescriptors.withLock { table -> Bool in
+            guard (table[connection]?.count ?? 0) + fds.count <= Self.maxPassedDescriptors else { return false }
+            table[connection, default: []] += fds
+            return true
+        }
+        if !accepted { fds.forEach(EventFDs.close) }
+        return accepted
+    }
+
+    /// The oldest descriptor `connection` passed and no request has taken yet.
+    func takeDescriptor(_ connection: UInt64) -> Int32? {
+        passedDescriptors.withLock { table -> Int32? in
+            guard var queue = table[connection], !queue.isEmpty else { return nil }
+            let fd = queue.removeFirst()
+            table[connection] = queue
+            return fd
         }
     }
 

@@ -16,7 +16,7 @@ struct CLICommand {
     var view: View
 
     enum View {
-        case mgmtdevs, devices, device, config, stats, iotlb, vqs, backend, features, status, translate, daemonStatus,
+        case mgmtdevs, devices, device, config, configBytes, stats, iotlb, vqs, backend, features, status, translate, daemonStatus,
              version, methods, raw, removed, resetMap, silent
     }
 }
@@ -68,15 +68,18 @@ enum Grammar {
         ("dev show [NAME]", "list devices, or show one in detail"),
         ("dev add name NAME mgmtdev MGMTDEV [mac MAC] [mtu N] [max_vqp N] [legacy] [iova_first X] [iova_last X] [users UID,..] [groups GID,..]", "create a device (admin)"),
         ("dev del NAME [force]", "delete a device; force closes its session first (admin)"),
-        ("dev config show NAME", "mac, mtu, queue pairs, status"),
+        ("dev config show NAME", "the config space decoded: net mac, link, mtu, queue pairs; block capacity, sizes"),
+        ("dev config read NAME offset X length N", "config space bytes, in hex"),
+        ("dev config write NAME offset X data HEX", "write config space bytes (the owner, in a -b session)"),
+        ("dev set NAME link up|down", "set a net device's link; the config eventfd is signalled (admin)"),
         ("dev stats show NAME", "what the device's flows cost: maps, commits, copies, resets"),
-        ("dev vq show NAME", "per virtqueue: group, descriptor group and the ASIDs they use"),
+        ("dev vq show NAME", "per virtqueue: group, descriptor group, their ASIDs, size, base, ready, kick and call"),
         ("dev iotlb show NAME asid A [layer session|device] [first X] [last X] [limit N]", "dump one ASID's mappings"),
         ("dev open NAME", "own the device for this connection (a -b session)"),
         ("dev close NAME", "release it: reset, reset_map every ASID"),
         ("dev backend show NAME", "offered and acked backend features"),
         ("dev backend set NAME FEATURE... | MASK", "ack backend features (replaces the acked set)"),
-        ("dev features show NAME", "negotiated virtio features"),
+        ("dev features show NAME", "offered and negotiated virtio features"),
         ("dev features set NAME FEATURE... | MASK", "set virtio driver features"),
         ("dev status show NAME", "the virtio status byte"),
         ("dev status set NAME VALUE", "set the status byte; 0 resets"),
@@ -86,7 +89,7 @@ enum Grammar {
         ("dev batch begin|end NAME [asid A]", "open or commit an IOTLB batch"),
         ("dev reset_map NAME asid A", "drop an ASID's table and restore its default mapping"),
         ("dev group_asid NAME group G asid A", "bind a virtqueue group to an ASID"),
-        ("dev vring set NAME vq Q [num N] [desc X] [driver X] [device X] [ready on|off]", "ring size and addresses"),
+        ("dev vring set NAME vq Q [num N] [desc X] [driver X] [device X] [base N] [ready on|off]", "ring size, addresses, last avail index"),
         ("dev translate NAME access read|write (asid A | vq Q area desc|driver|device|buffer) [iova X] [size X]", "a device DMA through the device mapping"),
         ("dev suspend NAME / dev resume NAME", "suspend or resume the device"),
         ("daemon status|version|methods", "the daemon itself"),
@@ -100,7 +103,8 @@ enum Grammar {
         "dev show": "vdpad-cli dev show vdpa0",
         "dev add": "vdpad-cli dev add name vdpa1 mgmtdev mlx5_net max_vqp 4 users 1000",
         "dev del": "vdpad-cli dev del vdpa1 force",
-        "dev config": "vdpad-cli -j dev config show vdpa0",
+        "dev config": "vdpad-cli dev config read vdpa0 offset 0 length 6",
+        "dev set": "vdpad-cli dev set vdpa0 link down",
         "dev stats": "vdpad-cli dev stats show vdpa0",
         "dev vq": "vdpad-cli dev vq show vdpa1",
         "dev iotlb": "vdpad-cli dev iotlb show vdpa0 asid 0 layer device limit 100",
@@ -215,6 +219,26 @@ enum Grammar {
             let name = try w.next("NAME")
             let kw = try w.keywords(values: [], flags: ["force"])
             return CLICommand(method: "del_device", params: ["name": .string(name), "force": .bool(kw["force"] != nil)], view: .silent)
+        case "config" where ["read", "write"].contains(w.items.first ?? ""):
+            let sub = try subcommand()
+            let name = try w.next("NAME")
+            let kw = try w.keywords(values: sub == "read" ? ["offset", "length"] : ["offset", "data"])
+            guard let offset = kw["offset"] else { throw UsageError("offset is required\nusage: \(w.usage)") }
+            if sub == "read" {
+                guard let length = kw["length"] else { throw UsageError("length is required\nusage: \(w.usage)") }
+                return CLICommand(method: "read_config", params: ["device": .string(name), "offset": try number(offset, "offset"),
+                                                                  "length": try number(length, "length")], view: .configBytes)
+            }
+            guard let data = kw["data"] else { throw UsageError("data is required\nusage: \(w.usage)") }
+            let bare = data.lowercased().hasPrefix("0x") ? String(data.dropFirst(2)) : data
+            return CLICommand(method: "write_config", params: ["device": .string(name), "offset": try number(offset, "offset"),
+                                                               "data": .string(String(bare.filter { $0 != ":" }))], view: .silent)
+        case "set":
+            let name = try w.next("NAME")
+            let kw = try w.keywords(values: ["link"])
+            guard let link = kw["link"] else { throw UsageError("link up|down is required\nusage: \(w.usage)") }
+            guard link == "up" || link == "down" else { throw UsageError("link is up or down, got \"\(link)\"") }
+            return CLICommand(method: "set_link", params: ["device": .string(name), "link": .string(link)], view: .silent)
         case "config", "stats", "vq":
             guard try subcommand() == "show" else { throw UsageError("usage: \(w.usage)") }
             let view: CLICommand.View = command == "config" ? .config : command == "stats" ? .stats : .vqs
@@ -280,10 +304,10 @@ enum Grammar {
         case "vring":
             guard try subcommand() == "set" else { throw UsageError("usage: \(w.usage)") }
             let name = try w.next("NAME")
-            let kw = try w.keywords(values: ["vq", "num", "desc", "driver", "device", "ready"])
+            let kw = try w.keywords(values: ["vq", "num", "desc", "driver", "device", "base", "ready"])
             guard let vq = kw["vq"] else { throw UsageError("vq is required\nusage: \(w.usage)") }
             var p: [(String, JSON)] = [("device", .string(name)), ("vq", try number(vq, "vq"))]
-            for key in ["num", "desc", "driver"] { if let v = kw[key] { p.append((key, try number(v, key))) } }
+            for key in ["num", "desc", "driver", "base"] { if let v = kw[key] { p.append((key, try number(v, key))) } }
             if let v = kw["device"] { p.append(("device_area", try number(v, "device"))) }
             if let r = kw["ready"] {
                 guard r == "on" || r == "off" else { throw UsageError("ready is on or off") }

@@ -45,16 +45,28 @@ enum Render {
             })
         case .device: return device(r)
         case .config:
-            return "\(c.params?["device"]?.plain ?? ""): mac \(r["mac"]?.plain ?? "-") mtu \(r["mtu"]?.plain ?? "-") max_vq_pairs \(r["max_vq_pairs"]?.plain ?? "-") status \(hex(r["status"]))"
+            // Every field as "name value", in the layout's order (net or block); nested ones flattened.
+            func fields(_ j: JSON, _ prefix: String = "") -> [String] {
+                j.members.flatMap { k, v -> [String] in
+                    if case .object = v { return fields(v, k + ".") }
+                    return ["\(prefix)\(k) \(k == "status" ? hex(v) : v.plain)"]
+                }
+            }
+            return "\(c.params?["device"]?.plain ?? ""): " + fields(r).joined(separator: " ")
+        case .configBytes: return r["data"]?.plain ?? ""
         case .stats:
             let s = r["stats"] ?? .null
             return "\(r["name"]?.plain ?? ""):\n" + s.members.map { "  \($0.0) \($0.1.plain)" }.joined(separator: "\n")
         case .vqs:
             let groups = r["vq_groups"]?.items ?? [], desc = r["vq_desc_groups"]?.items, binding = r["group_asid"]?.items ?? []
             func asid(_ g: JSON?) -> String { g?.u64.flatMap { Int($0) < binding.count ? binding[Int($0)].plain : nil } ?? "-" }
-            return table(["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID"], groups.enumerated().map { i, g in
+            let rings = r["vrings"]?.items ?? []
+            return table(["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID", "NUM", "BASE", "READY", "KICK", "CALL"],
+                         groups.enumerated().map { i, g in
                 let d = desc.map { $0[i] }
-                return ["\(i)", g.plain, d?.plain ?? "-", asid(d ?? g), asid(g)]
+                let ring = i < rings.count ? rings[i] : .null
+                return ["\(i)", g.plain, d?.plain ?? "-", asid(d ?? g), asid(g), ring["num"]?.plain ?? "-", ring["base"]?.plain ?? "-",
+                        ring["ready"]?.plain ?? "-", ring["kick"]?.plain ?? "-", ring["call"]?.plain ?? "-"]
             })
         case .iotlb:
             var out = "asid \(c.params?["asid"]?.plain ?? "") device_mapping \(r["device_mapping"]?.plain ?? "-")"
@@ -67,7 +79,7 @@ enum Render {
             return out
         case .backend:
             return "offered \(names(r["offered"]))\nacked   \(names(r["acked"]))"
-        case .features: return names(r)
+        case .features: return "offered \(names(r))\ndriver  \(names(r["driver_features"]))"
         case .status: return hex(r["status"])
         case .translate:
             return table(["IOVA", "SIZE", "ADDR"], (r["segments"]?.items ?? []).map { [hex($0["iova"]), hex($0["size"]), hex($0["addr"])] })
@@ -96,7 +108,9 @@ enum Render {
         lines.append("  status \(hex(d["status"])) owner \(owner(d["owner"]))\(d["suspended"] == true ? " suspended" : "")")
         lines.append("  backend offered \(names(d["backend_features"]?["offered"]))")
         lines.append("  backend acked   \(names(d["backend_features"]?["acked"]))")
-        lines.append("  features \(names(d["features"]))")
+        lines.append("  device_id \(d["device_id"]?.plain ?? "-") vq_num_max \(d["vq_num_max"]?.plain ?? "-") config_size \(d["config_size"]?.plain ?? "-")\(d["link"].flatMap { $0 == .null ? nil : " link \($0.plain)" } ?? "")")
+        lines.append("  features offered \(names(d["offered_features"]))")
+        lines.append("  features driver  \(names(d["features"]))")
         let binding = (d["group_asid"]?.items ?? []).enumerated().map { "\($0.offset)->\($0.element.plain)" }.joined(separator: " ")
         lines.append("  group->asid \(binding)")
         for a in d["asids"]?.items ?? [] {

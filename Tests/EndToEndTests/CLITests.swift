@@ -27,16 +27,21 @@ struct CLITests {
         _ = try cli(d, ["dev", "add", "name", "m1", "mgmtdev", "mlx5_net", "max_vqp", "2", "mac", "02:00:00:00:00:02"])
         #expect(try cli(d, ["dev", "show"]).out == "DEV    MGMTDEV      STATUS  OWNER\nm1     mlx5_net     0x0     -\nvdpa0  vdpasim_net  0x0     -\n")
         #expect(try cli(d, ["dev", "vq", "show", "m1"]).out == """
-            VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID
-            0   0      2           0          0
-            1   0      2           0          0
-            2   0      2           0          0
-            3   0      2           0          0
-            4   1      1           0          0
+            VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
+            0   0      2           0          0            -    0     no     no    no
+            1   0      2           0          0            -    0     no     no    no
+            2   0      2           0          0            -    0     no     no    no
+            3   0      2           0          0            -    0     no     no    no
+            4   1      1           0          0            -    0     no     no    no
 
             """)
-        #expect(try cli(d, ["dev", "config", "show", "m1"]).out == "m1: mac 02:00:00:00:00:02 mtu 1500 max_vq_pairs 2 status 0x0\n")
-        #expect(try cli(d, ["-j", "dev", "config", "show", "m1"]).out == #"{"config":{"m1":{"mac":"02:00:00:00:00:02","mtu":1500,"max_vq_pairs":2,"status":0}}}"# + "\n")
+        #expect(try cli(d, ["dev", "config", "show", "m1"]).out == "m1: mac 02:00:00:00:00:02 status 0x1 link up max_vq_pairs 2 mtu 1500 speed 0 duplex 0\n")
+        #expect(try cli(d, ["-j", "dev", "config", "show", "m1"]).out
+            == #"{"config":{"m1":{"mac":"02:00:00:00:00:02","status":1,"link":"up","max_vq_pairs":2,"mtu":1500,"speed":0,"duplex":0}}}"# + "\n")
+        #expect(try cli(d, ["dev", "config", "read", "m1", "offset", "0", "length", "8"]).out == "020000000002" + "0100\n")
+        _ = try cli(d, ["dev", "set", "m1", "link", "down"])
+        #expect(try cli(d, ["dev", "config", "read", "m1", "offset", "6", "length", "2"]).out == "0000\n", "the link-status field follows the link")
+        _ = try cli(d, ["dev", "set", "m1", "link", "up"])
         let json = try JSON.parse(try cli(d, ["-j", "-p", "dev", "show"]).out)
         #expect(json["dev"]?["vdpa0"]?["mgmtdev"] == "vdpasim_net" && json["dev"]?["m1"]?["owner"] == .null)
         let detail = try cli(d, ["dev", "show", "vdpa0"]).out

@@ -224,3 +224,16 @@ extension DefectTests {
         #expect(Self.error(s, "set_features", #""device":"nosuch","features":["VERSION_1"]"#).contains(#""errno":"ENODEV""#))
     }
 }
+
+extension FuzzerFindingTests {
+    @Test("differential oracle, run 155,403: a batch element's id with leading zeros, the read ending inside it")
+    func leadingZeroID() {
+        let text = #"[{"jsonrpc":"2.0","id":0000000073547605,"method":"map","params":{"device":"vdpa0","iova":0,"size":1,"addr":0,"perm":"rw"}}]"#
+        for chunk in 1...40 {
+            #expect(Self.lockstep(text + "\n", chunk: chunk) == [], "chunk \(chunk)")
+        }
+        // The fuzzer's input, in its reads of 11 bytes.
+        let found = "\n[\n]\r[\n]\r\r\r\t\r\r[{\"jsonrpc\":\"2.0\",\"id\":0000000073547605,\"method\":ev\n]\r\r\r\t[{\"jsonrpc\":\"2.0\",\"id\":1,\"metho\r\t"
+        #expect(Self.lockstep(found, chunk: 11) == [])
+    }
+}

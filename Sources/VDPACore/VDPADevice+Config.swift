@@ -1,0 +1,58 @@
+// VDPADevice+Config.swift — config space (VHOST_VDPA_GET_CONFIG /
+// SET_CONFIG, reference B14) and the link state behind the net config's
+// status field.
+
+extension VDPADevice {
+    /// R47: len 0, off > size, or len > size − off is EINVAL (the kernel's internal E2BIG never
+    /// reaches userspace).
+    func checkConfigRange(offset: UInt64, length: UInt64) throws(VDPAError) -> Range<Int> {
+        let size = UInt64(configSize)
+        guard length > 0 else { throw VDPAError(.EINVAL, "config access of length 0 on \(name) (R47)") }
+        guard offset <= size else {
+            throw VDPAError(.EINVAL, "config offset \(offset) is past the \(size)-byte config space of \(name) (R47)")
+        }
+        guard length <= size - offset else {
+            throw VDPAError(.EINVAL, "config bytes [\(offset), \(offset + length)) run past the \(size)-byte config space of \(name) (R47)")
+        }
+        return Int(offset)..<Int(offset + length)
+    }
+
+    /// The whole config space as a read sees it now: a net device's stored bytes with the status field
+    /// regenerated from the link (R51, edge #47); a block device's bytes rebuilt (R52).
+    public var configBytes: [UInt8] {
+        guard mgmtdev.deviceClass == .net else { return ConfigLayout.block }
+        var bytes = netConfig
+        ConfigLayout.put16(&bytes, 6, linkUp ? ConfigLayout.linkUp : 0)
+        return bytes
+    }
+
+    /// VHOST_VDPA_GET_CONFIG (R47, R48).  A read before SET_FEATURES changes nothing: the kernel's implicit
+    /// set_features(0) is refused by every parent modelled here (no ACCESS_PLATFORM) and ignored (edge #50).
+    public func readConfig(offset: UInt64, length: UInt64) throws(VDPAError) -> [UInt8] {
+        Array(configBytes[try checkConfigRange(offset: offset, length: length)])
+    }
+
+    /// VHOST_VDPA_SET_CONFIG (R49): vdpa_sim_net keeps every byte written (mac, mtu, … across resets;
+    /// status is regenerated on the next read); vdpa_sim_blk and mlx5 accept and drop the write.
+    public mutating func writeConfig(offset: UInt64, data: [UInt8]) throws(VDPAError) {
+        let range = try checkConfigRange(offset: offset, length: UInt64(data.count))
+        guard mgmtdev.deviceClass == .net, mgmtdev != .mlx5Net else { return }
+        netConfig.replaceSubrange(range, with: data)
+    }
+
+    /// The link state (`vdpa dev set … link`, vdpad's `set_link`): a change signals the config eventfd.
+    /// - Throws: `EOPNOTSUPP` on a block device, which has no link.
+    public mutating func setLink(up: Bool) throws(VDPAError) {
+        guard mgmtdev.deviceClass == .net else { throw VDPAError(.EOPNOTSUPP, "\(name) is a block device: it has no link") }
+        guard up != linkUp else { return }
+        linkUp = up
+        if let configCall { eventFDEffects.signal.append(configCall) }
+    }
+
+    /// VHOST_VDPA_SET_CONFIG_CALL (R65): `nil` unbinds.  The previous eventfd is dropped first, as the
+    /// kernel drops it before checking the new one (edge #71: a failing call leaves none).
+    public mutating func setConfigCall(_ eventfd: EventFD?) {
+        if let old = configCall { eventFDEffects.close.append(old) }
+        configCall = eventfd
+    }
+}

@@ -1,0 +1,36 @@
+// EventFDs.swift — the only place the RPC layer touches the eventfds a VMM
+// passes (SCM_RIGHTS): check that a descriptor is an eventfd as the kernel
+// does (R63–R65: a bad descriptor is EBADF, another kind of file EINVAL),
+// signal one, close one.  The core decides when; this carries it out.
+import VDPACore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+enum EventFDs {
+    /// Nil when `fd` is an eventfd; else the errno the kernel's eventfd_ctx_fdget would give.
+    static func check(_ fd: Int32) -> KernelErrno? {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { return .EBADF }
+        var target = [CChar](repeating: 0, count: 64)
+        let n = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
+        guard n > 0 else { return .EBADF }
+        let name = String(decoding: target[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return name == "anon_inode:[eventfd]" ? nil : .EINVAL
+    }
+
+    /// Adds 1 to the eventfd's counter (what the parent's callback does); a full counter or a closed
+    /// peer is not an error here, as eventfd_signal ignores it.
+    static func signal(_ fd: Int32) {
+        var one: UInt64 = 1
+        _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress!, 8) }
+    }
+
+    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+
+    static func carryOut(_ effects: EventFDEffects) {
+        guard !effects.isEmpty else { return }
+        for e in effects.signal { signal(e.descriptor) }
+        for e in effects.close { close(e.descriptor) }
+    }
+}
