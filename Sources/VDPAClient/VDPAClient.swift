@@ -68,6 +68,15 @@ public final class VDPAClient {
 
     public func send(_ message: JSON) throws { try send(raw: message.encoded() + [0x0A]) }
 
+    /// Sends `message` with `descriptors` attached (SCM_RIGHTS) in one sendmsg, the way a request that takes
+    /// an eventfd (set_vring_kick, set_vring_call, set_config_call) must travel (docs/protocol.md §5.5).
+    public func send(_ message: JSON, passing descriptors: [Int32]) throws {
+        let bytes = message.encoded() + [0x0A]
+        let n = PassedDescriptors.send(fd, bytes, descriptors: descriptors)
+        guard n >= 0 else { throw ClientError("sendmsg to \(path): \(String(cString: strerror(errno)))") }
+        if n < bytes.count { try send(raw: Array(bytes[n...])) }  // the descriptors went with the first bytes
+    }
+
     /// The next line the daemon sends, parsed; nil at end of stream.
     public func readMessage() throws -> JSON? {
         while true {
@@ -103,9 +112,9 @@ public final class VDPAClient {
 
     /// Calls a method and returns its result.  - Throws: `RemoteError` for an error reply.
     @discardableResult
-    public func call(_ method: String, _ params: JSON? = nil) throws -> JSON {
+    public func call(_ method: String, _ params: JSON? = nil, passing descriptors: [Int32] = []) throws -> JSON {
         let req = request(method, params)
-        try send(req)
+        if descriptors.isEmpty { try send(req) } else { try send(req, passing: descriptors) }
         while true {
             guard let reply = try readMessage() else { throw ClientError("vdpad closed the connection") }
             if reply["method"] != nil && reply["id"] == nil {

@@ -116,8 +116,8 @@ public enum ManagementDevice: String, CaseIterable, Sendable {
         }
     }
 
-    /// vdpa_sim refuses a driver that does not accept ACCESS_PLATFORM (vdpasim_set_driver_features).
-    public var requiresAccessPlatform: Bool { self == .vdpasimNet || self == .vdpasimBlock }
+    /// vdpa_sim and mlx5 refuse a driver that does not accept ACCESS_PLATFORM (R54).
+    public var requiresAccessPlatform: Bool { self != .platformNet }
 }
 
 /// What the device translates an ASID's DMA with.

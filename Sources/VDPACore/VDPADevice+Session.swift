@@ -186,12 +186,19 @@ extension VDPADevice {
     /// parent no address or base while DRIVER_OK is set and the device is not suspended (R59, R60;
     /// a legacy device follows 6.7 and accepts them, edge #63).
     public mutating func setVring(_ vq: UInt64, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
-                                  base: UInt64? = nil, ready: Bool?) throws(VDPAError) {
+                                  base: UInt64? = nil, ready: Bool?, addressFlags: UInt64? = nil, log: UInt64? = nil) throws(VDPAError) {
         let index = try checkVirtqueue(vq)
         if let num {
             guard num > 0, num <= 0xFFFF, num & (num - 1) == 0 else {
                 throw VDPAError(.EINVAL, "vring size \(num) of vq \(vq) is not a power of two in 1…32768 (R58)")
             }
+        }
+        // SET_VRING_ADDR's flags: only bit 0 (LOG, accepted and ignored) exists (R59, edge #61).
+        if let addressFlags, addressFlags & ~1 != 0 {
+            throw VDPAError(.EOPNOTSUPP, "vring address flags \(hex(addressFlags)) of vq \(vq): only bit 0 (LOG) exists (R59)")
+        }
+        if let log, log % 4 != 0 {
+            throw VDPAError(.EINVAL, "the log address \(hex(log)) of vq \(vq) is not 4-byte aligned, LOG or not (R59)")
         }
         if let driver, driver % 2 != 0 {
             throw VDPAError(.EINVAL, "the driver area (avail ring) \(hex(driver)) of vq \(vq) is not 2-byte aligned (R59)")

@@ -86,9 +86,10 @@ extension VDPAService {
             let vq = try p.u64("vq")
             let num = try p.optionalU64("num"), desc = try p.optionalU64("desc"), driver = try p.optionalU64("driver")
             let device = try p.optionalU64("device_area"), ready = try p.optionalBool("ready")
-            let base = try p.optionalU64("base")
+            let base = try p.optionalU64("base"), flags = try p.optionalU64("flags"), log = try p.optionalU64("log")
             try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in
-                try d.setVring(vq, num: num, desc: desc, driver: driver, device: device, base: base, ready: ready)
+                try d.setVring(vq, num: num, desc: desc, driver: driver, device: device, base: base, ready: ready,
+                               addressFlags: flags, log: log)
             }
             return [:]
         },

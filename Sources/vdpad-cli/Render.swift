@@ -58,7 +58,9 @@ enum Render {
             let s = r["stats"] ?? .null
             return "\(r["name"]?.plain ?? ""):\n" + s.members.map { "  \($0.0) \($0.1.plain)" }.joined(separator: "\n")
         case .vqs:
-            let groups = r["vq_groups"]?.items ?? [], desc = r["vq_desc_groups"]?.items, binding = r["group_asid"]?.items ?? []
+            // vq_desc_groups is null for a parent without descriptor groups: no column of values then.
+            let groups = r["vq_groups"]?.items ?? [], binding = r["group_asid"]?.items ?? []
+            let desc = r["vq_desc_groups"].flatMap { $0 == .null ? nil : $0.items }
             func asid(_ g: JSON?) -> String { g?.u64.flatMap { Int($0) < binding.count ? binding[Int($0)].plain : nil } ?? "-" }
             let rings = r["vrings"]?.items ?? []
             return table(["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID", "NUM", "BASE", "READY", "KICK", "CALL"],

@@ -35,6 +35,14 @@ struct CLITests {
             4   1      1           0          0            -    0     no     no    no
 
             """)
+        // A parent without descriptor groups (vq_desc_groups null) once crashed this table.
+        #expect(try cli(d, ["dev", "vq", "show", "vdpa0"]).out == """
+            VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
+            0   0      -           0          0            -    0     no     no    no
+            1   0      -           0          0            -    0     no     no    no
+            2   1      -           0          0            -    0     no     no    no
+
+            """)
         #expect(try cli(d, ["dev", "config", "show", "m1"]).out == "m1: mac 02:00:00:00:00:02 status 0x1 link up max_vq_pairs 2 mtu 1500 speed 0 duplex 0\n")
         #expect(try cli(d, ["-j", "dev", "config", "show", "m1"]).out
             == #"{"config":{"m1":{"mac":"02:00:00:00:00:02","status":1,"link":"up","max_vq_pairs":2,"mtu":1500,"speed":0,"duplex":0}}}"# + "\n")
