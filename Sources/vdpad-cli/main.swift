@@ -29,6 +29,10 @@ struct VDPADCLI: ParsableCommand {
             A -b file holds one command per line (# comments, blank lines ignored), run over
             ONE connection, so `dev open` owns the device for the lines after it. It stops at
             the first error (reporting the line number) unless -force is given.
+
+            Every command is one JSON-RPC call (`call METHOD [JSON]` reaches any of them); the
+            methods, their params, errors and the order of checks are in the protocol document,
+            docs/protocol.md (installed as PREFIX/share/doc/vdpad/protocol.md).
             """
     )
 

@@ -60,6 +60,20 @@ struct EventFDTests {
         #expect(Self.isOpen(good))
     }
 
+    @Test("del_device force closes the eventfds of the session it ends; a reset closes the call eventfds only")
+    func deleteAndReset() {
+        let s = FastPathTests.service(fast: false)
+        let (kick, call, config) = (Self.newEventFD(), Self.newEventFD(), Self.newEventFD())
+        _ = s.descriptorsReceived([kick, call, config], on: admin.connection)
+        _ = Self.call(s, "set_vring_kick", #""device":"vdpa0","vq":0"#)
+        _ = Self.call(s, "set_vring_call", #""device":"vdpa0","vq":0"#)
+        _ = Self.call(s, "set_config_call", #""device":"vdpa0""#)
+        _ = Self.call(s, "reset", #""device":"vdpa0""#)
+        #expect(Self.isOpen(kick) && !Self.isOpen(call) && Self.isOpen(config), "R69")
+        #expect(Self.call(s, "del_device", #""name":"vdpa0","force":true"#).contains(#""result":{}"#))
+        #expect(!Self.isOpen(kick) && !Self.isOpen(config), "R70 at del_device")
+    }
+
     @Test("a request that needs a descriptor and finds none is EBADF and says how to pass one")
     func noneQueued() {
         let s = FastPathTests.service(fast: false)
