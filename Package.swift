@@ -3,7 +3,10 @@
 // vdpad: a user-space model of the kernel's vdpa bus and vhost-vdpa driver,
 // served as JSON-RPC 2.0 over a Unix socket.  The split follows DESIGN.md:
 // the core knows no I/O, the RPC layer knows no sockets, the daemon owns
-// sockets, signals, config, state files and systemd.
+// sockets, signals, config, state files and systemd.  The preload library
+// that answers an unmodified VMM's /dev/vhost-vdpa-N (preload/, C: it lives
+// in the VMM's process, so no Swift runtime) is built by preload/Makefile:
+// swiftc would link libswiftCore into any library SwiftPM makes.
 import PackageDescription
 
 let package = Package(
@@ -13,6 +16,7 @@ let package = Package(
         .executable(name: "vdpad", targets: ["vdpad"]),
         .executable(name: "vdpad-cli", targets: ["vdpad-cli"]),
         .executable(name: "vdpad-bench", targets: ["vdpad-bench"]),
+        .executable(name: "vdpad-run", targets: ["vdpad-run"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -26,6 +30,10 @@ let package = Package(
         ),
         .target(name: "VDPARPC", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
         .target(name: "UnixSocket"),
+        .executableTarget(
+            name: "vdpad-run",
+            dependencies: ["VDPAClient", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .target(name: "VDPAClient", dependencies: ["VDPARPC", "UnixSocket"]),
         .systemLibrary(
             name: "CSystemd",
