@@ -2,8 +2,9 @@
 # Installs what vdpad needs to build and test on Debian: libsystemd-dev
 # (sd_notify, socket activation), pkg-config, socat (walk-through),
 # systemd's tools (systemd-analyze, systemd-socket-activate) for the tests,
-# valgrind (the RPC path's instruction and allocation budgets) and lintian
-# (the .deb's check).
+# valgrind (the RPC path's instruction and allocation budgets), lintian
+# (the .deb's check), json-c (the preload library) and QEMU 7.2 (the
+# unmodified VMM the preload library is tested with).
 set -euo pipefail
 need=()
 dpkg -s libsystemd-dev >/dev/null 2>&1 || need+=(libsystemd-dev)
@@ -12,6 +13,10 @@ command -v socat >/dev/null || need+=(socat)
 command -v systemd-analyze >/dev/null || need+=(systemd)
 command -v valgrind >/dev/null || need+=(valgrind)
 command -v lintian >/dev/null || need+=(lintian)
+# The preload library (json-c), and the VMM it is proven with (QEMU 7.2, Debian's).
+pkg-config --exists json-c 2>/dev/null || need+=(libjson-c-dev)
+command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
+command -v cc >/dev/null || need+=(gcc)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq

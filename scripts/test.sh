@@ -2,11 +2,15 @@
 # Installs what is missing, builds everything (the end-to-end tests start the
 # built vdpad), runs every test, then holds the RPC path to its instruction
 # and allocation budgets (scripts/perf-guard.sh, release build); the
-# installed layout and the .deb are tested by scripts/test-install.sh.
+# installed layout and the .deb are tested by scripts/test-install.sh; QEMU
+# drives vdpad through the preload library in tests/qemu.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
+make -s -C preload OUT="$PWD/.build/debug"   # libvdpad-vhost.so next to vdpad-run
 swift test --skip-build
+# An unmodified QEMU 7.2 and a C VMM through the preload library (tests/qemu/test_vmm.py).
+python3 -m unittest discover -s tests/qemu -v
 scripts/test-install.sh
 scripts/perf-guard.sh

@@ -213,7 +213,8 @@ class Qemu:
                 "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
                 "-device", "virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:aa:bb:01", *extra]
         self.started = time.monotonic()
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=open(self.stderr_path, "wb"))
+        with open(self.stderr_path, "wb") as err:
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
         listener.settimeout(30)
         try:
             conn, _ = listener.accept()
@@ -241,4 +242,13 @@ class Qemu:
 
     def quit(self, timeout=30):
         self.qmp("quit")
-        return self.proc.wait(timeout)
+        status = self.proc.wait(timeout)
+        self.qt.conn.close()
+        return status
+
+    def close(self):
+        """Whatever happened: no QEMU left behind."""
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.qt.conn.close()
