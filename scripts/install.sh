@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs vdpad the way a Linux admin expects: release binaries (Swift's
 # standard library linked in, so nothing under /opt/swift is needed at run
-# time), the systemd units with ExecStart under the prefix, the config (an
+# time), vdpad-run and its preload library (PREFIX/lib/vdpad), the systemd units with ExecStart under the prefix, the config (an
 # existing one is never overwritten), man pages, bash/zsh/fish completions
 # and the docs.  Every file installed is listed in
 # PREFIX/share/vdpad/install-manifest, which --uninstall reads.
@@ -52,9 +52,11 @@ if [ "$build" -eq 1 ]; then
     swift build -c release --static-swift-stdlib --scratch-path "$scratch" \
         --product vdpad >/dev/null
     swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product vdpad-cli >/dev/null
+    swift build -c release --static-swift-stdlib --scratch-path "$scratch" --product vdpad-run >/dev/null
+    make -s -C preload OUT="$PWD/$scratch/release" >/dev/null
 fi
 bin="$scratch/release"
-for b in vdpad vdpad-cli; do
+for b in vdpad vdpad-cli vdpad-run libvdpad-vhost.so; do
     [ -x "$bin/$b" ] || { echo "install.sh: $bin/$b is missing (run without --no-build)" >&2; exit 1; }
 done
 
@@ -65,10 +67,13 @@ put() {  # put MODE SOURCE DEST (DEST without destdir)
     echo "installed $destdir$3"
 }
 
-for b in vdpad vdpad-cli; do
+for b in vdpad vdpad-cli vdpad-run; do
     put 0755 "$bin/$b" "$prefix/bin/$b"
     strip --strip-unneeded "$destdir$prefix/bin/$b"
 done
+# The preload library: vdpad-run looks for it in ../lib/vdpad/ from its own directory.
+put 0644 "$bin/libvdpad-vhost.so" "$prefix/lib/vdpad/libvdpad-vhost.so"
+strip --strip-unneeded "$destdir$prefix/lib/vdpad/libvdpad-vhost.so"
 
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
@@ -86,7 +91,7 @@ else
 fi
 put 0644 config/vdpad.toml "$prefix/share/vdpad/vdpad.toml.example"
 
-for m in man/vdpad.1 man/vdpad-cli.1; do
+for m in man/vdpad.1 man/vdpad-cli.1 man/vdpad-run.1; do
     gzip -9n -c "$m" > "$tmp/$(basename "$m").gz"
     put 0644 "$tmp/$(basename "$m").gz" "$prefix/share/man/man1/$(basename "$m").gz"
 done

@@ -46,7 +46,7 @@ Version: $version-1
 Architecture: $arch
 Maintainer: vdpad maintainers <vdpad@example.org>
 Installed-Size: $installed_kb
-Depends: libc6 (>= 2.34), libsystemd0, libstdc++6, libgcc-s1
+Depends: libc6 (>= 2.34), libsystemd0, libstdc++6, libgcc-s1, libjson-c5
 Section: admin
 Priority: optional
 Homepage: https://example.org/vdpad

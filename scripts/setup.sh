@@ -17,8 +17,13 @@ command -v lintian >/dev/null || need+=(lintian)
 pkg-config --exists json-c 2>/dev/null || need+=(libjson-c-dev)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cc >/dev/null || need+=(gcc)
+# The guest smoke test: busybox for its initramfs, cpio to pack it.
+[ -x /bin/busybox ] || need+=(busybox-static)
+command -v cpio >/dev/null || need+=(cpio)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
 fi
+# The tiny Linux guest (Debian's kernel, never installed), cached outside git.
+"$(dirname "$0")"/fetch-guest.sh

@@ -38,6 +38,9 @@ echo "\$out" | grep -Eq '^vdpa0 +vdpasim_net' || { echo "FAIL: the installed CLI
 env -u VDPAD_SOCKET "$stage/root/usr/local/bin/vdpad-cli" dev add name vdpa9 mgmtdev mlx5_net
 env -u VDPAD_SOCKET "$stage/root/usr/local/bin/vdpad-cli" dev show vdpa9 | grep -q mlx5_net
 test -f /var/lib/vdpad/devices.json || { echo "FAIL: no state in /var/lib/vdpad"; exit 1; }
+# The installed vdpad-run finds the installed preload library and the system socket by itself.
+preload=\$(env -u VDPAD_SOCKET "$stage/root/usr/local/bin/vdpad-run" --device /dev/vhost-vdpa-0=vdpa0 -- sh -c 'echo \$LD_PRELOAD')
+[ "\$preload" = "$stage/root/usr/local/bin/../lib/vdpad/libvdpad-vhost.so" ] || { echo "FAIL: LD_PRELOAD=\$preload"; exit 1; }
 kill %1
 INSIDE
 unshare "${unshare_args[@]}" bash "$stage/inside.sh"

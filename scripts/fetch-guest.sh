@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Prepares the tiny Linux guest of the guest smoke test (tests/qemu): Debian's
+# kernel, fetched with apt-get download and unpacked with dpkg-deb -x (never
+# installed on the host), and a busybox-static initramfs whose /init loads
+# virtio_net, reports what the guest sees of its NIC on the serial console,
+# and powers off.  Everything lands in a cache folder outside git:
+#   ${VDPAD_CACHE:-$HOME/.cache/vdpad}/guest/{vmlinuz,initrd.img}
+# Idempotent: a complete cache is left as it is.
+set -euo pipefail
+cache=${VDPAD_CACHE:-$HOME/.cache/vdpad}/guest
+[ -f "$cache/vmlinuz" ] && [ -f "$cache/initrd.img" ] && [ "$cache/initrd.img" -nt "$0" ] && exit 0
+command -v busybox >/dev/null || { echo "fetch-guest.sh: busybox-static is missing (scripts/setup.sh installs it)" >&2; exit 1; }
+mkdir -p "$cache"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+# The kernel the linux-image-amd64 metapackage points at today.
+package=$(apt-cache depends linux-image-amd64 | sed -n 's/^ *Depends: \(linux-image-[0-9].*-amd64\)$/\1/p' | head -1)
+[ -n "$package" ] || { echo "fetch-guest.sh: apt-cache knows no linux-image-amd64 (apt-get update?)" >&2; exit 1; }
+(cd "$work" && apt-get download "$package" >/dev/null 2>&1) || { echo "fetch-guest.sh: apt-get download $package failed" >&2; exit 1; }
+dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
+cp "$work"/kernel/boot/vmlinuz-* "$cache/vmlinuz"
+modules=$(ls -d "$work"/kernel/lib/modules/*)
+root="$work/initramfs"
+mkdir -p "$root"/{bin,proc,sys,dev,lib/modules}
+cp "$(command -v busybox)" "$root/bin/busybox"
+for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev virtio/virtio_pci \
+         ../net/core/failover net/net_failover net/virtio_net; do
+    cp "$modules/kernel/drivers/$m.ko" "$root/lib/modules/"
+done
+cat > "$root/init" <<'INIT'
+#!/bin/busybox sh
+/bin/busybox --install -s /bin
+mount -t proc proc /proc
+mount -t sysfs sys /sys
+for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do  # dependency order
+    insmod /lib/modules/$m.ko
+done
+ip link set eth0 up
+sleep 1
+n=/sys/class/net/eth0
+echo "VDPAD-GUEST driver=$(basename $(readlink $n/device/driver)) mac=$(cat $n/address) mtu=$(cat $n/mtu) carrier=$(cat $n/carrier) features=$(cat $n/device/features)"
+echo VDPAD-GUEST-UP
+sleep 2
+poweroff -f
+INIT
+chmod +x "$root/init"
+(cd "$root" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initrd.img"
+echo "guest ready in $cache ($package)"
