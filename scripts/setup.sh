@@ -27,3 +27,11 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 # The tiny Linux guest (Debian's kernel, never installed), cached outside git.
 "$(dirname "$0")"/fetch-guest.sh
+# The Python client's test tools (pinned), in a virtual environment, never the system Python.
+requirements=clients/python/requirements-test.txt
+venv="$(dirname "$0")/../.venv"
+if ! cmp -s "$(dirname "$0")/../$requirements" "$venv/.requirements" 2>/dev/null; then
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$(dirname "$0")/../$requirements"
+    cp "$(dirname "$0")/../$requirements" "$venv/.requirements"
+fi

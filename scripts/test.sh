@@ -12,5 +12,8 @@ make -s -C preload OUT="$PWD/.build/debug"   # libvdpad-vhost.so next to vdpad-r
 swift test --skip-build
 # An unmodified QEMU 7.2 and a C VMM through the preload library (tests/qemu/test_vmm.py).
 python3 -m unittest discover -s tests/qemu -v
+# The Python client, installed as a user would, and its suite against the real daemon (OpenRPC included).
+.venv/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
+VDPAD_BINARY="$PWD/.build/debug/vdpad" .venv/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
 scripts/test-install.sh
 scripts/perf-guard.sh

@@ -105,6 +105,7 @@ extension VDPAService {
         "ping": { _, _, _ in "pong" },
         "get_version": { s, _, _ in ["version": .string(s.version), "protocol": 1, "pid": JSON(Int(s.pid))] },
         "rpc_get_methods": { _, _, _ in .array(methodNames.map { .string($0) }) },
+        "rpc.discover": { s, _, _ in discoveryDocument(version: s.version) },
         "get_stats": { s, _, _ in
             let uptime = UInt64((ContinuousClock.now - s.started).components.seconds)
             return ["uptime_s": .unsigned(uptime), "connections": JSON(s.connectionCount),

@@ -3,6 +3,7 @@ import ArgumentParser
 import Logging
 import UnixSocket
 import VDPADaemon
+import VDPARPC
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -35,7 +36,14 @@ struct VDPAD: ParsableCommand {
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
     var logLevel: String?
 
+    @Flag(name: .customLong("openrpc"), help: "Print the OpenRPC document rpc.discover answers (docs/openrpc.json) and exit.")
+    var printOpenRPC = false
+
     func run() throws {
+        if printOpenRPC {
+            print(VDPAService.discoveryDocument(version: Daemon.version).prettyText)
+            return
+        }
         var cfg = DaemonConfig()
         if let config {
             let text: String
