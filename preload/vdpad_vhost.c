@@ -84,6 +84,7 @@ struct session {
     int owner_set;               /* VHOST_SET_OWNER was called (a second one is EBUSY, R42) */
     uint64_t acked_backend;      /* for R1: the v2 asid counts only with IOTLB_ASID acked */
     uint32_t device_id, nvqs, ngroups, nas, config_size, vq_num_max;
+    uint32_t *busyloop;          /* per vq: vhost stores the value and never uses it (R44) */
     uint64_t iova_first, iova_last;
 };
 
@@ -106,6 +107,7 @@ static struct session *lookup(int fd)
 static void session_free(struct session *s)
 {
     pthread_mutex_destroy(&s->lock);
+    free(s->busyloop);
     free(s->buf);
     free(s);
 }
@@ -425,6 +427,7 @@ static int open_session(const char *device, int flags)
     s->config_size = (uint32_t)u64_of(r, "config_size");
     s->vq_num_max = (uint32_t)u64_of(r, "vq_num_max");
     json_object_put(r);
+    s->busyloop = calloc(s->nvqs ? s->nvqs : 1, sizeof(*s->busyloop));
     bind_fd(sock, s);
     return sock;
 }
@@ -654,6 +657,12 @@ static int vdpa_ioctl(struct session *s, unsigned long request, void *arg)
     }
     case VHOST_SET_VRING_ERR:
         return 0;  /* stored by vhost and never signalled (R44) */
+    case VHOST_SET_VRING_BUSYLOOP_TIMEOUT:  /* stored by vhost, used by no vhost-vdpa path (R44) */
+        if (s->busyloop) s->busyloop[state->index] = state->num;
+        return 0;
+    case VHOST_GET_VRING_BUSYLOOP_TIMEOUT:
+        state->num = s->busyloop ? s->busyloop[state->index] : 0;
+        return 0;
     case VHOST_VDPA_GET_VRING_GROUP:
     case VHOST_VDPA_GET_VRING_DESC_GROUP:
         if (!(r = call(s, request == VHOST_VDPA_GET_VRING_GROUP ? "get_vring_group" : "get_vring_desc_group", -1, &err, "%s", vq)))

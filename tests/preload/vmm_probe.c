@@ -157,6 +157,13 @@ static void common_sequence(int fd, uint32_t want_id, uint64_t want_features, ui
     /* IOTLB_ASID not acked: the v2 asid is ignored (R1), as the kernel does. */
     CHECK(iotlb(fd, 2, 5, VHOST_IOTLB_INVALIDATE, 0x200000, 1, 0, 0, 72) == 72, "asid ignored without IOTLB_ASID");
 
+    st.index = 0;
+    st.num = 50;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_BUSYLOOP_TIMEOUT, &st));  /* stored (R44) */
+    st.num = 0;
+    EXPECT_OK(ioctl(fd, VHOST_GET_VRING_BUSYLOOP_TIMEOUT, &st));
+    CHECK(st.num == 50, "busyloop timeout read back %u", st.num);
+
     /* The rest of the surface. */
     EXPECT_ERRNO(ioctl(fd, VHOST_RESET_OWNER, NULL), EFAULT);  /* edge #76 */
     EXPECT_ERRNO(ioctl(fd, VHOST_SET_LOG_BASE, &u64), ENOTTY);  /* edge #78 */
