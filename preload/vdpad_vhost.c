@@ -34,6 +34,7 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "vdpad_vhost_abi.h"
@@ -85,6 +86,8 @@ struct session {
     uint64_t acked_backend;      /* for R1: the v2 asid counts only with IOTLB_ASID acked */
     uint32_t device_id, nvqs, ngroups, nas, config_size, vq_num_max;
     uint32_t *busyloop;          /* per vq: vhost stores the value and never uses it (R44) */
+    struct timespec opened;      /* for the record's times */
+    unsigned long long record_base;  /* the first host address mapped (anonymised records) */
     uint64_t iova_first, iova_last;
 };
 
@@ -321,6 +324,60 @@ static json_object *read_reply(struct session *s)
 /* Calls `method` with `params` (a JSON object text, without braces) on the session, passing `pass_fd`
  * (or -1).  Returns the result (caller decrefs; NULL for a null result) or NULL with *err set to the
  * kernel's errno (kernel_errno when the daemon gives one: the kernel squashed the reason, R3). */
+/* ---- recording (VDPAD_VHOST_RECORD) ---------------------------------------- */
+
+/* Every call the VMM's file made, as JSON lines in the spirit of umockdev-record:
+ * {"t": seconds since the session opened, "device", "method", "params", "result" | "error": {errno, kernel_errno}}.
+ * `vdpad-cli replay` reads them back.  With VDPAD_VHOST_RECORD_ANONYMIZE=1, host addresses (map's addr)
+ * are written relative to the first one the session mapped, so a trace shows layout and not the VMM's memory. */
+static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
+static FILE *record_file;
+static int record_state;  /* 0 unknown, 1 recording, -1 not */
+
+static int recording(void)
+{
+    if (record_state == 0) {
+        pthread_mutex_lock(&record_lock);
+        if (record_state == 0) {
+            const char *path = getenv("VDPAD_VHOST_RECORD");
+            record_file = path && *path ? fopen(path, "ae") : NULL;
+            if (path && *path && !record_file)
+                say("cannot record to %s: %s", path, strerror(errno));
+            record_state = record_file ? 1 : -1;
+        }
+        pthread_mutex_unlock(&record_lock);
+    }
+    return record_state == 1;
+}
+
+static void record(struct session *s, const char *method, const char *params, json_object *reply)
+{
+    if (!recording())
+        return;
+    char text[1400];
+    const char *addr = strstr(params, "\"addr\":");
+    if (addr && getenv("VDPAD_VHOST_RECORD_ANONYMIZE")) {
+        unsigned long long value = strtoull(addr + 7, NULL, 10);
+        if (!s->record_base)
+            s->record_base = value;
+        const char *rest = addr + 7;
+        while (*rest >= '0' && *rest <= '9')
+            rest++;
+        snprintf(text, sizeof(text), "%.*s\"addr\":%llu%s", (int)(addr - params), params, value - s->record_base, rest);
+        params = text;
+    }
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    double t = (double)(now.tv_sec - s->opened.tv_sec) + (double)(now.tv_nsec - s->opened.tv_nsec) / 1e9;
+    json_object *error = member(reply, "error");
+    json_object *outcome = error ? member(error, "data") : member(reply, "result");
+    pthread_mutex_lock(&record_lock);
+    fprintf(record_file, "{\"t\":%.6f,\"device\":\"%s\",\"method\":\"%s\",\"params\":{%s},\"%s\":%s}\n", t, s->device, method,
+            params, error ? "error" : "result", outcome ? json_object_to_json_string_ext(outcome, JSON_C_TO_STRING_PLAIN) : "null");
+    fflush(record_file);
+    pthread_mutex_unlock(&record_lock);
+}
+
 static json_object *vcall(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, va_list ap)
 {
     char params[1024], text[1280];
@@ -336,6 +393,7 @@ static json_object *vcall(struct session *s, const char *method, int pass_fd, in
         return NULL;
     }
     pthread_mutex_unlock(&s->lock);
+    record(s, method, params, reply);
     json_object *error = member(reply, "error");
     if (error) {
         json_object *data = member(error, "data");
@@ -403,6 +461,7 @@ static int open_session(const char *device, int flags)
         return -1;
     }
     s->sock = sock;
+    clock_gettime(CLOCK_MONOTONIC, &s->opened);
     pthread_mutex_init(&s->lock, NULL);
     snprintf(s->device, sizeof(s->device), "%s", device);
     json_object *r = call(s, "open", -1, &err, "");

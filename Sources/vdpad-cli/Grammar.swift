@@ -94,6 +94,7 @@ enum Grammar {
         ("dev suspend NAME / dev resume NAME", "suspend or resume the device"),
         ("daemon status|version|methods", "the daemon itself"),
         ("monitor [EVENT...]", "print events until interrupted"),
+        ("replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]", "play a recorded VMM trace (vdpad-run --record) again: differences and cost"),
         ("call METHOD [JSON]", "any method, raw JSON params, JSON result"),
     ]
 
@@ -125,6 +126,7 @@ enum Grammar {
         "dev resume": "dev resume vdpa0",
         "daemon": "vdpad-cli daemon status",
         "monitor": "vdpad-cli monitor device_added device_removed",
+        "replay": "vdpad-cli replay qemu.jsonl --mgmtdev mlx5_net",
         "call": #"vdpad-cli call get_device '{"device":"vdpa0"}'"#,
     ]
 

@@ -76,6 +76,18 @@ struct VDPADCLI: ParsableCommand {
             return
         }
         if words.first == "monitor" { try monitor(Array(words.dropFirst())) }
+        if words.first == "replay" {
+            let options: ReplayOptions
+            do { options = try ReplayOptions.parse(Array(words.dropFirst())) } catch { throw usage(error) }
+            let client = try connect()
+            do {
+                throw ExitCode(try Replay.run(options, client: client) { print($0) })
+            } catch let e as RemoteError {
+                fail(e.message)
+            } catch let e as UsageError {
+                throw usage(e)
+            }
+        }
         let command: CLICommand
         do { command = try Grammar.parse(words) } catch { throw usage(error) }
         let client = try connect()

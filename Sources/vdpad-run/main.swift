@@ -15,7 +15,7 @@ struct VDPARun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vdpad-run",
         abstract: "Run a VMM whose /dev/vhost-vdpa-N files are vdpad devices.",
-        usage: "vdpad-run [-s SOCKET] --device /dev/vhost-vdpa-0=vdpa0 [--device …] -- COMMAND [ARGS…]",
+        usage: "vdpad-run [-s SOCKET] --device /dev/vhost-vdpa-0=vdpa0 [--device …] [--record FILE [--anonymize]] -- COMMAND [ARGS…]",
         discussion: """
             The command runs with libvdpad-vhost.so in LD_PRELOAD. Its open() of a mapped path
             claims the vdpad device (EBUSY if another session owns it, as the kernel's open);
@@ -27,7 +27,8 @@ struct VDPARun: ParsableCommand {
               LD_PRELOAD=/usr/local/lib/vdpad/libvdpad-vhost.so \\
               VDPAD_VHOST_DEVICES=/dev/vhost-vdpa-0=vdpa0 [VDPAD_SOCKET=/run/vdpad/vdpad.sock] \\
               qemu-system-x86_64 -netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0 …
-            VDPAD_VHOST_QUIET=1 silences the library's one-line messages on stderr.
+            VDPAD_VHOST_QUIET=1 silences the library's one-line messages on stderr;
+            VDPAD_VHOST_RECORD=FILE (and VDPAD_VHOST_RECORD_ANONYMIZE=1) is --record (--anonymize).
 
             Example:
               vdpad-run --device /dev/vhost-vdpa-0=vdpa0 -- qemu-system-x86_64 -M q35 -m 256 \\
@@ -41,6 +42,12 @@ struct VDPARun: ParsableCommand {
     @Option(name: .customLong("device"), help: "PATH=NAME: answer PATH (e.g. /dev/vhost-vdpa-0) with vdpad's device NAME. Repeatable.")
     var devices: [String] = []
 
+    @Option(name: .customLong("record"), help: "Append every call the VMM's devices make to FILE as JSON lines (vdpad-cli replay reads them).")
+    var record: String?
+
+    @Flag(name: .customLong("anonymize"), help: "With --record: write host addresses relative to the first one mapped.")
+    var anonymize = false
+
     @Option(name: .customLong("library"), help: "The preload library (default: VDPAD_VHOST_LIBRARY, else next to vdpad-run, else ../lib/vdpad/).")
     var library: String?
 
@@ -49,6 +56,7 @@ struct VDPARun: ParsableCommand {
 
     func validate() throws {
         guard !devices.isEmpty else { throw ValidationError("name at least one --device PATH=NAME") }
+        if anonymize && record == nil { throw ValidationError("--anonymize goes with --record FILE") }
         for mapping in devices {
             let parts = mapping.split(separator: "=", maxSplits: 1)
             guard parts.count == 2, parts[0].hasPrefix("/"), !parts[1].isEmpty, !parts[1].contains(",") else {
@@ -94,6 +102,15 @@ struct VDPARun: ParsableCommand {
         setenv("LD_PRELOAD", preload.joined(separator: " "), 1)
         setenv("VDPAD_VHOST_DEVICES", devices.joined(separator: ","), 1)
         setenv("VDPAD_SOCKET", socketPath, 1)
+        if let record {
+            // Fail here, clearly, rather than in the VMM's process.
+            guard let file = fopen(record, "a") else {
+                throw fail("cannot write the record \(record): \(String(cString: strerror(errno)))")
+            }
+            fclose(file)
+            setenv("VDPAD_VHOST_RECORD", record, 1)
+            if anonymize { setenv("VDPAD_VHOST_RECORD_ANONYMIZE", "1", 1) }
+        }
         let argv = command.map { strdup($0) } + [nil]
         execvp(command[0], argv)
         throw fail("cannot run \(command[0]): \(String(cString: strerror(errno)))")

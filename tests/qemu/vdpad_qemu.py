@@ -195,7 +195,7 @@ class VirtioNetPci:
 class Qemu:
     """QEMU 7.2 under vdpad-run, its qtest connection, its QMP socket and its stderr."""
 
-    def __init__(self, vdpad_run, socket_path, device, memory_mb=256, extra=()):
+    def __init__(self, vdpad_run, socket_path, device, memory_mb=256, extra=(), run_args=()):
         self.dir = tempfile.mkdtemp(prefix="vdpad-qemu-")
         bios = os.path.join(self.dir, "hlt.bin")
         with open(bios, "wb") as f:
@@ -206,7 +206,7 @@ class Qemu:
         listener.listen(1)
         self.stderr_path = os.path.join(self.dir, "qemu.err")
         self.memory = memory_mb << 20
-        args = [vdpad_run, "-s", socket_path, "--device", f"/dev/vhost-vdpa-0={device}", "--",
+        args = [vdpad_run, "-s", socket_path, "--device", f"/dev/vhost-vdpa-0={device}", *run_args, "--",
                 "qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-m", str(memory_mb), "-bios", bios,
                 "-nodefaults", "-display", "none", "-serial", "none", "-monitor", "none",
                 "-qtest", f"unix:{qtest_path}", "-qmp", f"unix:{self.qmp_path},server=on,wait=off",

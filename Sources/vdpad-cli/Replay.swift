@@ -1,0 +1,172 @@
+// Replay.swift — `vdpad-cli replay FILE`: a VMM's recorded calls (vdpad-run
+// --record, one JSON line per call) played again against any device kind,
+// with the places where the answers differ from the recording and what the
+// flow cost the device (its own counters).
+import VDPAClient
+#if canImport(Glibc)
+import Glibc
+#endif
+
+struct ReplayOptions {
+    var file: String
+    /// Replay on this existing device…
+    var device: String?
+    /// …or on a temporary device of this kind (added, then deleted: needs an admin).
+    var mgmtdev: String?
+    var legacy = false
+    /// Which device of a trace that recorded several.
+    var traceDevice: String?
+    var json = false
+
+    static let usage = "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]"
+
+    static func parse(_ words: [String]) throws(UsageError) -> ReplayOptions {
+        var w = Words(items: words, usage: usage)
+        var options = ReplayOptions(file: try w.next("FILE"))
+        while !w.items.isEmpty {
+            switch try w.next("an option") {
+            case "--device": options.device = try w.next("the device")
+            case "--mgmtdev": options.mgmtdev = try w.next("the mgmtdev")
+            case "--legacy": options.legacy = true
+            case "--trace-device": options.traceDevice = try w.next("the traced device")
+            case let other: throw UsageError("unknown option \"\(other)\"\nusage: vdpad-cli \(usage)")
+            }
+        }
+        guard (options.device == nil) != (options.mgmtdev == nil) else {
+            throw UsageError("name the target: --device NAME or --mgmtdev KIND\nusage: vdpad-cli \(usage)")
+        }
+        if options.legacy && options.mgmtdev == nil { throw UsageError("--legacy goes with --mgmtdev") }
+        return options
+    }
+}
+
+/// One recorded call.
+struct TraceEntry {
+    let line: Int
+    let time: Double
+    let device: String
+    let method: String
+    let params: [(String, JSON)]
+    let result: JSON?
+    let error: JSON?
+
+    static func read(_ path: String) throws -> [TraceEntry] {
+        guard let file = fopen(path, "r") else { throw UsageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        defer { fclose(file) }
+        var entries: [TraceEntry] = []
+        var line = 0
+        var buffer: UnsafeMutablePointer<CChar>?
+        var capacity = 0
+        defer { free(buffer) }
+        while getline(&buffer, &capacity, file) > 0 {
+            line += 1
+            let text = String(cString: buffer!).trimmingSuffix("\n")
+            if text.isEmpty { continue }
+            let json: JSON
+            do { json = try JSON.parse(text) } catch { throw UsageError("\(path):\(line): not JSON: \(error)") }
+            guard case .string(let method)? = json["method"], case .string(let device)? = json["device"],
+                  case .object(let params)? = json["params"] else {
+                throw UsageError("\(path):\(line): not a recorded call (needs device, method, params)")
+            }
+            let time: Double = if case .number(let t)? = json["t"] { Double(t) ?? 0 } else if case .unsigned(let t)? = json["t"] { Double(t) } else { 0 }
+            entries.append(TraceEntry(line: line, time: time, device: device, method: method, params: params,
+                                      result: json["result"], error: json["error"]))
+        }
+        return entries
+    }
+}
+
+extension String {
+    func trimmingSuffix(_ suffix: String) -> String { hasSuffix(suffix) ? String(dropLast(suffix.count)) : self }
+}
+
+enum Replay {
+    /// The counters `get_device` keeps that say what a flow cost.
+    static let costCounters = ["map_calls", "unmap_calls", "device_commits", "entries_copied", "default_restores",
+                               "resets_clean", "resets_persist"]
+
+    /// Replays; returns the exit status (0 the same answers, 1 differences).
+    static func run(_ options: ReplayOptions, client: VDPAClient, print write: (String) -> Void) throws -> Int32 {
+        var entries = try TraceEntry.read(options.file)
+        let devices = Array(Set(entries.map(\.device))).sorted()
+        guard !devices.isEmpty else { throw UsageError("\(options.file) records no call") }
+        let traced = options.traceDevice ?? devices[0]
+        guard options.traceDevice != nil || devices.count == 1 else {
+            throw UsageError("\(options.file) records \(devices.count) devices (\(devices.joined(separator: ", "))): choose one with --trace-device")
+        }
+        entries = entries.filter { $0.device == traced }
+        guard !entries.isEmpty else { throw UsageError("\(options.file) records nothing for \(traced)") }
+
+        var target = options.device ?? ""
+        if let kind = options.mgmtdev {
+            target = "replay-\(getpid())"
+            var params: [(String, JSON)] = [("name", .string(target)), ("mgmtdev", .string(kind))]
+            if options.legacy { params.append(("legacy", true)) }
+            try client.call("add_device", .object(params))
+        }
+        defer { if options.mgmtdev != nil { _ = try? client.call("del_device", ["name": .string(target), "force": true]) } }
+
+        var differences = 0
+        var clock = ContinuousClock.now
+        var elapsed = Duration.zero
+        for entry in entries {
+            var params = entry.params.filter { $0.0 != "device" }
+            params.insert(("device", .string(target)), at: 0)
+            // Eventfds are not in a trace: a request that took one gets a fresh eventfd.
+            let needsFD = ["set_vring_kick", "set_vring_call", "set_config_call"].contains(entry.method)
+                && !params.contains { $0.0 == "unset" && $0.1 == true }
+            let fd = needsFD ? newEventFD() : -1
+            defer { if fd >= 0 { close(fd) } }
+            var now: (result: JSON?, error: JSON?)
+            clock = ContinuousClock.now
+            do {
+                now = (try client.call(entry.method, .object(params), passing: fd >= 0 ? [fd] : []), nil)
+            } catch let e as RemoteError {
+                now = (nil, e.data ?? ["message": .string(e.message)])
+            }
+            elapsed += ContinuousClock.now - clock
+            if let difference = compare(entry, now) {
+                differences += 1
+                if differences <= 20 { write("line \(entry.line) \(entry.method) \(JSON.object(entry.params).text): \(difference)") }
+            }
+        }
+        if differences > 20 { write("… \(differences - 20) more differences") }
+        let stats = try client.call("get_device", ["device": .string(target)])["stats"] ?? .null
+        let costs = costCounters.map { "\($0) \(stats[$0]?.text ?? "0")" }.joined(separator: ", ")
+        let recordedMs = ((entries.last?.time ?? 0) - (entries.first?.time ?? 0)) * 1e3
+        let kind = options.mgmtdev.map { " (\($0)\(options.legacy ? ", legacy" : ""))" } ?? ""
+        let verdict = differences == 0 ? "every answer as recorded" : "\(differences) answers differ"
+        write("replayed \(entries.count) calls of \(traced) from \(options.file) on \(target)\(kind): \(verdict)")
+        write("cost: \(costs)")
+        let nowMs = Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
+        write("time: " + milliseconds(nowMs) + " ms in vdpad now, " + milliseconds(recordedMs) + " ms from first to last call as recorded")
+        return differences == 0 ? 0 : 1
+    }
+
+    static func milliseconds(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(tenths % 10)"
+    }
+
+    /// Nil when the answer matches the recording: the same result, or the same errno and kernel_errno.
+    static func compare(_ entry: TraceEntry, _ now: (result: JSON?, error: JSON?)) -> String? {
+        switch (entry.error, now.error) {
+        case (nil, nil):
+            return entry.result == now.result ? nil : "recorded \(entry.result?.text ?? "null"), now \(now.result?.text ?? "null")"
+        case (let recorded?, let current?):
+            let same = recorded["errno"] == current["errno"] && recorded["kernel_errno"] == current["kernel_errno"]
+            return same ? nil : "recorded \(recorded.text), now \(current.text)"
+        case (let recorded?, nil):
+            return "recorded error \(recorded["errno"]?.text ?? recorded.text), now \(now.result?.text ?? "null")"
+        case (nil, let current?):
+            return "recorded \(entry.result?.text ?? "null"), now error \(current["errno"]?.text ?? current.text)"
+        }
+    }
+
+    /// eventfd(2), reached through dlsym: <sys/eventfd.h> is not part of Swift's Glibc module.
+    static func newEventFD() -> Int32 {
+        typealias EventFDFunction = @convention(c) (UInt32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return -1 }
+        return unsafeBitCast(symbol, to: EventFDFunction.self)(0, O_CLOEXEC)
+    }
+}
