@@ -30,6 +30,10 @@ let package = Package(
         ),
         .target(name: "VDPARPC", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
         .target(name: "UnixSocket"),
+        .target(
+            name: "VDPAFlows",
+            dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]
+        ),
         .executableTarget(
             name: "vdpad-run",
             dependencies: ["VDPAClient", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -58,10 +62,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-bench",
-            dependencies: ["VDPACore", "VDPARPC", "VDPAClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPAClient", "VDPAFlows", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),
+        .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "UnixSocket"]),
     ]
 )

@@ -17,8 +17,9 @@ struct BenchCommand: ParsableCommand {
               vdpad-bench inproc single            the inbound path in process (scripts/perf-guard.sh)
               vdpad-bench json                     Foundation's JSON decoders beside vdpad's parser
               vdpad-bench load                     1,000 connections, 50 clients of 1,000 map/unmap, a stalled client
+              vdpad-bench flows                    VMM flows priced by the cost model (migration downtime)
             """,
-        subcommands: [IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self]
+        subcommands: [IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self, FlowsCommand.self]
     )
 }
 

@@ -1,0 +1,115 @@
+// CostModel.swift — what the kernel and an mlx5-like parent would spend on
+// a flow's calls (config/cost-model.toml, every value with its source), and
+// the calibration of its two unknowns on one published downtime pair.
+import TOMLKit
+
+/// What a window of a flow did, in the units the model prices.
+public struct Tally: Equatable, Sendable {
+    public var calls = 0
+    public var coldPinnedGiB = 0.0
+    public var residentPinnedGiB = 0.0
+    public var unpinnedGiB = 0.0
+    public var suspends = 0
+    public var deviceStarts = 0
+    public var cvqCommands = 0
+    /// IOTLB entries the kernel makes (one per physically contiguous run of the host's pages).
+    public var entries = 0.0
+    /// Entries copied into device mappings (set_map commits), at the same granularity.
+    public var entriesCopied = 0.0
+
+    public init() {}
+
+    public static func + (a: Tally, b: Tally) -> Tally {
+        var t = a
+        t.calls += b.calls
+        t.coldPinnedGiB += b.coldPinnedGiB
+        t.residentPinnedGiB += b.residentPinnedGiB
+        t.unpinnedGiB += b.unpinnedGiB
+        t.suspends += b.suspends
+        t.deviceStarts += b.deviceStarts
+        t.cvqCommands += b.cvqCommands
+        t.entries += b.entries
+        t.entriesCopied += b.entriesCopied
+        return t
+    }
+}
+
+public struct CostModel: Sendable {
+    public var suspend = 0.037
+    public var vqCreateResume = 0.370
+    public var cvqCommand = 0.0002
+    public var perCall = 0.000005
+    public var pinResidentPerGiB = 0.00013
+    public var pinColdPerGiB = 0.0
+    public var unpinAndMRPerGiB = 0.0
+    public var perEntry = 0.0
+    public var calibration = Calibration()
+
+    public struct Calibration: Sendable {
+        public var guestGiB = 39, queuePairs = 8
+        public var legacy = 4.72, earlyMap = 2.09
+        public var predictGuestGiB = 128
+        public var predictLegacy = 14.72, predictEarlyMap = 5.83
+    }
+
+    public init() {}
+
+    /// The modelled seconds of a tally.
+    public func seconds(_ t: Tally) -> Double {
+        Double(t.calls) * perCall + t.coldPinnedGiB * pinColdPerGiB + t.residentPinnedGiB * pinResidentPerGiB
+            + t.unpinnedGiB * unpinAndMRPerGiB + Double(t.suspends) * suspend + Double(t.deviceStarts) * vqCreateResume
+            + Double(t.cvqCommands) * cvqCommand + t.entries * perEntry
+    }
+
+    public struct LoadError: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// Reads config/cost-model.toml.  Values marked "calibrated" are left for `calibrated(…)`.
+    public static func load(toml text: String) throws -> CostModel {
+        let table: TOMLTable
+        do { table = try TOMLTable(string: text) } catch { throw LoadError(description: "cost model: \(error)") }
+        var m = CostModel()
+        func number(_ section: String, _ key: String) throws -> Double? {
+            guard let value = table[section]?.table?[key] else { throw LoadError(description: "cost model: [\(section)] \(key) is missing") }
+            if let d = value.double { return d }
+            if let i = value.int { return Double(i) }
+            if value.string == "calibrated" { return nil }
+            throw LoadError(description: "cost model: [\(section)] \(key) must be a number or \"calibrated\"")
+        }
+        func required(_ section: String, _ key: String) throws -> Double {
+            guard let v = try number(section, key) else { throw LoadError(description: "cost model: [\(section)] \(key) cannot be calibrated") }
+            return v
+        }
+        m.suspend = try required("fixed", "suspend_s")
+        m.vqCreateResume = try required("fixed", "vq_create_resume_s")
+        m.cvqCommand = try required("fixed", "cvq_command_s")
+        m.perCall = try required("fixed", "per_call_s")
+        m.pinResidentPerGiB = try required("memory", "pin_resident_s_per_gib")
+        m.pinColdPerGiB = try number("memory", "pin_cold_s_per_gib") ?? .nan
+        m.unpinAndMRPerGiB = try number("memory", "unpin_and_mr_s_per_gib") ?? .nan
+        m.perEntry = try required("memory", "per_entry_s")
+        m.calibration = Calibration(
+            guestGiB: Int(try required("calibration", "guest_gib")), queuePairs: Int(try required("calibration", "queue_pairs")),
+            legacy: try required("calibration", "legacy_s"), earlyMap: try required("calibration", "early_map_s"),
+            predictGuestGiB: Int(try required("calibration", "predict_guest_gib")),
+            predictLegacy: try required("calibration", "predict_legacy_s"), predictEarlyMap: try required("calibration", "predict_early_map_s"))
+        return m
+    }
+
+    /// Solves pin_cold and unpin_and_mr from two tallies with known downtimes (the published pair):
+    /// each downtime is known costs + cold·a + unpinned·b, two equations in a and b.
+    public func calibrated(legacy: Tally, earlyMap: Tally) throws -> CostModel {
+        var known = self
+        known.pinColdPerGiB = 0
+        known.unpinAndMRPerGiB = 0
+        let (r1, r2) = (calibration.legacy - known.seconds(legacy), calibration.earlyMap - known.seconds(earlyMap))
+        let (a1, b1, a2, b2) = (legacy.coldPinnedGiB, legacy.unpinnedGiB, earlyMap.coldPinnedGiB, earlyMap.unpinnedGiB)
+        let det = a1 * b2 - a2 * b1
+        guard abs(det) > 1e-12 else { throw LoadError(description: "cost model: the calibration flows do not separate the two unknowns") }
+        var m = self
+        m.pinColdPerGiB = (r1 * b2 - r2 * b1) / det
+        m.unpinAndMRPerGiB = (a1 * r2 - a2 * r1) / det
+        return m
+    }
+}
