@@ -132,7 +132,7 @@ struct ProtocolTests {
         _ = expectRemoteError("EINVAL") { try c.call("dump_iotlb", ["device": "plat", "asid": 0, "limit": 0]) }
         let methods = try c.call("rpc_get_methods")
         guard case .array(let names) = methods else { Issue.record("methods"); return }
-        #expect(names.count == 41 && names.contains("get_vring_desc_group") && names.contains("reset_map") && names.contains("read_config"))
+        #expect(names == VDPAService.methodNames.map { .string($0) } && names.contains("get_vring_desc_group") && names.contains("rpc.discover"))
     }
 
     @Test("events: subscribers see device_added; del_device force sends session_closed to the owner")
