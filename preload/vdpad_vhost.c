@@ -115,6 +115,29 @@ static void session_free(struct session *s)
     free(s);
 }
 
+/* The session `fd` names, held for the duration of a call: a close() on another thread meanwhile forgets
+ * the fd but frees the session only when this use ends (`release`). */
+static struct session *acquire(int fd)
+{
+    struct session *s = NULL;
+    if (fd < 0)
+        return NULL;
+    pthread_mutex_lock(&table_lock);
+    if (fd < table_size && (s = table[fd]))
+        s->refs++;
+    pthread_mutex_unlock(&table_lock);
+    return s;
+}
+
+static void release(struct session *s)
+{
+    pthread_mutex_lock(&table_lock);
+    int last = --s->refs == 0;
+    pthread_mutex_unlock(&table_lock);
+    if (last)
+        session_free(s);
+}
+
 /* Names `fd` as `s` (s may be NULL to forget it); the session it named before loses a reference. */
 static void bind_fd(int fd, struct session *s)
 {
@@ -543,9 +566,11 @@ int close_range(unsigned int first, unsigned int last, int flags)
 
 static int duplicated(int oldfd, int newfd)
 {
-    struct session *s = lookup(oldfd);
+    struct session *s = acquire(oldfd);
     if (newfd >= 0 && newfd != oldfd)
         bind_fd(newfd, s);  /* a duplicate names the same session; one that named another drops it */
+    if (s)
+        release(s);
     return newfd;
 }
 
@@ -744,27 +769,43 @@ int ioctl(int fd, unsigned long request, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     RESOLVE();
-    struct session *s = lookup(fd);
+    struct session *s = acquire(fd);
     if (!s)
         return real_ioctl(fd, request, arg);
+    int r;
     if (request == FIOCLEX || request == FIONCLEX)
-        return real_ioctl(fd, request, arg);
-    if (((request >> 8) & 0xFF) != VHOST_VIRTIO)
-        return fail(ENOTTY);
-    /* Commands that read a pointer argument fault on NULL as the kernel's copy_from_user does. */
-    if (!arg && _IOC_SIZE(request) != 0)
-        return fail(EFAULT);
-    return vdpa_ioctl(s, request, arg);
+        r = real_ioctl(fd, request, arg);
+    else if (((request >> 8) & 0xFF) != VHOST_VIRTIO)
+        r = fail(ENOTTY);
+    else if (!arg && _IOC_SIZE(request) != 0)
+        r = fail(EFAULT);  /* a pointer argument that is NULL faults, as the kernel's copy_from_user does */
+    else
+        r = vdpa_ioctl(s, request, arg);
+    int saved = errno;
+    release(s);
+    errno = saved;
+    return r;
 }
 
 /* ---- write: the IOTLB messages (B1) --------------------------------------- */
 
+static ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
+
 ssize_t write(int fd, const void *buf, size_t count)
 {
     RESOLVE();
-    struct session *s = lookup(fd);
+    struct session *s = acquire(fd);
     if (!s)
         return real_write(fd, buf, count);
+    ssize_t r = iotlb_write(s, buf, count);
+    int saved = errno;
+    release(s);
+    errno = saved;
+    return r;
+}
+
+static ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
+{
     const uint8_t *b = buf;
     uint32_t type, asid = 0;
     int err;
