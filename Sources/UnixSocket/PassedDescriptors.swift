@@ -18,9 +18,9 @@ public enum PassedDescriptors {
     /// `descriptors` (close-on-exec).  Returns recv's result.
     public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, descriptors: inout [Int32]) -> Int {
         let controlSize = headerSize + align(maxPerMessage * MemoryLayout<Int32>.size)
-        var control = [UInt8](repeating: 0, count: controlSize)
         var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
-        let n = control.withUnsafeMutableBytes { controlBytes -> Int in
+        // On the stack: this runs for every read of every connection.
+        let n = withUnsafeTemporaryAllocation(byteCount: controlSize, alignment: MemoryLayout<Int>.alignment) { controlBytes -> Int in
             withUnsafeMutablePointer(to: &iov) { iovPointer in
                 var message = msghdr()
                 message.msg_iov = iovPointer
