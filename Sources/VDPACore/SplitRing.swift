@@ -1,0 +1,188 @@
+// SplitRing.swift — the device side of a virtio split ring, as vdpa_sim's
+// vringh walks it (reference vdpa-sim-datapath.md §1, §4): fetch a chain
+// from the avail ring, following NEXT and INDIRECT, collecting readable and
+// writable buffers; complete it in the used ring.  Pure: every access to the
+// VMM's memory goes through `RingMemory`, so the walker is tested against
+// rings built in the test's own memory and driven against a VMM by the
+// daemon (process_vm_readv/writev).
+
+/// How the walker reads and writes ring and buffer memory by IOVA; errors are the access's own.
+public protocol RingMemory {
+    /// `count` bytes at `iova`, read through the ring areas' ASID (`ring: true`) or the buffers' (`ring: false`).
+    func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8]
+    func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError)
+    /// A 16-bit ring index as one aligned store (the used idx: a torn store would show the driver a stale entry).
+    func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError)
+}
+
+/// Why a chain could not be fetched or completed (vringh's errno in parentheses).
+public enum RingError: Error, Equatable, Sendable {
+    /// A ring or buffer address has no mapping, or the VMM's memory could not be reached (EFAULT / EINVAL).
+    case fault(UInt64)
+    /// The mapping forbids the access (EPERM).
+    case permission(UInt64)
+    /// avail->ring[slot] ≥ num (EINVAL, not consumed: the queue is stuck until reset or SET_VRING_BASE).
+    case headOutOfRange(UInt16)
+    /// A `next` ≥ num, or past an indirect table (EINVAL, consumed).
+    case nextOutOfRange(UInt16)
+    /// More descriptors than the ring or the indirect table holds: a loop (ELOOP, consumed).
+    case loop
+    /// A readable descriptor after a writable one (EINVAL, consumed).
+    case readableAfterWritable
+    /// An indirect table inside an indirect table, or a table length not a multiple of 16 or 0 (EINVAL, consumed).
+    case badIndirect
+}
+
+/// One buffer of a chain, by IOVA (translated only when copied, as vringh does).
+public struct RingBuffer: Equatable, Sendable {
+    public var iova: UInt64
+    public var length: UInt32
+}
+
+/// A fetched chain: its head (the used element's id) and its buffers.
+public struct RingChain: Equatable, Sendable {
+    public var head: UInt16
+    public var readable: [RingBuffer] = []
+    public var writable: [RingBuffer] = []
+}
+
+public struct SplitRing: Sendable {
+    public let num: UInt16
+    public let desc: UInt64
+    public let avail: UInt64
+    public let used: UInt64
+    /// last_avail_idx: the next avail entry to take (SET/GET_VRING_BASE).
+    public private(set) var lastAvail: UInt16
+    /// last_used_idx: made equal to lastAvail at a 0→1 enable (R62).
+    public private(set) var lastUsed: UInt16
+
+    static let next: UInt16 = 1, write: UInt16 = 2, indirect: UInt16 = 4
+
+    public init(num: UInt16, desc: UInt64, avail: UInt64, used: UInt64, base: UInt16) {
+        (self.num, self.desc, self.avail, self.used) = (num, desc, avail, used)
+        (lastAvail, lastUsed) = (base, base)
+    }
+
+    static func le16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
+    static func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
+    static func le64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) } }
+
+    /// Whether the driver has posted chains not taken yet.
+    public func hasWork(_ memory: some RingMemory) throws(RingError) -> Bool {
+        Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0) != lastAvail
+    }
+
+    /// The next chain, or nil when the ring is empty.  A head out of range is refused without consuming it;
+    /// every other error consumes the head (vringh's rules, reference §4).
+    public mutating func fetch(_ memory: some RingMemory) throws(RingError) -> RingChain? {
+        let availIdx = Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0)
+        guard availIdx != lastAvail else { return nil }
+        let slot = UInt64(lastAvail % num)
+        let head = Self.le16(try memory.read(avail + 4 + 2 * slot, count: 2, ring: true), 0)
+        guard head < num else { throw .headOutOfRange(head) }
+        lastAvail &+= 1
+        var chain = RingChain(head: head)
+        try walk(memory, table: desc, entries: num, first: head, into: &chain, indirectAllowed: true)
+        return chain
+    }
+
+    /// Follows one table from `first`: NEXT within it, INDIRECT into a table of its own.
+    private func walk(_ memory: some RingMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
+                      indirectAllowed: Bool) throws(RingError) {
+        var index = first
+        var taken = 0
+        while true {
+            guard index < entries else { throw .nextOutOfRange(index) }
+            taken += 1
+            guard taken <= Int(entries) else { throw .loop }
+            let d = try memory.read(table + 16 * UInt64(index), count: 16, ring: true)
+            let (address, length, flags, next) = (Self.le64(d, 0), Self.le32(d, 8), Self.le16(d, 12), Self.le16(d, 14))
+            if flags & Self.indirect != 0 {
+                // Followed although INDIRECT_DESC is not offered, as vringh does; its WRITE flag is ignored.
+                guard indirectAllowed, length > 0, length % 16 == 0 else { throw .badIndirect }
+                guard length / 16 <= UInt32(UInt16.max) else { throw .loop }
+                try walk(memory, table: address, entries: UInt16(length / 16), first: 0, into: &chain, indirectAllowed: false)
+                // With NEXT as well, the walk goes on at `next` unless it is 0 (vringh's reading).
+                guard flags & Self.next != 0, next != 0 else { return }
+                index = next
+                continue
+            }
+            let buffer = RingBuffer(iova: address, length: length)
+            if flags & Self.write != 0 {
+                chain.writable.append(buffer)
+            } else {
+                guard chain.writable.isEmpty else { throw .readableAfterWritable }
+                chain.readable.append(buffer)
+            }
+            guard flags & Self.next != 0 else { return }
+            index = next
+        }
+    }
+
+    /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on).
+    public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some RingMemory) throws(RingError) {
+        let slot = UInt64(lastUsed % num)
+        var element = [UInt8](repeating: 0, count: 8)
+        for k in 0..<4 {
+            element[k] = UInt8(truncatingIfNeeded: UInt32(head) >> (8 * UInt32(k)))
+            element[4 + k] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(k)))
+        }
+        try memory.write(element, at: used + 4 + 8 * slot, ring: true)
+        lastUsed &+= 1
+        try memory.writeIndex(lastUsed, at: used + 2)
+    }
+
+    /// The bytes of a chain's readable buffers, in order.
+    public static func gather(_ chain: RingChain, _ memory: some RingMemory) throws(RingError) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for b in chain.readable where b.length > 0 { bytes += try memory.read(b.iova, count: Int(b.length), ring: false) }
+        return bytes
+    }
+}
+
+/// The control virtqueue of vdpa_sim_net (reference §2, "CVQ"): MAC_ADDR_SET writes the config MAC, every
+/// other class and command is answered ERR.  vdpa_sim's stale ack is kept on purpose (documented in
+/// docs/protocol.md): the ack is set once per run, so an unknown command after a successful MAC_ADDR_SET
+/// in the same run is acked OK (edge D12).
+public struct ControlQueue: Sendable {
+    public static let ok: UInt8 = 0, error: UInt8 = 1
+    static let classMAC: UInt8 = 1, macAddrSet: UInt8 = 1
+
+    public struct Counters: Equatable, Sendable {
+        public var requests = 0, successes = 0, errors = 0
+        public init() {}
+    }
+
+    /// What one command did.
+    public enum Outcome: Equatable, Sendable {
+        /// The ack to write to the first writable byte (nil: no writable byte, used.len 0).
+        case answered(ack: UInt8, newMAC: [UInt8]?)
+        /// Fewer than 2 readable bytes: counted as an error and never completed (edge D13).
+        case malformed
+    }
+
+    /// The ack of this run so far (vdpa_sim initialises it once per run: the stale-ack quirk).
+    public var runAck = error
+
+    public init() {}
+
+    /// Processes one command: `command` is the chain's readable bytes; `mac` the current config MAC.
+    public mutating func process(_ command: [UInt8], mac: [UInt8], counters: inout Counters) -> Outcome {
+        counters.requests += 1
+        guard command.count >= 2 else {
+            counters.errors += 1
+            return .malformed
+        }
+        var newMAC: [UInt8]?
+        if command[0] == Self.classMAC && command[1] == Self.macAddrSet {
+            // Up to 6 bytes go straight into the config mac; exactly 6 are OK, fewer ERR with the bytes kept (D11).
+            let data = Array(command.dropFirst(2).prefix(6))
+            var updated = mac
+            updated.replaceSubrange(0..<data.count, with: data)
+            newMAC = updated
+            runAck = data.count == 6 ? Self.ok : Self.error
+        }
+        if runAck == Self.ok { counters.successes += 1 } else { counters.errors += 1 }
+        return .answered(ack: runAck, newMAC: newMAC)
+    }
+}

@@ -1,0 +1,191 @@
+// SplitRingTests.swift — the split-ring walker and the control queue against
+// rings built in the test's own memory, one test per edge case of the data
+// path reference (vdpa-sim-datapath.md §4 and D11–D13, D22, D23) that applies.
+import Testing
+@testable import VDPACore
+
+/// Guest memory as a flat byte array (IOVA = offset), with an optional hole.
+final class FlatMemory: RingMemory {
+    var bytes = [UInt8](repeating: 0, count: 1 << 16)
+    var hole: Range<UInt64>?
+    var indexStores = 0
+
+    func check(_ iova: UInt64, _ count: Int) throws(RingError) {
+        guard iova + UInt64(count) <= UInt64(bytes.count) else { throw .fault(iova) }
+        if let hole, hole.overlaps(iova..<(iova + UInt64(count))) { throw .fault(iova) }
+    }
+    func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
+        try check(iova, count)
+        return Array(bytes[Int(iova)..<Int(iova) + count])
+    }
+    func write(_ b: [UInt8], at iova: UInt64, ring: Bool) throws(RingError) {
+        try check(iova, b.count)
+        bytes.replaceSubrange(Int(iova)..<Int(iova) + b.count, with: b)
+    }
+    func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
+        indexStores += 1
+        try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+    }
+    func put16(_ v: UInt16, _ at: Int) { bytes[at] = UInt8(v & 0xFF); bytes[at + 1] = UInt8(v >> 8) }
+    func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8 }
+    func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) } }
+}
+
+/// A driver's side of one ring of `num` entries at fixed places.
+struct Driver {
+    let m: FlatMemory
+    let num: UInt16 = 8
+    let desc: UInt64 = 0x1000, avail: UInt64 = 0x2000, used: UInt64 = 0x3000
+    var availIdx: UInt16 = 0
+
+    func descriptor(_ i: UInt16, addr: UInt64, len: UInt32, flags: UInt16, next: UInt16 = 0, table: UInt64? = nil) {
+        let at = Int((table ?? desc) + 16 * UInt64(i))
+        for k in 0..<8 { m.bytes[at + k] = UInt8(truncatingIfNeeded: addr >> (8 * UInt64(k))) }
+        for k in 0..<4 { m.bytes[at + 8 + k] = UInt8(truncatingIfNeeded: len >> (8 * UInt32(k))) }
+        m.put16(flags, at + 12)
+        m.put16(next, at + 14)
+    }
+    mutating func post(_ head: UInt16) {
+        m.put16(head, Int(avail) + 4 + 2 * Int(availIdx % num))
+        availIdx &+= 1
+        m.put16(availIdx, Int(avail) + 2)
+    }
+    func ring(base: UInt16 = 0) -> SplitRing { SplitRing(num: num, desc: desc, avail: avail, used: used, base: base) }
+}
+
+@Suite("Split ring and control queue")
+struct SplitRingTests {
+    @Test("an empty ring has no chain; a NEXT chain yields its readable then writable buffers; completion writes element then idx")
+    func basicChain() throws {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        #expect(try ring.fetch(d.m) == nil)
+        d.descriptor(0, addr: 0x4000, len: 10, flags: 1, next: 3)
+        d.descriptor(3, addr: 0x5000, len: 20, flags: 1 | 2, next: 5)
+        d.descriptor(5, addr: 0x6000, len: 1, flags: 2)
+        d.post(0)
+        let chain = try #require(try ring.fetch(d.m))
+        #expect(chain.head == 0 && chain.readable == [RingBuffer(iova: 0x4000, length: 10)])
+        #expect(chain.writable == [RingBuffer(iova: 0x5000, length: 20), RingBuffer(iova: 0x6000, length: 1)])
+        try ring.complete(chain.head, length: 21, d.m)
+        #expect(d.m.u32(Int(d.used) + 4) == 0 && d.m.u32(Int(d.used) + 8) == 21 && d.m.u16(Int(d.used) + 2) == 1)
+        #expect(d.m.indexStores == 1, "the used idx is one 16-bit store")
+        #expect(try ring.fetch(d.m) == nil)
+    }
+
+    @Test("D22: avail->ring entry ≥ num is refused without being consumed: the queue stays stuck")
+    func headOutOfRange() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.post(8)
+        #expect(throws: RingError.headOutOfRange(8)) { _ = try ring.fetch(d.m) }
+        #expect(throws: RingError.headOutOfRange(8)) { _ = try ring.fetch(d.m) }
+        #expect(ring.lastAvail == 0)
+    }
+
+    @Test("next ≥ num is EINVAL, consumed")
+    func nextOutOfRange() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.descriptor(0, addr: 0x4000, len: 1, flags: 1, next: 9)
+        d.post(0)
+        #expect(throws: RingError.nextOutOfRange(9)) { _ = try ring.fetch(d.m) }
+        #expect(ring.lastAvail == 1)
+    }
+
+    @Test("D23: a descriptor loop is ELOOP after num+1 reads, consumed")
+    func loop() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.descriptor(0, addr: 0x4000, len: 1, flags: 1, next: 1)
+        d.descriptor(1, addr: 0x4000, len: 1, flags: 1, next: 0)
+        d.post(0)
+        #expect(throws: RingError.loop) { _ = try ring.fetch(d.m) }
+        #expect(ring.lastAvail == 1)
+    }
+
+    @Test("a readable descriptor after a writable one is EINVAL, consumed")
+    func readableAfterWritable() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.descriptor(0, addr: 0x4000, len: 1, flags: 1 | 2, next: 1)
+        d.descriptor(1, addr: 0x4000, len: 1, flags: 0)
+        d.post(0)
+        #expect(throws: RingError.readableAfterWritable) { _ = try ring.fetch(d.m) }
+    }
+
+    @Test("INDIRECT is followed (not offered, followed anyway); with NEXT the walk continues; nested or a bad length is EINVAL")
+    func indirect() throws {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        let table: UInt64 = 0x8000
+        d.descriptor(0, addr: 0x4000, len: 2, flags: 1, next: 1, table: table)
+        d.descriptor(1, addr: 0x5000, len: 1, flags: 2, table: table)
+        d.descriptor(2, addr: table, len: 32, flags: 4 | 2)  // its WRITE flag is ignored
+        d.post(2)
+        let chain = try #require(try ring.fetch(d.m))
+        #expect(chain.readable == [RingBuffer(iova: 0x4000, length: 2)] && chain.writable == [RingBuffer(iova: 0x5000, length: 1)])
+        d.descriptor(3, addr: table, len: 32, flags: 4 | 1, next: 4)
+        d.descriptor(4, addr: 0x6000, len: 3, flags: 2)
+        d.post(3)
+        #expect(try ring.fetch(d.m)?.writable.count == 2, "INDIRECT with NEXT: the walk goes on at next")
+        d.descriptor(0, addr: table, len: 16, flags: 4, table: table)  // an indirect inside the table
+        d.descriptor(5, addr: table, len: 16, flags: 4)
+        d.post(5)
+        #expect(throws: RingError.badIndirect) { _ = try ring.fetch(d.m) }
+        d.descriptor(6, addr: table, len: 24, flags: 4)
+        d.post(6)
+        #expect(throws: RingError.badIndirect) { _ = try ring.fetch(d.m) }
+    }
+
+    @Test("indices run free and wrap at 2^16: a ring based at 0xFFFF serves across the wrap")
+    func wrap() throws {
+        var d = Driver(m: FlatMemory())
+        d.availIdx = 0xFFFF
+        d.m.put16(0xFFFF, Int(d.avail) + 2)
+        var ring = d.ring(base: 0xFFFF)
+        for k: UInt16 in 0..<3 {
+            d.descriptor(k, addr: 0x4000, len: 1, flags: 0)
+            d.post(k)
+        }
+        for k: UInt16 in 0..<3 {
+            let c = try #require(try ring.fetch(d.m))
+            #expect(c.head == k)
+            try ring.complete(c.head, length: 0, d.m)
+        }
+        #expect(ring.lastAvail == 2 && d.m.u16(Int(d.used) + 2) == 2)
+    }
+
+    @Test("an unmapped descriptor table is a fault (EFAULT), consumed")
+    func fault() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.post(0)
+        d.m.hole = 0x1000..<0x1100
+        #expect(throws: RingError.fault(0x1000)) { _ = try ring.fetch(d.m) }
+        #expect(ring.lastAvail == 1)
+    }
+
+    @Test("CVQ: MAC_ADDR_SET with 6 bytes sets the MAC, OK; D11: 4 bytes give ERR with bytes 0–3 already replaced")
+    func macAddrSet() {
+        var cvq = ControlQueue()
+        var counters = ControlQueue.Counters()
+        let mac: [UInt8] = [0x52, 0x54, 0, 1, 2, 3]
+        #expect(cvq.process([1, 1, 2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE], mac: mac, counters: &counters)
+            == .answered(ack: 0, newMAC: [2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE]))
+        var fresh = ControlQueue()
+        #expect(fresh.process([1, 1, 9, 9, 9, 9], mac: mac, counters: &counters) == .answered(ack: 1, newMAC: [9, 9, 9, 9, 2, 3]))
+        #expect(counters == { var c = ControlQueue.Counters(); c.requests = 2; c.successes = 1; c.errors = 1; return c }())
+    }
+
+    @Test("CVQ: other classes are ERR; D12: after a successful MAC_ADDR_SET in the same run they are acked OK (kept); D13: 1 byte is malformed")
+    func staleAckAndMalformed() {
+        var counters = ControlQueue.Counters()
+        var run = ControlQueue()
+        #expect(run.process([4, 0, 1, 0], mac: [0, 0, 0, 0, 0, 0], counters: &counters) == .answered(ack: 1, newMAC: nil))
+        _ = run.process([1, 1, 1, 2, 3, 4, 5, 6], mac: [0, 0, 0, 0, 0, 0], counters: &counters)
+        #expect(run.process([4, 0, 1, 0], mac: [1, 2, 3, 4, 5, 6], counters: &counters) == .answered(ack: 0, newMAC: nil), "stale ack")
+        #expect(run.process([1], mac: [1, 2, 3, 4, 5, 6], counters: &counters) == .malformed)
+        #expect(counters.requests == 4 && counters.errors == 2 && counters.successes == 2)
+    }
+}
