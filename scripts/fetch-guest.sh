@@ -41,6 +41,9 @@ n=/sys/class/net/eth0
 echo "VDPAD-GUEST driver=$(basename $(readlink $n/device/driver)) mac=$(cat $n/address) mtu=$(cat $n/mtu) carrier=$(cat $n/carrier) features=$(cat $n/device/features)"
 echo VDPAD-GUEST-UP
 sleep 2
+# Through the control queue (QEMU 7.2: the guest's own CVQ; 10.0: QEMU's shadow CVQ in ASID 1) to vdpad.
+if ip link set eth0 address 02:12:34:56:78:9a; then echo "VDPAD-GUEST-MAC mac=$(cat $n/address)"; fi
+sleep 1
 poweroff -f
 INIT
 chmod +x "$root/init"

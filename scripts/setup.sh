@@ -35,3 +35,6 @@ if ! cmp -s "$(dirname "$0")/../$requirements" "$venv/.requirements" 2>/dev/null
     "$venv/bin/pip" install -q --disable-pip-version-check -r "$(dirname "$0")/../$requirements"
     cp "$(dirname "$0")/../$requirements" "$venv/.requirements"
 fi
+# QEMU 10.0 from bookworm-backports, unpacked into the same cache (the system's QEMU stays 7.2).
+"$(dirname "$0")"/fetch-qemu10.sh
+

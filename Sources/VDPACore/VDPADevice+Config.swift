@@ -56,3 +56,28 @@ extension VDPADevice {
         configCall = eventfd
     }
 }
+
+extension VDPADevice {
+    /// Whether `vq` is the control virtqueue the data path serves: a net device's last vq, CTRL_VQ negotiated.
+    public func isControlQueue(_ vq: Int) -> Bool {
+        mgmtdev.deviceClass == .net && vq == virtqueueCount - 1
+            && driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0
+    }
+
+    /// Whether a kick on `vq` may be served now (reference §1): DRIVER_OK, the vq ready, the device not suspended.
+    public func mayServe(_ vq: Int) -> Bool {
+        status & VirtioStatus.driverOK != 0 && vq < vrings.count && vrings[vq].ready && !suspended
+    }
+
+    /// What a run of the control queue did: the MAC commands wrote (into the config, whatever the parent's
+    /// SET_CONFIG does), the counters, the ring's progress (GET_VRING_BASE's live index), one call per command.
+    public mutating func recordControlQueue(vq: Int, mac: [UInt8]?, counters: ControlQueue.Counters, lastAvail: UInt16, completed: Int) {
+        if let mac, mac.count == 6, mgmtdev.deviceClass == .net { netConfig.replaceSubrange(0..<6, with: mac) }
+        stats.cvqRequests += counters.requests
+        stats.cvqSuccesses += counters.successes
+        stats.cvqErrors += counters.errors
+        guard vq < vrings.count else { return }
+        vrings[vq].base = lastAvail
+        if completed > 0, let call = vrings[vq].call { eventFDEffects.signal += Array(repeating: call, count: completed) }
+    }
+}

@@ -24,6 +24,7 @@ extension VDPADevice {
         batchASID = nil
         // R70: close() releases every eventfd and puts the vrings back to their first state.
         for ring in vrings { eventFDEffects.close += [ring.kick, ring.call].compactMap { $0 } }
+        eventFDEffects.kicksChanged = true
         vrings = Array(repeating: Vring(), count: virtqueueCount)
         setConfigCall(nil)
         for asid in 0..<addressSpaceCount where sessionTables[asid] != nil {
@@ -232,6 +233,7 @@ extension VDPADevice {
         let index = try checkVirtqueue(vq)
         if let old = vrings[index].kick { eventFDEffects.close.append(old) }
         vrings[index].kick = eventfd
+        eventFDEffects.kicksChanged = true
     }
 
     /// SET_VRING_CALL (R64): `nil` unbinds; the eventfd it replaces is closed.  A reset drops it (R69).
@@ -253,5 +255,6 @@ extension VDPADevice {
     public mutating func resume() throws(VDPAError) {
         guard mgmtdev.hasSuspendResume else { throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no resume op") }
         suspended = false
+        eventFDEffects.resumed = true
     }
 }

@@ -50,6 +50,10 @@ public struct DeviceStats: Equatable, Sendable {
     public var resetsClean = 0
     public var resetsPersist = 0
     public var translateCalls = 0
+    /// The control virtqueue (vdpa_sim's vstats qidx 2): requests, successes, errors.  Never cleared.
+    public var cvqRequests = 0
+    public var cvqSuccesses = 0
+    public var cvqErrors = 0
 
     public init() {}
 }

@@ -29,11 +29,16 @@ public struct EventFD: Hashable, Sendable {
     public init(_ descriptor: Int32) { self.descriptor = descriptor }
 }
 
-/// What the last operations asked of the eventfds they touched, in order: signal first, then close.
+/// What the last operations asked of the eventfds they touched, in order: signal first, then close; and
+/// whether the data path must look again (a kick bound or unbound, a resume that replays kicks).
 public struct EventFDEffects: Equatable, Sendable {
     public var signal: [EventFD] = []
     public var close: [EventFD] = []
-    public var isEmpty: Bool { signal.isEmpty && close.isEmpty }
+    /// The set of kick eventfds changed: the data-path worker re-reads it.
+    public var kicksChanged = false
+    /// The device resumed: kicks that came while it was suspended are served now (edge D2).
+    public var resumed = false
+    public var isEmpty: Bool { signal.isEmpty && close.isEmpty && !kicksChanged && !resumed }
     public init() {}
 }
 

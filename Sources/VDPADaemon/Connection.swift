@@ -120,7 +120,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
         write.setEventHandler { [weak self] in self?.locked { self?.flush() } }
         write.setCancelHandler { [writeSourceGone] in writeSourceGone.signal() }
         writeSource = write
-        guard ReaderThread.start({ [self] in serve() }) else {
+        guard DetachedThread.start({ [self] in serve() }) else {
             logger.error("cannot start a thread for a connection", metadata: ["pid": "\(caller.pid)"])
             locked { close(reason: nil) }
             service.connectionClosed(id)
@@ -354,25 +354,3 @@ final class Connection: NotificationSink, @unchecked Sendable {
     }
 }
 
-/// A detached pthread with a modest stack (a connection's reader needs little: the JSON parser's
-/// recursion is bounded at 128 levels).
-enum ReaderThread {
-    static let stackBytes = 1 << 20
-
-    static func start(_ body: @escaping () -> Void) -> Bool {
-        final class Box { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
-        var attributes = pthread_attr_t()
-        pthread_attr_init(&attributes)
-        defer { pthread_attr_destroy(&attributes) }
-        pthread_attr_setstacksize(&attributes, stackBytes)
-        pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
-        let context = Unmanaged.passRetained(Box(body)).toOpaque()
-        var thread = pthread_t()
-        let r = pthread_create(&thread, &attributes, { context in
-            Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
-            return nil
-        }, context)
-        if r != 0 { Unmanaged<Box>.fromOpaque(context).release() }
-        return r == 0
-    }
-}

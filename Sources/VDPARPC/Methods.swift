@@ -74,6 +74,7 @@ extension VDPAService {
             "entries_copied": JSON(s.entriesCopied), "default_restores": JSON(s.defaultRestores),
             "resets_clean": JSON(s.resetsClean), "resets_persist": JSON(s.resetsPersist),
             "translate_calls": JSON(s.translateCalls),
+            "cvq_requests": JSON(s.cvqRequests), "cvq_successes": JSON(s.cvqSuccesses), "cvq_errors": JSON(s.cvqErrors),
         ]
         return [
             "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "legacy": .bool(d.legacy),

@@ -50,20 +50,35 @@ public protocol NotificationSink: AnyObject, Sendable {
 /// device, devices in parallel, and the watchdog's probe waits for each device like any caller.
 final class DeviceSlot: @unchecked Sendable {
     private let state: Locked<VDPADevice>
+    /// The data-path worker (DataPath.swift), started when a kick eventfd is first bound.  Only touched
+    /// under the device's lock.
+    private var worker: DataPathWorker?
 
     init(_ device: VDPADevice) { state = Locked(device) }
 
+    deinit { worker?.stop() }
+
     /// Runs `body` on the device; the eventfds it asked to signal or close are handled before the lock
-    /// is let go (a descriptor is never closed while another operation could still name it).
+    /// is let go (a descriptor is never closed while another operation could still name it), and the data
+    /// path hears of new kick bindings and of a resume.
     func sync<T>(_ body: (inout VDPADevice) throws(VDPAError) -> T) throws(RPCError) -> T {
         do throws(VDPAError) {
             return try state.withLock { (d: inout VDPADevice) throws(VDPAError) -> T in
-                defer { EventFDs.carryOut(d.takeEventFDEffects()) }
+                defer { settle(&d) }
                 return try body(&d)
             }
         } catch {
             throw RPCError(error)
         }
+    }
+
+    /// Carries out what the last operation asked (called with the lock held).
+    private func settle(_ d: inout VDPADevice) {
+        let effects = d.takeEventFDEffects()
+        EventFDs.carryOut(effects)
+        guard effects.kicksChanged || effects.resumed else { return }
+        if worker == nil && d.vrings.contains(where: { $0.kick != nil }) { worker = DataPathWorker(slot: self) }
+        worker?.notify(rescan: effects.kicksChanged, resumed: effects.resumed)
     }
 
     /// For work that reports its own errors (a run of a batch).
@@ -76,7 +91,7 @@ final class DeviceSlot: @unchecked Sendable {
         state.withLock { device -> String? in
             guard condition(device) else { return nil }
             device.release()
-            EventFDs.carryOut(device.takeEventFDEffects())
+            settle(&device)
             return device.name.rawValue
         }
     }

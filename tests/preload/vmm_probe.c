@@ -8,6 +8,11 @@
  *   vmm_probe blk  PATH        the kernel's sequence on a vdpasim_blk device
  *   vmm_probe net  PATH        the same on a vdpasim_net device (config, CVQ index)
  *   vmm_probe threads PATH     two threads issuing ioctls on one fd (and a dup of it)
+ *   vmm_probe cvq PATH         a MAC_ADDR_SET through the control queue, served by vdpad's data path
+ *   vmm_probe cvq-asid1 PATH   the same with the CVQ's group in ASID 1 at made-up IOVAs (QEMU 10's shadow CVQ)
+ *   vmm_probe cvq-gates PATH   D1 (kick on a vq not enabled dropped) and D2 (kick while suspended served at RESUME)
+ *   vmm_probe cvq-evil PATH    a descriptor loop, an unmapped buffer, a kick storm, then a good command
+ *   vmm_probe cvq-bench PATH N control-command latency, kick to call
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
  *
@@ -23,6 +28,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <poll.h>
 #include <sys/mman.h>
 #include <time.h>
 #include <unistd.h>
@@ -238,6 +244,233 @@ static void net(int fd)
     close(config);
 }
 
+/* A control queue in this process's memory, for the modes below. */
+enum { CVQ_NUM = 64 };
+static struct { uint8_t bytes[4096]; } __attribute__((aligned(4096))) cvq_pages[4];
+static int cvq_kick = -1, cvq_call = -1;
+static uint16_t cvq_avail_idx;
+
+/* Posts one MAC_ADDR_SET chain (descriptors 0 and 1) at IOVA base, or a looping chain, or one at an unmapped IOVA. */
+static void cvq_post(uint64_t base, int evil)
+{
+    uint8_t *desc = cvq_pages[0].bytes, *avail = desc + 16 * CVQ_NUM, *out = cvq_pages[2].bytes;
+    const uint8_t command[8] = { 1, 1, 0x02, 0xAA, 0xBB, 0xCC, 0xDD, (uint8_t)cvq_avail_idx };
+    memcpy(out, command, 8);
+    uint64_t out_iova = evil == 2 ? 0x7f0000000000ULL : base + 0x2000, in_iova = base + 0x3000;
+    uint32_t len = 8;
+    uint16_t f = 1, nx = evil == 1 ? 0 : 1;  /* evil 1: descriptor 1 points back at 0, and 0 at 1: a loop */
+    memcpy(desc, &out_iova, 8); memcpy(desc + 8, &len, 4); memcpy(desc + 12, &f, 2); nx = 1; memcpy(desc + 14, &nx, 2);
+    len = 1; f = evil == 1 ? 1 : 2; nx = 0;
+    memcpy(desc + 16, &in_iova, 8); memcpy(desc + 24, &len, 4); memcpy(desc + 28, &f, 2); memcpy(desc + 30, &nx, 2);
+    uint16_t head = 0;
+    memcpy(avail + 4 + 2 * (cvq_avail_idx % CVQ_NUM), &head, 2);
+    __atomic_store_n((uint16_t *)(avail + 2), ++cvq_avail_idx, __ATOMIC_RELEASE);
+}
+
+static void cvq_kick_it(void)
+{
+    uint64_t one = 1;
+    CHECK(write(cvq_kick, &one, 8) == 8, "kick");
+}
+
+/* Whether the call eventfd fires within `ms`; drains it. */
+static int cvq_called(int ms)
+{
+    struct pollfd p = { .fd = cvq_call, .events = POLLIN };
+    if (poll(&p, 1, ms) != 1) return 0;
+    uint64_t v;
+    return read(cvq_call, &v, 8) == 8;
+}
+
+static uint16_t cvq_used_idx(void) { return __atomic_load_n((uint16_t *)(cvq_pages[1].bytes + 2), __ATOMIC_ACQUIRE); }
+
+/* Features, status, the CVQ ring (in ASID 1 at made-up IOVAs when `isolate`), kick and call bound; DRIVER_OK;
+ * the vq enabled when `enable`.  Returns the CVQ index; base is the ring's IOVA. */
+static uint32_t cvq_setup(int fd, int isolate, int enable, uint64_t *base)
+{
+    uint64_t u64;
+    uint8_t status;
+    *base = isolate ? 0x1000 : (uint64_t)(uintptr_t)cvq_pages;
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    u64 = 0x3e;  /* MSG_V2, BATCH, IOTLB_ASID, SUSPEND, RESUME */
+    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
+    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 17) | (1ULL << 23);  /* VERSION_1, ACCESS_PLATFORM, CTRL_VQ, CTRL_MAC_ADDR */
+    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
+    status = 0xb;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    uint32_t nvqs;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_VQS_COUNT, &nvqs));
+    uint32_t q = nvqs - 1;
+    if (isolate) {
+        struct vhost_vring_state g = { .index = q };
+        EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_VRING_GROUP, &g));
+        g.index = g.num;
+        g.num = 1;
+        EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_GROUP_ASID, &g));
+        for (int k = 0; k < 4; k++)
+            CHECK(iotlb(fd, 2, 1, VHOST_IOTLB_UPDATE, *base + 0x1000 * (uint64_t)k, 0x1000, (uint64_t)(uintptr_t)cvq_pages[k].bytes, 3, 72) == 72,
+                  "map page %d in ASID 1", k);
+    }
+    struct vhost_vring_state st = { .index = q, .num = CVQ_NUM };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_NUM, &st));
+    st.num = 0;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_BASE, &st));
+    struct vhost_vring_addr addr = { .index = q, .desc_user_addr = *base, .avail_user_addr = *base + 16 * CVQ_NUM, .used_user_addr = *base + 0x1000 };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_ADDR, &addr));
+    cvq_kick = eventfd(0, EFD_CLOEXEC);
+    cvq_call = eventfd(0, EFD_CLOEXEC);
+    struct vhost_vring_file file = { .index = q, .fd = cvq_kick };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_KICK, &file));
+    file.fd = cvq_call;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_CALL, &file));
+    status = 0xf;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    if (enable) {
+        st.num = 1;
+        EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_VRING_ENABLE, &st));
+    }
+    return q;
+}
+
+/* The gates (reference §1): D1 a kick on a vq not enabled is dropped, not replayed at enable; D2 a kick while
+ * suspended is served at RESUME. */
+static void cvq_gates(int fd)
+{
+    uint64_t base;
+    uint32_t q = cvq_setup(fd, 0, 0, &base);
+    cvq_post(base, 0);
+    cvq_kick_it();
+    CHECK(!cvq_called(300) && cvq_used_idx() == 0, "D1: a kick on a vq not enabled is dropped");
+    struct vhost_vring_state st = { .index = q, .num = 1 };
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_VRING_ENABLE, &st));
+    CHECK(!cvq_called(300), "D1: not replayed at enable");
+    cvq_kick_it();
+    CHECK(cvq_called(5000) && cvq_used_idx() == 1, "served at the next kick");
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SUSPEND, NULL));
+    cvq_post(base, 0);
+    cvq_kick_it();
+    CHECK(!cvq_called(300) && cvq_used_idx() == 1, "D2: nothing served while suspended");
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_RESUME, NULL));
+    CHECK(cvq_called(5000) && cvq_used_idx() == 2, "D2: the kick is served at RESUME");
+}
+
+/* A hostile VMM: a descriptor loop and an unmapped buffer cost one error each; the queue and the device go on. */
+static void cvq_evil(int fd)
+{
+    uint64_t base;
+    cvq_setup(fd, 1, 1, &base);
+    cvq_post(base, 1);
+    cvq_kick_it();
+    usleep(200000);
+    cvq_post(base, 2);
+    cvq_kick_it();
+    usleep(200000);
+    for (int k = 0; k < 10000; k++) cvq_kick_it();  /* a kick storm: the eventfd coalesces */
+    cvq_post(base, 0);
+    cvq_kick_it();
+    CHECK(cvq_called(5000), "a good command after the bad ones is served");
+    uint32_t id;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_DEVICE_ID, &id));
+}
+
+/* Control-command latency, kick to call, over `n` commands. */
+static void cvq_bench(int fd, long n)
+{
+    uint64_t base;
+    cvq_setup(fd, 1, 1, &base);
+    struct timespec t0, t1;
+    double total = 0, worst = 0;
+    for (long k = 0; k < n; k++) {
+        cvq_post(base, 0);
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        cvq_kick_it();
+        if (!cvq_called(5000)) { failures++; break; }
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double us = (double)(t1.tv_sec - t0.tv_sec) * 1e6 + (double)(t1.tv_nsec - t0.tv_nsec) / 1e3;
+        total += us;
+        if (us > worst) worst = us;
+    }
+    printf("control command, kick to call: %.1f us mean, %.1f us worst over %ld\n", total / (double)n, worst, n);
+}
+
+/* The control queue served by vdpad's data path: a split ring in this process's memory, in ASID 1 at
+ * made-up IOVAs (as QEMU 10's shadow CVQ does), a MAC_ADDR_SET command, a kick, the call, the ack. */
+static void cvq(int fd, int isolate)
+{
+    enum { NUM = 64 };
+    static struct { uint8_t bytes[4096]; } __attribute__((aligned(4096))) pages[4];
+    uint8_t *desc = pages[0].bytes, *avail = desc + 16 * NUM, *used = pages[1].bytes;
+    uint8_t *out = pages[2].bytes, *in = pages[3].bytes;
+    uint64_t base = isolate ? 0x1000 : (uint64_t)(uintptr_t)pages;  /* the IOVA of pages[0] */
+    uint64_t u64;
+    uint8_t status;
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    u64 = 0xe;  /* MSG_V2, BATCH, IOTLB_ASID */
+    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
+    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 17) | (1ULL << 23);  /* VERSION_1, ACCESS_PLATFORM, CTRL_VQ, CTRL_MAC_ADDR */
+    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
+    status = 0xb;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    uint32_t nvqs;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_VQS_COUNT, &nvqs));
+    uint32_t q = nvqs - 1;
+    if (isolate) {
+        struct vhost_vring_state g = { .index = q };
+        EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_VRING_GROUP, &g));
+        g.index = g.num;
+        g.num = 1;
+        EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_GROUP_ASID, &g));
+        for (int k = 0; k < 4; k++)
+            CHECK(iotlb(fd, 2, 1, VHOST_IOTLB_UPDATE, base + 0x1000 * (uint64_t)k, 0x1000, (uint64_t)(uintptr_t)pages[k].bytes, 3, 72) == 72, "map page %d in ASID 1", k);
+    }
+    struct vhost_vring_state st = { .index = q, .num = NUM };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_NUM, &st));
+    st.num = 0;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_BASE, &st));
+    struct vhost_vring_addr addr = { .index = q, .desc_user_addr = base, .avail_user_addr = base + 16 * NUM, .used_user_addr = base + 0x1000 };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_ADDR, &addr));
+    int kick = eventfd(0, EFD_CLOEXEC), call = eventfd(0, EFD_CLOEXEC);
+    struct vhost_vring_file file = { .index = q, .fd = kick };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_KICK, &file));
+    file.fd = call;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_CALL, &file));
+    status = 0xf;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    st.num = 1;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_VRING_ENABLE, &st));
+    /* The command: class MAC (1), MAC_ADDR_SET (1), 6 bytes; the ack: 1 writable byte. */
+    const uint8_t command[8] = { 1, 1, 0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE };
+    memcpy(out, command, 8);
+    in[0] = 0xFF;
+    uint64_t out_iova = base + 0x2000, in_iova = base + 0x3000;
+    memcpy(desc, &out_iova, 8); uint32_t len = 8; memcpy(desc + 8, &len, 4); uint16_t f = 1, nx = 1; memcpy(desc + 12, &f, 2); memcpy(desc + 14, &nx, 2);
+    memcpy(desc + 16, &in_iova, 8); len = 1; memcpy(desc + 24, &len, 4); f = 2; nx = 0; memcpy(desc + 28, &f, 2); memcpy(desc + 30, &nx, 2);
+    uint16_t head = 0, idx = 1;
+    memcpy(avail + 4, &head, 2);
+    __atomic_store_n((uint16_t *)(avail + 2), idx, __ATOMIC_RELEASE);
+    uint64_t one = 1;
+    CHECK(write(kick, &one, 8) == 8, "kick");
+    struct pollfd p = { .fd = call, .events = POLLIN };
+    CHECK(poll(&p, 1, 5000) == 1, "the call eventfd was signalled within 5 s");
+    uint16_t used_idx = __atomic_load_n((uint16_t *)(used + 2), __ATOMIC_ACQUIRE);
+    uint32_t used_id, used_len;
+    memcpy(&used_id, used + 4, 4);
+    memcpy(&used_len, used + 8, 4);
+    CHECK(used_idx == 1 && used_id == 0 && used_len == 1, "used idx %u id %u len %u", used_idx, used_id, used_len);
+    CHECK(in[0] == 0, "ack %u (VIRTIO_NET_OK)", in[0]);
+    unsigned char buf[sizeof(struct vhost_vdpa_config) + 6];
+    struct vhost_vdpa_config *c = (void *)buf;
+    c->off = 0;
+    c->len = 6;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_CONFIG, c));
+    CHECK(memcmp(c->buf, command + 2, 6) == 0, "the config MAC is the one the command set");
+    st.num = 0;
+    EXPECT_OK(ioctl(fd, VHOST_GET_VRING_BASE, &st));
+    CHECK(st.num == 1, "GET_VRING_BASE follows the device: %u", st.num);
+    close(kick);
+    close(call);
+}
+
 struct thread_arg { int fd; int rounds; int bad; };
 
 static void *hammer(void *p)
@@ -311,6 +544,11 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "blk") == 0) blk(fd);
     else if (strcmp(argv[1], "net") == 0) net(fd);
     else if (strcmp(argv[1], "threads") == 0) threads(fd);
+    else if (strcmp(argv[1], "cvq") == 0) cvq(fd, 0);
+    else if (strcmp(argv[1], "cvq-asid1") == 0) cvq(fd, 1);
+    else if (strcmp(argv[1], "cvq-gates") == 0) cvq_gates(fd);
+    else if (strcmp(argv[1], "cvq-evil") == 0) cvq_evil(fd);
+    else if (strcmp(argv[1], "cvq-bench") == 0) cvq_bench(fd, argc > 3 ? atol(argv[3]) : 10000);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
     else return 2;

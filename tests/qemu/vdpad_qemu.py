@@ -195,7 +195,7 @@ class VirtioNetPci:
 class Qemu:
     """QEMU 7.2 under vdpad-run, its qtest connection, its QMP socket and its stderr."""
 
-    def __init__(self, vdpad_run, socket_path, device, memory_mb=256, extra=(), run_args=()):
+    def __init__(self, vdpad_run, socket_path, device, memory_mb=256, extra=(), run_args=(), qemu=("qemu-system-x86_64",), env=None):
         self.dir = tempfile.mkdtemp(prefix="vdpad-qemu-")
         bios = os.path.join(self.dir, "hlt.bin")
         with open(bios, "wb") as f:
@@ -207,14 +207,14 @@ class Qemu:
         self.stderr_path = os.path.join(self.dir, "qemu.err")
         self.memory = memory_mb << 20
         args = [vdpad_run, "-s", socket_path, "--device", f"/dev/vhost-vdpa-0={device}", *run_args, "--",
-                "qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-m", str(memory_mb), "-bios", bios,
+                *qemu, "-M", "pc", "-accel", "tcg", "-m", str(memory_mb), "-bios", bios,
                 "-nodefaults", "-display", "none", "-serial", "none", "-monitor", "none",
                 "-qtest", f"unix:{qtest_path}", "-qmp", f"unix:{self.qmp_path},server=on,wait=off",
                 "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
                 "-device", "virtio-net-pci,netdev=n0,disable-legacy=on,mac=52:54:00:aa:bb:01", *extra]
         self.started = time.monotonic()
         with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err)
+            self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=err, env=env)
         listener.settimeout(30)
         try:
             conn, _ = listener.accept()

@@ -1,0 +1,235 @@
+// DataPath.swift — the first slice of the data path: a per-device worker
+// that serves the control virtqueue the way vdpa_sim_net does (reference
+// vdpa-sim-datapath.md §1, §2, §5).  The vq's kick eventfd wakes the
+// worker — never a connection's reader thread — and the worker walks the
+// ring in the owner's memory through the IOTLB of the ASID the vq's group
+// (and, where the parent has one, its descriptor group) is bound to, with
+// process_vm_readv/writev on the owner's pid, never holding the device's
+// lock across those copies.
+import VDPACore
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The owner's memory as the device sees it: an IOVA goes through a snapshot of the device's mapping of
+/// the right ASID (exactly as `translate` computes it), then process_vm_readv/writev on the owner's pid.
+struct ProcessMemory: RingMemory {
+    let pid: Int32
+    /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here).
+    var device: VDPADevice
+    let ringASID: Int
+    let bufferASID: Int
+
+    typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt, UInt) -> Int
+    nonisolated(unsafe) static let readv: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_readv")
+        .map { unsafeBitCast($0, to: Transfer.self) }
+    nonisolated(unsafe) static let writev: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_writev")
+        .map { unsafeBitCast($0, to: Transfer.self) }
+
+    /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.
+    func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
+        var d = device
+        do {
+            return try d.translate(.asid(UInt64(ring ? ringASID : bufferASID)), access: access, iova: iova, size: UInt64(count))
+                .map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: Int($0.size)) }
+        } catch {
+            throw error.errno == .EACCES ? .permission(iova) : .fault(iova)
+        }
+    }
+
+    /// One call per direction for all the pieces (batched, as the reference asks); a short count is a fault.
+    func transfer(_ local: UnsafeMutableRawBufferPointer, _ remote: [iovec], _ iova: UInt64, _ f: Transfer?) throws(RingError) {
+        guard let f, remote.count <= 1024 else { throw .fault(iova) }
+        var localVector = iovec(iov_base: local.baseAddress, iov_len: local.count)
+        let n = remote.withUnsafeBufferPointer { f(pid, &localVector, 1, $0.baseAddress, UInt($0.count), 0) }
+        guard n == local.count else { throw .fault(iova) }
+    }
+
+    func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
+        let remote = try pieces(iova, count, .read, ring: ring)
+        var bytes = [UInt8](repeating: 0, count: count)
+        let failure = bytes.withUnsafeMutableBytes { b -> RingError? in
+            do throws(RingError) { try transfer(b, remote, iova, Self.readv); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+
+    func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError) {
+        let remote = try pieces(iova, bytes.count, .write, ring: ring)
+        var copy = bytes
+        let failure = copy.withUnsafeMutableBytes { b -> RingError? in
+            do throws(RingError) { try transfer(b, remote, iova, Self.writev); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// The used idx: one process_vm_writev of the two aligned bytes, after the element (docs/protocol.md §5.6
+    /// says what that does and does not guarantee against a torn store).
+    func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
+        try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+    }
+}
+
+/// One device's data-path thread: poll(2) on the kick eventfds and a wake-up eventfd (a device has a
+/// handful of vqs, so poll's linear scan is nothing; epoll is not in Swift's Glibc module).
+final class DataPathWorker: @unchecked Sendable {
+    private weak var slot: DeviceSlot?
+    private let wake: Int32
+    /// Only the worker thread touches these.
+    private var watched: [Int32: Int] = [:]
+    private var rings: [Int: (key: [UInt64], ring: SplitRing)] = [:]
+    private var pendingWhileSuspended = false
+    private var requeued = Set<Int>()
+    private let state = Locked(State())
+
+    struct State { var stopping = false; var rescan = false; var replay = false }
+
+    /// Chains served per run before the worker yields and queues itself again (vdpa_sim re-queues too):
+    /// a VMM that keeps its queue full cannot hold the worker.
+    static let chainsPerRun = 64
+
+    init?(slot: DeviceSlot) {
+        typealias EventFDFunction = @convention(c) (UInt32, Int32) -> Int32
+        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return nil }
+        let fd = unsafeBitCast(symbol, to: EventFDFunction.self)(0, O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        (self.slot, wake) = (slot, fd)
+        guard DetachedThread.start({ [self] in loop() }) else {
+            close(fd)
+            return nil
+        }
+    }
+
+    /// The kick bindings changed, or the device resumed: look again.
+    func notify(rescan: Bool, resumed: Bool) {
+        state.withLock { s in
+            s.rescan = s.rescan || rescan
+            s.replay = s.replay || resumed
+        }
+        EventFDs.signal(wake)
+    }
+
+    func stop() {
+        state.withLock { $0.stopping = true }
+        EventFDs.signal(wake)
+    }
+
+    private func loop() {
+        rescan()
+        while true {
+            var fds = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+                + watched.keys.sorted().map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let n = poll(&fds, nfds_t(fds.count), -1)
+            if n < 0 && errno == EINTR { continue }
+            if fds[0].revents != 0 { drain(wake) }
+            let flags = state.withLock { s -> State in
+                let current = s
+                (s.rescan, s.replay) = (false, false)
+                return current
+            }
+            if flags.stopping { break }
+            var kicked = Set<Int>()
+            for p in fds.dropFirst() where p.revents != 0 {
+                drain(p.fd)
+                if let vq = watched[p.fd] { kicked.insert(vq) }
+            }
+            if flags.rescan { rescan() }
+            if flags.replay && pendingWhileSuspended {
+                pendingWhileSuspended = false
+                kicked.formUnion(watched.values)  // RESUME kicks every vq once (edge D2)
+            }
+            kicked.formUnion(requeued)
+            requeued = []
+            for vq in kicked.sorted() where serve(vq) {
+                requeued.insert(vq)  // the run stopped at its budget: come back after the others had a turn
+                EventFDs.signal(wake)
+            }
+        }
+        for fd in watched.keys { close(fd) }
+        close(wake)
+    }
+
+    private func drain(_ fd: Int32) {
+        var counter: UInt64 = 0
+        _ = withUnsafeMutableBytes(of: &counter) { Glibc.read(fd, $0.baseAddress, 8) }
+    }
+
+    /// Watches the kick eventfds the device holds now (a dup of each, so a close on the device's side while
+    /// the worker waits cannot hand the number to another file).
+    private func rescan() {
+        for fd in watched.keys { close(fd) }
+        watched = [:]
+        guard let slot else { return }
+        // Numbers from 512 up: out of the way of the low ones a process hands out and reuses first.
+        let kicks = slot.read { d in d.vrings.enumerated().compactMap { vq, ring in ring.kick.map { (vq, fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512)) } } }
+        for (vq, fd) in kicks where fd >= 0 {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            watched[fd] = vq
+        }
+    }
+
+    /// One run on `vq`; true when chains remain (the run stopped at its budget).
+    private func serve(_ vq: Int) -> Bool {
+        guard let slot else { return false }
+        // Under the lock: the gates, and a snapshot to work from without it.
+        let snapshot: ProcessMemory? = slot.read { d in
+            guard d.isControlQueue(vq) else { return nil }  // data queues come with the rest of the data path
+            guard d.mayServe(vq) else {
+                // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).
+                if d.suspended && d.status & VirtioStatus.driverOK != 0 { pendingWhileSuspended = true }
+                return nil
+            }
+            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: UInt64(vq), area: .desc),
+                  let buffers = try? d.asid(forVirtqueue: UInt64(vq), area: .buffer) else { return nil }
+            return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers)
+        }
+        guard let memory = snapshot else { return false }
+        let v = memory.device.vrings[vq]
+        guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return false }
+        let key = [UInt64(num), desc, driver, device]
+        var ring: SplitRing
+        if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base {
+            ring = cached.ring
+        } else {
+            // Built at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail (R62).
+            ring = SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base)
+        }
+        var cvq = ControlQueue()
+        var counters = ControlQueue.Counters()
+        var mac = Array(memory.device.configBytes.prefix(6))
+        var newMAC: [UInt8]?
+        var completed = 0
+        var more = false
+        for _ in 0..<Self.chainsPerRun {
+            do {
+                guard let chain = try ring.fetch(memory) else { break }
+                let command = try SplitRing.gather(chain, memory)
+                switch cvq.process(Array(command.prefix(64)), mac: mac, counters: &counters) {
+                case .malformed:
+                    continue  // never completed (edge D13), as vdpa_sim
+                case .answered(let ack, let updated):
+                    if let updated { (mac, newMAC) = (updated, updated) }
+                    var length: UInt32 = 0
+                    if let first = chain.writable.first(where: { $0.length > 0 }) {
+                        try memory.write([ack], at: first.iova, ring: false)
+                        length = 1
+                    }
+                    try ring.complete(chain.head, length: length, memory)
+                    completed += 1
+                }
+            } catch {
+                counters.errors += 1
+                break  // the run ends; a head that failed is consumed (reference §4)
+            }
+            more = (try? ring.hasWork(memory)) ?? false
+            if !more { break }
+        }
+        rings[vq] = (key, ring)
+        let result = (newMAC, counters, ring.lastAvail, completed)
+        try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
+            d.recordControlQueue(vq: vq, mac: result.0, counters: result.1, lastAvail: result.2, completed: result.3)
+        }
+        return more && completed == Self.chainsPerRun
+    }
+}
