@@ -58,7 +58,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-cli",
-            dependencies: ["VDPAClient", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPAClient", "UnixSocket", "VDPAFlows", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "vdpad-bench",

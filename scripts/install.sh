@@ -90,6 +90,7 @@ else
     echo "installed $destdir/etc/vdpad/vdpad.toml"
 fi
 put 0644 config/vdpad.toml "$prefix/share/vdpad/vdpad.toml.example"
+put 0644 config/cost-model.toml "$prefix/share/vdpad/cost-model.toml"  # vdpad-cli replay's cost model
 
 for m in man/vdpad.1 man/vdpad-cli.1 man/vdpad-run.1; do
     gzip -9n -c "$m" > "$tmp/$(basename "$m").gz"

@@ -2,6 +2,7 @@
 // a flow's calls (config/cost-model.toml, every value with its source), and
 // the calibration of its two unknowns on one published downtime pair.
 import TOMLKit
+import VDPARPC
 
 /// What a window of a flow did, in the units the model prices.
 public struct Tally: Equatable, Sendable {
@@ -111,5 +112,51 @@ public struct CostModel: Sendable {
         m.pinColdPerGiB = (r1 * b2 - r2 * b1) / det
         m.unpinAndMRPerGiB = (a1 * r2 - a2 * r1) / det
         return m
+    }
+}
+
+extension Tally {
+    /// What a recorded VMM flow (vdpad-cli replay) did, in the model's units: a map of host memory this VMM
+    /// had not mapped before pins cold pages, a map of memory it had mapped pins resident ones, an unmap
+    /// unpins; DRIVER_OK set is a device start, SUSPEND a suspend, every call a call.  Only calls that
+    /// succeeded count.
+    public static func of(_ calls: [(method: String, params: JSON)], pageSize: UInt64 = 4096) -> Tally {
+        var t = Tally()
+        var seen: [(UInt64, UInt64)] = []  // host ranges mapped so far: [addr, addr+size)
+        var status: UInt64 = 0
+        let gib = Double(1 << 30)
+        func u64(_ v: JSON?) -> UInt64 {
+            switch v {
+            case .unsigned(let u)?: u
+            case .string(let s)? where s.lowercased().hasPrefix("0x"): UInt64(s.dropFirst(2), radix: 16) ?? 0
+            default: 0
+            }
+        }
+        for (method, params) in calls {
+            t.calls += 1
+            switch method {
+            case "map":
+                let (addr, size) = (u64(params["addr"]), u64(params["size"]))
+                let resident = seen.contains { $0.0 <= addr && addr &+ size <= $0.1 }
+                if resident { t.residentPinnedGiB += Double(size) / gib } else {
+                    t.coldPinnedGiB += Double(size) / gib
+                    seen.append((addr, addr &+ size))
+                }
+                t.entries += Double(size) / Double(pageSize)
+            case "unmap":
+                t.unpinnedGiB += Double(u64(params["size"])) / gib
+            case "set_status":
+                let new = u64(params["status"])
+                if new & 4 != 0 && status & 4 == 0 { t.deviceStarts += 1 }
+                status = new
+            case "reset":
+                status = 0
+            case "suspend":
+                t.suspends += 1
+            default:
+                break
+            }
+        }
+        return t
     }
 }

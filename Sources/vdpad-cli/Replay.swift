@@ -3,6 +3,7 @@
 // with the places where the answers differ from the recording and what the
 // flow cost the device (its own counters).
 import VDPAClient
+import VDPAFlows
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -16,9 +17,10 @@ struct ReplayOptions {
     var legacy = false
     /// Which device of a trace that recorded several.
     var traceDevice: String?
-    var json = false
+    /// The cost model (default: config/cost-model.toml beside the sources, or the installed copy).
+    var model: String?
 
-    static let usage = "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]"
+    static let usage = "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME] [--model COST_MODEL]"
 
     static func parse(_ words: [String]) throws(UsageError) -> ReplayOptions {
         var w = Words(items: words, usage: usage)
@@ -29,6 +31,7 @@ struct ReplayOptions {
             case "--mgmtdev": options.mgmtdev = try w.next("the mgmtdev")
             case "--legacy": options.legacy = true
             case "--trace-device": options.traceDevice = try w.next("the traced device")
+            case "--model": options.model = try w.next("the cost model file")
             case let other: throw UsageError("unknown option \"\(other)\"\nusage: vdpad-cli \(usage)")
             }
         }
@@ -107,6 +110,7 @@ enum Replay {
         defer { if options.mgmtdev != nil { _ = try? client.call("del_device", ["name": .string(target), "force": true]) } }
 
         var differences = 0
+        var succeeded: [(method: String, params: JSON)] = []
         var clock = ContinuousClock.now
         var elapsed = Duration.zero
         for entry in entries {
@@ -125,6 +129,7 @@ enum Replay {
                 now = (nil, e.data ?? ["message": .string(e.message)])
             }
             elapsed += ContinuousClock.now - clock
+            if now.error == nil { succeeded.append((entry.method, .object(entry.params))) }
             if let difference = compare(entry, now) {
                 differences += 1
                 if differences <= 20 { write("line \(entry.line) \(entry.method) \(JSON.object(entry.params).text): \(difference)") }
@@ -140,7 +145,39 @@ enum Replay {
         write("cost: \(costs)")
         let nowMs = Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
         write("time: " + milliseconds(nowMs) + " ms in vdpad now, " + milliseconds(recordedMs) + " ms from first to last call as recorded")
+        if let text = readCostModel(options.model) {
+            do {
+                let study = try DowntimeStudy(modelTOML: text, runner: FlowRunner())
+                let tally = Tally.of(succeeded)
+                let cold = milliseconds(tally.coldPinnedGiB * study.model.pinColdPerGiB * 1e3)
+                let unpin = milliseconds(tally.unpinnedGiB * study.model.unpinAndMRPerGiB * 1e3)
+                write("modelled on an mlx5-like parent: " + milliseconds(study.model.seconds(tally) * 1e3) + " ms for the whole flow"
+                      + " (\(tally.deviceStarts) device starts, \(tally.suspends) suspends, pinning \(cold) ms, unpinning and MRs \(unpin) ms;"
+                      + " config/cost-model.toml, calibrated on the published 39 GiB pair)")
+            } catch {
+                write("no modelled cost: \(error)")
+            }
+        }
         return differences == 0 ? 0 : 1
+    }
+
+    /// The cost model's text: `path`, else the copy beside the sources, else the installed one; nil if none.
+    static func readCostModel(_ path: String?) -> String? {
+        let source = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/") + "/config/cost-model.toml"
+        for candidate in path.map({ [$0] }) ?? [source, "/etc/vdpad/cost-model.toml", "/usr/local/share/vdpad/cost-model.toml",
+                                                   "/usr/share/vdpad/cost-model.toml"] {
+            guard let f = fopen(candidate, "r") else { continue }
+            defer { fclose(f) }
+            var bytes: [UInt8] = []
+            var chunk = [UInt8](repeating: 0, count: 4096)
+            while true {
+                let n = fread(&chunk, 1, chunk.count, f)
+                if n <= 0 { break }
+                bytes += chunk[0..<n]
+            }
+            return String(decoding: bytes, as: UTF8.self)
+        }
+        return nil
     }
 
     static func milliseconds(_ value: Double) -> String {

@@ -25,6 +25,8 @@ struct ReplayTests {
         #expect(r.out.contains("replayed 101 calls of vdpa0") && r.out.contains("every answer as recorded"))
         // Two starts of six UPDATEs each, two stops of six INVALIDATEs: 7.2 never acks IOTLB_PERSIST.
         #expect(r.out.contains("cost: map_calls 12, unmap_calls 12, device_commits 4, entries_copied 12, default_restores 2, resets_clean 2, resets_persist 0"))
+        // The cost model prices the flow: two device starts, 256 MiB pinned cold once, then resident.
+        #expect(r.out.contains("modelled on an mlx5-like parent: ") && r.out.contains("(2 device starts, 0 suspends, pinning 16.9 ms"), "\(r.out)")
         #expect(try d.client().call("list_devices") == .array([.object([("name", "vdpa0"), ("mgmtdev", "vdpasim_net"), ("owner", .null), ("status", 0)])]),
                 "the temporary device is gone")
     }
