@@ -69,7 +69,7 @@ public final class Daemon: @unchecked Sendable {
         startWatchdog()
         logger.notice("vdpad ready", metadata: ["socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
                                                  "devices": "\(service.deviceCount)"])
-        Systemd.notify("READY=1\nSTATUS=\(statusLine())")
+        notify("READY=1\nSTATUS=\(statusLine())")
         dispatchMain()
     }
 
@@ -133,14 +133,21 @@ public final class Daemon: @unchecked Sendable {
         }
     }
 
+    /// Tells systemd; a failure (as opposed to "not under systemd") is logged with its errno.
+    private func notify(_ state: String) {
+        if case .failed(let errno) = Systemd.notify(state) {
+            logger.warning("sd_notify failed", metadata: ["state": "\(state.prefix { $0 != "=" })", "errno": "\(errno)"])
+        }
+    }
+
     private func admit(_ fd: Int32) {
         guard let cred = Listener.peerCredentials(fd) else {
             close(fd)
             return
         }
         if connections.withLock({ $0.count }) >= config.maxConnections {
-            let text = #"{"jsonrpc":"2.0","id":null,"error":{"code":-32000,"message":"too many connections (max_connections \#(config.maxConnections))","data":{"errno":"EBUSY"}}}"# + "\n"
-            _ = text.withCString { send(fd, $0, strlen($0), Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            let line = service.connectionLimitError(maxConnections: config.maxConnections)
+            _ = line.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             close(fd)
             logger.warning("connection refused: max_connections reached", metadata: ["pid": "\(cred.pid)"])
             return
@@ -192,7 +199,7 @@ public final class Daemon: @unchecked Sendable {
         guard !stopping else { return }
         stopping = true
         logger.notice("stopping on signal")
-        Systemd.notify("STOPPING=1\nSTATUS=stopping")
+        notify("STOPPING=1\nSTATUS=stopping")
         acceptSource?.cancel()
         if ownsSocketPath { unlink(socketPath) }
         let open = connections.withLock { Array($0.values) }
@@ -210,8 +217,8 @@ public final class Daemon: @unchecked Sendable {
     /// SIGHUP: re-read the config; create configured devices that do not exist yet.  Limits and
     /// the socket need a restart (they are fixed for live connections).
     private func reload() {
-        Systemd.notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())\nSTATUS=reloading")
-        defer { Systemd.notify("READY=1\nSTATUS=\(statusLine())") }
+        notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())\nSTATUS=reloading")
+        defer { notify("READY=1\nSTATUS=\(statusLine())") }
         guard let configPath else {
             logger.info("reload: no config file to re-read")
             return
@@ -244,7 +251,7 @@ public final class Daemon: @unchecked Sendable {
             guard let self else { return }
             self.service.probeDevices()
             self.queue.sync {}
-            Systemd.notify("WATCHDOG=1\nSTATUS=\(self.statusLine())")
+            self.notify("WATCHDOG=1\nSTATUS=\(self.statusLine())")
         }
         timer.resume()
         watchdog = timer

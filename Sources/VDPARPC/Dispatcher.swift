@@ -102,6 +102,12 @@ extension VDPAService {
         return .object([("jsonrpc", "2.0"), ("id", id), ("error", error.json)])
     }
 
+    /// The one line a connection past `max_connections` gets before it is closed (docs/protocol.md §1).
+    public func connectionLimitError(maxConnections: Int) -> [UInt8] {
+        let error = RPCError(code: -32000, message: "too many connections (max_connections \(maxConnections))", data: ["errno": "EBUSY"])
+        return response(id: .null, error: error).encoded() + [0x0A]
+    }
+
     /// The line a connection gets, before it is closed, when it passed more descriptors than requests took.
     public func descriptorLimitError() -> [UInt8] {
         let error = RPCError.invalidRequest("more than \(Self.maxPassedDescriptors) descriptors passed (SCM_RIGHTS) and not taken by a request")

@@ -21,12 +21,12 @@ extension VDPAService {
                         "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax),
                         "config_size": JSON(d.configSize), "features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass)]
             }
-            s.emit("owner_changed", device: try p.string("device"), [("owner", ownerJSON(caller.owner))])
+            s.emit(.ownerChanged, device: try p.string("device"), [("owner", ownerJSON(caller.owner))])
             return reply
         },
         "close": { s, p, caller in
             try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in d.release() }
-            s.emit("owner_changed", device: try p.string("device"), [("owner", .null), ("reason", "close")])
+            s.emit(.ownerChanged, device: try p.string("device"), [("owner", .null), ("reason", "close")])
             return [:]
         },
         "get_backend_features": { s, p, caller in
@@ -168,7 +168,7 @@ extension VDPAService {
             return (before, d.status)
         }
         if before != after || after == 0 {
-            emit("status_changed", device: name, [("status", .unsigned(UInt64(after))), ("previous", .unsigned(UInt64(before)))])
+            emit(.statusChanged, device: name, [("status", .unsigned(UInt64(after))), ("previous", .unsigned(UInt64(before)))])
         }
     }
 }

@@ -1,6 +1,7 @@
 // Methods.swift — the method table: every method of docs/protocol.md §5 bound to
-// the core.  Handlers decode params (-32602), check roles (EPERM), run the
-// device operation on the device's queue, and shape the reply.
+// the core.  Handlers decode params (-32602), then find the device (ENODEV),
+// check roles (EPERM), run the device operation holding the device's lock,
+// and shape the reply.
 import Logging
 import VDPACore
 
@@ -114,15 +115,16 @@ extension VDPAService {
                     "devices": JSON(s.deviceCount)]
         },
         "subscribe": { s, p, caller in
-            var types = Set(["device_added", "device_removed", "status_changed", "owner_changed", "session_closed"])
+            var types = Set(EventType.allCases)
             if let v = p["events"] {
                 guard case .array(let items) = v else { throw RPCError.invalidParams("events", "must be an array of event types") }
-                var wanted: Set<String> = []
+                var wanted: Set<EventType> = []
                 for item in items {
-                    guard case .string(let t) = item, types.contains(t) else {
-                        throw RPCError.invalidParams("events", "has an unknown event type \(item.text); known: \(types.sorted().joined(separator: ", "))")
+                    guard case .string(let t) = item, let type = EventType(rawValue: t) else {
+                        let known = EventType.allCases.map(\.rawValue).joined(separator: ", ")
+                        throw RPCError.invalidParams("events", "has an unknown event type \(item.text); known: \(known)")
                     }
-                    wanted.insert(t)
+                    wanted.insert(type)
                 }
                 types = wanted
             }
@@ -168,7 +170,7 @@ extension VDPAService {
                 s.setSlot(DeviceSlot(device), for: record.name)
             }
             s.logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
-            s.emit("device_added", device: record.name, [("mgmtdev", .string(record.mgmtdev))])
+            s.emit(.deviceAdded, device: record.name, [("mgmtdev", .string(record.mgmtdev))])
             return reply
         },
         "del_device": { s, p, caller in
@@ -194,10 +196,10 @@ extension VDPAService {
                 return owner?.connection
             }
             if let ownerConnection {
-                s.emit("session_closed", device: name, [("reason", "device deleted")], alsoTo: ownerConnection)
+                s.emit(.sessionClosed, device: name, [("reason", "device deleted")], alsoTo: ownerConnection)
             }
             s.logger.notice("device deleted", metadata: ["device": "\(name)", "forced": "\(ownerConnection != nil)", "uid": "\(caller.uid)"])
-            s.emit("device_removed", device: name)
+            s.emit(.deviceRemoved, device: name)
             return [:]
         },
         "list_devices": { s, _, _ in

@@ -114,6 +114,12 @@ struct OwnedSlot {
     func read<T>(_ body: (VDPADevice) -> T) -> T { slot.read(body) }
 }
 
+/// The events a connection can subscribe to (docs/protocol.md §5.4).
+public enum EventType: String, CaseIterable, Sendable {
+    case deviceAdded = "device_added", deviceRemoved = "device_removed", statusChanged = "status_changed"
+    case ownerChanged = "owner_changed", sessionClosed = "session_closed"
+}
+
 /// What survives a restart: how a device was created.
 public struct DeviceRecord: Equatable, Sendable {
     public var name: String
@@ -158,7 +164,7 @@ public final class VDPAService: Sendable {
 
     struct Sink {
         let sink: any NotificationSink
-        var subscribed: Set<String>?
+        var subscribed: Set<EventType>?
     }
 
     /// Descriptors each connection passed (SCM_RIGHTS) that no request has taken yet, oldest first.
@@ -204,7 +210,7 @@ public final class VDPAService: Sendable {
             let released = slot.release(if: { $0.owner?.connection == connection })
             guard let name = released else { continue }
             logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
-            emit("owner_changed", device: name, [("owner", .null), ("reason", .string("disconnect"))])
+            emit(.ownerChanged, device: name, [("owner", .null), ("reason", .string("disconnect"))])
         }
     }
 
@@ -300,8 +306,8 @@ public final class VDPAService: Sendable {
 
     // MARK: Events
 
-    func emit(_ type: String, device: String, _ fields: [(String, JSON)] = [], alsoTo owner: UInt64? = nil) {
-        let event = events.append(type: type, device: device, fields: fields)
+    func emit(_ type: EventType, device: String, _ fields: [(String, JSON)] = [], alsoTo owner: UInt64? = nil) {
+        let event = events.append(type: type.rawValue, device: device, fields: fields)
         let targets = sinks.withLock { table in
             table.compactMap { (id, s) -> (any NotificationSink)? in
                 (s.subscribed?.contains(type) == true || id == owner) ? s.sink : nil
@@ -311,7 +317,7 @@ public final class VDPAService: Sendable {
         for sink in targets { sink.send(note) }
     }
 
-    func subscribe(_ connection: UInt64, to types: Set<String>) {
+    func subscribe(_ connection: UInt64, to types: Set<EventType>) {
         sinks.withLock { $0[connection]?.subscribed = types }
     }
 }

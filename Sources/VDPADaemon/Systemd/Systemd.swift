@@ -7,12 +7,16 @@ import Glibc
 #endif
 
 public enum Systemd {
-    public enum NotifyResult { case sent, notSupervised }
+    public enum NotifyResult: Equatable {
+        case sent, notSupervised
+        /// sd_notify's negative errno, kept (a full or vanished NOTIFY_SOCKET is worth a log line).
+        case failed(errno: Int32)
+    }
 
     @discardableResult
     public static func notify(_ state: String) -> NotifyResult {
         let r = sd_notify(0, state)
-        return r > 0 ? .sent : .notSupervised
+        return r > 0 ? .sent : r == 0 ? .notSupervised : .failed(errno: -r)
     }
 
     /// Sockets passed by socket activation (fds 3…) with their FileDescriptorName=, or [] when none.
