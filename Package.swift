@@ -62,7 +62,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-bench",
-            dependencies: ["VDPACore", "VDPARPC", "VDPAClient", "VDPAFlows", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPAClient", "VDPAFlows", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),

@@ -59,8 +59,7 @@ public final class VDPAClient {
     public func send(raw bytes: [UInt8]) throws {
         var offset = 0
         while offset < bytes.count {
-            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingOnEINTR { bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) } }
             guard n > 0 else { throw ClientError("write to \(path): \(String(cString: strerror(errno)))") }
             offset += n
         }
@@ -93,8 +92,7 @@ public final class VDPAClient {
                 buffer.removeFirst(consumed)
                 consumed = 0
             }
-            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) }
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingOnEINTR { chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) } }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw ClientError("timed out waiting for \(path)") }
             guard n >= 0 else { throw ClientError("read from \(path): \(String(cString: strerror(errno)))") }
             if n == 0 { return nil }

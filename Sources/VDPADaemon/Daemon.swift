@@ -4,6 +4,7 @@
 // are restored.
 import Dispatch
 import Logging
+import UnixSocket
 import VDPACore
 import VDPARPC
 #if canImport(Glibc)
@@ -120,9 +121,8 @@ public final class Daemon: @unchecked Sendable {
 
     private func acceptAll() {
         while true {
-            let fd = accept(listenFD, nil, nil)
+            let fd = retryingOnEINTR { accept(listenFD, nil, nil) }
             if fd < 0 {
-                if errno == EINTR { continue }
                 if errno != EAGAIN && errno != EWOULDBLOCK {
                     logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
                 }

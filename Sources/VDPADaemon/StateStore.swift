@@ -3,6 +3,7 @@
 // fsync of the directory) so a crash leaves the old or the new file, never a
 // torn one; a file that does not parse is moved aside and reported, never
 // silently dropped.
+import UnixSocket
 import VDPACore
 import VDPARPC
 #if canImport(Glibc)
@@ -41,8 +42,7 @@ public struct StateStore: Sendable {
         defer { Glibc.close(fd) }
         var offset = 0
         while offset < text.count {
-            let n = text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, text.count - offset) }
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingOnEINTR { text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, text.count - offset) } }
             guard n > 0 else { throw SystemError("write \(tmp)", errno) }
             offset += n
         }
@@ -113,8 +113,7 @@ public func readFile(_ path: String) throws -> [UInt8] {
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
-        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 65536) }
-        if n < 0 && errno == EINTR { continue }
+        let n = retryingOnEINTR { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 65536) } }
         guard n >= 0 else { throw SystemError("read \(path)", errno) }
         if n == 0 { return out }
         out.append(contentsOf: chunk[0..<n])

@@ -3,11 +3,12 @@
 // the client: requests are prepared bytes, a top-up of the pipeline is one
 // write, replies are split at newlines and checked with a byte comparison
 // (id and "result" in place) instead of being parsed into a JSON tree.
+import UnixSocket
+import VDPAClient
+import VDPACore
 #if canImport(Glibc)
 import Glibc
 #endif
-import VDPAClient
-import VDPACore
 
 /// The anchors' request mix (uds_client.c: the same generator, seed and
 /// sizes), as alternating `map` and `unmap` of one range on `device`, so every
@@ -98,8 +99,7 @@ struct WireConnection {
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         var offset = 0
         while offset < bytes.count {
-            let n = Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL))
-            if n < 0 && errno == EINTR { continue }
+            let n = retryingOnEINTR { Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
             guard n > 0 else { throw ClientError("write: \(String(cString: strerror(errno)))") }
             offset += n
         }
