@@ -49,6 +49,14 @@ extension VDPADevice {
         if let configCall { eventFDEffects.signal.append(configCall) }
     }
 
+    /// The VMM's store agent (vdpad's own, no kernel counterpart): a socket to a thread inside the VMM that
+    /// stores a ring index as one aligned 16-bit store (docs/protocol.md §5.6).  `nil` unbinds; the old one
+    /// is closed.  Kept until the session ends.
+    public mutating func setStoreAgent(_ socket: EventFD?) {
+        if let old = storeAgent { eventFDEffects.close.append(old) }
+        storeAgent = socket
+    }
+
     /// VHOST_VDPA_SET_CONFIG_CALL (R65): `nil` unbinds.  The previous eventfd is dropped first, as the
     /// kernel drops it before checking the new one (edge #71: a failing call leaves none).
     public mutating func setConfigCall(_ eventfd: EventFD?) {
@@ -71,7 +79,10 @@ extension VDPADevice {
 
     /// What a run of the control queue did: the MAC commands wrote (into the config, whatever the parent's
     /// SET_CONFIG does), the counters, the ring's progress (GET_VRING_BASE's live index), one call per command.
-    public mutating func recordControlQueue(vq: Int, mac: [UInt8]?, counters: ControlQueue.Counters, lastAvail: UInt16, completed: Int) {
+    public mutating func recordControlQueue(vq: Int, mac: [UInt8]?, counters: ControlQueue.Counters, lastAvail: UInt16, completed: Int,
+                                            atomicIndexStores: Int = 0) {
+        stats.atomicIndexStores += atomicIndexStores
+        stats.copiedIndexStores += completed - atomicIndexStores
         if let mac, mac.count == 6, mgmtdev.deviceClass == .net { netConfig.replaceSubrange(0..<6, with: mac) }
         stats.cvqRequests += counters.requests
         stats.cvqSuccesses += counters.successes

@@ -27,6 +27,7 @@ extension VDPADevice {
         eventFDEffects.kicksChanged = true
         vrings = Array(repeating: Vring(), count: virtqueueCount)
         setConfigCall(nil)
+        setStoreAgent(nil)
         for asid in 0..<addressSpaceCount where sessionTables[asid] != nil {
             sessionTables[asid] = nil
             if mgmtdev.hasResetMap(legacy: legacy) { restoreDefaultMapping(asid: asid) }

@@ -54,6 +54,9 @@ public struct DeviceStats: Equatable, Sendable {
     public var cvqRequests = 0
     public var cvqSuccesses = 0
     public var cvqErrors = 0
+    /// Used-idx stores done by the VMM's store agent (one aligned 16-bit store) and by process_vm_writev.
+    public var atomicIndexStores = 0
+    public var copiedIndexStores = 0
 
     public init() {}
 }
@@ -84,6 +87,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var linkUp = true
     /// VHOST_VDPA_SET_CONFIG_CALL's eventfd, signalled on a config change.
     public internal(set) var configCall: EventFD?
+    /// The VMM's store agent socket (`set_store_agent`), if it gave one.
+    public internal(set) var storeAgent: EventFD?
     /// Eventfds to signal and to close, left by the operations since the last `takeEventFDEffects()`.
     var eventFDEffects = EventFDEffects()
     /// ENOSPC above this many entries in one ASID's session table (0 = unlimited).

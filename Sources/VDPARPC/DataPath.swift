@@ -19,6 +19,11 @@ struct ProcessMemory: RingMemory {
     var device: VDPADevice
     let ringASID: Int
     let bufferASID: Int
+    /// A dup of the VMM's store agent socket (-1: none), and how many index stores it did.
+    var agent: Int32 = -1
+    let agentStores = Counter()
+
+    final class Counter { var value = 0 }
 
     typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt, UInt) -> Int
     nonisolated(unsafe) static let readv: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_readv")
@@ -64,10 +69,29 @@ struct ProcessMemory: RingMemory {
         if let failure { throw failure }
     }
 
-    /// The used idx: one process_vm_writev of the two aligned bytes, after the element (docs/protocol.md §5.6
-    /// says what that does and does not guarantee against a torn store).
+    /// The used idx, after the element.  With the VMM's store agent (the preload library's thread), one
+    /// aligned 16-bit store done inside the VMM; without it, or if the agent does not answer within a
+    /// second, one process_vm_writev of the two bytes, which promises no single store (docs/protocol.md §5.6).
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
+        if agent >= 0, let piece = try? pieces(iova, 2, .write, ring: true), piece.count == 1,
+           let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value) {
+            agentStores.value += 1
+            return
+        }
         try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+    }
+
+    /// One request to the agent: {u64 address, u16 value, 6 bytes 0}, answered with one byte.
+    private func agentStore(_ address: UnsafeMutableRawPointer, _ value: UInt16) -> Bool {
+        var message = [UInt8](repeating: 0, count: 16)
+        let a = UInt64(UInt(bitPattern: address))
+        for k in 0..<8 { message[k] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(k))) }
+        (message[8], message[9]) = (UInt8(value & 0xFF), UInt8(value >> 8))
+        guard message.withUnsafeBytes({ send(agent, $0.baseAddress, 16, Int32(MSG_NOSIGNAL)) }) == 16 else { return false }
+        var p = pollfd(fd: agent, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 1000) == 1 else { return false }
+        var ack: UInt8 = 0
+        return recv(agent, &ack, 1, 0) == 1 && ack == 1
     }
 }
 
@@ -182,9 +206,12 @@ final class DataPathWorker: @unchecked Sendable {
             }
             guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: UInt64(vq), area: .desc),
                   let buffers = try? d.asid(forVirtqueue: UInt64(vq), area: .buffer) else { return nil }
-            return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers)
+            // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
+            let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
+            return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent)
         }
         guard let memory = snapshot else { return false }
+        defer { if memory.agent >= 0 { close(memory.agent) } }
         let v = memory.device.vrings[vq]
         guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return false }
         let key = [UInt64(num), desc, driver, device]
@@ -226,9 +253,10 @@ final class DataPathWorker: @unchecked Sendable {
             if !more { break }
         }
         rings[vq] = (key, ring)
-        let result = (newMAC, counters, ring.lastAvail, completed)
+        let result = (newMAC, counters, ring.lastAvail, completed, memory.agentStores.value)
         try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
-            d.recordControlQueue(vq: vq, mac: result.0, counters: result.1, lastAvail: result.2, completed: result.3)
+            d.recordControlQueue(vq: vq, mac: result.0, counters: result.1, lastAvail: result.2, completed: result.3,
+                                 atomicIndexStores: result.4)
         }
         return more && completed == Self.chainsPerRun
     }

@@ -8,10 +8,14 @@ import Glibc
 #endif
 
 enum EventFDs {
-    /// Nil when `fd` is an eventfd; else the errno the kernel's eventfd_ctx_fdget would give.
-    static func check(_ fd: Int32) -> KernelErrno? {
+    /// What a method expects to be passed: an eventfd (kick, call, config) or a socket (the store agent).
+    enum Kind { case eventfd, socket }
+
+    /// Nil when `fd` is of `kind`; else the errno the kernel's eventfd_ctx_fdget would give (EBADF, EINVAL).
+    static func check(_ fd: Int32, is kind: Kind = .eventfd) -> KernelErrno? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return .EBADF }
+        if kind == .socket { return st.st_mode & S_IFMT == S_IFSOCK ? nil : .EINVAL }
         var target = [CChar](repeating: 0, count: 64)
         let n = readlink("/proc/self/fd/\(fd)", &target, target.count - 1)
         guard n > 0 else { return .EBADF }

@@ -171,6 +171,8 @@ extension VDPAService {
                        errors: ownerErrors + [.ENOBUFS, .EBADF, .EINVAL]),
             MethodSpec("set_config_call", "Bind the config eventfd passed with SCM_RIGHTS (R65)", [.device(), .unset],
                        errors: ownerErrors + [.EBADF, .EINVAL]),
+            MethodSpec("set_store_agent", "Lend vdpad a socket to the VMM's store agent, which writes ring indexes as single aligned stores (§5.6)",
+                       [.device(), .unset], errors: ownerErrors + [.EBADF, .EINVAL]),
             MethodSpec("suspend", "VHOST_VDPA_SUSPEND (R66)", [.device()], errors: ownerErrors + [.EOPNOTSUPP]),
             MethodSpec("resume", "VHOST_VDPA_RESUME (R66)", [.device()], errors: ownerErrors + [.EOPNOTSUPP]),
             MethodSpec("translate", "A device DMA through the device mapping (owner or admin)",

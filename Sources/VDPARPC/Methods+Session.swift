@@ -112,6 +112,12 @@ extension VDPAService {
             } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }
             return [:]
         },
+        "set_store_agent": { s, p, caller in
+            try s.withPassedEventFD(p, caller, kind: .socket) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
+                d.setStoreAgent(fd)
+            } precheck: { (_: inout VDPADevice) throws(VDPAError) in }
+            return [:]
+        },
         "set_config_call": { s, p, caller in
             // R65's quirk: the old eventfd goes before the new one is checked, so a failing call leaves none.
             try s.withPassedEventFD(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
@@ -134,7 +140,7 @@ extension VDPAService {
     /// Then the device, its owner and `precheck` (the vq index; R44 before R63); then EBADF when nothing was
     /// passed, EBADF/EINVAL when the descriptor is not an eventfd; then `apply`.  On failure the descriptor
     /// is closed; on success the device holds it.
-    func withPassedEventFD(_ p: Params, _ caller: Caller,
+    func withPassedEventFD(_ p: Params, _ caller: Caller, kind: EventFDs.Kind = .eventfd,
                            _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
                            precheck: (inout VDPADevice) throws(VDPAError) -> Void) throws(RPCError) {
         let unset = try p.optionalBool("unset") ?? false
@@ -147,8 +153,9 @@ extension VDPAService {
                         throw VDPAError(.EBADF, "no descriptor was passed for this request: send an eventfd with SCM_RIGHTS "
                                         + "with (or before) the request's bytes, or set unset: true")
                     }
-                    if let errno = EventFDs.check(fd) {
-                        throw VDPAError(errno, errno == .EBADF ? "descriptor \(fd) is not open" : "the descriptor passed is not an eventfd (R63–R65)")
+                    if let errno = EventFDs.check(fd, is: kind) {
+                        throw VDPAError(errno, errno == .EBADF ? "descriptor \(fd) is not open"
+                                        : "the descriptor passed is not \(kind == .eventfd ? "an eventfd (R63–R65)" : "a socket")")
                     }
                 }
                 try apply(&d, fd.map(EventFD.init))

@@ -76,6 +76,7 @@ extension VDPAService {
             "resets_clean": JSON(s.resetsClean), "resets_persist": JSON(s.resetsPersist),
             "translate_calls": JSON(s.translateCalls),
             "cvq_requests": JSON(s.cvqRequests), "cvq_successes": JSON(s.cvqSuccesses), "cvq_errors": JSON(s.cvqErrors),
+            "atomic_index_stores": JSON(s.atomicIndexStores), "copied_index_stores": JSON(s.copiedIndexStores),
         ]
         return [
             "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "legacy": .bool(d.legacy),
@@ -89,7 +90,7 @@ extension VDPAService {
             "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax), "config_size": JSON(d.configSize),
             "offered_features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass),
             "link": d.mgmtdev.deviceClass == .net ? .string(d.linkUp ? "up" : "down") : .null,
-            "config_call": .bool(d.configCall != nil),
+            "config_call": .bool(d.configCall != nil), "store_agent": .bool(d.storeAgent != nil),
             "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
         ]
     }

@@ -74,6 +74,23 @@ struct EventFDTests {
         #expect(!Self.isOpen(kick) && !Self.isOpen(config), "R70 at del_device")
     }
 
+    @Test("set_store_agent takes a socket and refuses an eventfd; the agent is closed with the session")
+    func storeAgent() {
+        let s = FastPathTests.service(fast: false)
+        let wrong = Self.newEventFD()
+        _ = s.descriptorsReceived([wrong], on: admin.connection)
+        #expect(Self.call(s, "set_store_agent", #""device":"vdpa0""#).contains(#""errno":"EINVAL""#))
+        var pair: [Int32] = [0, 0]
+        #expect(socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue), 0, &pair) == 0)
+        _ = s.descriptorsReceived([pair[1]], on: admin.connection)
+        #expect(Self.call(s, "set_store_agent", #""device":"vdpa0""#).contains(#""result":{}"#))
+        #expect(Self.call(s, "get_device", #""device":"vdpa0""#).contains(#""store_agent":true"#))
+        #expect(Self.call(s, "close", #""device":"vdpa0""#).contains(#""result":{}"#))
+        var byte: UInt8 = 0
+        #expect(recv(pair[0], &byte, 1, 0) == 0, "vdpad's end was closed when the session ended: the agent sees EOF")
+        close(pair[0])
+    }
+
     @Test("a request that needs a descriptor and finds none is EBADF and says how to pass one")
     func noneQueued() {
         let s = FastPathTests.service(fast: false)

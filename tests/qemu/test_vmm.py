@@ -268,6 +268,8 @@ class Qemu10Tests(unittest.TestCase):
                 self.assertEqual(d.rpc.call("get_config", device="c0")["mac"], "52:54:00:aa:bb:01", "the MAC QEMU sent")
                 self.assertEqual(dev["stats"]["cvq_successes"], round_, "one successful control command per start")
                 self.assertEqual(dev["stats"]["cvq_errors"], 0)
+                self.assertEqual((dev["stats"]["atomic_index_stores"], dev["stats"]["copied_index_stores"]), (round_, 0),
+                                 "every used idx stored by the library's agent as one aligned store")
                 pci.set_status(0)
                 self.assertTrue(d.wait(lambda: d.rpc.call("get_status", device="c0")["status"] & DRIVER_OK == 0))
             self.assertEqual(q.quit(), 0)
@@ -403,6 +405,7 @@ class ProbeTests(unittest.TestCase):
                     self.assertEqual(r.returncode, 0, f"{device} {mode}: {r.stdout}{r.stderr}")
             stats = d.rpc.call("get_device", device="n0")["stats"]
             self.assertEqual((stats["cvq_requests"], stats["cvq_successes"], stats["cvq_errors"]), (2, 2, 0))
+            self.assertEqual((stats["atomic_index_stores"], stats["copied_index_stores"]), (2, 0))
         finally:
             d.stop()
 

@@ -9,7 +9,7 @@ class GeneratedMethods:
     def call(self, method: str, **params: Any) -> Any:  # provided by Client
         raise NotImplementedError
 
-    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "list_devices", "list_mgmtdevs", "map", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_vring", "set_vring_call", "set_vring_kick", "subscribe", "suspend", "translate", "unmap", "write_config"]
+    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "list_devices", "list_mgmtdevs", "map", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "subscribe", "suspend", "translate", "unmap", "write_config"]
 
     def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None) -> dict:
         "Create a device (admin)"
@@ -146,6 +146,10 @@ class GeneratedMethods:
     def set_status(self, device: str, *, status: int | str) -> Any:
         "Set the status byte; 0 resets (R56)"
         return self.call("set_status", device=device, status=status)
+
+    def set_store_agent(self, device: str, *, unset: bool | None = None) -> Any:
+        "Lend vdpad a socket to the VMM's store agent, which writes ring indexes as single aligned stores (\u00a75.6)"
+        return self.call("set_store_agent", device=device, unset=unset)
 
     def set_vring(self, device: str, *, vq: int | str, num: int | str | None = None, desc: int | str | None = None, driver: int | str | None = None, device_area: int | str | None = None, base: int | str | None = None, ready: bool | None = None, flags: int | str | None = None, log: int | str | None = None) -> Any:
         "SET_VRING_NUM / ADDR / BASE / ENABLE in one call (R58\u2013R62)"
