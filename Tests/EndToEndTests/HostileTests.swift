@@ -95,7 +95,9 @@ struct HostileTests {
         for _ in 0..<1000 { held.append(try d.client()) }
         let probe = try d.client()
         // A liveness wait, not a timing: 1,000 accepts and reader threads take longer while other suites run.
-        #expect(try eventually(seconds: 30) { try probe.call("get_stats")["connections"] == 1001 })
+        let reached = try eventually(seconds: 30) { try probe.call("get_stats")["connections"] == 1001 }
+        let seen = try probe.call("get_stats")["connections"]?.text ?? "?"
+        #expect(reached, "connections: \(seen); daemon said:\n\(String(d.stderrText().suffix(2000)))")
         #expect(try held[0].call("ping") == "pong" && held[999].call("ping") == "pong")
         let admin = try d.client()
         for i in 0..<10 { try admin.call("add_device", ["name": .string("load\(i)"), "mgmtdev": "vdpasim_net"]) }
