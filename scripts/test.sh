@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 scripts/setup.sh
 swift build --build-tests
 make -s -C preload OUT="$PWD/.build/debug"   # libvdpad-vhost.so next to vdpad-run
-swift test --skip-build
+swift test --skip-build --skip LoadTests
+swift test --skip-build --filter LoadTests   # 1,000 connections, run alone (HostileTests.swift says why)
 # An unmodified QEMU 7.2 and a C VMM through the preload library (tests/qemu/test_vmm.py).
 python3 -m unittest discover -s tests/qemu -v
 # The Python client, installed as a user would, and its suite against the real daemon (OpenRPC included).
