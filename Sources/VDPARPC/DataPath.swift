@@ -26,9 +26,9 @@ struct ProcessMemory: RingMemory {
     final class Counter { var value = 0 }
 
     typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt, UInt) -> Int
-    nonisolated(unsafe) static let readv: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_readv")
+    static let readv: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_readv")
         .map { unsafeBitCast($0, to: Transfer.self) }
-    nonisolated(unsafe) static let writev: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_writev")
+    static let writev: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_writev")
         .map { unsafeBitCast($0, to: Transfer.self) }
 
     /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.

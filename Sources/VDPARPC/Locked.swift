@@ -8,7 +8,7 @@
 import Glibc
 #endif
 
-public final class Locked<Value>: @unchecked Sendable {
+public final class Locked<Value> {
     @usableFromInline let mutex: UnsafeMutablePointer<pthread_mutex_t>
     /// Behind a pointer rather than a stored property: an inout access to a class's stored property
     /// is checked for exclusivity at run time (swift_beginAccess), on every map through a device.
@@ -38,3 +38,7 @@ public final class Locked<Value>: @unchecked Sendable {
         return try body(&value.pointee)
     }
 }
+
+/// Sendable only when what it guards is: a lock makes access exclusive, it does not make a
+/// non-Sendable value (a class shared elsewhere) safe to hand to another thread.
+extension Locked: @unchecked Sendable where Value: Sendable {}
