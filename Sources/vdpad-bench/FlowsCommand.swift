@@ -78,23 +78,10 @@ struct FlowsCommand: ParsableCommand {
     }
 
     func readModel() throws -> String {
-        var candidates: [String] = []
-        if let model { candidates = [model] } else {
-            let source = #filePath.split(separator: "/").dropLast(3).joined(separator: "/")
-            candidates = ["/" + source + "/config/cost-model.toml", "/etc/vdpad/cost-model.toml"]
+        guard let text = CostModel.text(at: model) else {
+            let tried = model.map { [$0] } ?? CostModel.searchPath
+            throw ValidationError("no cost model at \(tried.joined(separator: " or ")); name one with --model")
         }
-        for path in candidates {
-            guard let f = fopen(path, "r") else { continue }
-            defer { fclose(f) }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = fread(&chunk, 1, chunk.count, f)
-                if n <= 0 { break }
-                bytes += chunk[0..<n]
-            }
-            return String(decoding: bytes, as: UTF8.self)
-        }
-        throw ValidationError("no cost model at \(candidates.joined(separator: " or ")); name one with --model")
+        return text
     }
 }

@@ -145,7 +145,7 @@ enum Replay {
         write("cost: \(costs)")
         let nowMs = Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
         write("time: " + milliseconds(nowMs) + " ms in vdpad now, " + milliseconds(recordedMs) + " ms from first to last call as recorded")
-        if let text = readCostModel(options.model) {
+        if let text = CostModel.text(at: options.model) {
             do {
                 let study = try DowntimeStudy(modelTOML: text, runner: FlowRunner())
                 let tally = Tally.of(succeeded)
@@ -159,25 +159,6 @@ enum Replay {
             }
         }
         return differences == 0 ? 0 : 1
-    }
-
-    /// The cost model's text: `path`, else the copy beside the sources, else the installed one; nil if none.
-    static func readCostModel(_ path: String?) -> String? {
-        let source = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/") + "/config/cost-model.toml"
-        for candidate in path.map({ [$0] }) ?? [source, "/etc/vdpad/cost-model.toml", "/usr/local/share/vdpad/cost-model.toml",
-                                                   "/usr/share/vdpad/cost-model.toml"] {
-            guard let f = fopen(candidate, "r") else { continue }
-            defer { fclose(f) }
-            var bytes: [UInt8] = []
-            var chunk = [UInt8](repeating: 0, count: 4096)
-            while true {
-                let n = fread(&chunk, 1, chunk.count, f)
-                if n <= 0 { break }
-                bytes += chunk[0..<n]
-            }
-            return String(decoding: bytes, as: UTF8.self)
-        }
-        return nil
     }
 
     static func milliseconds(_ value: Double) -> String {
