@@ -394,81 +394,30 @@ static void cvq_bench(int fd, long n)
 }
 
 /* The control queue served by vdpad's data path: a split ring in this process's memory, in ASID 1 at
- * made-up IOVAs (as QEMU 10's shadow CVQ does), a MAC_ADDR_SET command, a kick, the call, the ack. */
+ * made-up IOVAs when `isolate` (as QEMU 10's shadow CVQ does), a MAC_ADDR_SET command, a kick, the call, the ack. */
 static void cvq(int fd, int isolate)
 {
-    enum { NUM = 64 };
-    static struct { uint8_t bytes[4096]; } __attribute__((aligned(4096))) pages[4];
-    uint8_t *desc = pages[0].bytes, *avail = desc + 16 * NUM, *used = pages[1].bytes;
-    uint8_t *out = pages[2].bytes, *in = pages[3].bytes;
-    uint64_t base = isolate ? 0x1000 : (uint64_t)(uintptr_t)pages;  /* the IOVA of pages[0] */
-    uint64_t u64;
-    uint8_t status;
-    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
-    u64 = 0xe;  /* MSG_V2, BATCH, IOTLB_ASID */
-    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
-    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 17) | (1ULL << 23);  /* VERSION_1, ACCESS_PLATFORM, CTRL_VQ, CTRL_MAC_ADDR */
-    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
-    status = 0xb;
-    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
-    uint32_t nvqs;
-    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_VQS_COUNT, &nvqs));
-    uint32_t q = nvqs - 1;
-    if (isolate) {
-        struct vhost_vring_state g = { .index = q };
-        EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_VRING_GROUP, &g));
-        g.index = g.num;
-        g.num = 1;
-        EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_GROUP_ASID, &g));
-        for (int k = 0; k < 4; k++)
-            CHECK(iotlb(fd, 2, 1, VHOST_IOTLB_UPDATE, base + 0x1000 * (uint64_t)k, 0x1000, (uint64_t)(uintptr_t)pages[k].bytes, 3, 72) == 72, "map page %d in ASID 1", k);
-    }
-    struct vhost_vring_state st = { .index = q, .num = NUM };
-    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_NUM, &st));
-    st.num = 0;
-    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_BASE, &st));
-    struct vhost_vring_addr addr = { .index = q, .desc_user_addr = base, .avail_user_addr = base + 16 * NUM, .used_user_addr = base + 0x1000 };
-    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_ADDR, &addr));
-    int kick = eventfd(0, EFD_CLOEXEC), call = eventfd(0, EFD_CLOEXEC);
-    struct vhost_vring_file file = { .index = q, .fd = kick };
-    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_KICK, &file));
-    file.fd = call;
-    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_CALL, &file));
-    status = 0xf;
-    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
-    st.num = 1;
-    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_VRING_ENABLE, &st));
-    /* The command: class MAC (1), MAC_ADDR_SET (1), 6 bytes; the ack: 1 writable byte. */
-    const uint8_t command[8] = { 1, 1, 0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE };
-    memcpy(out, command, 8);
+    uint64_t base;
+    uint32_t q = cvq_setup(fd, isolate, 1, &base);
+    uint8_t *used = cvq_pages[1].bytes, *out = cvq_pages[2].bytes, *in = cvq_pages[3].bytes;
     in[0] = 0xFF;
-    uint64_t out_iova = base + 0x2000, in_iova = base + 0x3000;
-    memcpy(desc, &out_iova, 8); uint32_t len = 8; memcpy(desc + 8, &len, 4); uint16_t f = 1, nx = 1; memcpy(desc + 12, &f, 2); memcpy(desc + 14, &nx, 2);
-    memcpy(desc + 16, &in_iova, 8); len = 1; memcpy(desc + 24, &len, 4); f = 2; nx = 0; memcpy(desc + 28, &f, 2); memcpy(desc + 30, &nx, 2);
-    uint16_t head = 0, idx = 1;
-    memcpy(avail + 4, &head, 2);
-    __atomic_store_n((uint16_t *)(avail + 2), idx, __ATOMIC_RELEASE);
-    uint64_t one = 1;
-    CHECK(write(kick, &one, 8) == 8, "kick");
-    struct pollfd p = { .fd = call, .events = POLLIN };
-    CHECK(poll(&p, 1, 5000) == 1, "the call eventfd was signalled within 5 s");
-    uint16_t used_idx = __atomic_load_n((uint16_t *)(used + 2), __ATOMIC_ACQUIRE);
+    cvq_post(base, 0);
+    cvq_kick_it();
+    CHECK(cvq_called(5000), "the call eventfd was signalled within 5 s");
     uint32_t used_id, used_len;
     memcpy(&used_id, used + 4, 4);
     memcpy(&used_len, used + 8, 4);
-    CHECK(used_idx == 1 && used_id == 0 && used_len == 1, "used idx %u id %u len %u", used_idx, used_id, used_len);
+    CHECK(cvq_used_idx() == 1 && used_id == 0 && used_len == 1, "used idx %u id %u len %u", cvq_used_idx(), used_id, used_len);
     CHECK(in[0] == 0, "ack %u (VIRTIO_NET_OK)", in[0]);
     unsigned char buf[sizeof(struct vhost_vdpa_config) + 6];
     struct vhost_vdpa_config *c = (void *)buf;
     c->off = 0;
     c->len = 6;
     EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_CONFIG, c));
-    CHECK(memcmp(c->buf, command + 2, 6) == 0, "the config MAC is the one the command set");
-    st.num = 0;
+    CHECK(memcmp(c->buf, out + 2, 6) == 0, "the config MAC is the one the command set");
+    struct vhost_vring_state st = { .index = q };
     EXPECT_OK(ioctl(fd, VHOST_GET_VRING_BASE, &st));
     CHECK(st.num == 1, "GET_VRING_BASE follows the device: %u", st.num);
-    close(kick);
-    close(call);
 }
 
 struct thread_arg { int fd; int rounds; int bad; };
