@@ -128,61 +128,21 @@ public struct SplitRing: Sendable {
             element[4 + k] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(k)))
         }
         try memory.write(element, at: used + 4 + 8 * slot, ring: true)
+        // last_used moves only once the idx store landed (vringh's __vringh_complete): after a failed store the
+        // next completion rewrites the same slot, and the driver never sees this one (D24).
+        try memory.writeIndex(lastUsed &+ 1, at: used + 2)
         lastUsed &+= 1
-        try memory.writeIndex(lastUsed, at: used + 2)
     }
 
-    /// The bytes of a chain's readable buffers, in order.
-    public static func gather(_ chain: RingChain, _ memory: some RingMemory) throws(RingError) -> [UInt8] {
+    /// The first `limit` bytes of a chain's readable buffers, in order, up to the first buffer that cannot be
+    /// read: a pull copies what it can before a fault, and a caller that needs n bytes sees fewer.  The limit
+    /// keeps a hostile chain of gigabytes from costing more than the bytes a command can use.
+    public static func gather(_ chain: RingChain, _ memory: some RingMemory, limit: Int) -> [UInt8] {
         var bytes: [UInt8] = []
-        for b in chain.readable where b.length > 0 { bytes += try memory.read(b.iova, count: Int(b.length), ring: false) }
+        for b in chain.readable where b.length > 0 && bytes.count < limit {
+            guard let piece = try? memory.read(b.iova, count: min(Int(b.length), limit - bytes.count), ring: false) else { break }
+            bytes += piece
+        }
         return bytes
-    }
-}
-
-/// The control virtqueue of vdpa_sim_net (reference §2, "CVQ"): MAC_ADDR_SET writes the config MAC, every
-/// other class and command is answered ERR.  vdpa_sim's stale ack is kept on purpose (documented in
-/// docs/protocol.md): the ack is set once per run, so an unknown command after a successful MAC_ADDR_SET
-/// in the same run is acked OK (edge D12).
-public struct ControlQueue: Sendable {
-    public static let ok: UInt8 = 0, error: UInt8 = 1
-    static let classMAC: UInt8 = 1, macAddrSet: UInt8 = 1
-
-    public struct Counters: Equatable, Sendable {
-        public var requests = 0, successes = 0, errors = 0
-        public init() {}
-    }
-
-    /// What one command did.
-    public enum Outcome: Equatable, Sendable {
-        /// The ack to write to the first writable byte (nil: no writable byte, used.len 0).
-        case answered(ack: UInt8, newMAC: [UInt8]?)
-        /// Fewer than 2 readable bytes: counted as an error and never completed (edge D13).
-        case malformed
-    }
-
-    /// The ack of this run so far (vdpa_sim initialises it once per run: the stale-ack quirk).
-    public var runAck = error
-
-    public init() {}
-
-    /// Processes one command: `command` is the chain's readable bytes; `mac` the current config MAC.
-    public mutating func process(_ command: [UInt8], mac: [UInt8], counters: inout Counters) -> Outcome {
-        counters.requests += 1
-        guard command.count >= 2 else {
-            counters.errors += 1
-            return .malformed
-        }
-        var newMAC: [UInt8]?
-        if command[0] == Self.classMAC && command[1] == Self.macAddrSet {
-            // Up to 6 bytes go straight into the config mac; exactly 6 are OK, fewer ERR with the bytes kept (D11).
-            let data = Array(command.dropFirst(2).prefix(6))
-            var updated = mac
-            updated.replaceSubrange(0..<data.count, with: data)
-            newMAC = updated
-            runAck = data.count == 6 ? Self.ok : Self.error
-        }
-        if runAck == Self.ok { counters.successes += 1 } else { counters.errors += 1 }
-        return .answered(ack: runAck, newMAC: newMAC)
     }
 }

@@ -79,16 +79,15 @@ extension VDPADevice {
 
     /// What a run of the control queue did: the MAC commands wrote (into the config, whatever the parent's
     /// SET_CONFIG does), the counters, the ring's progress (GET_VRING_BASE's live index), one call per command.
-    public mutating func recordControlQueue(vq: Int, mac: [UInt8]?, counters: ControlQueue.Counters, lastAvail: UInt16, completed: Int,
-                                            atomicIndexStores: Int = 0) {
+    public mutating func recordControlQueue(vq: Int, run: ControlQueue.Run, lastAvail: UInt16, atomicIndexStores: Int = 0) {
         stats.atomicIndexStores += atomicIndexStores
-        stats.copiedIndexStores += completed - atomicIndexStores
-        if let mac, mac.count == 6, mgmtdev.deviceClass == .net { netConfig.replaceSubrange(0..<6, with: mac) }
-        stats.cvqRequests += counters.requests
-        stats.cvqSuccesses += counters.successes
-        stats.cvqErrors += counters.errors
+        stats.copiedIndexStores += run.completed - atomicIndexStores
+        if let mac = run.newMAC, mac.count == 6, mgmtdev.deviceClass == .net { netConfig.replaceSubrange(0..<6, with: mac) }
+        stats.cvqRequests += run.counters.requests
+        stats.cvqSuccesses += run.counters.successes
+        stats.cvqErrors += run.counters.errors
         guard vq < vrings.count else { return }
         vrings[vq].base = lastAvail
-        if completed > 0, let call = vrings[vq].call { eventFDEffects.signal += Array(repeating: call, count: completed) }
+        if run.calls > 0, let call = vrings[vq].call { eventFDEffects.signal += Array(repeating: call, count: run.calls) }
     }
 }

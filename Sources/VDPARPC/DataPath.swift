@@ -222,42 +222,12 @@ final class DataPathWorker: @unchecked Sendable {
             // Built at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail (R62).
             ring = SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base)
         }
-        var cvq = ControlQueue()
-        var counters = ControlQueue.Counters()
-        var mac = Array(memory.device.configBytes.prefix(6))
-        var newMAC: [UInt8]?
-        var completed = 0
-        var more = false
-        for _ in 0..<Self.chainsPerRun {
-            do {
-                guard let chain = try ring.fetch(memory) else { break }
-                let command = try SplitRing.gather(chain, memory)
-                switch cvq.process(Array(command.prefix(64)), mac: mac, counters: &counters) {
-                case .malformed:
-                    continue  // never completed (edge D13), as vdpa_sim
-                case .answered(let ack, let updated):
-                    if let updated { (mac, newMAC) = (updated, updated) }
-                    var length: UInt32 = 0
-                    if let first = chain.writable.first(where: { $0.length > 0 }) {
-                        try memory.write([ack], at: first.iova, ring: false)
-                        length = 1
-                    }
-                    try ring.complete(chain.head, length: length, memory)
-                    completed += 1
-                }
-            } catch {
-                counters.errors += 1
-                break  // the run ends; a head that failed is consumed (reference §4)
-            }
-            more = (try? ring.hasWork(memory)) ?? false
-            if !more { break }
-        }
+        let run = ControlQueue.run(&ring, memory, mac: Array(memory.device.configBytes.prefix(6)), budget: Self.chainsPerRun)
         rings[vq] = (key, ring)
-        let result = (newMAC, counters, ring.lastAvail, completed, memory.agentStores.value)
+        let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
         try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
-            d.recordControlQueue(vq: vq, mac: result.0, counters: result.1, lastAvail: result.2, completed: result.3,
-                                 atomicIndexStores: result.4)
+            d.recordControlQueue(vq: vq, run: run, lastAvail: lastAvail, atomicIndexStores: atomicStores)
         }
-        return more && completed == Self.chainsPerRun
+        return run.more
     }
 }

@@ -207,11 +207,11 @@ struct ControlRuleTests {
         do {
             _ = try m.translate(.asid(1), access: .write, iova: 0x10FF0, size: 0x20)
             Issue.record("write to ro")
-        } catch let error as VDPAError { #expect(error.errno == .EACCES) }
+        } catch { #expect(error.errno == .EACCES) }
         do {
             _ = try m.translate(.asid(1), access: .read, iova: 0x11FF0, size: 0x20)
             Issue.record("miss")
-        } catch let error as VDPAError {
+        } catch {
             #expect(error.errno == .EFAULT)
             #expect(error.details.first?.1 == .integer(0x12000))
         }

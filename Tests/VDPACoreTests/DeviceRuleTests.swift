@@ -38,7 +38,7 @@ struct IOTLBRuleTests {
         expectError(.EINVAL) { try d.map(iova: 0, size: 0, address: 0, permission: .read) }
         try d.map(iova: 0, size: 1, address: 0, permission: .read)
         expectError(.EINVAL) { _ = try d.unmap(iova: 0, size: 0) }
-        do { try d.map(iova: 0, size: 0, address: 0, permission: .read) } catch let error as VDPAError { #expect(error.kernelErrno == nil) }
+        do { try d.map(iova: 0, size: 0, address: 0, permission: .read) } catch { #expect(error.kernelErrno == nil) }
     }
 
     @Test("R3: IOTLB errors keep their reason and say the kernel would report EFAULT")
@@ -48,7 +48,7 @@ struct IOTLBRuleTests {
         do {
             try d.map(iova: 0x2000, size: 0x1000, address: 0, permission: .readWrite)
             Issue.record("overlap accepted")
-        } catch let error as VDPAError {
+        } catch {
             #expect(error.errno == .EEXIST && error.kernelErrno == .EFAULT)
             #expect(error.message == "EEXIST: [0x2000, 0x2fff] overlaps [0x1000, 0x2fff] in ASID 0 of vdpa0 (R11)")
         }

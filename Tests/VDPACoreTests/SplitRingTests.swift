@@ -1,6 +1,7 @@
 // SplitRingTests.swift — the split-ring walker and the control queue against
 // rings built in the test's own memory, one test per edge case of the data
-// path reference (vdpa-sim-datapath.md §4 and D11–D13, D22, D23) that applies.
+// path reference (vdpa-sim-datapath.md §4 and D11–D13, D22–D24) that applies, and whole
+// control-queue runs as vdpasim_handle_cvq does them.
 import Testing
 @testable import VDPACore
 
@@ -187,5 +188,97 @@ struct SplitRingTests {
         #expect(run.process([4, 0, 1, 0], mac: [1, 2, 3, 4, 5, 6], counters: &counters) == .answered(ack: 0, newMAC: nil), "stale ack")
         #expect(run.process([1], mac: [1, 2, 3, 4, 5, 6], counters: &counters) == .malformed)
         #expect(counters.requests == 4 && counters.errors == 2 && counters.successes == 2)
+    }
+
+    /// A MAC_ADDR_SET command at 0x4000 (8 bytes) and its ack byte at 0x5000, as descriptors `head`, `head`+1.
+    static func postCommand(_ d: inout Driver, head: UInt16, command: UInt64 = 0x4000, length: UInt32 = 8) {
+        d.m.bytes.replaceSubrange(0x4000..<0x4008, with: [1, 1, 2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE])
+        d.descriptor(head, addr: command, len: length, flags: 1, next: head + 1)
+        d.descriptor(head + 1, addr: 0x5000, len: 1, flags: 2)
+        d.post(head)
+    }
+
+    @Test("CVQ run: a chain vringh refuses (D23 loop, a fault in the table) counts nothing, as vdpasim_handle_cvq breaks before requests++")
+    func refusedChainCountsNothing() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.descriptor(0, addr: 0x4000, len: 8, flags: 1, next: 1)
+        d.descriptor(1, addr: 0x5000, len: 1, flags: 1, next: 0)
+        d.post(0)
+        let run = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(run == ControlQueue.Run(), "no request, no error, no completion, no call")
+        #expect(ring.lastAvail == 1, "the head is lost")
+        // The good command after it is served by the next run.
+        Self.postCommand(&d, head: 2)
+        let next = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(next.counters.successes == 1 && next.completed == 1 && next.calls == 1)
+        #expect(d.m.bytes[0x5000] == ControlQueue.ok && d.m.u32(Int(d.used) + 4) == 2)
+    }
+
+    @Test("CVQ run: an avail idx that cannot be read (the VMM gone) counts nothing and consumes nothing")
+    func unreadableAvailIndex() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        Self.postCommand(&d, head: 0)
+        d.m.hole = 0x2000..<0x2004
+        #expect(ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64) == ControlQueue.Run())
+        #expect(ring.lastAvail == 0)
+    }
+
+    @Test("CVQ run: a header in an unmapped buffer is a request and an error, ends the run, never completed (D13's path)")
+    func unmappedHeader() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        Self.postCommand(&d, head: 0, command: 0x8000)
+        d.m.hole = 0x8000..<0x9000
+        Self.postCommand(&d, head: 2)
+        let run = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(run.counters == { var c = ControlQueue.Counters(); c.requests = 1; c.errors = 1; return c }())
+        #expect(run.completed == 0 && run.calls == 0 && ring.lastAvail == 1, "the run ended at the bad command")
+        let next = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(next.counters.successes == 1 && next.newMAC == [2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE])
+    }
+
+    @Test("CVQ run: a chain of gigabytes is read only as far as a command can use")
+    func hugeChainReadsLittle() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        Self.postCommand(&d, head: 0, length: 0xFFFF_FFF0)  // far past the test memory: reading it all would fault
+        let run = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(run.counters.successes == 1 && run.newMAC == [2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE], "the first 64 bytes were enough")
+    }
+
+    @Test("CVQ run: an ack byte that cannot be written is not an error; used.len is the push's -EFAULT as 32 bits")
+    func failedAckPush() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        Self.postCommand(&d, head: 0)
+        d.m.hole = 0x5000..<0x5001
+        let run = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(run.counters.successes == 1 && run.counters.errors == 0 && run.completed == 1 && run.calls == 1)
+        #expect(d.m.u32(Int(d.used) + 8) == 0xFFFF_FFF2)
+    }
+
+    @Test("D24: a used idx that cannot be stored: the element is written, the completion never appears, the call still fires")
+    func usedIndexStoreFails() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        Self.postCommand(&d, head: 0)
+        d.m.hole = 0x3002..<0x3004
+        let run = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
+        #expect(run.counters.successes == 1 && run.completed == 0 && run.calls == 1)
+        #expect(d.m.u32(Int(d.used) + 4) == 0 && d.m.u32(Int(d.used) + 8) == 1, "the element is there")
+        #expect(ring.lastUsed == 0, "last_used did not move: the next completion reuses the slot")
+    }
+
+    @Test("CVQ run: the budget stops a run with chains left, and says so")
+    func budget() {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        for _ in 0..<3 { Self.postCommand(&d, head: 0) }
+        let first = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 2)
+        #expect(first.completed == 2 && first.more)
+        let second = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 2)
+        #expect(second.completed == 1 && !second.more)
     }
 }

@@ -253,16 +253,20 @@ static uint16_t cvq_avail_idx;
 /* Posts one MAC_ADDR_SET chain (descriptors 0 and 1) at IOVA base, or a looping chain, or one at an unmapped IOVA. */
 static void cvq_post(uint64_t base, int evil)
 {
-    uint8_t *desc = cvq_pages[0].bytes, *avail = desc + 16 * CVQ_NUM, *out = cvq_pages[2].bytes;
+    uint8_t *avail = cvq_pages[0].bytes + 16 * CVQ_NUM, *out = cvq_pages[2].bytes;
     const uint8_t command[8] = { 1, 1, 0x02, 0xAA, 0xBB, 0xCC, 0xDD, (uint8_t)cvq_avail_idx };
     memcpy(out, command, 8);
+    /* Each post has its own pair of descriptors, so one the device has not walked yet (a slow run on a
+     * loaded machine) is never rewritten under it by the next post. */
+    uint16_t head = (uint16_t)(2 * (cvq_avail_idx % (CVQ_NUM / 2)));
+    uint8_t *desc = cvq_pages[0].bytes + 16 * head;
     uint64_t out_iova = evil == 2 ? 0x7f0000000000ULL : base + 0x2000, in_iova = base + 0x3000;
     uint32_t len = 8;
-    uint16_t f = 1, nx = evil == 1 ? 0 : 1;  /* evil 1: descriptor 1 points back at 0, and 0 at 1: a loop */
-    memcpy(desc, &out_iova, 8); memcpy(desc + 8, &len, 4); memcpy(desc + 12, &f, 2); nx = 1; memcpy(desc + 14, &nx, 2);
-    len = 1; f = evil == 1 ? 1 : 2; nx = 0;
+    /* evil 1: the second descriptor is readable and points back at the first: a loop */
+    uint16_t f = 1, nx = (uint16_t)(head + 1);
+    memcpy(desc, &out_iova, 8); memcpy(desc + 8, &len, 4); memcpy(desc + 12, &f, 2); memcpy(desc + 14, &nx, 2);
+    len = 1; f = evil == 1 ? 1 : 2; nx = evil == 1 ? head : 0;
     memcpy(desc + 16, &in_iova, 8); memcpy(desc + 24, &len, 4); memcpy(desc + 28, &f, 2); memcpy(desc + 30, &nx, 2);
-    uint16_t head = 0;
     memcpy(avail + 4 + 2 * (cvq_avail_idx % CVQ_NUM), &head, 2);
     __atomic_store_n((uint16_t *)(avail + 2), ++cvq_avail_idx, __ATOMIC_RELEASE);
 }
