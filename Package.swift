@@ -2,8 +2,9 @@
 //
 // vdpad: a user-space model of the kernel's vdpa bus and vhost-vdpa driver,
 // served as JSON-RPC 2.0 over a Unix socket.  The split follows DESIGN.md:
-// the core knows no I/O, the RPC layer knows no sockets, the daemon owns
-// sockets, signals, config, state files and systemd.  The preload library
+// the core knows no I/O; the registry is the typed service every front end
+// calls (no JSON); the RPC layer decodes, calls and encodes, and knows no
+// sockets; the daemon owns sockets, signals, config, state files and systemd.  The preload library
 // that answers an unmodified VMM's /dev/vhost-vdpa-N (preload/, C: it lives
 // in the VMM's process, so no Swift runtime) is built by preload/Makefile:
 // swiftc would link libswiftCore into any library SwiftPM makes.
@@ -28,17 +29,22 @@ let package = Package(
             name: "VDPACore",
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
-        .target(name: "VDPARPC", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
+        // JSON values with exact 64-bit integers: what the wire and the client speak.
+        .target(name: "VDPAJSON"),
+        // The typed service: devices, sessions, roles, events, the data path; no JSON, no sockets.
+        .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
+        // JSON-RPC 2.0 over the registry: decode, call, encode.
+        .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log")]),
         .target(name: "UnixSocket"),
         .target(
             name: "VDPAFlows",
-            dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]
         ),
         .executableTarget(
             name: "vdpad-run",
             dependencies: ["VDPAClient", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .target(name: "VDPAClient", dependencies: ["VDPARPC", "UnixSocket"]),
+        .target(name: "VDPAClient", dependencies: ["VDPAJSON", "UnixSocket"]),
         .systemLibrary(
             name: "CSystemd",
             pkgConfig: "libsystemd",
@@ -47,7 +53,7 @@ let package = Package(
         .target(
             name: "VDPADaemon",
             dependencies: [
-                "VDPARPC", "CSystemd", "UnixSocket",
+                "VDPARPC", "VDPARegistry", "VDPAJSON", "CSystemd", "UnixSocket",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
@@ -62,11 +68,14 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-bench",
-            dependencies: ["VDPACore", "VDPARPC", "VDPAClient", "VDPAFlows", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPAClient", "VDPAFlows", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore"], exclude: ["README.md"]),
-        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", .product(name: "Logging", package: "swift-log")]),
+        // What the test targets share (fixtures, callers); never linked into a product.
+        .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry"], path: "Tests/_VDPATestSupport"),
+        .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore", "_VDPATestSupport"], exclude: ["README.md"]),
+        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", "_VDPATestSupport",
+                                                        .product(name: "Logging", package: "swift-log")]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "UnixSocket"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
     ]
 )

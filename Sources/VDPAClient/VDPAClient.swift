@@ -1,7 +1,8 @@
 // VDPAClient.swift — a small blocking JSON-RPC client over the Unix socket,
 // shared by vdpad-cli, the end-to-end tests and vdpad-bench so none of them
 // writes socket code of its own.
-@_exported import VDPARPC
+// The client's requests and answers are JSON values: that type, and only it, comes with the client.
+@_exported import VDPAJSON
 import UnixSocket
 #if canImport(Glibc)
 import Glibc

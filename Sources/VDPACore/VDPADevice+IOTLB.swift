@@ -168,6 +168,27 @@ extension VDPADevice {
         }
     }
 
+    /// A page of one ASID's entries in `[first, last]`, at most `limit` (dump_iotlb): the session's
+    /// (what map/unmap built) or the device's (what it translates with).  EINVAL for a limit outside
+    /// 1…65536, first above last, or an ASID not below nas (R6).
+    public func dumpIOTLB(asid requestedASID: UInt64, layer: IOTLBLayer, first: UInt64, last: UInt64,
+                          limit: UInt64) throws(VDPAError) -> IOTLBDump {
+        guard (1...65536).contains(limit) else { throw VDPAError(.EINVAL, "limit \(limit) is outside 1…65536") }
+        guard first <= last else { throw VDPAError(.EINVAL, "first \(first) is above last \(last)") }
+        let asid = try checkASID(requestedASID, iotlb: false)
+        let table = layer == .session ? sessionTables[asid] : deviceTable(asid: asid)
+        var dump = IOTLBDump(entries: [], next: nil, deviceMapping: deviceMapping(asid: asid), exists: sessionTables[asid] != nil)
+        table?.forEachOverlapping(first: first, last: last) { e in
+            guard dump.entries.count < Int(limit) else {
+                dump.next = e.first
+                return false
+            }
+            dump.entries.append(e)
+            return true
+        }
+        return dump
+    }
+
     /// The entries the device translates `asid` with: a committed table, or the platform's
     /// (the session table); nil for an identity mapping.
     public func deviceTable(asid: Int) -> IntervalTree? {
@@ -202,4 +223,14 @@ enum MappingState: Sendable {
         case .platform: self = .platform
         }
     }
+}
+
+/// One page of dump_iotlb.
+public struct IOTLBDump: Equatable, Sendable {
+    public var entries: [IOTLBEntry]
+    /// Where the next page starts, when the range holds more than the limit.
+    public var next: UInt64?
+    public var deviceMapping: DeviceMapping
+    /// Whether the session table exists (a set_map or a first map made it).
+    public var exists: Bool
 }

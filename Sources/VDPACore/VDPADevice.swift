@@ -116,6 +116,9 @@ public struct VDPADevice: Sendable {
     }
 
     /// The eventfds to signal and close since the last call (the daemon does both while it holds the device).
+    /// Whether an operation left eventfds to signal or close, or kicks to rescan (cheaper than taking them).
+    public var hasEventFDEffects: Bool { !eventFDEffects.isEmpty }
+
     public mutating func takeEventFDEffects() -> EventFDEffects {
         defer { eventFDEffects = EventFDEffects() }
         return eventFDEffects

@@ -3,7 +3,9 @@
 // is a ConfigError naming the key, so a typo never half-starts the daemon.
 import TOMLKit
 import VDPACore
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -68,20 +70,34 @@ public struct DaemonConfig: Sendable {
             guard let array = devices.array else { throw ConfigError("devices must be an array of tables ([[devices]])") }
             for (i, item) in array.enumerated() {
                 guard let t = item.table else { throw ConfigError("devices[\(i)] must be a table") }
-                let d = Keys(t, "devices[\(i)].")
-                try d.only(["name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "iova_first", "iova_last", "users", "groups"])
-                guard let name = try d.string("name") else { throw ConfigError("devices[\(i)].name is required") }
-                guard let mgmtdev = try d.string("mgmtdev") else { throw ConfigError("devices[\(i)].mgmtdev is required") }
-                var a = DeviceAttributes(mac: try d.string("mac"), mtu: try d.positive("mtu"), maxVQP: try d.positive("max_vqp"),
-                                         legacy: try d.bool("legacy") ?? false)
-                a.iovaRange = IOVARange(first: UInt64(try d.nonNegative("iova_first") ?? 0),
-                                        last: try d.nonNegative("iova_last").map { UInt64($0) } ?? .max)
-                a.users = try d.ids("users")
-                a.groups = try d.ids("groups")
-                c.devices.append(DeviceRecord(name: name, mgmtdev: mgmtdev, attributes: a))
+                try Keys(t, "devices[\(i)].").only(DeviceRecord.keys)
+                // Read as JSON and decoded by add_device's decoder: one set of rules for every source of a record.
+                do throws(RPCError) {
+                    c.devices.append(try DeviceRecord(fields: Self.json(t)))
+                } catch {
+                    throw ConfigError("devices[\(i)]: \(error.message)")
+                }
             }
         }
         return c
+    }
+}
+
+extension DaemonConfig {
+    /// A TOML table as JSON, for the decoders shared with the wire.  A negative integer becomes a JSON number
+    /// the decoders refuse as they would on the wire; a float, a date or a time becomes its text, refused likewise.
+    static func json(_ table: TOMLTable) -> JSON {
+        .object(table.keys.sorted().map { ($0, json(value: table[$0])) })
+    }
+
+    private static func json(value: (any TOMLValueConvertible)?) -> JSON {
+        guard let value else { return .null }
+        if let s = value.string { return .string(s) }
+        if let b = value.bool { return .bool(b) }
+        if let i = value.int { return i >= 0 ? .unsigned(UInt64(i)) : .number(String(i)) }
+        if let a = value.array { return .array(a.map { json(value: $0) }) }
+        if let t = value.table { return json(t) }
+        return .number(value.debugDescription)
     }
 }
 

@@ -21,7 +21,9 @@
 import Dispatch
 import Logging
 import UnixSocket
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif

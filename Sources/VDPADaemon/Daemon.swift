@@ -6,7 +6,9 @@ import Dispatch
 import Logging
 import UnixSocket
 import VDPACore
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -5,7 +5,9 @@
 // silently dropped.
 import UnixSocket
 import VDPACore
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -71,26 +73,19 @@ public struct StateStore: Sendable {
         return doc.encoded() + [0x0A]
     }
 
-    static func decode(_ bytes: [UInt8]) throws -> [DeviceRecord] {
-        let doc = try JSON.parse(bytes)
+    static func decode(_ bytes: [UInt8]) throws(ConfigError) -> [DeviceRecord] {
+        let doc: JSON
+        do throws(JSONParseError) { doc = try JSON.parse(bytes) } catch { throw ConfigError("not JSON: \(error.description)") }
         guard doc["version"] == .unsigned(1), case .array(let items)? = doc["devices"] else {
             throw ConfigError("not a vdpad state file (version 1 with a devices array)")
         }
-        return try items.map { item in
-            guard case .string(let name)? = item["name"], case .string(let mgmtdev)? = item["mgmtdev"] else {
-                throw ConfigError("a device entry lacks name or mgmtdev")
+        // add_device's decoder: a value add_device would refuse is a corrupt file, never silently changed.
+        return try items.enumerated().map { (k, item) throws(ConfigError) -> DeviceRecord in
+            do throws(RPCError) {
+                return try DeviceRecord(fields: item)
+            } catch {
+                throw ConfigError("devices[\(k)]: \(error.message)")
             }
-            func u(_ k: String) -> UInt64? { if case .unsigned(let v)? = item[k] { v } else { nil } }
-            func ids(_ k: String) -> [UInt32] {
-                if case .array(let a)? = item[k] { a.compactMap { if case .unsigned(let v) = $0 { UInt32(truncatingIfNeeded: v) } else { nil } } } else { [] }
-            }
-            var a = DeviceAttributes(mac: { if case .string(let s)? = item["mac"] { s } else { nil } }(),
-                                     mtu: u("mtu").map { Int($0) }, maxVQP: u("max_vqp").map { Int($0) },
-                                     legacy: item["legacy"] == .bool(true))
-            a.iovaRange = IOVARange(first: u("iova_first") ?? 0, last: u("iova_last") ?? .max)
-            a.users = ids("users")
-            a.groups = ids("groups")
-            return DeviceRecord(name: name, mgmtdev: mgmtdev, attributes: a)
         }
     }
 }

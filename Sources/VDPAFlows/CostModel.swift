@@ -2,7 +2,9 @@
 // a flow's calls (config/cost-model.toml, every value with its source), and
 // the calibration of its two unknowns on one published downtime pair.
 import TOMLKit
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
 
 /// What a window of a flow did, in the units the model prices.
 public struct Tally: Equatable, Sendable {

@@ -6,7 +6,9 @@
 // as Si-Wei Liu's unmerged series did (`persist`, `desc_asid` variants).
 import Logging
 import VDPACore
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif

@@ -3,6 +3,8 @@
 // answered, `[]` invalid), ids of any valid type echoed back.
 import Logging
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 
 extension VDPAService {
     /// The answer to one JSON text.
@@ -72,6 +74,8 @@ extension VDPAService {
             result = .success(try handler(self, params, caller))
         } catch let error as RPCError {
             result = .failure(error)
+        } catch let error as VDPAError {
+            result = .failure(RPCError(error))  // the one place a registry or device error meets the wire
         } catch {
             result = .failure(.internalError("\(error)"))
         }
@@ -110,7 +114,7 @@ extension VDPAService {
 
     /// The line a connection gets, before it is closed, when it passed more descriptors than requests took.
     public func descriptorLimitError() -> [UInt8] {
-        let error = RPCError.invalidRequest("more than \(Self.maxPassedDescriptors) descriptors passed (SCM_RIGHTS) and not taken by a request")
+        let error = RPCError.invalidRequest("more than \(DeviceRegistry.maxPassedDescriptors) descriptors passed (SCM_RIGHTS) and not taken by a request")
         return response(id: .null, error: error).encoded() + [0x0A]
     }
 

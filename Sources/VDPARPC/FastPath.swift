@@ -9,6 +9,8 @@
 // reference: tests compare the two byte for byte.  FastScanner.swift reads
 // the requests; this file runs them and writes the replies.
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -20,19 +22,19 @@ struct SlotCache {
     private var slot: DeviceSlot?
     private var generation: UInt64 = 0
 
-    mutating func slot(named bytes: UnsafeBufferPointer<UInt8>, in service: VDPAService) throws(RPCError) -> DeviceSlot {
-        if let slot = cachedSlot(named: bytes, in: service) { return slot }
+    mutating func slot(named bytes: UnsafeBufferPointer<UInt8>, in registry: DeviceRegistry) throws(VDPAError) -> DeviceSlot {
+        if let slot = cachedSlot(named: bytes, in: registry) { return slot }
         // Read the generation before the table: a change after this read only makes the entry stale.
-        let now = service.deviceTableGeneration.load(ordering: .acquiring)
-        let found = try service.slot(String(decoding: bytes, as: UTF8.self))
+        let now = registry.tableGeneration
+        let found = try registry.slot(named: String(decoding: bytes, as: UTF8.self))
         (name, slot, generation) = (Array(bytes), found, now)
         return found
     }
 
     /// The cached slot, if `bytes` names it and the device table has not changed since.
     @inline(__always)
-    func cachedSlot(named bytes: UnsafeBufferPointer<UInt8>, in service: VDPAService) -> DeviceSlot? {
-        guard let slot, service.deviceTableGeneration.load(ordering: .acquiring) == generation, name.count == bytes.count,
+    func cachedSlot(named bytes: UnsafeBufferPointer<UInt8>, in registry: DeviceRegistry) -> DeviceSlot? {
+        guard let slot, registry.tableGeneration == generation, name.count == bytes.count,
               bytes.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) else {
             return nil
         }
@@ -101,7 +103,7 @@ extension VDPAService {
         var r = FastRequest(method: .map)
         var haveNext = scanner.plainText(maxBytes: maxTextBytes, into: &r)
         while haveNext {
-            guard let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: self)
+            guard let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
                 ?? lookUpSlot(for: r, text: text, caller: caller, slots: &slots, into: &output) else {
                 output.append(0x0A)  // after the error reply
                 answered = (scanner.i, answered.texts + 1)
@@ -109,7 +111,7 @@ extension VDPAService {
                 continue
             }
             haveNext = false
-            slot.modify { d in
+            slot.sync { d in
                 while true {
                     perform(r, on: &d, text: text, caller: caller, into: &output)
                     output.append(0x0A)
@@ -132,10 +134,10 @@ extension VDPAService {
     @inline(never)
     private func lookUpSlot(for r: FastRequest, text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
                             into output: inout [UInt8]) -> DeviceSlot? {
-        do throws(RPCError) {
-            return try slots.slot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: self)
+        do throws(VDPAError) {
+            return try slots.slot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
         } catch {
-            replyFailure(r, error, text: text, caller: caller, into: &output)
+            replyFailure(r, RPCError(error), text: text, caller: caller, into: &output)
             return nil
         }
     }
@@ -147,16 +149,16 @@ extension VDPAService {
                         slots: inout SlotCache, into out: inout [UInt8]) {
         requestCount.add(run.count, ordering: .relaxed)
         let slot: DeviceSlot
-        do throws(RPCError) {
-            slot = try slots.slot(named: UnsafeBufferPointer(rebasing: text[run.first!.device]), in: self)
+        do throws(VDPAError) {
+            slot = try slots.slot(named: UnsafeBufferPointer(rebasing: text[run.first!.device]), in: registry)
         } catch {
             for (k, r) in run.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
-                replyFailure(r, error, text: text, caller: caller, into: &out)
+                replyFailure(r, RPCError(error), text: text, caller: caller, into: &out)
             }
             return
         }
-        slot.modify { d in
+        slot.sync { d in
             for (k, r) in run.enumerated() {
                 if k > 0 { out.append(UInt8(ascii: ",")) }
                 perform(r, on: &d, text: text, caller: caller, into: &out)
@@ -164,19 +166,22 @@ extension VDPAService {
         }
     }
 
-    /// Runs one request on its device (locked by the caller) and appends its reply.
+    /// Runs one request on its device (locked by the caller) through the registry's operation, the one the
+    /// general path's `map`/`unmap` run too (caller check included), and appends its reply.
     @inline(__always)
     private func perform(_ r: FastRequest, on d: inout VDPADevice, text: UnsafeBufferPointer<UInt8>, caller: Caller,
                          into out: inout [UInt8]) {
         // No Result here: building one copied the (large) error type on every success too.
         do throws(VDPAError) {
-            try d.requireOwner(caller.connection, iotlb: true)
+            let asid = ASID(r.asid ?? 0)
             switch r.method {
             case .map:
-                try d.map(asid: r.asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: r.perm!)
+                let request = MapRequest(asid: asid, iova: r.iova!, size: r.size!, address: r.addr!, permission: .permission(r.perm!))
+                try DeviceRegistry.map(request, on: &d, by: caller)
                 replySuccess(r, removed: nil, text: text, into: &out)
             case .unmap:
-                replySuccess(r, removed: try d.unmap(asid: r.asid, iova: r.iova!, size: r.size!), text: text, into: &out)
+                let removed = try DeviceRegistry.unmap(UnmapRequest(asid: asid, iova: r.iova!, size: r.size!), on: &d, by: caller)
+                replySuccess(r, removed: removed, text: text, into: &out)
             }
         } catch {
             replyFailure(r, RPCError(error), text: text, caller: caller, into: &out)
@@ -214,7 +219,9 @@ extension VDPAService {
         // The id was scanned as an integer or a plain string, so it parses.
         let id = (try? JSON.parse(UnsafeBufferPointer(rebasing: text[r.id]))) ?? .null
         let device = String(decoding: UnsafeBufferPointer(rebasing: text[r.device]), as: UTF8.self)
-        log(error, method: r.method == .map ? "map" : "unmap", params: ["device": .string(device), "asid": .unsigned(r.asid)], caller: caller)
+        // The params the general path would log from: the device, and the asid only when it was sent.
+        let params: JSON = .object([("device", .string(device))] + (r.asid.map { [("asid", .unsigned($0))] } ?? []))
+        log(error, method: r.method == .map ? "map" : "unmap", params: params, caller: caller)
         response(id: id, error: error).encode(into: &out)
     }
 }

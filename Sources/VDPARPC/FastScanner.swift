@@ -4,6 +4,8 @@
 // here was chosen by measurement (README, Performance): names compared as
 // words, digits eight at a time, the compact layout as literals.
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -17,7 +19,8 @@ struct FastRequest: Equatable {
     var id: Range<Int> = 0..<0
     /// The device name, without its quotes.
     var device: Range<Int> = 0..<0
-    var asid: UInt64 = 0
+    /// nil when not sent (ASID 0; the log then names no asid, as the general path's does).
+    var asid: UInt64?
     var iova: UInt64?
     var size: UInt64?
     var addr: UInt64?

@@ -9,6 +9,7 @@
 // surrogate pairs, UTF-8 in strings), so it reports the first byte after
 // which no continuation can make the text valid: the connection gets -32700
 // at once, exactly as for any other bytes that are not JSON.
+import VDPAJSON
 
 struct JSONSyntax: Sendable {
     enum Step: Equatable {
@@ -43,7 +44,7 @@ struct JSONSyntax: Sendable {
     private var literalIndex = 0
 
     /// `JSONParser.maxDepth`: a value inside this many open containers is refused by both.
-    static let maxDepth = JSONParser.maxDepth
+    static let maxDepth = JSON.maxDepth
 
     private var insideObject: Bool {
         let d = depth - 1

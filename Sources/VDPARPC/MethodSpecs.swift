@@ -5,6 +5,8 @@
 // and expects -32602 naming exactly that param; and the names here and in
 // the method table must be the same set.
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 
 struct ParamSpec {
     let name: String

@@ -4,6 +4,8 @@
 // and shape the reply.
 import Logging
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 
 /// A method: typed errors are RPCError; anything else becomes -32603.
 typealias Handler = @Sendable (VDPAService, Params, Caller) throws -> JSON
@@ -23,22 +25,16 @@ extension VDPAService {
 
     // MARK: Shared helpers
 
-    /// The device named by `device`; every operation through it first checks that the caller's
-    /// connection owns the device (R5, R22), while holding the device (no window between check and act).
-    /// `iotlb`: map, unmap and batch_*, the kernel's IOTLB write() (an ownership error carries kernel_errno EFAULT).
-    func ownedSlot(_ p: Params, _ caller: Caller, iotlb: Bool = false) throws(RPCError) -> OwnedSlot {
-        OwnedSlot(slot: try slot(try p.string("device")), connection: caller.connection, iotlb: iotlb)
+    /// Runs `body` on the device the `device` param names, once `access` lets `caller` in (-32602 for the
+    /// param, then ENODEV, EPERM and the operation's rules, as the registry orders them).
+    func device<T>(_ p: Params, _ access: DeviceAccess, _ caller: Caller,
+                   _ body: (inout VDPADevice) throws(VDPAError) -> T) throws -> T {
+        try registry.withDevice(try p.string("device"), access, by: caller, body)
     }
 
-    /// The owner, or an admin (dump_iotlb, translate).
-    func ownedOrAdminSlot(_ p: Params, _ caller: Caller) throws(RPCError) -> OwnedSlot {
-        OwnedSlot(slot: try slot(try p.string("device")), connection: caller.isAdmin ? nil : caller.connection)
-    }
-
-    func requireAdmin(_ caller: Caller, _ what: String) throws(RPCError) {
-        guard caller.isAdmin else {
-            throw RPCError.domain(.EPERM, "\(what) needs an admin (uid 0 or admin_group); uid \(caller.uid) is not")
-        }
+    /// A read of the device the `device` param names, open to anyone (get_device, get_config).
+    func read<T>(_ p: Params, _ body: (VDPADevice) -> T) throws -> T {
+        try registry.slot(named: try p.string("device")).read(body)
     }
 
     static func backendJSON(_ f: BackendFeatures) -> JSON {
@@ -52,6 +48,19 @@ extension VDPAService {
     static func ownerJSON(_ owner: Owner?) -> JSON {
         guard let owner else { return .null }
         return ["pid": JSON(Int(owner.pid)), "uid": .unsigned(UInt64(owner.uid))]
+    }
+
+    /// An event as `get_events` lists it and an `event` notification carries it (docs/protocol.md §5.4).
+    static func eventJSON(_ e: Event) -> JSON {
+        let fields: [(String, JSON)] = switch e.kind {
+        case .deviceAdded(let mgmtdev): [("mgmtdev", .string(mgmtdev))]
+        case .deviceRemoved: []
+        case .statusChanged(let status, let previous): [("status", .unsigned(UInt64(status))), ("previous", .unsigned(UInt64(previous)))]
+        case .ownerChanged(let owner, let reason): [("owner", ownerJSON(owner))] + (reason.map { [("reason", .string($0.rawValue))] } ?? [])
+        case .sessionClosed(let reason): [("reason", .string(reason.rawValue))]
+        }
+        return .object([("seq", .unsigned(e.seq)), ("time", .unsigned(e.time)), ("type", .string(e.type.rawValue)),
+                         ("device", .string(e.device))] + fields)
     }
 
     static func entryJSON(_ e: IOTLBEntry) -> JSON {
@@ -129,12 +138,11 @@ extension VDPAService {
                 }
                 types = wanted
             }
-            s.subscribe(caller.connection, to: types)
-            return ["seq": .unsigned(s.events.latest)]
+            return ["seq": .unsigned(s.registry.subscribe(caller.connection, to: types))]
         },
         "get_events": { s, p, _ in
-            let (events, next) = s.events.since(try p.optionalU64("since") ?? 0)
-            return ["events": .array(events), "next_seq": .unsigned(next)]
+            let (events, next) = s.registry.events(since: try p.optionalU64("since") ?? 0)
+            return ["events": .array(events.map(eventJSON)), "next_seq": .unsigned(next)]
         },
     ]
 
@@ -151,87 +159,40 @@ extension VDPAService {
             })
         },
         "add_device": { s, p, caller in
-            let record = try VDPAService.record(from: p)  // types first (-32602), then the role, then values
-            try s.requireAdmin(caller, "add_device")
-            let device = try s.makeDevice(record)
-            let reply = VDPAService.deviceJSON(device)
-            try s.registryLock.withLock { _ throws(RPCError) in
-                let (count, taken) = s.devices.withLock { ($0.count, $0[record.name] != nil) }
-                if taken {
-                    throw RPCError.domain(.EEXIST, "a device named \(record.name) already exists")
-                }
-                guard count < s.limits.maxDevices else {
-                    throw RPCError.domain(.ENOSPC, "vdpad already holds max_devices \(s.limits.maxDevices) devices")
-                }
-                do {
-                    try s.persist(s.deviceRecords() + [record])
-                } catch {
-                    throw RPCError.domain(.EIO, "could not save the state file, \(record.name) not added: \(error)")
-                }
-                s.setSlot(DeviceSlot(device), for: record.name)
-            }
-            s.logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
-            s.emit(.deviceAdded, device: record.name, [("mgmtdev", .string(record.mgmtdev))])
-            return reply
+            let record = try DeviceRecord(params: p)  // types first (-32602), then the role, then values
+            return deviceJSON(try s.registry.add(record, by: caller))
         },
         "del_device": { s, p, caller in
-            let name = try p.string("name")
-            let force = try p.optionalBool("force") ?? false
-            try s.requireAdmin(caller, "del_device")
-            let ownerConnection: UInt64? = try s.registryLock.withLock { _ throws(RPCError) in
-                let slot = try s.slot(name)
-                let owner = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Owner? in
-                    guard let owner = d.owner else { return nil }
-                    guard force else {
-                        throw VDPAError(.EBUSY, "\(name) is open (pid \(owner.pid), uid \(owner.uid)); use force to close its session first")
-                    }
-                    return owner
-                }
-                do {
-                    try s.persist(s.deviceRecords().filter { $0.name != name })
-                } catch {
-                    throw RPCError.domain(.EIO, "could not save the state file, \(name) not deleted: \(error)")
-                }
-                _ = try slot.sync { (d: inout VDPADevice) throws(VDPAError) in d.release() }
-                s.setSlot(nil, for: name)
-                return owner?.connection
-            }
-            if let ownerConnection {
-                s.emit(.sessionClosed, device: name, [("reason", "device deleted")], alsoTo: ownerConnection)
-            }
-            s.logger.notice("device deleted", metadata: ["device": "\(name)", "forced": "\(ownerConnection != nil)", "uid": "\(caller.uid)"])
-            s.emit(.deviceRemoved, device: name)
+            try s.registry.remove(try p.string("name"), force: try p.optionalBool("force") ?? false, by: caller)
             return [:]
         },
         "list_devices": { s, _, _ in
-            .array(s.allSlots().map { $0.read { d in
+            .array(s.registry.allSlots().map { $0.read { d in
                 ["name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "owner": ownerJSON(d.owner),
                  "status": .unsigned(UInt64(d.status))] as JSON
-            } }.sorted { $0["name"]!.text < $1["name"]!.text })
+            } })
         },
-        "get_device": { s, p, _ in try s.slot(try p.string("device")).read { deviceJSON($0) } },
+        "get_device": { s, p, _ in try s.read(p) { deviceJSON($0) } },
         "get_config": { s, p, _ in
-            try s.slot(try p.string("device")).read { configJSON($0.mgmtdev.deviceClass, $0.configBytes) }
+            try s.read(p) { configJSON($0.mgmtdev.deviceClass, $0.configBytes) }
         },
         "read_config": { s, p, caller in
             let offset = try p.u64("offset"), length = try p.u64("length")
-            let bytes = try s.ownedOrAdminSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in
+            let bytes = try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) in
                 try d.readConfig(offset: offset, length: length)
             }
             return ["data": .string(hexString(bytes))]
         },
         "write_config": { s, p, caller in
             let offset = try p.u64("offset"), data = try p.hexBytes("data")
-            try s.ownedSlot(p, caller).sync { (d: inout VDPADevice) throws(VDPAError) in try d.writeConfig(offset: offset, data: data) }
+            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.writeConfig(offset: offset, data: data) }
             return [:]
         },
         "set_link": { s, p, caller in
             let link = try p.enumeration("link", LinkState.self)
             let name = try p.string("device")
-            let slot = try s.slot(name)
-            try s.requireAdmin(caller, "set_link")
-            try slot.sync { (d: inout VDPADevice) throws(VDPAError) in
-                try d.setLink(up: try link.validated(LinkState.allCases) == .up)
+            try s.registry.withDevice(name, .admin(operation: "set_link"), by: caller) { (d: inout VDPADevice) throws(VDPAError) in
+                try d.setLink(up: try link.validated() == .up)
             }
             s.logger.notice("link set", metadata: ["device": "\(name)", "link": "\(link.text)", "uid": "\(caller.uid)"])
             return [:]
@@ -267,10 +228,22 @@ extension VDPAService {
                     "max_write_zeroes_sectors": u(48, 4), "max_write_zeroes_seg": u(52, 4), "write_zeroes_may_unmap": u(56, 1)]
         }
     }
+}
 
-    static func record(from p: Params) throws(RPCError) -> DeviceRecord {
-        // Types only: a value out of its range is refused by the attributes' own check (EINVAL), which
-        // runs after the caller's role (docs/protocol.md §3's order).
+extension DeviceRecord {
+    /// Every key a device record has: add_device's params, a state-file entry and a config [[devices]] table.
+    public static let keys: Set<String> = ["name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "iova_first", "iova_last",
+                                           "users", "groups"]
+
+    /// The one decoder of a device record, whatever carries it — add_device's params, an entry of the state
+    /// file, a config file's [[devices]] table read as JSON — so all three accept the same values with the
+    /// same messages.  Types only: a value out of its range is refused by the attributes' own check (EINVAL)
+    /// when the device is made, which for add_device runs after the caller's role (docs/protocol.md §3's order).
+    public init(fields: JSON) throws(RPCError) {
+        try self.init(params: try Params(fields))
+    }
+
+    init(params p: Params) throws(RPCError) {
         func int(_ key: String) throws(RPCError) -> Int? {
             try p.optionalU64(key).map { Int(clamping: $0) }
         }
@@ -279,6 +252,6 @@ extension VDPAService {
         attributes.iovaRange = IOVARange(first: try p.optionalU64("iova_first") ?? 0, last: try p.optionalU64("iova_last") ?? .max)
         attributes.users = try p.optionalIDs("users") ?? []
         attributes.groups = try p.optionalIDs("groups") ?? []
-        return DeviceRecord(name: try p.string("name"), mgmtdev: try p.string("mgmtdev"), attributes: attributes)
+        self.init(name: try p.string("name"), mgmtdev: try p.string("mgmtdev"), attributes: attributes)
     }
 }

@@ -2,6 +2,8 @@
 // the same -32602 (with data.field) for a missing or ill-typed value, and
 // numbers are exact over 0…2^64−1 whether sent as integers or "0x…" strings.
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 
 struct Params {
     let members: [(String, JSON)]
@@ -163,37 +165,5 @@ struct Params {
             return mask
         }
         return try Self.number(v, field: key)
-    }
-}
-
-/// A `perm` value as sent, well-typed but not yet checked against the rule (docs/protocol.md §2: ro/wo/rw or 1…3).
-enum PermissionArgument {
-    case name(String)
-    case number(UInt64)
-
-    func validated() throws(VDPAError) -> Permission {
-        switch self {
-        case .name(let s):
-            guard let p = Permission(name: s) else { throw VDPAError(.EINVAL, "perm \"\(s)\" is not ro, wo or rw") }
-            return p
-        case .number(let u):
-            guard (1...3).contains(u) else { throw VDPAError(.EINVAL, "perm \(u) is not 1 (ro), 2 (wo) or 3 (rw)") }
-            return Permission(rawValue: UInt8(u))
-        }
-    }
-}
-
-/// A string that must name one of `E`'s values, checked in a method's range step (EINVAL otherwise).
-struct EnumArgument<E: RawRepresentable> where E.RawValue == String {
-    let field: String
-    let text: String
-
-    var value: E? { E(rawValue: text) }
-
-    func validated(_ allowed: [E]) throws(VDPAError) -> E {
-        guard let v = value else {
-            throw VDPAError(.EINVAL, "\(field) \"\(text)\" is not one of \(allowed.map { "\"\($0.rawValue)\"" }.joined(separator: ", "))")
-        }
-        return v
     }
 }

@@ -2,6 +2,8 @@
 // errors are mapped here, once: code = −errno, data.errno = its name, and
 // data.kernel_errno where the kernel would have said something else (R3).
 import VDPACore
+import VDPAJSON
+import VDPARegistry
 
 public struct RPCError: Error, Sendable {
     public var code: Int

@@ -3,6 +3,8 @@
 // requests and batches of them are parsed in place by the fast parser as
 // they arrive (a batch element by element across reads) and never walked by
 // the framer; everything else is framed and answered by the general path.
+import VDPAJSON
+import VDPARegistry
 
 public struct RequestStream {
     /// Why the connection must close after the replies written so far.

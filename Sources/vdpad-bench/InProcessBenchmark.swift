@@ -6,6 +6,7 @@
 // scripts/perf-guard.sh holds to a budget.
 import VDPAClient
 import VDPARPC
+import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif

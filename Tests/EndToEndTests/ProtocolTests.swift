@@ -3,6 +3,7 @@
 import Foundation
 import Testing
 import VDPAClient
+import VDPARPC
 
 @Suite("Protocol end to end", .serialized)
 struct ProtocolTests {

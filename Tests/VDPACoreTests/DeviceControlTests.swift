@@ -2,6 +2,7 @@
 // translate (rules R22–R36 and the matching edge cases).
 import Testing
 @testable import VDPACore
+import _VDPATestSupport
 
 @Suite("Control rules")
 struct ControlRuleTests {

@@ -3,32 +3,7 @@
 // Edge cases that do not apply at this layer are listed in README.md here.
 import Testing
 @testable import VDPACore
-
-let me = Owner(connection: 1, pid: 100, uid: 0)
-
-func device(_ kind: ManagementDevice = .vdpasimNet, legacy: Bool = false, range: IOVARange = .full,
-            acked: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID]) throws -> VDPADevice {
-    var d = try VDPADevice(name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind,
-                           attributes: DeviceAttributes(iovaRange: range, legacy: legacy))
-    try d.open(by: me)
-    var features = acked.intersection(d.offeredBackendFeatures)
-    if kind == .mlx5Net || !acked.contains(.descASID) { features = acked.intersection(d.offeredBackendFeatures) }
-    try d.setBackendFeatures(features)
-    return d
-}
-
-func expectError(_ errno: KernelErrno, kernel: KernelErrno? = nil, _ body: () throws -> Void,
-                 sourceLocation: SourceLocation = #_sourceLocation) {
-    do {
-        try body()
-        Issue.record("expected \(errno), got success", sourceLocation: sourceLocation)
-    } catch let error as VDPAError {
-        #expect(error.errno == errno, "\(error.message)", sourceLocation: sourceLocation)
-        if let kernel { #expect(error.kernelErrno == kernel, sourceLocation: sourceLocation) }
-    } catch {
-        Issue.record("unexpected \(error)", sourceLocation: sourceLocation)
-    }
-}
+import _VDPATestSupport
 
 @Suite("IOTLB rules")
 struct IOTLBRuleTests {

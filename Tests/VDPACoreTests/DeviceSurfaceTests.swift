@@ -5,6 +5,7 @@
 // that do not apply at this layer are listed in README.md here.
 import Testing
 @testable import VDPACore
+import _VDPATestSupport
 
 private func features(_ names: String..., class c: DeviceClass = .net) -> UInt64 {
     names.reduce(0) { $0 | VirtioFeatures.bit(named: $1, class: c)! }

@@ -1,6 +1,7 @@
 // IntervalTreeTests.swift — the B+ tree against a naive model, plus edges.
 import Testing
 @testable import VDPACore
+import _VDPATestSupport
 
 /// The obviously-correct model: a sorted array.
 struct NaiveIOTLB {

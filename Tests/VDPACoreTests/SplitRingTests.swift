@@ -4,6 +4,7 @@
 // control-queue runs as vdpasim_handle_cvq does them.
 import Testing
 @testable import VDPACore
+import _VDPATestSupport
 
 /// Guest memory as a flat byte array (IOVA = offset), with an optional hole.
 final class FlatMemory: RingMemory {

@@ -3,7 +3,10 @@
 // wait for them), the kernel errno of the IOTLB methods, and the order in
 // which every method checks its params (docs/protocol.md §3).
 import Testing
+import VDPAJSON
 @testable import VDPARPC
+@testable import VDPARegistry
+import _VDPATestSupport
 
 @Suite("Issue 11 defects")
 struct DefectTests {

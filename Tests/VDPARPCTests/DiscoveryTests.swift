@@ -3,7 +3,10 @@
 // and docs/openrpc.json equal to the document.
 import Foundation
 import Testing
+import VDPAJSON
 @testable import VDPARPC
+@testable import VDPARegistry
+import _VDPATestSupport
 
 @Suite("OpenRPC discovery")
 struct DiscoveryTests {
@@ -40,7 +43,7 @@ struct DiscoveryTests {
     static func call(_ method: String, _ params: [(String, JSON)]) -> JSON {
         let s = FastPathTests.service(fast: false)
         let request: JSON = ["jsonrpc": "2.0", "id": 1, "method": .string(method), "params": .object(params)]
-        return (try? JSON.parse(VDPARPCTests.call(s, request.text))) ?? .null
+        return (try? JSON.parse(_VDPATestSupport.call(s, request.text))) ?? .null
     }
 
     @Test("the specs name exactly the methods served")

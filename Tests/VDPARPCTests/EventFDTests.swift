@@ -4,7 +4,10 @@
 // who may read device state (R41 as vdpad's transport maps it).
 import Glibc
 import Testing
+import VDPAJSON
 @testable import VDPARPC
+@testable import VDPARegistry
+import _VDPATestSupport
 
 @Suite("Eventfds and device reads")
 struct EventFDTests {
@@ -24,7 +27,7 @@ struct EventFDTests {
     }
 
     static func call(_ s: VDPAService, _ method: String, _ params: String, as caller: Caller = admin) -> String {
-        VDPARPCTests.call(s, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":{\#(params)}}"#, as: caller)
+        _VDPATestSupport.call(s, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":{\#(params)}}"#, as: caller)
     }
 
     @Test("set_vring_kick / set_vring_call take the passed eventfd; a replaced one is closed; unset unbinds")
@@ -111,7 +114,7 @@ struct EventFDTests {
         #expect(!Self.isOpen(fds[1]))
         #expect(Self.call(s, "set_vring_call", #""device":"vdpa0","vq":0"#).contains(#""result":{}"#))       // takes fds[2]
         #expect(Self.isOpen(fds[2]))
-        #expect(s.takeDescriptor(admin.connection) == nil)
+        #expect(s.registry.takeDescriptor(for: admin) == nil)
     }
 
     @Test("a connection holds at most 64 passed descriptors; those never taken are closed with it")

@@ -3,7 +3,10 @@
 import Logging
 import Testing
 import VDPACore
+import VDPAJSON
 @testable import VDPARPC
+@testable import VDPARegistry
+import _VDPATestSupport
 
 extension SplitMix64 {
     /// A number in [0, n) (modulo: the slight bias does not matter to these tests).

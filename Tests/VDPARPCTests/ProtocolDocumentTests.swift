@@ -3,7 +3,10 @@
 // served.  A method added to one and not the other fails here.
 import Foundation
 import Testing
+import VDPAJSON
 @testable import VDPARPC
+@testable import VDPARegistry
+import _VDPATestSupport
 
 @Suite("Protocol document")
 struct ProtocolDocumentTests {

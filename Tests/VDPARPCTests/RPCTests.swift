@@ -2,14 +2,10 @@
 // framing, and golden request/response texts through the method table.
 import Foundation
 import Testing
+import VDPAJSON
 @testable import VDPARPC
-
-let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
-let user = Caller(connection: 2, pid: 2, uid: 1000, gid: 1000, isAdmin: false)
-
-func call(_ s: VDPAService, _ text: String, as caller: Caller = admin) -> String {
-    s.handle(text: Array(text.utf8), caller: caller).bytes.map { String(decoding: $0, as: UTF8.self) } ?? ""
-}
+@testable import VDPARegistry
+import _VDPATestSupport
 
 @Suite("JSON and framing")
 struct JSONTests {

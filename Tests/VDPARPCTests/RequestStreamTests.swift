@@ -3,7 +3,10 @@
 // the fast parser takes plain texts (batches element by element across
 // reads) and must hand everything else, and every limit, to the framer.
 import Testing
+import VDPAJSON
 @testable import VDPARPC
+@testable import VDPARegistry
+import _VDPATestSupport
 
 @Suite("Request stream")
 struct RequestStreamTests {

@@ -109,7 +109,8 @@ extension JSON {
 
     /// Writes `value` in decimal at `p` (room for 20 bytes) and returns how many bytes it wrote.
     @inline(__always)
-    static func writeDecimal(_ value: UInt64, to p: UnsafeMutablePointer<UInt8>) -> Int {
+    @inlinable
+    public static func writeDecimal(_ value: UInt64, to p: UnsafeMutablePointer<UInt8>) -> Int {
         var count = 1
         var v = value
         while v >= 10 {
@@ -175,13 +176,17 @@ extension JSON {
     }
 
     public static func parse(_ text: String) throws(JSONParseError) -> JSON { try parse(Array(text.utf8)) }
+
+    /// How deep values may nest: deeper input is refused rather than recursed into (stack safety); the
+    /// framer's incremental check (JSONSyntax) refuses at the same depth.
+    public static let maxDepth = 128
 }
 
 struct JSONParser {
     let bytes: [UInt8]
     var i = 0
     /// Nesting limit: deeper input is refused rather than recursed into (stack safety).
-    static let maxDepth = 128
+    static let maxDepth = JSON.maxDepth
 
     init(bytes: [UInt8]) { self.bytes = bytes }
 

@@ -225,9 +225,7 @@ final class DataPathWorker: @unchecked Sendable {
         let run = ControlQueue.run(&ring, memory, mac: Array(memory.device.configBytes.prefix(6)), budget: Self.chainsPerRun)
         rings[vq] = (key, ring)
         let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
-        try? slot.sync { (d: inout VDPADevice) throws(VDPAError) in
-            d.recordControlQueue(vq: vq, run: run, lastAvail: lastAvail, atomicIndexStores: atomicStores)
-        }
+        slot.sync { d in d.recordControlQueue(vq: vq, run: run, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
         return run.more
     }
 }

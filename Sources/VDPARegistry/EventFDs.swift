@@ -1,4 +1,4 @@
-// EventFDs.swift — the only place the RPC layer touches the eventfds a VMM
+// EventFDs.swift — the only place the service touches the eventfds a VMM
 // passes (SCM_RIGHTS): check that a descriptor is an eventfd as the kernel
 // does (R63–R65: a bad descriptor is EBADF, another kind of file EINVAL),
 // signal one, close one.  The core decides when; this carries it out.
@@ -9,7 +9,7 @@ import Glibc
 
 enum EventFDs {
     /// What a method expects to be passed: an eventfd (kick, call, config) or a socket (the store agent).
-    enum Kind { case eventfd, socket }
+    typealias Kind = DeviceRegistry.DescriptorKind
 
     /// Nil when `fd` is of `kind`; else the errno the kernel's eventfd_ctx_fdget would give (EBADF, EINVAL).
     static func check(_ fd: Int32, is kind: Kind = .eventfd) -> KernelErrno? {

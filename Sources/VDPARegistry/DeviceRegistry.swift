@@ -1,0 +1,325 @@
+// DeviceRegistry.swift — the typed service at the centre: the device table,
+// sessions, roles, limits, events and passed descriptors, behind one Swift
+// API that every front end calls the same way (decode, call, encode).  No
+// JSON and no sockets here: a connection is an id, a caller and an event
+// subscriber, so the whole service runs in-process in tests.
+//
+// Concurrency (DESIGN.md): each device is owned by its own lock and every
+// operation on it runs holding that lock, so operations on one device are
+// serial and different devices proceed in parallel; the table of devices is
+// a small map behind a lock; calls from one connection arrive in order, and
+// each call waits for its device, so replies keep request order.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Logging
+import Synchronization
+import VDPACore
+
+/// What survives a restart: how a device was created.
+public struct DeviceRecord: Equatable, Sendable {
+    public var name: String
+    public var mgmtdev: String
+    public var attributes: DeviceAttributes
+
+    public init(name: String, mgmtdev: String, attributes: DeviceAttributes) {
+        self.name = name
+        self.mgmtdev = mgmtdev
+        self.attributes = attributes
+    }
+}
+
+public struct ServiceLimits: Sendable {
+    public var maxDevices = 1024
+    public var maxIOTLBEntries = 1 << 21
+    public var maxBatch = 4096
+    public var eventBuffer = 4096
+
+    public init() {}
+}
+
+public final class DeviceRegistry: Sendable {
+    public let limits: ServiceLimits
+    private let devices = Locked<[DeviceName: DeviceSlot]>([:])
+    /// Bumped on every change of `devices`, so a front end may keep the slot it used last.
+    private let generation = Atomic<UInt64>(0)
+    /// Serialises add/del with the persistence hook so the state file follows acknowledged order.
+    private let registryLock = Locked<Void>(())
+    private let events: EventLog
+    private let subscribers = Locked<[UInt64: Subscription]>([:])
+    private let openConnections = Atomic<Int>(0)
+    /// Descriptors each connection passed (SCM_RIGHTS) that no request has taken yet, oldest first.
+    private let passedDescriptors = Locked<[UInt64: [Int32]]>([:])
+    /// Called under the registry lock after every change of the device set, with the new set.
+    /// Throwing refuses the change (e.g. the state file cannot be written).
+    private let persist: @Sendable ([DeviceRecord]) throws -> Void
+    let logger: Logger
+
+    private struct Subscription {
+        let subscriber: any EventSubscriber
+        var types: Set<EventType>?
+    }
+
+    public init(limits: ServiceLimits = ServiceLimits(),
+                logger: Logger = Logger(label: "vdpad.registry", factory: { _ in SwiftLogNoOpLogHandler() }),
+                persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
+        self.limits = limits
+        self.logger = logger
+        self.persist = persist
+        events = EventLog(capacity: limits.eventBuffer)
+    }
+
+    // MARK: The device table
+
+    /// Changes whenever a device is added or removed: a slot found at one value stays right while it holds.
+    @inlinable
+    public var tableGeneration: UInt64 { generationValue() }
+
+    @usableFromInline
+    func generationValue() -> UInt64 { generation.load(ordering: .acquiring) }
+
+    /// The device named `name`; ENODEV when there is none (a name no device could have included).
+    public func slot(named name: String) throws(VDPAError) -> DeviceSlot {
+        guard let key = DeviceName(rawValue: name), let slot = devices.withLock({ $0[key] }) else {
+            throw VDPAError(.ENODEV, "no device named \(name)")
+        }
+        return slot
+    }
+
+    /// Runs `body` on the device named `name` once `access` lets `caller` in: ENODEV, then EPERM, then the
+    /// operation's own rules (docs/protocol.md §3's order).
+    public func withDevice<T>(_ name: String, _ access: DeviceAccess, by caller: Caller,
+                              _ body: (inout VDPADevice) throws(VDPAError) -> T) throws(VDPAError) -> T {
+        try slot(named: name).sync(access, by: caller, body)
+    }
+
+    /// Every device's slot, in name order.
+    public func allSlots() -> [DeviceSlot] {
+        devices.withLock { table in table.keys.sorted().map { table[$0]! } }
+    }
+
+    public var deviceCount: Int { devices.withLock { $0.count } }
+
+    /// Waits for every device in turn (the watchdog: a device stuck in an operation stops the pings).
+    public func probeDevices() { for slot in allSlots() { slot.read { _ in } } }
+
+    /// The records of every device, sorted by name (for the state file).
+    public func deviceRecords() -> [DeviceRecord] {
+        allSlots().map { s in s.read { DeviceRecord(name: $0.name.rawValue, mgmtdev: $0.mgmtdev.name, attributes: $0.attributes) } }
+    }
+
+    private func setSlot(_ slot: DeviceSlot?, for name: DeviceName) {
+        devices.withLock {
+            $0[name] = slot
+            generation.add(1, ordering: .releasing)
+        }
+    }
+
+    /// A device as `record` describes it: EINVAL for a bad name or attribute, ENODEV for an unknown parent.
+    public func makeDevice(_ record: DeviceRecord) throws(VDPAError) -> VDPADevice {
+        guard let name = DeviceName(rawValue: record.name) else {
+            throw VDPAError(.EINVAL, "device name \"\(record.name)\" is not 1–32 of [A-Za-z0-9_.-]")
+        }
+        guard let mgmtdev = ManagementDevice(rawValue: record.mgmtdev) else {
+            throw VDPAError(.ENODEV, "no management device named \(record.mgmtdev); see list_mgmtdevs")
+        }
+        return try VDPADevice(name: name, mgmtdev: mgmtdev, attributes: record.attributes, maxEntriesPerASID: limits.maxIOTLBEntries)
+    }
+
+    /// Creates devices from the state file or config at start, without persisting again.
+    public func restore(_ records: [DeviceRecord]) throws(VDPAError) {
+        for record in records {
+            let device = try makeDevice(record)
+            setSlot(DeviceSlot(device), for: device.name)
+        }
+    }
+
+    /// add_device: an admin's; EINVAL/ENODEV for the record, EEXIST, ENOSPC past max_devices, EIO when the
+    /// state file cannot be written (nothing added).  Returns the new device as it starts.
+    public func add(_ record: DeviceRecord, by caller: Caller) throws(VDPAError) -> VDPADevice {
+        try caller.requireAdmin("add_device")
+        let device = try makeDevice(record)
+        try registryLock.withLock { _ throws(VDPAError) in
+            let (count, taken) = devices.withLock { ($0.count, $0[device.name] != nil) }
+            if taken { throw VDPAError(.EEXIST, "a device named \(record.name) already exists") }
+            guard count < limits.maxDevices else {
+                throw VDPAError(.ENOSPC, "vdpad already holds max_devices \(limits.maxDevices) devices")
+            }
+            do {
+                try persist(deviceRecords() + [record])
+            } catch {
+                throw VDPAError(.EIO, "could not save the state file, \(record.name) not added: \(error)")
+            }
+            setSlot(DeviceSlot(device), for: device.name)
+        }
+        logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
+        emit(.deviceAdded(mgmtdev: record.mgmtdev), device: record.name)
+        return device
+    }
+
+    /// del_device: an admin's; ENODEV, EBUSY while open unless `force` (which ends the session first and
+    /// tells its owner), EIO when the state file cannot be written (nothing deleted).
+    public func remove(_ name: String, force: Bool, by caller: Caller) throws(VDPAError) {
+        try caller.requireAdmin("del_device")
+        let owner: Owner? = try registryLock.withLock { _ throws(VDPAError) in
+            let slot = try slot(named: name)
+            let owner = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Owner? in
+                guard let owner = d.owner else { return nil }
+                guard force else {
+                    throw VDPAError(.EBUSY, "\(name) is open (pid \(owner.pid), uid \(owner.uid)); use force to close its session first")
+                }
+                return owner
+            }
+            do {
+                try persist(deviceRecords().filter { $0.name != name })
+            } catch {
+                throw VDPAError(.EIO, "could not save the state file, \(name) not deleted: \(error)")
+            }
+            slot.sync { $0.release() }
+            setSlot(nil, for: DeviceName(rawValue: name)!)
+            return owner
+        }
+        if let owner { emit(.sessionClosed(reason: .deviceDeleted), device: name, alsoTo: owner.connection) }
+        logger.notice("device deleted", metadata: ["device": "\(name)", "forced": "\(owner != nil)", "uid": "\(caller.uid)"])
+        emit(.deviceRemoved, device: name)
+    }
+
+    // MARK: Sessions
+
+    /// open: whoever the device lets open it; EBUSY when open already (R34).  Returns the device as opened.
+    public func open(_ name: String, by caller: Caller) throws(VDPAError) -> VDPADevice {
+        let device = try withDevice(name, .opener, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> VDPADevice in
+            try d.open(by: caller.owner)
+            return d
+        }
+        emit(.ownerChanged(owner: caller.owner, reason: nil), device: name)
+        return device
+    }
+
+    /// close: the owner's; the session ends as at a disconnect (§6).
+    public func close(_ name: String, by caller: Caller) throws(VDPAError) {
+        try withDevice(name, .owner, by: caller) { $0.release() }
+        emit(.ownerChanged(owner: nil, reason: .close), device: name)
+    }
+
+    /// Runs a status-changing operation (set_status, reset) for the owner and reports `status_changed`
+    /// when the byte moved or was written 0.
+    public func changeStatus(_ name: String, by caller: Caller, _ body: (inout VDPADevice) throws(VDPAError) -> Void) throws(VDPAError) {
+        let (before, after) = try withDevice(name, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> (UInt8, UInt8) in
+            let before = d.status
+            try body(&d)
+            return (before, d.status)
+        }
+        if before != after || after == 0 { emit(.statusChanged(status: after, previous: before), device: name) }
+    }
+
+    // MARK: Connections
+
+    public func connectionOpened(_ connection: UInt64, subscriber: any EventSubscriber) {
+        subscribers.withLock { $0[connection] = Subscription(subscriber: subscriber, types: nil) }
+        openConnections.add(1, ordering: .relaxed)
+    }
+
+    /// Releases every device the connection owns (docs/protocol.md §6) and closes the descriptors it passed
+    /// that no request took.
+    public func connectionClosed(_ connection: UInt64) {
+        subscribers.withLock { _ = $0.removeValue(forKey: connection) }
+        for fd in passedDescriptors.withLock({ $0.removeValue(forKey: connection) }) ?? [] { EventFDs.close(fd) }
+        openConnections.subtract(1, ordering: .relaxed)
+        for slot in allSlots() {
+            // Check and release in one hop, so nobody can open the device in between.
+            guard slot.release(if: { $0.owner?.connection == connection }) != nil else { continue }
+            let name = slot.read { $0.name.rawValue }
+            logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
+            emit(.ownerChanged(owner: nil, reason: .disconnect), device: name)
+        }
+    }
+
+    public var connectionCount: Int { openConnections.load(ordering: .relaxed) }
+
+    // MARK: Descriptors passed with SCM_RIGHTS
+
+    /// How many passed descriptors a connection may hold before requests take them.
+    public static let maxPassedDescriptors = 64
+
+    /// Queues descriptors received on `connection` (in arrival order: the n-th request that takes one takes
+    /// the n-th passed).  Returns false, and closes them, when the queue would exceed `maxPassedDescriptors`:
+    /// the caller then ends the connection.
+    public func descriptorsReceived(_ fds: [Int32], on connection: UInt64) -> Bool {
+        let accepted = passedDescriptors.withLock { table -> Bool in
+            guard (table[connection]?.count ?? 0) + fds.count <= Self.maxPassedDescriptors else { return false }
+            table[connection, default: []] += fds
+            return true
+        }
+        if !accepted { fds.forEach(EventFDs.close) }
+        return accepted
+    }
+
+    /// The oldest descriptor `caller`'s connection passed and no request has taken yet.  A request takes it
+    /// before anything else is checked, so requests and descriptors stay paired even when one fails; whoever
+    /// takes it hands it to `useDescriptor` or `discardDescriptor`.
+    public func takeDescriptor(for caller: Caller) -> Int32? {
+        passedDescriptors.withLock { table -> Int32? in
+            guard var queue = table[caller.connection], !queue.isEmpty else { return nil }
+            let fd = queue.removeFirst()
+            table[caller.connection] = queue
+            return fd
+        }
+    }
+
+    /// Closes a taken descriptor that no device will hold (its request failed before reaching one).
+    public func discardDescriptor(_ fd: Int32) { EventFDs.close(fd) }
+
+    /// What a descriptor method expects to be passed.
+    public enum DescriptorKind: Sendable { case eventfd, socket }
+
+    /// The descriptor methods (docs/protocol.md §5.5), with the descriptor taken by `takeDescriptor` (nil:
+    /// none was passed, or the request unsets): the device, its owner and `precheck` (the vq index; R44
+    /// before R63); then EBADF when nothing was passed (unless `unset`), EBADF/EINVAL when the descriptor is
+    /// not of `kind`; then `apply`.  On failure the descriptor is closed; on success the device holds it.
+    public func useDescriptor(_ fd: Int32?, unset: Bool, kind: DescriptorKind = .eventfd, device name: String, by caller: Caller,
+                              _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
+                              precheck: (inout VDPADevice) throws(VDPAError) -> Void) throws(VDPAError) {
+        do throws(VDPAError) {
+            try withDevice(name, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
+                try precheck(&d)
+                if !unset {
+                    guard let fd else {
+                        throw VDPAError(.EBADF, "no descriptor was passed for this request: send an eventfd with SCM_RIGHTS "
+                                        + "with (or before) the request's bytes, or set unset: true")
+                    }
+                    if let errno = EventFDs.check(fd, is: kind) {
+                        throw VDPAError(errno, errno == .EBADF ? "descriptor \(fd) is not open"
+                                        : "the descriptor passed is not \(kind == .eventfd ? "an eventfd (R63–R65)" : "a socket")")
+                    }
+                }
+                try apply(&d, fd.map(EventFD.init))
+            }
+        } catch {
+            if let fd { EventFDs.close(fd) }
+            throw error
+        }
+    }
+
+    // MARK: Events
+
+    /// Subscribes `connection` to `types` (replacing what it had); returns the latest sequence number.
+    public func subscribe(_ connection: UInt64, to types: Set<EventType>) -> UInt64 {
+        subscribers.withLock { $0[connection]?.types = types }
+        return events.latest
+    }
+
+    /// The events after `seq` still in the buffer, and the sequence number to ask from next.
+    public func events(since seq: UInt64) -> (events: [Event], next: UInt64) { events.since(seq) }
+
+    /// Records an event and delivers it to its subscribers (and to `owner`'s connection, subscribed or not).
+    func emit(_ kind: Event.Kind, device: String, alsoTo owner: UInt64? = nil) {
+        let event = events.append(kind, device: device)
+        let targets = subscribers.withLock { table in
+            table.compactMap { (id, s) -> (any EventSubscriber)? in
+                (s.types?.contains(event.type) == true || id == owner) ? s.subscriber : nil
+            }
+        }
+        for target in targets { target.deliver(event) }
+    }
+}
