@@ -18,7 +18,9 @@
 // synchronously, and `queue.sync` cost a block allocation and ~225 ns each
 // time; the connection's queue only runs its Dispatch write source and timers,
 // whose handlers take the lock like everyone else.
-import Dispatch
+// Dispatch's source types are not marked Sendable on Linux (Darwin's are); they are safe to share, and
+// here they are only touched holding the connection's lock.
+@preconcurrency import Dispatch
 import Logging
 import UnixSocket
 import VDPAJSON
@@ -28,37 +30,42 @@ import VDPARegistry
 import Glibc
 #endif
 
-final class Connection: NotificationSink, @unchecked Sendable {
+final class Connection: NotificationSink, Sendable {
     let id: UInt64
     let fd: Int32
     let caller: Caller
-    /// Runs the write source and the timers (their handlers take `lock`).
+    /// Runs the write source and the timers (their handlers take the lock).
     let queue: DispatchQueue
-    /// Guards everything below marked "locked": output, write source state, timers, state flags.
-    private let lock = Locked<Void>(())
     private let service: VDPAService
     private let limits: ConnectionLimits
     private let logger: Logger
     private let onClose: @Sendable (UInt64) -> Void
+    /// Everything about the connection that changes, behind its one lock.
+    private let state = Locked(State())
 
-    // locked
-    private var output: [UInt8] = []
-    private var outputOffset = 0
-    private var writeSource: DispatchSourceWrite?
-    private var writeSuspended = true
-    private var closed = false
-    /// SIGTERM: answer what has arrived, then close with an orderly EOF.
-    private var stopping = false
-    /// Stopping, and the reader has answered everything that arrived: close once it is all sent.
-    private var inputAnswered = false
+    private struct State: Sendable {
+        var output: [UInt8] = []
+        var outputOffset = 0
+        var writeSource: (any DispatchSourceWrite)?
+        var writeSuspended = true
+        var closed = false
+        /// SIGTERM: answer what has arrived, then close with an orderly EOF.
+        var stopping = false
+        /// Stopping, and the reader has answered everything that arrived: close once it is all sent.
+        var inputAnswered = false
+        var readerWaiting = false
+        var stallTimer: (any DispatchSourceTimer)?
+        var idleTimer: (any DispatchSourceTimer)?
+        /// Notifications this connection's own requests caused, sent after their reply (the reader thread
+        /// adds and takes them).
+        var ownEvents: [UInt8] = []
+
+        var unsent: Int { output.count - outputOffset }
+    }
+
     /// The reader waits on `drained` while more than this many reply bytes wait for the client.
     private var pauseThreshold: Int { max(4096, limits.maxOutputBytes / 4) }
-    private var readerWaiting = false
-    private var stallTimer: DispatchSourceTimer?
-    private var idleTimer: DispatchSourceTimer?
 
-    /// Reader thread only: notifications this connection's own requests caused, sent after their reply.
-    private var ownEvents: [UInt8] = []
     /// Marks the reader thread of a connection, so `send` can tell its own requests' events apart.
     private static let readerKey: pthread_key_t = {
         var key = pthread_key_t()
@@ -94,7 +101,7 @@ final class Connection: NotificationSink, @unchecked Sendable {
     /// Signalled by the write source's cancel handler: only then may the fd be closed.
     private let writeSourceGone = DispatchSemaphore(value: 0)
 
-    struct ConnectionLimits {
+    struct ConnectionLimits: Sendable {
         var maxRequestBytes: Int
         var maxOutputBytes: Int
         var idleTimeoutSeconds: Int
@@ -112,24 +119,27 @@ final class Connection: NotificationSink, @unchecked Sendable {
         queue = DispatchQueue(label: "vdpad.connection.\(id)")
     }
 
-    /// Runs `body` holding the connection's lock.
-    private func locked<T>(_ body: () -> T) -> T { lock.withLock { _ in body() } }
-
     /// Starts serving; false if no thread could be started (the caller closes the fd).
     func start() -> Bool {
         service.connectionOpened(id, sink: self)
         let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
-        write.setEventHandler { [weak self] in self?.locked { self?.flush() } }
+        write.setEventHandler { [weak self] in self?.withState { $1.flush(&$0) } }
         write.setCancelHandler { [writeSourceGone] in writeSourceGone.signal() }
-        writeSource = write
+        state.withLock { $0.writeSource = write }
         guard DetachedThread.start({ [self] in serve() }) else {
             logger.error("cannot start a thread for a connection", metadata: ["pid": "\(caller.pid)"])
-            locked { close(reason: nil) }
+            withState { $1.close(&$0, reason: nil) }
             service.connectionClosed(id)
             writeSourceGone.wait()
             return false
         }
         return true
+    }
+
+    /// Runs `body` holding the lock, with the state and the connection (whose methods below take the state
+    /// `inout`: they run only here, so the compiler sees that nothing reaches the state without the lock).
+    private func withState<T>(_ body: (inout State, Connection) -> T) -> T {
+        state.withLock { body(&$0, self) }
     }
 
     // MARK: Reader thread
@@ -151,23 +161,19 @@ final class Connection: NotificationSink, @unchecked Sendable {
                 if !kept {
                     // The error line goes after the replies to everything sent before, then the close.
                     var refusal = service.descriptorLimitError()
-                    _ = locked { deliver(&refusal, partial: .none, failure: "too many passed descriptors") }
+                    _ = withState { $1.deliver(&$0, &refusal, partial: .none, failure: "too many passed descriptors") }
                     break
                 }
             }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 let reason = n == 0 ? nil : "read failed: \(String(cString: strerror(errno)))"
-                locked { peerDone(reason: reason) }
+                withState { $1.peerDone(&$0, reason: reason) }
                 break
             }
             answering: while true {
                 let answeredBefore = stream.textsAnswered
                 let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
-                if !ownEvents.isEmpty {
-                    replies += ownEvents
-                    ownEvents.removeAll(keepingCapacity: true)
-                }
                 let failure: String? = switch progress {
                 case .end(.tooLarge): "request over max_request_bytes"
                 case .end(.notJSON): "input is not JSON"
@@ -177,7 +183,14 @@ final class Connection: NotificationSink, @unchecked Sendable {
                 // reads end mid-text keeps its connection.
                 let partial: PartialText = !stream.hasPartialText ? .none
                     : stream.textsAnswered == answeredBefore ? .continuing : .started
-                switch locked({ deliver(&replies, partial: partial, failure: failure) }) {
+                let next = withState { (s, c) -> NextStep in
+                    if !s.ownEvents.isEmpty {
+                        replies += s.ownEvents
+                        s.ownEvents.removeAll(keepingCapacity: true)
+                    }
+                    return c.deliver(&s, &replies, partial: partial, failure: failure)
+                }
+                switch next {
                 case .read: break
                 case .waitForDrain: drained.wait()
                 case .finish: break reading
@@ -199,68 +212,68 @@ final class Connection: NotificationSink, @unchecked Sendable {
     /// that began after the last one answered.
     private enum PartialText { case none, continuing, started }
 
-    /// locked: queues the replies of one read and sends what the socket takes.
-    private func deliver(_ replies: inout [UInt8], partial: PartialText, failure: String?) -> NextStep {
-        guard !closed else { return .finish }
-        if output.count == outputOffset {
-            swap(&output, &replies)  // the usual case: nothing pending, no copy
-            outputOffset = 0
+    /// Queues the replies of one read and sends what the socket takes.
+    private func deliver(_ s: inout State, _ replies: inout [UInt8], partial: PartialText, failure: String?) -> NextStep {
+        guard !s.closed else { return .finish }
+        if s.unsent == 0 {
+            swap(&s.output, &replies)  // the usual case: nothing pending, no copy
+            s.outputOffset = 0
         } else {
-            output += replies
+            s.output += replies
         }
         replies.removeAll(keepingCapacity: true)
-        if output.count - outputOffset > limits.maxOutputBytes {
-            close(reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
+        if s.unsent > limits.maxOutputBytes {
+            close(&s, reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
             return .finish
         }
-        flush()
+        flush(&s)
         if let failure {
-            close(reason: failure)
+            close(&s, reason: failure)
             return .finish
         }
-        guard !closed else { return .finish }
-        armIdleTimer(partial: partial)
-        guard output.count - outputOffset > pauseThreshold else { return .read }
-        readerWaiting = true
+        guard !s.closed else { return .finish }
+        armIdleTimer(&s, partial: partial)
+        guard s.unsent > pauseThreshold else { return .read }
+        s.readerWaiting = true
         // A client that leaves its replies unread for idle_timeout_s is disconnected (its devices released).
-        stallTimer = closeAfterIdleTimeout(reason: "client left its replies unread")
+        s.stallTimer = closeAfterIdleTimeout(reason: "client left its replies unread")
         return .waitForDrain
     }
 
-    /// locked: the peer closed its end (or the read failed).
-    private func peerDone(reason: String?) {
-        guard !closed else { return }
-        if stopping {
-            inputAnswered = true
-            flush()  // closes once everything is sent
+    /// The peer closed its end (or the read failed).
+    private func peerDone(_ s: inout State, reason: String?) {
+        guard !s.closed else { return }
+        if s.stopping {
+            s.inputAnswered = true
+            flush(&s)  // closes once everything is sent
         } else {
-            close(reason: reason)
+            close(&s, reason: reason)
         }
     }
 
-    // MARK: Output (locked)
+    // MARK: Output
 
     /// A text that stays half-sent idle_timeout_s after the last text answered (or the connection
     /// opened) closes the connection.  Re-armed only when a new text began, not on every read.
-    private func armIdleTimer(partial: PartialText) {
+    private func armIdleTimer(_ s: inout State, partial: PartialText) {
         switch partial {
         case .none:
-            idleTimer?.cancel()
-            idleTimer = nil
+            s.idleTimer?.cancel()
+            s.idleTimer = nil
         case .started:
-            idleTimer?.cancel()
-            idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete")
+            s.idleTimer?.cancel()
+            s.idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete")
         case .continuing:
-            if idleTimer == nil { idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete") }
+            if s.idleTimer == nil { s.idleTimer = closeAfterIdleTimeout(reason: "a request stayed incomplete") }
         }
     }
 
     /// A timer that closes the connection once idle_timeout_s has passed, unless cancelled first.
-    private func closeAfterIdleTimeout(reason: String) -> DispatchSourceTimer {
+    private func closeAfterIdleTimeout(reason: String) -> any DispatchSourceTimer {
         let timer = DispatchSource.makeTimerSource(queue: queue)
         let seconds = limits.idleTimeoutSeconds
         timer.schedule(deadline: .now() + .seconds(seconds))
-        timer.setEventHandler { [weak self] in self?.locked { self?.close(reason: "\(reason) for idle_timeout_s \(seconds)") } }
+        timer.setEventHandler { [weak self] in self?.withState { $1.close(&$0, reason: "\(reason) for idle_timeout_s \(seconds)") } }
         timer.resume()
         return timer
     }
@@ -270,70 +283,69 @@ final class Connection: NotificationSink, @unchecked Sendable {
         var bytes = notification.encoded()
         bytes.append(0x0A)
         if pthread_getspecific(Self.readerKey) == Unmanaged.passUnretained(self).toOpaque() {
-            ownEvents += bytes  // caused by the request being answered on this thread: after its reply
+            // Caused by the request being answered on this thread: sent after its reply.
+            state.withLock { $0.ownEvents += bytes }
             return
         }
         // Another connection's request (or a device release) caused it: handed to this connection's
         // queue, so the emitter never waits for this connection's lock.
-        queue.async { [weak self, bytes] in self?.locked { self?.enqueueNotification(bytes) } }
+        queue.async { [weak self, bytes] in self?.withState { $1.enqueueNotification(&$0, bytes) } }
     }
 
-    /// locked
-    private func enqueueNotification(_ bytes: [UInt8]) {
-        guard !closed else { return }
-        output += bytes
-        if output.count - outputOffset > limits.maxOutputBytes {
-            close(reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
+    private func enqueueNotification(_ s: inout State, _ bytes: [UInt8]) {
+        guard !s.closed else { return }
+        s.output += bytes
+        if s.unsent > limits.maxOutputBytes {
+            close(&s, reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
             return
         }
-        flush()
+        flush(&s)
     }
 
-    /// locked
-    private func flush() {
-        while !closed && outputOffset < output.count {
-            let n = output.withUnsafeBytes {
-                Glibc.send(fd, $0.baseAddress! + outputOffset, output.count - outputOffset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+    private func flush(_ s: inout State) {
+        while !s.closed && s.unsent > 0 {
+            let n = s.output.withUnsafeBytes { [offset = s.outputOffset] in
+                Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
             }
             if n > 0 {
-                outputOffset += n
+                s.outputOffset += n
                 continue
             }
             if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                if writeSuspended { writeSuspended = false; writeSource?.resume() }
-                wakeReaderIfDrained()
+                if s.writeSuspended { s.writeSuspended = false; s.writeSource?.resume() }
+                wakeReaderIfDrained(&s)
                 return
             }
-            close(reason: nil)  // the peer went away
+            close(&s, reason: nil)  // the peer went away
             return
         }
-        guard !closed else { return }
-        output.removeAll(keepingCapacity: output.count < 1 << 20)
-        outputOffset = 0
-        if !writeSuspended { writeSuspended = true; writeSource?.suspend() }
-        wakeReaderIfDrained()
-        if inputAnswered {
+        guard !s.closed else { return }
+        s.output.removeAll(keepingCapacity: s.output.count < 1 << 20)
+        s.outputOffset = 0
+        if !s.writeSuspended { s.writeSuspended = true; s.writeSource?.suspend() }
+        wakeReaderIfDrained(&s)
+        if s.inputAnswered {
             // Everything received is answered and sent: EOF first, so the peer reads every reply
             // (closing with unread input would make the kernel reset the connection instead).
             Glibc.shutdown(fd, Int32(SHUT_WR))
-            close(reason: nil)
+            close(&s, reason: nil)
         }
     }
 
-    private func wakeReaderIfDrained() {
-        guard readerWaiting, output.count - outputOffset <= pauseThreshold else { return }
-        readerWaiting = false
-        stallTimer?.cancel()
-        stallTimer = nil
+    private func wakeReaderIfDrained(_ s: inout State) {
+        guard s.readerWaiting, s.unsent <= pauseThreshold else { return }
+        s.readerWaiting = false
+        s.stallTimer?.cancel()
+        s.stallTimer = nil
         drained.signal()
     }
 
     /// Answers every request already received, sends the replies, then closes (SIGTERM).
     func shutdown() {
-        locked {
-            guard !closed else { return }
-            stopping = true
+        withState { s, _ in
+            guard !s.closed else { return }
+            s.stopping = true
             // The reader gets what is queued, then end of stream: it answers that and `peerDone` flushes.
             Glibc.shutdown(fd, Int32(SHUT_RD))
         }
@@ -341,18 +353,17 @@ final class Connection: NotificationSink, @unchecked Sendable {
 
     /// Ends the connection: no more output; the reader thread wakes (its recv returns at once) and
     /// finishes the teardown.
-    private func close(reason: String?) {
-        guard !closed else { return }
-        closed = true
+    private func close(_ s: inout State, reason: String?) {
+        guard !s.closed else { return }
+        s.closed = true
         if let reason { logger.warning("closing connection", metadata: ["connection": "\(id)", "pid": "\(caller.pid)", "reason": "\(reason)"]) }
-        idleTimer?.cancel()
-        stallTimer?.cancel()
-        if writeSuspended { writeSource?.resume() }  // a suspended source never runs its cancel handler
-        writeSource?.cancel()
+        s.idleTimer?.cancel()
+        s.stallTimer?.cancel()
+        if s.writeSuspended { s.writeSource?.resume() }  // a suspended source never runs its cancel handler
+        s.writeSource?.cancel()
         Glibc.shutdown(fd, Int32(SHUT_RDWR))
-        readerWaiting = false
+        s.readerWaiting = false
         drained.signal()
         closedSignal.signal()
     }
 }
-
