@@ -2,7 +2,8 @@
 // signals (TERM stops, HUP reloads), the systemd notifications and the
 // watchdog.  READY=1 is sent only once the socket listens and the devices
 // are restored.
-import Dispatch
+// Dispatch's source types are not marked Sendable on Linux; here they are only touched under a lock.
+@preconcurrency import Dispatch
 import Logging
 import UnixSocket
 import VDPACore
@@ -13,7 +14,7 @@ import VDPARegistry
 import Glibc
 #endif
 
-public final class Daemon: @unchecked Sendable {
+public final class Daemon: Sendable {
     public static let version = "0.1.0"
 
     let config: DaemonConfig
@@ -24,14 +25,33 @@ public final class Daemon: @unchecked Sendable {
     let service: VDPAService
     let adminGroup: gid_t?
     private let queue = DispatchQueue(label: "vdpad.main")
-    private var listenFD: Int32 = -1
-    private var acceptSource: DispatchSourceRead?
-    private var signalSources: [DispatchSourceSignal] = []
-    private var watchdog: DispatchSourceTimer?
     private let connections = Locked<[UInt64: Connection]>([:])
-    private var nextConnection: UInt64 = 0
-    private var stopping = false
     private let ownsSocketPath: Bool
+    /// What changes over the daemon's life, behind one lock (touched at start, on the main queue and by the
+    /// watchdog's queue).
+    private let runtime: Locked<Runtime>
+
+    /// Where the daemon is in its life; it only moves forward.
+    enum Lifecycle: Equatable, Sendable {
+        /// Restoring state and opening the socket; no READY=1 yet.
+        case starting
+        /// READY=1 sent; accepting connections.
+        case serving
+        /// SIGTERM or SIGINT: no new connections, answering what each sent, then exit 0.
+        case stopping
+    }
+
+    private struct Runtime: Sendable {
+        var lifecycle = Lifecycle.starting
+        var listenFD: Int32
+        var acceptSource: (any DispatchSourceRead)?
+        var signalSources: [any DispatchSourceSignal] = []
+        var watchdog: (any DispatchSourceTimer)?
+        var nextConnection: UInt64 = 0
+    }
+
+    /// Where the daemon is now.
+    var lifecycle: Lifecycle { runtime.withLock { $0.lifecycle } }
 
     public init(config: DaemonConfig, configPath: String?, socketPath: String, stateDirectory: String, logger: Logger) throws {
         self.config = config
@@ -51,7 +71,8 @@ public final class Daemon: @unchecked Sendable {
         // vdpad.socket names its fd "vdpad" (FileDescriptorName=); without that name, take the first.
         let passed = Systemd.listenFDs()
         ownsSocketPath = passed.isEmpty
-        if let chosen = passed.first(where: { $0.name == "vdpad" }) ?? passed.first { listenFD = chosen.fd }
+        let chosen = passed.first(where: { $0.name == "vdpad" }) ?? passed.first
+        runtime = Locked(Runtime(listenFD: chosen?.fd ?? -1))
     }
 
     /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.
@@ -64,12 +85,15 @@ public final class Daemon: @unchecked Sendable {
                 guard let g = Listener.groupID(name) else { throw ConfigError("socket_group \"\(name)\" is not a known group") }
                 group = g
             }
-            listenFD = try Listener.create(path: socketPath, mode: config.socketMode, group: group)
+            let fd = try Listener.create(path: socketPath, mode: config.socketMode, group: group)
+            runtime.withLock { $0.listenFD = fd }
         }
+        let listenFD = runtime.withLock { $0.listenFD }
         Listener.setNonBlocking(listenFD)
-        startAccepting()
+        startAccepting(listenFD)
         installSignals()
         startWatchdog()
+        runtime.withLock { $0.lifecycle = .serving }
         logger.notice("vdpad ready", metadata: ["socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
                                                  "devices": "\(service.deviceCount)"])
         notify("READY=1\nSTATUS=\(statusLine())")
@@ -114,14 +138,14 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: Accepting
 
-    private func startAccepting() {
+    private func startAccepting(_ listenFD: Int32) {
         let source = DispatchSource.makeReadSource(fileDescriptor: listenFD, queue: queue)
-        source.setEventHandler { [weak self] in self?.acceptAll() }
+        source.setEventHandler { [weak self] in self?.acceptAll(listenFD) }
         source.resume()
-        acceptSource = source
+        runtime.withLock { $0.acceptSource = source }
     }
 
-    private func acceptAll() {
+    private func acceptAll(_ listenFD: Int32) {
         while true {
             let fd = retryingOnEINTR { accept(listenFD, nil, nil) }
             if fd < 0 {
@@ -154,14 +178,17 @@ public final class Daemon: @unchecked Sendable {
             logger.warning("connection refused: max_connections reached", metadata: ["pid": "\(cred.pid)"])
             return
         }
-        nextConnection += 1
+        let id = runtime.withLock { r -> UInt64 in
+            r.nextConnection += 1
+            return r.nextConnection
+        }
         let groups = Listener.groups(of: cred.uid, primary: cred.gid)
         let isAdmin = cred.uid == 0 || adminGroup.map { groups.contains($0) } == true
-        let caller = Caller(connection: nextConnection, pid: cred.pid, uid: cred.uid, gid: cred.gid,
+        let caller = Caller(connection: id, pid: cred.pid, uid: cred.uid, gid: cred.gid,
                             supplementaryGroups: groups, isAdmin: isAdmin)
         let limits = Connection.ConnectionLimits(maxRequestBytes: config.maxRequestBytes, maxOutputBytes: config.maxOutputBytes,
                                                  idleTimeoutSeconds: config.idleTimeoutSeconds)
-        let connection = Connection(id: nextConnection, fd: fd, caller: caller, service: service, limits: limits,
+        let connection = Connection(id: id, fd: fd, caller: caller, service: service, limits: limits,
                                     logger: logger) { [weak self] id in self?.connectionEnded(id) }
         connections.withLock { $0[connection.id] = connection }
         guard connection.start() else {
@@ -177,7 +204,7 @@ public final class Daemon: @unchecked Sendable {
             return table.count
         }
         queue.async { [self] in
-            if stopping && remaining == 0 { finishStop() }
+            if lifecycle == .stopping && remaining == 0 { finishStop() }
         }
     }
 
@@ -191,18 +218,22 @@ public final class Daemon: @unchecked Sendable {
                 if sig == SIGHUP { self?.reload() } else { self?.stop() }
             }
             source.resume()
-            signalSources.append(source)
+            runtime.withLock { $0.signalSources.append(source) }
         }
         signal(SIGPIPE, SIG_IGN)
     }
 
     /// SIGTERM: stop accepting, answer what each connection already sent, close, exit 0.
     private func stop() {
-        guard !stopping else { return }
-        stopping = true
+        let accepting = runtime.withLock { r -> (any DispatchSourceRead)?? in
+            guard r.lifecycle != .stopping else { return nil }
+            r.lifecycle = .stopping
+            return .some(r.acceptSource)
+        }
+        guard let accepting else { return }
         logger.notice("stopping on signal")
         notify("STOPPING=1\nSTATUS=stopping")
-        acceptSource?.cancel()
+        accepting?.cancel()
         if ownsSocketPath { unlink(socketPath) }
         let open = connections.withLock { Array($0.values) }
         if open.isEmpty { finishStop() }
@@ -256,6 +287,6 @@ public final class Daemon: @unchecked Sendable {
             self.notify("WATCHDOG=1\nSTATUS=\(self.statusLine())")
         }
         timer.resume()
-        watchdog = timer
+        runtime.withLock { $0.watchdog = timer }
     }
 }
