@@ -74,7 +74,8 @@ let package = Package(
         .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry"], path: "Tests/_VDPATestSupport"),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore", "_VDPATestSupport"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", "_VDPATestSupport",
-                                                        .product(name: "Logging", package: "swift-log")]),
+                                                        .product(name: "Logging", package: "swift-log"),
+                                                        .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
     ]

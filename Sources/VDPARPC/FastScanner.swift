@@ -2,7 +2,9 @@
 // them, across reads) straight from bytes into a FastRequest: the parsing
 // half of the fast path (FastPath.swift runs what it reads).  Each piece
 // here was chosen by measurement (README, Performance): names compared as
-// words, digits eight at a time, the compact layout as literals.
+// words, digits eight at a time, the compact layout as literals.  Those
+// word compares assume a little-endian host: VDPAService turns the fast path
+// off elsewhere (`fastPathAvailable`), and the general path answers alone.
 import VDPACore
 import VDPAJSON
 import VDPARegistry

@@ -52,7 +52,18 @@ public final class VDPAService: Sendable {
         self.logger = logger
         self.version = version
         self.pid = pid
-        self.useFastPath = useFastPath
+        self.useFastPath = useFastPath && Self.fastPathAvailable
+    }
+
+    /// The fast scanner reads bytes eight at a time and compares them with names spelt as little-endian
+    /// words (FastScanner.swift); on a big-endian host those compares would never match, so there the
+    /// general path answers everything.
+    static var fastPathAvailable: Bool {
+        #if _endian(little)
+        true
+        #else
+        false
+        #endif
     }
 
     // MARK: Connections

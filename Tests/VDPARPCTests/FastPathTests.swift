@@ -1,5 +1,6 @@
 // FastPathTests.swift — the map/unmap fast path must answer byte for byte
 // what the general JSON-tree path answers, for valid and invalid input alike.
+import InMemoryLogging
 import Logging
 import Testing
 import VDPACore
@@ -36,7 +37,8 @@ struct FastPathTests {
         let ws = compact ? "" : r.pick(["", " ", "\n  "])
         var members = [
             #""jsonrpc":"# + r.pick([#""2.0""#, #""2.0""#, #""2.0""#, #""1.0""#]),
-            #""method":"# + r.pick([#""map""#, #""unmap""#, #""unmap""#, #""ping""#]),
+            // Now and then a close or an open of vdpa0: both change who may map, and both emit events.
+            #""method":"# + (r.next(60) == 0 ? r.pick([#""close""#, #""open""#]) : r.pick([#""map""#, #""unmap""#, #""unmap""#, #""ping""#])),
             #""params":{"# + params.joined(separator: "," + ws) + "}",
         ]
         switch r.next(4) {
@@ -52,9 +54,28 @@ struct FastPathTests {
         return "{" + ws + members.joined(separator: "," + ws) + ws + "}"
     }
 
-    static func service(fast: Bool) -> VDPAService {
+    /// The notifications a service sent one connection, in order.
+    final class Notifications: NotificationSink {
+        let received = Locked<[JSON]>([])
+        func send(_ notification: JSON) { received.withLock { $0.append(notification) } }
+        /// The events without their `time`, which two services may stamp a second apart.
+        var events: [JSON] {
+            received.withLock { $0 }.map { n in
+                guard case .object(let members)? = n["params"] else { return n }
+                return .object(members.filter { $0.0 != "time" })
+            }
+        }
+    }
+
+    static func service(fast: Bool, log: InMemoryLogHandler = InMemoryLogHandler(), events: Notifications? = nil) -> VDPAService {
+        var handler = log
+        handler.logLevel = .trace
         let s = VDPAService(limits: ServiceLimits(), version: "t", pid: 1,
-                            logger: .init(label: "t", factory: { _ in SwiftLogNoOpLogHandler() }), persist: { _ in }, useFastPath: fast)
+                            logger: .init(label: "t", factory: { _ in handler }), persist: { _ in }, useFastPath: fast)
+        if let events {
+            s.connectionOpened(admin.connection, sink: events)
+            _ = s.handle(text: Array(#"{"jsonrpc":"2.0","id":0,"method":"subscribe","params":{}}"#.utf8), caller: admin)
+        }
         // vdpa1 exists but nobody opened it: its maps fail inside a batch's run (EPERM-style ownership errors).
         for text in [#"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa0","mgmtdev":"vdpasim_net"}}"#,
                      #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa1","mgmtdev":"vdpasim_net"}}"#,
@@ -65,9 +86,20 @@ struct FastPathTests {
         return s
     }
 
-    @Test("5,000 random requests and batches get identical bytes from both paths")
+    @Test("the fast path is on exactly where its little-endian word compares hold")
+    func endianGuard() {
+        let littleEndian = UInt16(1).littleEndian == 1
+        #expect(VDPAService.fastPathAvailable == littleEndian)
+        #expect(Self.service(fast: true).useFastPath == littleEndian)
+        #expect(!Self.service(fast: false).useFastPath)
+    }
+
+    @Test("5,000 random requests and batches get identical bytes, log entries and events from both paths")
     func differential() {
-        let fast = Self.service(fast: true), slow = Self.service(fast: false)
+        let (fastLog, slowLog) = (InMemoryLogHandler(), InMemoryLogHandler())
+        let (fastEvents, slowEvents) = (Notifications(), Notifications())
+        let fast = Self.service(fast: true, log: fastLog, events: fastEvents)
+        let slow = Self.service(fast: false, log: slowLog, events: slowEvents)
         var rng = Rng(state: 42)
         var fastAnswered = 0
         for k in 0..<5000 {
@@ -89,8 +121,18 @@ struct FastPathTests {
                 Issue.record("differs for \(text):\nfast \(a.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")\nslow \(b.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")")
                 return
             }
+            guard fastLog.entries == slowLog.entries else {
+                Issue.record("the logs differ after \(text):\nfast \(fastLog.entries.last.map { "\($0)" } ?? "-")\nslow \(slowLog.entries.last.map { "\($0)" } ?? "-")")
+                return
+            }
+            guard fastEvents.events == slowEvents.events else {
+                Issue.record("the events differ after \(text)")
+                return
+            }
         }
         #expect(fastAnswered > 200, "the fast path handled a fair share of the single requests (\(fastAnswered))")
+        #expect(fastLog.entries.count > 500, "failures were logged, and compared (\(fastLog.entries.count))")
+        #expect(fastEvents.events.count > 20, "sessions ended and began, and their events were compared (\(fastEvents.events.count))")
         let dumpText = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0,"limit":65536}}"#.utf8)
         #expect(fast.handle(text: dumpText, caller: admin).bytes == slow.handle(text: dumpText, caller: admin).bytes,
                 "both services hold the same mappings afterwards")
