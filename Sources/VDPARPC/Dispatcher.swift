@@ -19,6 +19,11 @@ extension VDPAService {
     /// reply is owed).  Returns true when the connection must close after the reply: the input was not JSON.
     public func handle(text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) -> Bool {
         if useFastPath && handleFast(text, caller: caller, into: &output) { return false }
+        return handleGeneral(text: text, caller: caller, into: &output)
+    }
+
+    /// `handle` without the fast parser: the JSON tree, for a text the fast parser has declined.
+    func handleGeneral(text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) -> Bool {
         let message: JSON
         do throws(JSONParseError) {
             message = try JSON.parse(text)

@@ -2,7 +2,8 @@
 // in (read straight into the framer's buffer), replies out.  Plain map/unmap
 // requests and batches of them are parsed in place by the fast parser as
 // they arrive (a batch element by element across reads) and never walked by
-// the framer; everything else is framed and answered by the general path.
+// the framer; everything else is framed and answered by the general path,
+// and a text the fast parser declined is not offered to it a second time.
 import VDPAJSON
 import VDPARegistry
 
@@ -24,6 +25,9 @@ public struct RequestStream {
     private var slots = SlotCache()
     /// Texts the fast parser answered (for tests).
     private(set) var fastTexts = 0
+    /// Times the stream handed a text to a fast scan (for tests: a text the fast parser declined is not
+    /// scanned again).
+    private(set) var fastScans = 0
     /// Texts answered so far, by either path (a connection restarts its idle timer on progress).
     public private(set) var textsAnswered = 0
 
@@ -75,9 +79,13 @@ public struct RequestStream {
         defer { self.slots = slots }
         while true {
             if output.count >= budget { return .budgetReached }
+            // Whether the fast parser saw the next text and declined it: then the general path takes it
+            // without a second fast scan.  A text that began in an earlier read was never offered to it.
+            var declined = false
             if useFast && !framer.hasPartialText {
                 framer.skipWhitespace()
                 if framer.isEmpty { return .needInput }
+                fastScans += 1
                 switch answerFast(into: &output, budget: budget, slots: &slots) {
                 case .complete(let length, let texts):
                     framer.consume(length)
@@ -87,7 +95,7 @@ public struct RequestStream {
                 case .needMore:
                     return .needInput
                 case .notFast:
-                    break  // the framer takes this text
+                    declined = true  // the framer takes this text
                 }
             }
             var answered = false
@@ -95,7 +103,12 @@ public struct RequestStream {
             let failure = framer.forEachText { text in
                 answered = true
                 textsAnswered += 1
-                mustClose = service.handle(text: text, caller: caller, into: &output)
+                if useFast && !declined {
+                    // Never offered whole (it began in an earlier read): the service's fast scan may take it.
+                    fastScans += 1
+                    if service.handleFast(text, caller: caller, into: &output) { return false }
+                }
+                mustClose = service.handleGeneral(text: text, caller: caller, into: &output)
                 return false  // one text, then the fast parser may take the next
             }
             if let failure {

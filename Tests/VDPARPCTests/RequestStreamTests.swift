@@ -78,6 +78,24 @@ struct RequestStreamTests {
         }
     }
 
+    @Test("a text the fast parser declined is not scanned by it again: one fast scan, then the general path")
+    func declinedOnce() {
+        let s = FastPathTests.service(fast: true)
+        var stream = RequestStream(service: s, caller: admin, maxTextBytes: 1 << 20)
+        stream.append(Array(#"{"jsonrpc":"2.0","id":1,"method":"ping"}"#.utf8) + [0x0A])
+        var output: [UInt8] = []
+        #expect(stream.answer(into: &output) == nil)
+        #expect(String(decoding: output, as: UTF8.self) == #"{"jsonrpc":"2.0","id":1,"result":"pong"}"# + "\n")
+        #expect(stream.fastScans == 1 && stream.fastTexts == 0)
+        // A map cut by the end of a read was never offered whole: the service's own fast scan takes it.
+        let map = Array(#"{"jsonrpc":"2.0","id":2,"method":"map","params":{"device":"vdpa0","iova":0,"size":4096,"addr":7,"perm":"rw"}}"#.utf8)
+        stream.append(map[..<20])
+        #expect(stream.answer(into: &output) == nil)
+        stream.append(map[20...])
+        #expect(stream.answer(into: &output) == nil)
+        #expect(String(decoding: output, as: UTF8.self).hasSuffix(#"{"jsonrpc":"2.0","id":2,"result":{}}"# + "\n"))
+    }
+
     @Test("a plain batch over max_request_bytes is refused whole (-32600, close), however it arrives")
     func fastBatchOverLimit() {
         let input = Array((#"{"jsonrpc":"2.0","id":1,"method":"ping"}"# + Self.bigBatch(200, base: 0) + "\n").utf8)
