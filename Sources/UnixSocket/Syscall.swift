@@ -1,5 +1,6 @@
-// Syscall.swift — the one EINTR retry every blocking call site shares
-// (they were hand-written loops, one per site).
+// Syscall.swift — what every system call site shares: the one EINTR retry
+// (they were hand-written loops, one per site) and an errno type with its
+// text, so a failure is reported the same way everywhere.
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -12,4 +13,31 @@ public func retryingOnEINTR<Result: BinaryInteger>(_ call: () -> Result) -> Resu
         if result < 0 && errno == EINTR { continue }
         return result
     }
+}
+
+/// An errno value as a type (as swift-system's `Errno` and swift-nio's `IOError` carry one), so a failure
+/// keeps its number and is told as text in one place.
+public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    public var rawValue: Int32
+    public init(rawValue: Int32) { self.rawValue = rawValue }
+
+    /// The calling thread's errno now (read it before any other call can change it).
+    public static var current: Errno { Errno(rawValue: errno) }
+
+    /// strerror's text, e.g. "No such file or directory".
+    public var description: String { String(cString: strerror(rawValue)) }
+}
+
+/// A system call that failed: what was called, on what, and its errno.
+public struct SystemCallError: Error, CustomStringConvertible {
+    public var call: String
+    public var errno: Errno
+
+    /// `call` names the call and its object ("open /var/lib/vdpad/devices.json.tmp"); the errno is the current one.
+    public init(_ call: String, _ errno: Errno = .current) {
+        self.call = call
+        self.errno = errno
+    }
+
+    public var description: String { "\(call): \(errno)" }
 }

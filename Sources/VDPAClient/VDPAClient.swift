@@ -40,7 +40,7 @@ public final class VDPAClient {
         self.path = path
         guard let addr = UnixSocketAddress(path: path) else { throw ClientError("socket path too long: \(path)") }
         fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw ClientError("socket: \(String(cString: strerror(errno)))") }
+        guard fd >= 0 else { throw ClientError("socket: \(Errno.current)") }
         let r = addr.withSockaddr { connect(fd, $0, $1) }
         guard r == 0 else {
             let e = errno
@@ -61,7 +61,7 @@ public final class VDPAClient {
         var offset = 0
         while offset < bytes.count {
             let n = retryingOnEINTR { bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) } }
-            guard n > 0 else { throw ClientError("write to \(path): \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw ClientError("write to \(path): \(Errno.current)") }
             offset += n
         }
     }
@@ -73,7 +73,7 @@ public final class VDPAClient {
     public func send(_ message: JSON, passing descriptors: [Int32]) throws {
         let bytes = message.encoded() + [0x0A]
         let n = PassedDescriptors.send(fd, bytes, descriptors: descriptors)
-        guard n >= 0 else { throw ClientError("sendmsg to \(path): \(String(cString: strerror(errno)))") }
+        guard n >= 0 else { throw ClientError("sendmsg to \(path): \(Errno.current)") }
         if n < bytes.count { try send(raw: Array(bytes[n...])) }  // the descriptors went with the first bytes
     }
 
@@ -95,7 +95,7 @@ public final class VDPAClient {
             }
             let n = retryingOnEINTR { chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress!, $0.count, 0) } }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { throw ClientError("timed out waiting for \(path)") }
-            guard n >= 0 else { throw ClientError("read from \(path): \(String(cString: strerror(errno)))") }
+            guard n >= 0 else { throw ClientError("read from \(path): \(Errno.current)") }
             if n == 0 { return nil }
             buffer.append(contentsOf: chunk[0..<n])
         }

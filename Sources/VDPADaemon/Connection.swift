@@ -167,7 +167,7 @@ final class Connection: NotificationSink, Sendable {
             }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
-                let reason = n == 0 ? nil : "read failed: \(String(cString: strerror(errno)))"
+                let reason = n == 0 ? nil : "read failed: \(Errno.current)"
                 withState { $1.peerDone(&$0, reason: reason) }
                 break
             }

@@ -107,7 +107,7 @@ public final class Daemon: Sendable {
         guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max else { return }
         limit.rlim_cur = limit.rlim_max
         if setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) != 0 {
-            logger.warning("could not raise the open-file limit", metadata: ["error": "\(String(cString: strerror(errno)))"])
+            logger.warning("could not raise the open-file limit", metadata: ["error": "\(Errno.current)"])
         }
     }
 
@@ -150,7 +150,7 @@ public final class Daemon: Sendable {
             let fd = retryingOnEINTR { accept(listenFD, nil, nil) }
             if fd < 0 {
                 if errno != EAGAIN && errno != EWOULDBLOCK {
-                    logger.error("accept failed", metadata: ["error": "\(String(cString: strerror(errno)))"])
+                    logger.error("accept failed", metadata: ["error": "\(Errno.current)"])
                 }
                 return
             }

@@ -32,14 +32,14 @@ enum Listener {
         if !dir.isEmpty { mkdir(dir, 0o755) }
         let addr = try address(path)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemError("socket", errno) }
+        guard fd >= 0 else { throw SystemCallError("socket") }
         let old = umask(0o177)
         let r = addr.withSockaddr { bind(fd, $0, $1) }
         umask(old)
-        guard r == 0 else { let e = errno; close(fd); throw SystemError("bind \(path)", e) }
-        if let group, chown(path, uid_t.max, group) != 0 { let e = errno; close(fd); throw SystemError("chown \(path)", e) }
-        guard chmod(path, mode_t(mode)) == 0 else { let e = errno; close(fd); throw SystemError("chmod \(path)", e) }
-        guard listen(fd, 512) == 0 else { let e = errno; close(fd); throw SystemError("listen \(path)", e) }
+        guard r == 0 else { let e = Errno.current; close(fd); throw SystemCallError("bind \(path)", e) }
+        if let group, chown(path, uid_t.max, group) != 0 { let e = Errno.current; close(fd); throw SystemCallError("chown \(path)", e) }
+        guard chmod(path, mode_t(mode)) == 0 else { let e = Errno.current; close(fd); throw SystemCallError("chmod \(path)", e) }
+        guard listen(fd, 512) == 0 else { let e = Errno.current; close(fd); throw SystemCallError("listen \(path)", e) }
         return fd
     }
 

@@ -40,16 +40,16 @@ public struct StateStore: Sendable {
         let text = Self.encode(records)
         let tmp = path + ".tmp"
         let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SystemError("open \(tmp)", errno) }
+        guard fd >= 0 else { throw SystemCallError("open \(tmp)") }
         defer { Glibc.close(fd) }
         var offset = 0
         while offset < text.count {
             let n = retryingOnEINTR { text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, text.count - offset) } }
-            guard n > 0 else { throw SystemError("write \(tmp)", errno) }
+            guard n > 0 else { throw SystemCallError("write \(tmp)") }
             offset += n
         }
-        guard fsync(fd) == 0 else { throw SystemError("fsync \(tmp)", errno) }
-        guard rename(tmp, path) == 0 else { throw SystemError("rename \(tmp)", errno) }
+        guard fsync(fd) == 0 else { throw SystemCallError("fsync \(tmp)") }
+        guard rename(tmp, path) == 0 else { throw SystemCallError("rename \(tmp)") }
         let dfd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         if dfd >= 0 {
             fsync(dfd)
@@ -90,26 +90,16 @@ public struct StateStore: Sendable {
     }
 }
 
-public struct SystemError: Error, CustomStringConvertible {
-    public var call: String
-    public var code: Int32
-    init(_ call: String, _ code: Int32) {
-        self.call = call
-        self.code = code
-    }
-    public var description: String { "\(call): \(String(cString: strerror(code)))" }
-}
-
 /// The whole file, read with EINTR retries.
 public func readFile(_ path: String) throws -> [UInt8] {
     let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
-    guard fd >= 0 else { throw SystemError("open \(path)", errno) }
+    guard fd >= 0 else { throw SystemCallError("open \(path)") }
     defer { Glibc.close(fd) }
     var out: [UInt8] = []
     var chunk = [UInt8](repeating: 0, count: 65536)
     while true {
         let n = retryingOnEINTR { chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress!, 65536) } }
-        guard n >= 0 else { throw SystemError("read \(path)", errno) }
+        guard n >= 0 else { throw SystemCallError("read \(path)") }
         if n == 0 { return out }
         out.append(contentsOf: chunk[0..<n])
     }

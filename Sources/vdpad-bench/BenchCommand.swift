@@ -1,5 +1,6 @@
 // BenchCommand.swift — the benchmark's command tree.
 import ArgumentParser
+import UnixSocket
 import VDPAClient
 #if canImport(Glibc)
 import Glibc
@@ -99,7 +100,7 @@ struct RPCCommand: ParsableCommand {
             let argv = ["taskset", "-c", "0"] + CommandLine.arguments
             let c = argv.map { strdup($0) } + [nil]
             execvp("taskset", c)
-            throw ValidationError("cannot run taskset: \(String(cString: strerror(errno)))")
+            throw ValidationError("cannot run taskset: \(Errno.current)")
         }
         let place = pin ? "cpu0" : "free"
         // Each run measures vdpad, then the raw socket, so both see the same stretch of a noisy host;

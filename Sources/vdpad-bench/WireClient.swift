@@ -100,7 +100,7 @@ struct WireConnection {
         var offset = 0
         while offset < bytes.count {
             let n = retryingOnEINTR { Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL)) }
-            guard n > 0 else { throw ClientError("write: \(String(cString: strerror(errno)))") }
+            guard n > 0 else { throw ClientError("write: \(Errno.current)") }
             offset += n
         }
     }
@@ -110,7 +110,7 @@ struct WireConnection {
         if pending == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }  // a line longer than the buffer
         let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + pending, $0.count - pending, 0) }
         if n < 0 && errno == EINTR { return 0 }
-        guard n > 0 else { throw ClientError(n == 0 ? "vdpad closed the connection" : "read: \(String(cString: strerror(errno)))") }
+        guard n > 0 else { throw ClientError(n == 0 ? "vdpad closed the connection" : "read: \(Errno.current)") }
         let end = pending + n
         var count = 0
         var start = 0

@@ -3,6 +3,7 @@
 // with the places where the answers differ from the recording and what the
 // flow cost the device (its own counters).
 import VDPAClient
+import UnixSocket
 import VDPAFlows
 #if canImport(Glibc)
 import Glibc
@@ -54,7 +55,7 @@ struct TraceEntry {
     let error: JSON?
 
     static func read(_ path: String) throws -> [TraceEntry] {
-        guard let file = fopen(path, "r") else { throw UsageError("cannot read \(path): \(String(cString: strerror(errno)))") }
+        guard let file = fopen(path, "r") else { throw UsageError("cannot read \(path): \(Errno.current)") }
         defer { fclose(file) }
         var entries: [TraceEntry] = []
         var line = 0

@@ -136,7 +136,7 @@ struct VDPADCLI: ParsableCommand {
             while let line = readLine(strippingNewline: true) { lines.append(line) }
             text = lines.joined(separator: "\n")
         } else {
-            guard let f = fopen(path, "r") else { fail("cannot read \(path): \(String(cString: strerror(errno)))") }
+            guard let f = fopen(path, "r") else { fail("cannot read \(path): \(Errno.current)") }
             var bytes: [UInt8] = []
             var buffer = [UInt8](repeating: 0, count: 65536)
             while case let n = fread(&buffer, 1, buffer.count, f), n > 0 { bytes += buffer[0..<n] }

@@ -105,7 +105,7 @@ struct VDPARun: ParsableCommand {
         if let record {
             // Fail here, clearly, rather than in the VMM's process.
             guard let file = fopen(record, "a") else {
-                throw fail("cannot write the record \(record): \(String(cString: strerror(errno)))")
+                throw fail("cannot write the record \(record): \(Errno.current)")
             }
             fclose(file)
             setenv("VDPAD_VHOST_RECORD", record, 1)
@@ -113,7 +113,7 @@ struct VDPARun: ParsableCommand {
         }
         let argv = command.map { strdup($0) } + [nil]
         execvp(command[0], argv)
-        throw fail("cannot run \(command[0]): \(String(cString: strerror(errno)))")
+        throw fail("cannot run \(command[0]): \(Errno.current)")
     }
 
     func findLibrary(_ env: (String) -> String?) throws -> String {

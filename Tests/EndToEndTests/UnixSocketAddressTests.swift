@@ -28,3 +28,27 @@ struct UnixSocketAddressTests {
         #expect(FileManager.default.fileExists(atPath: dir.path + "/s.sock"))
     }
 }
+
+@Suite("System call errors")
+struct SystemCallErrorTests {
+    @Test("an errno keeps its number and reads as strerror's text; a failed call names itself, its object and the errno")
+    func errnoText() {
+        #expect(Errno(rawValue: ENOENT).description == "No such file or directory")
+        errno = EACCES
+        let failure = SystemCallError("open /nonexistent/state")
+        #expect(failure.errno == Errno(rawValue: EACCES))
+        #expect(failure.description == "open /nonexistent/state: Permission denied")
+    }
+
+    @Test("retryingOnEINTR calls again after EINTR and returns the first other result, errno untouched")
+    func eintr() {
+        var calls = 0
+        let result = retryingOnEINTR { () -> Int32 in
+            calls += 1
+            if calls < 3 { errno = EINTR; return -1 }
+            errno = EAGAIN
+            return -1
+        }
+        #expect(result == -1 && calls == 3 && errno == EAGAIN)
+    }
+}
