@@ -7,17 +7,45 @@
 // Two oracles, so that a wrong answer or a hang is caught, not only a crash:
 // * differential: each input goes, in the same chunks, to two services, one
 //   with the fast path and one without; their replies must be identical byte
-//   for byte (event times and uptime aside), and so must the way they end;
+//   for byte (event times and uptime aside), and so must the way they end,
+//   the log lines they write and the events they notify;
 // * no waiting in vain: once the input is over, a stream may still hold a
 //   partial text only if that text can still become valid JSON, which the
 //   tree parser (a different implementation from the framer's) decides: it
 //   fails past the last byte for a prefix, at an earlier byte for garbage.
 import Logging
+import VDPAJSON
 import VDPARPC
+import VDPARegistry
+
+/// What one service logged and notified, in order; compared between the two services after every chunk.
+final class Trail: NotificationSink, @unchecked Sendable {
+    // The fuzzer runs one input at a time on one thread, and the services call back on it.
+    var lines: [String] = []
+    func send(_ notification: JSON) { lines.append(String(decoding: normalized(notification.encoded()), as: UTF8.self)) }
+}
+
+/// Writes every log line (level, message, metadata in key order) to a trail.
+struct TrailLogHandler: LogHandler {
+    let trail: Trail
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        let fields = (event.metadata ?? [:]).sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        trail.lines.append("\(event.level) \(event.message) \(fields.joined(separator: " "))")
+    }
+}
+
+let trails = (fast: Trail(), general: Trail())
 
 func makeService(fast: Bool) -> VDPAService {
+    let trail = fast ? trails.fast : trails.general
     let service = VDPAService(limits: ServiceLimits(), version: "fuzz", pid: 1,
-                              logger: Logger(label: "fuzz", factory: { _ in SwiftLogNoOpLogHandler() }),
+                              logger: Logger(label: "fuzz", factory: { _ in TrailLogHandler(trail: trail) }),
                               persist: { _ in }, useFastPath: fast)
     for text in [
         #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa0","mgmtdev":"vdpasim_net"}}"#,
@@ -78,6 +106,11 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
                  + String(decoding: generalOutput, as: UTF8.self), bytes)
         }
         guard fastStop == generalStop else { fail("the paths ended differently: \(String(describing: fastStop)) vs \(String(describing: generalStop))", bytes) }
+        guard trails.fast.lines == trails.general.lines else {
+            fail("the paths logged or notified differently:\n\(trails.fast.lines.suffix(3))\n\(trails.general.lines.suffix(3))", bytes)
+        }
+        trails.fast.lines.removeAll(keepingCapacity: true)
+        trails.general.lines.removeAll(keepingCapacity: true)
         // Every reply must itself be valid JSON, one per line.
         for line in fastOutput.split(separator: 0x0A) where (try? JSON.parse(line)) == nil {
             fail("invalid reply: \(String(decoding: line, as: UTF8.self))", bytes)
@@ -99,14 +132,12 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         }
     }
     // Sessions end as a disconnect would end them, so state does not grow without bound.
-    for service in [services.fast, services.general] {
+    // Each connection's notifications go to its service's trail (a subscribe in the input turns them on).
+    for (service, trail) in [(services.fast, trails.fast), (services.general, trails.general)] {
         service.connectionClosed(caller.connection)
-        service.connectionOpened(caller.connection, sink: NullSink.shared)
+        service.connectionOpened(caller.connection, sink: trail)
     }
+    trails.fast.lines.removeAll(keepingCapacity: true)
+    trails.general.lines.removeAll(keepingCapacity: true)
     return 0
-}
-
-final class NullSink: NotificationSink {
-    static let shared = NullSink()
-    func send(_ notification: JSON) {}
 }

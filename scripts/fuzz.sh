@@ -19,8 +19,10 @@ lib() {  # lib NAME SOURCES...
 }
 lib Logging -package-name swift_log $(find "$log" -name "*.swift")
 lib VDPACore Sources/VDPACore/*.swift
+lib VDPAJSON Sources/VDPAJSON/*.swift
+lib VDPARegistry Sources/VDPARegistry/*.swift
 lib VDPARPC Sources/VDPARPC/*.swift
-swiftc "${flags[@]}" -module-name FuzzRPC Fuzz/FuzzRPC.swift -lVDPARPC -lVDPACore -lLogging -o "$out/fuzz-rpc"
+swiftc "${flags[@]}" -module-name FuzzRPC Fuzz/FuzzRPC.swift -lVDPARPC -lVDPARegistry -lVDPAJSON -lVDPACore -lLogging -o "$out/fuzz-rpc"
 rm -rf "$out/corpus" && cp -r Fuzz/corpus "$out/corpus"
 "$out/fuzz-rpc" -max_total_time="$seconds" -max_len=8192 -timeout=10 -print_final_stats=1 \
     -artifact_prefix="$out/" "$out/corpus"

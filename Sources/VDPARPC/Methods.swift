@@ -1,13 +1,14 @@
 // Methods.swift — the method table: every method of docs/protocol.md §5 bound to
-// the core.  Handlers decode params (-32602), then find the device (ENODEV),
-// check roles (EPERM), run the device operation holding the device's lock,
-// and shape the reply.
+// the registry.  A handler decodes its params (-32602), calls the registry's
+// typed operation — which finds the device (ENODEV), checks the caller's role
+// (EPERM) and runs the rule holding the device's lock — and encodes the
+// result.  A registry error becomes a wire error in one place (Dispatcher).
 import Logging
 import VDPACore
 import VDPAJSON
 import VDPARegistry
 
-/// A method: typed errors are RPCError; anything else becomes -32603.
+/// A method: RPCError and VDPAError are mapped to the wire (Dispatcher); anything else becomes -32603.
 typealias Handler = @Sendable (VDPAService, Params, Caller) throws -> JSON
 
 extension VDPAService {
