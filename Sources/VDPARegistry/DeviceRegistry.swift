@@ -161,6 +161,7 @@ public final class DeviceRegistry: Sendable {
     /// tells its owner), EIO when the state file cannot be written (nothing deleted).
     public func remove(_ name: String, force: Bool, by caller: Caller) throws(VDPAError) {
         try caller.requireAdmin("del_device")
+        guard let key = DeviceName(rawValue: name) else { throw VDPAError(.ENODEV, "no device named \(name)") }
         let owner: Owner? = try registryLock.withLock { _ throws(VDPAError) in
             let slot = try slot(named: name)
             let owner = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Owner? in
@@ -176,7 +177,7 @@ public final class DeviceRegistry: Sendable {
                 throw VDPAError(.EIO, "could not save the state file, \(name) not deleted: \(error)")
             }
             slot.sync { $0.release() }
-            setSlot(nil, for: DeviceName(rawValue: name)!)
+            setSlot(nil, for: key)
             return owner
         }
         if let owner { emit(.sessionClosed(reason: .deviceDeleted), device: name, alsoTo: owner.connection) }

@@ -1,0 +1,130 @@
+// DeviceRegistryTests.swift — the typed service driven as a front end would
+// drive it, with no JSON anywhere: typed requests in, typed results and
+// VDPAError out, typed events to a subscriber.
+#if canImport(Glibc)
+import Glibc
+#endif
+import Testing
+import VDPACore
+@testable import VDPARegistry
+
+/// Collects the events delivered to one connection.
+final class Subscriber: EventSubscriber {
+    let events = Locked<[Event]>([])
+    func deliver(_ event: Event) { events.withLock { $0.append(event) } }
+    var kinds: [Event.Kind] { events.withLock { $0.map(\.kind) } }
+}
+
+@Suite("Device registry")
+struct DeviceRegistryTests {
+    static let admin = Caller(connection: 1, pid: 10, uid: 0, gid: 0, isAdmin: true)
+    static let vmm = Caller(connection: 2, pid: 20, uid: 1000, gid: 1000, isAdmin: false)
+    static let other = Caller(connection: 3, pid: 30, uid: 1001, gid: 1001, isAdmin: false)
+
+    static func registry(users: [UInt32] = [1000]) throws -> DeviceRegistry {
+        let r = DeviceRegistry()
+        _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: users)), by: admin)
+        return r
+    }
+
+    /// The errno `body` failed with (nil: it succeeded, or failed with something other than a VDPAError).
+    static func errno(_ body: () throws -> Void) -> KernelErrno? {
+        do {
+            try body()
+            return nil
+        } catch {
+            return (error as? VDPAError)?.errno
+        }
+    }
+
+    @Test("add_device is an admin's; a second of the same name is EEXIST; an unknown parent ENODEV; a bad name EINVAL")
+    func add() throws {
+        let r = try Self.registry()
+        let record = DeviceRecord(name: "n1", mgmtdev: "vdpasim_net", attributes: DeviceAttributes())
+        #expect(Self.errno { _ = try r.add(record, by: Self.vmm) } == .EPERM)
+        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) } == .EEXIST)
+        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "x", mgmtdev: "nope", attributes: DeviceAttributes()), by: Self.admin) } == .ENODEV)
+        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "a b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) } == .EINVAL)
+        #expect(r.deviceRecords().map(\.name) == ["n0"])
+    }
+
+    @Test("map and unmap through the typed requests: the owner's, ownership errors carry kernel EFAULT (R5)")
+    func mapUnmap() throws {
+        let r = try Self.registry()
+        let map = MapRequest(iova: 0x1000, size: 0x1000, address: 0x7000, permission: .name("rw"))
+        do {
+            try r.map(map, device: "n0", by: Self.vmm)
+            Issue.record("a map before open succeeded")
+        } catch {
+            #expect(error.errno == .EPERM && error.kernelErrno == .EFAULT)
+        }
+        _ = try r.open("n0", by: Self.vmm)
+        try r.map(map, device: "n0", by: Self.vmm)
+        #expect(Self.errno { try r.map(map, device: "n0", by: Self.other) } == .EPERM)
+        #expect(Self.errno { try r.map(MapRequest(iova: 0x9000, size: 1, address: 0, permission: .number(7)), device: "n0", by: Self.vmm) } == .EINVAL)
+        #expect(Self.errno { try r.map(map, device: "nosuch", by: Self.vmm) } == .ENODEV)
+        let dump = try r.dumpIOTLB(DumpRequest(asid: 0, layer: EnumArgument(field: "layer", IOTLBLayer.session)), device: "n0", by: Self.admin)
+        #expect(dump.entries.map(\.first) == [0x1000] && dump.exists)
+        #expect(try r.unmap(UnmapRequest(iova: 0, size: 0x10000), device: "n0", by: Self.vmm) == 1)
+    }
+
+    @Test("the order of checks: ENODEV, then EPERM, then the value (an unknown perm from a stranger is EPERM)")
+    func orderOfChecks() throws {
+        let r = try Self.registry()
+        _ = try r.open("n0", by: Self.vmm)
+        let bad = MapRequest(iova: 0, size: 1, address: 0, permission: .name("rx"))
+        #expect(Self.errno { try r.map(bad, device: "nosuch", by: Self.other) } == .ENODEV)
+        #expect(Self.errno { try r.map(bad, device: "n0", by: Self.other) } == .EPERM)
+        #expect(Self.errno { try r.map(bad, device: "n0", by: Self.vmm) } == .EINVAL)
+    }
+
+    @Test("DeviceAccess: opener by users/groups, owner-or-admin reads, admin-only operations")
+    func access() throws {
+        let r = try Self.registry(users: [1000])
+        #expect(Self.errno { _ = try r.open("n0", by: Self.other) } == .EPERM)
+        _ = try r.open("n0", by: Self.vmm)
+        #expect(Self.errno { _ = try r.open("n0", by: Self.admin) } == .EBUSY)
+        let read = TranslateRequest(target: .asid(0), access: EnumArgument(field: "access", Access.read), iova: 0, size: 1)
+        #expect(throws: Never.self) { _ = try r.translate(read, device: "n0", by: Self.admin) }
+        #expect(Self.errno { _ = try r.translate(read, device: "n0", by: Self.other) } == .EPERM)
+        #expect(Self.errno { try r.withDevice("n0", .admin(operation: "set_link"), by: Self.vmm) { (_: inout VDPADevice) in } } == .EPERM)
+    }
+
+    @Test("events are typed and numbered; a forced delete tells the owner's connection even unsubscribed")
+    func events() throws {
+        let r = try Self.registry()
+        let watcher = Subscriber(), owner = Subscriber()
+        r.connectionOpened(Self.admin.connection, subscriber: watcher)
+        r.connectionOpened(Self.vmm.connection, subscriber: owner)
+        _ = r.subscribe(Self.admin.connection, to: Set(EventType.allCases))
+        _ = try r.open("n0", by: Self.vmm)
+        try r.changeStatus("n0", by: Self.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(1) }
+        #expect(Self.errno { try r.remove("n0", force: false, by: Self.admin) } == .EBUSY)
+        try r.remove("n0", force: true, by: Self.admin)
+        #expect(watcher.kinds == [.ownerChanged(owner: Self.vmm.owner, reason: nil), .statusChanged(status: 1, previous: 0),
+                                  .sessionClosed(reason: .deviceDeleted), .deviceRemoved])
+        #expect(owner.kinds == [.sessionClosed(reason: .deviceDeleted)])
+        let (all, next) = r.events(since: 0)
+        #expect(all.map(\.seq) == [1, 2, 3, 4, 5] && next == 5 && all.first?.kind == .deviceAdded(mgmtdev: "vdpasim_net"))
+    }
+
+    @Test("a disconnect releases the connection's sessions and closes the descriptors no request took")
+    func disconnect() throws {
+        let r = try Self.registry()
+        _ = try r.open("n0", by: Self.vmm)
+        #expect(r.descriptorsReceived([dup(0)], on: Self.vmm.connection))
+        r.connectionClosed(Self.vmm.connection)
+        #expect(r.takeDescriptor(for: Self.vmm) == nil)
+        #expect(try r.slot(named: "n0").read { $0.owner } == nil)
+        _ = try r.open("n0", by: Self.vmm)  // free again
+    }
+
+    @Test("the state-file hook refuses a change it cannot write: EIO, nothing added or removed")
+    func persistence() throws {
+        struct Full: Error {}
+        let r = DeviceRegistry(persist: { records in if records.count > 1 { throw Full() } })
+        _ = try r.add(DeviceRecord(name: "a", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin)
+        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) } == .EIO)
+        #expect(r.deviceRecords().map(\.name) == ["a"] && r.deviceCount == 1)
+    }
+}
