@@ -93,21 +93,23 @@ extension VDPAService {
     /// lock, as a batch's do: a VMM pipelining maps sends runs of them, and the lock, the slot lookup
     /// and the count cost more than the map itself.  A run never outlasts the bytes of one read (or
     /// the budget), so others waiting for the device wait no longer than behind a batch.
-    /// - Returns: the bytes answered (from the start of `text` to the end of the last text answered)
-    ///   and how many texts that was.
+    /// - Returns: the bytes answered (from the start of `text` to the end of the last text answered),
+    ///   how many texts that was, and whether the next text was plain as far as `text` went (cut by the
+    ///   end of the read: the resumable parser takes it over, so it is never scanned from the framer).
     func answerTexts(_ text: UnsafeBufferPointer<UInt8>, maxTextBytes: Int, budget: Int, caller: Caller,
-                     slots: inout SlotCache, into output: inout [UInt8]) -> (length: Int, texts: Int) {
+                     slots: inout SlotCache, into output: inout [UInt8]) -> (length: Int, texts: Int, cut: Bool) {
         var scanner = FastScanner(bytes: text, i: 0)
         var answered = (length: 0, texts: 0)
+        var cut = false
         // One request at a time, parsed in place into `r`: the one to answer next.
         var r = FastRequest(method: .map)
-        var haveNext = scanner.plainText(maxBytes: maxTextBytes, into: &r)
+        var haveNext = scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut)
         while haveNext {
             guard let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
                 ?? lookUpSlot(for: r, text: text, caller: caller, slots: &slots, into: &output) else {
                 output.append(0x0A)  // after the error reply
                 answered = (scanner.i, answered.texts + 1)
-                haveNext = output.count < budget && scanner.plainText(maxBytes: maxTextBytes, into: &r)
+                haveNext = output.count < budget && scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut)
                 continue
             }
             haveNext = false
@@ -117,7 +119,7 @@ extension VDPAService {
                     output.append(0x0A)
                     answered = (scanner.i, answered.texts + 1)
                     let device = r.device
-                    guard output.count < budget, scanner.plainText(maxBytes: maxTextBytes, into: &r) else { return }
+                    guard output.count < budget, scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut) else { return }
                     guard scanner.equals(r.device, device) else {
                         haveNext = true  // for another device: the next round looks it up
                         return
@@ -126,7 +128,7 @@ extension VDPAService {
             }
         }
         requestCount.add(answered.texts, ordering: .relaxed)
-        return answered
+        return (answered.length, answered.texts, cut)
     }
 
     /// The slot of `r`'s device after a miss in the cache, or nil with the error reply appended.  Kept

@@ -343,12 +343,22 @@ struct FastScanner {
     }
 
     /// Reads the next text, after whitespace, into `r` if it is a whole plain map/unmap request of at
-    /// most `maxBytes` bytes; otherwise returns false, with nothing consumed.
-    mutating func plainText(maxBytes: Int, into r: inout FastRequest) -> Bool {
+    /// most `maxBytes` bytes; otherwise returns false, with nothing consumed, and sets `cut` when the
+    /// text was plain as far as the bytes went (the resumable parser takes it over).
+    mutating func plainText(maxBytes: Int, into r: inout FastRequest, cut: inout Bool) -> Bool {
         let before = i
         skipWhitespace()
         let start = i
-        guard i < bytes.count, bytes[i] == UInt8(ascii: "{"), request(into: &r), r.isComplete, i - start <= maxBytes else {
+        guard i < bytes.count, bytes[i] == UInt8(ascii: "{") else {
+            i = before
+            return false
+        }
+        guard request(into: &r) else {
+            cut = i >= bytes.count && i - start <= maxBytes
+            i = before
+            return false
+        }
+        guard r.isComplete, i - start <= maxBytes else {
             i = before
             return false
         }
@@ -534,8 +544,6 @@ struct FastTextParser {
     private(set) var batch: [FastRequest] = []
     private(set) var isBatch = false
     private var started = false
-    /// Whether parsing has begun (the text's first byte was seen).
-    var isStarted: Bool { started }
     private var expectingElement = true
     /// Where parsing resumes: a request's start, or the place after one.
     private var resume = 0

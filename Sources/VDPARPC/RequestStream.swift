@@ -1,9 +1,9 @@
 // RequestStream.swift — one connection's inbound side, free of I/O: bytes
 // in (read straight into the framer's buffer), replies out.  Plain map/unmap
 // requests and batches of them are parsed in place by the fast parser as
-// they arrive (a batch element by element across reads) and never walked by
-// the framer; everything else is framed and answered by the general path,
-// and a text the fast parser declined is not offered to it a second time.
+// they arrive (a request or a batch cut by the end of a read is resumed at
+// the next) and never walked by the framer; everything else is framed and
+// answered by the general path, and never offered to the fast parser twice.
 import VDPAJSON
 import VDPARegistry
 
@@ -25,8 +25,8 @@ public struct RequestStream {
     private var slots = SlotCache()
     /// Texts the fast parser answered (for tests).
     private(set) var fastTexts = 0
-    /// Times the stream handed a text to a fast scan (for tests: a text the fast parser declined is not
-    /// scanned again).
+    /// Times the stream handed the text at its boundary to the fast parser (for tests: a text the fast
+    /// parser declined is not scanned again).
     private(set) var fastScans = 0
     /// Texts answered so far, by either path (a connection restarts its idle timer on progress).
     public private(set) var textsAnswered = 0
@@ -79,9 +79,6 @@ public struct RequestStream {
         defer { self.slots = slots }
         while true {
             if output.count >= budget { return .budgetReached }
-            // Whether the fast parser saw the next text and declined it: then the general path takes it
-            // without a second fast scan.  A text that began in an earlier read was never offered to it.
-            var declined = false
             if useFast && !framer.hasPartialText {
                 framer.skipWhitespace()
                 if framer.isEmpty { return .needInput }
@@ -95,7 +92,7 @@ public struct RequestStream {
                 case .needMore:
                     return .needInput
                 case .notFast:
-                    declined = true  // the framer takes this text
+                    break  // the framer takes this text
                 }
             }
             var answered = false
@@ -103,11 +100,8 @@ public struct RequestStream {
             let failure = framer.forEachText { text in
                 answered = true
                 textsAnswered += 1
-                if useFast && !declined {
-                    // Never offered whole (it began in an earlier read): the service's fast scan may take it.
-                    fastScans += 1
-                    if service.handleFast(text, caller: caller, into: &output) { return false }
-                }
+                // The fast parser has seen this text and declined it (the framer takes nothing else):
+                // the general path answers it without a second fast scan.
                 mustClose = service.handleGeneral(text: text, caller: caller, into: &output)
                 return false  // one text, then the fast parser may take the next
             }
@@ -137,12 +131,13 @@ public struct RequestStream {
         let (service, caller) = (self.service, self.caller)  // locals: the closures below then capture no `self`
         if fast == nil {
             // The usual texts: single requests, whole in the buffer, parsed and answered in a row without
-            // keeping parser state.  One cut by the end of the read goes to the framer (rare, small).
+            // keeping parser state.  One cut by the end of the read, plain so far, goes on to the parser
+            // below, which resumes it at the next read as it resumes a batch.
             let singles = framer.withUnhandled { text -> FastOutcome? in
                 guard text[0] == UInt8(ascii: "{") else { return nil }
-                let (length, texts) = service.answerTexts(text, maxTextBytes: maxBytes, budget: budget, caller: caller,
-                                                          slots: &slots, into: &output)
-                return texts > 0 ? .complete(length: length, texts: texts) : .notFast
+                let (length, texts, cut) = service.answerTexts(text, maxTextBytes: maxBytes, budget: budget, caller: caller,
+                                                               slots: &slots, into: &output)
+                return texts > 0 ? .complete(length: length, texts: texts) : cut ? nil : .notFast
             }
             if let singles { return singles }
         }
@@ -150,9 +145,6 @@ public struct RequestStream {
         var parser = fast ?? FastTextParser()
         fast = nil
         let outcome = framer.withUnhandled { text -> FastOutcome in
-            if !parser.isStarted {
-                guard text[0] == UInt8(ascii: "[") else { return .notFast }
-            }
             switch parser.parse(text, maxBatch: maxBatch) {
             case .complete(let length) where length <= maxBytes:
                 service.answer(parser, in: UnsafeBufferPointer(rebasing: text[..<length]), caller: caller, slots: &slots, into: &output)
