@@ -2,7 +2,9 @@
 // a virtqueue index and a virtqueue group are all u32/u64 on the wire and in
 // the kernel's ioctls, and nothing stops one being passed for another there.
 // Values are as sent (a range check belongs to the rule that names it: R6
-// for an ASID, R22/R44 for a vq, R23 for a group), so any value is one.
+// for an ASID, R22/R44 for a vq, R23 for a group), so any value is one; a
+// value that passed its check is an `Int` index into the device's arrays.
+// Each prints as its bare number, as messages and the wire show it.
 
 /// An address space id (vhost_msg_v2.asid, VHOST_VDPA_SET_GROUP_ASID's num).
 public struct ASID: RawRepresentable, Hashable, Sendable, CustomStringConvertible, ExpressibleByIntegerLiteral {
@@ -10,7 +12,7 @@ public struct ASID: RawRepresentable, Hashable, Sendable, CustomStringConvertibl
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt64) { rawValue = value }
     @inlinable public init(integerLiteral value: UInt64) { rawValue = value }
-    public var description: String { "ASID \(rawValue)" }
+    public var description: String { "\(rawValue)" }
 }
 
 /// A virtqueue index (vhost_vring_state.index).
@@ -19,7 +21,7 @@ public struct VirtqueueIndex: RawRepresentable, Hashable, Sendable, CustomString
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt64) { rawValue = value }
     @inlinable public init(integerLiteral value: UInt64) { rawValue = value }
-    public var description: String { "vq \(rawValue)" }
+    public var description: String { "\(rawValue)" }
 }
 
 /// A virtqueue group (VHOST_VDPA_GET_VRING_GROUP's answer, SET_GROUP_ASID's index).
@@ -28,5 +30,5 @@ public struct GroupIndex: RawRepresentable, Hashable, Sendable, CustomStringConv
     @inlinable public init(rawValue: UInt64) { self.rawValue = rawValue }
     @inlinable public init(_ value: UInt64) { rawValue = value }
     @inlinable public init(integerLiteral value: UInt64) { rawValue = value }
-    public var description: String { "group \(rawValue)" }
+    public var description: String { "\(rawValue)" }
 }

@@ -11,8 +11,8 @@ extension VDPADevice {
     // The checks below are inlined: calling a function that throws VDPAError (a large type) copies
     // its error buffer even when nothing is thrown — three copies per map showed in callgrind.
     @inline(__always)
-    func checkASIDNegotiated(_ asid: UInt64) throws(VDPAError) {
-        guard asid == 0 || ackedBackendFeatures.contains(.iotlbASID) else {
+    func checkASIDNegotiated(_ asid: ASID) throws(VDPAError) {
+        guard asid.rawValue == 0 || ackedBackendFeatures.contains(.iotlbASID) else {
             throw VDPAError(.EINVAL, "ASID \(asid) used on \(name) but IOTLB_ASID is not acked", details: [
                 ("note", .string("the kernel would silently use ASID 0 (R1, edge #7); ack IOTLB_ASID to use other ASIDs")),
             ])
@@ -32,7 +32,7 @@ extension VDPADevice {
     // MARK: UPDATE
 
     /// VHOST_IOTLB_UPDATE: map `[iova, iova+size−1]` → `address` in `asid`, all or nothing (R11, R13).
-    public mutating func map(asid requestedASID: UInt64 = 0, iova: UInt64, size: UInt64, address: UInt64,
+    public mutating func map(asid requestedASID: ASID = 0, iova: UInt64, size: UInt64, address: UInt64,
                              permission: Permission) throws(VDPAError) {
         try checkASIDNegotiated(requestedASID)
         guard size > 0 else { throw VDPAError(.EINVAL, "map of size 0 at \(hex(iova)) (R2)") }
@@ -72,7 +72,7 @@ extension VDPADevice {
 
     /// VHOST_IOTLB_INVALIDATE: removes every entry intersecting the range, whole (R15–R17).
     /// - Returns: the number of entries removed.
-    public mutating func unmap(asid requestedASID: UInt64 = 0, iova: UInt64, size: UInt64) throws(VDPAError) -> Int {
+    public mutating func unmap(asid requestedASID: ASID = 0, iova: UInt64, size: UInt64) throws(VDPAError) -> Int {
         try checkASIDNegotiated(requestedASID)
         guard size > 0 else { throw VDPAError(.EINVAL, "unmap of size 0 at \(hex(iova)) (R2)") }
         let asid = try checkASID(requestedASID, iotlb: true)
@@ -98,7 +98,7 @@ extension VDPADevice {
     // MARK: Batching
 
     /// VHOST_IOTLB_BATCH_BEGIN (R18): creates the address space; repeating it on the same ASID is harmless.
-    public mutating func batchBegin(asid requestedASID: UInt64 = 0) throws(VDPAError) {
+    public mutating func batchBegin(asid requestedASID: ASID = 0) throws(VDPAError) {
         try checkASIDNegotiated(requestedASID)
         let asid = try checkASID(requestedASID, iotlb: true)
         try checkBatchGate(asid)
@@ -111,7 +111,7 @@ extension VDPADevice {
     }
 
     /// VHOST_IOTLB_BATCH_END (R20): needs the address space; commits an open batch; no-op without one.
-    public mutating func batchEnd(asid requestedASID: UInt64 = 0) throws(VDPAError) {
+    public mutating func batchEnd(asid requestedASID: ASID = 0) throws(VDPAError) {
         try checkASIDNegotiated(requestedASID)
         let asid = try checkASID(requestedASID, iotlb: true)
         guard sessionTables[asid] != nil else {
@@ -128,7 +128,7 @@ extension VDPADevice {
     /// Address-space removal with `.reset_map` (R35, R36): drops the ASID's session table (ending a
     /// batch open on it) and restores the device default mapping.
     /// - Returns: how many session entries were removed, and the mapping now in place.
-    public mutating func resetMap(asid requestedASID: UInt64) throws(VDPAError) -> (removed: Int, mapping: DeviceMapping) {
+    public mutating func resetMap(asid requestedASID: ASID) throws(VDPAError) -> (removed: Int, mapping: DeviceMapping) {
         let asid = try checkASID(requestedASID, iotlb: false)
         guard mgmtdev.hasResetMap(legacy: legacy) else {
             throw VDPAError(.EOPNOTSUPP, "\(describedParent) has no reset_map op (R36)")
@@ -171,7 +171,7 @@ extension VDPADevice {
     /// A page of one ASID's entries in `[first, last]`, at most `limit` (dump_iotlb): the session's
     /// (what map/unmap built) or the device's (what it translates with).  EINVAL for a limit outside
     /// 1…65536, first above last, or an ASID not below nas (R6).
-    public func dumpIOTLB(asid requestedASID: UInt64, layer: IOTLBLayer, first: UInt64, last: UInt64,
+    public func dumpIOTLB(asid requestedASID: ASID, layer: IOTLBLayer, first: UInt64, last: UInt64,
                           limit: UInt64) throws(VDPAError) -> IOTLBDump {
         guard (1...65536).contains(limit) else { throw VDPAError(.EINVAL, "limit \(limit) is outside 1…65536") }
         guard first <= last else { throw VDPAError(.EINVAL, "first \(first) is above last \(last)") }

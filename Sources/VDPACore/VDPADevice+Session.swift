@@ -154,30 +154,30 @@ extension VDPADevice {
 
     /// VHOST_VDPA_SET_GROUP_ASID: ENOBUFS group ≥ nvqs (R22); EINVAL group ≥ ngroups or
     /// asid ≥ nas (R25, 2026); EOPNOTSUPP without the op.
-    public mutating func setGroupASID(group: UInt64, asid: UInt64) throws(VDPAError) {
-        _ = try checkVirtqueue(group, what: "group")
-        guard group < UInt64(groupCount) else {
+    public mutating func setGroupASID(group: GroupIndex, asid: ASID) throws(VDPAError) {
+        _ = try checkVirtqueue(group.rawValue, what: "group")
+        guard group.rawValue < UInt64(groupCount) else {
             throw VDPAError(.EINVAL, "group \(group) is not below ngroups \(groupCount) of \(name) (R25)")
         }
         let a = try checkASID(asid, iotlb: false)
         guard mgmtdev.hasSetGroupASID else {
             throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no set_group_asid op (R25)")
         }
-        groupASID[Int(group)] = a
+        groupASID[Int(group.rawValue)] = a
     }
 
     /// VHOST_VDPA_GET_VRING_GROUP (R23).
-    public func vringGroup(_ vq: UInt64) throws(VDPAError) -> Int {
-        group(ofVirtqueue: try checkVirtqueue(vq))
+    public func vringGroup(_ vq: VirtqueueIndex) throws(VDPAError) -> GroupIndex {
+        GroupIndex(UInt64(group(ofVirtqueue: try checkVirtqueue(vq.rawValue))))
     }
 
     /// VHOST_VDPA_GET_VRING_DESC_GROUP (R24): needs the parent op, not DESC_ASID acked.
-    public func vringDescriptorGroup(_ vq: UInt64) throws(VDPAError) -> Int {
-        let index = try checkVirtqueue(vq)
+    public func vringDescriptorGroup(_ vq: VirtqueueIndex) throws(VDPAError) -> GroupIndex {
+        let index = try checkVirtqueue(vq.rawValue)
         guard let g = descriptorGroup(ofVirtqueue: index) else {
             throw VDPAError(.EOPNOTSUPP, "\(describedParent) has no get_vq_desc_group op (R24)")
         }
-        return g
+        return GroupIndex(UInt64(g))
     }
 
     // MARK: Vrings
@@ -187,9 +187,9 @@ extension VDPADevice {
     /// (ENOBUFS, R44), num (R58), the addresses' alignment (R59), base ≤ 0xFFFF (R60), then on a 6.8
     /// parent no address or base while DRIVER_OK is set and the device is not suspended (R59, R60;
     /// a legacy device follows 6.7 and accepts them, edge #63).
-    public mutating func setVring(_ vq: UInt64, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
+    public mutating func setVring(_ vq: VirtqueueIndex, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
                                   base: UInt64? = nil, ready: Bool?, addressFlags: UInt64? = nil, log: UInt64? = nil) throws(VDPAError) {
-        let index = try checkVirtqueue(vq)
+        let index = try checkVirtqueue(vq.rawValue)
         if let num {
             guard num > 0, num <= 0xFFFF, num & (num - 1) == 0 else {
                 throw VDPAError(.EINVAL, "vring size \(num) of vq \(vq) is not a power of two in 1…32768 (R58)")
@@ -227,19 +227,19 @@ extension VDPADevice {
 
     /// GET_VRING_BASE and the rest of a vq's state (R61: the last avail index; 0 after a reset on
     /// vdpa_sim, the saved index on mlx5).
-    public func vring(_ vq: UInt64) throws(VDPAError) -> Vring { vrings[try checkVirtqueue(vq)] }
+    public func vring(_ vq: VirtqueueIndex) throws(VDPAError) -> Vring { vrings[try checkVirtqueue(vq.rawValue)] }
 
     /// SET_VRING_KICK (R63): `nil` unbinds; the eventfd it replaces is closed.
-    public mutating func setVringKick(_ vq: UInt64, _ eventfd: EventFD?) throws(VDPAError) {
-        let index = try checkVirtqueue(vq)
+    public mutating func setVringKick(_ vq: VirtqueueIndex, _ eventfd: EventFD?) throws(VDPAError) {
+        let index = try checkVirtqueue(vq.rawValue)
         if let old = vrings[index].kick { eventFDEffects.close.append(old) }
         vrings[index].kick = eventfd
         eventFDEffects.kicksChanged = true
     }
 
     /// SET_VRING_CALL (R64): `nil` unbinds; the eventfd it replaces is closed.  A reset drops it (R69).
-    public mutating func setVringCall(_ vq: UInt64, _ eventfd: EventFD?) throws(VDPAError) {
-        let index = try checkVirtqueue(vq)
+    public mutating func setVringCall(_ vq: VirtqueueIndex, _ eventfd: EventFD?) throws(VDPAError) {
+        let index = try checkVirtqueue(vq.rawValue)
         if let old = vrings[index].call { eventFDEffects.close.append(old) }
         vrings[index].call = eventfd
     }

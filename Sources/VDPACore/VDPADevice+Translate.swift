@@ -25,21 +25,21 @@ public enum IOTLBLayer: String, Sendable, CaseIterable {
 }
 
 public enum TranslationTarget: Sendable {
-    case asid(UInt64)
-    case virtqueue(UInt64, VirtqueueArea)
+    case asid(ASID)
+    case virtqueue(VirtqueueIndex, VirtqueueArea)
 }
 
 extension VDPADevice {
     /// The ASID a virtqueue area is translated in.
-    public func asid(forVirtqueue vq: UInt64, area: VirtqueueArea) throws(VDPAError) -> Int {
-        let index = try checkVirtqueue(vq)
+    public func asid(forVirtqueue vq: VirtqueueIndex, area: VirtqueueArea) throws(VDPAError) -> Int {
+        let index = try checkVirtqueue(vq.rawValue)
         let group = area == .buffer ? self.group(ofVirtqueue: index)
             : (descriptorGroup(ofVirtqueue: index) ?? self.group(ofVirtqueue: index))
         return groupASID[group]
     }
 
     /// The ring bytes of a split virtqueue area, from `set_vring` (desc 16·num, driver 6+2·num, device 6+8·num).
-    public func ringExtent(vq: UInt64, area: VirtqueueArea) throws(VDPAError) -> (iova: UInt64, size: UInt64) {
+    public func ringExtent(vq: VirtqueueIndex, area: VirtqueueArea) throws(VDPAError) -> (iova: UInt64, size: UInt64) {
         let ring = try vring(vq)
         let address: UInt64?
         switch area {

@@ -169,11 +169,11 @@ public struct VDPADevice: Sendable {
 
     /// EINVAL for an ASID out of range; `iotlb` marks the IOTLB write path, which the kernel reports as EFAULT.
     @inline(__always)
-    public func checkASID(_ asid: UInt64, iotlb: Bool) throws(VDPAError) -> Int {
-        guard asid < UInt64(addressSpaceCount) else {
+    public func checkASID(_ asid: ASID, iotlb: Bool) throws(VDPAError) -> Int {
+        guard asid.rawValue < UInt64(addressSpaceCount) else {
             let message = "ASID \(asid) is not below nas \(addressSpaceCount) of \(name) (R6)"
             throw iotlb ? .iotlb(.EINVAL, message) : VDPAError(.EINVAL, message)
         }
-        return Int(asid)
+        return Int(asid.rawValue)
     }
 }

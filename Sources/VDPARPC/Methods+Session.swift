@@ -74,7 +74,7 @@ extension VDPAService {
             return ["vq": .unsigned(vq.rawValue), "group": .unsigned(g.rawValue)]
         },
         "set_vring": { s, p, caller in
-            let vq = try p.u64("vq")
+            let vq = VirtqueueIndex(try p.u64("vq"))
             let num = try p.optionalU64("num"), desc = try p.optionalU64("desc"), driver = try p.optionalU64("driver")
             let device = try p.optionalU64("device_area"), ready = try p.optionalBool("ready")
             let base = try p.optionalU64("base"), flags = try p.optionalU64("flags"), log = try p.optionalU64("log")
@@ -85,19 +85,19 @@ extension VDPAService {
             return [:]
         },
         "get_vring": { s, p, caller in
-            let vq = try p.u64("vq")
+            let vq = VirtqueueIndex(try p.u64("vq"))
             let r = try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.vring(vq) }
-            return vringJSON(Int(vq), r)
+            return vringJSON(Int(vq.rawValue), r)
         },
         "set_vring_kick": { s, p, caller in
-            let vq = try p.u64("vq")
+            let vq = VirtqueueIndex(try p.u64("vq"))
             try s.withPassedDescriptor(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
                 try d.setVringKick(vq, fd)
             } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }
             return [:]
         },
         "set_vring_call": { s, p, caller in
-            let vq = try p.u64("vq")
+            let vq = VirtqueueIndex(try p.u64("vq"))
             try s.withPassedDescriptor(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
                 try d.setVringCall(vq, fd)
             } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }

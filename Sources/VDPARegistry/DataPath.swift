@@ -35,7 +35,7 @@ struct ProcessMemory: RingMemory {
     func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
         var d = device
         do {
-            return try d.translate(.asid(UInt64(ring ? ringASID : bufferASID)), access: access, iova: iova, size: UInt64(count))
+            return try d.translate(.asid(ASID(UInt64(ring ? ringASID : bufferASID))), access: access, iova: iova, size: UInt64(count))
                 .map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: Int($0.size)) }
         } catch {
             throw error.errno == .EACCES ? .permission(iova) : .fault(iova)
@@ -204,8 +204,8 @@ final class DataPathWorker: @unchecked Sendable {
                 if d.suspended && d.status & VirtioStatus.driverOK != 0 { pendingWhileSuspended = true }
                 return nil
             }
-            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: UInt64(vq), area: .desc),
-                  let buffers = try? d.asid(forVirtqueue: UInt64(vq), area: .buffer) else { return nil }
+            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .desc),
+                  let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .buffer) else { return nil }
             // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
             let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
             return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent)

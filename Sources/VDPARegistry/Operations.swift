@@ -111,14 +111,14 @@ extension DeviceRegistry {
     @inlinable
     public static func map(_ r: MapRequest, on d: inout VDPADevice, by caller: Caller) throws(VDPAError) {
         try DeviceAccess.owner(iotlb: true).check(d, caller)
-        try d.map(asid: r.asid.rawValue, iova: r.iova, size: r.size, address: r.address, permission: try r.permission.validated())
+        try d.map(asid: r.asid, iova: r.iova, size: r.size, address: r.address, permission: try r.permission.validated())
     }
 
     /// unmap (VHOST_IOTLB_INVALIDATE): the owner's; returns how many entries went.
     @inlinable
     public static func unmap(_ r: UnmapRequest, on d: inout VDPADevice, by caller: Caller) throws(VDPAError) -> Int {
         try DeviceAccess.owner(iotlb: true).check(d, caller)
-        return try d.unmap(asid: r.asid.rawValue, iova: r.iova, size: r.size)
+        return try d.unmap(asid: r.asid, iova: r.iova, size: r.size)
     }
 
     // MARK: By device name
@@ -132,23 +132,23 @@ extension DeviceRegistry {
     }
 
     public func batchBegin(asid: ASID, device: String, by caller: Caller) throws(VDPAError) {
-        try withDevice(device, .owner(iotlb: true), by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.batchBegin(asid: asid.rawValue) }
+        try withDevice(device, .owner(iotlb: true), by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.batchBegin(asid: asid) }
     }
 
     public func batchEnd(asid: ASID, device: String, by caller: Caller) throws(VDPAError) {
-        try withDevice(device, .owner(iotlb: true), by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.batchEnd(asid: asid.rawValue) }
+        try withDevice(device, .owner(iotlb: true), by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.batchEnd(asid: asid) }
     }
 
     public func resetMap(asid: ASID, device: String, by caller: Caller) throws(VDPAError) -> (removed: Int, mapping: DeviceMapping) {
-        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.resetMap(asid: asid.rawValue) }
+        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.resetMap(asid: asid) }
     }
 
     public func translate(_ r: TranslateRequest, device: String, by caller: Caller) throws(VDPAError) -> [TranslatedSegment] {
         try withDevice(device, .ownerOrAdmin, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
             let access = try r.access.validated()
             let target: TranslationTarget = switch r.target {
-            case .asid(let asid): .asid(asid.rawValue)
-            case .virtqueue(let vq, let area): .virtqueue(vq.rawValue, try area.validated())
+            case .asid(let asid): .asid(asid)
+            case .virtqueue(let vq, let area): .virtqueue(vq, try area.validated())
             }
             return try d.translate(target, access: access, iova: r.iova, size: r.size)
         }
@@ -156,23 +156,23 @@ extension DeviceRegistry {
 
     public func dumpIOTLB(_ r: DumpRequest, device: String, by caller: Caller) throws(VDPAError) -> IOTLBDump {
         try withDevice(device, .ownerOrAdmin, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
-            try d.dumpIOTLB(asid: r.asid.rawValue, layer: try r.layer.validated(), first: r.first, last: r.last, limit: r.limit)
+            try d.dumpIOTLB(asid: r.asid, layer: try r.layer.validated(), first: r.first, last: r.last, limit: r.limit)
         }
     }
 
     public func setGroupASID(group: GroupIndex, asid: ASID, device: String, by caller: Caller) throws(VDPAError) {
         try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
-            try d.setGroupASID(group: group.rawValue, asid: asid.rawValue)
+            try d.setGroupASID(group: group, asid: asid)
         }
     }
 
     public func vringGroup(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> GroupIndex {
-        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in GroupIndex(UInt64(try d.vringGroup(vq.rawValue))) }
+        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.vringGroup(vq) }
     }
 
     public func vringDescriptorGroup(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> GroupIndex {
         try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
-            GroupIndex(UInt64(try d.vringDescriptorGroup(vq.rawValue)))
+            try d.vringDescriptorGroup(vq)
         }
     }
 }

@@ -10,7 +10,7 @@ struct ControlRuleTests {
     func r22() throws {
         var d = try device()
         expectError(.ENOBUFS) { try d.setGroupASID(group: 3, asid: 9) }
-        expectError(.ENOBUFS) { _ = try d.vringGroup(.max) }
+        expectError(.ENOBUFS) { _ = try d.vringGroup(VirtqueueIndex(.max)) }
         var p = try device(.platformNet)
         expectError(.ENOBUFS) { try p.setGroupASID(group: 3, asid: 0) }
     }
@@ -22,7 +22,7 @@ struct ControlRuleTests {
         var m = try VDPADevice(name: DeviceName(rawValue: "m")!, mgmtdev: .mlx5Net, attributes: DeviceAttributes(maxVQP: 2))
         try m.open(by: me)
         #expect(m.virtqueueCount == 5)
-        #expect(try (0..<5).map { try m.vringGroup(UInt64($0)) } == [0, 0, 0, 0, 1])
+        #expect(try (0..<5).map { try m.vringGroup(VirtqueueIndex(UInt64($0))) } == [0, 0, 0, 0, 1])
     }
 
     @Test("R24 / edge #34, #35: GET_VRING_DESC_GROUP needs the op, not DESC_ASID acked")
