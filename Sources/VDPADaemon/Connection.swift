@@ -14,7 +14,7 @@
 // server is (`vdpad-bench rpc`: sequential p50 57 → 24 µs, README).  Device
 // work runs on the reader thread holding that device's lock.  The output
 // state is guarded by a mutex rather than owned by a serial queue for the
-// same reason as the devices (Service.swift): it is touched once per read,
+// same reason as the devices (DeviceSlot.swift): it is touched once per read,
 // synchronously, and `queue.sync` cost a block allocation and ~225 ns each
 // time; the connection's queue only runs its Dispatch write source and timers,
 // whose handlers take the lock like everyone else.

@@ -470,8 +470,11 @@ struct FastScanner {
             }
             skipWhitespace()
         } while expect(UInt8(ascii: ","))
+        // The members first, then the brace: a complete text that is not plain must fail before its last
+        // byte, so that "failed at the end of the bytes" keeps meaning "ran out" (a text ending exactly at a
+        // read's end would otherwise wait for bytes it does not need).
         let required = Key.jsonrpc.rawValue | Key.method.rawValue | Key.id.rawValue | Key.params.rawValue
-        return expect(UInt8(ascii: "}")) && seen == required
+        return seen == required && expect(UInt8(ascii: "}"))
     }
 
     /// The members of `params` after its `{`, through its `}`, into `r` (which holds none yet).
@@ -503,7 +506,7 @@ struct FastScanner {
                 break
             }
         }
-        return expect(UInt8(ascii: "}")) && seen & Key.device.rawValue != 0
+        return seen & Key.device.rawValue != 0 && expect(UInt8(ascii: "}"))  // members first, as in anyOrderRequest
     }
 
     /// `,"iova":`, `,"size":`, `,"addr":`, `,"asid":` or `,"perm":` written compactly: eight bytes, one

@@ -240,3 +240,28 @@ extension FuzzerFindingTests {
         #expect(Self.lockstep(found, chunk: 11) == [])
     }
 }
+
+extension FuzzerFindingTests {
+    @Test("differential oracle, 2026-11-30 run 99,355: a single text cut by one read and ending exactly at the next read's end, complete but not plain, is answered at once")
+    func completeButNotPlainAtTheReadEnd() {
+        // The fast parser took the text over when the first read ended inside it; the second read ends at its
+        // closing brace.  It waited for a third read (a client that sends no newline would wait forever).
+        for text in [#"{"params":{"device":"vdpa0"}}"#,
+                     #"{"jsonrpc":"2.0","method":"map","params":{"device":"vdpa0","iova":0,"size":1,"addr":0,"perm":"rw"}}"#,
+                     #"{"jsonrpc":"2.0","id":7,"method":"map","params":{"device":"vdpa0","iova":0,"size":1}}"#] {
+            for cut in 1..<text.utf8.count {
+                #expect(Self.lockstep(text, chunk: cut) == [], "cut after \(cut) bytes")
+            }
+            var stream = RequestStream(service: FastPathTests.service(fast: true), caller: admin, maxTextBytes: 4096)
+            var output: [UInt8] = []
+            stream.append(Array(text.utf8)[..<10])
+            _ = stream.answer(into: &output)
+            stream.append(Array(text.utf8)[10...])
+            _ = stream.answer(into: &output)
+            #expect(!stream.hasPartialText, "nothing is held back: \(text)")
+        }
+        // The fuzzer's input, in its reads of 27 bytes.
+        let found = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"open\",\"params\":{\"device\":\"vdpa0\"}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"set_backend_features\",\"params\":{\"device\":\"vdpa1\",\"features\":[\"IOTLB_M5555555555555555555555555555555555555555555SG_V2\",\"IOTLB_BATCH\",\"IOTLB_ASID\",\"IOTLB_PERSIST\"]}}\n{\"params\":{\"device\":\"vdpa0\"}}\n"
+        #expect(Self.lockstep(found, chunk: 27) == [])
+    }
+}
