@@ -6,8 +6,6 @@
 @preconcurrency import Dispatch
 import Logging
 import UnixSocket
-import VDPACore
-import VDPAJSON
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)

@@ -4,7 +4,6 @@
 // torn one; a file that does not parse is moved aside and reported, never
 // silently dropped.
 import UnixSocket
-import VDPACore
 import VDPAJSON
 import VDPARPC
 import VDPARegistry

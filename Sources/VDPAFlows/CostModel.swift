@@ -4,7 +4,6 @@
 import TOMLKit
 import VDPAJSON
 import VDPARPC
-import VDPARegistry
 
 /// What a window of a flow did, in the units the model prices.
 public struct Tally: Equatable, Sendable {

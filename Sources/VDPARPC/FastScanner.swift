@@ -7,7 +7,6 @@
 // off elsewhere (`fastPathAvailable`), and the general path answers alone.
 import VDPACore
 import VDPAJSON
-import VDPARegistry
 #if canImport(Glibc)
 import Glibc
 #endif

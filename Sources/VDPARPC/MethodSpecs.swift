@@ -6,7 +6,6 @@
 // the method table must be the same set.
 import VDPACore
 import VDPAJSON
-import VDPARegistry
 
 struct ParamSpec {
     let name: String

@@ -3,7 +3,6 @@
 // data.kernel_errno where the kernel would have said something else (R3).
 import VDPACore
 import VDPAJSON
-import VDPARegistry
 
 public struct RPCError: Error, Sendable {
     public var code: Int
