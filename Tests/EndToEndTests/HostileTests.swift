@@ -183,7 +183,7 @@ struct HostileTests {
         let script = "mount --bind -o ro '\(first.statePath)' '\(first.statePath)' && exec '\(product("vdpad"))' --socket '\(socketPath)' --state-dir '\(first.statePath)'"
         let child = try Child("/usr/bin/unshare", ["--mount", "sh", "-c", script], outputIn: first.dir.path)
         defer { kill(child.pid, SIGKILL); child.wait(seconds: 5) }
-        #expect(try eventually { (try? VDPAClient(path: socketPath, timeout: 5).call("ping")) == "pong" }, "\(child.standardError)")
+        #expect(eventually { (try? VDPAClient(path: socketPath, timeout: 5).call("ping")) == "pong" }, "\(child.standardError)")
         let c = try VDPAClient(path: socketPath, timeout: 10)
         #expect(try c.call("get_device", ["device": "keep"])["mgmtdev"] == "vdpasim_blk")
         let refused = expectRemoteError("EIO", code: -5) { try c.call("add_device", ["name": "new", "mgmtdev": "vdpasim_blk"]) }
