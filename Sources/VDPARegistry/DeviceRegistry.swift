@@ -229,8 +229,7 @@ public final class DeviceRegistry: Sendable {
         openConnections.subtract(1, ordering: .relaxed)
         for slot in allSlots() {
             // Check and release in one hop, so nobody can open the device in between.
-            guard slot.release(if: { $0.owner?.connection == connection }) != nil else { continue }
-            let name = slot.read { $0.name.rawValue }
+            guard let name = slot.release(if: { $0.owner?.connection == connection }) else { continue }
             logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
             emit(.ownerChanged(owner: nil, reason: .disconnect), device: name)
         }

@@ -58,12 +58,12 @@ public final class DeviceSlot: Sendable {
         }
     }
 
-    /// Releases the session (§6) when `condition` holds; returns the owner it had if it did.
-    func release(if condition: (VDPADevice) -> Bool) -> Owner? {
-        sync { device -> Owner? in
-            guard condition(device), let owner = device.owner else { return nil }
+    /// Releases the session (§6) when `condition` holds; returns the device's name if it did.
+    func release(if condition: (VDPADevice) -> Bool) -> String? {
+        sync { device -> String? in
+            guard condition(device), device.owner != nil else { return nil }
             device.release()
-            return owner
+            return device.name.rawValue
         }
     }
 }
