@@ -76,7 +76,7 @@ let package = Package(
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", "_VDPATestSupport",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
-        .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore"]),
+        .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
     ]

@@ -12,9 +12,9 @@ struct DeviceRecordTests {
     @Test("a state-file id past 32 bits is a corrupt file, not a truncated id (it was silently truncated)")
     func stateFileIDsNotTruncated() {
         let text = #"{"version":1,"devices":[{"name":"a","mgmtdev":"vdpasim_net","users":[4294967297]}]}"#
-        #expect(throws: ConfigError.self) { _ = try StateStore.decode(Array(text.utf8)) }
         do {
             _ = try StateStore.decode(Array(text.utf8))
+            Issue.record("an id past 32 bits was accepted")
         } catch {
             #expect(error.description == "devices[0]: EINVAL: users: id 4294967297 does not fit in 32 bits")
         }

@@ -7,6 +7,7 @@ import Glibc
 import Testing
 import VDPACore
 @testable import VDPARegistry
+import _VDPATestSupport
 
 /// Collects the events delivered to one connection.
 final class Subscriber: EventSubscriber {
@@ -27,24 +28,14 @@ struct DeviceRegistryTests {
         return r
     }
 
-    /// The errno `body` failed with (nil: it succeeded, or failed with something other than a VDPAError).
-    static func errno(_ body: () throws -> Void) -> KernelErrno? {
-        do {
-            try body()
-            return nil
-        } catch {
-            return (error as? VDPAError)?.errno
-        }
-    }
-
     @Test("add_device is an admin's; a second of the same name is EEXIST; an unknown parent ENODEV; a bad name EINVAL")
     func add() throws {
         let r = try Self.registry()
         let record = DeviceRecord(name: "n1", mgmtdev: "vdpasim_net", attributes: DeviceAttributes())
-        #expect(Self.errno { _ = try r.add(record, by: Self.vmm) } == .EPERM)
-        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) } == .EEXIST)
-        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "x", mgmtdev: "nope", attributes: DeviceAttributes()), by: Self.admin) } == .ENODEV)
-        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "a b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) } == .EINVAL)
+        expectError(.EPERM) { _ = try r.add(record, by: Self.vmm) }
+        expectError(.EEXIST) { _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) }
+        expectError(.ENODEV) { _ = try r.add(DeviceRecord(name: "x", mgmtdev: "nope", attributes: DeviceAttributes()), by: Self.admin) }
+        expectError(.EINVAL) { _ = try r.add(DeviceRecord(name: "a b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) }
         #expect(r.deviceRecords().map(\.name) == ["n0"])
     }
 
@@ -60,9 +51,9 @@ struct DeviceRegistryTests {
         }
         _ = try r.open("n0", by: Self.vmm)
         try r.map(map, device: "n0", by: Self.vmm)
-        #expect(Self.errno { try r.map(map, device: "n0", by: Self.other) } == .EPERM)
-        #expect(Self.errno { try r.map(MapRequest(iova: 0x9000, size: 1, address: 0, permission: .number(7)), device: "n0", by: Self.vmm) } == .EINVAL)
-        #expect(Self.errno { try r.map(map, device: "nosuch", by: Self.vmm) } == .ENODEV)
+        expectError(.EPERM) { try r.map(map, device: "n0", by: Self.other) }
+        expectError(.EINVAL) { try r.map(MapRequest(iova: 0x9000, size: 1, address: 0, permission: .number(7)), device: "n0", by: Self.vmm) }
+        expectError(.ENODEV) { try r.map(map, device: "nosuch", by: Self.vmm) }
         let dump = try r.dumpIOTLB(DumpRequest(asid: 0, layer: EnumArgument(field: "layer", IOTLBLayer.session)), device: "n0", by: Self.admin)
         #expect(dump.entries.map(\.first) == [0x1000] && dump.exists)
         #expect(try r.unmap(UnmapRequest(iova: 0, size: 0x10000), device: "n0", by: Self.vmm) == 1)
@@ -73,21 +64,21 @@ struct DeviceRegistryTests {
         let r = try Self.registry()
         _ = try r.open("n0", by: Self.vmm)
         let bad = MapRequest(iova: 0, size: 1, address: 0, permission: .name("rx"))
-        #expect(Self.errno { try r.map(bad, device: "nosuch", by: Self.other) } == .ENODEV)
-        #expect(Self.errno { try r.map(bad, device: "n0", by: Self.other) } == .EPERM)
-        #expect(Self.errno { try r.map(bad, device: "n0", by: Self.vmm) } == .EINVAL)
+        expectError(.ENODEV) { try r.map(bad, device: "nosuch", by: Self.other) }
+        expectError(.EPERM) { try r.map(bad, device: "n0", by: Self.other) }
+        expectError(.EINVAL) { try r.map(bad, device: "n0", by: Self.vmm) }
     }
 
     @Test("DeviceAccess: opener by users/groups, owner-or-admin reads, admin-only operations")
     func access() throws {
         let r = try Self.registry(users: [1000])
-        #expect(Self.errno { _ = try r.open("n0", by: Self.other) } == .EPERM)
+        expectError(.EPERM) { _ = try r.open("n0", by: Self.other) }
         _ = try r.open("n0", by: Self.vmm)
-        #expect(Self.errno { _ = try r.open("n0", by: Self.admin) } == .EBUSY)
+        expectError(.EBUSY) { _ = try r.open("n0", by: Self.admin) }
         let read = TranslateRequest(target: .asid(0), access: EnumArgument(field: "access", Access.read), iova: 0, size: 1)
         #expect(throws: Never.self) { _ = try r.translate(read, device: "n0", by: Self.admin) }
-        #expect(Self.errno { _ = try r.translate(read, device: "n0", by: Self.other) } == .EPERM)
-        #expect(Self.errno { try r.withDevice("n0", .admin(operation: "set_link"), by: Self.vmm) { (_: inout VDPADevice) in } } == .EPERM)
+        expectError(.EPERM) { _ = try r.translate(read, device: "n0", by: Self.other) }
+        expectError(.EPERM) { try r.withDevice("n0", .admin(operation: "set_link"), by: Self.vmm) { (_: inout VDPADevice) in } }
     }
 
     @Test("events are typed and numbered; a forced delete tells the owner's connection even unsubscribed")
@@ -99,7 +90,7 @@ struct DeviceRegistryTests {
         _ = r.subscribe(Self.admin.connection, to: Set(EventType.allCases))
         _ = try r.open("n0", by: Self.vmm)
         try r.changeStatus("n0", by: Self.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(1) }
-        #expect(Self.errno { try r.remove("n0", force: false, by: Self.admin) } == .EBUSY)
+        expectError(.EBUSY) { try r.remove("n0", force: false, by: Self.admin) }
         try r.remove("n0", force: true, by: Self.admin)
         #expect(watcher.kinds == [.ownerChanged(owner: Self.vmm.owner, reason: nil), .statusChanged(status: 1, previous: 0),
                                   .sessionClosed(reason: .deviceDeleted), .deviceRemoved])
@@ -124,7 +115,7 @@ struct DeviceRegistryTests {
         struct Full: Error {}
         let r = DeviceRegistry(persist: { records in if records.count > 1 { throw Full() } })
         _ = try r.add(DeviceRecord(name: "a", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin)
-        #expect(Self.errno { _ = try r.add(DeviceRecord(name: "b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) } == .EIO)
+        expectError(.EIO) { _ = try r.add(DeviceRecord(name: "b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) }
         #expect(r.deviceRecords().map(\.name) == ["a"] && r.deviceCount == 1)
     }
 }
