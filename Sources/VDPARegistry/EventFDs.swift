@@ -8,11 +8,9 @@ import Glibc
 #endif
 
 enum EventFDs {
-    /// What a method expects to be passed: an eventfd (kick, call, config) or a socket (the store agent).
-    typealias Kind = DeviceRegistry.DescriptorKind
-
-    /// Nil when `fd` is of `kind`; else the errno the kernel's eventfd_ctx_fdget would give (EBADF, EINVAL).
-    static func check(_ fd: Int32, is kind: Kind = .eventfd) -> KernelErrno? {
+    /// Nil when `fd` is of `kind` (an eventfd for kick, call and config; a socket for the store agent); else
+    /// the errno the kernel's eventfd_ctx_fdget would give (EBADF, EINVAL).
+    static func check(_ fd: Int32, is kind: DeviceRegistry.DescriptorKind = .eventfd) -> KernelErrno? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return .EBADF }
         if kind == .socket { return st.st_mode & S_IFMT == S_IFSOCK ? nil : .EINVAL }
