@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         .target(
@@ -33,8 +35,11 @@ let package = Package(
         .target(name: "VDPAJSON"),
         // The typed service: devices, sessions, roles, events, the data path; no JSON, no sockets.
         .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
+        // Operators' metrics: the devices' counters through swift-metrics into a Prometheus exposition.
+        .target(name: "VDPAMetrics", dependencies: ["VDPACore", "VDPARegistry", .product(name: "CoreMetrics", package: "swift-metrics"),
+                                                    .product(name: "Prometheus", package: "swift-prometheus")]),
         // JSON-RPC 2.0 over the registry: decode, call, encode.
-        .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPAJSON", "VDPAMetrics", .product(name: "Logging", package: "swift-log")]),
         .target(name: "UnixSocket"),
         .target(
             name: "VDPAFlows",
@@ -78,6 +83,7 @@ let package = Package(
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
+        .testTarget(name: "VDPAMetricsTests", dependencies: ["VDPAMetrics", "VDPARegistry", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
     ]
 )

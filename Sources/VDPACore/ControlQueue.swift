@@ -58,6 +58,8 @@ public struct ControlQueue: Sendable {
         public var newMAC: [UInt8]?
         /// Used entries whose idx store landed.
         public var completed = 0
+        /// Command bytes read and ack bytes written.
+        public var bytes = 0
         /// Callbacks fired: one per answered command, whether or not its completion landed (the CVQ's rule).
         public var calls = 0
         /// The run stopped at its budget with chains left.
@@ -80,6 +82,7 @@ public struct ControlQueue: Sendable {
         for _ in 0..<budget {
             guard let chain = try? ring.fetch(memory) else { return run }  // empty, or vringh refused the chain
             let command = SplitRing.gather(chain, memory, limit: commandLimit)
+            run.bytes += command.count
             guard case .answered(let ack, let updated) = queue.process(command, mac: mac, counters: &run.counters) else {
                 return run
             }
@@ -87,6 +90,7 @@ public struct ControlQueue: Sendable {
             var length: UInt32 = 0
             if let first = chain.writable.first(where: { $0.length > 0 }) {
                 length = (try? memory.write([ack], at: first.iova, ring: false)) != nil ? 1 : failedPushLength
+                if length == 1 { run.bytes += 1 }
             }
             if (try? ring.complete(chain.head, length: length, memory)) != nil { run.completed += 1 }
             run.calls += 1

@@ -87,6 +87,10 @@ extension VDPADevice {
         stats.cvqSuccesses += run.counters.successes
         stats.cvqErrors += run.counters.errors
         guard vq < vrings.count else { return }
+        queueStats[vq].receivedDesc += run.counters.requests
+        queueStats[vq].completedDesc += run.completed
+        queueStats[vq].bytes += run.bytes
+        queueStats[vq].errors += run.counters.errors
         vrings[vq].base = lastAvail
         if run.calls > 0, let call = vrings[vq].call { eventFDEffects.signal += Array(repeating: call, count: run.calls) }
     }

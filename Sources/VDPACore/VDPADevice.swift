@@ -81,6 +81,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var vrings: [Vring]
     public internal(set) var suspended = false
     public internal(set) var stats = DeviceStats()
+    /// Per virtqueue, what `vdpa dev vstats` reports (QueueStats.swift); never cleared.
+    public internal(set) var queueStats: [QueueStats]
     /// A net device's config space as written (R51: it survives reset); a block device rebuilds its own.
     var netConfig: [UInt8]
     /// The link state the config's status field reports (VIRTIO_NET_S_LINK_UP); `set_link` changes it.
@@ -108,6 +110,7 @@ public struct VDPADevice: Sendable {
         mappingStates = (0..<mgmtdev.addressSpaceCount).map { MappingState(mgmtdev.defaultMapping(asid: $0)) }
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
         vrings = Array(repeating: Vring(), count: virtqueueCount)
+        queueStats = Array(repeating: QueueStats(), count: virtqueueCount)
         netConfig = mgmtdev.deviceClass == .net
             ? ConfigLayout.net(mac: attributes.mac ?? "00:00:00:00:00:00", mtu: attributes.mtu ?? 1500,
                                maxVirtqueuePairs: mgmtdev.offeredFeatures & VirtioFeatures.mask("MQ", class: .net) != 0

@@ -11,6 +11,7 @@ public enum KernelErrno: Int32, Sendable, CaseIterable {
     case EPERM = 1
     case EIO = 5
     case EBADF = 9
+    case EAGAIN = 11
     case E2BIG = 7
     case EACCES = 13
     case EFAULT = 14
@@ -19,6 +20,7 @@ public enum KernelErrno: Int32, Sendable, CaseIterable {
     case ENODEV = 19
     case EINVAL = 22
     case ENOSPC = 28
+    case ERANGE = 34
     case EOPNOTSUPP = 95
     case ENOBUFS = 105
 

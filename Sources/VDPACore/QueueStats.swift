@@ -1,0 +1,61 @@
+// QueueStats.swift — per-virtqueue counters, as the kernel's
+// `vdpa dev vstats show DEV qidx N` reports a queue (received_desc,
+// completed_desc), plus the bytes, drops and errors an operator asks for.
+// Like vdpa_sim's counters they are never cleared: they survive reset and
+// close and end only with the device (docs/datapath.md, "Counters").
+
+/// What one virtqueue is for, as `vdpa dev vstats` names it.
+public enum QueueType: String, Sendable, CaseIterable {
+    case rx, tx
+    case controlVQ = "control_vq"
+    /// A virtio-blk request queue (the kernel has no vstats for block devices; metrics still name it).
+    case request
+}
+
+/// The counters of one virtqueue.
+public struct QueueStats: Equatable, Sendable {
+    /// Descriptor chains the device fetched from the avail ring.
+    public var receivedDesc = 0
+    /// Chains it returned through the used ring.
+    public var completedDesc = 0
+    /// Buffer bytes the device read or wrote for those chains.
+    public var bytes = 0
+    /// Chains or frames dropped on purpose (a receive filter, no room).
+    public var drops = 0
+    /// Chains the device could not serve (a malformed request, an unreadable buffer).
+    public var errors = 0
+
+    public init() {}
+}
+
+extension VDPADevice {
+    /// The queue type of `vq`: a net device's pairs alternate rx, tx; its last vq is the control queue.
+    public func queueType(ofVirtqueue vq: Int) -> QueueType {
+        switch mgmtdev.deviceClass {
+        case .block: .request
+        case .net: vq == virtqueueCount - 1 ? .controlVQ : (vq % 2 == 0 ? .rx : .tx)
+        }
+    }
+
+    /// The largest queue index vstats accepts before its range check (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX).
+    static let vstatsIndexLimit: UInt64 = 0x8000
+
+    /// `vdpa dev vstats show DEV qidx N`, with the checks of vdpa_dev_vendor_stats_fill in their order:
+    /// EAGAIN before FEATURES_OK, then (net only, else EOPNOTSUPP) ERANGE past 0x8000, then the parent's
+    /// EINVAL for an index that is not one of its queues.
+    public func vendorStats(queue index: UInt64) throws(VDPAError) -> QueueStats {
+        guard status & VirtioStatus.featuresOK != 0 else {
+            throw VDPAError(.EAGAIN, "\(name) has not negotiated its features (FEATURES_OK is not set)")
+        }
+        guard mgmtdev.deviceClass == .net else {
+            throw VDPAError(.EOPNOTSUPP, "\(name) is a \(mgmtdev.name) device; vendor statistics are net only")
+        }
+        guard index <= Self.vstatsIndexLimit else {
+            throw VDPAError(.ERANGE, "qidx \(index) is above \(Self.vstatsIndexLimit)")
+        }
+        guard index < UInt64(virtqueueCount) else {
+            throw VDPAError(.EINVAL, "qidx \(index) is not below nvqs \(virtqueueCount) of \(name)")
+        }
+        return queueStats[Int(index)]
+    }
+}

@@ -1,0 +1,61 @@
+// QueueStatsTests.swift — `vdpa dev vstats show DEV qidx N`: the checks of
+// vdpa_dev_vendor_stats_fill in their order, the queue types, and counters
+// that survive reset (docs/kernel-rules.md, "Queue statistics").
+import Testing
+import VDPACore
+import _VDPATestSupport
+
+@Suite("Queue statistics (vstats)")
+struct QueueStatsTests {
+    static let featuresOK = UInt64(VirtioStatus.acknowledge | VirtioStatus.driver | VirtioStatus.featuresOK)
+
+    static func negotiated(_ kind: ManagementDevice = .vdpasimNet) throws -> VDPADevice {
+        var d = try device(kind)
+        try d.setFeatures(d.offeredFeatures)
+        try d.setStatus(featuresOK)
+        return d
+    }
+
+    @Test("EAGAIN before FEATURES_OK, EOPNOTSUPP on block, ERANGE past 0x8000, EINVAL past nvqs")
+    func checksInOrder() throws {
+        let fresh = try device()
+        expectError(.EAGAIN) { _ = try fresh.vendorStats(queue: 0) }
+        let blk = try Self.negotiated(.vdpasimBlock)
+        expectError(.EOPNOTSUPP) { _ = try blk.vendorStats(queue: 0) }
+        expectError(.EOPNOTSUPP) { _ = try blk.vendorStats(queue: 0x9000) }  // the class is checked before the range
+        let net = try Self.negotiated()
+        expectError(.ERANGE) { _ = try net.vendorStats(queue: 0x8001) }
+        expectError(.EINVAL) { _ = try net.vendorStats(queue: 0x8000) }
+        expectError(.EINVAL) { _ = try net.vendorStats(queue: 3) }
+        #expect(try net.vendorStats(queue: 2) == QueueStats())
+    }
+
+    @Test("net queues are rx, tx, …, control_vq; an mlx5_net with 4 pairs has 9")
+    func queueTypes() throws {
+        let d = try device()
+        #expect((0..<3).map(d.queueType(ofVirtqueue:)) == [.rx, .tx, .controlVQ])
+        var attributes = DeviceAttributes()
+        attributes.maxVQP = 4
+        let mlx = try VDPADevice(name: DeviceName(rawValue: "m")!, mgmtdev: .mlx5Net, attributes: attributes)
+        #expect((0..<9).map(mlx.queueType(ofVirtqueue:)) == [.rx, .tx, .rx, .tx, .rx, .tx, .rx, .tx, .controlVQ])
+        #expect(try device(.vdpasimBlock).queueType(ofVirtqueue: 0) == .request)
+    }
+
+    @Test("a control-queue run counts on the CVQ; the counts survive reset and a new open")
+    func controlQueueCountsSurviveReset() throws {
+        var d = try Self.negotiated()
+        var run = ControlQueue.Run()
+        run.counters.requests = 2
+        run.counters.successes = 1
+        run.counters.errors = 1
+        run.completed = 2
+        run.bytes = 17
+        d.recordControlQueue(vq: 2, run: run, lastAvail: 2)
+        var expected = QueueStats()
+        (expected.receivedDesc, expected.completedDesc, expected.bytes, expected.errors) = (2, 2, 17, 1)
+        #expect(try d.vendorStats(queue: 2) == expected)
+        d.reset()
+        #expect(d.queueStats[2] == expected, "never cleared, as vdpa_sim's counters")
+        #expect(d.queueStats[0] == QueueStats())
+    }
+}
