@@ -20,6 +20,8 @@ command -v cc >/dev/null || need+=(gcc)
 # The guest smoke test: busybox for its initramfs, cpio to pack it.
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
+# The metrics test scrapes vdpad's textfile through Debian's node_exporter (never started as a service here).
+command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 if [ ${#need[@]} -gt 0 ]; then
     SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO=sudo
     $SUDO apt-get update -qq

@@ -16,5 +16,7 @@ python3 -m unittest discover -s tests/qemu -v
 # The Python client, installed as a user would, and its suite against the real daemon (OpenRPC included).
 .venv/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
 VDPAD_BINARY="$PWD/.build/debug/vdpad" .venv/bin/python -m pytest -q -p no:cacheprovider clients/python/tests
+# Metrics as Prometheus reads them: the reference parser, and Debian's node_exporter scraping the textfile.
+VDPAD_BINARY="$PWD/.build/debug/vdpad" .venv/bin/python -m pytest -q -p no:cacheprovider tests/metrics
 scripts/test-install.sh
 scripts/perf-guard.sh

@@ -28,6 +28,9 @@ public struct DaemonConfig: Sendable {
     public var idleTimeoutSeconds = 30
     public var limits = ServiceLimits()
     public var devices: [DeviceRecord] = []
+    /// Where to write the metrics for node_exporter's textfile collector (nil: never written).
+    public var metricsTextfile: String?
+    public var metricsIntervalSeconds = 15
 
     public init() {}
 
@@ -41,7 +44,8 @@ public struct DaemonConfig: Sendable {
         } catch { throw ConfigError("\(error)") }
         var c = DaemonConfig()
         let top = Keys(table, "")
-        try top.only(["socket", "socket_mode", "socket_group", "admin_group", "state_dir", "log_level", "limits", "devices"])
+        try top.only(["socket", "socket_mode", "socket_group", "admin_group", "state_dir", "log_level", "limits", "devices",
+                      "metrics_textfile", "metrics_interval_s"])
         c.socketPath = try top.string("socket")
         if let mode = try top.string("socket_mode") {
             guard let m = UInt32(mode, radix: 8), m <= 0o777 else { throw ConfigError("socket_mode \"\(mode)\" is not an octal mode like \"0660\"") }
@@ -54,6 +58,13 @@ public struct DaemonConfig: Sendable {
             guard logLevels.contains(level) else { throw ConfigError("log_level \"\(level)\" is not one of \(logLevels.joined(separator: ", "))") }
             c.logLevel = level
         }
+        if let path = try top.string("metrics_textfile"), !path.isEmpty {
+            guard path.hasPrefix("/"), !path.hasSuffix("/") else {
+                throw ConfigError("metrics_textfile \"\(path)\" must be an absolute file path (node_exporter reads *.prom files)")
+            }
+            c.metricsTextfile = path
+        }
+        c.metricsIntervalSeconds = try top.positive("metrics_interval_s") ?? c.metricsIntervalSeconds
         if let limitsTable = try top.table("limits") {
             let l = Keys(limitsTable, "limits.")
             try l.only(["max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_s", "max_batch", "max_devices",

@@ -45,6 +45,9 @@ public final class Daemon: Sendable {
         var acceptSource: (any DispatchSourceRead)?
         var signalSources: [any DispatchSourceSignal] = []
         var watchdog: (any DispatchSourceTimer)?
+        var metricsTimer: (any DispatchSourceTimer)?
+        /// The last textfile failure logged, so a file that cannot be written is reported once, not every interval.
+        var metricsProblem: String?
         var nextConnection: UInt64 = 0
     }
 
@@ -91,6 +94,7 @@ public final class Daemon: Sendable {
         startAccepting(listenFD)
         installSignals()
         startWatchdog()
+        startMetricsTextfile()
         runtime.withLock { $0.lifecycle = .serving }
         logger.notice("vdpad ready", metadata: ["socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
                                                  "devices": "\(service.deviceCount)"])
@@ -286,5 +290,37 @@ public final class Daemon: Sendable {
         }
         timer.resume()
         runtime.withLock { $0.watchdog = timer }
+    }
+
+    // MARK: Metrics textfile
+
+    /// Every `metrics_interval_s`, the `metrics` exposition replaces `metrics_textfile` atomically, for
+    /// node_exporter's textfile collector.  Off (no timer, no work) unless the config names a file.
+    private func startMetricsTextfile() {
+        guard let path = config.metricsTextfile else { return }
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "vdpad.metrics"))
+        timer.schedule(deadline: .now(), repeating: .seconds(config.metricsIntervalSeconds))
+        timer.setEventHandler { [weak self] in self?.writeMetrics(to: path) }
+        timer.resume()
+        runtime.withLock { $0.metricsTimer = timer }
+        logger.info("writing metrics", metadata: ["path": "\(path)", "interval_s": "\(config.metricsIntervalSeconds)"])
+    }
+
+    private func writeMetrics(to path: String) {
+        var problem: String?
+        do {
+            try writeFileAtomically(path, Array(service.metricsText().utf8), mode: 0o644, durable: false)
+        } catch {
+            problem = "\(error)"
+        }
+        let previous = runtime.withLock { r in
+            defer { r.metricsProblem = problem }
+            return r.metricsProblem
+        }
+        if let problem, problem != previous {
+            logger.error("cannot write the metrics textfile", metadata: ["path": "\(path)", "error": "\(problem)"])
+        } else if problem == nil, previous != nil {
+            logger.notice("metrics textfile written again", metadata: ["path": "\(path)"])
+        }
     }
 }

@@ -36,24 +36,7 @@ public struct StateStore: Sendable {
     }
 
     public func save(_ records: [DeviceRecord]) throws {
-        let text = Self.encode(records)
-        let tmp = path + ".tmp"
-        let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SystemCallError("open \(tmp)") }
-        defer { Glibc.close(fd) }
-        var offset = 0
-        while offset < text.count {
-            let n = retryingOnEINTR { text.withUnsafeBytes { write(fd, $0.baseAddress! + offset, text.count - offset) } }
-            guard n > 0 else { throw SystemCallError("write \(tmp)") }
-            offset += n
-        }
-        guard fsync(fd) == 0 else { throw SystemCallError("fsync \(tmp)") }
-        guard rename(tmp, path) == 0 else { throw SystemCallError("rename \(tmp)") }
-        let dfd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        if dfd >= 0 {
-            fsync(dfd)
-            Glibc.close(dfd)
-        }
+        try writeFileAtomically(path, Self.encode(records), mode: 0o600, durable: true)
     }
 
     static func encode(_ records: [DeviceRecord]) -> [UInt8] {
@@ -90,6 +73,32 @@ public struct StateStore: Sendable {
 }
 
 /// The whole file, read with EINTR retries.
+/// Replaces the file at `path` with `bytes` so that a reader sees the old file or the new one, never a part:
+/// a temporary file beside it, written whole, then renamed over it.  `durable` also syncs the data and the
+/// directory, so a crash after the call keeps the new file (the state file needs that; a metrics file does not).
+func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, durable: Bool) throws {
+    let tmp = path + ".tmp"
+    let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
+    guard fd >= 0 else { throw SystemCallError("open \(tmp)") }
+    defer { Glibc.close(fd) }
+    fchmod(fd, mode)  // the umask may have narrowed it: a metrics file must stay readable by its scraper
+    var offset = 0
+    while offset < bytes.count {
+        let n = retryingOnEINTR { bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) } }
+        guard n > 0 else { throw SystemCallError("write \(tmp)") }
+        offset += n
+    }
+    if durable { guard fsync(fd) == 0 else { throw SystemCallError("fsync \(tmp)") } }
+    guard rename(tmp, path) == 0 else { throw SystemCallError("rename \(tmp)") }
+    guard durable else { return }
+    let directory = path.lastIndex(of: "/").map { String(path[..<$0]) }.flatMap { $0.isEmpty ? "/" : $0 } ?? "."
+    let dfd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    if dfd >= 0 {
+        fsync(dfd)
+        Glibc.close(dfd)
+    }
+}
+
 public func readFile(_ path: String) throws -> [UInt8] {
     let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw SystemCallError("open \(path)") }

@@ -23,6 +23,9 @@ public struct DaemonSnapshot: Sendable, Equatable {
 }
 
 public final class MetricsExporter: Sendable {
+    /// What the exposition is, as an HTTP Content-Type would say it.
+    public static let contentType = "text/plain; version=0.0.4"
+
     /// One time series: a family and its label values, in the family's label order.
     struct SeriesKey: Hashable {
         let family: String

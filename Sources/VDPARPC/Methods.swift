@@ -6,6 +6,7 @@
 import Logging
 import VDPACore
 import VDPAJSON
+import VDPAMetrics
 import VDPARegistry
 
 /// A method: RPCError and VDPAError are mapped to the wire (Dispatcher); anything else becomes -32603.
@@ -102,7 +103,16 @@ extension VDPAService {
             "link": d.mgmtdev.deviceClass == .net ? .string(d.linkUp ? "up" : "down") : .null,
             "config_call": .bool(d.configCall != nil), "store_agent": .bool(d.storeAgent != nil),
             "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
+            "queues": .array(d.queueStats.indices.map { q in
+                queueStatsJSON(d.queueStats[q], leading: [("qidx", JSON(q)), ("queue_type", .string(d.queueType(ofVirtqueue: q).rawValue))])
+            }),
         ]
+    }
+
+    /// A queue's counters as `get_vstats` and `get_device.queues` show them (vdpa dev vstats' names).
+    static func queueStatsJSON(_ q: QueueStats, leading: [(String, JSON)]) -> JSON {
+        .object(leading + [("received_desc", JSON(q.receivedDesc)), ("completed_desc", JSON(q.completedDesc)), ("bytes", JSON(q.bytes)),
+                           ("drops", JSON(q.drops)), ("errors", JSON(q.errors))])
     }
 
     static func vringJSON(_ vq: Int, _ r: Vring) -> JSON {
@@ -141,6 +151,9 @@ extension VDPAService {
             }
             return ["seq": .unsigned(s.registry.subscribe(caller.connection, to: types))]
         },
+        "metrics": { s, _, _ in
+            ["format": .string(MetricsExporter.contentType), "text": .string(s.metricsText())]
+        },
         "get_events": { s, p, _ in
             let (events, next) = s.registry.events(since: try p.optionalU64("since") ?? 0)
             return ["events": .array(events.map(eventJSON)), "next_seq": .unsigned(next)]
@@ -174,6 +187,11 @@ extension VDPAService {
             } })
         },
         "get_device": { s, p, _ in try s.read(p) { deviceJSON($0) } },
+        "get_vstats": { s, p, _ in
+            let name = try p.string("device"), qidx = try p.u64("qidx")
+            let (type, stats) = try s.registry.vendorStats(name, queue: qidx)
+            return queueStatsJSON(stats, leading: [("device", .string(name)), ("qidx", .unsigned(qidx)), ("queue_type", .string(type.rawValue))])
+        },
         "get_config": { s, p, _ in
             try s.read(p) { configJSON($0.mgmtdev.deviceClass, $0.configBytes) }
         },

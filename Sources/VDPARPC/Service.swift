@@ -8,6 +8,7 @@ import Logging
 import Synchronization
 import VDPACore
 import VDPAJSON
+import VDPAMetrics
 import VDPARegistry
 
 /// Where a connection's notifications go (the daemon writes them to the socket).
@@ -34,6 +35,9 @@ public final class VDPAService: Sendable {
     let version: String
     let pid: Int32
     let logger: Logger
+
+    /// The Prometheus exposition of `metrics` and the daemon's textfile (built only when asked for).
+    let metrics = MetricsExporter()
 
     /// Whether plain map/unmap requests skip the JSON tree (FastPath.swift); tests turn it off to compare.
     let useFastPath: Bool
@@ -81,6 +85,14 @@ public final class VDPAService: Sendable {
     }
 
     public var connectionCount: Int { registry.connectionCount }
+
+    /// Every device's and queue's counters in the Prometheus text format (the `metrics` method, the textfile).
+    public func metricsText() -> String {
+        let uptime = Int((ContinuousClock.now - started).components.seconds)
+        let daemon = DaemonSnapshot(connections: connectionCount, requests: requestCount.load(ordering: .relaxed),
+                                    errors: errorCount.load(ordering: .relaxed), uptimeSeconds: uptime)
+        return metrics.exposition(devices: registry.snapshots(), daemon: daemon)
+    }
 
     /// How many devices exist (no device is waited for).
     public var deviceCount: Int { registry.deviceCount }

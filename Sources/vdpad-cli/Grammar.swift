@@ -17,7 +17,7 @@ struct CLICommand {
 
     enum View {
         case mgmtdevs, devices, device, config, configBytes, stats, iotlb, vqs, backend, features, status, translate, daemonStatus,
-             version, methods, raw, removed, resetMap, silent
+             version, methods, raw, removed, resetMap, silent, vstats, metrics
     }
 }
 
@@ -73,6 +73,7 @@ enum Grammar {
         ("dev config write NAME offset X data HEX", "write config space bytes (the owner, in a -b session)"),
         ("dev set NAME link up|down", "set a net device's link; the config eventfd is signalled (admin)"),
         ("dev stats show NAME", "what the device's flows cost: maps, commits, copies, resets"),
+        ("dev vstats show NAME qidx N", "one queue's counters, as iproute2's vdpa dev vstats (net devices after FEATURES_OK)"),
         ("dev vq show NAME", "per virtqueue: group, descriptor group, their ASIDs, size, base, ready, kick and call"),
         ("dev iotlb show NAME asid A [layer session|device] [first X] [last X] [limit N]", "dump one ASID's mappings"),
         ("dev open NAME", "own the device for this connection (a -b session)"),
@@ -93,6 +94,7 @@ enum Grammar {
         ("dev translate NAME access read|write (asid A | vq Q area desc|driver|device|buffer) [iova X] [size X]", "a device DMA through the device mapping"),
         ("dev suspend NAME / dev resume NAME", "suspend or resume the device"),
         ("daemon status|version|methods", "the daemon itself"),
+        ("metrics", "every device's and queue's counters in the Prometheus text format (docs/operations.md)"),
         ("monitor [EVENT...]", "print events until interrupted"),
         ("replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]", "play a recorded VMM trace (vdpad-run --record) again: differences and cost"),
         ("call METHOD [JSON]", "any method, raw JSON params, JSON result"),
@@ -108,6 +110,8 @@ enum Grammar {
         "dev set": "vdpad-cli dev set vdpa0 link down",
         "dev stats": "vdpad-cli dev stats show vdpa0",
         "dev vq": "vdpad-cli dev vq show vdpa1",
+        "dev vstats": "vdpad-cli -j dev vstats show vdpa0 qidx 2",
+        "metrics": "vdpad-cli metrics > vdpad.prom",
         "dev iotlb": "vdpad-cli dev iotlb show vdpa0 asid 0 layer device limit 100",
         "dev open": "vdpad-cli -b session.txt   (dev open only lasts as long as its connection)",
         "dev close": "dev close vdpa0   (in a -b file)",
@@ -152,7 +156,7 @@ enum Grammar {
 
     /// Parses one command line (without the global options).
     static func parse(_ words: [String]) throws(UsageError) -> CLICommand {
-        guard let object = words.first else { throw UsageError("missing object: mgmtdev, dev, daemon, monitor or call") }
+        guard let object = words.first else { throw UsageError("missing object: mgmtdev, dev, daemon, metrics, monitor or call") }
         let rest = Array(words.dropFirst())
         switch object {
         case "mgmtdev":
@@ -166,6 +170,9 @@ enum Grammar {
             case "methods"?: return CLICommand(method: "rpc_get_methods", view: .methods)
             default: throw UsageError("usage: \(usage("daemon"))")
             }
+        case "metrics":
+            guard rest.isEmpty else { throw UsageError("usage: \(usage("metrics"))") }
+            return CLICommand(method: "metrics", view: .metrics)
         case "call":
             guard let method = rest.first, rest.count <= 2 else { throw UsageError("usage: \(usage("call"))") }
             var params: JSON?
@@ -174,7 +181,7 @@ enum Grammar {
             }
             return CLICommand(method: method, params: params, view: .raw)
         default:
-            throw UsageError("unknown object \"\(object)\": use mgmtdev, dev, daemon, monitor or call")
+            throw UsageError("unknown object \"\(object)\": use mgmtdev, dev, daemon, metrics, monitor or call")
         }
     }
 
@@ -245,6 +252,12 @@ enum Grammar {
             guard try subcommand() == "show" else { throw UsageError("usage: \(w.usage)") }
             let view: CLICommand.View = command == "config" ? .config : command == "stats" ? .stats : .vqs
             return try named(command == "config" ? "get_config" : "get_device", view)
+        case "vstats":
+            guard try subcommand() == "show" else { throw UsageError("usage: \(w.usage)") }
+            let name = try w.next("NAME")
+            let kw = try w.keywords(values: ["qidx"])
+            guard let qidx = kw["qidx"] else { throw UsageError("qidx is required\nusage: \(w.usage)") }
+            return CLICommand(method: "get_vstats", params: ["device": .string(name), "qidx": try number(qidx, "qidx")], view: .vstats)
         case "iotlb":
             guard try subcommand() == "show" else { throw UsageError("usage: \(w.usage)") }
             let name = try w.next("NAME")

@@ -91,6 +91,14 @@ enum Render {
             return "vdpad: up \(r["uptime_s"]?.plain ?? "?")s, \(r["devices"]?.plain ?? "?") devices, \(r["connections"]?.plain ?? "?") connections, \(r["requests"]?.plain ?? "?") requests, \(r["errors"]?.plain ?? "?") errors"
         case .version: return "vdpad \(r["version"]?.plain ?? "?") protocol \(r["protocol"]?.plain ?? "?") pid \(r["pid"]?.plain ?? "?")"
         case .methods: return r.items.map(\.plain).joined(separator: "\n")
+        case .metrics:
+            let text = r["text"]?.plain ?? ""
+            return text.hasSuffix("\n") ? String(text.dropLast()) : text
+        case .vstats:
+            // iproute2's line: the device, then name-value pairs; vdpad adds bytes, drops and errors.
+            let counters = ["received_desc", "completed_desc", "bytes", "drops", "errors"].map { "\($0) \(r[$0]?.plain ?? "0")" }
+            return "\(r["device"]?.plain ?? ""):\n  queue_type \(r["queue_type"]?.plain ?? "-") queue_index \(r["qidx"]?.plain ?? "-") "
+                + counters.joined(separator: " ")
         }
     }
 
@@ -135,6 +143,9 @@ enum Render {
         case .devices: return keyed("dev", r.items)
         case .device, .stats, .vqs: return keyed("dev", [r])
         case .config: return ["config": .object([(c.params?["device"]?.plain ?? "", r)])]
+        case .vstats:
+            let counters = r.members.filter { !["device", "qidx"].contains($0.0) }
+            return ["vstats": .object([(r["device"]?.plain ?? "", .object([("queue_index", r["qidx"] ?? .null)] + counters))])]
         default: return r
         }
     }

@@ -406,6 +406,11 @@ class ProbeTests(unittest.TestCase):
             stats = d.rpc.call("get_device", device="n0")["stats"]
             self.assertEqual((stats["cvq_requests"], stats["cvq_successes"], stats["cvq_errors"]), (2, 2, 0))
             self.assertEqual((stats["atomic_index_stores"], stats["copied_index_stores"]), (2, 0))
+            # The same run in the CVQ's queue counters (get_vstats' fields): 2 fetched, 2 completed, each an
+            # 8-byte MAC_ADDR_SET read and a 1-byte ack written.
+            cvq = d.rpc.call("get_device", device="n0")["queues"][2]
+            self.assertEqual((cvq["queue_type"], cvq["received_desc"], cvq["completed_desc"], cvq["bytes"], cvq["errors"]),
+                             ("control_vq", 2, 2, 18, 0))
         finally:
             d.stop()
 
@@ -425,6 +430,9 @@ class ProbeTests(unittest.TestCase):
             self.assertEqual(p.returncode, 0, out)
             stats = d.rpc.call("get_device", device="n1")["stats"]
             self.assertEqual((stats["cvq_requests"], stats["cvq_successes"], stats["cvq_errors"]), (2, 1, 1))
+            # The unreadable command is received and an error but never completed; the good one completes.
+            cvq = d.rpc.call("get_device", device="n1")["queues"][2]
+            self.assertEqual((cvq["received_desc"], cvq["completed_desc"], cvq["errors"]), (2, 1, 1))
         finally:
             d.stop()
 

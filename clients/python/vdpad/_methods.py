@@ -9,7 +9,7 @@ class GeneratedMethods:
     def call(self, method: str, **params: Any) -> Any:  # provided by Client
         raise NotImplementedError
 
-    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "list_devices", "list_mgmtdevs", "map", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "subscribe", "suspend", "translate", "unmap", "write_config"]
+    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "subscribe", "suspend", "translate", "unmap", "write_config"]
 
     def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None) -> dict:
         "Create a device (admin)"
@@ -79,6 +79,10 @@ class GeneratedMethods:
         "A virtqueue's group (R23)"
         return self.call("get_vring_group", device=device, vq=vq)
 
+    def get_vstats(self, device: str, *, qidx: int | str) -> dict:
+        "One queue's counters, as vdpa dev vstats show DEV qidx N (net devices after FEATURES_OK)"
+        return self.call("get_vstats", device=device, qidx=qidx)
+
     def list_devices(self) -> list:
         "Every device: name, mgmtdev, owner, status"
         return self.call("list_devices")
@@ -90,6 +94,10 @@ class GeneratedMethods:
     def map(self, device: str, *, iova: int | str, size: int | str, addr: int | str, perm: str | int, asid: int | str | None = None) -> Any:
         "IOTLB UPDATE (R6, R7, R11, R13, R14)"
         return self.call("map", device=device, iova=iova, size=size, addr=addr, perm=perm, asid=asid)
+
+    def metrics(self) -> dict:
+        "Every device's and queue's counters in the Prometheus text format (docs/operations.md)"
+        return self.call("metrics")
 
     def open(self, device: str) -> dict:
         "Own the device on this connection (open + VHOST_SET_OWNER)"
