@@ -78,7 +78,7 @@ let package = Package(
         // What the test targets share (fixtures, callers); never linked into a product.
         .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry"], path: "Tests/_VDPATestSupport"),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore", "_VDPATestSupport"], exclude: ["README.md"]),
-        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", "_VDPATestSupport",
+        .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPACore", "VDPAJSON", "_VDPATestSupport",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "_VDPATestSupport"]),

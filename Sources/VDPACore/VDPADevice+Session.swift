@@ -132,14 +132,15 @@ extension VDPADevice {
         driverFeatures = 0
         suspended = false
         groupASID = Array(repeating: 0, count: groupCount)
-        // R69: num is kept; vdpa_sim zeroes the addresses and the base, mlx5 keeps both (its base is the
-        // index saved when the queue was torn down, R61); nothing is ready; the parent drops the call
-        // callback (the VMM must bind CALL again), the kick eventfd stays bound.
+        // R69: num is kept; vdpa_sim zeroes the addresses and the base — zero, not unset: its ring now sits at
+        // IOVA 0, and get_vring and translate say so — mlx5 keeps both (its base is the index saved when the
+        // queue was torn down, R61); nothing is ready; the parent drops the call callback (the VMM must bind
+        // CALL again), the kick eventfd stays bound.
         for vq in vrings.indices {
             var ring = vrings[vq]
             ring.ready = false
             if mgmtdev != .mlx5Net {
-                (ring.desc, ring.driver, ring.device, ring.base) = (nil, nil, nil, 0)
+                (ring.desc, ring.driver, ring.device, ring.base) = (0, 0, 0, 0)
             }
             if let call = ring.call { eventFDEffects.close.append(call) }
             ring.call = nil

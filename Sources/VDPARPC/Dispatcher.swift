@@ -78,7 +78,7 @@ extension VDPAService {
             let params = try Params(request["params"])
             result = .success(try handler(self, params, caller))
         } catch let error as RPCError {
-            result = .failure(error)
+            result = .failure(Self.firstInvalidParam(error, method: method, params: request["params"]))
         } catch let error as VDPAError {
             result = .failure(RPCError(error))  // the one place a registry or device error meets the wire
         } catch {

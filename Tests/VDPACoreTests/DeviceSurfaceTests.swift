@@ -368,8 +368,11 @@ struct DeviceSurfaceTests {
             if kind == .mlx5Net {
                 #expect(r.desc == 0x1000 && r.driver == 0x2000 && r.device == 0x3000 && r.base == 9)
             } else {
-                #expect(r.desc == nil && r.driver == nil && r.device == nil && r.base == 0)
+                // Zeroed, not unset: the device now walks a ring at IOVA 0, as vdpa_sim's would (docs/protocol.md §5.5).
+                #expect(r.desc == 0 && r.driver == 0 && r.device == 0 && r.base == 0)
                 #expect(try d.readConfig(offset: 0, length: 6) == [2, 0, 0, 0, 0, 1])
+                let ring = try d.translate(.virtqueue(0, .desc), access: .read, iova: nil, size: nil)
+                #expect(ring.map(\.iova) == [0] && ring.map(\.size) == [16 * 256], "the descriptor table at IOVA 0, 16·num bytes")
             }
             #expect(d.configCall == EventFD(32) && d.groupASID == [0, 0] || d.groupASID == [0, 0, 0])
             #expect(d.takeEventFDEffects().close == [EventFD(31)])

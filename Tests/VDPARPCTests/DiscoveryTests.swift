@@ -83,6 +83,31 @@ struct DiscoveryTests {
         }
     }
 
+    @Test("several params wrong at once: -32602 names the first in the document's order (docs/protocol.md §3)")
+    func firstWrongParamIsNamed() {
+        for spec in VDPAService.specs where !spec.params.isEmpty {
+            let ordered = VDPAService.documentOrder(spec)
+            // Nothing sent: the first required param; a method whose params are all optional has nothing missing.
+            if let first = ordered.first(where: \.required) {
+                let reply = Self.call(spec.name, [])
+                #expect(reply["error"]?["data"]?["field"] == .string(first.name), "\(spec.name) with no params: \(reply.text)")
+            }
+            // Every param of the wrong type, sent in reverse order: still the first in the document's order.
+            let allWrong: [(String, JSON)] = ordered.reversed().map { ($0.name, ["wrong": "type"]) }
+            let reply = Self.call(spec.name, allWrong)
+            #expect(reply["error"]?["data"]?["field"] == .string(ordered[0].name), "\(spec.name) all wrong: \(reply.text)")
+            // The first param right and every later one wrong: the second.
+            if ordered.count >= 2 {
+                let params = [(ordered[0].name, Self.sample(ordered[0]))] + allWrong.filter { $0.0 != ordered[0].name }
+                let reply = Self.call(spec.name, params)
+                #expect(reply["error"]?["data"]?["field"] == .string(ordered[1].name), "\(spec.name) second wrong: \(reply.text)")
+            }
+        }
+        // The examples of docs/protocol.md §3.
+        #expect(Self.call("map", [("iova", "x"), ("size", true)])["error"]?["data"]?["field"] == "device")
+        #expect(Self.call("map", [("device", "vdpa0"), ("iova", "x"), ("size", true)])["error"]?["data"]?["field"] == "iova")
+    }
+
     @Test("docs/openrpc.json is the document rpc.discover answers (regenerate: vdpad --openrpc > docs/openrpc.json)")
     func documentIsCurrent() throws {
         let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
