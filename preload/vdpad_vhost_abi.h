@@ -3,8 +3,8 @@
  * (include/uapi/linux/vhost.h, vhost_types.h), written out here because the
  * build machine's headers (Debian 12: 6.1) lack the 6.7 additions
  * (GET_VRING_DESC_GROUP) and the library must not depend on their version.
- * Numbers and layouts are the reference's (vdpa-kernel-semantics.md, (a)
- * and (f.1)); _Static_asserts pin the sizes.
+ * Numbers and layouts are the kernel's uapi (docs/kernel-rules.md cites
+ * the rules); _Static_asserts pin the sizes.
  */
 #ifndef VDPAD_VHOST_ABI_H
 #define VDPAD_VHOST_ABI_H

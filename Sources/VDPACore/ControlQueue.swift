@@ -1,5 +1,5 @@
-// ControlQueue.swift — the control virtqueue of vdpa_sim_net (reference
-// vdpa-sim-datapath.md §2, "CVQ"): one command per chain, and one run of the
+// ControlQueue.swift — the control virtqueue of vdpa_sim_net (docs/datapath.md,
+// "The control queue"; docs/kernel-rules.md D11–D13): one command per chain, and one run of the
 // queue as vdpasim_handle_cvq does it.  Pure: the ring and its buffers are
 // reached through `RingMemory`, so a run is tested against rings built in the
 // test's own memory and driven against a VMM by the daemon's data path.

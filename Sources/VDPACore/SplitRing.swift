@@ -1,5 +1,5 @@
 // SplitRing.swift — the device side of a virtio split ring, as vdpa_sim's
-// vringh walks it (reference vdpa-sim-datapath.md §1, §4): fetch a chain
+// vringh walks it (docs/datapath.md; docs/kernel-rules.md D22–D24): fetch a chain
 // from the avail ring, following NEXT and INDIRECT, collecting readable and
 // writable buffers; complete it in the used ring.  Pure: every access to the
 // VMM's memory goes through `RingMemory`, so the walker is tested against
@@ -73,7 +73,7 @@ public struct SplitRing: Sendable {
     }
 
     /// The next chain, or nil when the ring is empty.  A head out of range is refused without consuming it;
-    /// every other error consumes the head (vringh's rules, reference §4).
+    /// every other error consumes the head (vringh's rules, docs/kernel-rules.md D22–D23).
     public mutating func fetch(_ memory: some RingMemory) throws(RingError) -> RingChain? {
         let availIdx = Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0)
         guard availIdx != lastAvail else { return nil }

@@ -1,5 +1,5 @@
 // VDPADevice+Config.swift — config space (VHOST_VDPA_GET_CONFIG /
-// SET_CONFIG, reference B14) and the link state behind the net config's
+// SET_CONFIG, R47–R52) and the link state behind the net config's
 // status field.
 
 extension VDPADevice {
@@ -72,7 +72,7 @@ extension VDPADevice {
             && driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0
     }
 
-    /// Whether a kick on `vq` may be served now (reference §1): DRIVER_OK, the vq ready, the device not suspended.
+    /// Whether a kick on `vq` may be served now (docs/kernel-rules.md D1–D3): DRIVER_OK, the vq ready, the device not suspended.
     public func mayServe(_ vq: Int) -> Bool {
         status & VirtioStatus.driverOK != 0 && vq < vrings.count && vrings[vq].ready && !suspended
     }

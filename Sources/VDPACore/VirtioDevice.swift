@@ -1,6 +1,6 @@
 // VirtioDevice.swift — what a virtio driver reads from the parent once:
 // the device id, the queue-size limit, the config-space size and layout
-// (reference B13, B14), and the eventfd handles vhost passes to the parent
+// (docs/kernel-rules.md R45–R52), and the eventfd handles vhost passes to the parent
 // (B17).  Values mirror vdpa_sim_net, vdpa_sim_blk and mlx5_vdpa.
 
 /// Virtio device ids (VHOST_VDPA_GET_DEVICE_ID, R45).

@@ -1,7 +1,7 @@
 // Flows.swift — what newer QEMU does to a vhost-vdpa device, as real vdpad
 // calls on a real (in-process) device, and what each flow's downtime window
-// costs in the model (../shared/reference/qemu-vhost-vdpa-flows.md gives the
-// call sequences of QEMU 8.0–10.2).  Upstream QEMU never acked IOTLB_PERSIST
+// costs in the model (docs/vmm.md, "Record, replay", gives the
+// call sequences of QEMU 8.0–10.2 and the published figures).  Upstream QEMU never acked IOTLB_PERSIST
 // or DESC_ASID: the flows that use them model what a VMM gains by acking them,
 // as Si-Wei Liu's unmerged series did (`persist`, `desc_asid` variants).
 import Logging

@@ -1,6 +1,6 @@
 // DataPath.swift — the first slice of the data path: a per-device worker
-// that serves the control virtqueue the way vdpa_sim_net does (reference
-// vdpa-sim-datapath.md §1, §2, §5).  The vq's kick eventfd wakes the
+// that serves the control virtqueue the way vdpa_sim_net does (docs/datapath.md;
+// docs/kernel-rules.md D1–D3, D11–D13).  The vq's kick eventfd wakes the
 // worker — never a connection's reader thread — and the worker walks the
 // ring in the owner's memory through the IOTLB of the ASID the vq's group
 // (and, where the parent has one, its descriptor group) is bound to, with
@@ -42,7 +42,7 @@ struct ProcessMemory: RingMemory {
         }
     }
 
-    /// One call per direction for all the pieces (batched, as the reference asks); a short count is a fault.
+    /// One call per direction for all the pieces (batched: one process_vm call costs a system call whatever its size); a short count is a fault.
     func transfer(_ local: UnsafeMutableRawBufferPointer, _ remote: [iovec], _ iova: UInt64, _ f: Transfer?) throws(RingError) {
         guard let f, remote.count <= 1024 else { throw .fault(iova) }
         var localVector = iovec(iov_base: local.baseAddress, iov_len: local.count)

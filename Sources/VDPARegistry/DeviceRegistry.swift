@@ -4,7 +4,7 @@
 // JSON and no sockets here: a connection is an id, a caller and an event
 // subscriber, so the whole service runs in-process in tests.
 //
-// Concurrency (DESIGN.md): each device is owned by its own lock and every
+// Concurrency (docs/architecture.md): each device is owned by its own lock and every
 // operation on it runs holding that lock, so operations on one device are
 // serial and different devices proceed in parallel; the table of devices is
 // a small map behind a lock; calls from one connection arrive in order, and

@@ -1,10 +1,10 @@
 // DeviceSlot.swift — a device and the lock that owns it.
 //
-// Why a mutex and not a serial DispatchQueue (DESIGN.md says queue): every
+// Why a mutex and not a serial DispatchQueue (the first design said queue): every
 // device operation is synchronous — the caller waits for its answer — and on
 // this kind of machine an uncontended `queue.sync` costs about 225 ns against
 // 12 ns for a pthread mutex (`vdpad-bench inproc`, README), paid on every map.
-// The properties DESIGN.md asks of the queue hold: one operation at a time per
+// The properties that design asked of the queue hold: one operation at a time per
 // device, devices in parallel, and the watchdog's probe waits for each device
 // like any caller.
 import VDPACore

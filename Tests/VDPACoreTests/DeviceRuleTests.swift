@@ -1,5 +1,5 @@
 // DeviceRuleTests.swift — one test per rule R-n and edge case #n of
-// shared/reference/vdpa-kernel-semantics.md that applies to the model.
+// docs/kernel-rules.md that applies to the model.
 // Edge cases that do not apply at this layer are listed in README.md here.
 import Testing
 @testable import VDPACore

@@ -1,6 +1,6 @@
 // SplitRingTests.swift — the split-ring walker and the control queue against
 // rings built in the test's own memory, one test per edge case of the data
-// path reference (vdpa-sim-datapath.md §4 and D11–D13, D22–D24) that applies, and whole
+// path rules (docs/kernel-rules.md D11–D13, D22–D24) that applies, and whole
 // control-queue runs as vdpasim_handle_cvq does them.
 import Testing
 @testable import VDPACore

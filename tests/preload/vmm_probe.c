@@ -1,6 +1,6 @@
 /*
  * vmm_probe — a tiny VMM that opens /dev/vhost-vdpa-N as QEMU would and
- * checks every answer against the kernel's (reference B1, B6–B8, B12–B20).
+ * checks every answer against the kernel's (docs/kernel-rules.md R1–R36, R41–R70).
  * Run under vdpad-run, so the path is a vdpad device; the preload library
  * is what is under test.  Debian's QEMU 7.2 cannot put a block device on
  * vhost-vdpa, so this is how vdpasim_blk is proven.
@@ -336,7 +336,7 @@ static uint32_t cvq_setup(int fd, int isolate, int enable, uint64_t *base)
     return q;
 }
 
-/* The gates (reference §1): D1 a kick on a vq not enabled is dropped, not replayed at enable; D2 a kick while
+/* The gates (docs/kernel-rules.md): D1 a kick on a vq not enabled is dropped, not replayed at enable; D2 a kick while
  * suspended is served at RESUME. */
 static void cvq_gates(int fd)
 {

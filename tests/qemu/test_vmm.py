@@ -33,7 +33,7 @@ VERSION_1, ACCESS_PLATFORM, MAC, STATUS, MTU = 1 << 32, 1 << 33, 1 << 5, 1 << 16
 # What the qtest driver asks for: the guest side of what QEMU then sets on the device.
 DRIVER_FEATURES = VERSION_1 | MAC | STATUS | MTU
 RINGS = {0: (0x10000, 0x11000, 0x12000), 1: (0x20000, 0x21000, 0x22000)}
-# QEMU 7.2's `-M pc -m 256` memory map as vhost-vdpa sees it (the reference's call sequence, step 7).
+# QEMU 7.2's `-M pc -m 256` memory map as vhost-vdpa sees it (docs/vmm.md, QEMU 7.2's start sequence).
 RAM_LAYOUT = [(0x0, 0xC0000, "rw"), (0xC0000, 0x20000, "ro"), (0xE0000, 0x10000, "rw"), (0xF0000, 0x10000, "ro"),
               (0x100000, 0xFF00000, "rw"), (0xFFFF0000, 0x10000, "ro")]
 
@@ -115,7 +115,7 @@ class QemuTests(unittest.TestCase):
                 dev = d.rpc.call("get_device", device="dev0")
                 self.assertEqual(dev["status"], 0xF, round_)
                 # QEMU sets the guest's features that vhost handles (MAC is QEMU's own) plus ACCESS_PLATFORM
-                # (the reference, start step 2).
+                # (QEMU 7.2's start sequence, step 2).
                 features = dev["features"]["mask"]
                 self.assertEqual(features & ~(negotiated | ACCESS_PLATFORM), 0, round_)
                 self.assertEqual(features & (VERSION_1 | ACCESS_PLATFORM | STATUS), VERSION_1 | ACCESS_PLATFORM | STATUS, round_)
