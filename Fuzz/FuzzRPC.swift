@@ -44,13 +44,14 @@ let trails = (fast: Trail(), general: Trail())
 
 func makeService(fast: Bool) -> VDPAService {
     let trail = fast ? trails.fast : trails.general
-    let service = VDPAService(limits: ServiceLimits(), version: "fuzz", pid: 1,
-                              logger: Logger(label: "fuzz", factory: { _ in TrailLogHandler(trail: trail) }),
-                              persist: { _ in }, useFastPath: fast)
+    let service = VDPAService(
+        limits: ServiceLimits(), version: "fuzz", pid: 1,
+        logger: Logger(label: "fuzz", factory: { _ in TrailLogHandler(trail: trail) }),
+        persist: { _ in }, useFastPath: fast)
     for text in [
         #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa0","mgmtdev":"vdpasim_net"}}"#,
         #"{"jsonrpc":"2.0","id":2,"method":"add_device","params":{"name":"m0","mgmtdev":"mlx5_net","max_vqp":2}}"#,
-        #"{"jsonrpc":"2.0","id":3,"method":"add_device","params":{"name":"p0","mgmtdev":"platform_net"}}"#,
+        #"{"jsonrpc":"2.0","id":3,"method":"add_device","params":{"name":"p0","mgmtdev":"platform_net"}}"#
     ] { _ = service.handle(text: Array(text.utf8), caller: admin) }
     return service
 }
@@ -102,10 +103,13 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         let fastStop = fast.answer(into: &fastOutput)
         let generalStop = general.answer(into: &generalOutput)
         guard normalized(fastOutput) == normalized(generalOutput) else {
-            fail("the fast path answered\n\(String(decoding: fastOutput, as: UTF8.self))\nthe general path\n"
-                 + String(decoding: generalOutput, as: UTF8.self), bytes)
+            fail(
+                "the fast path answered\n\(String(decoding: fastOutput, as: UTF8.self))\nthe general path\n"
+                    + String(decoding: generalOutput, as: UTF8.self), bytes)
         }
-        guard fastStop == generalStop else { fail("the paths ended differently: \(String(describing: fastStop)) vs \(String(describing: generalStop))", bytes) }
+        guard fastStop == generalStop else {
+            fail("the paths ended differently: \(String(describing: fastStop)) vs \(String(describing: generalStop))", bytes)
+        }
         guard trails.fast.lines == trails.general.lines else {
             fail("the paths logged or notified differently:\n\(trails.fast.lines.suffix(3))\n\(trails.general.lines.suffix(3))", bytes)
         }

@@ -7,6 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
+# The code as .swift-format says (the toolchain's swift format), and every link of the docs.
+swift format lint --strict --configuration .swift-format -r Sources Tests Fuzz
+python3 -m unittest discover -s tests/docs
 swift build --build-tests
 make -s -C preload OUT="$PWD/.build/debug"   # libvdpad-vhost.so next to vdpad-run
 swift test --skip-build --skip LoadTests

@@ -3,7 +3,7 @@
 // and the installed units, so they cannot disagree (they once did when
 // XDG_RUNTIME_DIR was unset).
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum DefaultSocketPath {

@@ -4,7 +4,7 @@
 // control buffer is laid out here by hand (cmsghdr: len, level, type, data,
 // each header and payload aligned to size_t).
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum PassedDescriptors {

@@ -2,7 +2,7 @@
 // (they were hand-written loops, one per site) and an errno type with its
 // text, so a failure is reported the same way everywhere.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Runs `call` again while it fails with EINTR; returns its last result (errno is left as it set it).

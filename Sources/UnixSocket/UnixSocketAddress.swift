@@ -2,7 +2,7 @@
 // for the daemon's listener, the client library and the tests: one place
 // that knows sun_path's size and the sockaddr casts bind and connect need.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A filesystem Unix-domain socket address.

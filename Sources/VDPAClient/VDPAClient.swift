@@ -5,7 +5,7 @@
 @_exported import VDPAJSON
 import UnixSocket
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A local failure (never something the daemon said).
@@ -122,7 +122,8 @@ public final class VDPAClient {
             }
             guard reply["id"] == req["id"] else { throw ClientError("reply out of order: \(reply.text)") }
             if let error = reply["error"] {
-                let code: Int = if case .unsigned(let u)? = error["code"] { Int(u) } else if case .number(let s)? = error["code"] { Int(s) ?? 0 } else { 0 }
+                let code: Int =
+                    if case .unsigned(let u)? = error["code"] { Int(u) } else if case .number(let s)? = error["code"] { Int(s) ?? 0 } else { 0 }
                 let message: String = if case .string(let s)? = error["message"] { s } else { "error" }
                 throw RemoteError(code: code, message: message, data: error["data"])
             }

@@ -23,8 +23,10 @@ public struct DeviceAttributes: Equatable, Sendable {
     public var users: [UInt32]
     public var groups: [UInt32]
 
-    public init(mac: String? = nil, mtu: Int? = nil, maxVQP: Int? = nil, iovaRange: IOVARange = .full,
-                legacy: Bool = false, users: [UInt32] = [], groups: [UInt32] = []) {
+    public init(
+        mac: String? = nil, mtu: Int? = nil, maxVQP: Int? = nil, iovaRange: IOVARange = .full,
+        legacy: Bool = false, users: [UInt32] = [], groups: [UInt32] = []
+    ) {
         self.mac = mac
         self.mtu = mtu
         self.maxVQP = maxVQP
@@ -40,10 +42,12 @@ public struct DeviceName: RawRepresentable, Hashable, Sendable, Comparable, Cust
     public let rawValue: String
 
     public init?(rawValue: String) {
-        let ok = (1...32).contains(rawValue.utf8.count) && rawValue.utf8.allSatisfy { c in
-            (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
-                || c == 0x5F || c == 0x2E || c == 0x2D
-        }
+        let ok =
+            (1...32).contains(rawValue.utf8.count)
+            && rawValue.utf8.allSatisfy { c in
+                (c >= 0x30 && c <= 0x39) || (c >= 0x41 && c <= 0x5A) || (c >= 0x61 && c <= 0x7A)
+                    || c == 0x5F || c == 0x2E || c == 0x2D
+            }
         guard ok else { return nil }
         self.rawValue = rawValue
     }

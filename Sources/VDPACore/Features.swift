@@ -32,7 +32,7 @@ public struct BackendFeatures: OptionSet, Hashable, Sendable {
     public static let names: [(String, BackendFeatures)] = [
         ("IOTLB_MSG_V2", .iotlbMessageV2), ("IOTLB_BATCH", .iotlbBatch), ("IOTLB_ASID", .iotlbASID),
         ("SUSPEND", .suspend), ("RESUME", .resume), ("ENABLE_AFTER_DRIVER_OK", .enableAfterDriverOK),
-        ("DESC_ASID", .descASID), ("IOTLB_PERSIST", .iotlbPersist),
+        ("DESC_ASID", .descASID), ("IOTLB_PERSIST", .iotlbPersist)
     ]
 
     public init?(name: String) {
@@ -49,18 +49,18 @@ public enum VirtioFeatures {
     static let common: [(String, Int)] = [
         ("NOTIFY_ON_EMPTY", 24), ("ANY_LAYOUT", 27), ("RING_INDIRECT_DESC", 28), ("RING_EVENT_IDX", 29),
         ("VERSION_1", 32), ("ACCESS_PLATFORM", 33), ("RING_PACKED", 34), ("IN_ORDER", 35),
-        ("ORDER_PLATFORM", 36), ("SR_IOV", 37), ("NOTIFICATION_DATA", 38), ("RING_RESET", 40),
+        ("ORDER_PLATFORM", 36), ("SR_IOV", 37), ("NOTIFICATION_DATA", 38), ("RING_RESET", 40)
     ]
     static let net: [(String, Int)] = [
         ("CSUM", 0), ("GUEST_CSUM", 1), ("CTRL_GUEST_OFFLOADS", 2), ("MTU", 3), ("MAC", 5),
         ("GUEST_TSO4", 7), ("GUEST_TSO6", 8), ("GUEST_ECN", 9), ("GUEST_UFO", 10), ("HOST_TSO4", 11),
         ("HOST_TSO6", 12), ("HOST_ECN", 13), ("HOST_UFO", 14), ("MRG_RXBUF", 15), ("STATUS", 16),
         ("CTRL_VQ", 17), ("CTRL_RX", 18), ("CTRL_VLAN", 19), ("GUEST_ANNOUNCE", 21), ("MQ", 22),
-        ("CTRL_MAC_ADDR", 23),
+        ("CTRL_MAC_ADDR", 23)
     ]
     static let block: [(String, Int)] = [
         ("SIZE_MAX", 1), ("SEG_MAX", 2), ("GEOMETRY", 4), ("RO", 5), ("BLK_SIZE", 6), ("FLUSH", 9),
-        ("TOPOLOGY", 10), ("CONFIG_WCE", 11), ("MQ", 12), ("DISCARD", 13), ("WRITE_ZEROES", 14),
+        ("TOPOLOGY", 10), ("CONFIG_WCE", 11), ("MQ", 12), ("DISCARD", 13), ("WRITE_ZEROES", 14)
     ]
 
     static func table(for deviceClass: DeviceClass) -> [(String, Int)] {

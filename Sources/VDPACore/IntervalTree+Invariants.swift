@@ -33,8 +33,10 @@ extension _TreeStorage {
     }
 
     /// Checks the subtree; every first must lie in [low, high).  Returns its entry count.
-    private func check(node: Int32, level: Int, low: UInt64, high: UInt64?, isRoot: Bool,
-                       leaves: inout [Int32]) -> Int {
+    private func check(
+        node: Int32, level: Int, low: UInt64, high: UInt64?, isRoot: Bool,
+        leaves: inout [Int32]
+    ) -> Int {
         if level == 0 {
             let n = Int(leafCount[Int(node)])
             precondition(n <= Self.leafCapacity, "leaf overfull")
@@ -58,8 +60,9 @@ extension _TreeStorage {
             precondition(lo >= low, "separator below the parent's bound")
             if let hi, let high { precondition(hi <= high, "separator above the parent's bound") }
             if let hi { precondition(lo < hi || (j == 0 && lo == hi), "separators out of order") }
-            total += check(node: innerChild[base + j], level: level - 1, low: lo, high: hi, isRoot: false,
-                           leaves: &leaves)
+            total += check(
+                node: innerChild[base + j], level: level - 1, low: lo, high: hi, isRoot: false,
+                leaves: &leaves)
         }
         return total
     }

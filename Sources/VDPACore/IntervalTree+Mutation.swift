@@ -128,8 +128,10 @@ extension _TreeStorage {
         moveLeafEntries(from: leaf, at: from, to: leaf, at: from + delta, count: to - from)
     }
 
-    private func moveLeafEntries(from source: Int32, at sourceIndex: Int, to target: Int32, at targetIndex: Int,
-                                 count: Int) {
+    private func moveLeafEntries(
+        from source: Int32, at sourceIndex: Int, to target: Int32, at targetIndex: Int,
+        count: Int
+    ) {
         guard count > 0 else { return }
         let s = Int(source) * Self.leafCapacity + sourceIndex
         let t = Int(target) * Self.leafCapacity + targetIndex
@@ -157,8 +159,10 @@ extension _TreeStorage {
     /// underfull nodes on the way back up.  Returns how many went, and the key to continue from
     /// when more may intersect: the next leaf's first key, or the first key of the previous leaf's
     /// tail when a stale separator routed `key` past the entry that contains it.
-    private func removeRun(below node: Int32, level: Int, from key: UInt64,
-                           through l: UInt64) -> (Int, UInt64?) {
+    private func removeRun(
+        below node: Int32, level: Int, from key: UInt64,
+        through l: UInt64
+    ) -> (Int, UInt64?) {
         if level == 0 {
             let base = Int(node) * Self.leafCapacity
             let n = Int(leafCount[Int(node)])
@@ -172,7 +176,8 @@ extension _TreeStorage {
             while j < n && leafFirst[base + j] <= l { j += 1 }
             var next: UInt64?
             if j == n, case let following = leafNext[Int(node)], following >= 0,
-               leafFirst[Int(following) * Self.leafCapacity] <= l {
+                leafFirst[Int(following) * Self.leafCapacity] <= l
+            {
                 next = leafFirst[Int(following) * Self.leafCapacity]
             }
             shiftLeafEntries(node, from: j, to: n, by: start - j)

@@ -7,9 +7,9 @@
 // IntervalTree that holds the sole reference (copy-on-write), which is what
 // makes the @unchecked Sendable sound.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #elseif canImport(Darwin)
-import Darwin
+    import Darwin
 #endif
 
 @usableFromInline

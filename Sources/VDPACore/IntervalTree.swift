@@ -101,7 +101,9 @@ public struct IntervalTree: Sendable {
     /// Every entry intersecting `[first, last]`, in order.  - Complexity: O(log n + k).
     public func entries(first: UInt64 = 0, last: UInt64 = .max) -> [IOTLBEntry] {
         var result: [IOTLBEntry] = []
-        forEachOverlapping(first: first, last: last) { result.append($0); return true }
+        forEachOverlapping(first: first, last: last) {
+            result.append($0); return true
+        }
         return result
     }
 

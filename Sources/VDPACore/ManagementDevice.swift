@@ -100,19 +100,23 @@ public enum ManagementDevice: String, CaseIterable, Sendable {
         let c = deviceClass
         switch self {
         case .vdpasimNet:
-            return VirtioFeatures.mask("VERSION_1", "ANY_LAYOUT", "ACCESS_PLATFORM", "MAC", "MTU", "CTRL_VQ",
-                                       "CTRL_MAC_ADDR", "STATUS", class: c)
+            return VirtioFeatures.mask(
+                "VERSION_1", "ANY_LAYOUT", "ACCESS_PLATFORM", "MAC", "MTU", "CTRL_VQ",
+                "CTRL_MAC_ADDR", "STATUS", class: c)
         case .mlx5Net:
-            return VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CSUM", "GUEST_CSUM", "HOST_TSO4",
-                                       "HOST_TSO6", "MRG_RXBUF", "MAC", "MTU", "STATUS", "CTRL_VQ", "MQ",
-                                       "CTRL_MAC_ADDR", class: c)
+            return VirtioFeatures.mask(
+                "VERSION_1", "ACCESS_PLATFORM", "CSUM", "GUEST_CSUM", "HOST_TSO4",
+                "HOST_TSO6", "MRG_RXBUF", "MAC", "MTU", "STATUS", "CTRL_VQ", "MQ",
+                "CTRL_MAC_ADDR", class: c)
         case .vdpasimBlock:
             // 0x3_0800_7646 (R53).
-            return VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "ANY_LAYOUT", "SIZE_MAX", "SEG_MAX", "BLK_SIZE",
-                                       "FLUSH", "TOPOLOGY", "MQ", "DISCARD", "WRITE_ZEROES", class: c)
+            return VirtioFeatures.mask(
+                "VERSION_1", "ACCESS_PLATFORM", "ANY_LAYOUT", "SIZE_MAX", "SEG_MAX", "BLK_SIZE",
+                "FLUSH", "TOPOLOGY", "MQ", "DISCARD", "WRITE_ZEROES", class: c)
         case .platformNet:
-            return VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", "MTU", "STATUS", "CTRL_VQ",
-                                       class: c)
+            return VirtioFeatures.mask(
+                "VERSION_1", "ACCESS_PLATFORM", "MAC", "MTU", "STATUS", "CTRL_VQ",
+                class: c)
         }
     }
 

@@ -87,8 +87,10 @@ public struct SplitRing: Sendable {
     }
 
     /// Follows one table from `first`: NEXT within it, INDIRECT into a table of its own.
-    private func walk(_ memory: some RingMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
-                      indirectAllowed: Bool) throws(RingError) {
+    private func walk(
+        _ memory: some RingMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
+        indirectAllowed: Bool
+    ) throws(RingError) {
         var index = first
         var taken = 0
         while true {

@@ -13,9 +13,11 @@ extension VDPADevice {
     @inline(__always)
     func checkASIDNegotiated(_ asid: ASID) throws(VDPAError) {
         guard asid.rawValue == 0 || ackedBackendFeatures.contains(.iotlbASID) else {
-            throw VDPAError(.EINVAL, "ASID \(asid) used on \(name) but IOTLB_ASID is not acked", details: [
-                ("note", .string("the kernel would silently use ASID 0 (R1, edge #7); ack IOTLB_ASID to use other ASIDs")),
-            ])
+            throw VDPAError(
+                .EINVAL, "ASID \(asid) used on \(name) but IOTLB_ASID is not acked",
+                details: [
+                    ("note", .string("the kernel would silently use ASID 0 (R1, edge #7); ack IOTLB_ASID to use other ASIDs"))
+                ])
         }
     }
 
@@ -32,8 +34,10 @@ extension VDPADevice {
     // MARK: UPDATE
 
     /// VHOST_IOTLB_UPDATE: map `[iova, iova+size−1]` → `address` in `asid`, all or nothing (R11, R13).
-    public mutating func map(asid requestedASID: ASID = 0, iova: UInt64, size: UInt64, address: UInt64,
-                             permission: Permission) throws(VDPAError) {
+    public mutating func map(
+        asid requestedASID: ASID = 0, iova: UInt64, size: UInt64, address: UInt64,
+        permission: Permission
+    ) throws(VDPAError) {
         try checkASIDNegotiated(requestedASID)
         guard size > 0 else { throw VDPAError(.EINVAL, "map of size 0 at \(hex(iova)) (R2)") }
         let asid = try checkASID(requestedASID, iotlb: true)
@@ -77,7 +81,8 @@ extension VDPADevice {
         guard size > 0 else { throw VDPAError(.EINVAL, "unmap of size 0 at \(hex(iova)) (R2)") }
         let asid = try checkASID(requestedASID, iotlb: true)
         guard sessionTables[asid] != nil else {
-            throw .iotlb(.EINVAL, "ASID \(asid) of \(name) has no address space: nothing was mapped or batch_begun since open or reset_map (R6, edge #16)")
+            throw .iotlb(
+                .EINVAL, "ASID \(asid) of \(name) has no address space: nothing was mapped or batch_begun since open or reset_map (R6, edge #16)")
         }
         try checkBatchGate(asid)
         let last = iova &+ (size &- 1)
@@ -171,8 +176,10 @@ extension VDPADevice {
     /// A page of one ASID's entries in `[first, last]`, at most `limit` (dump_iotlb): the session's
     /// (what map/unmap built) or the device's (what it translates with).  EINVAL for a limit outside
     /// 1…65536, first above last, or an ASID not below nas (R6).
-    public func dumpIOTLB(asid requestedASID: ASID, layer: IOTLBLayer, first: UInt64, last: UInt64,
-                          limit: UInt64) throws(VDPAError) -> IOTLBDump {
+    public func dumpIOTLB(
+        asid requestedASID: ASID, layer: IOTLBLayer, first: UInt64, last: UInt64,
+        limit: UInt64
+    ) throws(VDPAError) -> IOTLBDump {
         guard (1...65536).contains(limit) else { throw VDPAError(.EINVAL, "limit \(limit) is outside 1…65536") }
         guard first <= last else { throw VDPAError(.EINVAL, "first \(first) is above last \(last)") }
         let asid = try checkASID(requestedASID, iotlb: false)

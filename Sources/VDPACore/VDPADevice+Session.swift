@@ -82,15 +82,18 @@ extension VDPADevice {
         let extra = features & ~offeredFeatures
         if extra != 0 {
             let names = VirtioFeatures.names(of: extra, class: c).joined(separator: ", ")
-            throw VDPAError(.EINVAL, "\(name) does not offer \(names)", details: [
-                ("note", .string("the kernel stores the value ANDed with the offer and returns 0 (edge #53); offer \(hex(offeredFeatures))")),
-            ])
+            throw VDPAError(
+                .EINVAL, "\(name) does not offer \(names)",
+                details: [
+                    ("note", .string("the kernel stores the value ANDed with the offer and returns 0 (edge #53); offer \(hex(offeredFeatures))"))
+                ])
         }
         if mgmtdev.requiresAccessPlatform && features & VirtioFeatures.mask("ACCESS_PLATFORM", class: c) == 0 {
             throw VDPAError(.EINVAL, "\(mgmtdev.name) requires ACCESS_PLATFORM (R54, edge #52)")
         }
         if mgmtdev == .mlx5Net && features & VirtioFeatures.mask("MQ", class: c) != 0
-            && features & VirtioFeatures.mask("CTRL_VQ", class: c) == 0 {
+            && features & VirtioFeatures.mask("CTRL_VQ", class: c) == 0
+        {
             throw VDPAError(.EINVAL, "mlx5_net refuses MQ without CTRL_VQ (R54)")
         }
         driverFeatures = features
@@ -112,7 +115,8 @@ extension VDPADevice {
         var accepted = s
         if mgmtdev == .mlx5Net && s & VirtioStatus.featuresOK != 0 && status & VirtioStatus.featuresOK == 0
             && driverFeatures & VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net)
-                != VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net) {
+                != VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net)
+        {
             accepted &= ~VirtioStatus.featuresOK
         }
         status = accepted
@@ -188,8 +192,10 @@ extension VDPADevice {
     /// (ENOBUFS, R44), num (R58), the addresses' alignment (R59), base ≤ 0xFFFF (R60), then on a 6.8
     /// parent no address or base while DRIVER_OK is set and the device is not suspended (R59, R60;
     /// a legacy device follows 6.7 and accepts them, edge #63).
-    public mutating func setVring(_ vq: VirtqueueIndex, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
-                                  base: UInt64? = nil, ready: Bool?, addressFlags: UInt64? = nil, log: UInt64? = nil) throws(VDPAError) {
+    public mutating func setVring(
+        _ vq: VirtqueueIndex, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
+        base: UInt64? = nil, ready: Bool?, addressFlags: UInt64? = nil, log: UInt64? = nil
+    ) throws(VDPAError) {
         let index = try checkVirtqueue(vq.rawValue)
         if let num {
             guard num > 0, num <= 0xFFFF, num & (num - 1) == 0 else {
@@ -214,7 +220,10 @@ extension VDPADevice {
         }
         let addressing = desc != nil || driver != nil || device != nil || base != nil
         if addressing && !legacy && status & VirtioStatus.driverOK != 0 && !suspended {
-            throw VDPAError(.EINVAL, "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8)")
+            throw VDPAError(
+                .EINVAL,
+                "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8)"
+            )
         }
         var ring = vrings[index]
         if let num { ring.num = UInt32(num) }

@@ -33,7 +33,9 @@ extension VDPADevice {
     /// The ASID a virtqueue area is translated in.
     public func asid(forVirtqueue vq: VirtqueueIndex, area: VirtqueueArea) throws(VDPAError) -> Int {
         let index = try checkVirtqueue(vq.rawValue)
-        let group = area == .buffer ? self.group(ofVirtqueue: index)
+        let group =
+            area == .buffer
+            ? self.group(ofVirtqueue: index)
             : (descriptorGroup(ofVirtqueue: index) ?? self.group(ofVirtqueue: index))
         return groupASID[group]
     }
@@ -51,19 +53,22 @@ extension VDPADevice {
         guard let address, let num = ring.num.map(UInt64.init) else {
             throw VDPAError(.EINVAL, "vq \(vq) of \(name) has no \(area.rawValue) area and size set; call set_vring first")
         }
-        let size: UInt64 = switch area {
-        case .desc: 16 * num
-        case .driver: 6 + 2 * num
-        default: 6 + 8 * num
-        }
+        let size: UInt64 =
+            switch area {
+            case .desc: 16 * num
+            case .driver: 6 + 2 * num
+            default: 6 + 8 * num
+            }
         return (address, size)
     }
 
     /// Translates `[iova, iova+size−1]` for a device `access` through the device mapping.
     /// - Throws: EINVAL for a bad range, EFAULT on a miss (`miss_iova`), EACCES on a permission mismatch.
     /// - Complexity: O(log n + k) for k segments.
-    public mutating func translate(_ target: TranslationTarget, access: Access, iova: UInt64?,
-                                   size: UInt64?) throws(VDPAError) -> [TranslatedSegment] {
+    public mutating func translate(
+        _ target: TranslationTarget, access: Access, iova: UInt64?,
+        size: UInt64?
+    ) throws(VDPAError) -> [TranslatedSegment] {
         let asid: Int
         var iova = iova, size = size
         switch target {
@@ -93,20 +98,26 @@ extension VDPADevice {
         table.forEachOverlapping(first: iova, last: last) { entry in
             guard entry.first <= cursor else { return false }  // a hole before this entry
             guard entry.permission.contains(access.required) else {
-                failure = VDPAError(.EACCES, "\(access.rawValue) at \(hex(cursor)) in ASID \(asid) of \(name) but \(describe(entry.first, entry.last)) is \(entry.permission)", details: [("iova", .integer(cursor))])
+                failure = VDPAError(
+                    .EACCES,
+                    "\(access.rawValue) at \(hex(cursor)) in ASID \(asid) of \(name) but \(describe(entry.first, entry.last)) is \(entry.permission)",
+                    details: [("iova", .integer(cursor))])
                 return false
             }
             let end = min(entry.last, last)
-            segments.append(TranslatedSegment(iova: cursor, size: end - cursor + 1,
-                                              address: entry.address &+ (cursor - entry.first)))
+            segments.append(
+                TranslatedSegment(
+                    iova: cursor, size: end - cursor + 1,
+                    address: entry.address &+ (cursor - entry.first)))
             if end == last { cursor = last; return false }
             cursor = end + 1
             return true
         }
         if let failure { throw failure }
         if segments.last.map({ $0.iova &+ ($0.size - 1) }) != last {
-            throw VDPAError(.EFAULT, "no mapping for \(hex(cursor)) in ASID \(asid) of \(name) (\(deviceMapping(asid: asid).name))",
-                            details: [("miss_iova", .integer(cursor)), ("asid", .integer(UInt64(asid)))])
+            throw VDPAError(
+                .EFAULT, "no mapping for \(hex(cursor)) in ASID \(asid) of \(name) (\(deviceMapping(asid: asid).name))",
+                details: [("miss_iova", .integer(cursor)), ("asid", .integer(UInt64(asid)))])
         }
         return segments
     }

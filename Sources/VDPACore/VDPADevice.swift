@@ -98,8 +98,10 @@ public struct VDPADevice: Sendable {
 
     /// Creates a device (vdpa dev add).
     /// - Throws: `EINVAL` for a bad attribute.
-    public init(name: DeviceName, mgmtdev: ManagementDevice, attributes: DeviceAttributes = DeviceAttributes(),
-                maxEntriesPerASID: Int = 0) throws(VDPAError) {
+    public init(
+        name: DeviceName, mgmtdev: ManagementDevice, attributes: DeviceAttributes = DeviceAttributes(),
+        maxEntriesPerASID: Int = 0
+    ) throws(VDPAError) {
         let attributes = try attributes.validated(for: mgmtdev, name: name)
         self.name = name
         self.mgmtdev = mgmtdev
@@ -111,10 +113,12 @@ public struct VDPADevice: Sendable {
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
         vrings = Array(repeating: Vring(), count: virtqueueCount)
         queueStats = Array(repeating: QueueStats(), count: virtqueueCount)
-        netConfig = mgmtdev.deviceClass == .net
-            ? ConfigLayout.net(mac: attributes.mac ?? "00:00:00:00:00:00", mtu: attributes.mtu ?? 1500,
-                               maxVirtqueuePairs: mgmtdev.offeredFeatures & VirtioFeatures.mask("MQ", class: .net) != 0
-                                   ? attributes.maxVQP ?? 1 : 0)
+        netConfig =
+            mgmtdev.deviceClass == .net
+            ? ConfigLayout.net(
+                mac: attributes.mac ?? "00:00:00:00:00:00", mtu: attributes.mtu ?? 1500,
+                maxVirtqueuePairs: mgmtdev.offeredFeatures & VirtioFeatures.mask("MQ", class: .net) != 0
+                    ? attributes.maxVQP ?? 1 : 0)
             : []
     }
 

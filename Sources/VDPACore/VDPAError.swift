@@ -43,8 +43,10 @@ public struct VDPAError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Extra machine-readable fields (`miss_iova`, `note`, …), in order.
     public var details: [(String, ErrorDetail)]
 
-    public init(_ errno: KernelErrno, _ message: String, kernelErrno: KernelErrno? = nil,
-                details: [(String, ErrorDetail)] = []) {
+    public init(
+        _ errno: KernelErrno, _ message: String, kernelErrno: KernelErrno? = nil,
+        details: [(String, ErrorDetail)] = []
+    ) {
         self.errno = errno
         self.message = "\(errno.name): \(message)"
         self.kernelErrno = kernelErrno

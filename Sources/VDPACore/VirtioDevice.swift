@@ -57,18 +57,18 @@ enum ConfigLayout {
     /// `struct virtio_blk_config` as vdpa_sim_blk rebuilds it on every read (R52): 128 MiB.
     static let block: [UInt8] = {
         var b = [UInt8](repeating: 0, count: 96)
-        put64(&b, 0, 0x40000)          // capacity, 512-byte sectors
-        put32(&b, 8, 4096)             // size_max
-        put32(&b, 12, 32)              // seg_max
-        put32(&b, 20, 512)             // blk_size
-        put16(&b, 26, 1)               // min_io_size
-        put32(&b, 28, 1)               // opt_io_size
-        put16(&b, 34, 1)               // num_queues
-        put32(&b, 36, 0xFFFF_FFFF)     // max_discard_sectors
-        put32(&b, 40, 1)               // max_discard_seg
-        put32(&b, 44, 512)             // discard_sector_alignment
-        put32(&b, 48, 0xFFFF_FFFF)     // max_write_zeroes_sectors
-        put32(&b, 52, 1)               // max_write_zeroes_seg
+        put64(&b, 0, 0x40000)  // capacity, 512-byte sectors
+        put32(&b, 8, 4096)  // size_max
+        put32(&b, 12, 32)  // seg_max
+        put32(&b, 20, 512)  // blk_size
+        put16(&b, 26, 1)  // min_io_size
+        put32(&b, 28, 1)  // opt_io_size
+        put16(&b, 34, 1)  // num_queues
+        put32(&b, 36, 0xFFFF_FFFF)  // max_discard_sectors
+        put32(&b, 40, 1)  // max_discard_seg
+        put32(&b, 44, 512)  // discard_sector_alignment
+        put32(&b, 48, 0xFFFF_FFFF)  // max_write_zeroes_sectors
+        put32(&b, 52, 1)  // max_write_zeroes_seg
         return b
     }()
 

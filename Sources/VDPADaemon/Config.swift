@@ -7,7 +7,7 @@ import VDPAJSON
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct ConfigError: Error, CustomStringConvertible {
@@ -44,8 +44,10 @@ public struct DaemonConfig: Sendable {
         } catch { throw ConfigError("\(error)") }
         var c = DaemonConfig()
         let top = Keys(table, "")
-        try top.only(["socket", "socket_mode", "socket_group", "admin_group", "state_dir", "log_level", "limits", "devices",
-                      "metrics_textfile", "metrics_interval_s"])
+        try top.only([
+            "socket", "socket_mode", "socket_group", "admin_group", "state_dir", "log_level", "limits", "devices",
+            "metrics_textfile", "metrics_interval_s"
+        ])
         c.socketPath = try top.string("socket")
         if let mode = try top.string("socket_mode") {
             guard let m = UInt32(mode, radix: 8), m <= 0o777 else { throw ConfigError("socket_mode \"\(mode)\" is not an octal mode like \"0660\"") }
@@ -67,8 +69,10 @@ public struct DaemonConfig: Sendable {
         c.metricsIntervalSeconds = try top.positive("metrics_interval_s") ?? c.metricsIntervalSeconds
         if let limitsTable = try top.table("limits") {
             let l = Keys(limitsTable, "limits.")
-            try l.only(["max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_s", "max_batch", "max_devices",
-                        "max_iotlb_entries"])
+            try l.only([
+                "max_connections", "max_request_bytes", "max_output_bytes", "idle_timeout_s", "max_batch", "max_devices",
+                "max_iotlb_entries"
+            ])
             c.maxConnections = try l.positive("max_connections") ?? c.maxConnections
             c.maxRequestBytes = try l.positive("max_request_bytes") ?? c.maxRequestBytes
             c.maxOutputBytes = try l.positive("max_output_bytes") ?? c.maxOutputBytes

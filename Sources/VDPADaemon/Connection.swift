@@ -27,7 +27,7 @@ import VDPAJSON
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 final class Connection: NotificationSink, Sendable {
@@ -107,8 +107,10 @@ final class Connection: NotificationSink, Sendable {
         var idleTimeoutSeconds: Int
     }
 
-    init(id: UInt64, fd: Int32, caller: Caller, service: VDPAService, limits: ConnectionLimits, logger: Logger,
-         onClose: @escaping @Sendable (UInt64) -> Void) {
+    init(
+        id: UInt64, fd: Int32, caller: Caller, service: VDPAService, limits: ConnectionLimits, logger: Logger,
+        onClose: @escaping @Sendable (UInt64) -> Void
+    ) {
         self.id = id
         self.fd = fd
         self.caller = caller
@@ -174,14 +176,17 @@ final class Connection: NotificationSink, Sendable {
             answering: while true {
                 let answeredBefore = stream.textsAnswered
                 let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
-                let failure: String? = switch progress {
-                case .end(.tooLarge): "request over max_request_bytes"
-                case .end(.notJSON): "input is not JSON"
-                case .needInput, .budgetReached: nil
-                }
+                let failure: String? =
+                    switch progress {
+                    case .end(.tooLarge): "request over max_request_bytes"
+                    case .end(.notJSON): "input is not JSON"
+                    case .needInput, .budgetReached: nil
+                    }
                 // The idle clock runs from the last text answered: a client streaming requests whose
                 // reads end mid-text keeps its connection.
-                let partial: PartialText = !stream.hasPartialText ? .none
+                let partial: PartialText =
+                    !stream.hasPartialText
+                    ? .none
                     : stream.textsAnswered == answeredBefore ? .continuing : .started
                 let next = withState { (s, c) -> NextStep in
                     if !s.ownEvents.isEmpty {

@@ -9,7 +9,7 @@ import UnixSocket
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class Daemon: Sendable {
@@ -67,8 +67,9 @@ public final class Daemon: Sendable {
             adminGroup = nil
         }
         let store = stateStore
-        service = VDPAService(limits: config.limits, version: Self.version, pid: getpid(), logger: logger,
-                              persist: { try store.save($0) })
+        service = VDPAService(
+            limits: config.limits, version: Self.version, pid: getpid(), logger: logger,
+            persist: { try store.save($0) })
         // vdpad.socket names its fd "vdpad" (FileDescriptorName=); without that name, take the first.
         let passed = Systemd.listenFDs()
         ownsSocketPath = passed.isEmpty
@@ -96,8 +97,12 @@ public final class Daemon: Sendable {
         startWatchdog()
         startMetricsTextfile()
         runtime.withLock { $0.lifecycle = .serving }
-        logger.notice("vdpad ready", metadata: ["socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
-                                                 "devices": "\(service.deviceCount)"])
+        logger.notice(
+            "vdpad ready",
+            metadata: [
+                "socket": "\(ownsSocketPath ? socketPath : "systemd fd \(listenFD)")",
+                "devices": "\(service.deviceCount)"
+            ])
         notify("READY=1\nSTATUS=\(statusLine())")
         dispatchMain()
     }
@@ -133,8 +138,9 @@ public final class Daemon: Sendable {
             try stateStore.save(service.deviceRecords())
         } catch {
             // Serve what exists; every later change of the device set is refused with EIO.
-            logger.error("cannot write the state file; device changes will be refused until it is writable",
-                         metadata: ["path": "\(stateStore.path)", "error": "\(error)"])
+            logger.error(
+                "cannot write the state file; device changes will be refused until it is writable",
+                metadata: ["path": "\(stateStore.path)", "error": "\(error)"])
         }
     }
 
@@ -186,12 +192,16 @@ public final class Daemon: Sendable {
         }
         let groups = Listener.groups(of: cred.uid, primary: cred.gid)
         let isAdmin = cred.uid == 0 || adminGroup.map { groups.contains($0) } == true
-        let caller = Caller(connection: id, pid: cred.pid, uid: cred.uid, gid: cred.gid,
-                            supplementaryGroups: groups, isAdmin: isAdmin)
-        let limits = Connection.ConnectionLimits(maxRequestBytes: config.maxRequestBytes, maxOutputBytes: config.maxOutputBytes,
-                                                 idleTimeoutSeconds: config.idleTimeoutSeconds)
-        let connection = Connection(id: id, fd: fd, caller: caller, service: service, limits: limits,
-                                    logger: logger) { [weak self] id in self?.connectionEnded(id) }
+        let caller = Caller(
+            connection: id, pid: cred.pid, uid: cred.uid, gid: cred.gid,
+            supplementaryGroups: groups, isAdmin: isAdmin)
+        let limits = Connection.ConnectionLimits(
+            maxRequestBytes: config.maxRequestBytes, maxOutputBytes: config.maxOutputBytes,
+            idleTimeoutSeconds: config.idleTimeoutSeconds)
+        let connection = Connection(
+            id: id, fd: fd, caller: caller, service: service, limits: limits,
+            logger: logger
+        ) { [weak self] id in self?.connectionEnded(id) }
         connections.withLock { $0[connection.id] = connection }
         guard connection.start() else {
             connections.withLock { _ = $0.removeValue(forKey: connection.id) }

@@ -4,7 +4,7 @@
 import Dispatch
 import UnixSocket
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum Listener {
@@ -47,7 +47,6 @@ enum Listener {
         let flags = fcntl(fd, F_GETFL)
         _ = fcntl(fd, F_SETFL, flags | O_NONBLOCK)
     }
-
 
     /// `struct ucred`, which Glibc's Swift module hides (it needs _GNU_SOURCE); same layout.
     struct PeerCredentials {

@@ -3,7 +3,7 @@
 // journal keeps severities; elsewhere a plain `level: message key=value`.
 import Logging
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct StderrLogHandler: LogHandler {

@@ -8,7 +8,7 @@ import VDPAJSON
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct StateStore: Sendable {
@@ -42,10 +42,12 @@ public struct StateStore: Sendable {
     static func encode(_ records: [DeviceRecord]) -> [UInt8] {
         let devices: [JSON] = records.map { r in
             let a = r.attributes
-            var m: [(String, JSON)] = [("name", .string(r.name)), ("mgmtdev", .string(r.mgmtdev)), ("legacy", .bool(a.legacy)),
-                                       ("iova_first", .unsigned(a.iovaRange.first)), ("iova_last", .unsigned(a.iovaRange.last)),
-                                       ("users", .array(a.users.map { .unsigned(UInt64($0)) })),
-                                       ("groups", .array(a.groups.map { .unsigned(UInt64($0)) }))]
+            var m: [(String, JSON)] = [
+                ("name", .string(r.name)), ("mgmtdev", .string(r.mgmtdev)), ("legacy", .bool(a.legacy)),
+                ("iova_first", .unsigned(a.iovaRange.first)), ("iova_last", .unsigned(a.iovaRange.last)),
+                ("users", .array(a.users.map { .unsigned(UInt64($0)) })),
+                ("groups", .array(a.groups.map { .unsigned(UInt64($0)) }))
+            ]
             if let mac = a.mac { m.append(("mac", .string(mac))) }
             if let mtu = a.mtu { m.append(("mtu", JSON(mtu))) }
             if let q = a.maxVQP { m.append(("max_vqp", JSON(q))) }

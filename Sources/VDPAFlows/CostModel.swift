@@ -139,7 +139,9 @@ extension Tally {
             case "map":
                 let (addr, size) = (u64(params["addr"]), u64(params["size"]))
                 let resident = seen.contains { $0.0 <= addr && addr &+ size <= $0.1 }
-                if resident { t.residentPinnedGiB += Double(size) / gib } else {
+                if resident {
+                    t.residentPinnedGiB += Double(size) / gib
+                } else {
                     t.coldPinnedGiB += Double(size) / gib
                     seen.append((addr, addr &+ size))
                 }

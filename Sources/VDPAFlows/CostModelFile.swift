@@ -1,7 +1,7 @@
 // CostModelFile.swift — where config/cost-model.toml is found, for every
 // tool that prices a flow (vdpad-bench flows, vdpad-cli replay).
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 extension CostModel {
@@ -9,7 +9,7 @@ extension CostModel {
     /// then the installed ones.
     public static let searchPath: [String] = [
         "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/") + "/config/cost-model.toml",
-        "/etc/vdpad/cost-model.toml", "/usr/local/share/vdpad/cost-model.toml", "/usr/share/vdpad/cost-model.toml",
+        "/etc/vdpad/cost-model.toml", "/usr/local/share/vdpad/cost-model.toml", "/usr/share/vdpad/cost-model.toml"
     ]
 
     /// The text of `path` when one is named, else of the first readable file on `searchPath`; nil if none.

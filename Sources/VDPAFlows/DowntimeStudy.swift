@@ -16,8 +16,10 @@ public struct DowntimeStudy {
         let legacy = runner.run(.migrationLegacy, on: .linux67, at), early = runner.run(.migrationEarlyMap, on: .linux67, at)
         model = try raw.calibrated(legacy: legacy.window, earlyMap: early.window)
         let next = FlowParameters(guestGiB: c.predictGuestGiB, queuePairs: c.queuePairs)
-        predicted = (model.seconds(runner.run(.migrationLegacy, on: .linux67, next).window),
-                     model.seconds(runner.run(.migrationEarlyMap, on: .linux67, next).window))
+        predicted = (
+            model.seconds(runner.run(.migrationLegacy, on: .linux67, next).window),
+            model.seconds(runner.run(.migrationEarlyMap, on: .linux67, next).window)
+        )
     }
 
     public var errors: (legacy: Double, earlyMap: Double) {
@@ -47,12 +49,22 @@ public struct DowntimeStudy {
     public func calibrationJSON() -> String {
         let c = model.calibration
         let doc: JSONValue = .object([
-            ("calibration", .object([("guest_gib", .int(c.guestGiB)), ("queue_pairs", .int(c.queuePairs)),
-                                     ("pin_cold_s_per_gib", .double(model.pinColdPerGiB)), ("unpin_and_mr_s_per_gib", .double(model.unpinAndMRPerGiB))])),
-            ("prediction", .object([("guest_gib", .int(c.predictGuestGiB)),
-                                    ("legacy_s", .double(predicted.legacy)), ("published_legacy_s", .double(c.predictLegacy)),
-                                    ("early_map_s", .double(predicted.earlyMap)), ("published_early_map_s", .double(c.predictEarlyMap)),
-                                    ("error_legacy", .double(errors.legacy)), ("error_early_map", .double(errors.earlyMap))])),
+            (
+                "calibration",
+                .object([
+                    ("guest_gib", .int(c.guestGiB)), ("queue_pairs", .int(c.queuePairs)),
+                    ("pin_cold_s_per_gib", .double(model.pinColdPerGiB)), ("unpin_and_mr_s_per_gib", .double(model.unpinAndMRPerGiB))
+                ])
+            ),
+            (
+                "prediction",
+                .object([
+                    ("guest_gib", .int(c.predictGuestGiB)),
+                    ("legacy_s", .double(predicted.legacy)), ("published_legacy_s", .double(c.predictLegacy)),
+                    ("early_map_s", .double(predicted.earlyMap)), ("published_early_map_s", .double(c.predictEarlyMap)),
+                    ("error_legacy", .double(errors.legacy)), ("error_early_map", .double(errors.earlyMap))
+                ])
+            )
         ])
         return doc.text
     }
@@ -81,7 +93,7 @@ public struct DowntimeStudy {
                 ("queue_pairs", .int(r.parameters.queuePairs)), ("page_size", .int(Int(r.parameters.pageSize))),
                 ("calls", .int(r.totalCalls)), ("window_calls", .int(r.window.calls)),
                 ("iotlb_entries", .double(r.window.entries)), ("entries_copied", .double(r.window.entriesCopied)),
-                ("modelled_downtime_s", .double(modelled)), ("vdpad_s", .double(r.vdpadSeconds)),
+                ("modelled_downtime_s", .double(modelled)), ("vdpad_s", .double(r.vdpadSeconds))
             ])
             return v.text
         }

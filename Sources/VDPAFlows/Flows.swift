@@ -10,7 +10,7 @@ import VDPAJSON
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public struct FlowParameters: Sendable {
@@ -89,8 +89,9 @@ public final class FlowRunner {
     var nextDevice = 0
 
     public init() {
-        service = VDPAService(limits: ServiceLimits(), version: "flows", pid: getpid(),
-                              logger: Logger(label: "flows", factory: { _ in SwiftLogNoOpLogHandler() }), persist: { _ in }, useFastPath: true)
+        service = VDPAService(
+            limits: ServiceLimits(), version: "flows", pid: getpid(),
+            logger: Logger(label: "flows", factory: { _ in SwiftLogNoOpLogHandler() }), persist: { _ in }, useFastPath: true)
     }
 
     public func run(_ flow: Flow, on parent: ParentKind, _ p: FlowParameters) -> FlowResult {
@@ -104,7 +105,8 @@ public final class FlowRunner {
         let request: JSON = ["jsonrpc": "2.0", "id": 1, "method": .string(method), "params": .object(params)]
         let caller = Caller(connection: connection, pid: 1, uid: 0, gid: 0, isAdmin: true)
         guard let bytes = service.handle(text: Array(request.text.utf8), caller: caller).bytes,
-              let reply = try? JSON.parse(bytes) else { return (nil, "no reply") }
+            let reply = try? JSON.parse(bytes)
+        else { return (nil, "no reply") }
         if let error = reply["error"] { return (nil, error.text) }
         return (reply["result"], nil)
     }
@@ -116,8 +118,10 @@ func ramSections(guestGiB: Int) -> [(iova: UInt64, size: UInt64, perm: String)] 
     let gib: UInt64 = 1 << 30
     let total = UInt64(guestGiB) * gib
     let low = min(total, 3 * gib)
-    var sections: [(UInt64, UInt64, String)] = [(0, 0xC0000, "rw"), (0xC0000, 0x20000, "ro"), (0xE0000, 0x10000, "rw"),
-                                                (0xF0000, 0x10000, "ro"), (0x100000, low - 0x100000, "rw"), (0xFFFF_0000, 0x10000, "ro")]
+    var sections: [(UInt64, UInt64, String)] = [
+        (0, 0xC0000, "rw"), (0xC0000, 0x20000, "ro"), (0xE0000, 0x10000, "rw"),
+        (0xF0000, 0x10000, "ro"), (0x100000, low - 0x100000, "rw"), (0xFFFF_0000, 0x10000, "ro")
+    ]
     if total > low { sections.append((4 * gib, total - low, "rw")) }
     return sections
 }
@@ -166,8 +170,10 @@ struct Run {
         runner.nextDevice += 1
         device = "flow\(runner.nextDevice)"
         connection = 100 + UInt64(runner.nextDevice)
-        let params: [(String, JSON)] = [("name", .string(device)), ("mgmtdev", "mlx5_net"),
-                                        ("max_vqp", JSON(parameters.queuePairs)), ("legacy", .bool(!has67))]
+        let params: [(String, JSON)] = [
+            ("name", .string(device)), ("mgmtdev", "mlx5_net"),
+            ("max_vqp", JSON(parameters.queuePairs)), ("legacy", .bool(!has67))
+        ]
         if let error = runner.call("add_device", params, connection: 1).1 { result.failures.append("add_device: \(error)") }
         mapped = [0, 0]
         call("open")
@@ -186,8 +192,12 @@ struct Run {
     }
 
     mutating func map(asid: Int, iova: UInt64, size: UInt64, perm: String, ram: Bool) {
-        call("map", [("asid", JSON(asid)), ("iova", .unsigned(iova)), ("size", .unsigned(size)),
-                     ("addr", .unsigned(0x7F00_0000_0000 &+ iova)), ("perm", .string(perm))])
+        call(
+            "map",
+            [
+                ("asid", JSON(asid)), ("iova", .unsigned(iova)), ("size", .unsigned(size)),
+                ("addr", .unsigned(0x7F00_0000_0000 &+ iova)), ("perm", .string(perm))
+            ])
         mapped[asid] += size
         guard ram, inWindow else { return }
         if resident { result.window.residentPinnedGiB += Double(size) * gibPerByte } else { result.window.coldPinnedGiB += Double(size) * gibPerByte }
@@ -227,9 +237,13 @@ struct Run {
         call("set_status", [("status", 0xB)])
         let cvq = nvqs - 1
         for vq in 0..<cvq {
-            call("set_vring", [("vq", JSON(vq)), ("num", 256), ("base", 0),
-                               ("desc", .unsigned(0x10_0000 + UInt64(vq) * 0x4000)), ("driver", .unsigned(0x10_1000 + UInt64(vq) * 0x4000)),
-                               ("device_area", .unsigned(0x10_2000 + UInt64(vq) * 0x4000))])
+            call(
+                "set_vring",
+                [
+                    ("vq", JSON(vq)), ("num", 256), ("base", 0),
+                    ("desc", .unsigned(0x10_0000 + UInt64(vq) * 0x4000)), ("driver", .unsigned(0x10_1000 + UInt64(vq) * 0x4000)),
+                    ("device_area", .unsigned(0x10_2000 + UInt64(vq) * 0x4000))
+                ])
             call("set_vring_kick", [("vq", JSON(vq)), ("unset", true)])
         }
         call("get_vring_group", [("vq", JSON(cvq))])

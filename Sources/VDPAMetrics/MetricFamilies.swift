@@ -29,25 +29,30 @@ extension MetricFamily {
     static let ownerPID = MetricFamily("vdpad_device_owner_pid", .gauge, "Process id of the VMM that owns the device, 0 when it is not open.")
     static let status = MetricFamily("vdpad_device_status", .gauge, "The device's virtio status byte.")
     static let suspended = MetricFamily("vdpad_device_suspended", .gauge, "1 while the device is suspended.")
-    static let iotlbEntries = MetricFamily("vdpad_iotlb_entries", .gauge,
-                                           "IOTLB entries of one address space: layer session is what the VMM mapped, layer device what the device translates with.")
+    static let iotlbEntries = MetricFamily(
+        "vdpad_iotlb_entries", .gauge,
+        "IOTLB entries of one address space: layer session is what the VMM mapped, layer device what the device translates with.")
     static let mapCalls = MetricFamily("vdpad_map_calls_total", .counter, "IOTLB updates (map) applied.")
     static let unmapCalls = MetricFamily("vdpad_unmap_calls_total", .counter, "IOTLB invalidations (unmap) applied.")
     static let deviceCommits = MetricFamily("vdpad_device_commits_total", .counter, "Session tables committed to the device (set_map).")
     static let entriesCopied = MetricFamily("vdpad_iotlb_entries_copied_total", .counter, "IOTLB entries copied into device mappings by commits.")
-    static let defaultRestores = MetricFamily("vdpad_default_mapping_restores_total", .counter,
-                                              "Device mappings put back to their default (clean reset, reset_map).")
-    static let resets = MetricFamily("vdpad_resets_total", .counter, "Device resets; kind clean drops the mappings, kind persist keeps them (IOTLB_PERSIST).")
+    static let defaultRestores = MetricFamily(
+        "vdpad_default_mapping_restores_total", .counter,
+        "Device mappings put back to their default (clean reset, reset_map).")
+    static let resets = MetricFamily(
+        "vdpad_resets_total", .counter, "Device resets; kind clean drops the mappings, kind persist keeps them (IOTLB_PERSIST).")
     static let translateCalls = MetricFamily("vdpad_translate_calls_total", .counter, "Device DMA translations answered (translate).")
     static let cvqRequests = MetricFamily("vdpad_cvq_requests_total", .counter, "Control-queue commands read.")
     static let cvqSuccesses = MetricFamily("vdpad_cvq_successes_total", .counter, "Control-queue commands acked OK.")
     static let cvqErrors = MetricFamily("vdpad_cvq_errors_total", .counter, "Control-queue commands acked with an error or malformed.")
-    static let indexStores = MetricFamily("vdpad_used_index_stores_total", .counter,
-                                          "Used-index stores into the VMM: method atomic through its store agent, copied through process_vm_writev.")
+    static let indexStores = MetricFamily(
+        "vdpad_used_index_stores_total", .counter,
+        "Used-index stores into the VMM: method atomic through its store agent, copied through process_vm_writev.")
 
     // Each virtqueue (labels device, qidx, queue_type), as `vdpa dev vstats` names them.
     static let receivedDesc = MetricFamily("vdpad_queue_received_desc_total", .counter, "Descriptor chains the device fetched from the queue.")
-    static let completedDesc = MetricFamily("vdpad_queue_completed_desc_total", .counter, "Descriptor chains the device returned through the used ring.")
+    static let completedDesc = MetricFamily(
+        "vdpad_queue_completed_desc_total", .counter, "Descriptor chains the device returned through the used ring.")
     static let queueBytes = MetricFamily("vdpad_queue_bytes_total", .counter, "Buffer bytes the device read or wrote on the queue.")
     static let queueDrops = MetricFamily("vdpad_queue_drops_total", .counter, "Chains or frames dropped on purpose (a receive filter, no room).")
     static let queueErrors = MetricFamily("vdpad_queue_errors_total", .counter, "Chains the device could not serve.")
@@ -57,6 +62,6 @@ extension MetricFamily {
         devices, connections, uptime, requests, requestErrors,
         deviceInfo, ownerPID, status, suspended, iotlbEntries, mapCalls, unmapCalls, deviceCommits, entriesCopied,
         defaultRestores, resets, translateCalls, cvqRequests, cvqSuccesses, cvqErrors, indexStores,
-        receivedDesc, completedDesc, queueBytes, queueDrops, queueErrors,
+        receivedDesc, completedDesc, queueBytes, queueDrops, queueErrors
     ]
 }

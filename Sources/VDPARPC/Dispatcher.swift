@@ -119,13 +119,15 @@ extension VDPAService {
 
     /// The line a connection gets, before it is closed, when it passed more descriptors than requests took.
     public func descriptorLimitError() -> [UInt8] {
-        let error = RPCError.invalidRequest("more than \(DeviceRegistry.maxPassedDescriptors) descriptors passed (SCM_RIGHTS) and not taken by a request")
+        let error = RPCError.invalidRequest(
+            "more than \(DeviceRegistry.maxPassedDescriptors) descriptors passed (SCM_RIGHTS) and not taken by a request")
         return response(id: .null, error: error).encoded() + [0x0A]
     }
 
     /// A reply for a framing failure the connection reports before closing.
     public func framingError(tooLarge: Bool, maxBytes: Int, syntaxError: Framer.SyntaxError? = nil) -> [UInt8] {
-        let error: RPCError = tooLarge
+        let error: RPCError =
+            tooLarge
             ? .invalidRequest("request too large (max_request_bytes \(maxBytes))")
             : .parse(syntaxError.map { "\($0.reason) at byte \($0.offset)" } ?? "the input is not JSON")
         return response(id: .null, error: error).encoded()

@@ -12,7 +12,7 @@ import VDPACore
 import VDPAJSON
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The slot a connection used last, kept while the device table does not change, so a stream of
@@ -35,7 +35,8 @@ struct SlotCache {
     @inline(__always)
     func cachedSlot(named bytes: UnsafeBufferPointer<UInt8>, in registry: DeviceRegistry) -> DeviceSlot? {
         guard let slot, registry.tableGeneration == generation, name.count == bytes.count,
-              bytes.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 }) else {
+            bytes.isEmpty || name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, bytes.baseAddress!, bytes.count) == 0 })
+        else {
             return nil
         }
         return slot
@@ -58,15 +59,19 @@ extension VDPAService {
     }
 
     /// Runs one request parsed from `text` and appends the reply and a newline.
-    func answer(_ request: FastRequest, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
-                into output: inout [UInt8]) {
+    func answer(
+        _ request: FastRequest, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+        into output: inout [UInt8]
+    ) {
         withUnsafePointer(to: request) { answer(UnsafeBufferPointer(start: $0, count: 1), in: text, caller: caller, slots: &slots, into: &output) }
         output.append(0x0A)
     }
 
     /// Runs what `parser` parsed from `text` (complete) and appends the reply and a newline.
-    func answer(_ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
-                into output: inout [UInt8]) {
+    func answer(
+        _ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+        into output: inout [UInt8]
+    ) {
         if let single = parser.single {
             answer(single, in: text, caller: caller, slots: &slots, into: &output)
             return
@@ -96,8 +101,10 @@ extension VDPAService {
     /// - Returns: the bytes answered (from the start of `text` to the end of the last text answered),
     ///   how many texts that was, and whether the next text was plain as far as `text` went (cut by the
     ///   end of the read: the resumable parser takes it over, so it is never scanned from the framer).
-    func answerTexts(_ text: UnsafeBufferPointer<UInt8>, maxTextBytes: Int, budget: Int, caller: Caller,
-                     slots: inout SlotCache, into output: inout [UInt8]) -> (length: Int, texts: Int, cut: Bool) {
+    func answerTexts(
+        _ text: UnsafeBufferPointer<UInt8>, maxTextBytes: Int, budget: Int, caller: Caller,
+        slots: inout SlotCache, into output: inout [UInt8]
+    ) -> (length: Int, texts: Int, cut: Bool) {
         var scanner = FastScanner(bytes: text, i: 0)
         var answered = (length: 0, texts: 0)
         var cut = false
@@ -105,8 +112,10 @@ extension VDPAService {
         var r = FastRequest(method: .map)
         var haveNext = scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut)
         while haveNext {
-            guard let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
-                ?? lookUpSlot(for: r, text: text, caller: caller, slots: &slots, into: &output) else {
+            guard
+                let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
+                    ?? lookUpSlot(for: r, text: text, caller: caller, slots: &slots, into: &output)
+            else {
                 output.append(0x0A)  // after the error reply
                 answered = (scanner.i, answered.texts + 1)
                 haveNext = output.count < budget && scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut)
@@ -134,8 +143,10 @@ extension VDPAService {
     /// The slot of `r`'s device after a miss in the cache, or nil with the error reply appended.  Kept
     /// out of line: the throwing lookup's error buffer is large, and the hot loop should not carry it.
     @inline(never)
-    private func lookUpSlot(for r: FastRequest, text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
-                            into output: inout [UInt8]) -> DeviceSlot? {
+    private func lookUpSlot(
+        for r: FastRequest, text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+        into output: inout [UInt8]
+    ) -> DeviceSlot? {
         do throws(VDPAError) {
             return try slots.slot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
         } catch {
@@ -147,8 +158,10 @@ extension VDPAService {
     /// Runs requests that all name one device, in order, appending their replies separated by commas.
     /// (Not generic over the run's collection: unspecialized, that cost a copy through value witnesses
     /// and a retain per request.)
-    private func answer(_ run: UnsafeBufferPointer<FastRequest>, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                        slots: inout SlotCache, into out: inout [UInt8]) {
+    private func answer(
+        _ run: UnsafeBufferPointer<FastRequest>, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
+        slots: inout SlotCache, into out: inout [UInt8]
+    ) {
         requestCount.add(run.count, ordering: .relaxed)
         let slot: DeviceSlot
         do throws(VDPAError) {
@@ -171,8 +184,10 @@ extension VDPAService {
     /// Runs one request on its device (locked by the caller) through the registry's operation, the one the
     /// general path's `map`/`unmap` run too (caller check included), and appends its reply.
     @inline(__always)
-    private func perform(_ r: FastRequest, on d: inout VDPADevice, text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                         into out: inout [UInt8]) {
+    private func perform(
+        _ r: FastRequest, on d: inout VDPADevice, text: UnsafeBufferPointer<UInt8>, caller: Caller,
+        into out: inout [UInt8]
+    ) {
         // No Result here: building one copied the (large) error type on every success too.
         do throws(VDPAError) {
             let asid = ASID(r.asid ?? 0)
@@ -216,8 +231,10 @@ extension VDPAService {
     }
 
     /// The error reply, encoded (and logged) as the general path does.
-    private func replyFailure(_ r: FastRequest, _ error: RPCError, text: UnsafeBufferPointer<UInt8>, caller: Caller,
-                              into out: inout [UInt8]) {
+    private func replyFailure(
+        _ r: FastRequest, _ error: RPCError, text: UnsafeBufferPointer<UInt8>, caller: Caller,
+        into out: inout [UInt8]
+    ) {
         // The id was scanned as an integer or a plain string, so it parses.
         let id = (try? JSON.parse(UnsafeBufferPointer(rebasing: text[r.id]))) ?? .null
         let device = String(decoding: UnsafeBufferPointer(rebasing: text[r.device]), as: UTF8.self)

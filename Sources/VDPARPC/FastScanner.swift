@@ -8,7 +8,7 @@
 import VDPACore
 import VDPAJSON
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// A `map` or `unmap` request in its plain form; the id and device stay in the text (ranges, no copies).
@@ -488,9 +488,15 @@ struct FastScanner {
                 guard let d = plainString() else { return false }
                 r.device = d
             case .perm:
-                if literal(#""rw""#) { r.perm = .readWrite } else if take(#""ro""#) { r.perm = .read } else if take(#""wo""#) {
+                if literal(#""rw""#) {
+                    r.perm = .readWrite
+                } else if take(#""ro""#) {
+                    r.perm = .read
+                } else if take(#""wo""#) {
                     r.perm = .write
-                } else { return false }
+                } else {
+                    return false
+                }
             case .iova: guard let v = unsigned() else { return false }; r.iova = v
             case .size: guard let v = unsigned() else { return false }; r.size = v
             case .addr: guard let v = unsigned() else { return false }; r.addr = v

@@ -113,7 +113,9 @@ public struct Framer: Sendable {
     public mutating func push<C: Collection>(_ bytes: C) -> [Frame] where C.Element == UInt8 {
         append(bytes)
         var frames: [Frame] = []
-        switch forEachText({ frames.append(.text(Array($0))); return true }) {
+        switch forEachText({
+            frames.append(.text(Array($0))); return true
+        }) {
         case .tooLarge?: frames.append(.tooLarge)
         case .garbage?: frames.append(.garbage)
         case nil: break

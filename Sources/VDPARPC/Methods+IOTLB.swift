@@ -11,8 +11,9 @@ extension VDPAService {
     static let iotlbMethods: [String: Handler] = [
         "map": { s, p, caller in
             let asid = ASID(try p.optionalU64("asid") ?? 0)
-            let request = MapRequest(asid: asid, iova: try p.u64("iova"), size: try p.u64("size"), address: try p.u64("addr"),
-                                     permission: try p.permission())
+            let request = MapRequest(
+                asid: asid, iova: try p.u64("iova"), size: try p.u64("size"), address: try p.u64("addr"),
+                permission: try p.permission())
             try s.registry.map(request, device: try p.string("device"), by: caller)
             return [:]
         },
@@ -44,23 +45,28 @@ extension VDPAService {
             case (false, true): target = .virtqueue(VirtqueueIndex(try p.u64("vq")), try p.enumeration("area", VirtqueueArea.self))
             }
             // A ring area defaults to the ring set_vring gave; an ASID or a buffer has no default.
-            let needsRange = switch target {
-            case .asid: true
-            case .virtqueue(_, let area): area.value == .buffer
-            }
+            let needsRange =
+                switch target {
+                case .asid: true
+                case .virtqueue(_, let area): area.value == .buffer
+                }
             let iova = needsRange ? try p.u64("iova") : try p.optionalU64("iova")
             let size = needsRange ? try p.u64("size") : try p.optionalU64("size")
-            let segments = try s.registry.translate(TranslateRequest(target: target, access: access, iova: iova, size: size),
-                                                    device: try p.string("device"), by: caller)
+            let segments = try s.registry.translate(
+                TranslateRequest(target: target, access: access, iova: iova, size: size),
+                device: try p.string("device"), by: caller)
             return ["segments": .array(segments.map { ["iova": .unsigned($0.iova), "size": .unsigned($0.size), "addr": .unsigned($0.address)] })]
         },
         "dump_iotlb": { s, p, caller in
-            let request = DumpRequest(asid: ASID(try p.u64("asid")), layer: try p.enumeration("layer", IOTLBLayer.self, default: .session),
-                                      first: try p.optionalU64("first") ?? 0, last: try p.optionalU64("last") ?? .max,
-                                      limit: try p.optionalU64("limit") ?? 1000)
+            let request = DumpRequest(
+                asid: ASID(try p.u64("asid")), layer: try p.enumeration("layer", IOTLBLayer.self, default: .session),
+                first: try p.optionalU64("first") ?? 0, last: try p.optionalU64("last") ?? .max,
+                limit: try p.optionalU64("limit") ?? 1000)
             let dump = try s.registry.dumpIOTLB(request, device: try p.string("device"), by: caller)
-            return ["entries": .array(dump.entries.map(entryJSON)), "next": dump.next.map { .unsigned($0) } ?? .null,
-                    "device_mapping": .string(dump.deviceMapping.name), "exists": .bool(dump.exists)]
-        },
+            return [
+                "entries": .array(dump.entries.map(entryJSON)), "next": dump.next.map { .unsigned($0) } ?? .null,
+                "device_mapping": .string(dump.deviceMapping.name), "exists": .bool(dump.exists)
+            ]
+        }
     ]
 }

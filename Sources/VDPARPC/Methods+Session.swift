@@ -10,11 +10,13 @@ extension VDPAService {
     static let sessionMethods: [String: Handler] = [
         "open": { s, p, caller in
             let d = try s.registry.open(try p.string("device"), by: caller)
-            return ["nvqs": JSON(d.virtqueueCount), "ngroups": JSON(d.groupCount), "nas": JSON(d.addressSpaceCount),
-                    "iova_first": .unsigned(d.iovaRange.first), "iova_last": .unsigned(d.iovaRange.last),
-                    "backend_features": backendJSON(d.offeredBackendFeatures),
-                    "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax),
-                    "config_size": JSON(d.configSize), "features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass)]
+            return [
+                "nvqs": JSON(d.virtqueueCount), "ngroups": JSON(d.groupCount), "nas": JSON(d.addressSpaceCount),
+                "iova_first": .unsigned(d.iovaRange.first), "iova_last": .unsigned(d.iovaRange.last),
+                "backend_features": backendJSON(d.offeredBackendFeatures),
+                "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax),
+                "config_size": JSON(d.configSize), "features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass)
+            ]
         },
         "close": { s, p, caller in
             try s.registry.close(try p.string("device"), by: caller)
@@ -34,8 +36,10 @@ extension VDPAService {
             // R53: what the parent offers (no ioctl reads the negotiated set back); vdpad adds it.
             try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) -> JSON in
                 let c = d.mgmtdev.deviceClass
-                return ["names": .array(VirtioFeatures.names(of: d.offeredFeatures, class: c).map { .string($0) }),
-                        "mask": .unsigned(d.offeredFeatures), "driver_features": featuresJSON(d.driverFeatures, c)]
+                return [
+                    "names": .array(VirtioFeatures.names(of: d.offeredFeatures, class: c).map { .string($0) }),
+                    "mask": .unsigned(d.offeredFeatures), "driver_features": featuresJSON(d.driverFeatures, c)
+                ]
             }
         },
         "set_features": { s, p, caller in
@@ -79,8 +83,9 @@ extension VDPAService {
             let device = try p.optionalU64("device_area"), ready = try p.optionalBool("ready")
             let base = try p.optionalU64("base"), flags = try p.optionalU64("flags"), log = try p.optionalU64("log")
             try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in
-                try d.setVring(vq, num: num, desc: desc, driver: driver, device: device, base: base, ready: ready,
-                               addressFlags: flags, log: log)
+                try d.setVring(
+                    vq, num: num, desc: desc, driver: driver, device: device, base: base, ready: ready,
+                    addressFlags: flags, log: log)
             }
             return [:]
         },
@@ -93,27 +98,34 @@ extension VDPAService {
             let vq = VirtqueueIndex(try p.u64("vq"))
             try s.withPassedDescriptor(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
                 try d.setVringKick(vq, fd)
-            } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }
+            } precheck: { (d: inout VDPADevice) throws(VDPAError) in
+                _ = try d.vring(vq)
+            }
             return [:]
         },
         "set_vring_call": { s, p, caller in
             let vq = VirtqueueIndex(try p.u64("vq"))
             try s.withPassedDescriptor(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
                 try d.setVringCall(vq, fd)
-            } precheck: { (d: inout VDPADevice) throws(VDPAError) in _ = try d.vring(vq) }
+            } precheck: { (d: inout VDPADevice) throws(VDPAError) in
+                _ = try d.vring(vq)
+            }
             return [:]
         },
         "set_store_agent": { s, p, caller in
             try s.withPassedDescriptor(p, caller, kind: .socket) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
                 d.setStoreAgent(fd)
-            } precheck: { (_: inout VDPADevice) throws(VDPAError) in }
+            } precheck: { (_: inout VDPADevice) throws(VDPAError) in
+            }
             return [:]
         },
         "set_config_call": { s, p, caller in
             // R65's quirk: the old eventfd goes before the new one is checked, so a failing call leaves none.
             try s.withPassedDescriptor(p, caller) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
                 d.setConfigCall(fd)
-            } precheck: { (d: inout VDPADevice) throws(VDPAError) in d.setConfigCall(nil) }
+            } precheck: { (d: inout VDPADevice) throws(VDPAError) in
+                d.setConfigCall(nil)
+            }
             return [:]
         },
         "suspend": { s, p, caller in
@@ -123,15 +135,17 @@ extension VDPAService {
         "resume": { s, p, caller in
             try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.resume() }
             return [:]
-        },
+        }
     ]
 
     /// The descriptor methods (docs/protocol.md §5.5): `unset`, then the oldest descriptor the connection passed
     /// is taken (before the device is decoded, so requests and descriptors stay paired even when one fails),
     /// then the registry's rules for it (`DeviceRegistry.useDescriptor`).
-    func withPassedDescriptor(_ p: Params, _ caller: Caller, kind: DeviceRegistry.DescriptorKind = .eventfd,
-                              _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
-                              precheck: (inout VDPADevice) throws(VDPAError) -> Void) throws {
+    func withPassedDescriptor(
+        _ p: Params, _ caller: Caller, kind: DeviceRegistry.DescriptorKind = .eventfd,
+        _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
+        precheck: (inout VDPADevice) throws(VDPAError) -> Void
+    ) throws {
         let unset = try p.optionalBool("unset") ?? false
         let fd = unset ? nil : registry.takeDescriptor(for: caller)
         let name: String

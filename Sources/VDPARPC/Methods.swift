@@ -29,8 +29,10 @@ extension VDPAService {
 
     /// Runs `body` on the device the `device` param names, once `access` lets `caller` in (-32602 for the
     /// param, then ENODEV, EPERM and the operation's rules, as the registry orders them).
-    func device<T>(_ p: Params, _ access: DeviceAccess, _ caller: Caller,
-                   _ body: (inout VDPADevice) throws(VDPAError) -> T) throws -> T {
+    func device<T>(
+        _ p: Params, _ access: DeviceAccess, _ caller: Caller,
+        _ body: (inout VDPADevice) throws(VDPAError) -> T
+    ) throws -> T {
         try registry.withDevice(try p.string("device"), access, by: caller, body)
     }
 
@@ -54,31 +56,40 @@ extension VDPAService {
 
     /// An event as `get_events` lists it and an `event` notification carries it (docs/protocol.md §5.4).
     static func eventJSON(_ e: Event) -> JSON {
-        let fields: [(String, JSON)] = switch e.kind {
-        case .deviceAdded(let mgmtdev): [("mgmtdev", .string(mgmtdev))]
-        case .deviceRemoved: []
-        case .statusChanged(let status, let previous): [("status", .unsigned(UInt64(status))), ("previous", .unsigned(UInt64(previous)))]
-        case .ownerChanged(let owner, let reason): [("owner", ownerJSON(owner))] + (reason.map { [("reason", .string($0.rawValue))] } ?? [])
-        case .sessionClosed(let reason): [("reason", .string(reason.rawValue))]
-        }
-        return .object([("seq", .unsigned(e.seq)), ("time", .unsigned(e.time)), ("type", .string(e.type.rawValue)),
-                         ("device", .string(e.device))] + fields)
+        let fields: [(String, JSON)] =
+            switch e.kind {
+            case .deviceAdded(let mgmtdev): [("mgmtdev", .string(mgmtdev))]
+            case .deviceRemoved: []
+            case .statusChanged(let status, let previous): [("status", .unsigned(UInt64(status))), ("previous", .unsigned(UInt64(previous)))]
+            case .ownerChanged(let owner, let reason): [("owner", ownerJSON(owner))] + (reason.map { [("reason", .string($0.rawValue))] } ?? [])
+            case .sessionClosed(let reason): [("reason", .string(reason.rawValue))]
+            }
+        return .object(
+            [
+                ("seq", .unsigned(e.seq)), ("time", .unsigned(e.time)), ("type", .string(e.type.rawValue)),
+                ("device", .string(e.device))
+            ] + fields)
     }
 
     static func entryJSON(_ e: IOTLBEntry) -> JSON {
         // The whole 2^64 space has no UInt64 size; report 0 as the kernel's u64 would wrap.
-        ["iova": .unsigned(e.first), "size": .unsigned(e.size ?? 0), "addr": .unsigned(e.address),
-         "perm": .string(e.permission.description)]
+        [
+            "iova": .unsigned(e.first), "size": .unsigned(e.size ?? 0), "addr": .unsigned(e.address),
+            "perm": .string(e.permission.description)
+        ]
     }
 
     static func deviceJSON(_ d: VDPADevice) -> JSON {
         let vqs = 0..<d.virtqueueCount
-        let descGroups: JSON = d.mgmtdev.hasDescriptorGroups(legacy: d.legacy)
+        let descGroups: JSON =
+            d.mgmtdev.hasDescriptorGroups(legacy: d.legacy)
             ? .array(vqs.map { JSON(d.descriptorGroup(ofVirtqueue: $0)!) }) : .null
         let asids: [JSON] = (0..<d.addressSpaceCount).map { a in
             let mapping = d.deviceMapping(asid: a)
-            return ["asid": JSON(a), "session_entries": d.sessionTables[a].map { JSON($0.count) } ?? .null,
-                    "device_mapping": .string(mapping.name), "device_entries": JSON(d.deviceTable(asid: a)?.count ?? 0)]
+            return [
+                "asid": JSON(a), "session_entries": d.sessionTables[a].map { JSON($0.count) } ?? .null,
+                "device_mapping": .string(mapping.name), "device_entries": JSON(d.deviceTable(asid: a)?.count ?? 0)
+            ]
         }
         let s = d.stats
         let stats: JSON = [
@@ -87,7 +98,7 @@ extension VDPAService {
             "resets_clean": JSON(s.resetsClean), "resets_persist": JSON(s.resetsPersist),
             "translate_calls": JSON(s.translateCalls),
             "cvq_requests": JSON(s.cvqRequests), "cvq_successes": JSON(s.cvqSuccesses), "cvq_errors": JSON(s.cvqErrors),
-            "atomic_index_stores": JSON(s.atomicIndexStores), "copied_index_stores": JSON(s.copiedIndexStores),
+            "atomic_index_stores": JSON(s.atomicIndexStores), "copied_index_stores": JSON(s.copiedIndexStores)
         ]
         return [
             "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "legacy": .bool(d.legacy),
@@ -103,23 +114,29 @@ extension VDPAService {
             "link": d.mgmtdev.deviceClass == .net ? .string(d.linkUp ? "up" : "down") : .null,
             "config_call": .bool(d.configCall != nil), "store_agent": .bool(d.storeAgent != nil),
             "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
-            "queues": .array(d.queueStats.indices.map { q in
-                queueStatsJSON(d.queueStats[q], leading: [("qidx", JSON(q)), ("queue_type", .string(d.queueType(ofVirtqueue: q).rawValue))])
-            }),
+            "queues": .array(
+                d.queueStats.indices.map { q in
+                    queueStatsJSON(d.queueStats[q], leading: [("qidx", JSON(q)), ("queue_type", .string(d.queueType(ofVirtqueue: q).rawValue))])
+                })
         ]
     }
 
     /// A queue's counters as `get_vstats` and `get_device.queues` show them (vdpa dev vstats' names).
     static func queueStatsJSON(_ q: QueueStats, leading: [(String, JSON)]) -> JSON {
-        .object(leading + [("received_desc", JSON(q.receivedDesc)), ("completed_desc", JSON(q.completedDesc)), ("bytes", JSON(q.bytes)),
-                           ("drops", JSON(q.drops)), ("errors", JSON(q.errors))])
+        .object(
+            leading + [
+                ("received_desc", JSON(q.receivedDesc)), ("completed_desc", JSON(q.completedDesc)), ("bytes", JSON(q.bytes)),
+                ("drops", JSON(q.drops)), ("errors", JSON(q.errors))
+            ])
     }
 
     static func vringJSON(_ vq: Int, _ r: Vring) -> JSON {
         func opt(_ v: UInt64?) -> JSON { v.map { .unsigned($0) } ?? .null }
-        return ["vq": JSON(vq), "num": opt(r.num.map(UInt64.init)), "desc": opt(r.desc), "driver": opt(r.driver),
-                "device_area": opt(r.device), "ready": .bool(r.ready), "base": JSON(Int(r.base)),
-                "kick": .bool(r.kick != nil), "call": .bool(r.call != nil)]
+        return [
+            "vq": JSON(vq), "num": opt(r.num.map(UInt64.init)), "desc": opt(r.desc), "driver": opt(r.driver),
+            "device_area": opt(r.device), "ready": .bool(r.ready), "base": JSON(Int(r.base)),
+            "kick": .bool(r.kick != nil), "call": .bool(r.call != nil)
+        ]
     }
 
     // MARK: §5.1 Daemon
@@ -131,9 +148,11 @@ extension VDPAService {
         "rpc.discover": { s, _, _ in discoveryDocument(version: s.version) },
         "get_stats": { s, _, _ in
             let uptime = UInt64((ContinuousClock.now - s.started).components.seconds)
-            return ["uptime_s": .unsigned(uptime), "connections": JSON(s.connectionCount),
-                    "requests": JSON(s.requestCount.load(ordering: .relaxed)), "errors": JSON(s.errorCount.load(ordering: .relaxed)),
-                    "devices": JSON(s.deviceCount)]
+            return [
+                "uptime_s": .unsigned(uptime), "connections": JSON(s.connectionCount),
+                "requests": JSON(s.requestCount.load(ordering: .relaxed)), "errors": JSON(s.errorCount.load(ordering: .relaxed)),
+                "devices": JSON(s.deviceCount)
+            ]
         },
         "subscribe": { s, p, caller in
             var types = Set(EventType.allCases)
@@ -157,20 +176,23 @@ extension VDPAService {
         "get_events": { s, p, _ in
             let (events, next) = s.registry.events(since: try p.optionalU64("since") ?? 0)
             return ["events": .array(events.map(eventJSON)), "next_seq": .unsigned(next)]
-        },
+        }
     ]
 
     // MARK: §5.2 Management
 
     static let managementMethods: [String: Handler] = [
         "list_mgmtdevs": { _, _, _ in
-            .array(ManagementDevice.allCases.map { m in
-                ["name": .string(m.name), "class": .string(m.deviceClass.rawValue), "nvqs": JSON(m.virtqueueCount(maxVQP: 1)),
-                 "ngroups": JSON(m.groupCount), "nas": JSON(m.addressSpaceCount),
-                 "desc_group": .bool(m.hasDescriptorGroups(legacy: false)), "reset_map": .bool(m.hasResetMap(legacy: false)),
-                 "persist": .bool(m.offeredBackendFeatures(legacy: false).contains(.iotlbPersist)),
-                 "map_op": .string(m.mapOperation.rawValue)]
-            })
+            .array(
+                ManagementDevice.allCases.map { m in
+                    [
+                        "name": .string(m.name), "class": .string(m.deviceClass.rawValue), "nvqs": JSON(m.virtqueueCount(maxVQP: 1)),
+                        "ngroups": JSON(m.groupCount), "nas": JSON(m.addressSpaceCount),
+                        "desc_group": .bool(m.hasDescriptorGroups(legacy: false)), "reset_map": .bool(m.hasResetMap(legacy: false)),
+                        "persist": .bool(m.offeredBackendFeatures(legacy: false).contains(.iotlbPersist)),
+                        "map_op": .string(m.mapOperation.rawValue)
+                    ]
+                })
         },
         "add_device": { s, p, caller in
             let record = try DeviceRecord(params: p)  // types first (-32602), then the role, then values
@@ -181,10 +203,15 @@ extension VDPAService {
             return [:]
         },
         "list_devices": { s, _, _ in
-            .array(s.registry.allSlots().map { $0.read { d in
-                ["name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "owner": ownerJSON(d.owner),
-                 "status": .unsigned(UInt64(d.status))] as JSON
-            } })
+            .array(
+                s.registry.allSlots().map {
+                    $0.read { d in
+                        [
+                            "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "owner": ownerJSON(d.owner),
+                            "status": .unsigned(UInt64(d.status))
+                        ] as JSON
+                    }
+                })
         },
         "get_device": { s, p, _ in try s.read(p) { deviceJSON($0) } },
         "get_vstats": { s, p, _ in
@@ -215,7 +242,7 @@ extension VDPAService {
             }
             s.logger.notice("link set", metadata: ["device": "\(name)", "link": "\(link.text)", "uid": "\(caller.uid)"])
             return [:]
-        },
+        }
     ]
 
     enum LinkState: String, CaseIterable { case up, down }
@@ -236,23 +263,29 @@ extension VDPAService {
         switch c {
         case .net:
             let mac = b[0..<6].map { String($0, radix: 16).count == 1 ? "0" + String($0, radix: 16) : String($0, radix: 16) }
-            return ["mac": .string(mac.joined(separator: ":")), "status": u(6, 2), "link": .string(b.le(6, 2) & 1 != 0 ? "up" : "down"),
-                    "max_vq_pairs": u(8, 2), "mtu": u(10, 2), "speed": u(12, 4), "duplex": u(16, 1)]
+            return [
+                "mac": .string(mac.joined(separator: ":")), "status": u(6, 2), "link": .string(b.le(6, 2) & 1 != 0 ? "up" : "down"),
+                "max_vq_pairs": u(8, 2), "mtu": u(10, 2), "speed": u(12, 4), "duplex": u(16, 1)
+            ]
         case .block:
-            return ["capacity": u(0, 8), "size_max": u(8, 4), "seg_max": u(12, 4),
-                    "geometry": ["cylinders": u(16, 2), "heads": u(18, 1), "sectors": u(19, 1)],
-                    "blk_size": u(20, 4), "physical_block_exp": u(24, 1), "alignment_offset": u(25, 1),
-                    "min_io_size": u(26, 2), "opt_io_size": u(28, 4), "wce": u(32, 1), "num_queues": u(34, 2),
-                    "max_discard_sectors": u(36, 4), "max_discard_seg": u(40, 4), "discard_sector_alignment": u(44, 4),
-                    "max_write_zeroes_sectors": u(48, 4), "max_write_zeroes_seg": u(52, 4), "write_zeroes_may_unmap": u(56, 1)]
+            return [
+                "capacity": u(0, 8), "size_max": u(8, 4), "seg_max": u(12, 4),
+                "geometry": ["cylinders": u(16, 2), "heads": u(18, 1), "sectors": u(19, 1)],
+                "blk_size": u(20, 4), "physical_block_exp": u(24, 1), "alignment_offset": u(25, 1),
+                "min_io_size": u(26, 2), "opt_io_size": u(28, 4), "wce": u(32, 1), "num_queues": u(34, 2),
+                "max_discard_sectors": u(36, 4), "max_discard_seg": u(40, 4), "discard_sector_alignment": u(44, 4),
+                "max_write_zeroes_sectors": u(48, 4), "max_write_zeroes_seg": u(52, 4), "write_zeroes_may_unmap": u(56, 1)
+            ]
         }
     }
 }
 
 extension DeviceRecord {
     /// Every key a device record has: add_device's params, a state-file entry and a config [[devices]] table.
-    public static let keys: Set<String> = ["name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "iova_first", "iova_last",
-                                           "users", "groups"]
+    public static let keys: Set<String> = [
+        "name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "iova_first", "iova_last",
+        "users", "groups"
+    ]
 
     /// The one decoder of a device record, whatever carries it — add_device's params, an entry of the state
     /// file, a config file's [[devices]] table read as JSON — so all three accept the same values with the
@@ -266,8 +299,9 @@ extension DeviceRecord {
         func int(_ key: String) throws(RPCError) -> Int? {
             try p.optionalU64(key).map { Int(clamping: $0) }
         }
-        var attributes = DeviceAttributes(mac: try p.optionalString("mac"), mtu: try int("mtu"), maxVQP: try int("max_vqp"),
-                                          legacy: try p.optionalBool("legacy") ?? false)
+        var attributes = DeviceAttributes(
+            mac: try p.optionalString("mac"), mtu: try int("mtu"), maxVQP: try int("max_vqp"),
+            legacy: try p.optionalBool("legacy") ?? false)
         attributes.iovaRange = IOVARange(first: try p.optionalU64("iova_first") ?? 0, last: try p.optionalU64("iova_last") ?? .max)
         attributes.users = try p.optionalIDs("users") ?? []
         attributes.groups = try p.optionalIDs("groups") ?? []

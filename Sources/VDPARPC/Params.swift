@@ -42,8 +42,9 @@ struct Params {
             // "0x" and 1… hex digits; leading zeros are fine while the value fits in 64 bits.
             let digits = s.utf8.dropFirst(2).drop { $0 == UInt8(ascii: "0") }
             guard s.utf8.count > 2, s.hasPrefix("0x") || s.hasPrefix("0X"),
-                  s.utf8.dropFirst(2).allSatisfy({ $0 < 0x80 && Character(Unicode.Scalar($0)).isHexDigit }),
-                  digits.count <= 16, let u = digits.isEmpty ? 0 : UInt64(String(decoding: digits, as: UTF8.self), radix: 16) else {
+                s.utf8.dropFirst(2).allSatisfy({ $0 < 0x80 && Character(Unicode.Scalar($0)).isHexDigit }),
+                digits.count <= 16, let u = digits.isEmpty ? 0 : UInt64(String(decoding: digits, as: UTF8.self), radix: 16)
+            else {
                 throw RPCError.invalidParams(field, "must be an integer or a \"0x…\" hex string of a value in 0…2^64−1, got \"\(s)\"")
             }
             return u
@@ -111,7 +112,8 @@ struct Params {
         bytes.reserveCapacity(digits.count / 2)
         for k in stride(from: 0, to: digits.count, by: 2) {
             guard let byte = UInt8(String(decoding: digits[k...k + 1], as: UTF8.self), radix: 16),
-                  digits[k] != UInt8(ascii: "+"), digits[k] != UInt8(ascii: "-") else {
+                digits[k] != UInt8(ascii: "+"), digits[k] != UInt8(ascii: "-")
+            else {
                 throw RPCError.invalidParams(key, "must be hex digits, got \"\(text)\"")
             }
             bytes.append(byte)

@@ -106,8 +106,9 @@ public struct RequestStream {
                 return false  // one text, then the fast parser may take the next
             }
             if let failure {
-                output += service.framingError(tooLarge: failure == .tooLarge, maxBytes: framer.maxTextBytes,
-                                               syntaxError: framer.syntaxError)
+                output += service.framingError(
+                    tooLarge: failure == .tooLarge, maxBytes: framer.maxTextBytes,
+                    syntaxError: framer.syntaxError)
                 output.append(0x0A)
                 return .end(failure == .tooLarge ? .tooLarge : .notJSON)
             }
@@ -135,8 +136,9 @@ public struct RequestStream {
             // below, which resumes it at the next read as it resumes a batch.
             let singles = framer.withUnhandled { text -> FastOutcome? in
                 guard text[0] == UInt8(ascii: "{") else { return nil }
-                let (length, texts, cut) = service.answerTexts(text, maxTextBytes: maxBytes, budget: budget, caller: caller,
-                                                               slots: &slots, into: &output)
+                let (length, texts, cut) = service.answerTexts(
+                    text, maxTextBytes: maxBytes, budget: budget, caller: caller,
+                    slots: &slots, into: &output)
                 return texts > 0 ? .complete(length: length, texts: texts) : cut ? nil : .notFast
             }
             if let singles { return singles }

@@ -42,16 +42,20 @@ public final class VDPAService: Sendable {
     /// Whether plain map/unmap requests skip the JSON tree (FastPath.swift); tests turn it off to compare.
     let useFastPath: Bool
 
-    public convenience init(limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
-                            logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
-                            persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
+    public convenience init(
+        limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
+        logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
+        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
+    ) {
         self.init(limits: limits, version: version, pid: pid, logger: logger, persist: persist, useFastPath: true)
     }
 
     /// `useFastPath: false` answers every text through the general path: the reference that tests and
     /// the fuzzer compare the fast path with, byte for byte.
-    public init(limits: ServiceLimits, version: String, pid: Int32, logger: Logger,
-                persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool) {
+    public init(
+        limits: ServiceLimits, version: String, pid: Int32, logger: Logger,
+        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool
+    ) {
         registry = DeviceRegistry(limits: limits, logger: logger, persist: persist)
         self.logger = logger
         self.version = version
@@ -64,9 +68,9 @@ public final class VDPAService: Sendable {
     /// general path answers everything.
     static var fastPathAvailable: Bool {
         #if _endian(little)
-        true
+            true
         #else
-        false
+            false
         #endif
     }
 
@@ -89,8 +93,9 @@ public final class VDPAService: Sendable {
     /// Every device's and queue's counters in the Prometheus text format (the `metrics` method, the textfile).
     public func metricsText() -> String {
         let uptime = Int((ContinuousClock.now - started).components.seconds)
-        let daemon = DaemonSnapshot(connections: connectionCount, requests: requestCount.load(ordering: .relaxed),
-                                    errors: errorCount.load(ordering: .relaxed), uptimeSeconds: uptime)
+        let daemon = DaemonSnapshot(
+            connections: connectionCount, requests: requestCount.load(ordering: .relaxed),
+            errors: errorCount.load(ordering: .relaxed), uptimeSeconds: uptime)
         return metrics.exposition(devices: registry.snapshots(), daemon: daemon)
     }
 

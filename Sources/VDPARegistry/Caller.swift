@@ -13,8 +13,10 @@ public struct Caller: Sendable {
     public var supplementaryGroups: [UInt32]
     public var isAdmin: Bool
 
-    public init(connection: UInt64, pid: Int32, uid: UInt32, gid: UInt32, supplementaryGroups: [UInt32] = [],
-                isAdmin: Bool) {
+    public init(
+        connection: UInt64, pid: Int32, uid: UInt32, gid: UInt32, supplementaryGroups: [UInt32] = [],
+        isAdmin: Bool
+    ) {
         self.connection = connection
         self.pid = pid
         self.uid = uid
@@ -63,8 +65,10 @@ public enum DeviceAccess: Sendable {
             try caller.requireAdmin(operation)
         case .opener:
             let a = d.attributes
-            guard caller.isAdmin || a.users.contains(caller.uid) || a.groups.contains(caller.gid)
-                || !Set(a.groups).isDisjoint(with: caller.supplementaryGroups) else {
+            guard
+                caller.isAdmin || a.users.contains(caller.uid) || a.groups.contains(caller.gid)
+                    || !Set(a.groups).isDisjoint(with: caller.supplementaryGroups)
+            else {
                 throw VDPAError(.EPERM, "uid \(caller.uid) may not open \(d.name): not an admin and not in its users or groups")
             }
         }

@@ -8,7 +8,7 @@
 // lock across those copies.
 import VDPACore
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The owner's memory as the device sees it: an IOVA goes through a snapshot of the device's mapping of
@@ -74,7 +74,8 @@ struct ProcessMemory: RingMemory {
     /// second, one process_vm_writev of the two bytes, which promises no single store (docs/protocol.md §5.6).
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
         if agent >= 0, let piece = try? pieces(iova, 2, .write, ring: true), piece.count == 1,
-           let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value) {
+            let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value)
+        {
             agentStores.value += 1
             return
         }
@@ -142,7 +143,8 @@ final class DataPathWorker: @unchecked Sendable {
     private func loop() {
         rescan()
         while true {
-            var fds = [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
+            var fds =
+                [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
                 + watched.keys.sorted().map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let n = poll(&fds, nfds_t(fds.count), -1)
             if n < 0 && errno == EINTR { continue }
@@ -186,7 +188,9 @@ final class DataPathWorker: @unchecked Sendable {
         watched = [:]
         guard let slot else { return }
         // Numbers from 512 up: out of the way of the low ones a process hands out and reuses first.
-        let kicks = slot.read { d in d.vrings.enumerated().compactMap { vq, ring in ring.kick.map { (vq, fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512)) } } }
+        let kicks = slot.read { d in
+            d.vrings.enumerated().compactMap { vq, ring in ring.kick.map { (vq, fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512)) } }
+        }
         for (vq, fd) in kicks where fd >= 0 {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             watched[fd] = vq
@@ -205,7 +209,8 @@ final class DataPathWorker: @unchecked Sendable {
                 return nil
             }
             guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .desc),
-                  let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .buffer) else { return nil }
+                let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .buffer)
+            else { return nil }
             // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
             let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
             return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent)

@@ -2,7 +2,7 @@
 // daemon's per-connection readers and the per-device data-path workers (the
 // JSON parser's recursion is bounded at 128 levels; the ring walker loops).
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum DetachedThread {
@@ -18,10 +18,12 @@ public enum DetachedThread {
         pthread_attr_setdetachstate(&attributes, Int32(PTHREAD_CREATE_DETACHED))
         let context = Unmanaged.passRetained(Box(body)).toOpaque()
         var thread = pthread_t()
-        let r = pthread_create(&thread, &attributes, { context in
-            Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
-            return nil
-        }, context)
+        let r = pthread_create(
+            &thread, &attributes,
+            { context in
+                Unmanaged<Box>.fromOpaque(context!).takeRetainedValue().body()
+                return nil
+            }, context)
         if r != 0 { Unmanaged<Box>.fromOpaque(context).release() }
         return r == 0
     }

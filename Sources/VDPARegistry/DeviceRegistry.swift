@@ -10,7 +10,7 @@
 // a small map behind a lock; calls from one connection arrive in order, and
 // each call waits for its device, so replies keep request order.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Logging
 import Synchronization
@@ -60,9 +60,11 @@ public final class DeviceRegistry: Sendable {
         var types: Set<EventType>?
     }
 
-    public init(limits: ServiceLimits = ServiceLimits(),
-                logger: Logger = Logger(label: "vdpad.registry", factory: { _ in SwiftLogNoOpLogHandler() }),
-                persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }) {
+    public init(
+        limits: ServiceLimits = ServiceLimits(),
+        logger: Logger = Logger(label: "vdpad.registry", factory: { _ in SwiftLogNoOpLogHandler() }),
+        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
+    ) {
         self.limits = limits
         self.logger = logger
         self.persist = persist
@@ -88,8 +90,10 @@ public final class DeviceRegistry: Sendable {
 
     /// Runs `body` on the device named `name` once `access` lets `caller` in: ENODEV, then EPERM, then the
     /// operation's own rules (docs/protocol.md §3's order).
-    public func withDevice<T>(_ name: String, _ access: DeviceAccess, by caller: Caller,
-                              _ body: (inout VDPADevice) throws(VDPAError) -> T) throws(VDPAError) -> T {
+    public func withDevice<T>(
+        _ name: String, _ access: DeviceAccess, by caller: Caller,
+        _ body: (inout VDPADevice) throws(VDPAError) -> T
+    ) throws(VDPAError) -> T {
         try slot(named: name).sync(access, by: caller, body)
     }
 
@@ -277,20 +281,27 @@ public final class DeviceRegistry: Sendable {
     /// none was passed, or the request unsets): the device, its owner and `precheck` (the vq index; R44
     /// before R63); then EBADF when nothing was passed (unless `unset`), EBADF/EINVAL when the descriptor is
     /// not of `kind`; then `apply`.  On failure the descriptor is closed; on success the device holds it.
-    public func useDescriptor(_ fd: Int32?, unset: Bool, kind: DescriptorKind = .eventfd, device name: String, by caller: Caller,
-                              _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
-                              precheck: (inout VDPADevice) throws(VDPAError) -> Void) throws(VDPAError) {
+    public func useDescriptor(
+        _ fd: Int32?, unset: Bool, kind: DescriptorKind = .eventfd, device name: String, by caller: Caller,
+        _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
+        precheck: (inout VDPADevice) throws(VDPAError) -> Void
+    ) throws(VDPAError) {
         do throws(VDPAError) {
             try withDevice(name, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
                 try precheck(&d)
                 if !unset {
                     guard let fd else {
-                        throw VDPAError(.EBADF, "no descriptor was passed for this request: send an eventfd with SCM_RIGHTS "
-                                        + "with (or before) the request's bytes, or set unset: true")
+                        throw VDPAError(
+                            .EBADF,
+                            "no descriptor was passed for this request: send an eventfd with SCM_RIGHTS "
+                                + "with (or before) the request's bytes, or set unset: true")
                     }
                     if let errno = EventFDs.check(fd, is: kind) {
-                        throw VDPAError(errno, errno == .EBADF ? "descriptor \(fd) is not open"
-                                        : "the descriptor passed is not \(kind == .eventfd ? "an eventfd (R63–R65)" : "a socket")")
+                        throw VDPAError(
+                            errno,
+                            errno == .EBADF
+                                ? "descriptor \(fd) is not open"
+                                : "the descriptor passed is not \(kind == .eventfd ? "an eventfd (R63–R65)" : "a socket")")
                     }
                 }
                 try apply(&d, fd.map(EventFD.init))

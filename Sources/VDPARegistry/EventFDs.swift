@@ -4,7 +4,7 @@
 // signal one, close one.  The core decides when; this carries it out.
 import VDPACore
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum EventFDs {

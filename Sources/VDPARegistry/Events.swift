@@ -2,7 +2,7 @@
 // get_events (docs/protocol.md §5.4), as typed values: the RPC layer encodes
 // them, so an event's fields are decided here once.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import VDPACore
 

@@ -5,7 +5,7 @@
 // false races on the tables it protects (a six-line Mutex program shows
 // the same).  A pthread mutex keeps the sanitizer meaningful.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public final class Locked<Value> {

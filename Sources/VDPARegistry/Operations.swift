@@ -146,10 +146,11 @@ extension DeviceRegistry {
     public func translate(_ r: TranslateRequest, device: String, by caller: Caller) throws(VDPAError) -> [TranslatedSegment] {
         try withDevice(device, .ownerOrAdmin, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
             let access = try r.access.validated()
-            let target: TranslationTarget = switch r.target {
-            case .asid(let asid): .asid(asid)
-            case .virtqueue(let vq, let area): .virtqueue(vq, try area.validated())
-            }
+            let target: TranslationTarget =
+                switch r.target {
+                case .asid(let asid): .asid(asid)
+                case .virtqueue(let vq, let area): .virtqueue(vq, try area.validated())
+                }
             return try d.translate(target, access: access, iova: r.iova, size: r.size)
         }
     }

@@ -3,7 +3,7 @@ import ArgumentParser
 import UnixSocket
 import VDPAClient
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct BenchCommand: ParsableCommand {
@@ -84,7 +84,8 @@ struct RPCCommand: ParsableCommand {
         guard runs >= 1 else { throw ValidationError("--runs must be at least 1") }
         let unknown = selected.filter { !RPCBenchmark.allScenarios.contains($0) }
         guard unknown.isEmpty else {
-            throw ValidationError("unknown scenario \(unknown.joined(separator: ", ")); choose from \(RPCBenchmark.allScenarios.joined(separator: ","))")
+            throw ValidationError(
+                "unknown scenario \(unknown.joined(separator: ", ")); choose from \(RPCBenchmark.allScenarios.joined(separator: ","))")
         }
     }
 
@@ -108,17 +109,19 @@ struct RPCCommand: ParsableCommand {
         var vdpad: [[RPCResult]] = [], raw: [[RPCResult]] = []
         var rss = ""
         for run in 0..<runs {
-            let (results, rssLine) = try RPCBenchmark.runVDPAD(daemon: binary, pin: pin, requests: requests,
-                                                               rssMappings: run == 0 ? rssMappings : 0, scenarios: selected)
+            let (results, rssLine) = try RPCBenchmark.runVDPAD(
+                daemon: binary, pin: pin, requests: requests,
+                rssMappings: run == 0 ? rssMappings : 0, scenarios: selected)
             vdpad.append(results)
             if run == 0 { rss = rssLine }
             if let anchors {
                 raw.append(try RPCBenchmark.runRaw(anchors: anchors, pin: pin, requests: requests).filter { selected.contains($0.mode) })
             }
         }
-        let rawByMode = Dictionary(uniqueKeysWithValues: (raw.first ?? []).map { r in
-            (r.mode, RPCFigures.median(raw.map { $0.first { $0.mode == r.mode }! }))
-        })
+        let rawByMode = Dictionary(
+            uniqueKeysWithValues: (raw.first ?? []).map { r in
+                (r.mode, RPCFigures.median(raw.map { $0.first { $0.mode == r.mode }! }))
+            })
         for r in raw.first ?? [] { print(rawByMode[r.mode]!.line(impl: "uds", place: place, r, runs: runs)) }
         for r in vdpad[0] {
             let figures = RPCFigures.median(vdpad.map { $0.first { $0.mode == r.mode }! })
@@ -143,8 +146,9 @@ struct RPCFigures {
             let v = values.sorted()
             return v.count % 2 == 1 ? v[v.count / 2] : (v[v.count / 2 - 1] + v[v.count / 2]) / 2
         }
-        return RPCFigures(rps: median(results.map(\.rps)), p50: median(results.map { $0.percentile(0.5) }),
-                          p99: median(results.map { $0.percentile(0.99) }))
+        return RPCFigures(
+            rps: median(results.map(\.rps)), p50: median(results.map { $0.percentile(0.5) }),
+            p99: median(results.map { $0.percentile(0.99) }))
     }
 
     func line(impl: String, place: String, _ shape: RPCResult, runs: Int) -> String {

@@ -5,7 +5,7 @@ import ArgumentParser
 import VDPAClient
 import VDPAFlows
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct FlowsCommand: ParsableCommand {
@@ -71,7 +71,9 @@ struct FlowsCommand: ParsableCommand {
                         if header { print(DowntimeStudy.Row.header); header = false }
                         print(r.line)
                     }
-                    if !r.failures.isEmpty { throw ValidationError("flow \(flow.rawValue) on \(parent.rawValue): \(r.failures.joined(separator: "; "))") }
+                    if !r.failures.isEmpty {
+                        throw ValidationError("flow \(flow.rawValue) on \(parent.rawValue): \(r.failures.joined(separator: "; "))")
+                    }
                 }
             }
         }

@@ -3,7 +3,7 @@
 // phases and the same output lines, so this binary can sit beside the C/C++
 // peers in `EXTRA_BINS=… ./run.sh`.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import VDPACore
 
@@ -125,14 +125,20 @@ enum IOTLBBenchmark {
         guard let f = fopen("/proc/self/statm", "r") else { return 0 }
         defer { fclose(f) }
         var pages = 0, rss = 0
-        guard withUnsafeMutablePointer(to: &pages, { p in
-            withUnsafeMutablePointer(to: &rss) { r in vfscanf_helper(f, p, r) }
-        }) else { return 0 }
+        guard
+            withUnsafeMutablePointer(
+                to: &pages,
+                { p in
+                    withUnsafeMutablePointer(to: &rss) { r in vfscanf_helper(f, p, r) }
+                })
+        else { return 0 }
         return rss * sysconf(Int32(_SC_PAGESIZE))
     }
 
-    static func vfscanf_helper(_ f: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>,
-                               _ b: UnsafeMutablePointer<Int>) -> Bool {
+    static func vfscanf_helper(
+        _ f: UnsafeMutablePointer<FILE>, _ a: UnsafeMutablePointer<Int>,
+        _ b: UnsafeMutablePointer<Int>
+    ) -> Bool {
         var buffer = [CChar](repeating: 0, count: 128)
         guard fgets(&buffer, 128, f) != nil else { return false }
         let fields = String(cBuffer: buffer).split(separator: " ")
@@ -167,8 +173,9 @@ enum IOTLBBenchmark {
         var t0 = now()
         for k in 0..<n {
             let i = Int(w.insertOrder[k])
-            let e = IOTLBEntry(first: w.first[i], last: w.last[i], address: w.address[i],
-                               permission: Permission(rawValue: w.permission[i]))
+            let e = IOTLBEntry(
+                first: w.first[i], last: w.last[i], address: w.address[i],
+                permission: Permission(rawValue: w.permission[i]))
             if tree.insert(e) != nil { badInserts += 1 }
         }
         report("insert", n: n, ops: n, ns: now() - t0)
@@ -245,14 +252,17 @@ enum IOTLBBenchmark {
         for q in 0..<w.rangeFirst.count { eVisits += w.referenceRange(w.rangeFirst[q], w.rangeLast[q], &eRange) }
         if verify && firstBad < 0 && (eRange != rangeHash || eVisits != visits) { badPhase = "range_query"; firstBad = 0 }
 
-        let ok = badInserts == 0 && acceptedOverlaps == 0 && deleted == n && finalSize == 0 && sizeBeforeDelete == n
+        let ok =
+            badInserts == 0 && acceptedOverlaps == 0 && deleted == n && finalSize == 0 && sizeBeforeDelete == n
             && hHit == eHit && hMixed == eMixed && mixedHits == eMixedHits && rangeHash == eRange && visits == eVisits
-        print("impl=\(implName) n=\(n) check translate_hit=\(hex16(hHit)) translate_mixed=\(hex16(hMixed)) "
-            + "mixed_hits=\(mixedHits) range_visits=\(visits) range_hash=\(hex16(rangeHash)) "
-            + "overlap_rejects=\(w.overlapFirst.count - acceptedOverlaps) deleted=\(deleted) final_size=\(finalSize) ok=\(ok ? 1 : 0)")
+        print(
+            "impl=\(implName) n=\(n) check translate_hit=\(hex16(hHit)) translate_mixed=\(hex16(hMixed)) "
+                + "mixed_hits=\(mixedHits) range_visits=\(visits) range_hash=\(hex16(rangeHash)) "
+                + "overlap_rejects=\(w.overlapFirst.count - acceptedOverlaps) deleted=\(deleted) final_size=\(finalSize) ok=\(ok ? 1 : 0)")
         if verify {
-            print("impl=\(implName) n=\(n) verify first_mismatch_phase=\(badPhase) first_mismatch_query=\(firstBad) "
-                + "expected translate_hit=\(hex16(eHit)) translate_mixed=\(hex16(eMixed)) range_hash=\(hex16(eRange))")
+            print(
+                "impl=\(implName) n=\(n) verify first_mismatch_phase=\(badPhase) first_mismatch_query=\(firstBad) "
+                    + "expected translate_hit=\(hex16(eHit)) translate_mixed=\(hex16(eMixed)) range_hash=\(hex16(eRange))")
         }
         fflush(nil)
         return ok

@@ -8,7 +8,7 @@ import VDPAClient
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 enum InProcessBenchmark {
@@ -23,9 +23,12 @@ enum InProcessBenchmark {
     static func run(shape: Shape, requests: Int) throws -> Double {
         let service = VDPAService(version: "bench", pid: getpid())
         let admin = Caller(connection: 1, pid: getpid(), uid: 0, gid: 0, isAdmin: true)
-        for text in [#"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"bench0","mgmtdev":"vdpasim_net"}}"#,
-                     #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"bench0"}}"#] {
-            guard service.handle(text: Array(text.utf8), caller: admin).bytes.map({ String(decoding: $0, as: UTF8.self).contains("result") }) == true else {
+        for text in [
+            #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"bench0","mgmtdev":"vdpasim_net"}}"#,
+            #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"bench0"}}"#
+        ] {
+            guard service.handle(text: Array(text.utf8), caller: admin).bytes.map({ String(decoding: $0, as: UTF8.self).contains("result") }) == true
+            else {
                 throw ClientError("setup failed: \(text)")
             }
         }
@@ -43,7 +46,9 @@ enum InProcessBenchmark {
             guard stream.answer(into: &output) == nil else { throw ClientError("the stream closed") }
             // Every request answered with a result: as many "result" members as requests in the chunk.
             let results = output.withUnsafeBufferPointer { $0.occurrences(of: #""result":"#) }
-            guard results == count else { throw ClientError("\(count - results) of \(count) requests failed: \(String(decoding: output.prefix(300), as: UTF8.self))") }
+            guard results == count else {
+                throw ClientError("\(count - results) of \(count) requests failed: \(String(decoding: output.prefix(300), as: UTF8.self))")
+            }
             output.removeAll(keepingCapacity: true)
             done += count
         }

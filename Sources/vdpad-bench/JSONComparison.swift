@@ -58,8 +58,9 @@ enum JSONComparison {
 
         let serializationExact: Bool = {
             guard let object = try? JSONSerialization.jsonObject(with: edgeData) as? [String: Any],
-                  let id = object["id"] as? NSNumber, let params = object["params"] as? [String: Any],
-                  let iova = params["iova"] as? NSNumber else { return false }
+                let id = object["id"] as? NSNumber, let params = object["params"] as? [String: Any],
+                let iova = params["iova"] as? NSNumber
+            else { return false }
             return id.uint64Value == .max && iova.uint64Value == .max - 1 && "\(id)" == "18446744073709551615"
         }()
         let serializationTime = try time { k in _ = try JSONSerialization.jsonObject(with: data[k]) }

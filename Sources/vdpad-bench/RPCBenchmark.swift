@@ -7,7 +7,7 @@ import Dispatch
 import Synchronization
 import VDPAClient
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct RPCResult {
@@ -133,8 +133,9 @@ enum RPCBenchmark {
         }
         let seconds = Double(nowNanos() - start) / 1e9
         try c.call("close", ["device": .string(device)])
-        return RPCResult(mode: depth == 1 ? "seq" : "pipe", clients: 1, depth: depth, requests: requests, completed: total,
-                         seconds: seconds, latenciesMicros: latencies)
+        return RPCResult(
+            mode: depth == 1 ? "seq" : "pipe", clients: 1, depth: depth, requests: requests, completed: total,
+            seconds: seconds, latenciesMicros: latencies)
     }
 
     /// `clients` connections in parallel, each on its own device, one request in flight each.
@@ -151,8 +152,9 @@ enum RPCBenchmark {
         let seconds = Double(nowNanos() - start) / 1e9
         let all = results.withLock { $0 }
         guard all.count == devices.count else { throw ClientError("a concurrent client failed") }
-        return RPCResult(mode: "conc", clients: devices.count, depth: 1, requests: per * devices.count,
-                         completed: all.reduce(0) { $0 + $1.completed }, seconds: seconds, latenciesMicros: all.flatMap(\.latenciesMicros))
+        return RPCResult(
+            mode: "conc", clients: devices.count, depth: 1, requests: per * devices.count,
+            completed: all.reduce(0) { $0 + $1.completed }, seconds: seconds, latenciesMicros: all.flatMap(\.latenciesMicros))
     }
 
     /// JSON-RPC batches of `size` maps of distinct pages (one batch in flight); reports maps per second.
@@ -161,10 +163,11 @@ enum RPCBenchmark {
         try c.call("open", ["device": .string(device)])
         let count = total / size
         let payloads: [[UInt8]] = (0..<count).map { b in
-            BenchRequest.batch((0..<size).map { k in
-                let iova = UInt64(b * size + k) * 4096 + 0x1000_0000_0000
-                return BenchRequest.map(id: UInt64(k), device: device, iova: iova, size: 4096, addr: iova + 0x7F00_0000_0000)
-            })
+            BenchRequest.batch(
+                (0..<size).map { k in
+                    let iova = UInt64(b * size + k) * 4096 + 0x1000_0000_0000
+                    return BenchRequest.map(id: UInt64(k), device: device, iova: iova, size: 4096, addr: iova + 0x7F00_0000_0000)
+                })
         }
         var wire = WireConnection(fd: c.fd)
         var latencies: [Double] = []
@@ -184,8 +187,9 @@ enum RPCBenchmark {
         }
         let seconds = Double(nowNanos() - start) / 1e9
         try c.call("close", ["device": .string(device)])
-        return RPCResult(mode: "batch\(size)", clients: 1, depth: size, requests: count * size, completed: count * size,
-                         seconds: seconds, latenciesMicros: latencies)
+        return RPCResult(
+            mode: "batch\(size)", clients: 1, depth: size, requests: count * size, completed: count * size,
+            seconds: seconds, latenciesMicros: latencies)
     }
 
     /// Starts vdpad in a scratch directory with `config`; `body` gets the socket path and the process.
@@ -199,7 +203,10 @@ enum RPCBenchmark {
             defer { fclose(f) }
             guard fputs(c, f) >= 0 else { throw ClientError("cannot write config") }
         }
-        let argv = (pin ? ["taskset", "-c", "0"] : []) + [daemon, "--config", dir + "/vdpad.toml", "--socket", socketPath, "--state-dir", dir + "/state", "--log-level", "warning"]
+        let argv =
+            (pin ? ["taskset", "-c", "0"] : []) + [
+                daemon, "--config", dir + "/vdpad.toml", "--socket", socketPath, "--state-dir", dir + "/state", "--log-level", "warning"
+            ]
         let server = try Spawned(argv, stderrTo: dir + "/vdpad.log")
         defer { server.stop() }
         try waitForSocket(socketPath)
@@ -216,7 +223,9 @@ enum RPCBenchmark {
         }
     }
 
-    static func run(_ scenarios: [String], _ socketPath: String, _ server: Spawned, _ requests: Int, _ rssMappings: Int) throws -> ([RPCResult], String) {
+    static func run(_ scenarios: [String], _ socketPath: String, _ server: Spawned, _ requests: Int, _ rssMappings: Int) throws -> (
+        [RPCResult], String
+    ) {
         let admin = try VDPAClient(path: socketPath, timeout: 30)
         let devices = (0..<8).map { "bench\($0)" }
         for d in devices + ["rss"] { try admin.call("add_device", ["name": .string(d), "mgmtdev": "vdpasim_net"]) }
@@ -241,8 +250,10 @@ enum RPCBenchmark {
             let n = min(4096, rssMappings - k)
             let items = (0..<n).map { j -> JSON in
                 let iova = UInt64(k + j) * 8192
-                return .object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(j))), ("method", "map"),
-                                ("params", ["device": "rss", "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])])
+                return .object([
+                    ("jsonrpc", "2.0"), ("id", .unsigned(UInt64(j))), ("method", "map"),
+                    ("params", ["device": "rss", "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])
+                ])
             }
             try c.send(raw: JSON.array(items).encoded() + [10])
             _ = try c.readMessage()
@@ -251,7 +262,8 @@ enum RPCBenchmark {
         try c.call("batch_end", ["device": "rss"])
         let after = server.rssBytes
         let perMapping = Double(after - before) / Double(max(rssMappings, 1))
-        let rss = "vdpad metric=rss mappings=\(rssMappings) rss_before_mib=\(after > 0 ? format(Double(before) / 1048576) : "?") "
+        let rss =
+            "vdpad metric=rss mappings=\(rssMappings) rss_before_mib=\(after > 0 ? format(Double(before) / 1048576) : "?") "
             + "rss_after_mib=\(format(Double(after) / 1048576)) bytes_per_mapping=\(format(perMapping))"
         return (results, rss)
     }
@@ -287,9 +299,11 @@ enum RPCBenchmark {
             let p50 = Double(fields["p50_us"] ?? "") ?? 0, p99 = Double(fields["p99_us"] ?? "") ?? 0
             // Keep the raw percentiles: two synthetic points reproduce p50 and p99 exactly.
             let lat = [Double](repeating: p50, count: 98) + [p99, p99]
-            results.append(RPCResult(mode: mode, clients: mode == "conc" ? arg : 1, depth: mode == "pipe" ? arg : 1,
-                                     requests: requests, completed: requests, seconds: rps > 0 ? Double(requests) / rps : 0,
-                                     latenciesMicros: lat))
+            results.append(
+                RPCResult(
+                    mode: mode, clients: mode == "conc" ? arg : 1, depth: mode == "pipe" ? arg : 1,
+                    requests: requests, completed: requests, seconds: rps > 0 ? Double(requests) / rps : 0,
+                    latenciesMicros: lat))
         }
         return results
     }
@@ -335,13 +349,16 @@ enum LoadBenchmark {
             }
         }
         let seconds = Double(nowNanos() - start) / 1e9
-        let all = RPCResult(mode: "load", clients: clients, depth: 1, requests: clients * each * 2, completed: clients * each * 2, seconds: seconds,
-                            latenciesMicros: latencies.withLock { $0 })
+        let all = RPCResult(
+            mode: "load", clients: clients, depth: 1, requests: clients * each * 2, completed: clients * each * 2, seconds: seconds,
+            latenciesMicros: latencies.withLock { $0 })
         let bad = failures.withLock { $0 }
         for i in 0..<clients { try admin.call("del_device", ["name": .string("load\(i)"), "force": true]) }
-        return ("vdpad load=clients clients=\(clients) each=\(each) reqs=\(all.requests) rps=\(Int(all.rps)) "
-            + "p50_us=\(format(all.percentile(0.5))) p99_us=\(format(all.percentile(0.99))) failures=\(bad.count) ok=\(bad.isEmpty ? 1 : 0)",
-            bad.isEmpty)
+        return (
+            "vdpad load=clients clients=\(clients) each=\(each) reqs=\(all.requests) rps=\(Int(all.rps)) "
+                + "p50_us=\(format(all.percentile(0.5))) p99_us=\(format(all.percentile(0.99))) failures=\(bad.count) ok=\(bad.isEmpty ? 1 : 0)",
+            bad.isEmpty
+        )
     }
 
     /// p99 of 8 clients' map/unmap, first alone, then beside a client that sends and never reads.
@@ -371,7 +388,9 @@ enum LoadBenchmark {
         stallDone.wait()
         withExtendedLifetime(stalled) {}
         let ratio = busy.percentile(0.99) / max(calm.percentile(0.99), 0.001)
-        return ("vdpad load=stalled_neighbour p99_alone_us=\(format(calm.percentile(0.99))) "
-            + "p99_beside_stalled_us=\(format(busy.percentile(0.99))) ratio=\(format(ratio)) ok=\(ratio <= 2 ? 1 : 0)", ratio <= 2)
+        return (
+            "vdpad load=stalled_neighbour p99_alone_us=\(format(calm.percentile(0.99))) "
+                + "p99_beside_stalled_us=\(format(busy.percentile(0.99))) ratio=\(format(ratio)) ok=\(ratio <= 2 ? 1 : 0)", ratio <= 2
+        )
     }
 }

@@ -7,7 +7,7 @@ import UnixSocket
 import VDPAClient
 import VDPACore
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// The anchors' request mix (uds_client.c: the same generator, seed and

@@ -1,7 +1,7 @@
 // vdpad-bench: `vdpad-bench iotlb N [--verify]` (also `vdpad-bench N [--verify]`, the
 // anchors' calling convention) and `vdpad-bench rpc …`.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 var arguments = Array(CommandLine.arguments.dropFirst())

@@ -17,7 +17,7 @@ struct CLICommand {
 
     enum View {
         case mgmtdevs, devices, device, config, configBytes, stats, iotlb, vqs, backend, features, status, translate, daemonStatus,
-             version, methods, raw, removed, resetMap, silent, vstats, metrics
+            version, methods, raw, removed, resetMap, silent, vstats, metrics
     }
 }
 
@@ -66,7 +66,10 @@ enum Grammar {
     static let commands: [(String, String)] = [
         ("mgmtdev show", "list the device kinds vdpad can create"),
         ("dev show [NAME]", "list devices, or show one in detail"),
-        ("dev add name NAME mgmtdev MGMTDEV [mac MAC] [mtu N] [max_vqp N] [legacy] [iova_first X] [iova_last X] [users UID,..] [groups GID,..]", "create a device (admin)"),
+        (
+            "dev add name NAME mgmtdev MGMTDEV [mac MAC] [mtu N] [max_vqp N] [legacy] [iova_first X] [iova_last X] [users UID,..] [groups GID,..]",
+            "create a device (admin)"
+        ),
         ("dev del NAME [force]", "delete a device; force closes its session first (admin)"),
         ("dev config show NAME", "the config space decoded: net mac, link, mtu, queue pairs; block capacity, sizes"),
         ("dev config read NAME offset X length N", "config space bytes, in hex"),
@@ -91,13 +94,19 @@ enum Grammar {
         ("dev reset_map NAME asid A", "drop an ASID's table and restore its default mapping"),
         ("dev group_asid NAME group G asid A", "bind a virtqueue group to an ASID"),
         ("dev vring set NAME vq Q [num N] [desc X] [driver X] [device X] [base N] [ready on|off]", "ring size, addresses, last avail index"),
-        ("dev translate NAME access read|write (asid A | vq Q area desc|driver|device|buffer) [iova X] [size X]", "a device DMA through the device mapping"),
+        (
+            "dev translate NAME access read|write (asid A | vq Q area desc|driver|device|buffer) [iova X] [size X]",
+            "a device DMA through the device mapping"
+        ),
         ("dev suspend NAME / dev resume NAME", "suspend or resume the device"),
         ("daemon status|version|methods", "the daemon itself"),
         ("metrics", "every device's and queue's counters in the Prometheus text format (docs/operations.md)"),
         ("monitor [EVENT...]", "print events until interrupted"),
-        ("replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]", "play a recorded VMM trace (vdpad-run --record) again: differences and cost"),
-        ("call METHOD [JSON]", "any method, raw JSON params, JSON result"),
+        (
+            "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]",
+            "play a recorded VMM trace (vdpad-run --record) again: differences and cost"
+        ),
+        ("call METHOD [JSON]", "any method, raw JSON params, JSON result")
     ]
 
     /// One example per command, shown by `vdpad-cli OBJECT COMMAND --help`.
@@ -131,7 +140,7 @@ enum Grammar {
         "daemon": "vdpad-cli daemon status",
         "monitor": "vdpad-cli monitor device_added device_removed",
         "replay": "vdpad-cli replay qemu.jsonl --mgmtdev mlx5_net",
-        "call": #"vdpad-cli call get_device '{"device":"vdpa0"}'"#,
+        "call": #"vdpad-cli call get_device '{"device":"vdpa0"}'"#
     ]
 
     /// Help for the commands that start with `words` (e.g. ["dev", "map"]): usage, what it does, an example.
@@ -209,8 +218,9 @@ enum Grammar {
             if w.items.isEmpty { return CLICommand(method: "list_devices", view: .devices) }
             return try named("get_device", .device)
         case "add":
-            let kw = try w.keywords(values: ["name", "mgmtdev", "mac", "mtu", "max_vqp", "iova_first", "iova_last", "users", "groups"],
-                                    flags: ["legacy"])
+            let kw = try w.keywords(
+                values: ["name", "mgmtdev", "mac", "mtu", "max_vqp", "iova_first", "iova_last", "users", "groups"],
+                flags: ["legacy"])
             guard let name = kw["name"], let mgmtdev = kw["mgmtdev"] else { throw UsageError("name and mgmtdev are required\nusage: \(w.usage)") }
             var p: [(String, JSON)] = [("name", .string(name)), ("mgmtdev", .string(mgmtdev))]
             if let mac = kw["mac"] { p.append(("mac", .string(mac))) }
@@ -235,13 +245,21 @@ enum Grammar {
             guard let offset = kw["offset"] else { throw UsageError("offset is required\nusage: \(w.usage)") }
             if sub == "read" {
                 guard let length = kw["length"] else { throw UsageError("length is required\nusage: \(w.usage)") }
-                return CLICommand(method: "read_config", params: ["device": .string(name), "offset": try number(offset, "offset"),
-                                                                  "length": try number(length, "length")], view: .configBytes)
+                return CLICommand(
+                    method: "read_config",
+                    params: [
+                        "device": .string(name), "offset": try number(offset, "offset"),
+                        "length": try number(length, "length")
+                    ], view: .configBytes)
             }
             guard let data = kw["data"] else { throw UsageError("data is required\nusage: \(w.usage)") }
             let bare = data.lowercased().hasPrefix("0x") ? String(data.dropFirst(2)) : data
-            return CLICommand(method: "write_config", params: ["device": .string(name), "offset": try number(offset, "offset"),
-                                                               "data": .string(String(bare.filter { $0 != ":" }))], view: .silent)
+            return CLICommand(
+                method: "write_config",
+                params: [
+                    "device": .string(name), "offset": try number(offset, "offset"),
+                    "data": .string(String(bare.filter { $0 != ":" }))
+                ], view: .silent)
         case "set":
             let name = try w.next("NAME")
             let kw = try w.keywords(values: ["link"])
@@ -280,8 +298,9 @@ enum Grammar {
             guard sub == "set" else { throw UsageError("usage: \(w.usage)") }
             let name = try w.next("NAME")
             let f = try features()
-            return CLICommand(method: command == "backend" ? "set_backend_features" : "set_features",
-                              params: ["device": .string(name), "features": f], view: .silent)
+            return CLICommand(
+                method: command == "backend" ? "set_backend_features" : "set_features",
+                params: ["device": .string(name), "features": f], view: .silent)
         case "status":
             let sub = try subcommand()
             if sub == "show" { return try named("get_status", .status) }
@@ -315,7 +334,9 @@ enum Grammar {
             let name = try w.next("NAME")
             let kw = try w.keywords(values: ["group", "asid"])
             guard let g = kw["group"], let a = kw["asid"] else { throw UsageError("group and asid are required\nusage: \(w.usage)") }
-            return CLICommand(method: "set_group_asid", params: ["device": .string(name), "group": try number(g, "group"), "asid": try number(a, "asid")], view: .silent)
+            return CLICommand(
+                method: "set_group_asid", params: ["device": .string(name), "group": try number(g, "group"), "asid": try number(a, "asid")],
+                view: .silent)
         case "vring":
             guard try subcommand() == "set" else { throw UsageError("usage: \(w.usage)") }
             let name = try w.next("NAME")

@@ -37,12 +37,17 @@ enum Render {
         case .silent: return nil
         case .raw: return r.text
         case .mgmtdevs:
-            return table(["MGMTDEV", "CLASS", "NVQS", "NGROUPS", "NAS", "DESC_GROUP", "RESET_MAP", "PERSIST", "MAP_OP"],
-                         r.items.map { m in ["name", "class", "nvqs", "ngroups", "nas", "desc_group", "reset_map", "persist", "map_op"].map { m[$0]?.plain ?? "-" } })
+            return table(
+                ["MGMTDEV", "CLASS", "NVQS", "NGROUPS", "NAS", "DESC_GROUP", "RESET_MAP", "PERSIST", "MAP_OP"],
+                r.items.map { m in
+                    ["name", "class", "nvqs", "ngroups", "nas", "desc_group", "reset_map", "persist", "map_op"].map { m[$0]?.plain ?? "-" }
+                })
         case .devices:
-            return table(["DEV", "MGMTDEV", "STATUS", "OWNER"], r.items.map { d in
-                [d["name"]?.plain ?? "", d["mgmtdev"]?.plain ?? "", hex(d["status"]), owner(d["owner"])]
-            })
+            return table(
+                ["DEV", "MGMTDEV", "STATUS", "OWNER"],
+                r.items.map { d in
+                    [d["name"]?.plain ?? "", d["mgmtdev"]?.plain ?? "", hex(d["status"]), owner(d["owner"])]
+                })
         case .device: return device(r)
         case .config:
             // Every field as "name value", in the layout's order (net or block); nested ones flattened.
@@ -63,19 +68,26 @@ enum Render {
             let desc = r["vq_desc_groups"].flatMap { $0 == .null ? nil : $0.items }
             func asid(_ g: JSON?) -> String { g?.u64.flatMap { Int($0) < binding.count ? binding[Int($0)].plain : nil } ?? "-" }
             let rings = r["vrings"]?.items ?? []
-            return table(["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID", "NUM", "BASE", "READY", "KICK", "CALL"],
-                         groups.enumerated().map { i, g in
-                let d = desc.map { $0[i] }
-                let ring = i < rings.count ? rings[i] : .null
-                return ["\(i)", g.plain, d?.plain ?? "-", asid(d ?? g), asid(g), ring["num"]?.plain ?? "-", ring["base"]?.plain ?? "-",
-                        ring["ready"]?.plain ?? "-", ring["kick"]?.plain ?? "-", ring["call"]?.plain ?? "-"]
-            })
+            return table(
+                ["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID", "NUM", "BASE", "READY", "KICK", "CALL"],
+                groups.enumerated().map { i, g in
+                    let d = desc.map { $0[i] }
+                    let ring = i < rings.count ? rings[i] : .null
+                    return [
+                        "\(i)", g.plain, d?.plain ?? "-", asid(d ?? g), asid(g), ring["num"]?.plain ?? "-", ring["base"]?.plain ?? "-",
+                        ring["ready"]?.plain ?? "-", ring["kick"]?.plain ?? "-", ring["call"]?.plain ?? "-"
+                    ]
+                })
         case .iotlb:
             var out = "asid \(c.params?["asid"]?.plain ?? "") device_mapping \(r["device_mapping"]?.plain ?? "-")"
             if r["exists"] == false { out += " (no session table)" }
             let entries = r["entries"]?.items ?? []
             if !entries.isEmpty {
-                out += "\n" + table(["IOVA", "SIZE", "ADDR", "PERM"], entries.map { [hex($0["iova"]), hex($0["size"]), hex($0["addr"]), $0["perm"]?.plain ?? ""] })
+                out +=
+                    "\n"
+                    + table(
+                        ["IOVA", "SIZE", "ADDR", "PERM"], entries.map { [hex($0["iova"]), hex($0["size"]), hex($0["addr"]), $0["perm"]?.plain ?? ""] }
+                    )
             }
             if let next = r["next"], next != .null { out += "\nmore: first \(hex(next))" }
             return out
@@ -88,7 +100,8 @@ enum Render {
         case .removed: return "removed \(r["removed"]?.plain ?? "0")"
         case .resetMap: return "removed \(r["removed"]?.plain ?? "0"), device mapping \(r["device_mapping"]?.plain ?? "-")"
         case .daemonStatus:
-            return "vdpad: up \(r["uptime_s"]?.plain ?? "?")s, \(r["devices"]?.plain ?? "?") devices, \(r["connections"]?.plain ?? "?") connections, \(r["requests"]?.plain ?? "?") requests, \(r["errors"]?.plain ?? "?") errors"
+            return
+                "vdpad: up \(r["uptime_s"]?.plain ?? "?")s, \(r["devices"]?.plain ?? "?") devices, \(r["connections"]?.plain ?? "?") connections, \(r["requests"]?.plain ?? "?") requests, \(r["errors"]?.plain ?? "?") errors"
         case .version: return "vdpad \(r["version"]?.plain ?? "?") protocol \(r["protocol"]?.plain ?? "?") pid \(r["pid"]?.plain ?? "?")"
         case .methods: return r.items.map(\.plain).joined(separator: "\n")
         case .metrics:
@@ -114,18 +127,24 @@ enum Render {
 
     static func device(_ d: JSON) -> String {
         let name = d["name"]?.plain ?? ""
-        var lines = ["\(name): mgmtdev \(d["mgmtdev"]?.plain ?? "")\(d["legacy"] == true ? " legacy" : "") nvqs \(d["nvqs"]?.plain ?? "") ngroups \(d["ngroups"]?.plain ?? "") nas \(d["nas"]?.plain ?? "") iova [\(hex(d["iova_first"])), \(hex(d["iova_last"]))]"]
+        var lines = [
+            "\(name): mgmtdev \(d["mgmtdev"]?.plain ?? "")\(d["legacy"] == true ? " legacy" : "") nvqs \(d["nvqs"]?.plain ?? "") ngroups \(d["ngroups"]?.plain ?? "") nas \(d["nas"]?.plain ?? "") iova [\(hex(d["iova_first"])), \(hex(d["iova_last"]))]"
+        ]
         lines.append("  status \(hex(d["status"])) owner \(owner(d["owner"]))\(d["suspended"] == true ? " suspended" : "")")
         lines.append("  backend offered \(names(d["backend_features"]?["offered"]))")
         lines.append("  backend acked   \(names(d["backend_features"]?["acked"]))")
-        lines.append("  device_id \(d["device_id"]?.plain ?? "-") vq_num_max \(d["vq_num_max"]?.plain ?? "-") config_size \(d["config_size"]?.plain ?? "-")\(d["link"].flatMap { $0 == .null ? nil : " link \($0.plain)" } ?? "")")
+        lines.append(
+            "  device_id \(d["device_id"]?.plain ?? "-") vq_num_max \(d["vq_num_max"]?.plain ?? "-") config_size \(d["config_size"]?.plain ?? "-")\(d["link"].flatMap { $0 == .null ? nil : " link \($0.plain)" } ?? "")"
+        )
         lines.append("  features offered \(names(d["offered_features"]))")
         lines.append("  features driver  \(names(d["features"]))")
         let binding = (d["group_asid"]?.items ?? []).enumerated().map { "\($0.offset)->\($0.element.plain)" }.joined(separator: " ")
         lines.append("  group->asid \(binding)")
         for a in d["asids"]?.items ?? [] {
             let session = a["session_entries"].flatMap { $0 == .null ? nil : $0.plain }.map { "\($0) entries" } ?? "none"
-            lines.append("  asid \(a["asid"]?.plain ?? ""): session \(session), device \(a["device_mapping"]?.plain ?? "") (\(a["device_entries"]?.plain ?? "0") entries)")
+            lines.append(
+                "  asid \(a["asid"]?.plain ?? ""): session \(session), device \(a["device_mapping"]?.plain ?? "") (\(a["device_entries"]?.plain ?? "0") entries)"
+            )
         }
         return lines.joined(separator: "\n")
     }
@@ -133,9 +152,12 @@ enum Render {
     /// -j: iproute2's shape, `{"dev": {"vdpa0": {...}}}`, keys stable.
     static func json(_ view: CLICommand.View, _ r: JSON, _ c: CLICommand) -> JSON? {
         func keyed(_ object: String, _ items: [JSON]) -> JSON {
-            [object: .object(items.map { item in
-                (item["name"]?.plain ?? "", .object(item.members.filter { $0.0 != "name" }))
-            })]
+            [
+                object: .object(
+                    items.map { item in
+                        (item["name"]?.plain ?? "", .object(item.members.filter { $0.0 != "name" }))
+                    })
+            ]
         }
         switch view {
         case .silent: return nil

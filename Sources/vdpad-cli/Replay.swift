@@ -6,7 +6,7 @@ import VDPAClient
 import UnixSocket
 import VDPAFlows
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct ReplayOptions {
@@ -69,12 +69,16 @@ struct TraceEntry {
             let json: JSON
             do { json = try JSON.parse(text) } catch { throw UsageError("\(path):\(line): not JSON: \(error)") }
             guard case .string(let method)? = json["method"], case .string(let device)? = json["device"],
-                  case .object(let params)? = json["params"] else {
+                case .object(let params)? = json["params"]
+            else {
                 throw UsageError("\(path):\(line): not a recorded call (needs device, method, params)")
             }
-            let time: Double = if case .number(let t)? = json["t"] { Double(t) ?? 0 } else if case .unsigned(let t)? = json["t"] { Double(t) } else { 0 }
-            entries.append(TraceEntry(line: line, time: time, device: device, method: method, params: params,
-                                      result: json["result"], error: json["error"]))
+            let time: Double =
+                if case .number(let t)? = json["t"] { Double(t) ?? 0 } else if case .unsigned(let t)? = json["t"] { Double(t) } else { 0 }
+            entries.append(
+                TraceEntry(
+                    line: line, time: time, device: device, method: method, params: params,
+                    result: json["result"], error: json["error"]))
         }
         return entries
     }
@@ -86,8 +90,10 @@ extension String {
 
 enum Replay {
     /// The counters `get_device` keeps that say what a flow cost.
-    static let costCounters = ["map_calls", "unmap_calls", "device_commits", "entries_copied", "default_restores",
-                               "resets_clean", "resets_persist"]
+    static let costCounters = [
+        "map_calls", "unmap_calls", "device_commits", "entries_copied", "default_restores",
+        "resets_clean", "resets_persist"
+    ]
 
     /// Replays; returns the exit status (0 the same answers, 1 differences).
     static func run(_ options: ReplayOptions, client: VDPAClient, print write: (String) -> Void) throws -> Int32 {
@@ -118,7 +124,8 @@ enum Replay {
             var params = entry.params.filter { $0.0 != "device" }
             params.insert(("device", .string(target)), at: 0)
             // Eventfds are not in a trace: a request that took one gets a fresh eventfd.
-            let needsFD = ["set_vring_kick", "set_vring_call", "set_config_call"].contains(entry.method)
+            let needsFD =
+                ["set_vring_kick", "set_vring_call", "set_config_call"].contains(entry.method)
                 && !params.contains { $0.0 == "unset" && $0.1 == true }
             let fd = needsFD ? newEventFD() : -1
             defer { if fd >= 0 { close(fd) } }
@@ -152,9 +159,10 @@ enum Replay {
                 let tally = Tally.of(succeeded)
                 let cold = milliseconds(tally.coldPinnedGiB * study.model.pinColdPerGiB * 1e3)
                 let unpin = milliseconds(tally.unpinnedGiB * study.model.unpinAndMRPerGiB * 1e3)
-                write("modelled on an mlx5-like parent: " + milliseconds(study.model.seconds(tally) * 1e3) + " ms for the whole flow"
-                      + " (\(tally.deviceStarts) device starts, \(tally.suspends) suspends, pinning \(cold) ms, unpinning and MRs \(unpin) ms;"
-                      + " config/cost-model.toml, calibrated on the published 39 GiB pair)")
+                write(
+                    "modelled on an mlx5-like parent: " + milliseconds(study.model.seconds(tally) * 1e3) + " ms for the whole flow"
+                        + " (\(tally.deviceStarts) device starts, \(tally.suspends) suspends, pinning \(cold) ms, unpinning and MRs \(unpin) ms;"
+                        + " config/cost-model.toml, calibrated on the published 39 GiB pair)")
             } catch {
                 write("no modelled cost: \(error)")
             }

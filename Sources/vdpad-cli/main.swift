@@ -6,7 +6,7 @@ import ArgumentParser
 import UnixSocket
 import VDPAClient
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct VDPADCLI: ParsableCommand {
@@ -36,7 +36,10 @@ struct VDPADCLI: ParsableCommand {
             """
     )
 
-    @Option(name: .customShort("s"), help: "vdpad's socket (default: VDPAD_SOCKET, else /run/vdpad/vdpad.sock, then as a user $XDG_RUNTIME_DIR/vdpad.sock or ./.vdpad/vdpad.sock).")
+    @Option(
+        name: .customShort("s"),
+        help: "vdpad's socket (default: VDPAD_SOCKET, else /run/vdpad/vdpad.sock, then as a user $XDG_RUNTIME_DIR/vdpad.sock or ./.vdpad/vdpad.sock)."
+    )
     var socket: String?
 
     @Flag(name: .customShort("j"), help: "JSON output, iproute2's shape.")
@@ -105,8 +108,10 @@ struct VDPADCLI: ParsableCommand {
             do { return try VDPAClient(path: path, timeout: timeout) } catch { failures.append("\(error)") }
         }
         guard paths.count > 1 else { fail(failures[0]) }
-        fail("no vdpad answers on \(paths.joined(separator: " (the system daemon) nor on ")) (a per-user daemon):\n  "
-             + failures.joined(separator: "\n  ") + "\nstart one (systemctl start vdpad.socket, or vdpad), or name its socket with -s or VDPAD_SOCKET")
+        fail(
+            "no vdpad answers on \(paths.joined(separator: " (the system daemon) nor on ")) (a per-user daemon):\n  "
+                + failures.joined(separator: "\n  ")
+                + "\nstart one (systemctl start vdpad.socket, or vdpad), or name its socket with -s or VDPAD_SOCKET")
     }
 
     func usage(_ e: UsageError) -> ExitCode {

@@ -8,7 +8,7 @@ import ArgumentParser
 import UnixSocket
 import VDPAClient
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct VDPARun: ParsableCommand {
@@ -81,8 +81,9 @@ struct VDPARun: ParsableCommand {
             } catch { failures.append("\(error)") }
         }
         guard let client else {
-            throw fail("no vdpad answers on \(candidates.joined(separator: " nor ")):\n  " + failures.joined(separator: "\n  ")
-                       + "\nstart it (systemctl start vdpad.socket, or vdpad) or name its socket with -s")
+            throw fail(
+                "no vdpad answers on \(candidates.joined(separator: " nor ")):\n  " + failures.joined(separator: "\n  ")
+                    + "\nstart it (systemctl start vdpad.socket, or vdpad) or name its socket with -s")
         }
         for mapping in devices {
             let name = String(mapping.split(separator: "=", maxSplits: 1)[1])
@@ -93,8 +94,9 @@ struct VDPARun: ParsableCommand {
                 throw fail(e.data?["errno"] == "ENODEV" ? "vdpad has no device \(name) (see vdpad-cli dev show)" : e.message)
             }
             if let owner = device["owner"], owner != .null {
-                throw fail("\(name) is owned by another session (pid \(owner["pid"]?.text ?? "?"), uid \(owner["uid"]?.text ?? "?")); "
-                           + "close it or use another device")
+                throw fail(
+                    "\(name) is owned by another session (pid \(owner["pid"]?.text ?? "?"), uid \(owner["uid"]?.text ?? "?")); "
+                        + "close it or use another device")
             }
         }
         let libraryPath = try findLibrary(env)
@@ -126,8 +128,9 @@ struct VDPARun: ParsableCommand {
         for candidate in [dir + "/libvdpad-vhost.so", dir + "/../lib/vdpad/libvdpad-vhost.so"] where access(candidate, R_OK) == 0 {
             return candidate
         }
-        throw fail("libvdpad-vhost.so is neither next to vdpad-run (\(dir)) nor in \(dir)/../lib/vdpad; "
-                   + "build it (make -C preload OUT=\(dir)) or name it with --library")
+        throw fail(
+            "libvdpad-vhost.so is neither next to vdpad-run (\(dir)) nor in \(dir)/../lib/vdpad; "
+                + "build it (make -C preload OUT=\(dir)) or name it with --library")
     }
 
     func fail(_ message: String) -> ExitCode {

@@ -5,7 +5,7 @@ import UnixSocket
 import VDPADaemon
 import VDPARPC
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 struct VDPAD: ParsableCommand {

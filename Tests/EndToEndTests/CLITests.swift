@@ -16,36 +16,43 @@ struct CLITests {
     @Test("mgmtdev show and dev show print aligned tables; -j -p prints iproute2's shape")
     func golden() throws {
         let d = try Daemon()
-        #expect(try cli(d, ["mgmtdev", "show"]).out == """
-            MGMTDEV       CLASS  NVQS  NGROUPS  NAS  DESC_GROUP  RESET_MAP  PERSIST  MAP_OP
-            vdpasim_net   net    3     2        2    no          yes        yes      set_map
-            mlx5_net      net    3     3        2    yes         yes        yes      set_map
-            vdpasim_blk   block  1     1        1    no          yes        yes      set_map
-            platform_net  net    3     1        1    no          no         yes      none
+        #expect(
+            try cli(d, ["mgmtdev", "show"]).out == """
+                MGMTDEV       CLASS  NVQS  NGROUPS  NAS  DESC_GROUP  RESET_MAP  PERSIST  MAP_OP
+                vdpasim_net   net    3     2        2    no          yes        yes      set_map
+                mlx5_net      net    3     3        2    yes         yes        yes      set_map
+                vdpasim_blk   block  1     1        1    no          yes        yes      set_map
+                platform_net  net    3     1        1    no          no         yes      none
 
-            """)
+                """)
         _ = try cli(d, ["dev", "add", "name", "m1", "mgmtdev", "mlx5_net", "max_vqp", "2", "mac", "02:00:00:00:00:02"])
-        #expect(try cli(d, ["dev", "show"]).out == "DEV    MGMTDEV      STATUS  OWNER\nm1     mlx5_net     0x0     -\nvdpa0  vdpasim_net  0x0     -\n")
-        #expect(try cli(d, ["dev", "vq", "show", "m1"]).out == """
-            VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
-            0   0      2           0          0            -    0     no     no    no
-            1   0      2           0          0            -    0     no     no    no
-            2   0      2           0          0            -    0     no     no    no
-            3   0      2           0          0            -    0     no     no    no
-            4   1      1           0          0            -    0     no     no    no
+        #expect(
+            try cli(d, ["dev", "show"]).out == "DEV    MGMTDEV      STATUS  OWNER\nm1     mlx5_net     0x0     -\nvdpa0  vdpasim_net  0x0     -\n")
+        #expect(
+            try cli(d, ["dev", "vq", "show", "m1"]).out == """
+                VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
+                0   0      2           0          0            -    0     no     no    no
+                1   0      2           0          0            -    0     no     no    no
+                2   0      2           0          0            -    0     no     no    no
+                3   0      2           0          0            -    0     no     no    no
+                4   1      1           0          0            -    0     no     no    no
 
-            """)
+                """)
         // A parent without descriptor groups (vq_desc_groups null) once crashed this table.
-        #expect(try cli(d, ["dev", "vq", "show", "vdpa0"]).out == """
-            VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
-            0   0      -           0          0            -    0     no     no    no
-            1   0      -           0          0            -    0     no     no    no
-            2   1      -           0          0            -    0     no     no    no
+        #expect(
+            try cli(d, ["dev", "vq", "show", "vdpa0"]).out == """
+                VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
+                0   0      -           0          0            -    0     no     no    no
+                1   0      -           0          0            -    0     no     no    no
+                2   1      -           0          0            -    0     no     no    no
 
-            """)
-        #expect(try cli(d, ["dev", "config", "show", "m1"]).out == "m1: mac 02:00:00:00:00:02 status 0x1 link up max_vq_pairs 2 mtu 1500 speed 0 duplex 0\n")
-        #expect(try cli(d, ["-j", "dev", "config", "show", "m1"]).out
-            == #"{"config":{"m1":{"mac":"02:00:00:00:00:02","status":1,"link":"up","max_vq_pairs":2,"mtu":1500,"speed":0,"duplex":0}}}"# + "\n")
+                """)
+        #expect(
+            try cli(d, ["dev", "config", "show", "m1"]).out
+                == "m1: mac 02:00:00:00:00:02 status 0x1 link up max_vq_pairs 2 mtu 1500 speed 0 duplex 0\n")
+        #expect(
+            try cli(d, ["-j", "dev", "config", "show", "m1"]).out
+                == #"{"config":{"m1":{"mac":"02:00:00:00:00:02","status":1,"link":"up","max_vq_pairs":2,"mtu":1500,"speed":0,"duplex":0}}}"# + "\n")
         #expect(try cli(d, ["dev", "config", "read", "m1", "offset", "0", "length", "8"]).out == "020000000002" + "0100\n")
         _ = try cli(d, ["dev", "set", "m1", "link", "down"])
         #expect(try cli(d, ["dev", "config", "read", "m1", "offset", "6", "length", "2"]).out == "0000\n", "the link-status field follows the link")
@@ -69,12 +76,13 @@ struct CLITests {
         #expect(absent.status == 1 && absent.err.contains("no vdpad answers on \(scratch.path)/none.sock"))
         #expect(try cli(d, ["call", "ping"]) == (0, "\"pong\"\n", ""))
         #expect(try cli(d, ["dev", "help"]).out.contains("usage: vdpad-cli dev reset_map NAME asid A"))
-        #expect(try cli(d, ["dev", "map", "--help"]).out == """
-            usage: vdpad-cli dev map NAME [asid A] iova X size X addr X perm ro|wo|rw
-              add an IOTLB mapping
-              example: dev map vdpa0 asid 1 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw
+        #expect(
+            try cli(d, ["dev", "map", "--help"]).out == """
+                usage: vdpad-cli dev map NAME [asid A] iova X size X addr X perm ro|wo|rw
+                  add an IOTLB mapping
+                  example: dev map vdpa0 asid 1 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw
 
-            """)
+                """)
         let help = try cli(d, ["--help"])
         #expect(help.status == 0 && help.out.contains("Examples:"))
     }
@@ -84,32 +92,33 @@ struct CLITests {
         let d = try Daemon()
         let script = scratch.path + "/session.txt"
         try """
-            # a VMM-like session
-            dev open vdpa0
-            dev backend set vdpa0 IOTLB_MSG_V2 IOTLB_BATCH IOTLB_ASID IOTLB_PERSIST
-            dev batch begin vdpa0
-            dev map vdpa0 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw
-            dev batch end vdpa0
-            dev reset vdpa0
-            dev translate vdpa0 access read asid 0 iova 0x100ff0 size 0x20
-            dev group_asid vdpa0 group 1 asid 1
-            dev iotlb show vdpa0 asid 0 layer device
-            dev reset_map vdpa0 asid 0
-            dev map vdpa0 iova 0 size 0 addr 0 perm rw
-            dev close vdpa0
-            """.write(toFile: script, atomically: true, encoding: .utf8)
+        # a VMM-like session
+        dev open vdpa0
+        dev backend set vdpa0 IOTLB_MSG_V2 IOTLB_BATCH IOTLB_ASID IOTLB_PERSIST
+        dev batch begin vdpa0
+        dev map vdpa0 iova 0x100000 size 0x10000 addr 0x7f0000000000 perm rw
+        dev batch end vdpa0
+        dev reset vdpa0
+        dev translate vdpa0 access read asid 0 iova 0x100ff0 size 0x20
+        dev group_asid vdpa0 group 1 asid 1
+        dev iotlb show vdpa0 asid 0 layer device
+        dev reset_map vdpa0 asid 0
+        dev map vdpa0 iova 0 size 0 addr 0 perm rw
+        dev close vdpa0
+        """.write(toFile: script, atomically: true, encoding: .utf8)
         let r = try cli(d, ["-b", script])
         #expect(r.status == 1)
         #expect(r.err == "vdpad-cli: line 12: EINVAL: map of size 0 at 0x0 (R2)\n")
-        #expect(r.out == """
-            IOVA      SIZE  ADDR
-            0x100ff0  0x20  0x7f0000000ff0
-            asid 0 device_mapping table
-            IOVA      SIZE     ADDR            PERM
-            0x100000  0x10000  0x7f0000000000  rw
-            removed 1, device mapping passthrough
+        #expect(
+            r.out == """
+                IOVA      SIZE  ADDR
+                0x100ff0  0x20  0x7f0000000ff0
+                asid 0 device_mapping table
+                IOVA      SIZE     ADDR            PERM
+                0x100000  0x10000  0x7f0000000000  rw
+                removed 1, device mapping passthrough
 
-            """)
+                """)
         // The batch connection is gone, so the device was released (§6).
         #expect(try d.client().call("get_device", ["device": "vdpa0"])["owner"] == .null)
         let forced = try cli(d, ["-b", script, "-force"])

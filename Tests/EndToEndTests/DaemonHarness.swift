@@ -138,8 +138,10 @@ final class Daemon {
         """
 
     /// Starts vdpad and waits until it answers (or fails the test).
-    init(config: String = Daemon.defaultConfig, environment: [String: String] = [:], wait: Bool = true,
-         reuseStateOf other: Daemon? = nil) throws {
+    init(
+        config: String = Daemon.defaultConfig, environment: [String: String] = [:], wait: Bool = true,
+        reuseStateOf other: Daemon? = nil
+    ) throws {
         try config.write(toFile: configPath, atomically: true, encoding: .utf8)
         let state = other?.statePath ?? statePath
         var env = ProcessInfo.processInfo.environment
@@ -147,8 +149,9 @@ final class Daemon {
             env.removeValue(forKey: key)
         }
         for (k, v) in environment { env[k] = v }
-        child = try Child(product("vdpad"), ["--config", configPath, "--socket", socketPath, "--state-dir", state],
-                          environment: env, outputIn: dir.path)
+        child = try Child(
+            product("vdpad"), ["--config", configPath, "--socket", socketPath, "--state-dir", state],
+            environment: env, outputIn: dir.path)
         if wait { try waitUntilServing() }
     }
 
@@ -190,8 +193,10 @@ func eventually(seconds: Double = 5, _ condition: () throws -> Bool) rethrows ->
 }
 
 /// Runs a call expected to fail; returns the remote error.
-func expectRemoteError(_ errno: String?, code: Int? = nil, _ body: () throws -> Void,
-                       sourceLocation: SourceLocation = #_sourceLocation) -> RemoteError? {
+func expectRemoteError(
+    _ errno: String?, code: Int? = nil, _ body: () throws -> Void,
+    sourceLocation: SourceLocation = #_sourceLocation
+) -> RemoteError? {
     do {
         try body()
         Issue.record("expected an error, got success", sourceLocation: sourceLocation)

@@ -41,7 +41,8 @@ struct DeviceRecordTests {
 
     @Test("config [[devices]]: the same decoder — hex strings for 64-bit values, negative ids refused as on the wire")
     func configUsesTheSameDecoder() throws {
-        let ok = try DaemonConfig.parse("""
+        let ok = try DaemonConfig.parse(
+            """
             [[devices]]
             name = "n0"
             mgmtdev = "vdpasim_net"

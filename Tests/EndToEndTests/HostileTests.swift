@@ -7,8 +7,12 @@ import VDPAClient
 
 /// Runs vdpad-cli as another user (uid/gid 65534, no supplementary groups).
 func cliAs(uid: Int, _ d: Daemon, _ args: [String]) throws -> (status: Int32, out: String, err: String) {
-    try runCommand("/usr/bin/setpriv", ["--reuid", "\(uid)", "--regid", "\(uid)", "--clear-groups", product("vdpad-cli"),
-                                        "-s", d.socketPath] + args, in: d.dir.path)
+    try runCommand(
+        "/usr/bin/setpriv",
+        [
+            "--reuid", "\(uid)", "--regid", "\(uid)", "--clear-groups", product("vdpad-cli"),
+            "-s", d.socketPath
+        ] + args, in: d.dir.path)
 }
 
 @Suite("Hostile input, faults and limits", .serialized)
@@ -16,7 +20,8 @@ struct HostileTests {
     @Test("another uid: EPERM for add/del, open only where listed, no touching a device it does not own")
     func otherUID() throws {
         // The config's top-level keys must come before any table: rebuild it in order.
-        let config = "socket_mode = \"0666\"\n" + Daemon.defaultConfig + "\n[[devices]]\nname = \"shared\"\nmgmtdev = \"vdpasim_net\"\nusers = [65534]\n"
+        let config =
+            "socket_mode = \"0666\"\n" + Daemon.defaultConfig + "\n[[devices]]\nname = \"shared\"\nmgmtdev = \"vdpasim_net\"\nusers = [65534]\n"
         let d = try Daemon(config: config)
         chmod(d.dir.path, 0o755)
         var mode = stat()
@@ -31,7 +36,8 @@ struct HostileTests {
         #expect(try cliAs(uid: 65534, d, ["dev", "show"]).status == 0, "read-only methods are open to all")
         // Listed in `users`: may open; the session works for that connection.
         let script = d.dir.path + "/s.txt"
-        try "dev open shared\ndev map shared iova 0 size 4096 addr 0 perm rw\ndev iotlb show shared asid 0\n".write(toFile: script, atomically: true, encoding: .utf8)
+        try "dev open shared\ndev map shared iova 0 size 4096 addr 0 perm rw\ndev iotlb show shared asid 0\n".write(
+            toFile: script, atomically: true, encoding: .utf8)
         chmod(script, 0o644)
         let session = try cliAs(uid: 65534, d, ["-b", script])
         #expect(session.status == 0 && session.out.contains("0x0   0x1000  0x0   rw"), "\(session.err)")
@@ -40,7 +46,8 @@ struct HostileTests {
         try owner.call("open", ["device": "vdpa0"])
         #expect(try cliAs(uid: 65534, d, ["dev", "reset", "vdpa0"]).err.contains("EPERM"))
         #expect(try cliAs(uid: 65534, d, ["dev", "iotlb", "show", "vdpa0", "asid", "0"]).err.contains("EPERM"))
-        #expect(try cliAs(uid: 65534, d, ["dev", "translate", "vdpa0", "access", "read", "asid", "0", "iova", "0", "size", "1"]).err.contains("EPERM"))
+        #expect(
+            try cliAs(uid: 65534, d, ["dev", "translate", "vdpa0", "access", "read", "asid", "0", "iova", "0", "size", "1"]).err.contains("EPERM"))
     }
 
     @Test("kill -9 during a storm of add/del: after restart every acknowledged change is there, nothing else")
@@ -124,8 +131,10 @@ struct HostileTests {
     /// `count` map requests on vdpa0, id k mapping page k, each on its own line, as one byte stream.
     static func pipelinedMaps(_ count: Int) -> [UInt8] {
         (0..<count).flatMap { k in
-            JSON.object([("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
-                         ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])]).encoded() + [10]
+            JSON.object([
+                ("jsonrpc", "2.0"), ("id", .unsigned(UInt64(k))), ("method", "map"),
+                ("params", ["device": "vdpa0", "iova": .unsigned(UInt64(k) * 4096), "size": 4096, "addr": 0, "perm": "rw"])
+            ]).encoded() + [10]
         }
     }
 
@@ -180,7 +189,8 @@ struct HostileTests {
         first.signal(SIGTERM)
         #expect(first.waitForExit() == 0)
         let socketPath = first.dir.path + "/ro.sock"
-        let script = "mount --bind -o ro '\(first.statePath)' '\(first.statePath)' && exec '\(product("vdpad"))' --socket '\(socketPath)' --state-dir '\(first.statePath)'"
+        let script =
+            "mount --bind -o ro '\(first.statePath)' '\(first.statePath)' && exec '\(product("vdpad"))' --socket '\(socketPath)' --state-dir '\(first.statePath)'"
         let child = try Child("/usr/bin/unshare", ["--mount", "sh", "-c", script], outputIn: first.dir.path)
         defer { kill(child.pid, SIGKILL); child.wait(seconds: 5) }
         #expect(eventually { (try? VDPAClient(path: socketPath, timeout: 5).call("ping")) == "pong" }, "\(child.standardError)")

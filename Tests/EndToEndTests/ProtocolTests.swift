@@ -11,7 +11,10 @@ struct ProtocolTests {
     func specExamples() throws {
         let d = try Daemon()
         let c = try d.client()
-        try c.send(raw: Array(#"[{"jsonrpc":"2.0","method":"ping","id":"1"},{"jsonrpc":"2.0","method":"ping"},{"foo":"boo"},{"jsonrpc":"2.0","method":"foo.get","id":"5"},1]"#.utf8) + [10])
+        try c.send(
+            raw: Array(
+                #"[{"jsonrpc":"2.0","method":"ping","id":"1"},{"jsonrpc":"2.0","method":"ping"},{"foo":"boo"},{"jsonrpc":"2.0","method":"foo.get","id":"5"},1]"#
+                    .utf8) + [10])
         let batch = try #require(try c.readMessage())
         guard case .array(let replies) = batch else { Issue.record("not an array: \(batch.text)"); return }
         #expect(replies.count == 4)
@@ -34,11 +37,16 @@ struct ProtocolTests {
     func framing() throws {
         let d = try Daemon(config: Daemon.defaultConfig)
         let c = try d.client()
-        try c.send(raw: Array("{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 3,\n  \"method\": \"ping\"\n}\n".utf8))
+        try c.send(
+            raw: Array(
+                "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"ping\"} {\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"ping\"}\n{\n  \"jsonrpc\": \"2.0\",\n  \"id\": 3,\n  \"method\": \"ping\"\n}\n"
+                    .utf8))
         for id in 1...3 as ClosedRange<UInt64> { #expect(try c.readMessage()?["id"] == .unsigned(id)) }
         // vdpad answers and closes as soon as the text passes the limit, so the rest of the write may
         // fail (EPIPE); the error reply is still there to read.
-        _ = try? c.send(raw: Array("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{\"pad\":\"".utf8) + [UInt8](repeating: 97, count: 1_100_000) + Array("\"}}\n".utf8))
+        _ = try? c.send(
+            raw: Array("{\"jsonrpc\":\"2.0\",\"id\":9,\"method\":\"ping\",\"params\":{\"pad\":\"".utf8) + [UInt8](repeating: 97, count: 1_100_000)
+                + Array("\"}}\n".utf8))
         let error = try c.readMessage()
         #expect(error?["error"]?["code"] == .number("-32600"))
         #expect(error?["error"]?["message"]?.text.contains("too large") == true)
@@ -74,8 +82,11 @@ struct ProtocolTests {
         #expect(t == ["segments": [["iova": 0x100010, "size": 16, "addr": 18_446_744_073_709_486_096]]])
         try vmm.call("reset", ["device": "vdpa0"])  // R30: clean map, session table kept
         let info = try vmm.call("get_device", ["device": "vdpa0"])
-        #expect(info["asids"] == [["asid": 0, "session_entries": 1, "device_mapping": "passthrough", "device_entries": 0],
-                                  ["asid": 1, "session_entries": .null, "device_mapping": "passthrough", "device_entries": 0]])
+        #expect(
+            info["asids"] == [
+                ["asid": 0, "session_entries": 1, "device_mapping": "passthrough", "device_entries": 0],
+                ["asid": 1, "session_entries": .null, "device_mapping": "passthrough", "device_entries": 0]
+            ])
         try vmm.call("set_backend_features", ["device": "vdpa0", "features": 0x10E])
         try vmm.call("map", ["device": "vdpa0", "asid": 1, "iova": 0, "size": 4096, "addr": 0x5000, "perm": "ro"])
         try vmm.call("reset", ["device": "vdpa0"])  // R31: IOTLB_PERSIST keeps the device table
@@ -119,7 +130,9 @@ struct ProtocolTests {
         #expect(bad?.data?["field"] == "device")
         try c.call("add_device", ["name": "plat", "mgmtdev": "platform_net"])
         try c.call("open", ["device": "plat"])
-        let neg = expectRemoteError(nil, code: -32602) { try c.call("map", ["device": "plat", "iova": .number("-1"), "size": 1, "addr": 0, "perm": "ro"]) }
+        let neg = expectRemoteError(nil, code: -32602) {
+            try c.call("map", ["device": "plat", "iova": .number("-1"), "size": 1, "addr": 0, "perm": "ro"])
+        }
         #expect(neg?.data?["field"] == "iova")
         _ = expectRemoteError(nil, code: -32602) { try c.call("map", ["device": "plat", "iova": "0xZZ", "size": 1, "addr": 0, "perm": "ro"]) }
         _ = expectRemoteError("EINVAL") { try c.call("map", ["device": "plat", "iova": 0, "size": 1, "addr": 0, "perm": "rx"]) }
@@ -157,4 +170,3 @@ struct ProtocolTests {
         #expect(items.compactMap { $0["type"] } == ["device_added", "owner_changed", "session_closed", "device_removed"])
     }
 }
-

@@ -24,28 +24,35 @@ struct ReplayTests {
         #expect(r.status == 0, "\(r.out)\(r.err)")
         #expect(r.out.contains("replayed 101 calls of vdpa0") && r.out.contains("every answer as recorded"))
         // Two starts of six UPDATEs each, two stops of six INVALIDATEs: 7.2 never acks IOTLB_PERSIST.
-        #expect(r.out.contains("cost: map_calls 12, unmap_calls 12, device_commits 4, entries_copied 12, default_restores 2, resets_clean 2, resets_persist 0"))
+        #expect(
+            r.out.contains(
+                "cost: map_calls 12, unmap_calls 12, device_commits 4, entries_copied 12, default_restores 2, resets_clean 2, resets_persist 0"))
         // The cost model prices the flow: two device starts, 256 MiB pinned cold once, then resident.
         #expect(r.out.contains("modelled on an mlx5-like parent: ") && r.out.contains("(2 device starts, 0 suspends, pinning 16.9 ms"), "\(r.out)")
-        #expect(try d.client().call("list_devices") == .array([.object([("name", "vdpa0"), ("mgmtdev", "vdpasim_net"), ("owner", .null), ("status", 0)])]),
-                "the temporary device is gone")
+        #expect(
+            try d.client().call("list_devices")
+                == .array([.object([("name", "vdpa0"), ("mgmtdev", "vdpasim_net"), ("owner", .null), ("status", 0)])]),
+            "the temporary device is gone")
     }
 
     @Test("against every other kind, legacy or not, the whole trace is played and the differences are named")
     func otherKinds() throws {
         let d = try Daemon()
-        for (kind, legacy, expected) in [("mlx5_net", false, "get_vring"), ("vdpasim_net", true, "get_backend_features"),
-                                         ("mlx5_net", true, "get_vring"), ("platform_net", false, "get_backend_features"),
-                                         ("platform_net", true, "get_backend_features"), ("vdpasim_blk", false, "ENOBUFS"),
-                                         ("vdpasim_blk", true, "ENOBUFS")] {
+        for (kind, legacy, expected) in [
+            ("mlx5_net", false, "get_vring"), ("vdpasim_net", true, "get_backend_features"),
+            ("mlx5_net", true, "get_vring"), ("platform_net", false, "get_backend_features"),
+            ("platform_net", true, "get_backend_features"), ("vdpasim_blk", false, "ENOBUFS"),
+            ("vdpasim_blk", true, "ENOBUFS")
+        ] {
             let r = try replay(d, ["--mgmtdev", kind] + (legacy ? ["--legacy"] : []))
             #expect(r.status == 1, "\(kind) legacy \(legacy): \(r.out)\(r.err)")
-            #expect(r.out.contains("replayed 101 calls of vdpa0") && r.out.contains("answers differ") && r.out.contains(expected),
-                    "\(kind) legacy \(legacy): \(r.out)")
+            #expect(
+                r.out.contains("replayed 101 calls of vdpa0") && r.out.contains("answers differ") && r.out.contains(expected),
+                "\(kind) legacy \(legacy): \(r.out)")
         }
         // R69 made visible: mlx5 keeps the ring addresses across a reset where vdpa_sim zeroes them.
         let mlx5 = try replay(d, ["--mgmtdev", "mlx5_net"])
-        #expect(mlx5.out.contains(#"line 98 get_vring {"vq":0}: recorded {"vq":0,"num":256,"desc":null"#))
+        #expect(mlx5.out.contains(#"line 98 get_vring {"vq":0}: recorded {"vq":0,"num":256,"desc":0,"#))
     }
 
     @Test("on an existing device, and the usage errors")
@@ -55,7 +62,8 @@ struct ReplayTests {
         #expect(try replay(d, []).status == 2)
         #expect(try replay(d, ["--device", "vdpa0", "--mgmtdev", "mlx5_net"]).status == 2)
         #expect(try replay(d, ["--device", "vdpa0", "--legacy"]).status == 2)
-        let missing = try runCommand(product("vdpad-cli"), ["-s", d.socketPath, "replay", "/nonexistent.jsonl", "--device", "vdpa0"], in: scratch.path)
+        let missing = try runCommand(
+            product("vdpad-cli"), ["-s", d.socketPath, "replay", "/nonexistent.jsonl", "--device", "vdpa0"], in: scratch.path)
         #expect(missing.status == 2 && missing.err.contains("cannot read /nonexistent.jsonl"))
     }
 }

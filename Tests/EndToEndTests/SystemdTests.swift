@@ -17,7 +17,8 @@ struct SystemdTests {
         #expect(ready.last?.contains("STATUS=serving 1 devices") == true)
         #expect((try d.client().call("ping")) == "pong", "READY=1 came after the socket listens")
         #expect(notify.waitFor("WATCHDOG=1").last?.contains("WATCHDOG=1") == true)
-        try (Daemon.defaultConfig + "\n[[devices]]\nname = \"blk0\"\nmgmtdev = \"vdpasim_blk\"\n").write(toFile: d.configPath, atomically: true, encoding: .utf8)
+        try (Daemon.defaultConfig + "\n[[devices]]\nname = \"blk0\"\nmgmtdev = \"vdpasim_blk\"\n").write(
+            toFile: d.configPath, atomically: true, encoding: .utf8)
         d.signal(SIGHUP)
         let reload = notify.waitFor("RELOADING=1")
         #expect(reload.last?.contains("MONOTONIC_USEC=") == true)
@@ -34,9 +35,13 @@ struct SystemdTests {
     func socketActivation() throws {
         let dir = TempDirectory()
         let path = dir.path + "/activated.sock"
-        let activator = try Child("/usr/bin/systemd-socket-activate",
-                                  ["-l", dir.path + "/other.sock", "-l", path, "--fdname=other:vdpad", product("vdpad"), "--state-dir", dir.path + "/state", "--socket", dir.path + "/unused.sock"],
-                                  outputIn: dir.path)
+        let activator = try Child(
+            "/usr/bin/systemd-socket-activate",
+            [
+                "-l", dir.path + "/other.sock", "-l", path, "--fdname=other:vdpad", product("vdpad"), "--state-dir", dir.path + "/state", "--socket",
+                dir.path + "/unused.sock"
+            ],
+            outputIn: dir.path)
         defer { kill(activator.pid, SIGTERM); activator.wait(seconds: 10) }
         var answered = false
         for _ in 0..<400 {

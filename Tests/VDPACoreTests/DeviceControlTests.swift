@@ -239,7 +239,9 @@ struct ControlRuleTests {
         #expect(throws: VDPAError.self) { try VDPADevice(name: n, mgmtdev: .mlx5Net, attributes: DeviceAttributes(maxVQP: 33)) }
         #expect(throws: VDPAError.self) { try VDPADevice(name: n, mgmtdev: .vdpasimNet, attributes: DeviceAttributes(mac: "zz")) }
         #expect(throws: VDPAError.self) { try VDPADevice(name: n, mgmtdev: .vdpasimBlock, attributes: DeviceAttributes(mtu: 1500)) }
-        #expect(throws: VDPAError.self) { try VDPADevice(name: n, mgmtdev: .vdpasimNet, attributes: DeviceAttributes(iovaRange: IOVARange(first: 2, last: 1))) }
+        #expect(throws: VDPAError.self) {
+            try VDPADevice(name: n, mgmtdev: .vdpasimNet, attributes: DeviceAttributes(iovaRange: IOVARange(first: 2, last: 1)))
+        }
         let d = try VDPADevice(name: n, mgmtdev: .vdpasimNet)
         #expect(d.attributes.mtu == 1500 && d.attributes.mac?.hasPrefix("52:54:00:") == true)
     }

@@ -35,10 +35,10 @@ struct DeviceSurfaceTests {
     @Test("R47 / edge #45, #46: len 0, off past the end and a range past the end are all EINVAL (never E2BIG)")
     func r47() throws {
         var d = try device()
-        expectError(.EINVAL) { _ = try d.readConfig(offset: 0, length: 0) }          // #45
-        expectError(.EINVAL) { _ = try d.readConfig(offset: 25, length: 1) }         // #45 off > size
-        expectError(.EINVAL) { _ = try d.readConfig(offset: 24, length: 1) }         // #46 off = size
-        expectError(.EINVAL) { _ = try d.readConfig(offset: 20, length: 8) }         // #46 crosses the end
+        expectError(.EINVAL) { _ = try d.readConfig(offset: 0, length: 0) }  // #45
+        expectError(.EINVAL) { _ = try d.readConfig(offset: 25, length: 1) }  // #45 off > size
+        expectError(.EINVAL) { _ = try d.readConfig(offset: 24, length: 1) }  // #46 off = size
+        expectError(.EINVAL) { _ = try d.readConfig(offset: 20, length: 8) }  // #46 crosses the end
         expectError(.EINVAL) { _ = try d.readConfig(offset: .max, length: .max) }
         expectError(.EINVAL) { try d.writeConfig(offset: 0, data: []) }
         expectError(.EINVAL) { try d.writeConfig(offset: 23, data: [1, 2]) }
@@ -81,8 +81,9 @@ struct DeviceSurfaceTests {
 
     @Test("R51 / edge #47: vdpa_sim_net config: mac, LINK_UP regenerated on every read, max_virtqueue_pairs 0, mtu")
     func r51() throws {
-        var d = try VDPADevice(name: DeviceName(rawValue: "n")!, mgmtdev: .vdpasimNet,
-                               attributes: DeviceAttributes(mac: "52:54:00:12:34:56"))
+        var d = try VDPADevice(
+            name: DeviceName(rawValue: "n")!, mgmtdev: .vdpasimNet,
+            attributes: DeviceAttributes(mac: "52:54:00:12:34:56"))
         try d.open(by: me)
         #expect(try d.readConfig(offset: 0, length: 12) == [0x52, 0x54, 0x00, 0x12, 0x34, 0x56, 1, 0, 0, 0, 0xDC, 0x05])
         try d.writeConfig(offset: 6, data: [0, 0])  // #47: status written 0 …

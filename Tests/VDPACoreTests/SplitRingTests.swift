@@ -173,11 +173,16 @@ struct SplitRingTests {
         var cvq = ControlQueue()
         var counters = ControlQueue.Counters()
         let mac: [UInt8] = [0x52, 0x54, 0, 1, 2, 3]
-        #expect(cvq.process([1, 1, 2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE], mac: mac, counters: &counters)
-            == .answered(ack: 0, newMAC: [2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE]))
+        #expect(
+            cvq.process([1, 1, 2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE], mac: mac, counters: &counters)
+                == .answered(ack: 0, newMAC: [2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE]))
         var fresh = ControlQueue()
         #expect(fresh.process([1, 1, 9, 9, 9, 9], mac: mac, counters: &counters) == .answered(ack: 1, newMAC: [9, 9, 9, 9, 2, 3]))
-        #expect(counters == { var c = ControlQueue.Counters(); c.requests = 2; c.successes = 1; c.errors = 1; return c }())
+        #expect(
+            counters
+                == {
+                    var c = ControlQueue.Counters(); c.requests = 2; c.successes = 1; c.errors = 1; return c
+                }())
     }
 
     @Test("CVQ: other classes are ERR; D12: after a successful MAC_ADDR_SET in the same run they are acked OK (kept); D13: 1 byte is malformed")
@@ -234,7 +239,11 @@ struct SplitRingTests {
         d.m.hole = 0x8000..<0x9000
         Self.postCommand(&d, head: 2)
         let run = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
-        #expect(run.counters == { var c = ControlQueue.Counters(); c.requests = 1; c.errors = 1; return c }())
+        #expect(
+            run.counters
+                == {
+                    var c = ControlQueue.Counters(); c.requests = 1; c.errors = 1; return c
+                }())
         #expect(run.completed == 0 && run.calls == 0 && ring.lastAvail == 1, "the run ended at the bad command")
         let next = ControlQueue.run(&ring, d.m, mac: [0, 0, 0, 0, 0, 0], budget: 64)
         #expect(next.counters.successes == 1 && next.newMAC == [2, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE])

@@ -37,7 +37,7 @@ struct DefectTests {
         #"[{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"vdpa0","iova":0,"size":4096,"addr":7,"perm":"rw"}},{"a"]"#,
         #"{"a":[1,2}"#, #"[1 2"#, #"{"a" 1"#, #"{1:2"#, #"[1,]"#, #"{"a":1,}"#, #"[01"#, #"[-"# + "\n",
         #"[1.e"#, #"[tru "#, #"["\x"]"#, #"["\u12g4"]"#, #"["\ud800x"]"#, #"["\udc00"]"#, "[\"a\nb\"]",
-        "[\"\u{7f}\u{01}\"]", #"[nul]"#, String(repeating: "[", count: 129),
+        "[\"\u{7f}\u{01}\"]", #"[nul]"#, String(repeating: "[", count: 129)
     ]
 
     @Test("a text that can never become JSON gets one -32700 error object and the close, in any chunking, on both paths")
@@ -48,8 +48,9 @@ struct DefectTests {
                     let (output, end, _) = Self.run(text + "\n" + #"{"jsonrpc":"2.0","method":"ping","id":9}"# + "\n", fast: fast, chunk: chunk)
                     #expect(end == .notJSON, "\(text) fast=\(fast) chunk=\(chunk)")
                     let lines = output.split(separator: "\n")
-                    #expect(lines.count == 1 && lines[0].hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"#),
-                            "\(text): \(output)")
+                    #expect(
+                        lines.count == 1 && lines[0].hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"#),
+                        "\(text): \(output)")
                 }
             }
         }
@@ -73,16 +74,19 @@ struct DefectTests {
 
     @Test("a valid prefix waits for more, on both paths, and its completion is answered (a newline inside a string or token would not be valid)")
     func validPrefixesWait() {
-        for prefix in [#"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc""#, #"{"a":[1,2,{"b":"\u00"#, #"[-1.5e"#,
-                       #"["\ud800\u"#, #"{"a":tr"#, String(repeating: "[", count: 128)] {
+        for prefix in [
+            #"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc""#, #"{"a":[1,2,{"b":"\u00"#, #"[-1.5e"#,
+            #"["\ud800\u"#, #"{"a":tr"#, String(repeating: "[", count: 128)
+        ] {
             for fast in [true, false] {
                 let (output, end, partial) = Self.run(prefix, fast: fast, chunk: 5)
                 #expect(end == nil && output.isEmpty, "\(prefix)")
                 #expect(partial != nil, "\(prefix) is held as a partial text")
             }
         }
-        let (output, end, partial) = Self.run(#"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc""# + "\n" + #":"2.0","method":"ping","id":2}]"#,
-                                              fast: true, chunk: 7)
+        let (output, end, partial) = Self.run(
+            #"[{"jsonrpc":"2.0","method":"ping","id":1},{"jsonrpc""# + "\n" + #":"2.0","method":"ping","id":2}]"#,
+            fast: true, chunk: 7)
         #expect(end == nil && partial == nil)
         #expect(output == #"[{"jsonrpc":"2.0","id":1,"result":"pong"},{"jsonrpc":"2.0","id":2,"result":"pong"}]"# + "\n")
     }
@@ -104,11 +108,15 @@ struct DefectTests {
     func ownershipErrorsSayEFAULT() {
         for fast in [true, false] {
             let s = FastPathTests.service(fast: fast)
-            for (method, params) in [("map", #""iova":0,"size":4096,"addr":7,"perm":"rw""#), ("unmap", #""iova":0,"size":4096"#),
-                                     ("batch_begin", #""asid":0"#), ("batch_end", #""asid":0"#)] {
+            for (method, params) in [
+                ("map", #""iova":0,"size":4096,"addr":7,"perm":"rw""#), ("unmap", #""iova":0,"size":4096"#),
+                ("batch_begin", #""asid":0"#), ("batch_end", #""asid":0"#)
+            ] {
                 for device in ["vdpa0", "vdpa1"] {  // owned by another connection; not open at all
                     let reply = call(s, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":{"device":"\#(device)",\#(params)}}"#, as: user)
-                    #expect(reply.contains(#""code":-1,"#) && reply.contains(#""data":{"errno":"EPERM","kernel_errno":"EFAULT"}"#), "\(method) \(device): \(reply)")
+                    #expect(
+                        reply.contains(#""code":-1,"#) && reply.contains(#""data":{"errno":"EPERM","kernel_errno":"EFAULT"}"#),
+                        "\(method) \(device): \(reply)")
                 }
             }
             // Not an IOTLB write: the kernel's ioctl says EPERM itself.
@@ -138,8 +146,9 @@ struct DefectTests {
     @Test("hex strings: leading zeros are fine within 0…2^64−1; more significant digits, signs and junk are -32602")
     func hexStrings() {
         let s = FastPathTests.service(fast: false)
-        #expect(Self.error(s, "map", #""device":"vdpa0","iova":"0x00000000000000001000","size":"0x0000000000000000001000","addr":"0X7","perm":"rw""#)
-            == #"{"jsonrpc":"2.0","id":1,"result":{}}"#)
+        #expect(
+            Self.error(s, "map", #""device":"vdpa0","iova":"0x00000000000000001000","size":"0x0000000000000000001000","addr":"0X7","perm":"rw""#)
+                == #"{"jsonrpc":"2.0","id":1,"result":{}}"#)
         for bad in [#""0x10000000000000000""#, #""0x+1""#, #""0x""#, #""0x-1""#, #""0x1g""#, #""12""#, #""0x 1""#] {
             let reply = Self.error(s, "unmap", #""device":"vdpa0","iova":\#(bad),"size":4096"#)
             #expect(reply.contains(#""code":-32602"#) && reply.contains(#""field":"iova""#), "\(bad): \(reply)")
@@ -149,8 +158,10 @@ struct DefectTests {
     @Test("translate without iova or size (by asid, or area buffer) is -32602 naming the field")
     func translateMissingFields() {
         let s = FastPathTests.service(fast: false)
-        for (params, field) in [(#""access":"read","asid":0,"size":1"#, "iova"), (#""access":"read","asid":0,"iova":1"#, "size"),
-                                (#""access":"read","vq":0,"area":"buffer","size":1"#, "iova"), (#""asid":0,"iova":0,"size":1"#, "access")] {
+        for (params, field) in [
+            (#""access":"read","asid":0,"size":1"#, "iova"), (#""access":"read","asid":0,"iova":1"#, "size"),
+            (#""access":"read","vq":0,"area":"buffer","size":1"#, "iova"), (#""asid":0,"iova":0,"size":1"#, "access")
+        ] {
             let reply = Self.error(s, "translate", #""device":"vdpa0",\#(params)"#)
             #expect(reply.contains(#""code":-32602"#) && reply.contains(#""field":"\#(field)""#), "\(params): \(reply)")
         }
@@ -159,9 +170,11 @@ struct DefectTests {
     @Test("an unknown enum value is EINVAL (a well-typed value breaking a rule, §2); a wrong type stays -32602")
     func unknownEnumValues() {
         let s = FastPathTests.service(fast: false)
-        for (method, params) in [("translate", #""access":"rw","asid":0,"iova":0,"size":1"#),
-                                 ("translate", #""access":"read","vq":0,"area":"used""#),
-                                 ("dump_iotlb", #""asid":0,"layer":"both""#)] {
+        for (method, params) in [
+            ("translate", #""access":"rw","asid":0,"iova":0,"size":1"#),
+            ("translate", #""access":"read","vq":0,"area":"used""#),
+            ("dump_iotlb", #""asid":0,"layer":"both""#)
+        ] {
             let reply = Self.error(s, method, #""device":"vdpa0",\#(params)"#)
             #expect(reply.contains(#""code":-22"#), "\(params): \(reply)")
         }
@@ -197,7 +210,9 @@ struct FuzzerFindingTests {
             var a: [UInt8] = [], b: [UInt8] = []
             let stopA = fast.answer(into: &a), stopB = general.answer(into: &b)
             if a != b || stopA != stopB {
-                problems.append("after \(offset) bytes: fast \(String(decoding: a, as: UTF8.self)) \(String(describing: stopA)), general \(String(decoding: b, as: UTF8.self)) \(String(describing: stopB))")
+                problems.append(
+                    "after \(offset) bytes: fast \(String(decoding: a, as: UTF8.self)) \(String(describing: stopA)), general \(String(decoding: b, as: UTF8.self)) \(String(describing: stopB))"
+                )
             }
             if stopA != nil || stopB != nil { break }
         }
@@ -236,19 +251,24 @@ extension FuzzerFindingTests {
             #expect(Self.lockstep(text + "\n", chunk: chunk) == [], "chunk \(chunk)")
         }
         // The fuzzer's input, in its reads of 11 bytes.
-        let found = "\n[\n]\r[\n]\r\r\r\t\r\r[{\"jsonrpc\":\"2.0\",\"id\":0000000073547605,\"method\":ev\n]\r\r\r\t[{\"jsonrpc\":\"2.0\",\"id\":1,\"metho\r\t"
+        let found =
+            "\n[\n]\r[\n]\r\r\r\t\r\r[{\"jsonrpc\":\"2.0\",\"id\":0000000073547605,\"method\":ev\n]\r\r\r\t[{\"jsonrpc\":\"2.0\",\"id\":1,\"metho\r\t"
         #expect(Self.lockstep(found, chunk: 11) == [])
     }
 }
 
 extension FuzzerFindingTests {
-    @Test("differential oracle, 2026-11-30 run 99,355: a single text cut by one read and ending exactly at the next read's end, complete but not plain, is answered at once")
+    @Test(
+        "differential oracle, 2026-11-30 run 99,355: a single text cut by one read and ending exactly at the next read's end, complete but not plain, is answered at once"
+    )
     func completeButNotPlainAtTheReadEnd() {
         // The fast parser took the text over when the first read ended inside it; the second read ends at its
         // closing brace.  It waited for a third read (a client that sends no newline would wait forever).
-        for text in [#"{"params":{"device":"vdpa0"}}"#,
-                     #"{"jsonrpc":"2.0","method":"map","params":{"device":"vdpa0","iova":0,"size":1,"addr":0,"perm":"rw"}}"#,
-                     #"{"jsonrpc":"2.0","id":7,"method":"map","params":{"device":"vdpa0","iova":0,"size":1}}"#] {
+        for text in [
+            #"{"params":{"device":"vdpa0"}}"#,
+            #"{"jsonrpc":"2.0","method":"map","params":{"device":"vdpa0","iova":0,"size":1,"addr":0,"perm":"rw"}}"#,
+            #"{"jsonrpc":"2.0","id":7,"method":"map","params":{"device":"vdpa0","iova":0,"size":1}}"#
+        ] {
             for cut in 1..<text.utf8.count {
                 #expect(Self.lockstep(text, chunk: cut) == [], "cut after \(cut) bytes")
             }
@@ -261,7 +281,8 @@ extension FuzzerFindingTests {
             #expect(!stream.hasPartialText, "nothing is held back: \(text)")
         }
         // The fuzzer's input, in its reads of 27 bytes.
-        let found = "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"open\",\"params\":{\"device\":\"vdpa0\"}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"set_backend_features\",\"params\":{\"device\":\"vdpa1\",\"features\":[\"IOTLB_M5555555555555555555555555555555555555555555SG_V2\",\"IOTLB_BATCH\",\"IOTLB_ASID\",\"IOTLB_PERSIST\"]}}\n{\"params\":{\"device\":\"vdpa0\"}}\n"
+        let found =
+            "{\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"open\",\"params\":{\"device\":\"vdpa0\"}}\n{\"jsonrpc\":\"2.0\",\"id\":2,\"method\":\"set_backend_features\",\"params\":{\"device\":\"vdpa1\",\"features\":[\"IOTLB_M5555555555555555555555555555555555555555555SG_V2\",\"IOTLB_BATCH\",\"IOTLB_ASID\",\"IOTLB_PERSIST\"]}}\n{\"params\":{\"device\":\"vdpa0\"}}\n"
         #expect(Self.lockstep(found, chunk: 27) == [])
     }
 }

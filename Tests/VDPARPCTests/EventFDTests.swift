@@ -112,7 +112,7 @@ struct EventFDTests {
         #expect(!Self.isOpen(fds[0]))
         #expect(Self.call(s, "set_vring_call", #""device":"nosuch","vq":0"#).contains(#""errno":"ENODEV""#))  // takes fds[1]
         #expect(!Self.isOpen(fds[1]))
-        #expect(Self.call(s, "set_vring_call", #""device":"vdpa0","vq":0"#).contains(#""result":{}"#))       // takes fds[2]
+        #expect(Self.call(s, "set_vring_call", #""device":"vdpa0","vq":0"#).contains(#""result":{}"#))  // takes fds[2]
         #expect(Self.isOpen(fds[2]))
         #expect(s.registry.takeDescriptor(for: admin) == nil)
     }
@@ -127,7 +127,10 @@ struct EventFDTests {
         #expect(!Self.isOpen(extra), "refused descriptors are closed at once")
         s.connectionClosed(7)
         #expect(fds.allSatisfy { !Self.isOpen($0) })
-        #expect(s.descriptorLimitError() == Array(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: more than 64 descriptors passed (SCM_RIGHTS) and not taken by a request"}}"#.utf8) + [0x0A])
+        #expect(
+            s.descriptorLimitError() == Array(
+                #"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: more than 64 descriptors passed (SCM_RIGHTS) and not taken by a request"}}"#
+                    .utf8) + [0x0A])
     }
 
     @Test("set_link signals the config eventfd; R65 / edge #71: a failing set_config_call leaves no config eventfd")
@@ -155,8 +158,10 @@ struct EventFDTests {
         let s = FastPathTests.service(fast: false)
         // vdpa0 is owned by admin's connection 1; another admin connection may read, not change.
         let otherAdmin = Caller(connection: 9, pid: 9, uid: 0, gid: 0, isAdmin: true)
-        for (method, params) in [("get_vring", #""vq":0"#), ("get_features", ""), ("get_status", ""), ("read_config", #""offset":0,"length":6"#),
-                                 ("get_config", ""), ("get_device", ""), ("dump_iotlb", #""asid":0"#)] {
+        for (method, params) in [
+            ("get_vring", #""vq":0"#), ("get_features", ""), ("get_status", ""), ("read_config", #""offset":0,"length":6"#),
+            ("get_config", ""), ("get_device", ""), ("dump_iotlb", #""asid":0"#)
+        ] {
             let reply = Self.call(s, method, #""device":"vdpa0""# + (params.isEmpty ? "" : "," + params), as: otherAdmin)
             #expect(reply.contains(#""result""#), "\(method): \(reply)")
             let stranger = Self.call(s, method, #""device":"vdpa0""# + (params.isEmpty ? "" : "," + params), as: user)

@@ -23,7 +23,9 @@ struct FastPathTests {
         var params: [String] = []
         params.append(#""device":"# + r.pick([#""vdpa0""#, #""vdpa0""#, #""vdpa0""#, #""vdpa1""#, #""nope""#, "7"]))
         if r.next(3) == 0 { params.append(#""asid":"# + r.pick(["0", "1", "5", #""0x1""#, "-1"])) }
-        if r.next(12) > 0 { params.append(#""iova":"# + r.pick(["0", "4096", "8192", "\(r.next(64) * 4096)", "18446744073709551615", #""0x2000""#, "1.5", "007"])) }
+        if r.next(12) > 0 {
+            params.append(#""iova":"# + r.pick(["0", "4096", "8192", "\(r.next(64) * 4096)", "18446744073709551615", #""0x2000""#, "1.5", "007"]))
+        }
         if r.next(12) > 0 { params.append(#""size":"# + r.pick(["4096", "1", "0", "18446744073709551615", "8192"])) }
         if r.next(12) > 0 { params.append(#""addr":"# + r.pick(["0", "140737488355328", "18446744073709551615"])) }
         if r.next(12) > 0 { params.append(#""perm":"# + r.pick([#""rw""#, #""ro""#, #""wo""#, "3", #""rx""#, "0"])) }
@@ -39,7 +41,7 @@ struct FastPathTests {
             #""jsonrpc":"# + r.pick([#""2.0""#, #""2.0""#, #""2.0""#, #""1.0""#]),
             // Now and then a close or an open of vdpa0: both change who may map, and both emit events.
             #""method":"# + (r.next(60) == 0 ? r.pick([#""close""#, #""open""#]) : r.pick([#""map""#, #""unmap""#, #""unmap""#, #""ping""#])),
-            #""params":{"# + params.joined(separator: "," + ws) + "}",
+            #""params":{"# + params.joined(separator: "," + ws) + "}"
         ]
         switch r.next(4) {
         case 0: members.append(#""id":"vm-\#(id)""#)
@@ -70,17 +72,20 @@ struct FastPathTests {
     static func service(fast: Bool, log: InMemoryLogHandler = InMemoryLogHandler(), events: Notifications? = nil) -> VDPAService {
         var handler = log
         handler.logLevel = .trace
-        let s = VDPAService(limits: ServiceLimits(), version: "t", pid: 1,
-                            logger: .init(label: "t", factory: { _ in handler }), persist: { _ in }, useFastPath: fast)
+        let s = VDPAService(
+            limits: ServiceLimits(), version: "t", pid: 1,
+            logger: .init(label: "t", factory: { _ in handler }), persist: { _ in }, useFastPath: fast)
         if let events {
             s.connectionOpened(admin.connection, sink: events)
             _ = s.handle(text: Array(#"{"jsonrpc":"2.0","id":0,"method":"subscribe","params":{}}"#.utf8), caller: admin)
         }
         // vdpa1 exists but nobody opened it: its maps fail inside a batch's run (EPERM-style ownership errors).
-        for text in [#"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa0","mgmtdev":"vdpasim_net"}}"#,
-                     #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa1","mgmtdev":"vdpasim_net"}}"#,
-                     #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"vdpa0"}}"#,
-                     #"{"jsonrpc":"2.0","id":3,"method":"set_backend_features","params":{"device":"vdpa0","features":["IOTLB_ASID"]}}"#] {
+        for text in [
+            #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa0","mgmtdev":"vdpasim_net"}}"#,
+            #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"vdpa1","mgmtdev":"vdpasim_net"}}"#,
+            #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"vdpa0"}}"#,
+            #"{"jsonrpc":"2.0","id":3,"method":"set_backend_features","params":{"device":"vdpa0","features":["IOTLB_ASID"]}}"#
+        ] {
             _ = s.handle(text: Array(text.utf8), caller: admin)
         }
         return s
@@ -110,19 +115,27 @@ struct FastPathTests {
                 text = Self.request(&rng, id: k)
             }
             let bytes = Array(text.utf8)
-            if bytes.first == UInt8(ascii: "{"), bytes.withUnsafeBufferPointer({ b in
-                var scanner = FastScanner(bytes: b, i: 0)
-                return scanner.request()?.isComplete == true
-            }) { fastAnswered += 1 }
+            if bytes.first == UInt8(ascii: "{"),
+                bytes.withUnsafeBufferPointer({ b in
+                    var scanner = FastScanner(bytes: b, i: 0)
+                    return scanner.request()?.isComplete == true
+                })
+            {
+                fastAnswered += 1
+            }
             let a = fast.handle(text: bytes, caller: admin), b = slow.handle(text: bytes, caller: admin)
             let dump = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0,"limit":65536}}"#.utf8)
             let da = fast.handle(text: dump, caller: admin).bytes, db = slow.handle(text: dump, caller: admin).bytes
             guard a.bytes == b.bytes, a.closeConnection == b.closeConnection, da == db else {
-                Issue.record("differs for \(text):\nfast \(a.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")\nslow \(b.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")")
+                Issue.record(
+                    "differs for \(text):\nfast \(a.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")\nslow \(b.bytes.map { String(decoding: $0, as: UTF8.self) } ?? "nil")"
+                )
                 return
             }
             guard fastLog.entries == slowLog.entries else {
-                Issue.record("the logs differ after \(text):\nfast \(fastLog.entries.last.map { "\($0)" } ?? "-")\nslow \(slowLog.entries.last.map { "\($0)" } ?? "-")")
+                Issue.record(
+                    "the logs differ after \(text):\nfast \(fastLog.entries.last.map { "\($0)" } ?? "-")\nslow \(slowLog.entries.last.map { "\($0)" } ?? "-")"
+                )
                 return
             }
             guard fastEvents.events == slowEvents.events else {
@@ -134,8 +147,9 @@ struct FastPathTests {
         #expect(fastLog.entries.count > 500, "failures were logged, and compared (\(fastLog.entries.count))")
         #expect(fastEvents.events.count > 20, "sessions ended and began, and their events were compared (\(fastEvents.events.count))")
         let dumpText = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0,"limit":65536}}"#.utf8)
-        #expect(fast.handle(text: dumpText, caller: admin).bytes == slow.handle(text: dumpText, caller: admin).bytes,
-                "both services hold the same mappings afterwards")
+        #expect(
+            fast.handle(text: dumpText, caller: admin).bytes == slow.handle(text: dumpText, caller: admin).bytes,
+            "both services hold the same mappings afterwards")
     }
 }
 
@@ -275,7 +289,7 @@ struct FastLayoutTests {
             // Not the layout (whitespace, order): the general reading takes them, with the same result.
             #"{ "jsonrpc":"2.0","id":7,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"wo"}}"#,
             #"{"id":7,"jsonrpc":"2.0","method":"unmap","params":{"device":"v","iova":1,"size":1}}"#,
-            #"{"jsonrpc":"2.0","method":"unmap","id":7,"params":{"device":"v","iova":1,"size":1}}"#,
+            #"{"jsonrpc":"2.0","method":"unmap","id":7,"params":{"device":"v","iova":1,"size":1}}"#
         ]
         for text in texts {
             let (fast, end) = Self.parse(text, canonicalFirst: true)
@@ -289,10 +303,12 @@ struct FastLayoutTests {
             #expect(request == nil && end == cut, "cut at \(cut): the scanner must report that it ran out")
         }
         // A different method or a duplicate member is not plain under either reading.
-        for text in [#"{"jsonrpc":"2.0","id":1,"method":"mapx","params":{"device":"v"}}"#,
-                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"iova":2,"size":1,"addr":1,"perm":"rw"}}"#,
-                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"rw"},"id":2}"#,
-                     #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","asid":0,"iova":1,"size":1,"addr":1,"perm":"rw","asid":0}}"#] {
+        for text in [
+            #"{"jsonrpc":"2.0","id":1,"method":"mapx","params":{"device":"v"}}"#,
+            #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"iova":2,"size":1,"addr":1,"perm":"rw"}}"#,
+            #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","iova":1,"size":1,"addr":1,"perm":"rw"},"id":2}"#,
+            #"{"jsonrpc":"2.0","id":1,"method":"map","params":{"device":"v","asid":0,"iova":1,"size":1,"addr":1,"perm":"rw","asid":0}}"#
+        ] {
             #expect(Self.parse(text, canonicalFirst: true).0 == nil, "\(text)")
         }
     }

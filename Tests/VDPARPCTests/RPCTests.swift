@@ -53,34 +53,46 @@ struct MethodTableTests {
         let s = VDPAService(version: "t", pid: 1)
         #expect(call(s, #"{"jsonrpc":"2.0","id":7,"method":"ping"}"#) == #"{"jsonrpc":"2.0","id":7,"result":"pong"}"#)
         #expect(call(s, #"{"jsonrpc":"2.0","method":"ping"}"#) == "")
-        #expect(call(s, #"{"jsonrpc":"2.0","id":"x","method":"nope"}"#)
-            == #"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"method not found: nope","data":{"method":"nope"}}}"#)
-        #expect(call(s, #"{"jsonrpc":"2.0","id":1,"method":"get_device","params":{"device":1}}"#)
-            == #"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"invalid params: device must be a string, got number","data":{"field":"device"}}}"#)
+        #expect(
+            call(s, #"{"jsonrpc":"2.0","id":"x","method":"nope"}"#)
+                == #"{"jsonrpc":"2.0","id":"x","error":{"code":-32601,"message":"method not found: nope","data":{"method":"nope"}}}"#)
+        #expect(
+            call(s, #"{"jsonrpc":"2.0","id":1,"method":"get_device","params":{"device":1}}"#)
+                == #"{"jsonrpc":"2.0","id":1,"error":{"code":-32602,"message":"invalid params: device must be a string, got number","data":{"field":"device"}}}"#
+        )
     }
 
     @Test("roles: add_device needs an admin (EPERM); open needs users/groups; a domain error maps to −errno")
     func roles() {
         let s = VDPAService(version: "t", pid: 1)
-        #expect(call(s, #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"d","mgmtdev":"vdpasim_net"}}"#, as: user).contains(#""code":-1,"#))
-        #expect(call(s, #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"d","mgmtdev":"vdpasim_net","users":[1000]}}"#).contains(#""result":{"name":"d""#))
+        #expect(
+            call(s, #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"d","mgmtdev":"vdpasim_net"}}"#, as: user).contains(
+                #""code":-1,"#))
+        #expect(
+            call(s, #"{"jsonrpc":"2.0","id":1,"method":"add_device","params":{"name":"d","mgmtdev":"vdpasim_net","users":[1000]}}"#).contains(
+                #""result":{"name":"d""#))
         #expect(call(s, #"{"jsonrpc":"2.0","id":2,"method":"open","params":{"device":"d"}}"#, as: user).contains(#""result""#))
-        #expect(call(s, #"{"jsonrpc":"2.0","id":3,"method":"map","params":{"device":"d","iova":0,"size":0,"addr":0,"perm":"rw"}}"#, as: user)
-            == #"{"jsonrpc":"2.0","id":3,"error":{"code":-22,"message":"EINVAL: map of size 0 at 0x0 (R2)","data":{"errno":"EINVAL"}}}"#)
+        #expect(
+            call(s, #"{"jsonrpc":"2.0","id":3,"method":"map","params":{"device":"d","iova":0,"size":0,"addr":0,"perm":"rw"}}"#, as: user)
+                == #"{"jsonrpc":"2.0","id":3,"error":{"code":-22,"message":"EINVAL: map of size 0 at 0x0 (R2)","data":{"errno":"EINVAL"}}}"#)
         #expect(call(s, #"{"jsonrpc":"2.0","id":4,"method":"reset","params":{"device":"d"}}"#, as: admin).contains(#""errno":"EPERM""#))
     }
 
     @Test("the JSON-RPC 2.0 specification's error examples, as golden texts")
     func specificationExamples() {
         let s = VDPAService(version: "t", pid: 1)
-        #expect(call(s, #"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#)
-            == #"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: method must be a string"}}"#)
-        #expect(call(s, #"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#)
-            .hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"#))
+        #expect(
+            call(s, #"{"jsonrpc": "2.0", "method": 1, "params": "bar"}"#)
+                == #"{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: method must be a string"}}"#)
+        #expect(
+            call(s, #"[{"jsonrpc": "2.0", "method": "sum", "params": [1,2,4], "id": "1"},{"jsonrpc": "2.0", "method"]"#)
+                .hasPrefix(#"{"jsonrpc":"2.0","id":null,"error":{"code":-32700,"#))
         #expect(call(s, "[1]") == #"[{"jsonrpc":"2.0","id":null,"error":{"code":-32600,"message":"invalid request: a request must be an object"}}]"#)
         let three = call(s, "[1,2,3]")
         #expect(three.components(separatedBy: "-32600").count == 4)
-        #expect(call(s, #"{"jsonrpc":"2.0","method":"ping","params":[1],"id":3}"#)
-            == #"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid params: params must be an object (by-name params)","data":{"field":"params"}}}"#)
+        #expect(
+            call(s, #"{"jsonrpc":"2.0","method":"ping","params":[1],"id":3}"#)
+                == #"{"jsonrpc":"2.0","id":3,"error":{"code":-32602,"message":"invalid params: params must be an object (by-name params)","data":{"field":"params"}}}"#
+        )
     }
 }

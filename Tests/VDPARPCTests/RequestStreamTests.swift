@@ -14,9 +14,10 @@ struct RequestStreamTests {
 
     /// A plain batch of `count` maps of fresh pages, big enough to span many reads.
     static func bigBatch(_ count: Int, base: Int) -> String {
-        "[" + (0..<count).map { k in
-            #"{"jsonrpc":"2.0","id":\#(base + k),"method":"map","params":{"device":"vdpa0","iova":\#((base + k) * 4096 + (1 << 40)),"size":4096,"addr":7,"perm":"rw"}}"#
-        }.joined(separator: ", \n") + "]"
+        "["
+            + (0..<count).map { k in
+                #"{"jsonrpc":"2.0","id":\#(base + k),"method":"map","params":{"device":"vdpa0","iova":\#((base + k) * 4096 + (1 << 40)),"size":4096,"addr":7,"perm":"rw"}}"#
+            }.joined(separator: ", \n") + "]"
     }
 
     /// Feeds `input` in pieces of random size, answering after each; returns the output and the end.
@@ -25,8 +26,10 @@ struct RequestStreamTests {
         return feed(input, to: service, maxTextBytes: maxTextBytes, rng: &rng, fastTexts: &ignored)
     }
 
-    static func feed(_ input: [UInt8], to service: VDPAService, maxTextBytes: Int, rng: inout Rng,
-                     fastTexts: inout Int) -> ([UInt8], RequestStream.End?) {
+    static func feed(
+        _ input: [UInt8], to service: VDPAService, maxTextBytes: Int, rng: inout Rng,
+        fastTexts: inout Int
+    ) -> ([UInt8], RequestStream.End?) {
         var stream = RequestStream(service: service, caller: admin, maxTextBytes: maxTextBytes)
         defer { fastTexts = stream.fastTexts }
         var output: [UInt8] = []
@@ -50,7 +53,10 @@ struct RequestStreamTests {
                 let id = round * 10_000 + k * 10
                 switch rng.next(10) {
                 case 0: texts.append(Self.bigBatch(50 + rng.next(300), base: id * 1000))
-                case 1, 2: texts.append("[" + (0..<(1 + rng.next(6))).map { FastPathTests.request(&rng, id: id + $0) }.joined(separator: rng.pick([",", " ,\n"])) + "]")
+                case 1, 2:
+                    texts.append(
+                        "[" + (0..<(1 + rng.next(6))).map { FastPathTests.request(&rng, id: id + $0) }.joined(separator: rng.pick([",", " ,\n"]))
+                            + "]")
                 case 3: texts.append(#"{"jsonrpc":"2.0","id":\#(id),"method":"ping"}"#)
                 default: texts.append(FastPathTests.request(&rng, id: id))
                 }
@@ -70,7 +76,9 @@ struct RequestStreamTests {
             #expect(endA == nil && endB == nil)
             guard a == b else {
                 let k = zip(a, b).prefix { $0 == $1 }.count
-                Issue.record("round \(round): outputs differ at byte \(k): fast …\(String(decoding: a[max(0, k - 80)..<min(a.count, k + 80)], as: UTF8.self))… general …\(String(decoding: b[max(0, k - 80)..<min(b.count, k + 80)], as: UTF8.self))…")
+                Issue.record(
+                    "round \(round): outputs differ at byte \(k): fast …\(String(decoding: a[max(0, k - 80)..<min(a.count, k + 80)], as: UTF8.self))… general …\(String(decoding: b[max(0, k - 80)..<min(b.count, k + 80)], as: UTF8.self))…"
+                )
                 return
             }
             let dump = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0,"limit":65536}}"#.utf8)
@@ -116,11 +124,14 @@ struct RequestStreamTests {
             let (output, end) = Self.feed(input, to: service, maxTextBytes: 4096, rng: &rng)
             #expect(end == .tooLarge)
             let lines = output.split(separator: 10).map { String(decoding: $0, as: UTF8.self) }
-            #expect(lines.count == 2 && lines[0].contains(#""result":"pong""#) && lines[1].contains("-32600") && lines[1].contains("max_request_bytes 4096"),
-                    "\(lines)")
+            #expect(
+                lines.count == 2 && lines[0].contains(#""result":"pong""#) && lines[1].contains("-32600")
+                    && lines[1].contains("max_request_bytes 4096"),
+                "\(lines)")
             let dump = Array(#"{"jsonrpc":"2.0","id":9,"method":"dump_iotlb","params":{"device":"vdpa0","asid":0}}"#.utf8)
-            #expect(String(decoding: service.handle(text: dump, caller: admin).bytes ?? [], as: UTF8.self).contains(#""entries":[]"#),
-                    "no map of the refused batch ran")
+            #expect(
+                String(decoding: service.handle(text: dump, caller: admin).bytes ?? [], as: UTF8.self).contains(#""entries":[]"#),
+                "no map of the refused batch ran")
         }
     }
 
@@ -169,8 +180,9 @@ struct RequestStreamTests {
         var texts = Self.singles(6)
         // Plain, but longer than the limit: its id is a 300-byte string.
         let longID = String(repeating: "x", count: 300)
-        texts.insert(#"{"jsonrpc":"2.0","id":"\#(longID)","method":"map","params":{"device":"vdpa0","asid":0,"iova":0,"size":4096,"addr":1,"perm":"rw"}}"#,
-                     at: 3)
+        texts.insert(
+            #"{"jsonrpc":"2.0","id":"\#(longID)","method":"map","params":{"device":"vdpa0","asid":0,"iova":0,"size":4096,"addr":1,"perm":"rw"}}"#,
+            at: 3)
         let input = Array((texts.joined(separator: "\n") + "\n").utf8)
         var rng = Rng(state: 9)
         let fast = FastPathTests.service(fast: true), slow = FastPathTests.service(fast: false)
@@ -185,9 +197,11 @@ struct RequestStreamTests {
 
     @Test("a batch whose last element is not plain goes to the general path whole; garbage after it closes")
     func batchFallsBackLate() {
-        let batch = "[" + (0..<100).map { k in
-            #"{"jsonrpc":"2.0","id":\#(k),"method":"map","params":{"device":"vdpa0","iova":\#(k * 4096),"size":4096,"addr":0,"perm":"rw"}}"#
-        }.joined(separator: ",") + #",{"jsonrpc":"2.0","id":"last","method":"ping"}]"# + "\n@"
+        let batch =
+            "["
+            + (0..<100).map { k in
+                #"{"jsonrpc":"2.0","id":\#(k),"method":"map","params":{"device":"vdpa0","iova":\#(k * 4096),"size":4096,"addr":0,"perm":"rw"}}"#
+            }.joined(separator: ",") + #",{"jsonrpc":"2.0","id":"last","method":"ping"}]"# + "\n@"
         let input = Array(batch.utf8)
         var rng = Rng(state: 3)
         let fast = FastPathTests.service(fast: true), slow = FastPathTests.service(fast: false)

@@ -2,7 +2,7 @@
 // drive it, with no JSON anywhere: typed requests in, typed results and
 // VDPAError out, typed events to a subscriber.
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 import Testing
 import VDPACore
@@ -92,8 +92,11 @@ struct DeviceRegistryTests {
         try r.changeStatus("n0", by: Self.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(1) }
         expectError(.EBUSY) { try r.remove("n0", force: false, by: Self.admin) }
         try r.remove("n0", force: true, by: Self.admin)
-        #expect(watcher.kinds == [.ownerChanged(owner: Self.vmm.owner, reason: nil), .statusChanged(status: 1, previous: 0),
-                                  .sessionClosed(reason: .deviceDeleted), .deviceRemoved])
+        #expect(
+            watcher.kinds == [
+                .ownerChanged(owner: Self.vmm.owner, reason: nil), .statusChanged(status: 1, previous: 0),
+                .sessionClosed(reason: .deviceDeleted), .deviceRemoved
+            ])
         #expect(owner.kinds == [.sessionClosed(reason: .deviceDeleted)])
         let (all, next) = r.events(since: 0)
         #expect(all.map(\.seq) == [1, 2, 3, 4, 5] && next == 5 && all.first?.kind == .deviceAdded(mgmtdev: "vdpasim_net"))

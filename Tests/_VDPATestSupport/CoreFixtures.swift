@@ -7,18 +7,23 @@ import VDPACore
 public let me = Owner(connection: 1, pid: 100, uid: 0)
 
 /// A device of `kind`, opened by `me`, with the backend features in `acked` that its parent offers.
-public func device(_ kind: ManagementDevice = .vdpasimNet, legacy: Bool = false, range: IOVARange = .full,
-                   acked: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID]) throws -> VDPADevice {
-    var d = try VDPADevice(name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind,
-                           attributes: DeviceAttributes(iovaRange: range, legacy: legacy))
+public func device(
+    _ kind: ManagementDevice = .vdpasimNet, legacy: Bool = false, range: IOVARange = .full,
+    acked: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID]
+) throws -> VDPADevice {
+    var d = try VDPADevice(
+        name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind,
+        attributes: DeviceAttributes(iovaRange: range, legacy: legacy))
     try d.open(by: me)
     try d.setBackendFeatures(acked.intersection(d.offeredBackendFeatures))
     return d
 }
 
 /// Expects `body` to fail with `errno` (and, when given, the kernel's errno `kernel`).
-public func expectError(_ errno: KernelErrno, kernel: KernelErrno? = nil, _ body: () throws -> Void,
-                        sourceLocation: SourceLocation = #_sourceLocation) {
+public func expectError(
+    _ errno: KernelErrno, kernel: KernelErrno? = nil, _ body: () throws -> Void,
+    sourceLocation: SourceLocation = #_sourceLocation
+) {
     do {
         try body()
         Issue.record("expected \(errno), got success", sourceLocation: sourceLocation)

@@ -3,7 +3,7 @@
 // when done; that meaning is kept.
 import CSystemd
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 public enum Systemd {
