@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/LebJe/TOMLKit", exact: "0.6.0"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
@@ -34,16 +35,17 @@ let package = Package(
         // JSON values with exact 64-bit integers: what the wire and the client speak.
         .target(name: "VDPAJSON"),
         // The typed service: devices, sessions, roles, events, the data path; no JSON, no sockets.
-        .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VDPARegistry", dependencies: ["VDPACore", "UnixSocket", .product(name: "Logging", package: "swift-log")]),
         // Operators' metrics: the devices' counters through swift-metrics into a Prometheus exposition.
         .target(name: "VDPAMetrics", dependencies: ["VDPACore", "VDPARegistry", .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Prometheus", package: "swift-prometheus")]),
         // JSON-RPC 2.0 over the registry: decode, call, encode.
         .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPAJSON", "VDPAMetrics", .product(name: "Logging", package: "swift-log")]),
-        .target(name: "UnixSocket"),
+        // System calls' shared parts: sockaddr_un, the default socket path, EINTR, errno (swift-system's).
+        .target(name: "UnixSocket", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         .target(
             name: "VDPAFlows",
-            dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]
         ),
         .executableTarget(
             name: "vdpad-run",
@@ -58,14 +60,14 @@ let package = Package(
         .target(
             name: "VDPADaemon",
             dependencies: [
-                "VDPARPC", "VDPARegistry", "VDPAJSON", "CSystemd", "UnixSocket",
+                "VDPACore", "VDPARPC", "VDPARegistry", "VDPAJSON", "CSystemd", "UnixSocket",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .executableTarget(
             name: "vdpad",
-            dependencies: ["VDPADaemon", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPADaemon", "VDPARPC", "UnixSocket", .product(name: "Logging", package: "swift-log"), .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "vdpad-cli",
@@ -84,6 +86,19 @@ let package = Package(
         .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
         .testTarget(name: "VDPAMetricsTests", dependencies: ["VDPAMetrics", "VDPARegistry", "VDPACore", "_VDPATestSupport"]),
-        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
+        .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPACore", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
     ]
 )
+
+// The libFuzzer target, only when scripts/fuzz.sh asks for it (VDPAD_FUZZ=1, with --sanitize fuzzer
+// --sanitize address): libFuzzer supplies main, so the file is parsed as a library and would not link
+// in an ordinary build.
+if Context.environment["VDPAD_FUZZ"] != nil {
+    package.targets.append(
+        .executableTarget(
+            name: "vdpad-fuzz",
+            dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log")],
+            path: "Fuzz", exclude: ["corpus"],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ))
+}

@@ -27,7 +27,7 @@ public enum PassedDescriptors {
                 message.msg_iovlen = 1
                 message.msg_control = controlBytes.baseAddress
                 message.msg_controllen = controlBytes.count
-                let n = recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC))
+                let n = retryingOnEINTR { recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC)) }
                 if n >= 0 { descriptors += parse(UnsafeRawBufferPointer(rebasing: controlBytes[..<Int(message.msg_controllen)])) }
                 return n
             }

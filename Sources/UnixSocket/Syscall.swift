@@ -1,9 +1,10 @@
 // Syscall.swift — what every system call site shares: the one EINTR retry
-// (they were hand-written loops, one per site) and an errno type with its
-// text, so a failure is reported the same way everywhere.
+// (they were hand-written loops, one per site) and swift-system's errno type
+// with its text, so a failure is reported the same way everywhere.
 #if canImport(Glibc)
     import Glibc
 #endif
+import SystemPackage
 
 /// Runs `call` again while it fails with EINTR; returns its last result (errno is left as it set it).
 @inlinable
@@ -15,17 +16,14 @@ public func retryingOnEINTR<Result: BinaryInteger>(_ call: () -> Result) -> Resu
     }
 }
 
-/// An errno value as a type (as swift-system's `Errno` and swift-nio's `IOError` carry one), so a failure
-/// keeps its number and is told as text in one place.
-public struct Errno: Error, RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public var rawValue: Int32
-    public init(rawValue: Int32) { self.rawValue = rawValue }
+/// An errno value as a type: swift-system's, so a failure keeps its number and is told as text (strerror's,
+/// e.g. "No such file or directory") the same way everywhere.
+public typealias Errno = SystemPackage.Errno
 
-    /// The calling thread's errno now (read it before any other call can change it).
+extension Errno {
+    /// The calling thread's errno now (read it before any other call can change it); swift-system keeps its
+    /// own accessor internal.
     public static var current: Errno { Errno(rawValue: errno) }
-
-    /// strerror's text, e.g. "No such file or directory".
-    public var description: String { String(cString: strerror(rawValue)) }
 }
 
 /// A system call that failed: what was called, on what, and its errno.

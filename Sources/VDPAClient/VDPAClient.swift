@@ -43,9 +43,9 @@ public final class VDPAClient {
         guard fd >= 0 else { throw ClientError("socket: \(Errno.current)") }
         let r = addr.withSockaddr { connect(fd, $0, $1) }
         guard r == 0 else {
-            let e = errno
+            let e = Errno.current
             close(fd)
-            throw ClientError("no vdpad answers on \(path): \(String(cString: strerror(e))) (is the daemon running? set -s or VDPAD_SOCKET)")
+            throw ClientError("no vdpad answers on \(path): \(e) (is the daemon running? set -s or VDPAD_SOCKET)")
         }
         if let timeout {
             var tv = timeval(tv_sec: Int(timeout), tv_usec: Int((timeout - Double(Int(timeout))) * 1e6))

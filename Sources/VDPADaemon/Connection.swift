@@ -167,7 +167,6 @@ final class Connection: NotificationSink, Sendable {
                     break
                 }
             }
-            if n < 0 && errno == EINTR { continue }
             if n <= 0 {
                 let reason = n == 0 ? nil : "read failed: \(Errno.current)"
                 withState { $1.peerDone(&$0, reason: reason) }
@@ -309,14 +308,13 @@ final class Connection: NotificationSink, Sendable {
 
     private func flush(_ s: inout State) {
         while !s.closed && s.unsent > 0 {
-            let n = s.output.withUnsafeBytes { [offset = s.outputOffset] in
-                Glibc.send(fd, $0.baseAddress! + offset, $0.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            let n = s.output.withUnsafeBytes { [offset = s.outputOffset] bytes in
+                retryingOnEINTR { Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
             }
             if n > 0 {
                 s.outputOffset += n
                 continue
             }
-            if n < 0 && errno == EINTR { continue }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
                 if s.writeSuspended { s.writeSuspended = false; s.writeSource?.resume() }
                 wakeReaderIfDrained(&s)

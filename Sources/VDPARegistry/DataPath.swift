@@ -6,6 +6,7 @@
 // (and, where the parent has one, its descriptor group) is bound to, with
 // process_vm_readv/writev on the owner's pid, never holding the device's
 // lock across those copies.
+import UnixSocket
 import VDPACore
 #if canImport(Glibc)
     import Glibc
@@ -146,8 +147,7 @@ final class DataPathWorker: @unchecked Sendable {
             var fds =
                 [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
                 + watched.keys.sorted().map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let n = poll(&fds, nfds_t(fds.count), -1)
-            if n < 0 && errno == EINTR { continue }
+            _ = retryingOnEINTR { poll(&fds, nfds_t(fds.count), -1) }
             if fds[0].revents != 0 { drain(wake) }
             let flags = state.withLock { s -> State in
                 let current = s

@@ -130,11 +130,23 @@ public final class DeviceRegistry: Sendable {
         return try VDPADevice(name: name, mgmtdev: mgmtdev, attributes: record.attributes, maxEntriesPerASID: limits.maxIOTLBEntries)
     }
 
-    /// Creates devices from the state file or config at start, without persisting again.
+    /// Creates devices from the state file or config (at start, and on a reload), without persisting again.
+    /// All or nothing, under the registry's lock as `add` is: EEXIST for a name taken (by a device already
+    /// here, or twice in `records`), ENOSPC past max_devices, EINVAL/ENODEV for a record; on any of them no
+    /// device is added, so a reload racing an add_device of the same name never replaces that device.
     public func restore(_ records: [DeviceRecord]) throws(VDPAError) {
-        for record in records {
-            let device = try makeDevice(record)
-            setSlot(DeviceSlot(device), for: device.name)
+        let made = try records.map { (record) throws(VDPAError) in try makeDevice(record) }
+        try registryLock.withLock { _ throws(VDPAError) in
+            try devices.withLock { (table) throws(VDPAError) in
+                var names = Set(table.keys)
+                for device in made where !names.insert(device.name).inserted {
+                    throw VDPAError(.EEXIST, "a device named \(device.name) already exists")
+                }
+                guard names.count <= limits.maxDevices else {
+                    throw VDPAError(.ENOSPC, "\(made.count) devices more would pass max_devices \(limits.maxDevices)")
+                }
+            }
+            for device in made { setSlot(DeviceSlot(device), for: device.name) }
         }
     }
 

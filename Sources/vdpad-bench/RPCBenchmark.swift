@@ -5,6 +5,7 @@
 // invocation, so each figure comes with its vdpad/raw ratio.
 import Dispatch
 import Synchronization
+import UnixSocket
 import VDPAClient
 #if canImport(Glibc)
     import Glibc
@@ -54,7 +55,7 @@ struct Spawned {
         defer { args.forEach { free($0) } }
         var child: pid_t = 0
         let r = posix_spawnp(&child, argv[0], &actions, nil, args, environ)
-        guard r == 0 else { throw ClientError("cannot start \(argv[0]): \(String(cString: strerror(r)))") }
+        guard r == 0 else { throw ClientError("cannot start \(argv[0]): \(Errno(rawValue: r))") }
         pid = child
     }
 

@@ -108,8 +108,7 @@ struct WireConnection {
     /// One blocking read; calls `line` for every line it completes and returns how many.
     mutating func readLines(_ line: (UnsafeBufferPointer<UInt8>) throws -> Void) throws -> Int {
         if pending == buffer.count { buffer += [UInt8](repeating: 0, count: buffer.count) }  // a line longer than the buffer
-        let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + pending, $0.count - pending, 0) }
-        if n < 0 && errno == EINTR { return 0 }
+        let n = retryingOnEINTR { buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + pending, $0.count - pending, 0) } }
         guard n > 0 else { throw ClientError(n == 0 ? "vdpad closed the connection" : "read: \(Errno.current)") }
         let end = pending + n
         var count = 0
