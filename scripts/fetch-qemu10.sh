@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Fetches QEMU 10.0 from bookworm-backports for the control-queue tests
 # (tests/qemu), without touching the system: a private apt configuration
-# (its own sources, state and cache folders), apt-get download of
+# (scripts/apt-backports.sh: the mirror of the machine's own apt sources,
+# its own state and cache folders), apt-get download of
 # qemu-system-x86, -common and -data, and dpkg-deb -x into one tree in a
 # cache folder outside git.  Run it as
 #   QEMU_MODULE_DIR=$T/usr/lib/x86_64-linux-gnu/qemu $T/usr/bin/qemu-system-x86_64 -L $T/usr/share/qemu …
@@ -10,18 +11,8 @@ set -euo pipefail
 cache=${VDPAD_CACHE:-$HOME/.cache/vdpad}
 tree=$cache/qemu-10
 [ -x "$tree/usr/bin/qemu-system-x86_64" ] && exit 0
-apt_dir=$cache/apt-backports
-mkdir -p "$apt_dir/sources" "$apt_dir/state/lists/partial" "$apt_dir/cache/archives/partial"
-cat > "$apt_dir/sources/backports.sources" <<SOURCES
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SOURCES
-apt=(-o Dir::Etc::SourceList=/dev/null -o "Dir::Etc::SourceParts=$apt_dir/sources" -o APT::Sandbox::User=root
-     -o "Dir::State=$apt_dir/state" -o "Dir::Cache=$apt_dir/cache")
-apt-get "${apt[@]}" update -qq >/dev/null
+. "$(dirname "$0")/apt-backports.sh"
+backports_apt "$cache/apt-backports"
 version=$(apt-cache "${apt[@]}" show qemu-system-x86 | sed -n 's/^Version: \(1:10\.0\..*\)$/\1/p' | head -1)
 [ -n "$version" ] || { echo "fetch-qemu10.sh: no QEMU 10.0 in bookworm-backports" >&2; exit 1; }
 work=$(mktemp -d)
