@@ -43,9 +43,12 @@ let package = Package(
         .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPAJSON", "VDPAMetrics", .product(name: "Logging", package: "swift-log")]),
         // System calls' shared parts: sockaddr_un, the default socket path, EINTR, errno (swift-system's).
         .target(name: "UnixSocket", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
+        // The cost model alone: what pricing a recorded flow needs (vdpad-cli replay), no registry, no RPC.
+        .target(name: "VDPACostModel", dependencies: ["VDPAJSON", .product(name: "TOMLKit", package: "TOMLKit")]),
+        // Built-in VMM flows run on real devices, and the calibration of the cost model on them.
         .target(
             name: "VDPAFlows",
-            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log"), .product(name: "TOMLKit", package: "TOMLKit")]
+            dependencies: ["VDPACore", "VDPACostModel", "VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "vdpad-run",
@@ -71,11 +74,11 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-cli",
-            dependencies: ["VDPAClient", "UnixSocket", "VDPAFlows", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPAClient", "UnixSocket", "VDPACostModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "vdpad-bench",
-            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPAClient", "VDPAFlows", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPAClient", "VDPAFlows", "VDPACostModel", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // What the test targets share (fixtures, callers); never linked into a product.
         .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry"], path: "Tests/_VDPATestSupport"),
@@ -84,7 +87,7 @@ let package = Package(
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "_VDPATestSupport"]),
-        .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows"]),
+        .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows", "VDPACostModel"]),
         .testTarget(name: "VDPAMetricsTests", dependencies: ["VDPAMetrics", "VDPARegistry", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPACore", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),
     ]

@@ -1,6 +1,8 @@
 // DowntimeStudy.swift — the cost model calibrated on one published pair,
 // checked against the other, and applied to every flow.
 import VDPACore
+import VDPACostModel
+import VDPAJSON
 
 public struct DowntimeStudy {
     public let model: CostModel
@@ -48,21 +50,21 @@ public struct DowntimeStudy {
 
     public func calibrationJSON() -> String {
         let c = model.calibration
-        let doc: JSONValue = .object([
+        let doc: JSON = .object([
             (
                 "calibration",
                 .object([
-                    ("guest_gib", .int(c.guestGiB)), ("queue_pairs", .int(c.queuePairs)),
-                    ("pin_cold_s_per_gib", .double(model.pinColdPerGiB)), ("unpin_and_mr_s_per_gib", .double(model.unpinAndMRPerGiB))
+                    ("guest_gib", JSON(c.guestGiB)), ("queue_pairs", JSON(c.queuePairs)),
+                    ("pin_cold_s_per_gib", JSON(double: model.pinColdPerGiB)), ("unpin_and_mr_s_per_gib", JSON(double: model.unpinAndMRPerGiB))
                 ])
             ),
             (
                 "prediction",
                 .object([
-                    ("guest_gib", .int(c.predictGuestGiB)),
-                    ("legacy_s", .double(predicted.legacy)), ("published_legacy_s", .double(c.predictLegacy)),
-                    ("early_map_s", .double(predicted.earlyMap)), ("published_early_map_s", .double(c.predictEarlyMap)),
-                    ("error_legacy", .double(errors.legacy)), ("error_early_map", .double(errors.earlyMap))
+                    ("guest_gib", JSON(c.predictGuestGiB)),
+                    ("legacy_s", JSON(double: predicted.legacy)), ("published_legacy_s", JSON(double: c.predictLegacy)),
+                    ("early_map_s", JSON(double: predicted.earlyMap)), ("published_early_map_s", JSON(double: c.predictEarlyMap)),
+                    ("error_legacy", JSON(double: errors.legacy)), ("error_early_map", JSON(double: errors.earlyMap))
                 ])
             )
         ])
@@ -88,12 +90,12 @@ public struct DowntimeStudy {
 
         public var json: String {
             let r = result
-            let v: JSONValue = .object([
-                ("flow", .string(r.flow.rawValue)), ("parent", .string(r.parent.rawValue)), ("guest_gib", .int(r.parameters.guestGiB)),
-                ("queue_pairs", .int(r.parameters.queuePairs)), ("page_size", .int(Int(r.parameters.pageSize))),
-                ("calls", .int(r.totalCalls)), ("window_calls", .int(r.window.calls)),
-                ("iotlb_entries", .double(r.window.entries)), ("entries_copied", .double(r.window.entriesCopied)),
-                ("modelled_downtime_s", .double(modelled)), ("vdpad_s", .double(r.vdpadSeconds))
+            let v: JSON = .object([
+                ("flow", .string(r.flow.rawValue)), ("parent", .string(r.parent.rawValue)), ("guest_gib", JSON(r.parameters.guestGiB)),
+                ("queue_pairs", JSON(r.parameters.queuePairs)), ("page_size", JSON(Int(r.parameters.pageSize))),
+                ("calls", JSON(r.totalCalls)), ("window_calls", JSON(r.window.calls)),
+                ("iotlb_entries", JSON(double: r.window.entries)), ("entries_copied", JSON(double: r.window.entriesCopied)),
+                ("modelled_downtime_s", JSON(double: modelled)), ("vdpad_s", JSON(double: r.vdpadSeconds))
             ])
             return v.text
         }
@@ -105,16 +107,8 @@ public struct DowntimeStudy {
     }
 }
 
-/// A tiny JSON writer for the study's lines (doubles included, which the RPC layer's JSON keeps as text).
-enum JSONValue {
-    case string(String), int(Int), double(Double), object([(String, JSONValue)])
-
-    var text: String {
-        switch self {
-        case .string(let s): "\"" + s + "\""
-        case .int(let i): String(i)
-        case .double(let d): d.isFinite ? "\(d)" : "null"
-        case .object(let m): "{" + m.map { "\"\($0.0)\":\($0.1.text)" }.joined(separator: ",") + "}"
-        }
-    }
+extension JSON {
+    /// A double as the study writes it (the project's JSON keeps non-integers as their text; NaN and the
+    /// infinities, which JSON has no word for, as null).
+    init(double d: Double) { self = d.isFinite ? .number("\(d)") : .null }
 }

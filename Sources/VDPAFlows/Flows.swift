@@ -6,6 +6,7 @@
 // as Si-Wei Liu's unmerged series did (`persist`, `desc_asid` variants).
 import Logging
 import VDPACore
+import VDPACostModel
 import VDPAJSON
 import VDPARPC
 import VDPARegistry

@@ -3,6 +3,7 @@
 // after its calibration on one published downtime pair.
 import ArgumentParser
 import VDPAClient
+import VDPACostModel
 import VDPAFlows
 #if canImport(Glibc)
     import Glibc
@@ -23,6 +24,7 @@ struct FlowsCommand: ParsableCommand {
               vdpad-bench flows                       the table (4, 39, 128, 1024 GiB)
               vdpad-bench flows --json                the same for scripts
               vdpad-bench flows --page-size 2M --queue-pairs 4 --sizes 16,64
+              vdpad-bench flows --calibrate           cache the calibration in the model file
             """)
 
     @Option(help: "The cost model (default: config/cost-model.toml beside the sources, or /etc/vdpad/cost-model.toml).")
@@ -40,6 +42,12 @@ struct FlowsCommand: ParsableCommand {
     @Flag(help: "JSON lines instead of the table.")
     var json = false
 
+    @Flag(
+        help:
+            "Solve the two calibrated values and write them into the model file's [calibrated] section (what vdpad-cli replay prices with), then stop."
+    )
+    var calibrate = false
+
     func run() throws {
         guard (1...32).contains(queuePairs) else { throw ValidationError("--queue-pairs is 1…32") }
         let page: UInt64
@@ -54,6 +62,16 @@ struct FlowsCommand: ParsableCommand {
         let text = try readModel()
         let runner = FlowRunner()
         let study = try DowntimeStudy(modelTOML: text, runner: runner)
+        if calibrate {
+            guard let path = CostModel.file(at: model)?.path, let out = fopen(path, "w") else {
+                throw ValidationError("cannot write the cost model \(model ?? CostModel.searchPath[0])")
+            }
+            fputs(CostModel.replacingCalibration(in: text, with: study.model.calibrationSection), out)
+            fclose(out)
+            print(study.calibrationReport())
+            print("written to \(path)")
+            return
+        }
         if json {
             print(study.calibrationJSON())
         } else {

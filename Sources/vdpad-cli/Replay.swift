@@ -4,7 +4,7 @@
 // flow cost the device (its own counters).
 import VDPAClient
 import UnixSocket
-import VDPAFlows
+import VDPACostModel
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -155,12 +155,15 @@ enum Replay {
         write("time: " + milliseconds(nowMs) + " ms in vdpad now, " + milliseconds(recordedMs) + " ms from first to last call as recorded")
         if let text = CostModel.text(at: options.model) {
             do {
-                let study = try DowntimeStudy(modelTOML: text, runner: FlowRunner())
+                let model = try CostModel.load(toml: text)
+                guard model.isCalibrated else {
+                    throw CostModel.LoadError(description: "the cost model has no [calibrated] section; run vdpad-bench flows --calibrate")
+                }
                 let tally = Tally.of(succeeded)
-                let cold = milliseconds(tally.coldPinnedGiB * study.model.pinColdPerGiB * 1e3)
-                let unpin = milliseconds(tally.unpinnedGiB * study.model.unpinAndMRPerGiB * 1e3)
+                let cold = milliseconds(tally.coldPinnedGiB * model.pinColdPerGiB * 1e3)
+                let unpin = milliseconds(tally.unpinnedGiB * model.unpinAndMRPerGiB * 1e3)
                 write(
-                    "modelled on an mlx5-like parent: " + milliseconds(study.model.seconds(tally) * 1e3) + " ms for the whole flow"
+                    "modelled on an mlx5-like parent: " + milliseconds(model.seconds(tally) * 1e3) + " ms for the whole flow"
                         + " (\(tally.deviceStarts) device starts, \(tally.suspends) suspends, pinning \(cold) ms, unpinning and MRs \(unpin) ms;"
                         + " config/cost-model.toml, calibrated on the published 39 GiB pair)")
             } catch {

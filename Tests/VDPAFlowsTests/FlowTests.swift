@@ -3,6 +3,7 @@
 // it was not calibrated on.
 import Foundation
 import Testing
+import VDPACostModel
 @testable import VDPAFlows
 
 @Suite("Flows and the cost model")
@@ -61,6 +62,23 @@ struct FlowTests {
         let at = FlowParameters(guestGiB: 39, queuePairs: 8)
         #expect(abs(study.row(.migrationLegacy, .linux67, at).modelled - 4.72) < 1e-6)
         #expect(abs(study.row(.migrationEarlyMap, .linux67, at).modelled - 2.09) < 1e-6)
+    }
+
+    @Test("the model file's [calibrated] section is what the flows solve now (vdpad-bench flows --calibrate rewrites it)")
+    func cachedCalibrationIsCurrent() throws {
+        let cached = try CostModel.load(toml: try Self.modelTOML)
+        #expect(cached.isCalibrated, "config/cost-model.toml has no [calibrated] section")
+        let solved = try DowntimeStudy(modelTOML: try Self.modelTOML, runner: FlowRunner()).model
+        #expect(
+            abs(cached.pinColdPerGiB - solved.pinColdPerGiB) <= 1e-12 * abs(solved.pinColdPerGiB),
+            "\(cached.pinColdPerGiB) vs \(solved.pinColdPerGiB)")
+        #expect(abs(cached.unpinAndMRPerGiB - solved.unpinAndMRPerGiB) <= 1e-12 * abs(solved.unpinAndMRPerGiB))
+        // Writing the section again changes nothing: the file is its own fixed point.
+        let text = try Self.modelTOML
+        #expect(CostModel.replacingCalibration(in: text, with: solved.calibrationSection) == text)
+        // A model without the section is not calibrated, and replay says so rather than pricing with NaN.
+        let bare = CostModel.replacingCalibration(in: text, with: "")
+        #expect(try !CostModel.load(toml: bare).isCalibrated)
     }
 
     @Test("a bad model file is refused with the key named")

@@ -1,9 +1,11 @@
 // CostModel.swift — what the kernel and an mlx5-like parent would spend on
 // a flow's calls (config/cost-model.toml, every value with its source), and
-// the calibration of its two unknowns on one published downtime pair.
+// the calibration of its two unknowns on one published downtime pair.  A
+// module of its own: pricing a recorded flow (vdpad-cli replay) needs the
+// model and the calibration cached in its file, not the registry or the RPC
+// layer that running the calibration flows takes (VDPAFlows).
 import TOMLKit
 import VDPAJSON
-import VDPARPC
 
 /// What a window of a flow did, in the units the model prices.
 public struct Tally: Equatable, Sendable {
@@ -46,6 +48,9 @@ public struct CostModel: Sendable {
     public var unpinAndMRPerGiB = 0.0
     public var perEntry = 0.0
     public var calibration = Calibration()
+    /// Whether pin_cold and unpin_and_mr hold solved values (from the file's [calibrated] section or from
+    /// `calibrated(legacy:earlyMap:)`), not the NaN a "calibrated" marker leaves.
+    public var isCalibrated: Bool { pinColdPerGiB.isFinite && unpinAndMRPerGiB.isFinite }
 
     public struct Calibration: Sendable {
         public var guestGiB = 39, queuePairs = 8
@@ -65,9 +70,12 @@ public struct CostModel: Sendable {
 
     public struct LoadError: Error, CustomStringConvertible {
         public var description: String
+        public init(description: String) { self.description = description }
     }
 
-    /// Reads config/cost-model.toml.  Values marked "calibrated" are left for `calibrated(…)`.
+    /// Reads config/cost-model.toml.  Values marked "calibrated" take the [calibrated] section's cached
+    /// solution when the file has one (`vdpad-bench flows --calibrate` writes it; a test holds it current),
+    /// else they are left for `calibrated(…)`.
     public static func load(toml text: String) throws -> CostModel {
         let table: TOMLTable
         do { table = try TOMLTable(string: text) } catch { throw LoadError(description: "cost model: \(error)") }
@@ -91,6 +99,10 @@ public struct CostModel: Sendable {
         m.pinColdPerGiB = try number("memory", "pin_cold_s_per_gib") ?? .nan
         m.unpinAndMRPerGiB = try number("memory", "unpin_and_mr_s_per_gib") ?? .nan
         m.perEntry = try required("memory", "per_entry_s")
+        if table["calibrated"] != nil {
+            if m.pinColdPerGiB.isNaN { m.pinColdPerGiB = try required("calibrated", "pin_cold_s_per_gib") }
+            if m.unpinAndMRPerGiB.isNaN { m.unpinAndMRPerGiB = try required("calibrated", "unpin_and_mr_s_per_gib") }
+        }
         m.calibration = Calibration(
             guestGiB: Int(try required("calibration", "guest_gib")), queuePairs: Int(try required("calibration", "queue_pairs")),
             legacy: try required("calibration", "legacy_s"), earlyMap: try required("calibration", "early_map_s"),
