@@ -57,36 +57,10 @@ public struct DeviceName: RawRepresentable, Hashable, Sendable, Comparable, Cust
 }
 
 extension DeviceAttributes {
-    /// Checks the attributes against the parent and fills in defaults.
+    /// Checks the attributes against the parent and fills in defaults (the parent's own rules, Parents/).
     /// - Throws: `EINVAL` naming the bad attribute.
     func validated(for mgmtdev: ManagementDevice, name: DeviceName) throws(VDPAError) -> DeviceAttributes {
-        var a = self
-        func bad(_ what: String) -> VDPAError { VDPAError(.EINVAL, "\(what) for \(mgmtdev.name) device \(name)") }
-        if mgmtdev.deviceClass == .block {
-            if mac != nil { throw bad("mac is not an attribute of a block device") }
-            if mtu != nil { throw bad("mtu is not an attribute of a block device") }
-        } else {
-            if let mac {
-                guard Self.isValidMAC(mac) else { throw bad("mac \"\(mac)\" is not six hex octets like 52:54:00:12:34:56") }
-                a.mac = mac.lowercased()
-            } else {
-                a.mac = Self.defaultMAC(for: name)
-            }
-            if let mtu, !(68...65535).contains(mtu) { throw bad("mtu \(mtu) is outside 68…65535") }
-            a.mtu = mtu ?? 1500
-        }
-        if let maxVQP {
-            if mgmtdev == .mlx5Net {
-                guard (1...32).contains(maxVQP) else { throw bad("max_vqp \(maxVQP) is outside 1…32") }
-            } else if maxVQP != 1 {
-                throw bad("max_vqp \(maxVQP): only mlx5_net has more than one queue pair")
-            }
-        }
-        a.maxVQP = maxVQP ?? 1
-        guard iovaRange.first <= iovaRange.last else {
-            throw bad("iova_first \(hex(iovaRange.first)) is above iova_last \(hex(iovaRange.last))")
-        }
-        return a
+        try mgmtdev.driver.validate(self, name: name)
     }
 
     static func isValidMAC(_ s: String) -> Bool {

@@ -81,7 +81,7 @@ public enum VirtioFeatures {
         }
     }
 
-    static func mask(_ names: String..., class deviceClass: DeviceClass) -> UInt64 {
+    public static func mask(_ names: String..., class deviceClass: DeviceClass) -> UInt64 {
         names.reduce(0) { $0 | bit(named: $1, class: deviceClass)! }
     }
 }

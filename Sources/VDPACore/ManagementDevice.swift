@@ -1,127 +1,53 @@
-// ManagementDevice.swift — the parent drivers vdpad can instantiate
-// (iproute2's "mgmtdev"), with the shape and capabilities docs/protocol.md §5.2
-// gives each.  A `legacy` device models a parent from before Linux 6.7: no
-// `.reset_map`, no `.compat_reset`, no `.get_vq_desc_group`.
+// ManagementDevice.swift — a parent driver as a device and the registry hold
+// it (iproute2's "mgmtdev"): a value that compares by name and forwards every
+// question to its driver (Parents/).  The built-in parents are listed once,
+// in `builtIn`; a registry can be given others (a test's toy parent).
 
-public enum DeviceClass: String, Sendable, CaseIterable {
-    case net
-    case block
-}
+public struct ManagementDevice: Hashable, Sendable, CustomStringConvertible {
+    /// The parent driver that answers for this kind of device.
+    public let driver: any ParentDriver
 
-/// How the parent receives the IOTLB (R14).
-public enum MapOperation: String, Sendable {
-    /// `.set_map`: the whole ASID table is copied into the device at each commit.
-    case setMap = "set_map"
-    /// No op: the parent sits behind a platform IOMMU, every map/unmap reaches it at once.
-    case platform = "none"
-}
+    public init(_ driver: any ParentDriver) { self.driver = driver }
 
-public enum ManagementDevice: String, CaseIterable, Sendable {
-    case vdpasimNet = "vdpasim_net"
-    case mlx5Net = "mlx5_net"
-    case vdpasimBlock = "vdpasim_blk"
-    case platformNet = "platform_net"
+    public static let vdpasimNet = ManagementDevice(VDPASimNet())
+    public static let mlx5Net = ManagementDevice(MLX5Net())
+    public static let vdpasimBlock = ManagementDevice(VDPASimBlock())
+    public static let platformNet = ManagementDevice(PlatformNet())
 
-    public var name: String { rawValue }
+    /// The parents vdpad offers (list_mgmtdevs), in the order it lists them.
+    public static let builtIn: [ManagementDevice] = [.vdpasimNet, .mlx5Net, .vdpasimBlock, .platformNet]
+    public static var allCases: [ManagementDevice] { builtIn }
 
-    public var deviceClass: DeviceClass { self == .vdpasimBlock ? .block : .net }
-
-    public var mapOperation: MapOperation { self == .platformNet ? .platform : .setMap }
-
-    public var groupCount: Int {
-        switch self {
-        case .vdpasimNet: 2
-        case .mlx5Net: 3
-        case .vdpasimBlock, .platformNet: 1
-        }
+    /// The built-in parent named `name`, or nil.
+    public init?(rawValue name: String) {
+        guard let found = Self.builtIn.first(where: { $0.name == name }) else { return nil }
+        self = found
     }
 
-    public var addressSpaceCount: Int {
-        switch self {
-        case .vdpasimNet, .mlx5Net: 2
-        case .vdpasimBlock, .platformNet: 1
-        }
-    }
+    public var name: String { driver.name }
+    public var rawValue: String { driver.name }
+    public var description: String { driver.name }
 
-    /// Virtqueues for `maxVQP` queue pairs (only mlx5_net has more than one).
-    public func virtqueueCount(maxVQP: Int) -> Int {
-        switch self {
-        case .vdpasimNet, .platformNet: 3
-        case .mlx5Net: 2 * maxVQP + 1
-        case .vdpasimBlock: 1
-        }
-    }
+    public static func == (a: ManagementDevice, b: ManagementDevice) -> Bool { a.name == b.name }
+    public func hash(into hasher: inout Hasher) { hasher.combine(name) }
 
-    /// The group of `vq` (`.get_vq_group`); the control vq is the last one.
-    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int {
-        switch self {
-        case .vdpasimNet, .mlx5Net: vq == virtqueueCount - 1 ? 1 : 0
-        case .vdpasimBlock, .platformNet: 0
-        }
-    }
-
-    /// The descriptor-table group of `vq` (`.get_vq_desc_group`), or nil when the parent has no such op.
+    public var deviceClass: DeviceClass { driver.deviceClass }
+    public var mapOperation: MapOperation { driver.mapOperation }
+    public var groupCount: Int { driver.groupCount }
+    public var addressSpaceCount: Int { driver.addressSpaceCount }
+    public func virtqueueCount(maxVQP: Int) -> Int { driver.virtqueueCount(maxVQP: maxVQP) }
+    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { driver.group(ofVirtqueue: vq, virtqueueCount: virtqueueCount) }
     public func descriptorGroup(ofVirtqueue vq: Int, virtqueueCount: Int, legacy: Bool) -> Int? {
-        guard self == .mlx5Net, !legacy else { return nil }
-        return vq == virtqueueCount - 1 ? 1 : 2
+        driver.descriptorGroup(ofVirtqueue: vq, virtqueueCount: virtqueueCount, legacy: legacy)
     }
-
-    public func hasDescriptorGroups(legacy: Bool) -> Bool { self == .mlx5Net && !legacy }
-
-    /// Whether the parent has `.reset_map` (6.7+ set_map parents).
-    public func hasResetMap(legacy: Bool) -> Bool { mapOperation == .setMap && !legacy }
-
-    public var hasSuspendResume: Bool { self != .platformNet }
-
-    public var hasSetGroupASID: Bool { self != .platformNet }
-
-    /// The mapping an ASID has at creation, after `reset_map`, and after a clean reset (R31, R33, R36).
-    public func defaultMapping(asid: Int) -> DeviceMapping {
-        switch self {
-        case .vdpasimNet, .vdpasimBlock: .passthrough
-        case .mlx5Net: asid == 0 ? .dmaMR : .table(IntervalTree())
-        case .platformNet: .platform
-        }
-    }
-
-    /// GET_BACKEND_FEATURES (R27).
-    public func offeredBackendFeatures(legacy: Bool) -> BackendFeatures {
-        var offer: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID]
-        if hasSuspendResume { offer.formUnion([.suspend, .resume, .enableAfterDriverOK]) }
-        if hasDescriptorGroups(legacy: legacy) { offer.insert(.descASID) }
-        // Persist-capable: a platform IOMMU, or a parent with .reset_map; neither bit exists before 6.7.
-        if !legacy && (mapOperation == .platform || hasResetMap(legacy: legacy)) { offer.insert(.iotlbPersist) }
-        return offer
-    }
-
-    /// Virtio device features the parent offers (VHOST_GET_FEATURES, R53); a legacy parent offers the same.
-    /// vdpasim_net: 0x3_0883_0028, as vdpa_sim_net.
-    public var offeredFeatures: UInt64 {
-        let c = deviceClass
-        switch self {
-        case .vdpasimNet:
-            return VirtioFeatures.mask(
-                "VERSION_1", "ANY_LAYOUT", "ACCESS_PLATFORM", "MAC", "MTU", "CTRL_VQ",
-                "CTRL_MAC_ADDR", "STATUS", class: c)
-        case .mlx5Net:
-            return VirtioFeatures.mask(
-                "VERSION_1", "ACCESS_PLATFORM", "CSUM", "GUEST_CSUM", "HOST_TSO4",
-                "HOST_TSO6", "MRG_RXBUF", "MAC", "MTU", "STATUS", "CTRL_VQ", "MQ",
-                "CTRL_MAC_ADDR", class: c)
-        case .vdpasimBlock:
-            // 0x3_0800_7646 (R53).
-            return VirtioFeatures.mask(
-                "VERSION_1", "ACCESS_PLATFORM", "ANY_LAYOUT", "SIZE_MAX", "SEG_MAX", "BLK_SIZE",
-                "FLUSH", "TOPOLOGY", "MQ", "DISCARD", "WRITE_ZEROES", class: c)
-        case .platformNet:
-            return VirtioFeatures.mask(
-                "VERSION_1", "ACCESS_PLATFORM", "MAC", "MTU", "STATUS", "CTRL_VQ",
-                class: c)
-        }
-    }
-
-    /// vdpa_sim and mlx5 refuse a driver that does not accept ACCESS_PLATFORM (R54).
-    public var requiresAccessPlatform: Bool { self != .platformNet }
+    public func hasDescriptorGroups(legacy: Bool) -> Bool { driver.hasDescriptorGroups(legacy: legacy) }
+    public func hasResetMap(legacy: Bool) -> Bool { driver.hasResetMap(legacy: legacy) }
+    public var hasSuspendResume: Bool { driver.hasSuspendResume }
+    public var hasSetGroupASID: Bool { driver.hasSetGroupASID }
+    public func defaultMapping(asid: Int) -> DeviceMapping { driver.defaultMapping(asid: asid) }
+    public func offeredBackendFeatures(legacy: Bool) -> BackendFeatures { driver.offeredBackendFeatures(legacy: legacy) }
+    public var offeredFeatures: UInt64 { driver.offeredFeatures }
+    public var requiresAccessPlatform: Bool { driver.requiresAccessPlatform }
 }
 
 /// What the device translates an ASID's DMA with.

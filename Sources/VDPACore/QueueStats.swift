@@ -31,10 +31,7 @@ public struct QueueStats: Equatable, Sendable {
 extension VDPADevice {
     /// The queue type of `vq`: a net device's pairs alternate rx, tx; its last vq is the control queue.
     public func queueType(ofVirtqueue vq: Int) -> QueueType {
-        switch mgmtdev.deviceClass {
-        case .block: .request
-        case .net: vq == virtqueueCount - 1 ? .controlVQ : (vq % 2 == 0 ? .rx : .tx)
-        }
+        mgmtdev.driver.queueType(ofVirtqueue: vq, virtqueueCount: virtqueueCount)
     }
 
     /// The largest queue index vstats accepts before its range check (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX).
@@ -47,7 +44,7 @@ extension VDPADevice {
         guard status & VirtioStatus.featuresOK != 0 else {
             throw VDPAError(.EAGAIN, "\(name) has not negotiated its features (FEATURES_OK is not set)")
         }
-        guard mgmtdev.deviceClass == .net else {
+        guard mgmtdev.driver.hasVendorStats else {
             throw VDPAError(.EOPNOTSUPP, "\(name) is a \(mgmtdev.name) device; vendor statistics are net only")
         }
         guard index <= Self.vstatsIndexLimit else {

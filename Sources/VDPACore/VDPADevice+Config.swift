@@ -19,12 +19,7 @@ extension VDPADevice {
 
     /// The whole config space as a read sees it now: a net device's stored bytes with the status field
     /// regenerated from the link (R51, edge #47); a block device's bytes rebuilt (R52).
-    public var configBytes: [UInt8] {
-        guard mgmtdev.deviceClass == .net else { return ConfigLayout.block }
-        var bytes = netConfig
-        ConfigLayout.put16(&bytes, 6, linkUp ? ConfigLayout.linkUp : 0)
-        return bytes
-    }
+    public var configBytes: [UInt8] { mgmtdev.driver.configRead(stored: storedConfig, linkUp: linkUp) }
 
     /// VHOST_VDPA_GET_CONFIG (R47, R48).  A read before SET_FEATURES changes nothing: the kernel's implicit
     /// set_features(0) is refused by every parent modelled here (no ACCESS_PLATFORM) and ignored (edge #50).
@@ -36,14 +31,14 @@ extension VDPADevice {
     /// status is regenerated on the next read); vdpa_sim_blk and mlx5 accept and drop the write.
     public mutating func writeConfig(offset: UInt64, data: [UInt8]) throws(VDPAError) {
         let range = try checkConfigRange(offset: offset, length: UInt64(data.count))
-        guard mgmtdev.deviceClass == .net, mgmtdev != .mlx5Net else { return }
-        netConfig.replaceSubrange(range, with: data)
+        guard mgmtdev.driver.keepsConfigWrites else { return }
+        storedConfig.replaceSubrange(range, with: data)
     }
 
     /// The link state (`vdpa dev set … link`, vdpad's `set_link`): a change signals the config eventfd.
     /// - Throws: `EOPNOTSUPP` on a block device, which has no link.
     public mutating func setLink(up: Bool) throws(VDPAError) {
-        guard mgmtdev.deviceClass == .net else { throw VDPAError(.EOPNOTSUPP, "\(name) is a block device: it has no link") }
+        guard hasLink else { throw VDPAError(.EOPNOTSUPP, "\(name) is a \(mgmtdev.name) device: it has no link") }
         guard up != linkUp else { return }
         linkUp = up
         if let configCall { eventFDEffects.signal.append(configCall) }
@@ -66,11 +61,13 @@ extension VDPADevice {
 }
 
 extension VDPADevice {
-    /// Whether `vq` is the control virtqueue the data path serves: a net device's last vq, CTRL_VQ negotiated.
-    public func isControlQueue(_ vq: Int) -> Bool {
-        mgmtdev.deviceClass == .net && vq == virtqueueCount - 1
-            && driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0
+    /// What the data path does with kicks on `vq` (the parent decides, Parents/); nil: nothing yet.
+    public func servedQueue(_ vq: Int) -> ServedQueue? {
+        mgmtdev.driver.servedQueue(vq, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures)
     }
+
+    /// Whether the device has a link (`set_link`, get_device's `link`).
+    public var hasLink: Bool { mgmtdev.driver.hasLink }
 
     /// Whether a kick on `vq` may be served now (docs/kernel-rules.md D1–D3): DRIVER_OK, the vq ready, the device not suspended.
     public func mayServe(_ vq: Int) -> Bool {
@@ -82,7 +79,7 @@ extension VDPADevice {
     public mutating func recordControlQueue(vq: Int, run: ControlQueue.Run, lastAvail: UInt16, atomicIndexStores: Int = 0) {
         stats.atomicIndexStores += atomicIndexStores
         stats.copiedIndexStores += run.completed - atomicIndexStores
-        if let mac = run.newMAC, mac.count == 6, mgmtdev.deviceClass == .net { netConfig.replaceSubrange(0..<6, with: mac) }
+        if let mac = run.newMAC { storedConfig = mgmtdev.driver.config(storedConfig, settingMAC: mac) }
         stats.cvqRequests += run.counters.requests
         stats.cvqSuccesses += run.counters.successes
         stats.cvqErrors += run.counters.errors

@@ -91,11 +91,7 @@ extension VDPADevice {
         if mgmtdev.requiresAccessPlatform && features & VirtioFeatures.mask("ACCESS_PLATFORM", class: c) == 0 {
             throw VDPAError(.EINVAL, "\(mgmtdev.name) requires ACCESS_PLATFORM (R54, edge #52)")
         }
-        if mgmtdev == .mlx5Net && features & VirtioFeatures.mask("MQ", class: c) != 0
-            && features & VirtioFeatures.mask("CTRL_VQ", class: c) == 0
-        {
-            throw VDPAError(.EINVAL, "mlx5_net refuses MQ without CTRL_VQ (R54)")
-        }
+        if let refusal = mgmtdev.driver.refusal(ofDriverFeatures: features) { throw VDPAError(.EINVAL, refusal) }
         driverFeatures = features
     }
 
@@ -112,14 +108,7 @@ extension VDPADevice {
         }
         // R57: a parent's verdict is read back, never returned.  vdpa_sim stores anything; a hardware
         // parent (mlx5) leaves FEATURES_OK clear when the driver's features are unacceptable to it.
-        var accepted = s
-        if mgmtdev == .mlx5Net && s & VirtioStatus.featuresOK != 0 && status & VirtioStatus.featuresOK == 0
-            && driverFeatures & VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net)
-                != VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net)
-        {
-            accepted &= ~VirtioStatus.featuresOK
-        }
-        status = accepted
+        status = mgmtdev.driver.statusVerdict(requested: s, current: status, driverFeatures: driverFeatures)
     }
 
     /// SET_STATUS(0) (R30, R31): groups back to ASID 0, device mappings back to default unless
@@ -143,7 +132,7 @@ extension VDPADevice {
         for vq in vrings.indices {
             var ring = vrings[vq]
             ring.ready = false
-            if mgmtdev != .mlx5Net {
+            if !mgmtdev.driver.keepsRingStateAcrossReset {
                 (ring.desc, ring.driver, ring.device, ring.base) = (0, 0, 0, 0)
             }
             if let call = ring.call { eventFDEffects.close.append(call) }

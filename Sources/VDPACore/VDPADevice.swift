@@ -83,8 +83,9 @@ public struct VDPADevice: Sendable {
     public internal(set) var stats = DeviceStats()
     /// Per virtqueue, what `vdpa dev vstats` reports (QueueStats.swift); never cleared.
     public internal(set) var queueStats: [QueueStats]
-    /// A net device's config space as written (R51: it survives reset); a block device rebuilds its own.
-    var netConfig: [UInt8]
+    /// The config bytes the parent stores (a net device's, as written: R51, they survive reset); empty for a
+    /// parent that rebuilds its config on every read (R52).
+    var storedConfig: [UInt8]
     /// The link state the config's status field reports (VIRTIO_NET_S_LINK_UP); `set_link` changes it.
     public internal(set) var linkUp = true
     /// VHOST_VDPA_SET_CONFIG_CALL's eventfd, signalled on a config change.
@@ -113,13 +114,7 @@ public struct VDPADevice: Sendable {
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
         vrings = Array(repeating: Vring(), count: virtqueueCount)
         queueStats = Array(repeating: QueueStats(), count: virtqueueCount)
-        netConfig =
-            mgmtdev.deviceClass == .net
-            ? ConfigLayout.net(
-                mac: attributes.mac ?? "00:00:00:00:00:00", mtu: attributes.mtu ?? 1500,
-                maxVirtqueuePairs: mgmtdev.offeredFeatures & VirtioFeatures.mask("MQ", class: .net) != 0
-                    ? attributes.maxVQP ?? 1 : 0)
-            : []
+        storedConfig = mgmtdev.driver.initialConfig(attributes)
     }
 
     /// The eventfds to signal and close since the last call (the daemon does both while it holds the device).
@@ -132,7 +127,7 @@ public struct VDPADevice: Sendable {
     }
 
     public var deviceID: VirtioDeviceID { mgmtdev.deviceClass.deviceID }
-    public var configSize: Int { mgmtdev.deviceClass.configSize }
+    public var configSize: Int { mgmtdev.driver.configSize }
     public var virtqueueSizeMax: Int { mgmtdev.virtqueueSizeMax }
 
     public var groupCount: Int { mgmtdev.groupCount }

@@ -11,8 +11,6 @@ public enum VirtioDeviceID: UInt32, Sendable {
 
 extension DeviceClass {
     public var deviceID: VirtioDeviceID { self == .net ? .net : .block }
-    /// `sizeof(struct virtio_net_config)` / `sizeof(struct virtio_blk_config)` in the 6.8 uapi (R45).
-    public var configSize: Int { self == .net ? 24 : 96 }
 }
 
 extension ManagementDevice {

@@ -111,7 +111,7 @@ extension VDPAService {
             "owner": ownerJSON(d.owner), "suspended": .bool(d.suspended), "asids": .array(asids), "stats": stats,
             "device_id": JSON(Int(d.deviceID.rawValue)), "vq_num_max": JSON(d.virtqueueSizeMax), "config_size": JSON(d.configSize),
             "offered_features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass),
-            "link": d.mgmtdev.deviceClass == .net ? .string(d.linkUp ? "up" : "down") : .null,
+            "link": d.hasLink ? .string(d.linkUp ? "up" : "down") : .null,
             "config_call": .bool(d.configCall != nil), "store_agent": .bool(d.storeAgent != nil),
             "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
             "queues": .array(
@@ -182,9 +182,9 @@ extension VDPAService {
     // MARK: §5.2 Management
 
     static let managementMethods: [String: Handler] = [
-        "list_mgmtdevs": { _, _, _ in
+        "list_mgmtdevs": { s, _, _ in
             .array(
-                ManagementDevice.allCases.map { m in
+                s.registry.parents.map { m in
                     [
                         "name": .string(m.name), "class": .string(m.deviceClass.rawValue), "nvqs": JSON(m.virtqueueCount(maxVQP: 1)),
                         "ngroups": JSON(m.groupCount), "nas": JSON(m.addressSpaceCount),

@@ -45,18 +45,19 @@ public final class VDPAService: Sendable {
     public convenience init(
         limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
         logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
+        parents: [ManagementDevice] = ManagementDevice.builtIn,
         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
     ) {
-        self.init(limits: limits, version: version, pid: pid, logger: logger, persist: persist, useFastPath: true)
+        self.init(limits: limits, version: version, pid: pid, logger: logger, parents: parents, persist: persist, useFastPath: true)
     }
 
     /// `useFastPath: false` answers every text through the general path: the reference that tests and
     /// the fuzzer compare the fast path with, byte for byte.
     public init(
-        limits: ServiceLimits, version: String, pid: Int32, logger: Logger,
+        limits: ServiceLimits, version: String, pid: Int32, logger: Logger, parents: [ManagementDevice] = ManagementDevice.builtIn,
         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool
     ) {
-        registry = DeviceRegistry(limits: limits, logger: logger, persist: persist)
+        registry = DeviceRegistry(limits: limits, logger: logger, parents: parents, persist: persist)
         self.logger = logger
         self.version = version
         self.pid = pid

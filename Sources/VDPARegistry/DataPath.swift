@@ -202,7 +202,7 @@ final class DataPathWorker: @unchecked Sendable {
         guard let slot else { return false }
         // Under the lock: the gates, and a snapshot to work from without it.
         let snapshot: ProcessMemory? = slot.read { d in
-            guard d.isControlQueue(vq) else { return nil }  // data queues come with the rest of the data path
+            guard d.servedQueue(vq) == .netControl else { return nil }  // data queues come with the rest of the data path
             guard d.mayServe(vq) else {
                 // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).
                 if d.suspended && d.status & VirtioStatus.driverOK != 0 { pendingWhileSuspended = true }

@@ -40,6 +40,8 @@ public struct ServiceLimits: Sendable {
 
 public final class DeviceRegistry: Sendable {
     public let limits: ServiceLimits
+    /// The parent drivers devices can be made of (list_mgmtdevs, add_device's `mgmtdev`).
+    public let parents: [ManagementDevice]
     private let devices = Locked<[DeviceName: DeviceSlot]>([:])
     /// Bumped on every change of `devices`, so a front end may keep the slot it used last.
     private let generation = Atomic<UInt64>(0)
@@ -60,12 +62,16 @@ public final class DeviceRegistry: Sendable {
         var types: Set<EventType>?
     }
 
+    /// `parents`: the built-in parent drivers unless a front end adds its own (docs/architecture.md,
+    /// "Adding a parent kind").
     public init(
         limits: ServiceLimits = ServiceLimits(),
         logger: Logger = Logger(label: "vdpad.registry", factory: { _ in SwiftLogNoOpLogHandler() }),
+        parents: [ManagementDevice] = ManagementDevice.builtIn,
         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
     ) {
         self.limits = limits
+        self.parents = parents
         self.logger = logger
         self.persist = persist
         events = EventLog(capacity: limits.eventBuffer)
@@ -124,7 +130,7 @@ public final class DeviceRegistry: Sendable {
         guard let name = DeviceName(rawValue: record.name) else {
             throw VDPAError(.EINVAL, "device name \"\(record.name)\" is not 1–32 of [A-Za-z0-9_.-]")
         }
-        guard let mgmtdev = ManagementDevice(rawValue: record.mgmtdev) else {
+        guard let mgmtdev = parents.first(where: { $0.name == record.mgmtdev }) else {
             throw VDPAError(.ENODEV, "no management device named \(record.mgmtdev); see list_mgmtdevs")
         }
         return try VDPADevice(name: name, mgmtdev: mgmtdev, attributes: record.attributes, maxEntriesPerASID: limits.maxIOTLBEntries)

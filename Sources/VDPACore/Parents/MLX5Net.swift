@@ -1,0 +1,43 @@
+// MLX5Net.swift — mlx5_vdpa as a ConnectX-6 Dx presents it: up to 32 queue
+// pairs and a control queue, three groups (data 0, CVQ 1, the data queues'
+// descriptor tables 2: DESC_ASID), ASID 0 pre-mapped by a 1:1 DMA MR.  Its
+// hardware keeps ring state across a reset (R61, R69), ignores config writes
+// (R49) and judges FEATURES_OK (R57).
+
+public struct MLX5Net: NetParent {
+    public init() {}
+    public var name: String { "mlx5_net" }
+    public var groupCount: Int { 3 }
+    public var addressSpaceCount: Int { 2 }
+    public var maxQueuePairs: Int { 32 }
+    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { vq == virtqueueCount - 1 ? 1 : 0 }
+
+    /// The CVQ's own group for its rings; every data queue's descriptor table in group 2 (6.7+).
+    public func descriptorGroup(ofVirtqueue vq: Int, virtqueueCount: Int, legacy: Bool) -> Int? {
+        legacy ? nil : (vq == virtqueueCount - 1 ? 1 : 2)
+    }
+
+    /// ASID 0: the 1:1 DMA MR made at device creation; ASID 1: an empty table.
+    public func defaultMapping(asid: Int) -> DeviceMapping { asid == 0 ? .dmaMR : .table(IntervalTree()) }
+
+    public var offeredFeatures: UInt64 {
+        VirtioFeatures.mask(
+            "VERSION_1", "ACCESS_PLATFORM", "CSUM", "GUEST_CSUM", "HOST_TSO4", "HOST_TSO6", "MRG_RXBUF", "MAC", "MTU", "STATUS",
+            "CTRL_VQ", "MQ", "CTRL_MAC_ADDR", class: .net)
+    }
+
+    public func refusal(ofDriverFeatures features: UInt64) -> String? {
+        let mq = VirtioFeatures.mask("MQ", class: .net), cvq = VirtioFeatures.mask("CTRL_VQ", class: .net)
+        return features & mq != 0 && features & cvq == 0 ? "mlx5_net refuses MQ without CTRL_VQ (R54)" : nil
+    }
+
+    /// The hardware leaves FEATURES_OK clear when the driver lacks VERSION_1 or ACCESS_PLATFORM.
+    public func statusVerdict(requested: UInt8, current: UInt8, driverFeatures: UInt64) -> UInt8 {
+        let needed = VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net)
+        let settingFeaturesOK = requested & VirtioStatus.featuresOK != 0 && current & VirtioStatus.featuresOK == 0
+        return settingFeaturesOK && driverFeatures & needed != needed ? requested & ~VirtioStatus.featuresOK : requested
+    }
+
+    public var keepsRingStateAcrossReset: Bool { true }
+    public var keepsConfigWrites: Bool { false }
+}
