@@ -28,6 +28,10 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
+        // Pure virtio over a GuestMemory protocol: the split ring, the net control queue.
+        .target(name: "VDPAVirtio"),
+        // The few Linux calls Swift's Glibc module lacks (eventfd, process_vm_readv/writev).
+        .target(name: "CVDPAShim"),
         .target(
             name: "VDPACore",
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
@@ -35,12 +39,14 @@ let package = Package(
         // JSON values with exact 64-bit integers: what the wire and the client speak.
         .target(name: "VDPAJSON"),
         // The typed service: devices, sessions, roles, events, the data path; no JSON, no sockets.
-        .target(name: "VDPARegistry", dependencies: ["VDPACore", "UnixSocket", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
+        // The only I/O below the registry: eventfds, guest memory (process_vm; the store agent), a worker per device.
+        .target(name: "VDPADataPath", dependencies: ["VDPACore", "VDPARegistry", "VDPAVirtio", "UnixSocket", "CVDPAShim"]),
         // Operators' metrics: the devices' counters through swift-metrics into a Prometheus exposition.
         .target(name: "VDPAMetrics", dependencies: ["VDPACore", "VDPARegistry", .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Prometheus", package: "swift-prometheus")]),
         // JSON-RPC 2.0 over the registry: decode, call, encode.
-        .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPAJSON", "VDPAMetrics", .product(name: "Logging", package: "swift-log")]),
+        .target(name: "VDPARPC", dependencies: ["VDPACore", "VDPARegistry", "VDPADataPath", "VDPAJSON", "VDPAMetrics", .product(name: "Logging", package: "swift-log")]),
         // System calls' shared parts: sockaddr_un, the default socket path, EINTR, errno (swift-system's).
         .target(name: "UnixSocket", dependencies: [.product(name: "SystemPackage", package: "swift-system")]),
         // The cost model alone: what pricing a recorded flow needs (vdpad-cli replay), no registry, no RPC.
@@ -74,19 +80,20 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-cli",
-            dependencies: ["VDPAClient", "UnixSocket", "VDPACostModel", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPAClient", "UnixSocket", "VDPACostModel", "CVDPAShim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "vdpad-bench",
             dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPAClient", "VDPAFlows", "VDPACostModel", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // What the test targets share (fixtures, callers); never linked into a product.
-        .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry"], path: "Tests/_VDPATestSupport"),
+        .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPADataPath"], path: "Tests/_VDPATestSupport"),
         .testTarget(name: "VDPACoreTests", dependencies: ["VDPACore", "_VDPATestSupport"], exclude: ["README.md"]),
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPACore", "VDPAJSON", "_VDPATestSupport",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
-        .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "_VDPATestSupport"]),
+        .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "VDPADataPath", "_VDPATestSupport"]),
+        .testTarget(name: "VDPAVirtioTests", dependencies: ["VDPAVirtio"]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows", "VDPACostModel"]),
         .testTarget(name: "VDPAMetricsTests", dependencies: ["VDPAMetrics", "VDPARegistry", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "EndToEndTests", dependencies: ["VDPAClient", "VDPACore", "VDPADaemon", "VDPARPC", "VDPARegistry", "VDPAJSON", "UnixSocket"]),

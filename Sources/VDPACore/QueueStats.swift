@@ -28,6 +28,25 @@ public struct QueueStats: Equatable, Sendable {
     public init() {}
 }
 
+/// What one run of a queue did, as the device records it (the data path fills it from the virtio layer's run).
+public struct QueueRunRecord: Equatable, Sendable {
+    /// Chains fetched, and of them answered OK or counted as errors.
+    public var requests = 0, successes = 0, errors = 0
+    /// Used entries whose idx store landed.
+    public var completed = 0
+    /// Buffer bytes read and written.
+    public var bytes = 0
+    /// Call eventfd signals owed (the CVQ signals once per answered command).
+    public var calls = 0
+    /// The MAC a control command set, if any.
+    public var newMAC: [UInt8]?
+
+    public init(requests: Int = 0, successes: Int = 0, errors: Int = 0, completed: Int = 0, bytes: Int = 0, calls: Int = 0, newMAC: [UInt8]? = nil) {
+        (self.requests, self.successes, self.errors, self.completed, self.bytes, self.calls, self.newMAC) =
+            (requests, successes, errors, completed, bytes, calls, newMAC)
+    }
+}
+
 extension VDPADevice {
     /// The queue type of `vq`: a net device's pairs alternate rx, tx; its last vq is the control queue.
     public func queueType(ofVirtqueue vq: Int) -> QueueType {

@@ -74,20 +74,20 @@ extension VDPADevice {
         status & VirtioStatus.driverOK != 0 && vq < vrings.count && vrings[vq].ready && !suspended
     }
 
-    /// What a run of the control queue did: the MAC commands wrote (into the config, whatever the parent's
+    /// What a run of the control queue did: the MAC its commands wrote (into the config, whatever the parent's
     /// SET_CONFIG does), the counters, the ring's progress (GET_VRING_BASE's live index), one call per command.
-    public mutating func recordControlQueue(vq: Int, run: ControlQueue.Run, lastAvail: UInt16, atomicIndexStores: Int = 0) {
+    public mutating func recordControlQueue(vq: Int, run: QueueRunRecord, lastAvail: UInt16, atomicIndexStores: Int = 0) {
         stats.atomicIndexStores += atomicIndexStores
         stats.copiedIndexStores += run.completed - atomicIndexStores
         if let mac = run.newMAC { storedConfig = mgmtdev.driver.config(storedConfig, settingMAC: mac) }
-        stats.cvqRequests += run.counters.requests
-        stats.cvqSuccesses += run.counters.successes
-        stats.cvqErrors += run.counters.errors
+        stats.cvqRequests += run.requests
+        stats.cvqSuccesses += run.successes
+        stats.cvqErrors += run.errors
         guard vq < vrings.count else { return }
-        queueStats[vq].receivedDesc += run.counters.requests
+        queueStats[vq].receivedDesc += run.requests
         queueStats[vq].completedDesc += run.completed
         queueStats[vq].bytes += run.bytes
-        queueStats[vq].errors += run.counters.errors
+        queueStats[vq].errors += run.errors
         vrings[vq].base = lastAvail
         if run.calls > 0, let call = vrings[vq].call { eventFDEffects.signal += Array(repeating: call, count: run.calls) }
     }

@@ -142,7 +142,7 @@ extension VDPAService {
     /// is taken (before the device is decoded, so requests and descriptors stay paired even when one fails),
     /// then the registry's rules for it (`DeviceRegistry.useDescriptor`).
     func withPassedDescriptor(
-        _ p: Params, _ caller: Caller, kind: DeviceRegistry.DescriptorKind = .eventfd,
+        _ p: Params, _ caller: Caller, kind: DescriptorKind = .eventfd,
         _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void,
         precheck: (inout VDPADevice) throws(VDPAError) -> Void
     ) throws {

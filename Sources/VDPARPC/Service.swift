@@ -7,6 +7,7 @@
 import Logging
 import Synchronization
 import VDPACore
+import VDPADataPath
 import VDPAJSON
 import VDPAMetrics
 import VDPARegistry
@@ -57,7 +58,7 @@ public final class VDPAService: Sendable {
         limits: ServiceLimits, version: String, pid: Int32, logger: Logger, parents: [ManagementDevice] = ManagementDevice.builtIn,
         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool
     ) {
-        registry = DeviceRegistry(limits: limits, logger: logger, parents: parents, persist: persist)
+        registry = DeviceRegistry(io: ProcessDeviceIO(), limits: limits, logger: logger, parents: parents, persist: persist)
         self.logger = logger
         self.version = version
         self.pid = pid

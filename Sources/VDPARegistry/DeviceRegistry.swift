@@ -9,9 +9,6 @@
 // serial and different devices proceed in parallel; the table of devices is
 // a small map behind a lock; calls from one connection arrive in order, and
 // each call waits for its device, so replies keep request order.
-#if canImport(Glibc)
-    import Glibc
-#endif
 import Logging
 import Synchronization
 import VDPACore
@@ -42,6 +39,8 @@ public final class DeviceRegistry: Sendable {
     public let limits: ServiceLimits
     /// The parent drivers devices can be made of (list_mgmtdevs, add_device's `mgmtdev`).
     public let parents: [ManagementDevice]
+    /// The system calls and data-path threads the registry asks for (DeviceIO.swift).
+    let io: any DeviceIO
     private let devices = Locked<[DeviceName: DeviceSlot]>([:])
     /// Bumped on every change of `devices`, so a front end may keep the slot it used last.
     private let generation = Atomic<UInt64>(0)
@@ -65,11 +64,13 @@ public final class DeviceRegistry: Sendable {
     /// `parents`: the built-in parent drivers unless a front end adds its own (docs/architecture.md,
     /// "Adding a parent kind").
     public init(
+        io: any DeviceIO,
         limits: ServiceLimits = ServiceLimits(),
         logger: Logger = Logger(label: "vdpad.registry", factory: { _ in SwiftLogNoOpLogHandler() }),
         parents: [ManagementDevice] = ManagementDevice.builtIn,
         persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
     ) {
+        self.io = io
         self.limits = limits
         self.parents = parents
         self.logger = logger
@@ -152,7 +153,7 @@ public final class DeviceRegistry: Sendable {
                     throw VDPAError(.ENOSPC, "\(made.count) devices more would pass max_devices \(limits.maxDevices)")
                 }
             }
-            for device in made { setSlot(DeviceSlot(device), for: device.name) }
+            for device in made { setSlot(DeviceSlot(device, io: io), for: device.name) }
         }
     }
 
@@ -172,7 +173,7 @@ public final class DeviceRegistry: Sendable {
             } catch {
                 throw VDPAError(.EIO, "could not save the state file, \(record.name) not added: \(error)")
             }
-            setSlot(DeviceSlot(device), for: device.name)
+            setSlot(DeviceSlot(device, io: io), for: device.name)
         }
         logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
         emit(.deviceAdded(mgmtdev: record.mgmtdev), device: record.name)
@@ -247,7 +248,7 @@ public final class DeviceRegistry: Sendable {
     /// that no request took.
     public func connectionClosed(_ connection: UInt64) {
         subscribers.withLock { _ = $0.removeValue(forKey: connection) }
-        for fd in passedDescriptors.withLock({ $0.removeValue(forKey: connection) }) ?? [] { EventFDs.close(fd) }
+        for fd in passedDescriptors.withLock({ $0.removeValue(forKey: connection) }) ?? [] { io.discard(fd) }
         openConnections.subtract(1, ordering: .relaxed)
         for slot in allSlots() {
             // Check and release in one hop, so nobody can open the device in between.
@@ -273,7 +274,7 @@ public final class DeviceRegistry: Sendable {
             table[connection, default: []] += fds
             return true
         }
-        if !accepted { fds.forEach(EventFDs.close) }
+        if !accepted { fds.forEach(io.discard) }
         return accepted
     }
 
@@ -290,10 +291,9 @@ public final class DeviceRegistry: Sendable {
     }
 
     /// Closes a taken descriptor that no device will hold (its request failed before reaching one).
-    public func discardDescriptor(_ fd: Int32) { EventFDs.close(fd) }
+    public func discardDescriptor(_ fd: Int32) { io.discard(fd) }
 
     /// What a descriptor method expects to be passed.
-    public enum DescriptorKind: Sendable { case eventfd, socket }
 
     /// The descriptor methods (docs/protocol.md §5.5), with the descriptor taken by `takeDescriptor` (nil:
     /// none was passed, or the request unsets): the device, its owner and `precheck` (the vq index; R44
@@ -314,7 +314,7 @@ public final class DeviceRegistry: Sendable {
                             "no descriptor was passed for this request: send an eventfd with SCM_RIGHTS "
                                 + "with (or before) the request's bytes, or set unset: true")
                     }
-                    if let errno = EventFDs.check(fd, is: kind) {
+                    if let errno = io.check(fd, is: kind) {
                         throw VDPAError(
                             errno,
                             errno == .EBADF
@@ -325,7 +325,7 @@ public final class DeviceRegistry: Sendable {
                 try apply(&d, fd.map(EventFD.init))
             }
         } catch {
-            if let fd { EventFDs.close(fd) }
+            if let fd { io.discard(fd) }
             throw error
         }
     }

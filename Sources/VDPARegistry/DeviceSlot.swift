@@ -11,10 +11,15 @@ import VDPACore
 
 public final class DeviceSlot: Sendable {
     @usableFromInline let state: Locked<VDPADevice>
-    /// The data-path worker (DataPath.swift), started when a kick eventfd is first bound.
-    private let worker = Locked<DataPathWorker?>(nil)
+    /// What carries out the device's eventfd effects and starts its data path (DeviceIO.swift).
+    @usableFromInline let io: any DeviceIO
+    /// The data-path worker, started when a kick eventfd is first bound.
+    private let worker = Locked<(any DeviceWorker)?>(nil)
 
-    init(_ device: VDPADevice) { state = Locked(device) }
+    init(_ device: VDPADevice, io: any DeviceIO) {
+        state = Locked(device)
+        self.io = io
+    }
 
     deinit { worker.withLock { $0?.stop() } }
 
@@ -50,10 +55,10 @@ public final class DeviceSlot: Sendable {
     func settle(_ d: inout VDPADevice) {
         guard d.hasEventFDEffects else { return }
         let effects = d.takeEventFDEffects()
-        EventFDs.carryOut(effects)
+        io.carryOut(effects)
         guard effects.kicksChanged || effects.resumed else { return }
         worker.withLock { worker in
-            if worker == nil && d.vrings.contains(where: { $0.kick != nil }) { worker = DataPathWorker(slot: self) }
+            if worker == nil && d.vrings.contains(where: { $0.kick != nil }) { worker = io.startWorker(for: self) }
             worker?.notify(rescan: effects.kicksChanged, resumed: effects.resumed)
         }
     }

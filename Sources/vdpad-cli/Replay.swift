@@ -2,6 +2,7 @@
 // --record, one JSON line per call) played again against any device kind,
 // with the places where the answers differ from the recording and what the
 // flow cost the device (its own counters).
+import CVDPAShim
 import VDPAClient
 import UnixSocket
 import VDPACostModel
@@ -193,10 +194,6 @@ enum Replay {
         }
     }
 
-    /// eventfd(2), reached through dlsym: <sys/eventfd.h> is not part of Swift's Glibc module.
-    static func newEventFD() -> Int32 {
-        typealias EventFDFunction = @convention(c) (UInt32, Int32) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return -1 }
-        return unsafeBitCast(symbol, to: EventFDFunction.self)(0, O_CLOEXEC)
-    }
+    /// eventfd(2), through the shim: <sys/eventfd.h> is not part of Swift's Glibc module.
+    static func newEventFD() -> Int32 { vdpad_eventfd(0, O_CLOEXEC) }
 }

@@ -44,12 +44,7 @@ struct QueueStatsTests {
     @Test("a control-queue run counts on the CVQ; the counts survive reset and a new open")
     func controlQueueCountsSurviveReset() throws {
         var d = try Self.negotiated()
-        var run = ControlQueue.Run()
-        run.counters.requests = 2
-        run.counters.successes = 1
-        run.counters.errors = 1
-        run.completed = 2
-        run.bytes = 17
+        let run = QueueRunRecord(requests: 2, successes: 1, errors: 1, completed: 2, bytes: 17)
         d.recordControlQueue(vq: 2, run: run, lastAvail: 2)
         var expected = QueueStats()
         (expected.receivedDesc, expected.completedDesc, expected.bytes, expected.errors) = (2, 2, 17, 1)

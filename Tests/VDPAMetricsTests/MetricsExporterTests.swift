@@ -23,12 +23,7 @@ struct MetricsExporterTests {
         try d.map(iova: 0x4000, size: 0x1000, address: 0x9000, permission: .read)
         try d.map(iova: 0x8000, size: 0x1000, address: 0xA000, permission: .read)
         _ = try d.unmap(iova: 0x8000, size: 0x1000)
-        var run = ControlQueue.Run()
-        run.counters.requests = 3
-        run.counters.successes = 2
-        run.counters.errors = 1
-        run.completed = 3
-        run.bytes = 27
+        let run = QueueRunRecord(requests: 3, successes: 2, errors: 1, completed: 3, bytes: 27)
         d.recordControlQueue(vq: 2, run: run, lastAvail: 3)
         return d
     }

@@ -6,6 +6,7 @@
 #endif
 import Testing
 import VDPACore
+import VDPADataPath
 @testable import VDPARegistry
 import _VDPATestSupport
 
@@ -23,7 +24,7 @@ struct DeviceRegistryTests {
     static let other = Caller(connection: 3, pid: 30, uid: 1001, gid: 1001, isAdmin: false)
 
     static func registry(users: [UInt32] = [1000]) throws -> DeviceRegistry {
-        let r = DeviceRegistry()
+        let r = DeviceRegistry(io: ProcessDeviceIO())
         _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: users)), by: admin)
         return r
     }
@@ -116,7 +117,7 @@ struct DeviceRegistryTests {
     @Test("the state-file hook refuses a change it cannot write: EIO, nothing added or removed")
     func persistence() throws {
         struct Full: Error {}
-        let r = DeviceRegistry(persist: { records in if records.count > 1 { throw Full() } })
+        let r = DeviceRegistry(io: ProcessDeviceIO(), persist: { records in if records.count > 1 { throw Full() } })
         _ = try r.add(DeviceRecord(name: "a", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin)
         expectError(.EIO) { _ = try r.add(DeviceRecord(name: "b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) }
         #expect(r.deviceRecords().map(\.name) == ["a"] && r.deviceCount == 1)

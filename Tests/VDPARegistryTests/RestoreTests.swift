@@ -5,6 +5,7 @@
 import Dispatch
 import Testing
 import VDPACore
+import VDPADataPath
 @testable import VDPARegistry
 import _VDPATestSupport
 
@@ -20,7 +21,7 @@ struct RestoreTests {
     func checks() throws {
         var limits = ServiceLimits()
         limits.maxDevices = 3
-        let r = DeviceRegistry(limits: limits)
+        let r = DeviceRegistry(io: ProcessDeviceIO(), limits: limits)
         _ = try r.add(Self.record("n0"), by: Self.admin)
         expectError(.EEXIST) { try r.restore([Self.record("n1"), Self.record("n0")]) }
         expectError(.EEXIST) { try r.restore([Self.record("n1"), Self.record("n1")]) }
@@ -34,7 +35,7 @@ struct RestoreTests {
     @Test("a reload racing add_device of the same name: exactly one wins, and the winner's device stays")
     func raceWithAdd() throws {
         for round in 0..<200 {
-            let r = DeviceRegistry()
+            let r = DeviceRegistry(io: ProcessDeviceIO())
             let name = "race\(round)"
             let outcomes = Locked<[String: Bool]>([:])
             DispatchQueue.concurrentPerform(iterations: 2) { i in

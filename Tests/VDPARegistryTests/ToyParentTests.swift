@@ -4,6 +4,7 @@
 // parent kind", walks through the same steps).
 import Testing
 import VDPACore
+import VDPADataPath
 @testable import VDPARegistry
 import _VDPATestSupport
 
@@ -28,7 +29,7 @@ struct ToyParentTests {
 
     @Test("a registry given toy_net makes its devices with toy_net's counts, offers, config rules and verdicts")
     func toyDevice() throws {
-        let r = DeviceRegistry(parents: ManagementDevice.builtIn + [Self.toy])
+        let r = DeviceRegistry(io: ProcessDeviceIO(), parents: ManagementDevice.builtIn + [Self.toy])
         #expect(r.parents.map(\.name) == ["vdpasim_net", "mlx5_net", "vdpasim_blk", "platform_net", "toy_net"])
         let d = try r.add(DeviceRecord(name: "t0", mgmtdev: "toy_net", attributes: DeviceAttributes(mac: "02:00:00:00:00:07")), by: Self.admin)
         #expect((d.virtqueueCount, d.groupCount, d.addressSpaceCount, d.configSize) == (3, 1, 1, 24))
@@ -43,7 +44,8 @@ struct ToyParentTests {
         }
         // A registry without it knows no such parent.
         expectError(.ENODEV) {
-            _ = try DeviceRegistry().add(DeviceRecord(name: "t0", mgmtdev: "toy_net", attributes: DeviceAttributes()), by: Self.admin)
+            _ = try DeviceRegistry(io: ProcessDeviceIO()).add(
+                DeviceRecord(name: "t0", mgmtdev: "toy_net", attributes: DeviceAttributes()), by: Self.admin)
         }
     }
 }

@@ -3,11 +3,10 @@
 // path rules (docs/kernel-rules.md D11–D13, D22–D24) that applies, and whole
 // control-queue runs as vdpasim_handle_cvq does them.
 import Testing
-@testable import VDPACore
-import _VDPATestSupport
+@testable import VDPAVirtio
 
 /// Guest memory as a flat byte array (IOVA = offset), with an optional hole.
-final class FlatMemory: RingMemory {
+final class FlatMemory: GuestMemory {
     var bytes = [UInt8](repeating: 0, count: 1 << 16)
     var hole: Range<UInt64>?
     var indexStores = 0

@@ -3,6 +3,7 @@
 // does (R63–R65: a bad descriptor is EBADF, another kind of file EINVAL),
 // signal one, close one.  The core decides when; this carries it out.
 import VDPACore
+import VDPARegistry
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -10,7 +11,7 @@ import VDPACore
 enum EventFDs {
     /// Nil when `fd` is of `kind` (an eventfd for kick, call and config; a socket for the store agent); else
     /// the errno the kernel's eventfd_ctx_fdget would give (EBADF, EINVAL).
-    static func check(_ fd: Int32, is kind: DeviceRegistry.DescriptorKind = .eventfd) -> KernelErrno? {
+    static func check(_ fd: Int32, is kind: DescriptorKind = .eventfd) -> KernelErrno? {
         var st = stat()
         guard fstat(fd, &st) == 0 else { return .EBADF }
         if kind == .socket { return st.st_mode & S_IFMT == S_IFSOCK ? nil : .EINVAL }
@@ -35,4 +36,14 @@ enum EventFDs {
         for e in effects.signal { signal(e.descriptor) }
         for e in effects.close { close(e.descriptor) }
     }
+}
+
+/// The registry's I/O as this process does it: eventfds signalled and closed with write(2) and close(2),
+/// descriptors checked through /proc/self/fd, and a data-path thread per device (DataPathWorker).
+public struct ProcessDeviceIO: DeviceIO {
+    public init() {}
+    public func carryOut(_ effects: EventFDEffects) { EventFDs.carryOut(effects) }
+    public func discard(_ fd: Int32) { EventFDs.close(fd) }
+    public func check(_ fd: Int32, is kind: DescriptorKind) -> KernelErrno? { EventFDs.check(fd, is: kind) }
+    public func startWorker(for slot: DeviceSlot) -> (any DeviceWorker)? { DataPathWorker(slot: slot) }
 }

@@ -2,12 +2,12 @@
 // vringh walks it (docs/datapath.md; docs/kernel-rules.md D22–D24): fetch a chain
 // from the avail ring, following NEXT and INDIRECT, collecting readable and
 // writable buffers; complete it in the used ring.  Pure: every access to the
-// VMM's memory goes through `RingMemory`, so the walker is tested against
+// VMM's memory goes through `GuestMemory`, so the walker is tested against
 // rings built in the test's own memory and driven against a VMM by the
 // daemon (process_vm_readv/writev).
 
 /// How the walker reads and writes ring and buffer memory by IOVA; errors are the access's own.
-public protocol RingMemory {
+public protocol GuestMemory {
     /// `count` bytes at `iova`, read through the ring areas' ASID (`ring: true`) or the buffers' (`ring: false`).
     func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8]
     func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError)
@@ -68,13 +68,13 @@ public struct SplitRing: Sendable {
     static func le64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) } }
 
     /// Whether the driver has posted chains not taken yet.
-    public func hasWork(_ memory: some RingMemory) throws(RingError) -> Bool {
+    public func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
         Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0) != lastAvail
     }
 
     /// The next chain, or nil when the ring is empty.  A head out of range is refused without consuming it;
     /// every other error consumes the head (vringh's rules, docs/kernel-rules.md D22–D23).
-    public mutating func fetch(_ memory: some RingMemory) throws(RingError) -> RingChain? {
+    public mutating func fetch(_ memory: some GuestMemory) throws(RingError) -> RingChain? {
         let availIdx = Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0)
         guard availIdx != lastAvail else { return nil }
         let slot = UInt64(lastAvail % num)
@@ -88,7 +88,7 @@ public struct SplitRing: Sendable {
 
     /// Follows one table from `first`: NEXT within it, INDIRECT into a table of its own.
     private func walk(
-        _ memory: some RingMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
+        _ memory: some GuestMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
         indirectAllowed: Bool
     ) throws(RingError) {
         var index = first
@@ -122,7 +122,7 @@ public struct SplitRing: Sendable {
     }
 
     /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on).
-    public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some RingMemory) throws(RingError) {
+    public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
         let slot = UInt64(lastUsed % num)
         var element = [UInt8](repeating: 0, count: 8)
         for k in 0..<4 {
@@ -139,7 +139,7 @@ public struct SplitRing: Sendable {
     /// The first `limit` bytes of a chain's readable buffers, in order, up to the first buffer that cannot be
     /// read: a pull copies what it can before a fault, and a caller that needs n bytes sees fewer.  The limit
     /// keeps a hostile chain of gigabytes from costing more than the bytes a command can use.
-    public static func gather(_ chain: RingChain, _ memory: some RingMemory, limit: Int) -> [UInt8] {
+    public static func gather(_ chain: RingChain, _ memory: some GuestMemory, limit: Int) -> [UInt8] {
         var bytes: [UInt8] = []
         for b in chain.readable where b.length > 0 && bytes.count < limit {
             guard let piece = try? memory.read(b.iova, count: min(Int(b.length), limit - bytes.count), ring: false) else { break }

@@ -1,7 +1,7 @@
 // ControlQueue.swift — the control virtqueue of vdpa_sim_net (docs/datapath.md,
 // "The control queue"; docs/kernel-rules.md D11–D13): one command per chain, and one run of the
 // queue as vdpasim_handle_cvq does it.  Pure: the ring and its buffers are
-// reached through `RingMemory`, so a run is tested against rings built in the
+// reached through `GuestMemory`, so a run is tested against rings built in the
 // test's own memory and driven against a VMM by the daemon's data path.
 
 /// MAC_ADDR_SET writes the config MAC, every other class and command is answered ERR.  vdpa_sim's stale ack
@@ -75,7 +75,7 @@ public struct ControlQueue: Sendable {
     /// (vringh's error: the head is lost or, out of range, stays); a command without its 2-byte header counts a
     /// request and an error, ends the run and is never completed (D13); every other command is acked, completed
     /// and signalled, and a failed ack push or completion is not an error of the command.
-    public static func run(_ ring: inout SplitRing, _ memory: some RingMemory, mac: [UInt8], budget: Int) -> Run {
+    public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], budget: Int) -> Run {
         var queue = ControlQueue()
         var run = Run()
         var mac = mac

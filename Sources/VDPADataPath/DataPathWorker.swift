@@ -6,15 +6,18 @@
 // (and, where the parent has one, its descriptor group) is bound to, with
 // process_vm_readv/writev on the owner's pid, never holding the device's
 // lock across those copies.
+import CVDPAShim
 import UnixSocket
 import VDPACore
+import VDPARegistry
+import VDPAVirtio
 #if canImport(Glibc)
     import Glibc
 #endif
 
 /// The owner's memory as the device sees it: an IOVA goes through a snapshot of the device's mapping of
 /// the right ASID (exactly as `translate` computes it), then process_vm_readv/writev on the owner's pid.
-struct ProcessMemory: RingMemory {
+struct ProcessMemory: GuestMemory {
     let pid: Int32
     /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here).
     var device: VDPADevice
@@ -26,11 +29,9 @@ struct ProcessMemory: RingMemory {
 
     final class Counter { var value = 0 }
 
-    typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt, UInt) -> Int
-    static let readv: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_readv")
-        .map { unsafeBitCast($0, to: Transfer.self) }
-    static let writev: Transfer? = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "process_vm_writev")
-        .map { unsafeBitCast($0, to: Transfer.self) }
+    typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt) -> Int
+    static let readv: Transfer = vdpad_process_vm_readv
+    static let writev: Transfer = vdpad_process_vm_writev
 
     /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.
     func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
@@ -44,10 +45,10 @@ struct ProcessMemory: RingMemory {
     }
 
     /// One call per direction for all the pieces (batched: one process_vm call costs a system call whatever its size); a short count is a fault.
-    func transfer(_ local: UnsafeMutableRawBufferPointer, _ remote: [iovec], _ iova: UInt64, _ f: Transfer?) throws(RingError) {
-        guard let f, remote.count <= 1024 else { throw .fault(iova) }
+    func transfer(_ local: UnsafeMutableRawBufferPointer, _ remote: [iovec], _ iova: UInt64, _ f: Transfer) throws(RingError) {
+        guard remote.count <= 1024 else { throw .fault(iova) }
         var localVector = iovec(iov_base: local.baseAddress, iov_len: local.count)
-        let n = remote.withUnsafeBufferPointer { f(pid, &localVector, 1, $0.baseAddress, UInt($0.count), 0) }
+        let n = remote.withUnsafeBufferPointer { f(pid, &localVector, 1, $0.baseAddress, UInt($0.count)) }
         guard n == local.count else { throw .fault(iova) }
     }
 
@@ -99,7 +100,7 @@ struct ProcessMemory: RingMemory {
 
 /// One device's data-path thread: poll(2) on the kick eventfds and a wake-up eventfd (a device has a
 /// handful of vqs, so poll's linear scan is nothing; epoll is not in Swift's Glibc module).
-final class DataPathWorker: @unchecked Sendable {
+final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private weak var slot: DeviceSlot?
     private let wake: Int32
     /// Only the worker thread touches these.
@@ -116,9 +117,7 @@ final class DataPathWorker: @unchecked Sendable {
     static let chainsPerRun = 64
 
     init?(slot: DeviceSlot) {
-        typealias EventFDFunction = @convention(c) (UInt32, Int32) -> Int32
-        guard let symbol = dlsym(UnsafeMutableRawPointer(bitPattern: 0), "eventfd") else { return nil }
-        let fd = unsafeBitCast(symbol, to: EventFDFunction.self)(0, O_CLOEXEC | O_NONBLOCK)
+        let fd = vdpad_eventfd(0, O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         (self.slot, wake) = (slot, fd)
         guard DetachedThread.start({ [self] in loop() }) else {
@@ -230,7 +229,10 @@ final class DataPathWorker: @unchecked Sendable {
         let run = ControlQueue.run(&ring, memory, mac: Array(memory.device.configBytes.prefix(6)), budget: Self.chainsPerRun)
         rings[vq] = (key, ring)
         let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
-        slot.sync { d in d.recordControlQueue(vq: vq, run: run, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
+        let record = QueueRunRecord(
+            requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
+            completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
+        slot.sync { d in d.recordControlQueue(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
         return run.more
     }
 }

@@ -1,0 +1,32 @@
+// DeviceIO.swift — the I/O the registry needs and does not do: signalling and
+// closing the eventfds a device names, checking a passed descriptor's kind,
+// closing descriptors it will not keep, and a data-path worker per device.
+// VDPADataPath provides it (`ProcessDeviceIO`); the front end that makes the
+// registry hands it in, so the registry itself makes no system call.
+import VDPACore
+
+/// What a descriptor passed with SCM_RIGHTS must be for the request that takes it.
+public enum DescriptorKind: Sendable {
+    /// Kick, call and config eventfds (R63–R65).
+    case eventfd
+    /// The VMM's store agent (set_store_agent).
+    case socket
+}
+
+public protocol DeviceIO: Sendable {
+    /// Signals, then closes, what the device's last operations asked (called holding the device).
+    func carryOut(_ effects: EventFDEffects)
+    /// Closes a descriptor the registry was handed and will not keep.
+    func discard(_ fd: Int32)
+    /// Nil when `fd` is of `kind`; else the errno the kernel's check would give (EBADF, EINVAL: R63–R65).
+    func check(_ fd: Int32, is kind: DescriptorKind) -> KernelErrno?
+    /// Starts the data path of the device in `slot` (when a kick eventfd is first bound); nil if it cannot.
+    func startWorker(for slot: DeviceSlot) -> (any DeviceWorker)?
+}
+
+/// One device's data path, started by `DeviceIO.startWorker`.
+public protocol DeviceWorker: AnyObject, Sendable {
+    /// The kick bindings changed (`rescan`), or the device resumed (`resumed`: replay remembered kicks).
+    func notify(rescan: Bool, resumed: Bool)
+    func stop()
+}
