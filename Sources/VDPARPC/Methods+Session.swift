@@ -23,35 +23,32 @@ extension VDPAService {
             return [:]
         },
         "get_backend_features": { s, p, caller in
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) -> JSON in
-                ["offered": backendJSON(d.offeredBackendFeatures), "acked": backendJSON(d.ackedBackendFeatures)]
-            }
+            let f = try s.registry.backendFeatures(device: try p.string("device"), by: caller)
+            return ["offered": backendJSON(f.offered), "acked": backendJSON(f.acked)]
         },
         "set_backend_features": { s, p, caller in
             let features = try p.backendFeatures()
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.setBackendFeatures(features) }
+            try s.registry.setBackendFeatures(features, device: try p.string("device"), by: caller)
             return [:]
         },
         "get_features": { s, p, caller in
             // R53: what the parent offers (no ioctl reads the negotiated set back); vdpad adds it.
-            try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) -> JSON in
-                let c = d.mgmtdev.deviceClass
-                return [
-                    "names": .array(VirtioFeatures.names(of: d.offeredFeatures, class: c).map { .string($0) }),
-                    "mask": .unsigned(d.offeredFeatures), "driver_features": featuresJSON(d.driverFeatures, c)
-                ]
-            }
+            let f = try s.registry.features(device: try p.string("device"), by: caller)
+            return [
+                "names": .array(VirtioFeatures.names(of: f.offered, class: f.class).map { .string($0) }),
+                "mask": .unsigned(f.offered), "driver_features": featuresJSON(f.driver, f.class)
+            ]
         },
         "set_features": { s, p, caller in
             try p.checkVirtioFeatureNames("features")  // -32602 before the device (§3's order)
-            // The names resolve for the device's class, read under the same check as the change.
-            let c = try s.device(p, .owner, caller) { $0.mgmtdev.deviceClass }
-            let mask = try p.virtioFeatures("features", class: c)
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.setFeatures(mask) }
+            // The names resolve for the device's class (anyone may read it), then the owner's change.
+            let name = try p.string("device")
+            let mask = try p.virtioFeatures("features", class: try s.registry.deviceClass(of: name))
+            try s.registry.setFeatures(mask, device: name, by: caller)
             return [:]
         },
         "get_status": { s, p, caller in
-            try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) -> JSON in ["status": .unsigned(UInt64(d.status))] }
+            ["status": .unsigned(UInt64(try s.registry.status(device: try p.string("device"), by: caller)))]
         },
         "set_status": { s, p, caller in
             let status = try p.u64("status")
@@ -82,16 +79,14 @@ extension VDPAService {
             let num = try p.optionalU64("num"), desc = try p.optionalU64("desc"), driver = try p.optionalU64("driver")
             let device = try p.optionalU64("device_area"), ready = try p.optionalBool("ready")
             let base = try p.optionalU64("base"), flags = try p.optionalU64("flags"), log = try p.optionalU64("log")
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in
-                try d.setVring(
-                    vq, num: num, desc: desc, driver: driver, device: device, base: base, ready: ready,
-                    addressFlags: flags, log: log)
-            }
+            let change = VringChange(
+                num: num, desc: desc, driver: driver, device: device, base: base, ready: ready, addressFlags: flags, log: log)
+            try s.registry.setVring(vq, change, device: try p.string("device"), by: caller)
             return [:]
         },
         "get_vring": { s, p, caller in
             let vq = VirtqueueIndex(try p.u64("vq"))
-            let r = try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.vring(vq) }
+            let r = try s.registry.vring(vq, device: try p.string("device"), by: caller)
             return vringJSON(Int(vq.rawValue), r)
         },
         "set_vring_kick": { s, p, caller in
@@ -129,11 +124,11 @@ extension VDPAService {
             return [:]
         },
         "suspend": { s, p, caller in
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.suspend() }
+            try s.registry.suspend(device: try p.string("device"), by: caller)
             return [:]
         },
         "resume": { s, p, caller in
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.resume() }
+            try s.registry.resume(device: try p.string("device"), by: caller)
             return [:]
         }
     ]

@@ -27,15 +27,6 @@ extension VDPAService {
 
     // MARK: Shared helpers
 
-    /// Runs `body` on the device the `device` param names, once `access` lets `caller` in (-32602 for the
-    /// param, then ENODEV, EPERM and the operation's rules, as the registry orders them).
-    func device<T>(
-        _ p: Params, _ access: DeviceAccess, _ caller: Caller,
-        _ body: (inout VDPADevice) throws(VDPAError) -> T
-    ) throws -> T {
-        try registry.withDevice(try p.string("device"), access, by: caller, body)
-    }
-
     /// A read of the device the `device` param names, open to anyone (get_device, get_config).
     func read<T>(_ p: Params, _ body: (VDPADevice) -> T) throws -> T {
         try registry.slot(named: try p.string("device")).read(body)
@@ -224,28 +215,22 @@ extension VDPAService {
         },
         "read_config": { s, p, caller in
             let offset = try p.u64("offset"), length = try p.u64("length")
-            let bytes = try s.device(p, .ownerOrAdmin, caller) { (d: inout VDPADevice) throws(VDPAError) in
-                try d.readConfig(offset: offset, length: length)
-            }
+            let bytes = try s.registry.readConfig(device: try p.string("device"), offset: offset, length: length, by: caller)
             return ["data": .string(hexString(bytes))]
         },
         "write_config": { s, p, caller in
             let offset = try p.u64("offset"), data = try p.hexBytes("data")
-            try s.device(p, .owner, caller) { (d: inout VDPADevice) throws(VDPAError) in try d.writeConfig(offset: offset, data: data) }
+            try s.registry.writeConfig(device: try p.string("device"), offset: offset, data: data, by: caller)
             return [:]
         },
         "set_link": { s, p, caller in
             let link = try p.enumeration("link", LinkState.self)
             let name = try p.string("device")
-            try s.registry.withDevice(name, .admin(operation: "set_link"), by: caller) { (d: inout VDPADevice) throws(VDPAError) in
-                try d.setLink(up: try link.validated() == .up)
-            }
+            try s.registry.setLink(device: name, link: link, by: caller)
             s.logger.notice("link set", metadata: ["device": "\(name)", "link": "\(link.text)", "uid": "\(caller.uid)"])
             return [:]
         }
     ]
-
-    enum LinkState: String, CaseIterable { case up, down }
 
     static func hexString(_ bytes: [UInt8]) -> String {
         let digits = Array("0123456789abcdef".utf8)

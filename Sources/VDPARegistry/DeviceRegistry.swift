@@ -97,7 +97,7 @@ public final class DeviceRegistry: Sendable {
 
     /// Runs `body` on the device named `name` once `access` lets `caller` in: ENODEV, then EPERM, then the
     /// operation's own rules (docs/protocol.md §3's order).
-    public func withDevice<T>(
+    func withDevice<T>(
         _ name: String, _ access: DeviceAccess, by caller: Caller,
         _ body: (inout VDPADevice) throws(VDPAError) -> T
     ) throws(VDPAError) -> T {
