@@ -150,7 +150,7 @@ extension VDPADevice {
     /// `.set_map(asid, table)`: the device now translates with the session table as it is.
     /// A platform IOMMU needs nothing: it already is the session table.
     mutating func commit(asid: Int) {
-        guard mgmtdev.mapOperation == .setMap else { return }
+        guard mapOperation == .setMap else { return }
         if !mappingStates[asid].isCommitted { mappingStates[asid] = .committed }  // most maps: no write, no release
         stats.deviceCommits += 1
         stats.entriesCopied += sessionTables[asid]?.count ?? 0

@@ -139,7 +139,7 @@ extension VDPADevice {
             ring.call = nil
             vrings[vq] = ring
         }
-        if cleanMap && mgmtdev.mapOperation == .setMap {
+        if cleanMap && mapOperation == .setMap {
             for asid in 0..<addressSpaceCount { restoreDefaultMapping(asid: asid) }
         }
     }

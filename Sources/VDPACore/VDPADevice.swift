@@ -66,6 +66,10 @@ public struct VDPADevice: Sendable {
     public let mgmtdev: ManagementDevice
     public let attributes: DeviceAttributes
     public let virtqueueCount: Int
+    /// The parent's answers the IOTLB path reads on every map, kept as plain values (no call through the
+    /// parent driver on the hot path).
+    public let addressSpaceCount: Int
+    let mapOperation: MapOperation
 
     public internal(set) var owner: Owner?
     public internal(set) var status: UInt8 = 0
@@ -109,6 +113,8 @@ public struct VDPADevice: Sendable {
         self.attributes = attributes
         self.maxEntriesPerASID = maxEntriesPerASID
         virtqueueCount = mgmtdev.virtqueueCount(maxVQP: attributes.maxVQP ?? 1)
+        addressSpaceCount = mgmtdev.addressSpaceCount
+        mapOperation = mgmtdev.mapOperation
         sessionTables = Array(repeating: nil, count: mgmtdev.addressSpaceCount)
         mappingStates = (0..<mgmtdev.addressSpaceCount).map { MappingState(mgmtdev.defaultMapping(asid: $0)) }
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
@@ -131,7 +137,6 @@ public struct VDPADevice: Sendable {
     public var virtqueueSizeMax: Int { mgmtdev.virtqueueSizeMax }
 
     public var groupCount: Int { mgmtdev.groupCount }
-    public var addressSpaceCount: Int { mgmtdev.addressSpaceCount }
     public var iovaRange: IOVARange { attributes.iovaRange }
     public var legacy: Bool { attributes.legacy }
     public var offeredBackendFeatures: BackendFeatures { mgmtdev.offeredBackendFeatures(legacy: legacy) }

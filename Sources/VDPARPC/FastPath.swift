@@ -44,20 +44,6 @@ struct SlotCache {
 }
 
 extension VDPAService {
-    /// Answers a complete text if it is a plain map/unmap request or a batch made only of them,
-    /// appending the reply and a newline to `output`; false (and nothing written) sends the text down
-    /// the general path.
-    func handleFast(_ text: UnsafeBufferPointer<UInt8>, caller: Caller, into output: inout [UInt8]) -> Bool {
-        var parser = FastTextParser()
-        guard case .complete(let length) = parser.parse(text, maxBatch: limits.maxBatch) else { return false }
-        var rest = FastScanner(bytes: text, i: length)
-        rest.skipWhitespace()
-        guard rest.i == text.count else { return false }
-        var slots = SlotCache()
-        answer(parser, in: text, caller: caller, slots: &slots, into: &output)
-        return true
-    }
-
     /// Runs one request parsed from `text` and appends the reply and a newline.
     func answer(
         _ request: FastRequest, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
