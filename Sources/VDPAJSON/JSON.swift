@@ -179,7 +179,7 @@ extension JSON {
 
     /// How deep values may nest: deeper input is refused rather than recursed into (stack safety); the
     /// framer's incremental check (JSONSyntax) refuses at the same depth.
-    public static let maxDepth = 128
+    public static let maxDepth = JSONGrammar.maxDepth
 }
 
 struct JSONParser {
@@ -265,7 +265,7 @@ struct JSONParser {
 
     mutating func parseNumber() throws(JSONParseError) -> JSON {
         let start = i
-        func isDigit(_ b: UInt8) -> Bool { b >= 48 && b <= 57 }
+        func isDigit(_ b: UInt8) -> Bool { JSONGrammar.isDigit(b) }
         var negative = false
         if i < bytes.count, bytes[i] == UInt8(ascii: "-") { negative = true; i += 1 }
         guard i < bytes.count, isDigit(bytes[i]) else { throw fail("invalid value") }
@@ -332,25 +332,21 @@ struct JSONParser {
             guard i < bytes.count else { throw fail("unterminated escape") }
             let e = bytes[i]
             i += 1
+            if let byte = JSONGrammar.simpleEscape(e) {
+                out.append(byte)
+                continue
+            }
             switch e {
-            case UInt8(ascii: "\""): out.append(34)
-            case UInt8(ascii: "\\"): out.append(92)
-            case UInt8(ascii: "/"): out.append(47)
-            case UInt8(ascii: "b"): out.append(8)
-            case UInt8(ascii: "f"): out.append(12)
-            case UInt8(ascii: "n"): out.append(10)
-            case UInt8(ascii: "r"): out.append(13)
-            case UInt8(ascii: "t"): out.append(9)
             case UInt8(ascii: "u"):
                 var scalar = try hex4()
-                if (0xD800..<0xDC00).contains(scalar) {
+                if JSONGrammar.highSurrogates.contains(scalar) {
                     if i == bytes.count || (i + 1 == bytes.count && bytes[i] == 92) {
                         throw JSONParseError(offset: bytes.count, reason: "unterminated surrogate pair")
                     }
                     guard bytes[i] == 92, bytes[i + 1] == UInt8(ascii: "u") else { throw fail("lone surrogate") }
                     i += 2
                     let low = try hex4()
-                    guard (0xDC00..<0xE000).contains(low) else { throw fail("bad surrogate pair") }
+                    guard JSONGrammar.lowSurrogates.contains(low) else { throw fail("bad surrogate pair") }
                     scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
                 }
                 guard let u = Unicode.Scalar(scalar) else { throw fail("invalid unicode escape") }
@@ -368,13 +364,7 @@ struct JSONParser {
         for _ in 0..<4 {
             guard i < bytes.count else { throw fail("unterminated \\u escape") }
             let b = bytes[i]
-            let digit: UInt32
-            switch b {
-            case 0x30...0x39: digit = UInt32(b - 0x30)
-            case 0x41...0x46: digit = UInt32(b - 0x41 + 10)
-            case 0x61...0x66: digit = UInt32(b - 0x61 + 10)
-            default: throw fail("invalid \\u escape")
-            }
+            guard let digit = JSONGrammar.hexDigit(b) else { throw fail("invalid \\u escape") }
             v = v << 4 | digit
             i += 1
         }

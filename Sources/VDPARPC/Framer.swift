@@ -8,6 +8,7 @@
 // The socket reads straight into the framer's buffer and each text is handed
 // out in place, so a request is never copied between read(2) and its
 // handler; a text that spans reads is scanned once, never from its start.
+import VDPAJSON
 
 public struct Framer: Sendable {
     /// What `push` returns: a copy of each complete text, or the failure that ends the stream.

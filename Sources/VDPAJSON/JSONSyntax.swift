@@ -11,8 +11,10 @@
 // at once, exactly as for any other bytes that are not JSON.
 import VDPAJSON
 
-struct JSONSyntax: Sendable {
-    enum Step: Equatable {
+public struct JSONSyntax: Sendable {
+    public init() {}
+
+    public enum Step: Equatable, Sendable {
         /// The text is valid so far and continues past the bytes given.
         case needMore
         /// The text is complete; it ends before this index (a top-level number ends at the byte after it).
@@ -44,7 +46,7 @@ struct JSONSyntax: Sendable {
     private var literalIndex = 0
 
     /// `JSONParser.maxDepth`: a value inside this many open containers is refused by both.
-    static let maxDepth = JSON.maxDepth
+    static let maxDepth = JSONGrammar.maxDepth
 
     private var insideObject: Bool {
         let d = depth - 1
@@ -61,24 +63,13 @@ struct JSONSyntax: Sendable {
         depth += 1
     }
 
-    @inline(__always)
-    private static func isWhitespace(_ b: UInt8) -> Bool { b == 0x20 || b == 0x0A || b == 0x0D || b == 0x09 }
-
-    @inline(__always)
-    private static func isDigit(_ b: UInt8) -> Bool { b >= 0x30 && b <= 0x39 }
-
-    private static func hexDigit(_ b: UInt8) -> UInt32? {
-        switch b {
-        case 0x30...0x39: UInt32(b - 0x30)
-        case 0x41...0x46: UInt32(b - 0x41 + 10)
-        case 0x61...0x66: UInt32(b - 0x61 + 10)
-        default: nil
-        }
-    }
+    private static func isWhitespace(_ b: UInt8) -> Bool { JSONGrammar.isWhitespace(b) }
+    private static func isDigit(_ b: UInt8) -> Bool { JSONGrammar.isDigit(b) }
+    private static func hexDigit(_ b: UInt8) -> UInt32? { JSONGrammar.hexDigit(b) }
 
     /// Scans `p[i..<end]` from where the last call stopped; `i` is left after the last byte taken.
     /// The text's first byte must be the first byte of the first call.
-    mutating func scan(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int) -> Step {
+    public mutating func scan(_ p: UnsafeBufferPointer<UInt8>, _ i: inout Int, end: Int) -> Step {
         while i < end {
             let b = p[i]
             switch state {
@@ -105,12 +96,11 @@ struct JSONSyntax: Sendable {
                 if utf8Left == 0 { state = .string }
                 i += 1
             case .escape:
-                switch b {
-                case 0x22, 0x5C, 0x2F, UInt8(ascii: "b"), UInt8(ascii: "f"), UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                if JSONGrammar.simpleEscape(b) != nil {
                     state = .string
-                case UInt8(ascii: "u"):
+                } else if b == UInt8(ascii: "u") {
                     (state, hexLeft, hexValue) = (.unicode, 4, 0)
-                default:
+                } else {
                     return .invalid(offset: i, reason: "invalid escape")
                 }
                 i += 1
@@ -121,12 +111,12 @@ struct JSONSyntax: Sendable {
                 i += 1
                 guard hexLeft == 0 else { continue }
                 if wantLowSurrogate {
-                    guard (0xDC00..<0xE000).contains(hexValue) else { return .invalid(offset: i - 4, reason: "bad surrogate pair") }
+                    guard JSONGrammar.lowSurrogates.contains(hexValue) else { return .invalid(offset: i - 4, reason: "bad surrogate pair") }
                     wantLowSurrogate = false
                     state = .string
-                } else if (0xD800..<0xDC00).contains(hexValue) {
+                } else if JSONGrammar.highSurrogates.contains(hexValue) {
                     state = .lowBackslash
-                } else if (0xDC00..<0xE000).contains(hexValue) {
+                } else if JSONGrammar.lowSurrogates.contains(hexValue) {
                     return .invalid(offset: i - 4, reason: "invalid unicode escape")
                 } else {
                     state = .string
