@@ -216,8 +216,13 @@ static void blk(int fd)
     c->off = 90;
     c->len = 8;
     EXPECT_ERRNO(ioctl(fd, VHOST_VDPA_GET_CONFIG, c), EINVAL);  /* R47 */
+    EXPECT_ERRNO(ioctl(fd, VHOST_VDPA_SET_CONFIG, c), EINVAL);  /* R47: the daemon judges the range, buf untouched */
     c->len = 0;
     EXPECT_ERRNO(ioctl(fd, VHOST_VDPA_GET_CONFIG, c), EINVAL);  /* edge #45 */
+    EXPECT_ERRNO(ioctl(fd, VHOST_VDPA_SET_CONFIG, c), EINVAL);
+    c->off = 0;
+    c->len = 0xFFFFFFF0u;  /* a length the buffer does not have: refused before buf is read */
+    EXPECT_ERRNO(ioctl(fd, VHOST_VDPA_SET_CONFIG, c), EINVAL);
 }
 
 static void net(int fd)

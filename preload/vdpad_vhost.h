@@ -1,0 +1,138 @@
+/*
+ * vdpad_vhost.h — what the parts of libvdpad-vhost.so share (not installed).
+ *
+ * libvdpad-vhost.so makes vdpad's devices look like /dev/vhost-vdpa-N to an
+ * unmodified VMM (QEMU), the way umockdev lets programs talk to mocked
+ * devices.  Loaded with LD_PRELOAD into the VMM's process, so it is C with
+ * no runtime of its own: libc, libdl and json-c for the replies (json-c reads
+ * integers up to 2^64−1 exactly, which the replies use: iova_last, masks).
+ *
+ * Only the paths named in VDPAD_VHOST_DEVICES ("/dev/vhost-vdpa-0=vdpa0,…")
+ * are taken over.  open() connects to vdpad (VDPAD_SOCKET, else the system
+ * socket, then the per-user one) and calls its `open` method, so a device
+ * owned elsewhere fails right there with EBUSY, as the kernel's open does
+ * (R34).  The fd the VMM gets is that connection's socket: a VMM that exits
+ * without close() releases the device, because the daemon sees the EOF.
+ * Each vhost / vhost-vdpa ioctl becomes its JSON-RPC method, with the
+ * kernel's struct layouts in and out and the kernel's errno; write() takes
+ * struct vhost_msg / vhost_msg_v2 with R1's framing; kick and call eventfds
+ * travel with SCM_RIGHTS.  Everything else passes through untouched.
+ *
+ * The parts, one file each:
+ *   interpose.c  the libc entry points taken over (open, close, dup, fcntl, ioctl, write, mmap)
+ *   session.c    sessions and the fd table, the configuration, the connection to vdpad
+ *   rpc.c        one JSON-RPC exchange: send, read the reply, the kernel's errno
+ *   ioctl.c      the ioctl table and the IOTLB write() path: the kernel's structs to methods
+ *   record.c     VDPAD_VHOST_RECORD: every call as a JSON line
+ *   store.c      the store agent: ring-index stores vdpad asks for, inside this process
+ *
+ * Thread safety: one mutex guards the fd table, one per session guards its
+ * request/reply exchange (QEMU issues ioctls from its main and vCPU threads).
+ */
+#ifndef VDPAD_VHOST_H
+#define VDPAD_VHOST_H
+
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <json-c/json.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "vdpad_vhost_abi.h"
+
+/* Every function shared between the parts stays inside the library. */
+#define HIDDEN __attribute__((visibility("hidden")))
+
+/* ---- the real libc entry points (interpose.c) ---- */
+extern HIDDEN int (*real_open)(const char *, int, ...);
+extern HIDDEN int (*real_openat)(int, const char *, int, ...);
+extern HIDDEN int (*real_close)(int);
+extern HIDDEN int (*real_close_range)(unsigned int, unsigned int, int);
+extern HIDDEN int (*real_ioctl)(int, unsigned long, ...);
+extern HIDDEN ssize_t (*real_write)(int, const void *, size_t);
+extern HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+extern HIDDEN int (*real_dup)(int);
+extern HIDDEN int (*real_dup2)(int, int);
+extern HIDDEN int (*real_dup3)(int, int, int);
+extern HIDDEN int (*real_fcntl)(int, int, ...);
+HIDDEN void resolve_real(void);
+#define RESOLVE() resolve_real()
+
+/* ---- sessions (session.c) ---- */
+
+struct session {
+    int sock;                    /* the connection; the VMM's fd numbers are dups of it or it */
+    int refs;                    /* fds that name this session */
+    pthread_mutex_t lock;        /* one exchange at a time */
+    char device[64];
+    unsigned long long next_id;
+    char *buf;                   /* bytes read and not yet consumed */
+    size_t buf_len, buf_cap;
+    int owner_set;               /* VHOST_SET_OWNER was called (a second one is EBUSY, R42) */
+    uint64_t acked_backend;      /* for R1: the v2 asid counts only with IOTLB_ASID acked */
+    uint32_t device_id, nvqs, ngroups, nas, config_size, vq_num_max;
+    uint32_t *busyloop;          /* per vq: vhost stores the value and never uses it (R44) */
+    struct timespec opened;      /* for the record's times */
+    unsigned long long record_base;  /* the first host address mapped (anonymised records) */
+    uint64_t iova_first, iova_last;
+};
+
+/* ---- shared functions, by the file that defines them ---- */
+
+/* interpose.c */
+HIDDEN void resolve(void);
+HIDDEN int open_session(const char *device, int flags);
+HIDDEN int open_common(const char *path, int flags, mode_t mode, int dirfd, int at);
+HIDDEN int duplicated(int oldfd, int newfd);
+HIDDEN void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+
+/* session.c */
+HIDDEN int table_extent(void);
+HIDDEN struct session *lookup(int fd);
+HIDDEN void session_free(struct session *s);
+HIDDEN struct session *acquire(int fd);
+HIDDEN void release(struct session *s);
+HIDDEN void bind_fd(int fd, struct session *s);
+HIDDEN int mapped_device(const char *path, char *out, size_t out_size);
+HIDDEN void say(const char *fmt, ...);
+HIDDEN int connect_daemon(int cloexec, char *tried, size_t tried_size);
+
+/* rpc.c */
+HIDDEN int errno_named(const char *name);
+HIDDEN int send_all(struct session *s, const char *text, size_t len, int pass_fd);
+HIDDEN json_object *member(json_object *o, const char *key);
+HIDDEN json_object *read_reply(struct session *s);
+HIDDEN json_object *vcall(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, va_list ap);
+HIDDEN json_object *call(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, ...);
+HIDDEN int simple(struct session *s, const char *method, const char *fmt, ...);
+HIDDEN uint64_t u64_of(json_object *o, const char *key);
+
+/* record.c */
+HIDDEN int recording(void);
+HIDDEN void record(struct session *s, const char *method, const char *params, json_object *reply);
+
+/* store.c */
+HIDDEN void *store_agent(void *arg);
+HIDDEN void start_store_agent(struct session *s);
+
+/* ioctl.c */
+HIDDEN int fail(int err);
+HIDDEN int hex_digit(int c);
+HIDDEN int pass_eventfd(struct session *s, const char *method, int fd, const char *vq_param);
+HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg);
+HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
+
+#endif
