@@ -125,9 +125,6 @@ public struct IntervalTree: Sendable {
         if isKnownUniquelyReferenced(&storage) { storage.reset() } else { storage = _TreeStorage() }
     }
 
-    /// Checks every structural invariant; traps with a description on the first violation.
-    public func _checkInvariants() { storage.checkInvariants() }
-
     /// Leaves in use, for layout tests.
     public var _leafCount: Int {
         var n = 0

@@ -204,6 +204,13 @@ final class Connection: NotificationSink, Sendable {
         }
         // Whatever ended the loop, the connection is closed, or closes once a graceful stop's flush is done.
         closedSignal.wait()
+        // How the connection's texts were answered: a VMM whose maps miss the fast path shows here.
+        logger.debug(
+            "connection ended",
+            metadata: [
+                "connection": "\(id)", "pid": "\(caller.pid)", "texts": "\(stream.textsAnswered)",
+                "fast_texts": "\(stream.fastTexts)", "fast_scans": "\(stream.fastScans)"
+            ])
         service.connectionClosed(id)
         writeSourceGone.wait()
         Glibc.close(fd)

@@ -23,11 +23,11 @@ public struct RequestStream {
     private var fast: FastTextParser?
     /// The device this connection used last.
     private var slots = SlotCache()
-    /// Texts the fast parser answered (for tests).
-    private(set) var fastTexts = 0
-    /// Times the stream handed the text at its boundary to the fast parser (for tests: a text the fast
-    /// parser declined is not scanned again).
-    private(set) var fastScans = 0
+    /// Texts the fast parser answered (the daemon logs them when a connection ends).
+    public private(set) var fastTexts = 0
+    /// Times the stream handed the text at its boundary to the fast parser (logged with `fastTexts`: a text
+    /// the fast parser declined is never scanned by it again, so scans exceed fast texts by the others).
+    public private(set) var fastScans = 0
     /// Texts answered so far, by either path (a connection restarts its idle timer on progress).
     public private(set) var textsAnswered = 0
 

@@ -1,6 +1,8 @@
-// IntervalTree+Invariants.swift — a full structural check for tests and
-// debug builds: key order, separators, disjointness, leaf chain, counts,
-// uniform depth, and no empty node other than an empty root leaf.
+// IntervalTree+Invariants.swift — the tests' full structural check of the
+// B+ tree: key order, separators, disjointness, leaf chain, counts, uniform
+// depth, and no empty node other than an empty root leaf.  In the test
+// target, so production code carries no test-only API.
+@testable import VDPACore
 
 extension _TreeStorage {
     func checkInvariants() {
@@ -66,4 +68,9 @@ extension _TreeStorage {
         }
         return total
     }
+}
+
+extension IntervalTree {
+    /// Checks every structural invariant; traps with a description on the first violation.
+    func _checkInvariants() { storage.checkInvariants() }
 }
