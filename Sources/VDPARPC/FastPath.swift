@@ -44,46 +44,40 @@ struct SlotCache {
 }
 
 extension VDPAService {
-    /// Runs one request parsed from `text` and appends the reply and a newline.
-    func answer(
-        _ request: FastRequest, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
-        into output: inout [UInt8]
-    ) {
-        withUnsafePointer(to: request) { answer(UnsafeBufferPointer(start: $0, count: 1), in: text, caller: caller, slots: &slots, into: &output) }
-        output.append(0x0A)
-    }
-
-    /// Runs what `parser` parsed from `text` (complete) and appends the reply and a newline.
+    /// Runs what `parser` parsed from `text` (complete: one request, or a batch of them) and appends the
+    /// reply and a newline.
     func answer(
         _ parser: FastTextParser, in text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
         into output: inout [UInt8]
     ) {
-        if let single = parser.single {
-            answer(single, in: text, caller: caller, slots: &slots, into: &output)
+        if var single = parser.single {
+            withUnsafeMutablePointer(to: &single) { r in
+                runPerDevice(r, text: text, caller: caller, slots: &slots, into: &output, after: { _ in }, next: { _, _ in false })
+            }
+            output.append(0x0A)
             return
         }
-        let scanner = FastScanner(bytes: text, i: 0)
         output.append(UInt8(ascii: "["))
         parser.batch.withUnsafeBufferPointer { requests in
-            // Consecutive requests for one device run under one acquisition of its lock.
-            var k = 0
-            while k < requests.count {
-                var j = k + 1
-                while j < requests.count && scanner.equals(requests[j].device, requests[k].device) { j += 1 }
-                if k > 0 { output.append(UInt8(ascii: ",")) }
-                answer(UnsafeBufferPointer(rebasing: requests[k..<j]), in: text, caller: caller, slots: &slots, into: &output)
-                k = j
-            }
+            guard let first = requests.baseAddress, !requests.isEmpty else { return }  // never empty, in fact
+            let end = first + requests.count
+            // Read in place: the elements are walked by pointer, never copied out.
+            runPerDevice(
+                UnsafeMutablePointer(mutating: first), text: text, caller: caller, slots: &slots, into: &output, after: { _ in },
+                next: { (r: inout UnsafeMutablePointer<FastRequest>, out: inout [UInt8]) -> Bool in
+                    guard r + 1 < end else { return false }
+                    out.append(UInt8(ascii: ","))  // between a batch's replies
+                    r += 1
+                    return true
+                })
         }
         output.append(literal: "]\n")
     }
 
     /// Answers the plain map/unmap texts at the start of `text` one after another — each reply with
     /// its newline — until a text is not plain, not whole, longer than `maxTextBytes`, or the replies
-    /// reach `budget` bytes.  Consecutive requests for one device run under one acquisition of its
-    /// lock, as a batch's do: a VMM pipelining maps sends runs of them, and the lock, the slot lookup
-    /// and the count cost more than the map itself.  A run never outlasts the bytes of one read (or
-    /// the budget), so others waiting for the device wait no longer than behind a batch.
+    /// reach `budget` bytes.  A run never outlasts the bytes of one read (or the budget), so others
+    /// waiting for a device wait no longer than behind a batch.
     /// - Returns: the bytes answered (from the start of `text` to the end of the last text answered),
     ///   how many texts that was, and whether the next text was plain as far as `text` went (cut by the
     ///   end of the read: the resumable parser takes it over, so it is never scanned from the framer).
@@ -95,35 +89,64 @@ extension VDPAService {
         var answered = (length: 0, texts: 0)
         var cut = false
         // One request at a time, parsed in place into `r`: the one to answer next.
-        var r = FastRequest(method: .map)
-        var haveNext = scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut)
+        var request = FastRequest(method: .map)
+        guard scanner.plainText(maxBytes: maxTextBytes, into: &request, cut: &cut) else { return (0, 0, cut) }
+        withUnsafeMutablePointer(to: &request) { r in
+            runPerDevice(
+                r, text: text, caller: caller, slots: &slots, into: &output,
+                after: { (out: inout [UInt8]) in
+                    out.append(0x0A)  // each text's reply on its line
+                    answered = (scanner.i, answered.texts + 1)
+                },
+                next: { (r: inout UnsafeMutablePointer<FastRequest>, out: inout [UInt8]) -> Bool in
+                    out.count < budget && scanner.plainText(maxBytes: maxTextBytes, into: &r.pointee, cut: &cut)
+                })
+        }
+        return (answered.length, answered.texts, cut)
+    }
+
+    /// The one grouping of fast requests per device, for a batch's elements and a run of single texts
+    /// alike: `r`, and every request `next` yields after it while it names the same device, run under one
+    /// acquisition of that device's lock — a VMM pipelining maps sends runs of them, and the lock, the slot
+    /// lookup and the count cost more than the map itself.  The requests are reached by pointer, so a batch's
+    /// are read in place.  `after` follows each reply (a text's newline); `next` moves `r` to the following
+    /// request or loads it there (writing what goes between two replies), or says there is none.  A device
+    /// that cannot be found answers each of its requests with the error.
+    @inline(__always)
+    func runPerDevice(
+        _ first: UnsafeMutablePointer<FastRequest>, text: UnsafeBufferPointer<UInt8>, caller: Caller, slots: inout SlotCache,
+        into output: inout [UInt8], after: (inout [UInt8]) -> Void,
+        next: (inout UnsafeMutablePointer<FastRequest>, inout [UInt8]) -> Bool
+    ) {
+        var r = first
+        var performed = 0
+        var haveNext = true
         while haveNext {
             guard
-                let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.device]), in: registry)
-                    ?? lookUpSlot(for: r, text: text, caller: caller, slots: &slots, into: &output)
+                let slot = slots.cachedSlot(named: UnsafeBufferPointer(rebasing: text[r.pointee.device]), in: registry)
+                    ?? lookUpSlot(for: r.pointee, text: text, caller: caller, slots: &slots, into: &output)
             else {
-                output.append(0x0A)  // after the error reply
-                answered = (scanner.i, answered.texts + 1)
-                haveNext = output.count < budget && scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut)
+                performed += 1
+                after(&output)
+                haveNext = next(&r, &output)
                 continue
             }
             haveNext = false
             slot.sync { d in
                 while true {
-                    perform(r, on: &d, text: text, caller: caller, into: &output)
-                    output.append(0x0A)
-                    answered = (scanner.i, answered.texts + 1)
-                    let device = r.device
-                    guard output.count < budget, scanner.plainText(maxBytes: maxTextBytes, into: &r, cut: &cut) else { return }
-                    guard scanner.equals(r.device, device) else {
+                    perform(r.pointee, on: &d, text: text, caller: caller, into: &output)
+                    performed += 1
+                    after(&output)
+                    let device = r.pointee.device
+                    guard next(&r, &output) else { return }
+                    guard FastScanner(bytes: text, i: 0).equals(r.pointee.device, device) else {
                         haveNext = true  // for another device: the next round looks it up
                         return
                     }
                 }
             }
         }
-        requestCount.add(answered.texts, ordering: .relaxed)
-        return (answered.length, answered.texts, cut)
+        requestCount.add(performed, ordering: .relaxed)
     }
 
     /// The slot of `r`'s device after a miss in the cache, or nil with the error reply appended.  Kept
@@ -138,32 +161,6 @@ extension VDPAService {
         } catch {
             replyFailure(r, RPCError(error), text: text, caller: caller, into: &output)
             return nil
-        }
-    }
-
-    /// Runs requests that all name one device, in order, appending their replies separated by commas.
-    /// (Not generic over the run's collection: unspecialized, that cost a copy through value witnesses
-    /// and a retain per request.)
-    private func answer(
-        _ run: UnsafeBufferPointer<FastRequest>, in text: UnsafeBufferPointer<UInt8>, caller: Caller,
-        slots: inout SlotCache, into out: inout [UInt8]
-    ) {
-        requestCount.add(run.count, ordering: .relaxed)
-        let slot: DeviceSlot
-        do throws(VDPAError) {
-            slot = try slots.slot(named: UnsafeBufferPointer(rebasing: text[run.first!.device]), in: registry)
-        } catch {
-            for (k, r) in run.enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                replyFailure(r, RPCError(error), text: text, caller: caller, into: &out)
-            }
-            return
-        }
-        slot.sync { d in
-            for (k, r) in run.enumerated() {
-                if k > 0 { out.append(UInt8(ascii: ",")) }
-                perform(r, on: &d, text: text, caller: caller, into: &out)
-            }
         }
     }
 
