@@ -35,7 +35,7 @@ final class FlatMemory: GuestMemory {
 /// A driver's side of one ring of `num` entries at fixed places.
 struct Driver {
     let m: FlatMemory
-    let num: UInt16 = 8
+    var num: UInt16 = 8
     let desc: UInt64 = 0x1000, avail: UInt64 = 0x2000, used: UInt64 = 0x3000
     var availIdx: UInt16 = 0
 

@@ -1,0 +1,150 @@
+// BlockRequests.swift — the request queue of vdpa_sim_blk over a RAM disk:
+// IN, OUT, FLUSH, GET_ID, DISCARD and WRITE_ZEROES with the simulator's
+// status bytes and used lengths (docs/datapath.md; docs/kernel-rules.md
+// D14–D21).  Pure: the ring and its buffers go through `GuestMemory`, the
+// disk is a value, so a run is tested on rings in the test's own memory.
+// Where vdpa_sim reads past its buffer (a start sector beyond the capacity,
+// D15, or a sub-sector tail past the end) vdpad answers IOERR instead.
+
+/// A block device's storage: `capacity` sectors of 512 bytes, zero at creation.
+public struct RAMDisk: Sendable, Equatable {
+    public static let sectorSize = 512
+    public let capacity: UInt64
+    public private(set) var bytes: [UInt8]
+
+    /// 0x40000 sectors (128 MiB) is vdpa_sim_blk's size (R52).
+    public init(capacity: UInt64 = 0x40000) {
+        self.capacity = capacity
+        bytes = [UInt8](repeating: 0, count: Int(capacity) * Self.sectorSize)
+    }
+
+    /// Whether [offset, offset+count) lies on the disk.
+    func holds(_ offset: UInt64, _ count: Int) -> Bool {
+        offset <= UInt64(bytes.count) && UInt64(count) <= UInt64(bytes.count) - offset
+    }
+
+    mutating func write(_ data: ArraySlice<UInt8>, at offset: Int) { bytes.replaceSubrange(offset..<offset + data.count, with: data) }
+    mutating func zero(_ offset: Int, _ count: Int) { bytes.replaceSubrange(offset..<offset + count, with: repeatElement(0, count: count)) }
+}
+
+public enum BlockRequests {
+    public enum RequestType: UInt32 { case read = 0, write = 1, flush = 4, getID = 8, discard = 11, writeZeroes = 13 }
+    public static let ok: UInt8 = 0, ioError: UInt8 = 1, unsupported: UInt8 = 2
+    /// GET_ID's answer: "vdpa_blk_sim" and NULs to 20 bytes.
+    public static let deviceID: [UInt8] = Array("vdpa_blk_sim".utf8) + [UInt8](repeating: 0, count: 8)
+    /// The most sectors one IN or OUT may move (size_max × seg_max compared with a sector count, as vdpa_sim does).
+    static let maxSectors: UInt64 = 131_072
+
+    /// What one run did, for the device to record.
+    public struct Run: Equatable, Sendable {
+        /// Chains fetched, served with status OK, and answered IOERR or UNSUPP or malformed.
+        public var requests = 0, successes = 0, errors = 0
+        /// Used entries whose idx store landed; data bytes moved.
+        public var completed = 0, bytes = 0
+        /// Interrupts owed (one per handled request; none for a malformed chain).
+        public var calls = 0
+        /// The run stopped at its budget with chains left.
+        public var more = false
+        public init() {}
+    }
+
+    /// One run over `ring`, in ring order, as vdpasim_blk_work: a chain that cannot be fetched ends the run
+    /// and is never completed; a malformed one (no readable or writable part, an empty last writable
+    /// descriptor, a header under 16 bytes) is completed with length 0 and no status, and ends the run.
+    public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: inout RAMDisk, budget: Int) -> Run {
+        var run = Run()
+        for _ in 0..<budget {
+            guard let chain = try? ring.fetch(memory) else { return run }
+            run.requests += 1
+            let writableTotal = chain.writable.reduce(0) { $0 + Int($1.length) }
+            let readableTotal = chain.readable.reduce(0) { $0 + Int($1.length) }
+            let header = SplitRing.gather(chain, memory, limit: 16)
+            guard !chain.readable.isEmpty, let last = chain.writable.last, last.length > 0, header.count == 16 else {
+                run.errors += 1
+                if (try? ring.complete(chain.head, length: 0, memory)) != nil { run.completed += 1 }
+                return run
+            }
+            let type = le32(header, 0), sector = le64(header, 8)
+            let toPull = readableTotal - 16, toPush = writableTotal - 1
+            var pushed = 0
+            var status = ioError
+            switch RequestType(rawValue: type) {
+            case .read? where inRange(sector, bytes: toPush, disk):
+                let offset = Int(sector) * RAMDisk.sectorSize
+                pushed = scatter(disk.bytes[offset..<offset + toPush], chain.writable, memory, limit: toPush)
+                status = pushed == toPush ? ok : ioError
+            case .write? where inRange(sector, bytes: toPull, disk):
+                let data = gatherAfterHeader(chain, memory, count: toPull)
+                if data.count == toPull {
+                    disk.write(data[...], at: Int(sector) * RAMDisk.sectorSize)
+                    run.bytes += toPull
+                    status = ok
+                }
+            case .flush? where sector == 0:
+                status = ok
+            case .getID? where sector == 0:
+                // Not clamped to the data part (D18): with fewer than 21 writable bytes the ID takes the status byte.
+                pushed = scatter(deviceID[...], chain.writable, memory, limit: writableTotal)
+                if writableTotal < deviceID.count + 1 {
+                    run.errors += 1
+                    if (try? ring.complete(chain.head, length: UInt32(pushed), memory)) != nil { run.completed += 1 }
+                    return run
+                }
+                status = ok
+            case .discard?, .writeZeroes?:
+                status = sector != 0 ? ioError : discardOrZero(type == RequestType.writeZeroes.rawValue, chain, memory, toPull: toPull, disk: &disk)
+            default:
+                status = ioError  // an unknown type, a range off the disk, a sector where none belongs (D17, D20)
+            }
+            run.bytes += pushed
+            // The status goes in the last writable byte; used.len counts the data pushed and the status.
+            let statusAt = last.iova + UInt64(last.length) - 1
+            _ = try? memory.write([status], at: statusAt, ring: false)
+            if status == ok { run.successes += 1 } else { run.errors += 1 }
+            if (try? ring.complete(chain.head, length: UInt32(pushed + 1), memory)) != nil { run.completed += 1 }
+            run.calls += 1
+        }
+        run.more = (try? ring.hasWork(memory)) ?? false
+        return run
+    }
+
+    /// IN/OUT's range: at most `maxSectors` sectors, the whole byte range on the disk (sub-sector tails too).
+    static func inRange(_ sector: UInt64, bytes: Int, _ disk: RAMDisk) -> Bool {
+        guard bytes >= 0, UInt64(bytes / RAMDisk.sectorSize) <= maxSectors, sector <= disk.capacity else { return false }
+        return disk.holds(sector * UInt64(RAMDisk.sectorSize), bytes)
+    }
+
+    /// DISCARD and WRITE_ZEROES: exactly one 16-byte segment {sector, num_sectors, flags}; DISCARD with any
+    /// flag and WRITE_ZEROES with one other than UNMAP are UNSUPP; WRITE_ZEROES zeroes, DISCARD keeps the data.
+    static func discardOrZero(_ zeroes: Bool, _ chain: RingChain, _ memory: some GuestMemory, toPull: Int, disk: inout RAMDisk) -> UInt8 {
+        guard toPull == 16 else { return ioError }
+        let segment = gatherAfterHeader(chain, memory, count: 16)
+        guard segment.count == 16 else { return ioError }
+        let sector = le64(segment, 0), count = UInt64(le32(segment, 8)), flags = le32(segment, 12)
+        if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
+        guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }
+        if zeroes { disk.zero(Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize) }
+        return ok
+    }
+
+    /// The readable bytes after the 16-byte header, `count` of them (fewer if a buffer cannot be read).
+    static func gatherAfterHeader(_ chain: RingChain, _ memory: some GuestMemory, count: Int) -> [UInt8] {
+        Array(SplitRing.gather(chain, memory, limit: 16 + count).dropFirst(16))
+    }
+
+    /// Writes `data` across the writable buffers in order, at most `limit` bytes; returns how many landed.
+    static func scatter(_ data: ArraySlice<UInt8>, _ buffers: [RingBuffer], _ memory: some GuestMemory, limit: Int) -> Int {
+        var written = 0
+        var rest = data.prefix(limit)
+        for b in buffers where !rest.isEmpty {
+            let piece = rest.prefix(Int(b.length))
+            guard (try? memory.write(Array(piece), at: b.iova, ring: false)) != nil else { break }
+            written += piece.count
+            rest = rest.dropFirst(piece.count)
+        }
+        return written
+    }
+
+    static func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
+    static func le64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) } }
+}
