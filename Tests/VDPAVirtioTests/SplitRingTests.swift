@@ -36,7 +36,7 @@ final class FlatMemory: GuestMemory {
 struct Driver {
     let m: FlatMemory
     var num: UInt16 = 8
-    let desc: UInt64 = 0x1000, avail: UInt64 = 0x2000, used: UInt64 = 0x3000
+    var desc: UInt64 = 0x1000, avail: UInt64 = 0x2000, used: UInt64 = 0x3000
     var availIdx: UInt16 = 0
 
     func descriptor(_ i: UInt16, addr: UInt64, len: UInt32, flags: UInt16, next: UInt16 = 0, table: UInt64? = nil) {

@@ -1,0 +1,98 @@
+// NetLoopback.swift — vdpa_sim_net's data queues: every frame the driver
+// sends on a TX queue comes back on the RX queue of the same pair when its
+// destination passes the receive filter (the device's MAC, broadcast or
+// multicast), as vdpasim_net_work does it (docs/datapath.md;
+// docs/kernel-rules.md D4–D10).  Pure: the rings and buffers go through
+// `GuestMemory`, so a run is tested on rings in the test's own memory.
+
+public enum NetLoopback {
+    /// vdpa_sim pulls at most a page of a frame into its bounce buffer: a longer frame is truncated (D8).
+    public static let maxFrame = 4096
+
+    /// The counters of one run, per direction, as vdpa_sim_net's stats name them.
+    public struct Run: Equatable, Sendable {
+        public var txChains = 0, txCompleted = 0, txBytes = 0, txErrors = 0
+        public var rxChains = 0, rxCompleted = 0, rxBytes = 0, rxErrors = 0, rxDrops = 0, rxOverruns = 0
+        /// Interrupts owed on each queue.
+        public var txCalls = 0, rxCalls = 0
+        /// The run stopped at its budget with frames left.
+        public var more = false
+        public init() {}
+    }
+
+    /// The virtio-net header's length: `virtio_net_hdr_v1` under VERSION_1, else the legacy header.
+    public static func headerLength(version1: Bool) -> Int { version1 ? 12 : 10 }
+
+    /// vdpa_sim's receive filter on the destination MAC: broadcast and multicast pass; unicast passes when it
+    /// "matches" `mac` with a string-like compare that stops at the first position both hold 00 (D7).
+    public static func accepts(destination d: ArraySlice<UInt8>, mac: [UInt8]) -> Bool {
+        guard d.count == 6, mac.count == 6 else { return false }
+        if d[d.startIndex] & 1 != 0 { return true }
+        for (a, b) in zip(d, mac) {
+            if a != b { return false }
+            if a == 0 { return true }
+        }
+        return true
+    }
+
+    /// One run: up to `budget` TX chains, each answered as vdpasim_net_work answers it.
+    public static func run(
+        tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int
+    ) -> Run {
+        var run = Run()
+        let header = headerLength(version1: version1)
+        for _ in 0..<budget {
+            let txChain: RingChain
+            do throws(RingError) {
+                guard let chain = try tx.fetch(memory) else { return run }
+                txChain = chain
+            } catch {
+                run.txErrors += 1  // vringh refused the chain: the head is lost, the run ends
+                return run
+            }
+            run.txChains += 1
+            guard txChain.writable.isEmpty else {
+                run.txErrors += 1  // a TX chain with a writable part (EPROTO, D10): lost, the run ends
+                return run
+            }
+            let frame = SplitRing.gather(txChain, memory, limit: maxFrame)
+            run.txBytes += frame.count
+            guard frame.count >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
+                run.rxDrops += 1  // the filter's drop: TX completes with length 0 and the loop goes on (D6)
+                if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+                run.txCalls += 1
+                continue
+            }
+            guard let rxChain = try? rx.fetch(memory) else {
+                run.rxOverruns += 1  // no room: the frame is lost, TX completes, the run ends (D5)
+                if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+                run.txCalls += 1
+                return run
+            }
+            run.rxChains += 1
+            let written = rxChain.readable.isEmpty ? push(frame, rxChain.writable, memory) : 0
+            guard written > 0 else {
+                run.rxErrors += 1  // nothing written (D9): neither head is completed, the run ends
+                return run
+            }
+            run.rxBytes += written
+            if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+            if (try? rx.complete(rxChain.head, length: UInt32(written), memory)) != nil { run.rxCompleted += 1 }
+            run.txCalls += 1
+            run.rxCalls += 1
+        }
+        run.more = (try? tx.hasWork(memory)) ?? false
+        return run
+    }
+
+    /// Writes `frame` across the writable buffers in order (a smaller buffer truncates it); returns the bytes written.
+    static func push(_ frame: [UInt8], _ buffers: [RingBuffer], _ memory: some GuestMemory) -> Int {
+        var written = 0
+        for b in buffers where written < frame.count && b.length > 0 {
+            let piece = Array(frame[written..<min(frame.count, written + Int(b.length))])
+            guard (try? memory.write(piece, at: b.iova, ring: false)) != nil else { break }
+            written += piece.count
+        }
+        return written
+    }
+}

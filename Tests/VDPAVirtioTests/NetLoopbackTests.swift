@@ -1,0 +1,117 @@
+// NetLoopbackTests.swift — vdpa_sim_net's TX→RX loopback on rings in the
+// test's own memory, one test per case of the reference that applies
+// (docs/kernel-rules.md D4–D10).
+import Testing
+@testable import VDPAVirtio
+
+@Suite("Net loopback (vdpa_sim_net)")
+struct NetLoopbackTests {
+    static let mac: [UInt8] = [0x52, 0x54, 0x11, 0x12, 0x34, 0x56]
+
+    /// A TX ring at 0x1000… and an RX ring at 0x1800… in one memory.
+    static func rings() -> (tx: Driver, rx: Driver) {
+        let m = FlatMemory()
+        return (Driver(m: m, num: 16), Driver(m: m, num: 16, desc: 0x1800, avail: 0x2800, used: 0x3800))
+    }
+
+    /// A frame: a 12-byte virtio-net header, then destination, source, a sequence number and a payload.
+    static func frame(to dst: [UInt8], _ seq: UInt8, length: Int = 64) -> [UInt8] {
+        var f = [UInt8](repeating: 0, count: 12) + dst + mac + [0x88, 0xB5, seq]
+        while f.count < length { f.append(UInt8(truncatingIfNeeded: f.count &* 31 &+ Int(seq))) }
+        return f
+    }
+
+    static func send(_ d: inout Driver, _ k: UInt16, _ bytes: [UInt8], writable: Bool = false) {
+        let at = 0x8000 + 0x200 * Int(k)
+        d.m.bytes.replaceSubrange(at..<at + bytes.count, with: bytes)
+        d.descriptor(k, addr: UInt64(at), len: UInt32(bytes.count), flags: writable ? 2 : 0)
+        d.post(k)
+    }
+
+    static func offer(_ d: inout Driver, _ k: UInt16, length: UInt32 = 0x200) {
+        d.descriptor(k, addr: UInt64(0xC000 + 0x200 * Int(k)), len: length, flags: 2)
+        d.post(k)
+    }
+
+    static func used(_ d: Driver, _ n: Int) -> (id: UInt32, len: UInt32) {
+        (d.m.u32(Int(d.used) + 4 + 8 * n), d.m.u32(Int(d.used) + 8 + 8 * n))
+    }
+
+    @Test("a frame to the device's MAC and a broadcast come back intact; one to a foreign MAC is dropped and the loop goes on")
+    func loopback() {
+        var (t, r) = Self.rings()
+        let mine = Self.frame(to: Self.mac, 1), broadcast = Self.frame(to: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 2)
+        let foreign = Self.frame(to: [0x52, 0x54, 0x11, 0x12, 0x34, 0x99], 3)
+        Self.send(&t, 0, mine)
+        Self.send(&t, 1, foreign)
+        Self.send(&t, 2, broadcast)
+        for k in 0..<4 { Self.offer(&r, UInt16(k)) }
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.txChains == 3 && run.txCompleted == 3 && run.rxCompleted == 2 && run.rxDrops == 1 && run.rxBytes == 128)
+        #expect(Self.used(r, 0) == (0, 64) && Self.used(r, 1) == (1, 64))
+        #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == mine && Array(t.m.bytes[0xC200..<0xC200 + 64]) == broadcast)
+        #expect(Self.used(t, 1) == (1, 0), "the dropped frame's TX completes with length 0")
+        #expect(run.txCalls == 3 && run.rxCalls == 2 && !run.more)
+    }
+
+    @Test("D5: no RX buffer: an overrun, the frame lost (TX completes with 0), the run ends")
+    func overrun() {
+        var (t, r) = Self.rings()
+        Self.send(&t, 0, Self.frame(to: Self.mac, 1))
+        Self.send(&t, 1, Self.frame(to: Self.mac, 2))
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxOverruns == 1 && run.txCompleted == 1 && run.txChains == 1)
+    }
+
+    @Test("D7: an all-zero MAC takes any destination that starts with 00; D8: a 9000-byte frame arrives as its first 4096 bytes")
+    func zeroMACAndTruncation() {
+        #expect(NetLoopback.accepts(destination: [0x00, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE][...], mac: [0, 0, 0, 0, 0, 0]))
+        #expect(!NetLoopback.accepts(destination: [0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE][...], mac: [0, 0, 0, 0, 0, 0]))
+        #expect(NetLoopback.accepts(destination: [0x01, 0, 0x5E, 0, 0, 1][...], mac: Self.mac), "multicast")
+        // The compare stops where both hold 00: a foreign MAC that shares the bytes before a 00 passes.
+        #expect(NetLoopback.accepts(destination: [0x02, 0, 0, 0, 0, 0x99][...], mac: [0x02, 0, 0, 0, 0, 0x01]))
+        var (t, r) = Self.rings()
+        let big = Self.frame(to: Self.mac, 1, length: 9000)
+        t.m.bytes.replaceSubrange(0x4000..<0x4000 + 9000, with: big)
+        t.descriptor(0, addr: 0x4000, len: 9000, flags: 0)
+        t.post(0)
+        r.descriptor(0, addr: 0xD000, len: 8192, flags: 2)
+        r.post(0)
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxBytes == 4096 && Self.used(r, 0).len == 4096 && Array(t.m.bytes[0xD000..<0xD000 + 4096]) == Array(big.prefix(4096)))
+    }
+
+    @Test("D9: an RX chain that takes no byte is an RX error and neither head completes; D10: a TX chain with a writable part is lost")
+    func errors() {
+        var (t, r) = Self.rings()
+        Self.send(&t, 0, Self.frame(to: Self.mac, 1))
+        Self.offer(&r, 0, length: 0)
+        var tx = t.ring(), rx = r.ring()
+        var run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxErrors == 1 && run.txCompleted == 0 && run.rxCompleted == 0)
+        var (t2, r2) = Self.rings()
+        Self.send(&t2, 0, Self.frame(to: Self.mac, 1), writable: true)
+        Self.offer(&r2, 0)
+        var tx2 = t2.ring(), rx2 = r2.ring()
+        run = NetLoopback.run(tx: &tx2, rx: &rx2, t2.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.txErrors == 1 && run.txCompleted == 0 && run.rxChains == 0)
+    }
+
+    @Test("D4: a run stops at its budget and says more are waiting; the next run serves them")
+    func budget() {
+        var (t, r) = Self.rings()
+        for k in 0..<12 { Self.send(&t, UInt16(k), Self.frame(to: Self.mac, UInt8(k))) }
+        for k in 0..<12 { Self.offer(&r, UInt16(k)) }
+        var tx = t.ring(), rx = r.ring()
+        var runs: [Int] = []
+        while true {
+            let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 5)
+            runs.append(run.rxCompleted)
+            if !run.more { break }
+        }
+        #expect(runs == [5, 5, 2])
+    }
+}
