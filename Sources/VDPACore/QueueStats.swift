@@ -40,10 +40,15 @@ public struct QueueRunRecord: Equatable, Sendable {
     public var calls = 0
     /// The MAC a control command set, if any.
     public var newMAC: [UInt8]?
+    /// Chains or frames dropped on purpose (a receive filter, no room).
+    public var drops = 0
 
-    public init(requests: Int = 0, successes: Int = 0, errors: Int = 0, completed: Int = 0, bytes: Int = 0, calls: Int = 0, newMAC: [UInt8]? = nil) {
-        (self.requests, self.successes, self.errors, self.completed, self.bytes, self.calls, self.newMAC) =
-            (requests, successes, errors, completed, bytes, calls, newMAC)
+    public init(
+        requests: Int = 0, successes: Int = 0, errors: Int = 0, completed: Int = 0, bytes: Int = 0, calls: Int = 0, newMAC: [UInt8]? = nil,
+        drops: Int = 0
+    ) {
+        (self.requests, self.successes, self.errors, self.completed, self.bytes, self.calls, self.newMAC, self.drops) =
+            (requests, successes, errors, completed, bytes, calls, newMAC, drops)
     }
 }
 

@@ -91,4 +91,18 @@ extension VDPADevice {
         vrings[vq].base = lastAvail
         if run.calls > 0, let call = vrings[vq].call { eventFDEffects.signal += Array(repeating: call, count: run.calls) }
     }
+
+    /// What a run of a data queue did: its counters, the ring's progress, its calls (no config, no CVQ stats).
+    public mutating func recordQueueRun(vq: Int, run: QueueRunRecord, lastAvail: UInt16, atomicIndexStores: Int = 0) {
+        stats.atomicIndexStores += atomicIndexStores
+        stats.copiedIndexStores += max(0, run.completed - atomicIndexStores)
+        guard vq < vrings.count else { return }
+        queueStats[vq].receivedDesc += run.requests
+        queueStats[vq].completedDesc += run.completed
+        queueStats[vq].bytes += run.bytes
+        queueStats[vq].errors += run.errors
+        queueStats[vq].drops += run.drops
+        vrings[vq].base = lastAvail
+        if run.calls > 0, let call = vrings[vq].call { eventFDEffects.signal.append(call) }  // one call per batch
+    }
 }

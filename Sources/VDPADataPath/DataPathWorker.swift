@@ -196,36 +196,49 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
     }
 
-    /// One run on `vq`; true when chains remain (the run stopped at its budget).
+    /// One run on `vq`'s queue, as its parent serves it; true when chains remain (the run stopped at its budget).
     private func serve(_ vq: Int) -> Bool {
         guard let slot else { return false }
-        // Under the lock: the gates, and a snapshot to work from without it.
-        let snapshot: ProcessMemory? = slot.read { d in
-            guard d.servedQueue(vq) == .netControl else { return nil }  // data queues come with the rest of the data path
-            guard d.mayServe(vq) else {
+        switch slot.read({ $0.servedQueue(vq) }) {
+        case .netControl?: return serveControl(vq, slot)
+        case .netPair(let rx, let tx)?: return servePair(rx: rx, tx: tx, slot)
+        case .blockRequests?: return serveBlock(vq, slot)
+        case nil: return false
+        }
+    }
+
+    /// Under the device's lock: the gates for every vq of the run, and a snapshot of the device to work from
+    /// without the lock (nil: nothing to do now).
+    private func snapshot(_ vqs: [Int], _ slot: DeviceSlot) -> ProcessMemory? {
+        slot.read { d in
+            guard vqs.allSatisfy({ d.mayServe($0) }) else {
                 // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).
                 if d.suspended && d.status & VirtioStatus.driverOK != 0 { pendingWhileSuspended = true }
                 return nil
             }
-            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .desc),
-                let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vq)), area: .buffer)
+            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vqs[0])), area: .desc),
+                let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vqs[0])), area: .buffer)
             else { return nil }
             // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
             let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
             return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent)
         }
-        guard let memory = snapshot else { return false }
-        defer { if memory.agent >= 0 { close(memory.agent) } }
+    }
+
+    /// `vq`'s ring as the snapshot sets it: the cached one while num, addresses and base are unchanged, else
+    /// built afresh (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
+    private func ring(_ vq: Int, _ memory: ProcessMemory) -> (key: [UInt64], ring: SplitRing)? {
         let v = memory.device.vrings[vq]
-        guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return false }
+        guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return nil }
         let key = [UInt64(num), desc, driver, device]
-        var ring: SplitRing
-        if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base {
-            ring = cached.ring
-        } else {
-            // Built at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail (R62).
-            ring = SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base)
-        }
+        if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
+        return (key, SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base))
+    }
+
+    private func serveControl(_ vq: Int, _ slot: DeviceSlot) -> Bool {
+        guard let memory = snapshot([vq], slot) else { return false }
+        defer { if memory.agent >= 0 { close(memory.agent) } }
+        guard var (key, ring) = ring(vq, memory) else { return false }
         let run = ControlQueue.run(&ring, memory, mac: Array(memory.device.configBytes.prefix(6)), budget: Self.chainsPerRun)
         rings[vq] = (key, ring)
         let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
@@ -233,6 +246,53 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
         slot.sync { d in d.recordControlQueue(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
+        return run.more
+    }
+
+    /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
+    private func servePair(rx: Int, tx: Int, _ slot: DeviceSlot) -> Bool {
+        guard let memory = snapshot([tx, rx], slot) else { return false }
+        defer { if memory.agent >= 0 { close(memory.agent) } }
+        guard var (txKey, txRing) = ring(tx, memory), var (rxKey, rxRing) = ring(rx, memory) else { return false }
+        let d = memory.device
+        let version1 = d.driverFeatures & VirtioFeatures.mask("VERSION_1", class: .net) != 0
+        let run = NetLoopback.run(
+            tx: &txRing, rx: &rxRing, memory, mac: Array(d.configBytes.prefix(6)), version1: version1, budget: Self.chainsPerRun)
+        (rings[tx], rings[rx]) = ((txKey, txRing), (rxKey, rxRing))
+        let txRecord = QueueRunRecord(
+            requests: run.txChains, successes: run.txCompleted, errors: run.txErrors, completed: run.txCompleted, bytes: run.txBytes,
+            calls: run.txCalls)
+        let rxRecord = QueueRunRecord(
+            requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
+            calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
+        let (txAvail, rxAvail, atomicStores) = (txRing.lastAvail, rxRing.lastAvail, memory.agentStores.value)
+        slot.sync { d in
+            d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail, atomicIndexStores: atomicStores)
+            d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
+        }
+        return run.more
+    }
+
+    /// The device's RAM disk: made at the first request, kept across reset and close as vdpa_sim_blk's is,
+    /// gone with the device (the worker lives as long as the device's slot).
+    private var disk: RAMDisk?
+
+    private func serveBlock(_ vq: Int, _ slot: DeviceSlot) -> Bool {
+        guard let memory = snapshot([vq], slot) else { return false }
+        defer { if memory.agent >= 0 { close(memory.agent) } }
+        guard var (key, ring) = ring(vq, memory) else { return false }
+        if disk == nil {
+            let config = memory.device.configBytes
+            let capacity = (0..<8).reduce(UInt64(0)) { $0 | UInt64(config[$1]) << (8 * UInt64($1)) }
+            disk = RAMDisk(capacity: capacity)
+        }
+        let run = BlockRequests.run(&ring, memory, disk: &disk!, budget: Self.chainsPerRun)
+        rings[vq] = (key, ring)
+        let record = QueueRunRecord(
+            requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
+            calls: run.calls)
+        let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
+        slot.sync { d in d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
         return run.more
     }
 }

@@ -89,13 +89,16 @@ struct ParentDriverTests {
         #expect(blk.config([], settingMAC: [1, 2, 3, 4, 5, 6]).isEmpty)
     }
 
-    @Test("the data path serves a net control queue once CTRL_VQ is negotiated, and nothing else yet")
+    @Test("the data path serves a net control queue once CTRL_VQ is negotiated, each rx/tx pair, and a block request queue")
     func servedQueues() {
         let cvq = VirtioFeatures.bit(named: "CTRL_VQ", class: .net)!
         for p in [VDPASimNet(), MLX5Net(), PlatformNet()] as [any ParentDriver] {
             #expect(p.servedQueue(2, virtqueueCount: 3, driverFeatures: cvq) == .netControl, "\(p.name)")
-            #expect(p.servedQueue(2, virtqueueCount: 3, driverFeatures: 0) == nil && p.servedQueue(0, virtqueueCount: 3, driverFeatures: cvq) == nil)
+            #expect(p.servedQueue(2, virtqueueCount: 3, driverFeatures: 0) == nil)
+            #expect(p.servedQueue(0, virtqueueCount: 3, driverFeatures: cvq) == .netPair(rx: 0, tx: 1))
+            #expect(p.servedQueue(1, virtqueueCount: 3, driverFeatures: 0) == .netPair(rx: 0, tx: 1))
         }
-        #expect(VDPASimBlock().servedQueue(0, virtqueueCount: 1, driverFeatures: ~0) == nil)
+        #expect(MLX5Net().servedQueue(5, virtqueueCount: 9, driverFeatures: 0) == .netPair(rx: 4, tx: 5))
+        #expect(VDPASimBlock().servedQueue(0, virtqueueCount: 1, driverFeatures: ~0) == .blockRequests)
     }
 }

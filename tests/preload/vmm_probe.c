@@ -13,6 +13,8 @@
  *   vmm_probe cvq-gates PATH   D1 (kick on a vq not enabled dropped) and D2 (kick while suspended served at RESUME)
  *   vmm_probe cvq-evil PATH    a descriptor loop, an unmapped buffer, a kick storm, then a good command
  *   vmm_probe cvq-bench PATH N control-command latency, kick to call
+ *   vmm_probe net-loop PATH    frames through a net device's data queues: to its MAC and broadcast back, a foreign one dropped
+ *   vmm_probe blk-io PATH      a block device's request queue: OUT, IN of the same sectors, FLUSH, GET_ID, a range off the disk
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
  *
@@ -488,6 +490,184 @@ static void bench(int fd, long n)
     printf("ioctl GET_VRING_BASE through libvdpad-vhost: %.0f ns mean over %ld\n", ns, n);
 }
 
+/* ---- data queues (process memory, IOVA = address: the device's ASID 0 is identity until the first map) ---- */
+
+#define DQ_NUM 16
+struct dq {
+    uint8_t *desc, *avail, *used;
+    uint16_t avail_idx;
+    int kick, call;
+};
+static struct { uint8_t bytes[4096]; } __attribute__((aligned(4096))) dq_pages[2][3];
+static uint8_t dq_buffers[16][2048] __attribute__((aligned(4096)));
+
+static void dq_init(int fd, uint32_t q, struct dq *r, int slot)
+{
+    r->desc = dq_pages[slot][0].bytes;
+    r->avail = dq_pages[slot][1].bytes;
+    r->used = dq_pages[slot][2].bytes;
+    r->avail_idx = 0;
+    struct vhost_vring_state st = { .index = q, .num = DQ_NUM };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_NUM, &st));
+    st.num = 0;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_BASE, &st));
+    struct vhost_vring_addr addr = { .index = q, .desc_user_addr = (uint64_t)(uintptr_t)r->desc,
+                                     .avail_user_addr = (uint64_t)(uintptr_t)r->avail, .used_user_addr = (uint64_t)(uintptr_t)r->used };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_ADDR, &addr));
+    r->kick = eventfd(0, EFD_CLOEXEC);
+    r->call = eventfd(0, EFD_CLOEXEC);
+    struct vhost_vring_file file = { .index = q, .fd = r->kick };
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_KICK, &file));
+    file.fd = r->call;
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_CALL, &file));
+}
+
+static void dq_enable(int fd, uint32_t q)
+{
+    struct vhost_vring_state st = { .index = q, .num = 1 };
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_VRING_ENABLE, &st));
+}
+
+/* Descriptor `i` of `r`: one buffer, chained to i+1 when `more`. */
+static void dq_desc(struct dq *r, uint16_t i, void *buf, uint32_t len, int writable, int more)
+{
+    uint64_t a = (uint64_t)(uintptr_t)buf;
+    uint16_t f = (uint16_t)((more ? 1 : 0) | (writable ? 2 : 0)), nx = (uint16_t)(i + 1);
+    uint8_t *d = r->desc + 16 * i;
+    memcpy(d, &a, 8); memcpy(d + 8, &len, 4); memcpy(d + 12, &f, 2); memcpy(d + 14, &nx, 2);
+}
+
+static void dq_post(struct dq *r, uint16_t head)
+{
+    memcpy(r->avail + 4 + 2 * (r->avail_idx % DQ_NUM), &head, 2);
+    __atomic_store_n((uint16_t *)(r->avail + 2), ++r->avail_idx, __ATOMIC_RELEASE);
+}
+
+static void dq_kick(struct dq *r)
+{
+    uint64_t one = 1;
+    CHECK(write(r->kick, &one, 8) == 8, "kick");
+}
+
+/* Waits (up to `ms`) until the used idx reaches `want`. */
+static int dq_wait(struct dq *r, uint16_t want, int ms)
+{
+    for (int t = 0; t < ms; t += 10) {
+        if (__atomic_load_n((uint16_t *)(r->used + 2), __ATOMIC_ACQUIRE) >= want) return 1;
+        struct pollfd p = { .fd = r->call, .events = POLLIN };
+        if (poll(&p, 1, 10) == 1) { uint64_t v; (void)!read(r->call, &v, 8); }
+    }
+    return __atomic_load_n((uint16_t *)(r->used + 2), __ATOMIC_ACQUIRE) >= want;
+}
+
+static uint32_t dq_used_len(struct dq *r, int n) { uint32_t v; memcpy(&v, r->used + 8 + 8 * n, 4); return v; }
+
+/* Net: RX buffers posted, then three frames sent: to the device's MAC and to broadcast they come back intact (a
+ * zeroed virtio-net header in front, as sent), to a foreign MAC it is dropped; TX completes all three. */
+static void net_loop(int fd)
+{
+    uint64_t u64 = 0x3e;
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
+    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 5);  /* VERSION_1, ACCESS_PLATFORM, MAC */
+    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
+    uint8_t status = 0xb;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    unsigned char cbuf[sizeof(struct vhost_vdpa_config) + 6];
+    struct vhost_vdpa_config *c = (void *)cbuf;
+    c->off = 0;
+    c->len = 6;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_CONFIG, c));
+    uint8_t mac[6], foreign[6], broadcast[6] = { 0xff, 0xff, 0xff, 0xff, 0xff, 0xff };
+    memcpy(mac, c->buf, 6);
+    memcpy(foreign, mac, 6);
+    foreign[0] ^= 0x04;  /* still unicast; differs at the first byte, so no prefix of 00s can match it */
+    struct dq rx, tx;
+    dq_init(fd, 0, &rx, 0);
+    dq_init(fd, 1, &tx, 1);
+    status = 0xf;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    dq_enable(fd, 0);
+    dq_enable(fd, 1);
+    for (uint16_t k = 0; k < 4; k++) {
+        memset(dq_buffers[k], 0xEE, 2048);
+        dq_desc(&rx, k, dq_buffers[k], 2048, 1, 0);
+        dq_post(&rx, k);
+    }
+    dq_kick(&rx);
+    const uint8_t *dsts[3] = { mac, foreign, broadcast };
+    uint32_t lens[3] = { 1514, 60, 100 };
+    for (uint16_t k = 0; k < 3; k++) {
+        uint8_t *f = dq_buffers[8 + k];
+        memset(f, 0, 12);  /* virtio_net_hdr_v1, all zero */
+        memcpy(f + 12, dsts[k], 6);
+        memcpy(f + 18, mac, 6);
+        f[24] = 0x88; f[25] = 0xB5; f[26] = (uint8_t)k;
+        for (uint32_t i = 27; i < 12 + lens[k]; i++) f[i] = (uint8_t)(i * 13 + k);
+        dq_desc(&tx, k, f, 12 + lens[k], 0, 0);
+        dq_post(&tx, k);
+    }
+    dq_kick(&tx);
+    CHECK(dq_wait(&tx, 3, 5000), "TX completes all three frames (used idx %u)", *(uint16_t *)(tx.used + 2));
+    CHECK(dq_wait(&rx, 2, 5000), "two frames come back (used idx %u)", *(uint16_t *)(rx.used + 2));
+    CHECK(*(uint16_t *)(rx.used + 2) == 2, "the foreign frame is dropped");
+    CHECK(dq_used_len(&rx, 0) == 12 + lens[0] && memcmp(dq_buffers[0], dq_buffers[8], 12 + lens[0]) == 0, "the frame to its MAC, intact");
+    CHECK(dq_used_len(&rx, 1) == 12 + lens[2] && memcmp(dq_buffers[1], dq_buffers[10], 12 + lens[2]) == 0, "the broadcast, intact");
+    CHECK(dq_used_len(&tx, 0) == 0, "TX used.len is 0");
+}
+
+/* Block: OUT of a pattern at sector 8, IN of the same sectors, FLUSH, GET_ID, and an IN off the disk (IOERR). */
+static void blk_request(struct dq *r, uint16_t head, uint32_t type, uint64_t sector, void *data, uint32_t len, int data_writable, uint8_t *status_byte)
+{
+    static uint8_t headers[8][16];
+    uint8_t *h = headers[head / 3];
+    memset(h, 0, 16);
+    memcpy(h, &type, 4);
+    memcpy(h + 8, &sector, 8);
+    *status_byte = 0xEE;
+    dq_desc(r, head, h, 16, 0, 1);
+    if (len) {
+        dq_desc(r, (uint16_t)(head + 1), data, len, data_writable, 1);
+        dq_desc(r, (uint16_t)(head + 2), status_byte, 1, 1, 0);
+    } else {
+        dq_desc(r, (uint16_t)(head + 1), status_byte, 1, 1, 0);
+    }
+    dq_post(r, head);
+}
+
+static void blk_io(int fd)
+{
+    uint64_t u64 = 0x3e;
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
+    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 9);  /* VERSION_1, ACCESS_PLATFORM, FLUSH */
+    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
+    uint8_t status = 0xb;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    struct dq q;
+    dq_init(fd, 0, &q, 0);
+    status = 0xf;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    dq_enable(fd, 0);
+    static uint8_t out[2048], in[2048], id[20], statuses[5];
+    for (int i = 0; i < 2048; i++) out[i] = (uint8_t)(i * 7 + 1);
+    memset(in, 0, sizeof in);
+    blk_request(&q, 0, 1, 8, out, 2048, 0, &statuses[0]);        /* OUT */
+    blk_request(&q, 3, 0, 8, in, 2048, 1, &statuses[1]);         /* IN */
+    blk_request(&q, 6, 4, 0, NULL, 0, 0, &statuses[2]);          /* FLUSH */
+    blk_request(&q, 9, 8, 0, id, 20, 1, &statuses[3]);           /* GET_ID */
+    blk_request(&q, 12, 0, 0x3ffff, in, 1024, 1, &statuses[4]);  /* IN past the end: IOERR */
+    dq_kick(&q);
+    CHECK(dq_wait(&q, 5, 5000), "five requests complete (used idx %u)", *(uint16_t *)(q.used + 2));
+    CHECK(statuses[0] == 0 && statuses[1] == 0 && statuses[2] == 0 && statuses[3] == 0, "OK, OK, OK, OK: %u %u %u %u",
+          statuses[0], statuses[1], statuses[2], statuses[3]);
+    CHECK(memcmp(in, out, 2048) == 0, "the sectors read back as written");
+    CHECK(memcmp(id, "vdpa_blk_sim", 12) == 0, "GET_ID");
+    CHECK(statuses[4] == 1, "IN past the end is IOERR (%u)", statuses[4]);
+    CHECK(dq_used_len(&q, 0) == 1 && dq_used_len(&q, 1) == 2049 && dq_used_len(&q, 3) == 21, "used lengths %u %u %u",
+          dq_used_len(&q, 0), dq_used_len(&q, 1), dq_used_len(&q, 3));
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
@@ -507,6 +687,8 @@ int main(int argc, char **argv)
     else if (strcmp(argv[1], "cvq-gates") == 0) cvq_gates(fd);
     else if (strcmp(argv[1], "cvq-evil") == 0) cvq_evil(fd);
     else if (strcmp(argv[1], "cvq-bench") == 0) cvq_bench(fd, argc > 3 ? atol(argv[3]) : 10000);
+    else if (strcmp(argv[1], "net-loop") == 0) net_loop(fd);
+    else if (strcmp(argv[1], "blk-io") == 0) blk_io(fd);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
     else return 2;

@@ -414,6 +414,27 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_data_queues_loop_frames_and_serve_blocks(self):
+        # The data path over the VMM's private memory (process_vm_readv/writev): vdpa_sim_net's loopback on the
+        # first queue pair, vdpa_sim_blk's request queue over its RAM disk; the queue counters agree.
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}, "b0": {"mgmtdev": "vdpasim_blk"}, "m0": {"mgmtdev": "mlx5_net"}})
+        try:
+            for device in ("n0", "m0"):
+                r = self.probe_run(d, device, "net-loop", timeout=60)
+                self.assertEqual(r.returncode, 0, f"{device}: {r.stdout}{r.stderr}")
+                queues = d.rpc.call("get_device", device=device)["queues"]
+                rx, tx = queues[0], queues[1]
+                self.assertEqual((tx["queue_type"], tx["received_desc"], tx["completed_desc"]), ("tx", 3, 3), device)
+                self.assertEqual((rx["queue_type"], rx["received_desc"], rx["completed_desc"], rx["drops"]), ("rx", 2, 2, 1), device)
+                self.assertEqual(rx["bytes"], (12 + 1514) + (12 + 100), device)
+            r = self.probe_run(d, "b0", "blk-io", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            q = d.rpc.call("get_device", device="b0")["queues"][0]
+            self.assertEqual((q["queue_type"], q["received_desc"], q["completed_desc"], q["errors"]), ("request", 5, 5, 1))
+            self.assertEqual(q["bytes"], 2048 + 2048 + 20)
+        finally:
+            d.stop()
+
     def test_control_queue_gates_and_a_hostile_vmm(self):
         d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}, "n1": {"mgmtdev": "vdpasim_net"}})
         try:

@@ -23,6 +23,11 @@ public enum MapOperation: String, Sendable {
 public enum ServedQueue: Equatable, Sendable {
     /// A net control queue, answered as vdpa_sim_net's CVQ (ControlQueue.run).
     case netControl
+    /// A net queue pair: TX frames loop back into RX as vdpa_sim_net's do (NetLoopback.run); a kick on
+    /// either queue runs the pair.
+    case netPair(rx: Int, tx: Int)
+    /// A block request queue over the device's RAM disk, as vdpa_sim_blk's (BlockRequests.run).
+    case blockRequests
 }
 
 /// A parent driver.  `legacy` models the same parent before Linux 6.7: no `.reset_map`, no
@@ -161,9 +166,12 @@ extension NetParent {
         vq == virtqueueCount - 1 ? .controlVQ : (vq % 2 == 0 ? .rx : .tx)
     }
 
-    /// The control queue (the last vq, CTRL_VQ negotiated) is served; the data queues come with the data path.
+    /// The control queue (the last vq, once CTRL_VQ is negotiated), and each rx/tx pair.
     public func servedQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> ServedQueue? {
-        vq == virtqueueCount - 1 && driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0 ? .netControl : nil
+        if vq == virtqueueCount - 1 {
+            return driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0 ? .netControl : nil
+        }
+        return vq % 2 == 0 ? .netPair(rx: vq, tx: vq + 1) : .netPair(rx: vq - 1, tx: vq)
     }
 }
 
@@ -187,7 +195,7 @@ extension BlockParent {
     }
 
     public func queueType(ofVirtqueue vq: Int, virtqueueCount: Int) -> QueueType { .request }
-    public func servedQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> ServedQueue? { nil }
+    public func servedQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> ServedQueue? { .blockRequests }
 }
 
 extension ParentDriver {
