@@ -41,7 +41,9 @@ let package = Package(
         // The typed service: devices, sessions, roles, events, the data path; no JSON, no sockets.
         .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
         // The only I/O below the registry: eventfds, guest memory (process_vm; the store agent), a worker per device.
-        .target(name: "VDPADataPath", dependencies: ["VDPACore", "VDPARegistry", "VDPAVirtio", "UnixSocket", "CVDPAShim"]),
+        .target(
+            name: "VDPADataPath",
+            dependencies: ["VDPACore", "VDPARegistry", "VDPAVirtio", "UnixSocket", "CVDPAShim", .product(name: "SystemPackage", package: "swift-system")]),
         // Operators' metrics: the devices' counters through swift-metrics into a Prometheus exposition.
         .target(name: "VDPAMetrics", dependencies: ["VDPACore", "VDPARegistry", .product(name: "CoreMetrics", package: "swift-metrics"),
                                                     .product(name: "Prometheus", package: "swift-prometheus")]),
@@ -70,6 +72,7 @@ let package = Package(
             name: "VDPADaemon",
             dependencies: [
                 "VDPACore", "VDPARPC", "VDPARegistry", "VDPAJSON", "CSystemd", "UnixSocket",
+                .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
             ]

@@ -4,6 +4,7 @@
 // torn one; a file that does not parse is moved aside and reported, never
 // silently dropped.
 import UnixSocket
+import SystemPackage
 import VDPAJSON
 import VDPARPC
 import VDPARegistry
@@ -79,25 +80,27 @@ public struct StateStore: Sendable {
 /// a temporary file beside it, written whole, then renamed over it.  `durable` also syncs the data and the
 /// directory, so a crash after the call keeps the new file (the state file needs that; a metrics file does not).
 func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, durable: Bool) throws {
-    let tmp = path + ".tmp"
-    let fd = Glibc.open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode)
-    guard fd >= 0 else { throw SystemCallError("open \(tmp)") }
-    defer { Glibc.close(fd) }
-    fchmod(fd, mode)  // the umask may have narrowed it: a metrics file must stay readable by its scraper
-    var offset = 0
-    while offset < bytes.count {
-        let n = retryingOnEINTR { bytes.withUnsafeBytes { write(fd, $0.baseAddress! + offset, bytes.count - offset) } }
-        guard n > 0 else { throw SystemCallError("write \(tmp)") }
-        offset += n
+    let target = FilePath(path)
+    let tmp = FilePath(path + ".tmp")
+    let permissions = FilePermissions(rawValue: mode)
+    let file: FileDescriptor
+    do {
+        file = try FileDescriptor.open(tmp, .writeOnly, options: [.create, .truncate, .closeOnExec], permissions: permissions)
+    } catch {
+        throw SystemCallError("open \(tmp)", (error as? Errno) ?? .current)
     }
-    if durable { guard fsync(fd) == 0 else { throw SystemCallError("fsync \(tmp)") } }
-    guard rename(tmp, path) == 0 else { throw SystemCallError("rename \(tmp)") }
+    try file.closeAfter {
+        // The umask may have narrowed the mode: a metrics file must stay readable by its scraper.
+        _ = fchmod(file.rawValue, mode)
+        do { _ = try file.writeAll(bytes) } catch { throw SystemCallError("write \(tmp)", (error as? Errno) ?? .current) }
+        if durable { guard fsync(file.rawValue) == 0 else { throw SystemCallError("fsync \(tmp)") } }
+    }
+    guard rename(tmp.string, target.string) == 0 else { throw SystemCallError("rename \(tmp)") }
     guard durable else { return }
-    let directory = path.lastIndex(of: "/").map { String(path[..<$0]) }.flatMap { $0.isEmpty ? "/" : $0 } ?? "."
-    let dfd = Glibc.open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    if dfd >= 0 {
-        fsync(dfd)
-        Glibc.close(dfd)
+    let directory = target.removingLastComponent()
+    if let dir = try? FileDescriptor.open(directory.isEmpty ? "." : directory, .readOnly, options: [.directory, .closeOnExec]) {
+        fsync(dir.rawValue)
+        try? dir.close()
     }
 }
 

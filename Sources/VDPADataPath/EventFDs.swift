@@ -2,6 +2,7 @@
 // passes (SCM_RIGHTS): check that a descriptor is an eventfd as the kernel
 // does (R63–R65: a bad descriptor is EBADF, another kind of file EINVAL),
 // signal one, close one.  The core decides when; this carries it out.
+import SystemPackage
 import VDPACore
 import VDPARegistry
 #if canImport(Glibc)
@@ -26,10 +27,11 @@ enum EventFDs {
     /// peer is not an error here, as eventfd_signal ignores it.
     static func signal(_ fd: Int32) {
         var one: UInt64 = 1
-        _ = withUnsafeBytes(of: &one) { write(fd, $0.baseAddress!, 8) }
+        _ = withUnsafeBytes(of: &one) { try? FileDescriptor(rawValue: fd).write($0) }
     }
 
-    static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+    /// A descriptor vdpad holds and gives up; a failure (EBADF) leaves nothing to do.
+    static func close(_ fd: Int32) { try? FileDescriptor(rawValue: fd).close() }
 
     static func carryOut(_ effects: EventFDEffects) {
         guard !effects.isEmpty else { return }
