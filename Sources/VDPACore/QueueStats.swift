@@ -61,7 +61,7 @@ extension VDPADevice {
     /// The largest queue index vstats accepts before its range check (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX).
     static let vstatsIndexLimit: UInt64 = 0x8000
 
-    /// `vdpa dev vstats show DEV qidx N`, with the checks of vdpa_dev_vendor_stats_fill in their order:
+    /// `vdpa dev vstats show DEV qidx N` (V2), with the checks of vdpa_dev_vendor_stats_fill in their order:
     /// EAGAIN before FEATURES_OK, then (net only, else EOPNOTSUPP) ERANGE past 0x8000, then the parent's
     /// EINVAL for an index that is not one of its queues.
     public func vendorStats(queue index: UInt64) throws(VDPAError) -> QueueStats {

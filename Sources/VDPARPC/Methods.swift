@@ -189,7 +189,7 @@ extension VDPAService {
         ),
         RPCMethod(
             MethodSpec(
-                "get_vstats", "One queue's counters, as vdpa dev vstats show DEV qidx N (net devices after FEATURES_OK)",
+                "get_vstats", "One queue's counters, as vdpa dev vstats show DEV qidx N (admin; net devices after FEATURES_OK)",
                 [.device(), .u64("qidx", "the queue index")],
                 result: [
                     "type": "object",
@@ -199,10 +199,10 @@ extension VDPAService {
                         "bytes": ["type": "integer"], "drops": ["type": "integer"], "errors": ["type": "integer"]
                     ]
                 ],
-                errors: [.ENODEV, .EAGAIN, .EOPNOTSUPP, .ERANGE, .EINVAL]),
-            handler: { s, p, _ in
+                errors: [.ENODEV, .EPERM, .EAGAIN, .EOPNOTSUPP, .ERANGE, .EINVAL]),
+            handler: { s, p, caller in
                 let name = try p.string("device"), qidx = try p.u64("qidx")
-                let (type, stats) = try s.registry.vendorStats(name, queue: qidx)
+                let (type, stats) = try s.registry.vendorStats(name, queue: qidx, by: caller)
                 return queueStatsJSON(stats, leading: [("device", .string(name)), ("qidx", .unsigned(qidx)), ("queue_type", .string(type.rawValue))])
             }
         ),

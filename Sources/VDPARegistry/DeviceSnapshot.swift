@@ -48,15 +48,12 @@ extension DeviceRegistry {
         allSlots().map { $0.read(DeviceSnapshot.init) }
     }
 
-    /// `vdpa dev vstats show DEV qidx N`: open to anyone who can connect, as `get_device` is (the counters
-    /// show no session state).  ENODEV, then the checks of ``VDPADevice/vendorStats(queue:)``.
-    public func vendorStats(_ device: String, queue: UInt64) throws(VDPAError) -> (type: QueueType, stats: QueueStats) {
-        let answer = try slot(named: device).read { d -> Result<(QueueType, QueueStats), VDPAError> in
-            Result { () throws(VDPAError) in
-                let stats = try d.vendorStats(queue: queue)  // checks the index before it is used
-                return (d.queueType(ofVirtqueue: Int(queue)), stats)
-            }
+    /// `vdpa dev vstats show DEV qidx N`: an admin's, as the kernel's VDPA_CMD_DEV_VSTATS_GET needs
+    /// CAP_NET_ADMIN (GENL_ADMIN_PERM).  ENODEV, EPERM, then the checks of ``VDPADevice/vendorStats(queue:)``.
+    public func vendorStats(_ device: String, queue: UInt64, by caller: Caller) throws(VDPAError) -> (type: QueueType, stats: QueueStats) {
+        try withDevice(device, .admin(operation: "get_vstats"), by: caller) { (d: inout VDPADevice) throws(VDPAError) in
+            let stats = try d.vendorStats(queue: queue)  // checks the index before it is used
+            return (d.queueType(ofVirtqueue: Int(queue)), stats)
         }
-        return try answer.get()
     }
 }

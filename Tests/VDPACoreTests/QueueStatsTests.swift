@@ -1,6 +1,6 @@
 // QueueStatsTests.swift — `vdpa dev vstats show DEV qidx N`: the checks of
 // vdpa_dev_vendor_stats_fill in their order, the queue types, and counters
-// that survive reset (docs/kernel-rules.md, "Queue statistics").
+// that survive reset (docs/kernel-rules.md V1–V3).
 import Testing
 import VDPACore
 import _VDPATestSupport

@@ -80,7 +80,7 @@ class GeneratedMethods:
         return self.call("get_vring_group", device=device, vq=vq)
 
     def get_vstats(self, device: str, *, qidx: int | str) -> dict:
-        "One queue's counters, as vdpa dev vstats show DEV qidx N (net devices after FEATURES_OK)"
+        "One queue's counters, as vdpa dev vstats show DEV qidx N (admin; net devices after FEATURES_OK)"
         return self.call("get_vstats", device=device, qidx=qidx)
 
     def list_devices(self) -> list:
