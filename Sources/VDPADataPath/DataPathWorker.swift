@@ -1,9 +1,10 @@
-// DataPath.swift — the first slice of the data path: a per-device worker
-// that serves the control virtqueue the way vdpa_sim_net does (docs/datapath.md;
-// docs/kernel-rules.md D1–D3, D11–D13).  The vq's kick eventfd wakes the
-// worker — never a connection's reader thread — and the worker walks the
-// ring in the owner's memory through the IOTLB of the ASID the vq's group
-// (and, where the parent has one, its descriptor group) is bound to, with
+// DataPathWorker.swift — the data path of one device: a worker thread that
+// serves each queue as its parent says (the net control queue, net rx/tx
+// pairs, a block request queue) the way vdpa_sim does (docs/datapath.md;
+// docs/kernel-rules.md D1–D27).  A vq's kick eventfd wakes the worker —
+// never a connection's reader thread — and the worker walks the ring in the
+// owner's memory through the IOTLB of the ASID the vq's group (and, where
+// the parent has one, its descriptor group) is bound to, with
 // process_vm_readv/writev on the owner's pid, never holding the device's
 // lock across those copies.
 import CVDPAShim
