@@ -562,17 +562,23 @@ static int dq_wait(struct dq *r, uint16_t want, int ms)
 
 static uint32_t dq_used_len(struct dq *r, int n) { uint32_t v; memcpy(&v, r->used + 8 + 8 * n, 4); return v; }
 
+/* The driver's first steps on a data-path device: owner, backend features, `features`, FEATURES_OK. */
+static void dq_negotiate(int fd, uint64_t features)
+{
+    uint64_t u64 = 0x3e;  /* MSG_V2, BATCH, IOTLB_ASID, SUSPEND, RESUME */
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
+    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &features));
+    uint8_t status = 0xb;
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+}
+
 /* Net: RX buffers posted, then three frames sent: to the device's MAC and to broadcast they come back intact (a
  * zeroed virtio-net header in front, as sent), to a foreign MAC it is dropped; TX completes all three. */
 static void net_loop(int fd)
 {
-    uint64_t u64 = 0x3e;
-    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
-    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
-    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 5);  /* VERSION_1, ACCESS_PLATFORM, MAC */
-    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
-    uint8_t status = 0xb;
-    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    dq_negotiate(fd, (1ULL << 32) | (1ULL << 33) | (1ULL << 5));  /* VERSION_1, ACCESS_PLATFORM, MAC */
+    uint8_t status;
     unsigned char cbuf[sizeof(struct vhost_vdpa_config) + 6];
     struct vhost_vdpa_config *c = (void *)cbuf;
     c->off = 0;
@@ -637,13 +643,8 @@ static void blk_request(struct dq *r, uint16_t head, uint32_t type, uint64_t sec
 
 static void blk_io(int fd)
 {
-    uint64_t u64 = 0x3e;
-    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
-    EXPECT_OK(ioctl(fd, VHOST_SET_BACKEND_FEATURES, &u64));
-    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 9);  /* VERSION_1, ACCESS_PLATFORM, FLUSH */
-    EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &u64));
-    uint8_t status = 0xb;
-    EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    dq_negotiate(fd, (1ULL << 32) | (1ULL << 33) | (1ULL << 9));  /* VERSION_1, ACCESS_PLATFORM, FLUSH */
+    uint8_t status;
     struct dq q;
     dq_init(fd, 0, &q, 0);
     status = 0xf;
