@@ -15,6 +15,8 @@ public enum NetLoopback {
         public var rxChains = 0, rxCompleted = 0, rxBytes = 0, rxErrors = 0, rxDrops = 0, rxOverruns = 0
         /// Interrupts owed on each queue.
         public var txCalls = 0, rxCalls = 0
+        /// Runs that stopped with frames waiting because the RX ring had no buffer (vdpa_sim would drop one: D5).
+        public var rxWaits = 0
         /// The run stopped at its budget with frames left.
         public var more = false
         public init() {}
@@ -35,13 +37,20 @@ public enum NetLoopback {
         return true
     }
 
-    /// One run: up to `budget` TX chains, each answered as vdpasim_net_work answers it.
+    /// One run: up to `budget` TX chains, each answered as vdpasim_net_work answers it, but for one departure:
+    /// a frame never waits in a bounce buffer for an RX buffer that is not there to be lost (D5).  The run
+    /// looks at the RX ring before it takes a TX chain and stops, leaving the frame in the TX ring, when the
+    /// RX ring is empty (counted in `rxWaits`); the RX kick that brings buffers runs the pair again.
     public static func run(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)
         for _ in 0..<budget {
+            if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
+                run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair
+                return run
+            }
             let txChain: RingChain
             do throws(RingError) {
                 guard let chain = try tx.fetch(memory) else { return run }
@@ -64,7 +73,7 @@ public enum NetLoopback {
                 continue
             }
             guard let rxChain = try? rx.fetch(memory) else {
-                run.rxOverruns += 1  // no room: the frame is lost, TX completes, the run ends (D5)
+                run.rxOverruns += 1  // an RX ring that refuses its chain: the frame is lost, TX completes, the run ends
                 if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
                 run.txCalls += 1
                 return run
