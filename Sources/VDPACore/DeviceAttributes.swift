@@ -22,11 +22,15 @@ public struct DeviceAttributes: Equatable, Sendable {
     /// Uids and gids besides admins that may `open` the device.
     public var users: [UInt32]
     public var groups: [UInt32]
+    /// A block device's backing file (an absolute path): its disk is read from it at the first request and
+    /// written through to it, so the data outlives the daemon.  Nil: a RAM disk only.
+    public var backing: String?
 
     public init(
         mac: String? = nil, mtu: Int? = nil, maxVQP: Int? = nil, iovaRange: IOVARange = .full,
-        legacy: Bool = false, users: [UInt32] = [], groups: [UInt32] = []
+        legacy: Bool = false, users: [UInt32] = [], groups: [UInt32] = [], backing: String? = nil
     ) {
+        self.backing = backing
         self.mac = mac
         self.mtu = mtu
         self.maxVQP = maxVQP

@@ -52,6 +52,7 @@ public struct StateStore: Sendable {
             if let mac = a.mac { m.append(("mac", .string(mac))) }
             if let mtu = a.mtu { m.append(("mtu", JSON(mtu))) }
             if let q = a.maxVQP { m.append(("max_vqp", JSON(q))) }
+            if let backing = a.backing { m.append(("backing", .string(backing))) }
             return .object(m)
         }
         let doc: JSON = ["version": 1, "devices": .array(devices)]

@@ -8,6 +8,7 @@
 // process_vm_readv/writev on the owner's pid, never holding the device's
 // lock across those copies.
 import CVDPAShim
+import SystemPackage
 import UnixSocket
 import VDPACore
 import VDPARegistry
@@ -174,6 +175,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
         for fd in watched.keys { close(fd) }
         close(wake)
+        try? backing?.close()
     }
 
     private func drain(_ fd: Int32) {
@@ -274,9 +276,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return run.more
     }
 
-    /// The device's RAM disk: made at the first request, kept across reset and close as vdpa_sim_blk's is,
-    /// gone with the device (the worker lives as long as the device's slot).
+    /// The device's RAM disk: made at the first request (from its backing file, when it has one), kept across
+    /// reset and close as vdpa_sim_blk's is, gone with the device (the worker lives as long as its slot).
     private var disk: RAMDisk?
+    /// The backing file, open while the worker lives; every change is written through, a FLUSH syncs it.
+    private var backing: FileDescriptor?
 
     private func serveBlock(_ vq: Int, _ slot: DeviceSlot) -> Bool {
         guard let memory = snapshot([vq], slot) else { return false }
@@ -285,9 +289,10 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         if disk == nil {
             let config = memory.device.configBytes
             let capacity = (0..<8).reduce(UInt64(0)) { $0 | UInt64(config[$1]) << (8 * UInt64($1)) }
-            disk = RAMDisk(capacity: capacity)
+            disk = RAMDisk(capacity: capacity, contents: openBacking(memory.device.attributes.backing, bytes: Int(capacity) * RAMDisk.sectorSize))
         }
         let run = BlockRequests.run(&ring, memory, disk: &disk!, budget: Self.chainsPerRun)
+        writeThrough(run)
         rings[vq] = (key, ring)
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
@@ -295,5 +300,32 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
         slot.sync { d in d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
         return run.more
+    }
+
+    /// Opens (or makes) the backing file at `path`, sized to the disk, and returns what it holds.
+    private func openBacking(_ path: String?, bytes: Int) -> [UInt8] {
+        guard let path else { return [] }
+        do {
+            let file = try FileDescriptor.open(
+                FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+            _ = ftruncate(file.rawValue, off_t(bytes))
+            var contents = [UInt8](repeating: 0, count: bytes)
+            let n = try contents.withUnsafeMutableBytes { try file.read(fromAbsoluteOffset: 0, into: $0) }
+            backing = file
+            return Array(contents.prefix(n))
+        } catch {
+            return []  // the disk is RAM only; the writes reach no file (the device's backing cannot be opened)
+        }
+    }
+
+    /// Every byte the run changed goes to the backing file at the same offset; a FLUSH waits for the file.
+    private func writeThrough(_ run: BlockRequests.Run) {
+        guard let backing, let disk else { return }
+        for range in run.written {
+            _ = disk.bytes.withUnsafeBytes { all in
+                try? backing.writeAll(toAbsoluteOffset: Int64(range.lowerBound), UnsafeRawBufferPointer(rebasing: all[range]))
+            }
+        }
+        if run.flushed { _ = fsync(backing.rawValue) }
     }
 }

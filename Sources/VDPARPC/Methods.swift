@@ -148,7 +148,10 @@ extension VDPAService {
                     ParamSpec(name: "legacy", schema: Schemas.bool, required: false, summary: "a parent from before Linux 6.7"),
                     .u64("iova_first", "the IOVA range's start", required: false), .u64("iova_last", "the IOVA range's end", required: false),
                     ParamSpec(name: "users", schema: Schemas.arrayOf(Schemas.u64), required: false, summary: "uids that may open it"),
-                    ParamSpec(name: "groups", schema: Schemas.arrayOf(Schemas.u64), required: false, summary: "gids that may open it")
+                    ParamSpec(name: "groups", schema: Schemas.arrayOf(Schemas.u64), required: false, summary: "gids that may open it"),
+                    ParamSpec(
+                        name: "backing", schema: Schemas.string, required: false,
+                        summary: "vdpasim_blk: an absolute file path the disk is read from and written through to")
                 ],
                 result: Schemas.object, errors: [.EPERM, .EEXIST, .ENODEV, .EINVAL, .ENOSPC, .EIO]),
             handler: { s, p, caller in
@@ -259,7 +262,7 @@ extension DeviceRecord {
     /// Every key a device record has: add_device's params, a state-file entry and a config [[devices]] table.
     public static let keys: Set<String> = [
         "name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "iova_first", "iova_last",
-        "users", "groups"
+        "users", "groups", "backing"
     ]
 
     /// The one decoder of a device record, whatever carries it — add_device's params, an entry of the state
@@ -280,6 +283,7 @@ extension DeviceRecord {
         attributes.iovaRange = IOVARange(first: try p.optionalU64("iova_first") ?? 0, last: try p.optionalU64("iova_last") ?? .max)
         attributes.users = try p.optionalIDs("users") ?? []
         attributes.groups = try p.optionalIDs("groups") ?? []
+        attributes.backing = try p.optionalString("backing")
         self.init(name: try p.string("name"), mgmtdev: try p.string("mgmtdev"), attributes: attributes)
     }
 }

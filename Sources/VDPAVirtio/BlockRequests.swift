@@ -12,10 +12,13 @@ public struct RAMDisk: Sendable, Equatable {
     public let capacity: UInt64
     public private(set) var bytes: [UInt8]
 
-    /// 0x40000 sectors (128 MiB) is vdpa_sim_blk's size (R52).
-    public init(capacity: UInt64 = 0x40000) {
+    /// 0x40000 sectors (128 MiB) is vdpa_sim_blk's size (R52).  `contents` fills the start of the disk (a
+    /// backing file's bytes; more than the disk holds are ignored), the rest is zero.
+    public init(capacity: UInt64 = 0x40000, contents: [UInt8] = []) {
         self.capacity = capacity
         bytes = [UInt8](repeating: 0, count: Int(capacity) * Self.sectorSize)
+        let n = min(contents.count, bytes.count)
+        bytes.replaceSubrange(0..<n, with: contents[0..<n])
     }
 
     /// Whether [offset, offset+count) lies on the disk.
@@ -45,6 +48,10 @@ public enum BlockRequests {
         public var calls = 0
         /// The run stopped at its budget with chains left.
         public var more = false
+        /// Byte ranges of the disk the run changed (OUT, WRITE_ZEROES), in order: what a backing file takes.
+        public var written: [Range<Int>] = []
+        /// A FLUSH was served: what was written must reach stable storage.
+        public var flushed = false
         public init() {}
     }
 
@@ -76,11 +83,14 @@ public enum BlockRequests {
             case .write? where inRange(sector, bytes: toPull, disk):
                 let data = gatherAfterHeader(chain, memory, count: toPull)
                 if data.count == toPull {
-                    disk.write(data[...], at: Int(sector) * RAMDisk.sectorSize)
+                    let offset = Int(sector) * RAMDisk.sectorSize
+                    disk.write(data[...], at: offset)
+                    run.written.append(offset..<offset + toPull)
                     run.bytes += toPull
                     status = ok
                 }
             case .flush? where sector == 0:
+                run.flushed = true
                 status = ok
             case .getID? where sector == 0:
                 // Not clamped to the data part (D18): with fewer than 21 writable bytes the ID takes the status byte.
@@ -92,7 +102,10 @@ public enum BlockRequests {
                 }
                 status = ok
             case .discard?, .writeZeroes?:
-                status = sector != 0 ? ioError : discardOrZero(type == RequestType.writeZeroes.rawValue, chain, memory, toPull: toPull, disk: &disk)
+                status =
+                    sector != 0
+                    ? ioError
+                    : discardOrZero(type == RequestType.writeZeroes.rawValue, chain, memory, toPull: toPull, disk: &disk, written: &run.written)
             default:
                 status = ioError  // an unknown type, a range off the disk, a sector where none belongs (D17, D20)
             }
@@ -116,14 +129,20 @@ public enum BlockRequests {
 
     /// DISCARD and WRITE_ZEROES: exactly one 16-byte segment {sector, num_sectors, flags}; DISCARD with any
     /// flag and WRITE_ZEROES with one other than UNMAP are UNSUPP; WRITE_ZEROES zeroes, DISCARD keeps the data.
-    static func discardOrZero(_ zeroes: Bool, _ chain: RingChain, _ memory: some GuestMemory, toPull: Int, disk: inout RAMDisk) -> UInt8 {
+    static func discardOrZero(
+        _ zeroes: Bool, _ chain: RingChain, _ memory: some GuestMemory, toPull: Int, disk: inout RAMDisk, written: inout [Range<Int>]
+    ) -> UInt8 {
         guard toPull == 16 else { return ioError }
         let segment = gatherAfterHeader(chain, memory, count: 16)
         guard segment.count == 16 else { return ioError }
         let sector = le64(segment, 0), count = UInt64(le32(segment, 8)), flags = le32(segment, 12)
         if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
         guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }
-        if zeroes { disk.zero(Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize) }
+        if zeroes {
+            let (offset, length) = (Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize)
+            disk.zero(offset, length)
+            written.append(offset..<offset + length)
+        }
         return ok
     }
 

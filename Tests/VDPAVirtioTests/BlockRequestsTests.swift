@@ -117,4 +117,15 @@ struct BlockRequestsTests {
         let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
         #expect(run.requests == 1 && run.completed == 1 && run.calls == 0 && Self.usedLength(d, 0) == 0)
     }
+
+    @Test("a backing file's bytes fill the disk; a run reports the byte ranges it changed and whether a FLUSH came")
+    func writtenRangesAndFlush() {
+        let disk0 = RAMDisk(capacity: 4, contents: [1, 2, 3] + [UInt8](repeating: 9, count: 5000))
+        #expect(disk0.bytes.count == 2048 && Array(disk0.bytes[0..<3]) == [1, 2, 3] && disk0.bytes[2047] == 9, "more than the disk: cut")
+        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
+        Self.post(&d, 0, type: 1, sector: 3, payload: [UInt8](repeating: 0x5A, count: 1024))
+        Self.post(&d, 1, type: 4, sector: 0)
+        let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        #expect(run.written == [1536..<2560] && run.flushed)
+    }
 }

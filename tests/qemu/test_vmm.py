@@ -435,6 +435,21 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_block_backing_file_keeps_the_data(self):
+        # A vdpasim_blk device with a backing file: what the VMM wrote is in the file after it exits, at its offset.
+        backing = os.path.join(tempfile.mkdtemp(), "disk.img")
+        d = Daemon({"b1": {"mgmtdev": "vdpasim_blk", "backing": backing}})
+        try:
+            r = self.probe_run(d, "b1", "blk-io", timeout=60)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            d.stop()
+        with open(backing, "rb") as f:
+            f.seek(8 * 512)
+            written = f.read(2048)
+        self.assertEqual(os.path.getsize(backing), 0x40000 * 512)
+        self.assertEqual(written, bytes((i * 7 + 1) & 0xFF for i in range(2048)))
+
     def test_control_queue_gates_and_a_hostile_vmm(self):
         d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}, "n1": {"mgmtdev": "vdpasim_net"}})
         try:

@@ -158,6 +158,7 @@ extension NetParent {
             a.mac = DeviceAttributes.defaultMAC(for: name)
         }
         if let mtu = a.mtu, !(68...65535).contains(mtu) { throw badAttribute("mtu \(mtu) is outside 68…65535", name) }
+        if a.backing != nil { throw badAttribute("backing is an attribute of a block device", name) }
         a.mtu = a.mtu ?? 1500
         return a
     }
@@ -191,6 +192,9 @@ extension BlockParent {
     public func validate(_ attributes: DeviceAttributes, name: DeviceName) throws(VDPAError) -> DeviceAttributes {
         if attributes.mac != nil { throw badAttribute("mac is not an attribute of a block device", name) }
         if attributes.mtu != nil { throw badAttribute("mtu is not an attribute of a block device", name) }
+        if let backing = attributes.backing, !backing.hasPrefix("/") || backing.hasSuffix("/") || backing.utf8.contains(0) {
+            throw badAttribute("backing \"\(backing)\" is not an absolute file path", name)
+        }
         return try validateCommon(attributes, name: name)
     }
 

@@ -11,9 +11,9 @@ class GeneratedMethods:
 
     METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "subscribe", "suspend", "translate", "unmap", "write_config"]
 
-    def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None) -> dict:
+    def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None, backing: str | None = None) -> dict:
         "Create a device (admin)"
-        return self.call("add_device", name=name, mgmtdev=mgmtdev, mac=mac, mtu=mtu, max_vqp=max_vqp, legacy=legacy, iova_first=iova_first, iova_last=iova_last, users=users, groups=groups)
+        return self.call("add_device", name=name, mgmtdev=mgmtdev, mac=mac, mtu=mtu, max_vqp=max_vqp, legacy=legacy, iova_first=iova_first, iova_last=iova_last, users=users, groups=groups, backing=backing)
 
     def batch_begin(self, device: str, *, asid: int | str | None = None) -> Any:
         "IOTLB BATCH_BEGIN (R18)"
