@@ -22,6 +22,8 @@ public struct QueueStats: Equatable, Sendable {
     public var bytes = 0
     /// Chains or frames dropped on purpose (a receive filter, no room).
     public var drops = 0
+    /// The queue pairs a control command set (MQ_VQ_PAIRS_SET), if any.
+    public var newQueuePairs: Int?
     /// Chains the device could not serve (a malformed request, an unreadable buffer).
     public var errors = 0
 
@@ -42,6 +44,8 @@ public struct QueueRunRecord: Equatable, Sendable {
     public var newMAC: [UInt8]?
     /// Chains or frames dropped on purpose (a receive filter, no room).
     public var drops = 0
+    /// The queue pairs a control command set (MQ_VQ_PAIRS_SET), if any.
+    public var newQueuePairs: Int?
 
     public init(
         requests: Int = 0, successes: Int = 0, errors: Int = 0, completed: Int = 0, bytes: Int = 0, calls: Int = 0, newMAC: [UInt8]? = nil,

@@ -80,6 +80,7 @@ extension VDPADevice {
         stats.atomicIndexStores += atomicIndexStores
         stats.copiedIndexStores += run.completed - atomicIndexStores
         if let mac = run.newMAC { storedConfig = mgmtdev.driver.config(storedConfig, settingMAC: mac) }
+        if let pairs = run.newQueuePairs { activeQueuePairs = pairs }
         stats.cvqRequests += run.requests
         stats.cvqSuccesses += run.successes
         stats.cvqErrors += run.errors

@@ -124,6 +124,7 @@ extension VDPADevice {
         status = 0
         driverFeatures = 0
         suspended = false
+        activeQueuePairs = 1
         groupASID = Array(repeating: 0, count: groupCount)
         // R69: num is kept; vdpa_sim zeroes the addresses and the base — zero, not unset: its ring now sits at
         // IOVA 0, and get_vring and translate say so — mlx5 keeps both (its base is the index saved when the

@@ -90,6 +90,9 @@ public struct VDPADevice: Sendable {
     /// The config bytes the parent stores (a net device's, as written: R51, they survive reset); empty for a
     /// parent that rebuilds its config on every read (R52).
     var storedConfig: [UInt8]
+    /// The data queue pairs the driver uses: 1 until MQ_VQ_PAIRS_SET (mlx5_net with MQ) sets more; a reset puts it
+    /// back to 1.  The data path serves the pairs below it.
+    public internal(set) var activeQueuePairs = 1
     /// The link state the config's status field reports (VIRTIO_NET_S_LINK_UP); `set_link` changes it.
     public internal(set) var linkUp = true
     /// VHOST_VDPA_SET_CONFIG_CALL's eventfd, signalled on a config change.

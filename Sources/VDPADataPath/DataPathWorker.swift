@@ -242,19 +242,23 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard let memory = snapshot([vq], slot) else { return false }
         defer { if memory.agent >= 0 { close(memory.agent) } }
         guard var (key, ring) = ring(vq, memory) else { return false }
-        let run = ControlQueue.run(&ring, memory, mac: Array(memory.device.configBytes.prefix(6)), budget: Self.chainsPerRun)
+        let d = memory.device
+        // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
+        let mq = d.driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 ? d.attributes.maxVQP : nil
+        let run = ControlQueue.run(&ring, memory, mac: Array(d.configBytes.prefix(6)), budget: Self.chainsPerRun, maxQueuePairs: mq)
         rings[vq] = (key, ring)
         let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
-        let record = QueueRunRecord(
+        var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
+        record.newQueuePairs = run.newQueuePairs
         slot.sync { d in d.recordControlQueue(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
         return run.more
     }
 
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
     private func servePair(rx: Int, tx: Int, _ slot: DeviceSlot) -> Bool {
-        guard let memory = snapshot([tx, rx], slot) else { return false }
+        guard let memory = snapshot([tx, rx], slot), rx / 2 < memory.device.activeQueuePairs else { return false }
         defer { if memory.agent >= 0 { close(memory.agent) } }
         guard var (txKey, txRing) = ring(tx, memory), var (rxKey, rxRing) = ring(rx, memory) else { return false }
         let d = memory.device

@@ -78,6 +78,7 @@ extension VDPAService {
             "offered_features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass),
             "link": d.hasLink ? .string(d.linkUp ? "up" : "down") : .null,
             "config_call": .bool(d.configCall != nil), "store_agent": .bool(d.storeAgent != nil),
+            "active_queue_pairs": JSON(d.activeQueuePairs),
             "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
             "queues": .array(
                 d.queueStats.indices.map { q in

@@ -10,6 +10,7 @@
 public struct ControlQueue: Sendable {
     public static let ok: UInt8 = 0, error: UInt8 = 1
     static let classMAC: UInt8 = 1, macAddrSet: UInt8 = 1
+    static let classMQ: UInt8 = 4, vqPairsSet: UInt8 = 0
     /// The most command bytes a run looks at: the header and a MAC; the rest of a long chain is never read.
     public static let commandLimit = 64
 
@@ -28,11 +29,20 @@ public struct ControlQueue: Sendable {
 
     /// The ack of this run so far (vdpa_sim initialises it once per run: the stale-ack quirk).
     public var runAck = error
+    /// The most queue pairs MQ_VQ_PAIRS_SET may ask for, when the parent offers MQ (mlx5_net); nil: the class is
+    /// answered ERR, as vdpa_sim_net answers it.
+    public let maxQueuePairs: Int?
 
-    public init() {}
+    public init(maxQueuePairs: Int? = nil) { self.maxQueuePairs = maxQueuePairs }
 
     /// Processes one command: `command` is the chain's readable bytes; `mac` the current config MAC.
     public mutating func process(_ command: [UInt8], mac: [UInt8], counters: inout Counters) -> Outcome {
+        var pairs: Int?
+        return process(command, mac: mac, counters: &counters, newPairs: &pairs)
+    }
+
+    /// `process`, also giving the queue pairs an accepted MQ_VQ_PAIRS_SET asked for.
+    public mutating func process(_ command: [UInt8], mac: [UInt8], counters: inout Counters, newPairs: inout Int?) -> Outcome {
         counters.requests += 1
         guard command.count >= 2 else {
             counters.errors += 1
@@ -46,6 +56,16 @@ public struct ControlQueue: Sendable {
             updated.replaceSubrange(0..<data.count, with: data)
             newMAC = updated
             runAck = data.count == 6 ? Self.ok : Self.error
+        } else if let maxQueuePairs, command[0] == Self.classMQ && command[1] == Self.vqPairsSet {
+            // A parent with MQ (mlx5_vdpa) takes 1…max_vqp pairs, a le16 after the header; anything else is ERR.
+            let data = Array(command.dropFirst(2).prefix(2))
+            let requested = data.count == 2 ? Int(data[0]) | Int(data[1]) << 8 : 0
+            if (1...maxQueuePairs).contains(requested) {
+                newPairs = requested
+                runAck = Self.ok
+            } else {
+                runAck = Self.error
+            }
         }
         if runAck == Self.ok { counters.successes += 1 } else { counters.errors += 1 }
         return .answered(ack: runAck, newMAC: newMAC)
@@ -56,6 +76,8 @@ public struct ControlQueue: Sendable {
         public var counters = Counters()
         /// The config MAC after the run, when a MAC_ADDR_SET changed it.
         public var newMAC: [UInt8]?
+        /// The queue pairs after the run, when an MQ_VQ_PAIRS_SET was accepted.
+        public var newQueuePairs: Int?
         /// Used entries whose idx store landed.
         public var completed = 0
         /// Command bytes read and ack bytes written.
@@ -75,15 +97,19 @@ public struct ControlQueue: Sendable {
     /// (vringh's error: the head is lost or, out of range, stays); a command without its 2-byte header counts a
     /// request and an error, ends the run and is never completed (D13); every other command is acked, completed
     /// and signalled, and a failed ack push or completion is not an error of the command.
-    public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], budget: Int) -> Run {
-        var queue = ControlQueue()
+    public static func run(
+        _ ring: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], budget: Int, maxQueuePairs: Int? = nil
+    ) -> Run {
+        var queue = ControlQueue(maxQueuePairs: maxQueuePairs)
         var run = Run()
         var mac = mac
         for _ in 0..<budget {
             guard let chain = try? ring.fetch(memory) else { return run }  // empty, or vringh refused the chain
             let command = SplitRing.gather(chain, memory, limit: commandLimit)
             run.bytes += command.count
-            guard case .answered(let ack, let updated) = queue.process(command, mac: mac, counters: &run.counters) else {
+            guard
+                case .answered(let ack, let updated) = queue.process(command, mac: mac, counters: &run.counters, newPairs: &run.newQueuePairs)
+            else {
                 return run
             }
             if let updated { (mac, run.newMAC) = (updated, updated) }

@@ -53,4 +53,18 @@ struct QueueStatsTests {
         #expect(d.queueStats[2] == expected, "never cleared, as vdpa_sim's counters")
         #expect(d.queueStats[0] == QueueStats())
     }
+
+    @Test("an accepted MQ_VQ_PAIRS_SET sets the active queue pairs; a reset puts them back to 1")
+    func activeQueuePairs() throws {
+        var attributes = DeviceAttributes()
+        attributes.maxVQP = 4
+        var d = try VDPADevice(name: DeviceName(rawValue: "m")!, mgmtdev: .mlx5Net, attributes: attributes)
+        #expect(d.activeQueuePairs == 1)
+        var run = QueueRunRecord(requests: 1, successes: 1, completed: 1, calls: 1)
+        run.newQueuePairs = 3
+        d.recordControlQueue(vq: 8, run: run, lastAvail: 1)
+        #expect(d.activeQueuePairs == 3)
+        d.reset()
+        #expect(d.activeQueuePairs == 1)
+    }
 }
