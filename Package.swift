@@ -1,10 +1,12 @@
 // swift-tools-version: 6.1
 //
 // vdpad: a user-space model of the kernel's vdpa bus and vhost-vdpa driver,
-// served as JSON-RPC 2.0 over a Unix socket.  The split follows DESIGN.md:
-// the core knows no I/O; the registry is the typed service every front end
-// calls (no JSON); the RPC layer decodes, calls and encodes, and knows no
-// sockets; the daemon owns sockets, signals, config, state files and systemd.  The preload library
+// served as JSON-RPC 2.0 over a Unix socket (docs/architecture.md): the
+// core and the virtio layer know no I/O; the registry is the typed service
+// every front end calls (no JSON, no system call); the data path holds the
+// only I/O below it; the RPC layer decodes, calls and encodes, and knows no
+// sockets; the daemon owns sockets, signals, config, state files and
+// systemd.  The preload library
 // that answers an unmodified VMM's /dev/vhost-vdpa-N (preload/, C: it lives
 // in the VMM's process, so no Swift runtime) is built by preload/Makefile:
 // swiftc would link libswiftCore into any library SwiftPM makes.
@@ -28,7 +30,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
-        // Pure virtio over a GuestMemory protocol: the split ring, the net control queue.
+        // Pure virtio over a GuestMemory protocol: the split ring, the net control queue, the net loopback,
+        // the blk request queue; no dependency at all.
         .target(name: "VDPAVirtio"),
         // The few Linux calls Swift's Glibc module lacks (eventfd, process_vm_readv/writev).
         .target(name: "CVDPAShim"),
@@ -38,7 +41,8 @@ let package = Package(
         ),
         // JSON values with exact 64-bit integers: what the wire and the client speak.
         .target(name: "VDPAJSON"),
-        // The typed service: devices, sessions, roles, events, the data path; no JSON, no sockets.
+        // The typed service: devices, parents, sessions, every role, events; no JSON, no sockets, no system
+        // call (it is handed a DeviceIO: VDPADataPath's).
         .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
         // The only I/O below the registry: eventfds, guest memory (process_vm; the store agent), a worker per device.
         .target(
