@@ -23,8 +23,14 @@ class RunDaemonTests(unittest.TestCase):
                                  start_new_session=True)
             try:
                 deadline = time.monotonic() + 900  # a first release build on 2 cores
+
+                def log_tail():
+                    with open(os.path.join(d, "log"), errors="replace") as f:
+                        return f.read()[-2000:]
+
                 while not os.path.exists(sock):
-                    self.assertIsNone(p.poll(), open(os.path.join(d, "log")).read()[-2000:])
+                    if p.poll() is not None:
+                        self.fail("run-daemon.sh exited: " + log_tail())
                     self.assertLess(time.monotonic(), deadline, "no socket")
                     time.sleep(0.2)
                 with socket.socket(socket.AF_UNIX) as s:
