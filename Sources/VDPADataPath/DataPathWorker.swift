@@ -201,19 +201,26 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     /// One run on `vq`'s queue, as its parent serves it; true when chains remain (the run stopped at its budget).
     private func serve(_ vq: Int) -> Bool {
-        guard let slot else { return false }
-        switch slot.read({ $0.servedQueue(vq) }) {
-        case .netControl?: return serveControl(vq, slot)
-        case .netPair(let rx, let tx)?: return servePair(rx: rx, tx: tx, slot)
-        case .blockRequests?: return serveBlock(vq, slot)
-        case nil: return false
+        guard let slot, let (queue, memory) = snapshot(vq, slot) else { return false }
+        defer { if memory.agent >= 0 { close(memory.agent) } }
+        switch queue {
+        case .netControl: return serveControl(vq, memory, slot)
+        case .netPair(let rx, let tx): return servePair(rx: rx, tx: tx, memory, slot)
+        case .blockRequests: return serveBlock(vq, memory, slot)
         }
     }
 
-    /// Under the device's lock: the gates for every vq of the run, and a snapshot of the device to work from
+    /// Under the device's lock, once per kick: which queue `vq` is, the gates for every vq its run touches
+    /// (a net pair needs both, and only the active pairs run), and a snapshot of the device to work from
     /// without the lock (nil: nothing to do now).
-    private func snapshot(_ vqs: [Int], _ slot: DeviceSlot) -> ProcessMemory? {
+    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> (ServedQueue, ProcessMemory)? {
         slot.read { d in
+            guard let queue = d.servedQueue(vq) else { return nil }  // a queue the parent does not serve
+            var vqs = [vq]
+            if case .netPair(let rx, let tx) = queue {
+                guard rx / 2 < d.activeQueuePairs else { return nil }
+                vqs = [tx, rx]
+            }
             guard vqs.allSatisfy({ d.mayServe($0) }) else {
                 // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).
                 if d.suspended && d.status & VirtioStatus.driverOK != 0 { pendingWhileSuspended = true }
@@ -224,7 +231,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             else { return nil }
             // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
             let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
-            return ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent)
+            return (queue, ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent))
         }
     }
 
@@ -238,9 +245,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return (key, SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base))
     }
 
-    private func serveControl(_ vq: Int, _ slot: DeviceSlot) -> Bool {
-        guard let memory = snapshot([vq], slot) else { return false }
-        defer { if memory.agent >= 0 { close(memory.agent) } }
+    private func serveControl(_ vq: Int, _ memory: ProcessMemory, _ slot: DeviceSlot) -> Bool {
         guard var (key, ring) = ring(vq, memory) else { return false }
         let d = memory.device
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
@@ -257,9 +262,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     }
 
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
-    private func servePair(rx: Int, tx: Int, _ slot: DeviceSlot) -> Bool {
-        guard let memory = snapshot([tx, rx], slot), rx / 2 < memory.device.activeQueuePairs else { return false }
-        defer { if memory.agent >= 0 { close(memory.agent) } }
+    private func servePair(rx: Int, tx: Int, _ memory: ProcessMemory, _ slot: DeviceSlot) -> Bool {
         guard var (txKey, txRing) = ring(tx, memory), var (rxKey, rxRing) = ring(rx, memory) else { return false }
         let d = memory.device
         let version1 = d.driverFeatures & VirtioFeatures.mask("VERSION_1", class: .net) != 0
@@ -286,13 +289,10 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// The backing file, open while the worker lives; every change is written through, a FLUSH syncs it.
     private var backing: FileDescriptor?
 
-    private func serveBlock(_ vq: Int, _ slot: DeviceSlot) -> Bool {
-        guard let memory = snapshot([vq], slot) else { return false }
-        defer { if memory.agent >= 0 { close(memory.agent) } }
+    private func serveBlock(_ vq: Int, _ memory: ProcessMemory, _ slot: DeviceSlot) -> Bool {
         guard var (key, ring) = ring(vq, memory) else { return false }
         if disk == nil {
-            let config = memory.device.configBytes
-            let capacity = (0..<8).reduce(UInt64(0)) { $0 | UInt64(config[$1]) << (8 * UInt64($1)) }
+            let capacity = memory.device.configBytes.le(0, 8)  // virtio_blk_config.capacity, in sectors
             disk = RAMDisk(capacity: capacity, contents: openBacking(memory.device.attributes.backing, bytes: Int(capacity) * RAMDisk.sectorSize))
         }
         let run = BlockRequests.run(&ring, memory, disk: &disk!, budget: Self.chainsPerRun)

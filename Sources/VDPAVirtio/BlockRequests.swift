@@ -71,14 +71,14 @@ public enum BlockRequests {
                 if (try? ring.complete(chain.head, length: 0, memory)) != nil { run.completed += 1 }
                 return run
             }
-            let type = le32(header, 0), sector = le64(header, 8)
+            let type = SplitRing.le32(header, 0), sector = SplitRing.le64(header, 8)
             let toPull = readableTotal - 16, toPush = writableTotal - 1
             var pushed = 0
             var status = ioError
             switch RequestType(rawValue: type) {
             case .read? where inRange(sector, bytes: toPush, disk):
                 let offset = Int(sector) * RAMDisk.sectorSize
-                pushed = scatter(disk.bytes[offset..<offset + toPush], chain.writable, memory, limit: toPush)
+                pushed = SplitRing.scatter(disk.bytes[offset..<offset + toPush], into: chain.writable, memory, limit: toPush)
                 status = pushed == toPush ? ok : ioError
             case .write? where inRange(sector, bytes: toPull, disk):
                 let data = gatherAfterHeader(chain, memory, count: toPull)
@@ -94,7 +94,7 @@ public enum BlockRequests {
                 status = ok
             case .getID? where sector == 0:
                 // Not clamped to the data part (D18): with fewer than 21 writable bytes the ID takes the status byte.
-                pushed = scatter(deviceID[...], chain.writable, memory, limit: writableTotal)
+                pushed = SplitRing.scatter(deviceID[...], into: chain.writable, memory)
                 if writableTotal < deviceID.count + 1 {
                     run.errors += 1
                     if (try? ring.complete(chain.head, length: UInt32(pushed), memory)) != nil { run.completed += 1 }
@@ -135,7 +135,7 @@ public enum BlockRequests {
         guard toPull == 16 else { return ioError }
         let segment = gatherAfterHeader(chain, memory, count: 16)
         guard segment.count == 16 else { return ioError }
-        let sector = le64(segment, 0), count = UInt64(le32(segment, 8)), flags = le32(segment, 12)
+        let sector = SplitRing.le64(segment, 0), count = UInt64(SplitRing.le32(segment, 8)), flags = SplitRing.le32(segment, 12)
         if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
         guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }
         if zeroes {
@@ -150,20 +150,4 @@ public enum BlockRequests {
     static func gatherAfterHeader(_ chain: RingChain, _ memory: some GuestMemory, count: Int) -> [UInt8] {
         Array(SplitRing.gather(chain, memory, limit: 16 + count).dropFirst(16))
     }
-
-    /// Writes `data` across the writable buffers in order, at most `limit` bytes; returns how many landed.
-    static func scatter(_ data: ArraySlice<UInt8>, _ buffers: [RingBuffer], _ memory: some GuestMemory, limit: Int) -> Int {
-        var written = 0
-        var rest = data.prefix(limit)
-        for b in buffers where !rest.isEmpty {
-            let piece = rest.prefix(Int(b.length))
-            guard (try? memory.write(Array(piece), at: b.iova, ring: false)) != nil else { break }
-            written += piece.count
-            rest = rest.dropFirst(piece.count)
-        }
-        return written
-    }
-
-    static func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
-    static func le64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) } }
 }

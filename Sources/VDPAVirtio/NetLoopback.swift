@@ -79,7 +79,7 @@ public enum NetLoopback {
                 return run
             }
             run.rxChains += 1
-            let written = rxChain.readable.isEmpty ? push(frame, rxChain.writable, memory) : 0
+            let written = rxChain.readable.isEmpty ? SplitRing.scatter(frame[...], into: rxChain.writable, memory) : 0
             guard written > 0 else {
                 run.rxErrors += 1  // nothing written (D9): neither head is completed, the run ends
                 return run
@@ -92,16 +92,5 @@ public enum NetLoopback {
         }
         run.more = (try? tx.hasWork(memory)) ?? false
         return run
-    }
-
-    /// Writes `frame` across the writable buffers in order (a smaller buffer truncates it); returns the bytes written.
-    static func push(_ frame: [UInt8], _ buffers: [RingBuffer], _ memory: some GuestMemory) -> Int {
-        var written = 0
-        for b in buffers where written < frame.count && b.length > 0 {
-            let piece = Array(frame[written..<min(frame.count, written + Int(b.length))])
-            guard (try? memory.write(piece, at: b.iova, ring: false)) != nil else { break }
-            written += piece.count
-        }
-        return written
     }
 }

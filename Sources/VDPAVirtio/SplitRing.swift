@@ -147,4 +147,21 @@ public struct SplitRing: Sendable {
         }
         return bytes
     }
+
+    /// The twin of `gather`: writes `data` across the chain's writable buffers in order, at most `limit` bytes
+    /// (a smaller chain truncates it), skipping empty buffers as vringh skips empty iovs; stops at the first
+    /// buffer that cannot be written.  Returns how many bytes landed.
+    public static func scatter(
+        _ data: ArraySlice<UInt8>, into buffers: [RingBuffer], _ memory: some GuestMemory, limit: Int = .max
+    ) -> Int {
+        var written = 0
+        var rest = data.prefix(limit)
+        for b in buffers where !rest.isEmpty && b.length > 0 {
+            let piece = rest.prefix(Int(b.length))
+            guard (try? memory.write(Array(piece), at: b.iova, ring: false)) != nil else { break }
+            written += piece.count
+            rest = rest.dropFirst(piece.count)
+        }
+        return written
+    }
 }
