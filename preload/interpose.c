@@ -18,7 +18,7 @@ HIDDEN int (*real_fcntl)(int, int, ...);
 
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 
-HIDDEN void resolve(void)
+static void resolve(void)
 {
     real_open = dlsym(RTLD_NEXT, "open");
     real_openat = dlsym(RTLD_NEXT, "openat");
@@ -38,7 +38,7 @@ HIDDEN void resolve_real(void) { pthread_once(&resolve_once, resolve); }
 
 /* ---- open ---------------------------------------------------------------- */
 
-HIDDEN int open_session(const char *device, int flags)
+static int open_session(const char *device, int flags)
 {
     char tried[256];
     int err;
@@ -86,7 +86,7 @@ HIDDEN int open_session(const char *device, int flags)
     return sock;
 }
 
-HIDDEN int open_common(const char *path, int flags, mode_t mode, int dirfd, int at)
+static int open_common(const char *path, int flags, mode_t mode, int dirfd, int at)
 {
     char device[64];
     RESOLVE();
@@ -134,7 +134,7 @@ int close_range(unsigned int first, unsigned int last, int flags)
     return real_close_range(first, last, flags);
 }
 
-HIDDEN int duplicated(int oldfd, int newfd)
+static int duplicated(int oldfd, int newfd)
 {
     struct session *s = acquire(oldfd);
     if (newfd >= 0 && newfd != oldfd)
@@ -189,10 +189,7 @@ int ioctl(int fd, unsigned long request, ...)
     return r;
 }
 
-
 /* ---- write: the IOTLB messages (B1) --------------------------------------- */
-
-HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
 
 ssize_t write(int fd, const void *buf, size_t count)
 {
@@ -210,7 +207,7 @@ ssize_t write(int fd, const void *buf, size_t count)
 
 /* ---- mmap of the notification area (R68) ---------------------------------- */
 
-HIDDEN void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off_t off)
+static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     RESOLVE();
     if (!lookup(fd))

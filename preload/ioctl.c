@@ -10,13 +10,13 @@ HIDDEN int fail(int err)
     return -1;
 }
 
-HIDDEN int hex_digit(int c)
+static int hex_digit(int c)
 {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
 /* SET_VRING_KICK / SET_VRING_CALL / SET_CONFIG_CALL: fd −1 unbinds; otherwise the fd travels with the request. */
-HIDDEN int pass_eventfd(struct session *s, const char *method, int fd, const char *vq_param)
+static int pass_eventfd(struct session *s, const char *method, int fd, const char *vq_param)
 {
     int err;
     json_object *r;

@@ -11,7 +11,7 @@ static pthread_mutex_t record_lock = PTHREAD_MUTEX_INITIALIZER;
 static FILE *record_file;
 static int record_state;  /* 0 unknown, 1 recording, -1 not */
 
-HIDDEN int recording(void)
+static int recording(void)
 {
     if (record_state == 0) {
         pthread_mutex_lock(&record_lock);

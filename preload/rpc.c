@@ -4,7 +4,7 @@
 
 /* ---- one JSON-RPC exchange ---------------------------------------------- */
 
-HIDDEN int errno_named(const char *name)
+static int errno_named(const char *name)
 {
     static const struct { const char *name; int value; } names[] = {
         { "EPERM", EPERM }, { "EIO", EIO }, { "E2BIG", E2BIG }, { "EBADF", EBADF }, { "EACCES", EACCES },
@@ -17,7 +17,7 @@ HIDDEN int errno_named(const char *name)
     return EINVAL;
 }
 
-HIDDEN int send_all(struct session *s, const char *text, size_t len, int pass_fd)
+static int send_all(struct session *s, const char *text, size_t len, int pass_fd)
 {
     size_t off = 0;
     while (off < len) {
@@ -54,7 +54,7 @@ HIDDEN json_object *member(json_object *o, const char *key)
 }
 
 /* The next line from the daemon that is not a notification, parsed; NULL (errno set) when the link broke. */
-HIDDEN json_object *read_reply(struct session *s)
+static json_object *read_reply(struct session *s)
 {
     for (;;) {
         char *nl = s->buf_len ? memchr(s->buf, '\n', s->buf_len) : NULL;
@@ -100,7 +100,7 @@ HIDDEN json_object *read_reply(struct session *s)
  * (or -1).  Returns the result (caller decrefs; NULL for a null result) or NULL with *err set to the
  * kernel's errno (kernel_errno when the daemon gives one: the kernel squashed the reason, R3). */
 
-HIDDEN json_object *vcall(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, va_list ap)
+static json_object *vcall(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, va_list ap)
 {
     char params[1024], text[1280];
     json_object *reply, *result = NULL;

@@ -8,7 +8,7 @@
  * vdpad a thread that does that one store from inside, as one aligned atomic store (docs/protocol.md §5.6).
  * Requests are {u64 address, u16 value, 6 bytes 0} on a SOCK_SEQPACKET pair; the answer is one byte.  The
  * thread ends when vdpad closes its end (the session ended). */
-HIDDEN void *store_agent(void *arg)
+static void *store_agent(void *arg)
 {
     int fd = (int)(intptr_t)arg;
     sigset_t all;

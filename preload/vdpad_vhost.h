@@ -53,7 +53,7 @@
 
 #include "vdpad_vhost_abi.h"
 
-/* Every function shared between the parts stays inside the library. */
+/* Every function shared between the parts stays inside the library; one part's own are static. */
 #define HIDDEN __attribute__((visibility("hidden")))
 
 /* ---- the real libc entry points (interpose.c) ---- */
@@ -90,14 +90,7 @@ struct session {
     uint64_t iova_first, iova_last;
 };
 
-/* ---- shared functions, by the file that defines them ---- */
-
-/* interpose.c */
-HIDDEN void resolve(void);
-HIDDEN int open_session(const char *device, int flags);
-HIDDEN int open_common(const char *path, int flags, mode_t mode, int dirfd, int at);
-HIDDEN int duplicated(int oldfd, int newfd);
-HIDDEN void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off_t off);
+/* ---- shared functions, by the file that defines them (interpose.c's are above) ---- */
 
 /* session.c */
 HIDDEN int table_extent(void);
@@ -111,27 +104,19 @@ HIDDEN void say(const char *fmt, ...);
 HIDDEN int connect_daemon(int cloexec, char *tried, size_t tried_size);
 
 /* rpc.c */
-HIDDEN int errno_named(const char *name);
-HIDDEN int send_all(struct session *s, const char *text, size_t len, int pass_fd);
 HIDDEN json_object *member(json_object *o, const char *key);
-HIDDEN json_object *read_reply(struct session *s);
-HIDDEN json_object *vcall(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, va_list ap);
 HIDDEN json_object *call(struct session *s, const char *method, int pass_fd, int *err, const char *fmt, ...);
 HIDDEN int simple(struct session *s, const char *method, const char *fmt, ...);
 HIDDEN uint64_t u64_of(json_object *o, const char *key);
 
 /* record.c */
-HIDDEN int recording(void);
 HIDDEN void record(struct session *s, const char *method, const char *params, json_object *reply);
 
 /* store.c */
-HIDDEN void *store_agent(void *arg);
 HIDDEN void start_store_agent(struct session *s);
 
 /* ioctl.c */
 HIDDEN int fail(int err);
-HIDDEN int hex_digit(int c);
-HIDDEN int pass_eventfd(struct session *s, const char *method, int fd, const char *vq_param);
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg);
 HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
 
