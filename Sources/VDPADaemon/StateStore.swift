@@ -76,7 +76,6 @@ public struct StateStore: Sendable {
     }
 }
 
-/// The whole file, read with EINTR retries.
 /// Replaces the file at `path` with `bytes` so that a reader sees the old file or the new one, never a part:
 /// a temporary file beside it, written whole, then renamed over it.  `durable` also syncs the data and the
 /// directory, so a crash after the call keeps the new file (the state file needs that; a metrics file does not).
@@ -105,6 +104,7 @@ func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t, durable
     }
 }
 
+/// The whole file, read with EINTR retries.
 public func readFile(_ path: String) throws -> [UInt8] {
     let fd = Glibc.open(path, O_RDONLY | O_CLOEXEC)
     guard fd >= 0 else { throw SystemCallError("open \(path)") }
