@@ -99,7 +99,7 @@ let package = Package(
         .testTarget(name: "VDPARPCTests", dependencies: ["VDPARPC", "VDPARegistry", "VDPACore", "VDPAJSON", "_VDPATestSupport",
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
-        .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "VDPADataPath", "_VDPATestSupport"]),
+        .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "VDPADataPath", "VDPAVirtio", "_VDPATestSupport"]),
         .testTarget(name: "VDPAVirtioTests", dependencies: ["VDPAVirtio"]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows", "VDPACostModel"]),
         .testTarget(name: "VDPAMetricsTests", dependencies: ["VDPAMetrics", "VDPARegistry", "VDPACore", "_VDPATestSupport"]),

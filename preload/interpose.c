@@ -1,5 +1,6 @@
 /* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves
- * (open, close, dup, fcntl, ioctl, write, mmap); everything else passes to the real ones. */
+ * (open, close, dup, fcntl, ioctl, write, mmap) and to follow the VMM's shared file mappings
+ * (mmap, munmap, mremap: memory.c); everything else passes to the real ones. */
 #include "vdpad_vhost.h"
 
 /* ---- the real libc entry points ---------------------------------------- */
@@ -11,6 +12,8 @@ HIDDEN int (*real_close_range)(unsigned int, unsigned int, int);
 HIDDEN int (*real_ioctl)(int, unsigned long, ...);
 HIDDEN ssize_t (*real_write)(int, const void *, size_t);
 HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+HIDDEN int (*real_munmap)(void *, size_t);
+HIDDEN void *(*real_mremap)(void *, size_t, size_t, int, ...);
 HIDDEN int (*real_dup)(int);
 HIDDEN int (*real_dup2)(int, int);
 HIDDEN int (*real_dup3)(int, int, int);
@@ -27,6 +30,8 @@ static void resolve(void)
     real_ioctl = dlsym(RTLD_NEXT, "ioctl");
     real_write = dlsym(RTLD_NEXT, "write");
     real_mmap = dlsym(RTLD_NEXT, "mmap");
+    real_munmap = dlsym(RTLD_NEXT, "munmap");
+    real_mremap = dlsym(RTLD_NEXT, "mremap");
     real_dup = dlsym(RTLD_NEXT, "dup");
     real_dup2 = dlsym(RTLD_NEXT, "dup2");
     real_dup3 = dlsym(RTLD_NEXT, "dup3");
@@ -205,13 +210,18 @@ ssize_t write(int fd, const void *buf, size_t count)
 }
 
 
-/* ---- mmap of the notification area (R68) ---------------------------------- */
+/* ---- mmap: the notification area (R68), and the VMM's shared file mappings -- */
 
 static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, off_t off)
 {
     RESOLVE();
-    if (!lookup(fd))
-        return real_mmap(addr, len, prot, flags, fd, off);
+    if (!lookup(fd)) {
+        if (flags & MAP_FIXED)
+            forget_mappings(addr, len);  /* replaced: vdpad must stop using what was there */
+        void *mapped = real_mmap(addr, len, prot, flags, fd, off);
+        note_mapping(mapped, len, flags, fd, off);
+        return mapped;
+    }
     long page = sysconf(_SC_PAGESIZE);
     if (len != (size_t)page || !(flags & MAP_SHARED) || (prot & PROT_READ) || off / page > 65535) {
         errno = EINVAL;
@@ -223,3 +233,23 @@ static void *mmap_common(void *addr, size_t len, int prot, int flags, int fd, of
 
 void *mmap(void *addr, size_t len, int prot, int flags, int fd, off_t off) { return mmap_common(addr, len, prot, flags, fd, off); }
 void *mmap64(void *addr, size_t len, int prot, int flags, int fd, off_t off) { return mmap_common(addr, len, prot, flags, fd, off); }
+
+int munmap(void *addr, size_t len)
+{
+    RESOLVE();
+    forget_mappings(addr, len);
+    return real_munmap(addr, len);
+}
+
+void *mremap(void *old, size_t old_len, size_t new_len, int flags, ...)
+{
+    va_list ap;
+    va_start(ap, flags);
+    void *target = flags & MREMAP_FIXED ? va_arg(ap, void *) : NULL;
+    va_end(ap);
+    RESOLVE();
+    forget_mappings(old, old_len);  /* a moved or resized region is shared again only if it is mapped anew */
+    if (flags & MREMAP_FIXED)
+        forget_mappings(target, new_len);
+    return flags & MREMAP_FIXED ? real_mremap(old, old_len, new_len, flags, target) : real_mremap(old, old_len, new_len, flags);
+}

@@ -195,12 +195,14 @@ HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
     case VHOST_IOTLB_UPDATE:
     case VHOST_IOTLB_INVALIDATE:
         if (m.size == 0) return fail(EINVAL);  /* R2: checked before the handler, not squashed */
-        if (m.type == VHOST_IOTLB_UPDATE)
+        if (m.type == VHOST_IOTLB_UPDATE) {
+            share_covering(s, m.uaddr, m.size);
             r = call(s, "map", -1, &err, "\"asid\":%u,\"iova\":%llu,\"size\":%llu,\"addr\":%llu,\"perm\":%u", asid,
                      (unsigned long long)m.iova, (unsigned long long)m.size, (unsigned long long)m.uaddr, m.perm);
-        else
+        } else {
             r = call(s, "unmap", -1, &err, "\"asid\":%u,\"iova\":%llu,\"size\":%llu", asid,
                      (unsigned long long)m.iova, (unsigned long long)m.size);
+        }
         break;
     case VHOST_IOTLB_BATCH_BEGIN:
     case VHOST_IOTLB_BATCH_END:

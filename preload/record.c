@@ -29,8 +29,9 @@ static int recording(void)
 
 HIDDEN void record(struct session *s, const char *method, const char *params, json_object *reply)
 {
-    if (strcmp(method, "set_store_agent") == 0 || !recording())
-        return;  /* the library's own plumbing, not a call the VMM made */
+    if (strcmp(method, "set_store_agent") == 0 || strcmp(method, "share_memory") == 0 || strcmp(method, "unshare_memory") == 0 ||
+        !recording())
+        return;  /* the library's own plumbing (store agent, shared memory), not a call the VMM made */
     char text[1400];
     const char *addr = strstr(params, "\"addr\":");
     if (addr && getenv("VDPAD_VHOST_RECORD_ANONYMIZE")) {

@@ -35,6 +35,7 @@ HIDDEN void session_free(struct session *s)
     pthread_mutex_destroy(&s->lock);
     free(s->busyloop);
     free(s->buf);
+    free(s->shared_ids);
     free(s);
 }
 
@@ -92,6 +93,34 @@ HIDDEN void bind_fd(int fd, struct session *s)
     pthread_mutex_unlock(&table_lock);
     if (old)
         session_free(old);
+}
+
+/* Runs `body` once for each live session, holding it (not the table) meanwhile. */
+HIDDEN void for_each_session(void (*body)(struct session *, void *), void *context)
+{
+    struct session **found = NULL;
+    size_t n = 0;
+    pthread_mutex_lock(&table_lock);
+    for (int fd = 0; fd < table_size; fd++) {
+        struct session *s = table[fd];
+        int seen = 0;
+        for (size_t k = 0; s && k < n && !seen; k++)
+            seen = found[k] == s;
+        if (!s || seen)
+            continue;
+        struct session **grown = realloc(found, sizeof(*found) * (n + 1));
+        if (!grown)
+            break;
+        found = grown;
+        found[n++] = s;
+        s->refs++;
+    }
+    pthread_mutex_unlock(&table_lock);
+    for (size_t k = 0; k < n; k++) {
+        body(found[k], context);
+        release(found[k]);
+    }
+    free(found);
 }
 
 /* ---- configuration ------------------------------------------------------ */

@@ -19,12 +19,13 @@
  * travel with SCM_RIGHTS.  Everything else passes through untouched.
  *
  * The parts, one file each:
- *   interpose.c  the libc entry points taken over (open, close, dup, fcntl, ioctl, write, mmap)
+ *   interpose.c  the libc entry points taken over (open, close, dup, fcntl, ioctl, write, mmap, munmap, mremap)
  *   session.c    sessions and the fd table, the configuration, the connection to vdpad
  *   rpc.c        one JSON-RPC exchange: send, read the reply, the kernel's errno
  *   ioctl.c      the ioctl table and the IOTLB write() path: the kernel's structs to methods
  *   record.c     VDPAD_VHOST_RECORD: every call as a JSON line
  *   store.c      the store agent: ring-index stores vdpad asks for, inside this process
+ *   memory.c     the VMM's shared file mappings, shared with vdpad so its data path needs no system call
  *
  * Thread safety: one mutex guards the fd table, one per session guards its
  * request/reply exchange (QEMU issues ioctls from its main and vCPU threads).
@@ -64,6 +65,8 @@ extern HIDDEN int (*real_close_range)(unsigned int, unsigned int, int);
 extern HIDDEN int (*real_ioctl)(int, unsigned long, ...);
 extern HIDDEN ssize_t (*real_write)(int, const void *, size_t);
 extern HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
+extern HIDDEN int (*real_munmap)(void *, size_t);
+extern HIDDEN void *(*real_mremap)(void *, size_t, size_t, int, ...);
 extern HIDDEN int (*real_dup)(int);
 extern HIDDEN int (*real_dup2)(int, int);
 extern HIDDEN int (*real_dup3)(int, int, int);
@@ -88,6 +91,8 @@ struct session {
     struct timespec opened;      /* for the record's times */
     unsigned long long record_base;  /* the first host address mapped (anonymised records) */
     uint64_t iova_first, iova_last;
+    uint64_t *shared_ids;        /* the shared regions vdpad was given for this session (memory.c) */
+    size_t shared_count;         /* guarded by lock */
 };
 
 /* ---- shared functions, by the file that defines them (interpose.c's are above) ---- */
@@ -102,6 +107,7 @@ HIDDEN void bind_fd(int fd, struct session *s);
 HIDDEN int mapped_device(const char *path, char *out, size_t out_size);
 HIDDEN void say(const char *fmt, ...);
 HIDDEN int connect_daemon(int cloexec, char *tried, size_t tried_size);
+HIDDEN void for_each_session(void (*body)(struct session *, void *), void *context);
 
 /* rpc.c */
 HIDDEN json_object *member(json_object *o, const char *key);
@@ -114,6 +120,11 @@ HIDDEN void record(struct session *s, const char *method, const char *params, js
 
 /* store.c */
 HIDDEN void start_store_agent(struct session *s);
+
+/* memory.c */
+HIDDEN void note_mapping(void *addr, size_t len, int flags, int fd, off_t off);
+HIDDEN void forget_mappings(void *addr, size_t len);
+HIDDEN void share_covering(struct session *s, uint64_t uaddr, uint64_t size);
 
 /* ioctl.c */
 HIDDEN int fail(int err);

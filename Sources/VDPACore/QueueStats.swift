@@ -56,6 +56,18 @@ public struct QueueRunRecord: Equatable, Sendable {
     }
 }
 
+/// How a run reached the VMM's memory: ring-index stores made as one atomic store (in a shared region, or by the
+/// VMM's store agent), and accesses made in a shared region against those made through process_vm_readv/writev.
+public struct MemoryAccessCounts: Equatable, Sendable {
+    public var atomicIndexStores = 0
+    public var sharedAccesses = 0
+    public var processVMAccesses = 0
+
+    public init(atomicIndexStores: Int = 0, sharedAccesses: Int = 0, processVMAccesses: Int = 0) {
+        (self.atomicIndexStores, self.sharedAccesses, self.processVMAccesses) = (atomicIndexStores, sharedAccesses, processVMAccesses)
+    }
+}
+
 extension VDPADevice {
     /// The queue type of `vq`: a net device's pairs alternate rx, tx; its last vq is the control queue.
     public func queueType(ofVirtqueue vq: Int) -> QueueType {

@@ -76,9 +76,7 @@ extension VDPADevice {
 
     /// What a run of the control queue did: the MAC its commands wrote (into the config, whatever the parent's
     /// SET_CONFIG does), the counters, the ring's progress (GET_VRING_BASE's live index), one call per command.
-    public mutating func recordControlQueue(vq: Int, run: QueueRunRecord, lastAvail: UInt16, atomicIndexStores: Int = 0) {
-        stats.atomicIndexStores += atomicIndexStores
-        stats.copiedIndexStores += run.completed - atomicIndexStores
+    public mutating func recordControlQueue(vq: Int, run: QueueRunRecord, lastAvail: UInt16) {
         if let mac = run.newMAC { storedConfig = mgmtdev.driver.config(storedConfig, settingMAC: mac) }
         if let pairs = run.newQueuePairs { activeQueuePairs = pairs }
         stats.cvqRequests += run.requests
@@ -94,9 +92,7 @@ extension VDPADevice {
     }
 
     /// What a run of a data queue did: its counters, the ring's progress, its calls (no config, no CVQ stats).
-    public mutating func recordQueueRun(vq: Int, run: QueueRunRecord, lastAvail: UInt16, atomicIndexStores: Int = 0) {
-        stats.atomicIndexStores += atomicIndexStores
-        stats.copiedIndexStores += max(0, run.completed - atomicIndexStores)
+    public mutating func recordQueueRun(vq: Int, run: QueueRunRecord, lastAvail: UInt16) {
         guard vq < vrings.count else { return }
         queueStats[vq].receivedDesc += run.requests
         queueStats[vq].completedDesc += run.completed
@@ -105,5 +101,39 @@ extension VDPADevice {
         queueStats[vq].drops += run.drops
         vrings[vq].base = lastAvail
         if run.calls > 0, let call = vrings[vq].call { eventFDEffects.signal.append(call) }  // one call per batch
+    }
+
+    /// How a run (of one queue, or of a net pair) reached the owner's memory: every used-idx store not made
+    /// atomically was a copy (`completed` counts them all).
+    public mutating func recordMemory(_ memory: MemoryAccessCounts, completed: Int) {
+        stats.atomicIndexStores += memory.atomicIndexStores
+        stats.copiedIndexStores += max(0, completed - memory.atomicIndexStores)
+        stats.sharedAccesses += memory.sharedAccesses
+        stats.processVMAccesses += memory.processVMAccesses
+    }
+
+    // MARK: Shared memory
+
+    /// share_memory: the owner's [region.start, region.end) is now reachable in vdpad (the caller checked
+    /// that the file backs those addresses and mapped it).  EEXIST for an overlap, EINVAL for an empty range;
+    /// a refusal is counted.
+    public mutating func shareMemory(_ region: SharedRegion) throws(VDPAError) {
+        do throws(VDPAError) {
+            try sharedMemory.insert(region)
+        } catch {
+            stats.sharesRefused += 1
+            throw error
+        }
+    }
+
+    /// A share_memory refused before it reached the table (the file does not back the addresses claimed).
+    public mutating func countRefusedShare() { stats.sharesRefused += 1 }
+
+    /// unshare_memory: the owner unmapped or remapped [start, start+size); every region that meets it goes
+    /// (the data path falls back to process_vm_readv/writev there).  Returns how many went.
+    public mutating func unshareMemory(start: UInt64, size: UInt64) -> Int {
+        let removed = sharedMemory.remove(overlapping: start, size: size)
+        stats.unshares += removed
+        return removed
     }
 }

@@ -57,6 +57,14 @@ public struct DeviceStats: Equatable, Sendable {
     /// Used-idx stores done by the VMM's store agent (one aligned 16-bit store) and by process_vm_writev.
     public var atomicIndexStores = 0
     public var copiedIndexStores = 0
+    /// Guest-memory accesses (copies and index loads) the data path made in vdpad's mapping of a shared region,
+    /// and through process_vm_readv/writev (private memory, or a range no shared region holds).
+    public var sharedAccesses = 0
+    public var processVMAccesses = 0
+    /// share_memory calls refused (a file that does not back the addresses claimed, an overlap, …), and
+    /// regions unshared (the VMM unmapped or remapped them).
+    public var sharesRefused = 0
+    public var unshares = 0
 
     public init() {}
 }
@@ -99,6 +107,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var configCall: EventFD?
     /// The VMM's store agent socket (`set_store_agent`), if it gave one.
     public internal(set) var storeAgent: EventFD?
+    /// The owner's memory vdpad maps too (`share_memory`), kept until the session ends.
+    public internal(set) var sharedMemory = SharedRegions()
     /// Eventfds to signal and to close, left by the operations since the last `takeEventFDEffects()`.
     var eventFDEffects = EventFDEffects()
     /// ENOSPC above this many entries in one ASID's session table (0 = unlimited).

@@ -4,9 +4,9 @@
 // docs/kernel-rules.md D1–D27).  A vq's kick eventfd wakes the worker —
 // never a connection's reader thread — and the worker walks the ring in the
 // owner's memory through the IOTLB of the ASID the vq's group (and, where
-// the parent has one, its descriptor group) is bound to, with
-// process_vm_readv/writev on the owner's pid, never holding the device's
-// lock across those copies.
+// the parent has one, its descriptor group) is bound to (OwnerMemory: in
+// the regions the owner shared, else with process_vm_readv/writev), never
+// holding the device's lock across those copies.
 import CVDPAShim
 import SystemPackage
 import UnixSocket
@@ -16,89 +16,6 @@ import VDPAVirtio
 #if canImport(Glibc)
     import Glibc
 #endif
-
-/// The owner's memory as the device sees it: an IOVA goes through a snapshot of the device's mapping of
-/// the right ASID (exactly as `translate` computes it), then process_vm_readv/writev on the owner's pid.
-struct ProcessMemory: GuestMemory {
-    let pid: Int32
-    /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here).
-    var device: VDPADevice
-    let ringASID: Int
-    let bufferASID: Int
-    /// A dup of the VMM's store agent socket (-1: none), and how many index stores it did.
-    var agent: Int32 = -1
-    let agentStores = Counter()
-
-    final class Counter { var value = 0 }
-
-    typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt) -> Int
-    static let readv: Transfer = vdpad_process_vm_readv
-    static let writev: Transfer = vdpad_process_vm_writev
-
-    /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.
-    func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
-        var d = device
-        do {
-            return try d.translate(.asid(ASID(UInt64(ring ? ringASID : bufferASID))), access: access, iova: iova, size: UInt64(count))
-                .map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: Int($0.size)) }
-        } catch {
-            throw error.errno == .EACCES ? .permission(iova) : .fault(iova)
-        }
-    }
-
-    /// One call per direction for all the pieces (batched: one process_vm call costs a system call whatever its size); a short count is a fault.
-    func transfer(_ local: UnsafeMutableRawBufferPointer, _ remote: [iovec], _ iova: UInt64, _ f: Transfer) throws(RingError) {
-        guard remote.count <= 1024 else { throw .fault(iova) }
-        var localVector = iovec(iov_base: local.baseAddress, iov_len: local.count)
-        let n = remote.withUnsafeBufferPointer { f(pid, &localVector, 1, $0.baseAddress, UInt($0.count)) }
-        guard n == local.count else { throw .fault(iova) }
-    }
-
-    func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
-        let remote = try pieces(iova, count, .read, ring: ring)
-        var bytes = [UInt8](repeating: 0, count: count)
-        let failure = bytes.withUnsafeMutableBytes { b -> RingError? in
-            do throws(RingError) { try transfer(b, remote, iova, Self.readv); return nil } catch { return error }
-        }
-        if let failure { throw failure }
-        return bytes
-    }
-
-    func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError) {
-        let remote = try pieces(iova, bytes.count, .write, ring: ring)
-        var copy = bytes
-        let failure = copy.withUnsafeMutableBytes { b -> RingError? in
-            do throws(RingError) { try transfer(b, remote, iova, Self.writev); return nil } catch { return error }
-        }
-        if let failure { throw failure }
-    }
-
-    /// The used idx, after the element.  With the VMM's store agent (the preload library's thread), one
-    /// aligned 16-bit store done inside the VMM; without it, or if the agent does not answer within a
-    /// second, one process_vm_writev of the two bytes, which promises no single store (docs/protocol.md §5.6).
-    func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
-        if agent >= 0, let piece = try? pieces(iova, 2, .write, ring: true), piece.count == 1,
-            let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value)
-        {
-            agentStores.value += 1
-            return
-        }
-        try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
-    }
-
-    /// One request to the agent: {u64 address, u16 value, 6 bytes 0}, answered with one byte.
-    private func agentStore(_ address: UnsafeMutableRawPointer, _ value: UInt16) -> Bool {
-        var message = [UInt8](repeating: 0, count: 16)
-        let a = UInt64(UInt(bitPattern: address))
-        for k in 0..<8 { message[k] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(k))) }
-        (message[8], message[9]) = (UInt8(value & 0xFF), UInt8(value >> 8))
-        guard message.withUnsafeBytes({ send(agent, $0.baseAddress, 16, Int32(MSG_NOSIGNAL)) }) == 16 else { return false }
-        var p = pollfd(fd: agent, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, 1000) == 1 else { return false }
-        var ack: UInt8 = 0
-        return recv(agent, &ack, 1, 0) == 1 && ack == 1
-    }
-}
 
 /// One device's data-path thread: poll(2) on the kick eventfds and a wake-up eventfd (a device has a
 /// handful of vqs, so poll's linear scan is nothing; epoll is not in Swift's Glibc module).
@@ -213,7 +130,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// Under the device's lock, once per kick: which queue `vq` is, the gates for every vq its run touches
     /// (a net pair needs both, and only the active pairs run), and a snapshot of the device to work from
     /// without the lock (nil: nothing to do now).
-    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> (ServedQueue, ProcessMemory)? {
+    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> (ServedQueue, OwnerMemory)? {
         slot.read { d in
             guard let queue = d.servedQueue(vq) else { return nil }  // a queue the parent does not serve
             var vqs = [vq]
@@ -231,13 +148,13 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             else { return nil }
             // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
             let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
-            return (queue, ProcessMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent))
+            return (queue, OwnerMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent))
         }
     }
 
     /// `vq`'s ring as the snapshot sets it: the cached one while num, addresses and base are unchanged, else
     /// built afresh (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
-    private func ring(_ vq: Int, _ memory: ProcessMemory) -> (key: [UInt64], ring: SplitRing)? {
+    private func ring(_ vq: Int, _ memory: OwnerMemory) -> (key: [UInt64], ring: SplitRing)? {
         let v = memory.device.vrings[vq]
         guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return nil }
         let key = [UInt64(num), desc, driver, device]
@@ -245,24 +162,27 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return (key, SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base))
     }
 
-    private func serveControl(_ vq: Int, _ memory: ProcessMemory, _ slot: DeviceSlot) -> Bool {
+    private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var (key, ring) = ring(vq, memory) else { return false }
         let d = memory.device
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
         let mq = d.driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 ? d.attributes.maxVQP : nil
         let run = ControlQueue.run(&ring, memory, mac: Array(d.configBytes.prefix(6)), budget: Self.chainsPerRun, maxQueuePairs: mq)
         rings[vq] = (key, ring)
-        let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
+        let (lastAvail, counts) = (ring.lastAvail, memory.counts.value)
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
         record.newQueuePairs = run.newQueuePairs
-        slot.sync { d in d.recordControlQueue(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
+        slot.sync { d in
+            d.recordControlQueue(vq: vq, run: record, lastAvail: lastAvail)
+            d.recordMemory(counts, completed: run.completed)
+        }
         return run.more
     }
 
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
-    private func servePair(rx: Int, tx: Int, _ memory: ProcessMemory, _ slot: DeviceSlot) -> Bool {
+    private func servePair(rx: Int, tx: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var (txKey, txRing) = ring(tx, memory), var (rxKey, rxRing) = ring(rx, memory) else { return false }
         let d = memory.device
         let version1 = d.driverFeatures & VirtioFeatures.mask("VERSION_1", class: .net) != 0
@@ -275,10 +195,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let rxRecord = QueueRunRecord(
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
-        let (txAvail, rxAvail, atomicStores) = (txRing.lastAvail, rxRing.lastAvail, memory.agentStores.value)
+        let (txAvail, rxAvail, counts) = (txRing.lastAvail, rxRing.lastAvail, memory.counts.value)
         slot.sync { d in
-            d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail, atomicIndexStores: atomicStores)
+            d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
             d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
+            d.recordMemory(counts, completed: run.txCompleted + run.rxCompleted)
         }
         return run.more
     }
@@ -289,7 +210,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// The backing file, open while the worker lives; every change is written through, a FLUSH syncs it.
     private var backing: FileDescriptor?
 
-    private func serveBlock(_ vq: Int, _ memory: ProcessMemory, _ slot: DeviceSlot) -> Bool {
+    private func serveBlock(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var (key, ring) = ring(vq, memory) else { return false }
         if disk == nil {
             let capacity = memory.device.configBytes.le(0, 8)  // virtio_blk_config.capacity, in sectors
@@ -301,8 +222,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
-        let (lastAvail, atomicStores) = (ring.lastAvail, memory.agentStores.value)
-        slot.sync { d in d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail, atomicIndexStores: atomicStores) }
+        let (lastAvail, counts) = (ring.lastAvail, memory.counts.value)
+        slot.sync { d in
+            d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail)
+            d.recordMemory(counts, completed: run.completed)
+        }
         return run.more
     }
 

@@ -47,7 +47,17 @@ extension MetricFamily {
     static let cvqErrors = MetricFamily("vdpad_cvq_errors_total", .counter, "Control-queue commands acked with an error or malformed.")
     static let indexStores = MetricFamily(
         "vdpad_used_index_stores_total", .counter,
-        "Used-index stores into the VMM: method atomic through its store agent, copied through process_vm_writev.")
+        "Used-index stores into the VMM: method atomic in shared memory or through its store agent, copied through process_vm_writev.")
+    static let sharedMemoryBytes = MetricFamily(
+        "vdpad_shared_memory_bytes", .gauge, "Bytes of the owner's memory vdpad maps too (share_memory): reached without a system call.")
+    static let memoryAccesses = MetricFamily(
+        "vdpad_guest_memory_accesses_total", .counter,
+        "Data-path accesses to the owner's memory: method shared in a shared region, process_vm through process_vm_readv/writev.")
+    static let shareRefusals = MetricFamily(
+        "vdpad_shared_memory_refusals_total", .counter,
+        "share_memory calls refused: a file that does not back the addresses claimed, an overlap, no descriptor.")
+    static let unshares = MetricFamily(
+        "vdpad_shared_memory_unshares_total", .counter, "Shared regions dropped because the VMM unmapped or remapped them.")
 
     // Each virtqueue (labels device, qidx, queue_type), as `vdpa dev vstats` names them.
     static let receivedDesc = MetricFamily("vdpad_queue_received_desc_total", .counter, "Descriptor chains the device fetched from the queue.")
@@ -62,6 +72,7 @@ extension MetricFamily {
         devices, connections, uptime, requests, requestErrors,
         deviceInfo, ownerPID, status, suspended, iotlbEntries, mapCalls, unmapCalls, deviceCommits, entriesCopied,
         defaultRestores, resets, translateCalls, cvqRequests, cvqSuccesses, cvqErrors, indexStores,
+        sharedMemoryBytes, memoryAccesses, shareRefusals, unshares,
         receivedDesc, completedDesc, queueBytes, queueDrops, queueErrors
     ]
 }

@@ -109,6 +109,11 @@ public final class MetricsExporter: Sendable {
                 counter(.cvqErrors, device, s.cvqErrors)
                 counter(.indexStores, device + [("method", "atomic")], s.atomicIndexStores)
                 counter(.indexStores, device + [("method", "copied")], s.copiedIndexStores)
+                gauge(.sharedMemoryBytes, device, Int(clamping: d.sharedMemoryBytes))
+                counter(.memoryAccesses, device + [("method", "shared")], s.sharedAccesses)
+                counter(.memoryAccesses, device + [("method", "process_vm")], s.processVMAccesses)
+                counter(.shareRefusals, device, s.sharesRefused)
+                counter(.unshares, device, s.unshares)
                 for q in d.queues {
                     let queue = device + [("qidx", String(q.index)), ("queue_type", q.type.rawValue)]
                     counter(.receivedDesc, queue, q.stats.receivedDesc)

@@ -63,7 +63,9 @@ extension VDPAService {
             "resets_clean": JSON(s.resetsClean), "resets_persist": JSON(s.resetsPersist),
             "translate_calls": JSON(s.translateCalls),
             "cvq_requests": JSON(s.cvqRequests), "cvq_successes": JSON(s.cvqSuccesses), "cvq_errors": JSON(s.cvqErrors),
-            "atomic_index_stores": JSON(s.atomicIndexStores), "copied_index_stores": JSON(s.copiedIndexStores)
+            "atomic_index_stores": JSON(s.atomicIndexStores), "copied_index_stores": JSON(s.copiedIndexStores),
+            "shared_accesses": JSON(s.sharedAccesses), "process_vm_accesses": JSON(s.processVMAccesses),
+            "shares_refused": JSON(s.sharesRefused), "unshares": JSON(s.unshares)
         ]
         return [
             "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "legacy": .bool(d.legacy),
@@ -78,6 +80,10 @@ extension VDPAService {
             "offered_features": featuresJSON(d.offeredFeatures, d.mgmtdev.deviceClass),
             "link": d.hasLink ? .string(d.linkUp ? "up" : "down") : .null,
             "config_call": .bool(d.configCall != nil), "store_agent": .bool(d.storeAgent != nil),
+            "shared_memory": [
+                "regions": .array(d.sharedMemory.regions.map { ["addr": .unsigned($0.start), "size": .unsigned($0.size)] }),
+                "bytes": .unsigned(d.sharedMemory.bytes)
+            ],
             "active_queue_pairs": JSON(d.activeQueuePairs),
             "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
             "queues": .array(

@@ -223,6 +223,44 @@ extension VDPAService {
             }
         ),
         RPCMethod(
+            MethodSpec(
+                "share_memory",
+                "The file passed with SCM_RIGHTS (a memfd) backs the owner's [addr, addr+size) from offset on: vdpad maps it and "
+                    + "reaches buffers there without a system call (§5.7)",
+                [
+                    .device(), .u64("addr", "the owner's first address the file backs"), .u64("size", "bytes (page-aligned)"),
+                    .u64("offset", "the file offset at addr (default 0)", required: false)
+                ],
+                result: ["type": "object", "properties": ["regions": ["type": "integer"]], "required": ["regions"]],
+                errors: VDPAService.ownerErrors + [.EBADF, .EINVAL, .EEXIST, .ENOSPC]),
+            handler: { s, p, caller in
+                // Taken first, as every descriptor method does, so requests and descriptors stay paired.
+                let fd = s.registry.takeDescriptor(for: caller)
+                let (device, address, size, offset): (String, UInt64, UInt64, UInt64)
+                do {
+                    (address, size, offset) = (try p.u64("addr"), try p.u64("size"), try p.optionalU64("offset") ?? 0)
+                    device = try p.string("device")
+                } catch {
+                    if let fd { s.registry.discardDescriptor(fd) }
+                    throw error
+                }
+                let regions = try s.registry.shareMemory(fd, address: address, size: size, offset: offset, device: device, by: caller)
+                return ["regions": JSON(regions)]
+            }
+        ),
+        RPCMethod(
+            MethodSpec(
+                "unshare_memory", "The owner unmapped or remapped [addr, addr+size): every shared region that meets it goes (§5.7)",
+                [.device(), .u64("addr", "the first address"), .u64("size", "bytes")],
+                result: ["type": "object", "properties": ["removed": ["type": "integer"]], "required": ["removed"]],
+                errors: VDPAService.ownerErrors),
+            handler: { s, p, caller in
+                let removed = try s.registry.unshareMemory(
+                    address: try p.u64("addr"), size: try p.u64("size"), device: try p.string("device"), by: caller)
+                return ["removed": JSON(removed)]
+            }
+        ),
+        RPCMethod(
             MethodSpec("suspend", "VHOST_VDPA_SUSPEND (R66)", [.device()], errors: VDPAService.ownerErrors + [.EOPNOTSUPP]),
             handler: { s, p, caller in
                 try s.registry.suspend(device: try p.string("device"), by: caller)

@@ -330,6 +330,40 @@ public final class DeviceRegistry: Sendable {
         }
     }
 
+    // MARK: Shared memory
+
+    /// share_memory (docs/protocol.md §5.7): the owner's [address, address+size) is the file `fd` (taken by
+    /// `takeDescriptor`; nil when none was passed) from `offset` on.  The device and its owner first, then
+    /// EBADF when nothing was passed, then the file against the owner's own mappings (`DeviceIO.mapShared`,
+    /// EINVAL when it does not back those addresses), then the table (EEXIST for an overlap).  A refusal is
+    /// counted; the descriptor is closed in every case (a mapping keeps the file).  Returns the region count.
+    public func shareMemory(
+        _ fd: Int32?, address: UInt64, size: UInt64, offset: UInt64, device name: String, by caller: Caller
+    ) throws(VDPAError) -> Int {
+        var pending = fd
+        defer { if let fd = pending { io.discard(fd) } }
+        return try withDevice(name, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> Int in
+            guard let fd = pending, let owner = d.owner else {
+                d.countRefusedShare()
+                throw VDPAError(.EBADF, "no descriptor was passed for this request: send the file (a memfd) with SCM_RIGHTS")
+            }
+            pending = nil
+            switch io.mapShared(fd, address: address, size: size, offset: offset, pid: owner.pid) {
+            case .failure(let error):
+                d.countRefusedShare()
+                throw error
+            case .success(let mapping):
+                try d.shareMemory(SharedRegion(start: address, size: size, mapping: mapping))
+                return d.sharedMemory.count
+            }
+        }
+    }
+
+    /// unshare_memory: the owner unmapped or remapped [address, address+size); returns how many regions went.
+    public func unshareMemory(address: UInt64, size: UInt64, device name: String, by caller: Caller) throws(VDPAError) -> Int {
+        try withDevice(name, .owner, by: caller) { (d: inout VDPADevice) -> Int in d.unshareMemory(start: address, size: size) }
+    }
+
     // MARK: Events
 
     /// Subscribes `connection` to `types` (replacing what it had); returns the latest sequence number.

@@ -27,6 +27,8 @@ public struct DeviceSnapshot: Sendable, Equatable {
     public var stats: DeviceStats
     public var addressSpaces: [AddressSpace]
     public var queues: [Queue]
+    /// Bytes of the owner's memory vdpad reaches in shared regions.
+    public var sharedMemoryBytes: UInt64
 
     public init(_ d: VDPADevice) {
         name = d.name.rawValue
@@ -39,6 +41,7 @@ public struct DeviceSnapshot: Sendable, Equatable {
             AddressSpace(asid: a, sessionEntries: d.sessionTables[a]?.count, deviceEntries: d.deviceTable(asid: a)?.count ?? 0)
         }
         queues = d.queueStats.indices.map { Queue(index: $0, type: d.queueType(ofVirtqueue: $0), stats: d.queueStats[$0]) }
+        sharedMemoryBytes = d.sharedMemory.bytes
     }
 }
 

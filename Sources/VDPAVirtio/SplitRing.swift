@@ -13,6 +13,17 @@ public protocol GuestMemory {
     func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError)
     /// A 16-bit ring index as one aligned store (the used idx: a torn store would show the driver a stale entry).
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError)
+    /// A 16-bit ring index as one aligned load that orders the reads after it (the avail idx, before the entries
+    /// it publishes: the virtio spec's read barrier).
+    func readIndex(at iova: UInt64) throws(RingError) -> UInt16
+}
+
+extension GuestMemory {
+    /// Memory that copies (a test's own bytes, process_vm_readv) has no reordering to prevent.
+    public func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
+        let b = try read(iova, count: 2, ring: true)
+        return UInt16(b[0]) | UInt16(b[1]) << 8
+    }
 }
 
 /// Why a chain could not be fetched or completed (vringh's errno in parentheses).
@@ -69,13 +80,13 @@ public struct SplitRing: Sendable {
 
     /// Whether the driver has posted chains not taken yet.
     public func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
-        Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0) != lastAvail
+        try memory.readIndex(at: avail + 2) != lastAvail
     }
 
     /// The next chain, or nil when the ring is empty.  A head out of range is refused without consuming it;
     /// every other error consumes the head (vringh's rules, docs/kernel-rules.md D22–D23).
     public mutating func fetch(_ memory: some GuestMemory) throws(RingError) -> RingChain? {
-        let availIdx = Self.le16(try memory.read(avail + 2, count: 2, ring: true), 0)
+        let availIdx = try memory.readIndex(at: avail + 2)
         guard availIdx != lastAvail else { return nil }
         let slot = UInt64(lastAvail % num)
         let head = Self.le16(try memory.read(avail + 4 + 2 * slot, count: 2, ring: true), 0)

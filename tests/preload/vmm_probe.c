@@ -15,6 +15,9 @@
  *   vmm_probe cvq-bench PATH N control-command latency, kick to call
  *   vmm_probe net-loop PATH    frames through a net device's data queues: to its MAC and broadcast back, a foreign one dropped
  *   vmm_probe blk-io PATH      a block device's request queue: OUT, IN of the same sectors, FLUSH, GET_ID, a range off the disk
+ *   vmm_probe net-loop-shared PATH, blk-io-shared PATH
+ *                              the same on a memfd shared with vdpad and mapped at an IOVA of its own; at the end
+ *                              the memory is unmapped (vdpad is told to drop it)
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
  *
@@ -490,29 +493,56 @@ static void bench(int fd, long n)
     printf("ioctl GET_VRING_BASE through libvdpad-vhost: %.0f ns mean over %ld\n", ns, n);
 }
 
-/* ---- data queues (process memory, IOVA = address: the device's ASID 0 is identity until the first map) ---- */
+/* ---- data queues ----
+ * Rings and buffers live in one arena: static memory with IOVA = address (the device's ASID 0 is identity until
+ * the first map: vdpad copies through process_vm_readv), or, in the "-shared" modes, a memfd mapped MAP_SHARED and
+ * mapped into ASID 0 at an IOVA of its own (so vdpad reaches it through the region the preload library shares,
+ * and nothing works if it took an IOVA for an address). */
 
 #define DQ_NUM 16
+#define DQ_ARENA_PAGES 32
+#define DQ_IOVA_BASE 0x40000000ULL
 struct dq {
     uint8_t *desc, *avail, *used;
     uint16_t avail_idx;
     int kick, call;
 };
-static struct { uint8_t bytes[4096]; } __attribute__((aligned(4096))) dq_pages[2][3];
-static uint8_t dq_buffers[16][2048] __attribute__((aligned(4096)));
+static uint8_t dq_static[DQ_ARENA_PAGES * 4096] __attribute__((aligned(4096)));
+static uint8_t *dq_arena = dq_static;
+static int dq_shared;
+#define dq_page(n) (dq_arena + 4096 * (n))
+#define dq_buffer(k) (dq_page(8) + 2048 * (k))  /* 16 buffers of 2 KiB: pages 8–15 */
+
+static uint64_t dq_iova(const void *p)
+{
+    return dq_shared ? DQ_IOVA_BASE + (uint64_t)((const uint8_t *)p - dq_arena) : (uint64_t)(uintptr_t)p;
+}
+
+/* The "-shared" modes: the arena becomes a memfd's shared mapping (before the device is opened or after:
+ * the preload library notes it either way and shares it at the first IOTLB update that covers it). */
+static void dq_share_arena(void)
+{
+    int mfd = memfd_create("vmm_probe.ram", MFD_CLOEXEC);
+    CHECK(mfd >= 0 && ftruncate(mfd, sizeof dq_static) == 0, "memfd");
+    void *p = mmap(NULL, sizeof dq_static, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
+    CHECK(p != MAP_FAILED, "mmap of the memfd");
+    close(mfd);  /* the VMM may close its descriptor: the library keeps its own */
+    dq_arena = p;
+    dq_shared = 1;
+}
 
 static void dq_init(int fd, uint32_t q, struct dq *r, int slot)
 {
-    r->desc = dq_pages[slot][0].bytes;
-    r->avail = dq_pages[slot][1].bytes;
-    r->used = dq_pages[slot][2].bytes;
+    r->desc = dq_page(3 * slot);
+    r->avail = dq_page(3 * slot + 1);
+    r->used = dq_page(3 * slot + 2);
     r->avail_idx = 0;
     struct vhost_vring_state st = { .index = q, .num = DQ_NUM };
     EXPECT_OK(ioctl(fd, VHOST_SET_VRING_NUM, &st));
     st.num = 0;
     EXPECT_OK(ioctl(fd, VHOST_SET_VRING_BASE, &st));
-    struct vhost_vring_addr addr = { .index = q, .desc_user_addr = (uint64_t)(uintptr_t)r->desc,
-                                     .avail_user_addr = (uint64_t)(uintptr_t)r->avail, .used_user_addr = (uint64_t)(uintptr_t)r->used };
+    struct vhost_vring_addr addr = { .index = q, .desc_user_addr = dq_iova(r->desc), .avail_user_addr = dq_iova(r->avail),
+                                     .used_user_addr = dq_iova(r->used) };
     EXPECT_OK(ioctl(fd, VHOST_SET_VRING_ADDR, &addr));
     r->kick = eventfd(0, EFD_CLOEXEC);
     r->call = eventfd(0, EFD_CLOEXEC);
@@ -531,7 +561,7 @@ static void dq_enable(int fd, uint32_t q)
 /* Descriptor `i` of `r`: one buffer, chained to i+1 when `more`. */
 static void dq_desc(struct dq *r, uint16_t i, void *buf, uint32_t len, int writable, int more)
 {
-    uint64_t a = (uint64_t)(uintptr_t)buf;
+    uint64_t a = dq_iova(buf);
     uint16_t f = (uint16_t)((more ? 1 : 0) | (writable ? 2 : 0)), nx = (uint16_t)(i + 1);
     uint8_t *d = r->desc + 16 * i;
     memcpy(d, &a, 8); memcpy(d + 8, &len, 4); memcpy(d + 12, &f, 2); memcpy(d + 14, &nx, 2);
@@ -571,6 +601,9 @@ static void dq_negotiate(int fd, uint64_t features)
     EXPECT_OK(ioctl(fd, VHOST_SET_FEATURES, &features));
     uint8_t status = 0xb;
     EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
+    if (dq_shared)
+        CHECK(iotlb(fd, VHOST_IOTLB_MSG_V2, 0, VHOST_IOTLB_UPDATE, DQ_IOVA_BASE, sizeof dq_static, (uint64_t)(uintptr_t)dq_arena,
+                    3 /* RW */, sizeof(struct vhost_msg_v2)) == 72, "IOTLB update of the shared arena");
 }
 
 /* Net: RX buffers posted, then three frames sent: to the device's MAC and to broadcast they come back intact (a
@@ -596,15 +629,15 @@ static void net_loop(int fd)
     dq_enable(fd, 0);
     dq_enable(fd, 1);
     for (uint16_t k = 0; k < 4; k++) {
-        memset(dq_buffers[k], 0xEE, 2048);
-        dq_desc(&rx, k, dq_buffers[k], 2048, 1, 0);
+        memset(dq_buffer(k), 0xEE, 2048);
+        dq_desc(&rx, k, dq_buffer(k), 2048, 1, 0);
         dq_post(&rx, k);
     }
     dq_kick(&rx);
     const uint8_t *dsts[3] = { mac, foreign, broadcast };
     uint32_t lens[3] = { 1514, 60, 100 };
     for (uint16_t k = 0; k < 3; k++) {
-        uint8_t *f = dq_buffers[8 + k];
+        uint8_t *f = dq_buffer(8 + k);
         memset(f, 0, 12);  /* virtio_net_hdr_v1, all zero */
         memcpy(f + 12, dsts[k], 6);
         memcpy(f + 18, mac, 6);
@@ -617,16 +650,15 @@ static void net_loop(int fd)
     CHECK(dq_wait(&tx, 3, 5000), "TX completes all three frames (used idx %u)", *(uint16_t *)(tx.used + 2));
     CHECK(dq_wait(&rx, 2, 5000), "two frames come back (used idx %u)", *(uint16_t *)(rx.used + 2));
     CHECK(*(uint16_t *)(rx.used + 2) == 2, "the foreign frame is dropped");
-    CHECK(dq_used_len(&rx, 0) == 12 + lens[0] && memcmp(dq_buffers[0], dq_buffers[8], 12 + lens[0]) == 0, "the frame to its MAC, intact");
-    CHECK(dq_used_len(&rx, 1) == 12 + lens[2] && memcmp(dq_buffers[1], dq_buffers[10], 12 + lens[2]) == 0, "the broadcast, intact");
+    CHECK(dq_used_len(&rx, 0) == 12 + lens[0] && memcmp(dq_buffer(0), dq_buffer(8), 12 + lens[0]) == 0, "the frame to its MAC, intact");
+    CHECK(dq_used_len(&rx, 1) == 12 + lens[2] && memcmp(dq_buffer(1), dq_buffer(10), 12 + lens[2]) == 0, "the broadcast, intact");
     CHECK(dq_used_len(&tx, 0) == 0, "TX used.len is 0");
 }
 
 /* Block: OUT of a pattern at sector 8, IN of the same sectors, FLUSH, GET_ID, and an IN off the disk (IOERR). */
 static void blk_request(struct dq *r, uint16_t head, uint32_t type, uint64_t sector, void *data, uint32_t len, int data_writable, uint8_t *status_byte)
 {
-    static uint8_t headers[8][16];
-    uint8_t *h = headers[head / 3];
+    uint8_t *h = dq_page(20) + 16 * (head / 3);  /* the request headers: page 20 */
     memset(h, 0, 16);
     memcpy(h, &type, 4);
     memcpy(h + 8, &sector, 8);
@@ -650,9 +682,9 @@ static void blk_io(int fd)
     status = 0xf;
     EXPECT_OK(ioctl(fd, VHOST_VDPA_SET_STATUS, &status));
     dq_enable(fd, 0);
-    static uint8_t out[2048], in[2048], id[20], statuses[5];
+    uint8_t *out = dq_page(21), *in = dq_page(22), *id = dq_page(23), *statuses = dq_page(24);
     for (int i = 0; i < 2048; i++) out[i] = (uint8_t)(i * 7 + 1);
-    memset(in, 0, sizeof in);
+    memset(in, 0, 2048);
     blk_request(&q, 0, 1, 8, out, 2048, 0, &statuses[0]);        /* OUT */
     blk_request(&q, 3, 0, 8, in, 2048, 1, &statuses[1]);         /* IN */
     blk_request(&q, 6, 4, 0, NULL, 0, 0, &statuses[2]);          /* FLUSH */
@@ -675,6 +707,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "usage: vmm_probe blk|net|threads|hold|bench PATH [N]\n");
         return 2;
     }
+    if (strstr(argv[1], "-shared")) dq_share_arena();
     int fd = open(argv[2], O_RDWR | O_CLOEXEC);
     if (fd < 0) {
         printf("open %s: %s\n", argv[2], strerror(errno));
@@ -688,11 +721,13 @@ int main(int argc, char **argv)
     else if (strcmp(argv[1], "cvq-gates") == 0) cvq_gates(fd);
     else if (strcmp(argv[1], "cvq-evil") == 0) cvq_evil(fd);
     else if (strcmp(argv[1], "cvq-bench") == 0) cvq_bench(fd, argc > 3 ? atol(argv[3]) : 10000);
-    else if (strcmp(argv[1], "net-loop") == 0) net_loop(fd);
-    else if (strcmp(argv[1], "blk-io") == 0) blk_io(fd);
+    else if (strcmp(argv[1], "net-loop") == 0 || strcmp(argv[1], "net-loop-shared") == 0) net_loop(fd);
+    else if (strcmp(argv[1], "blk-io") == 0 || strcmp(argv[1], "blk-io-shared") == 0) blk_io(fd);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
     else return 2;
+    if (dq_shared)
+        CHECK(munmap(dq_arena, sizeof dq_static) == 0, "munmap of the shared arena");
     close(fd);
     if (failures) printf("%d checks failed\n", failures);
     else printf("ok\n");

@@ -435,6 +435,42 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_data_queues_on_shared_memory(self):
+        # The same frames and requests on a memfd the preload library shares with vdpad, mapped at IOVA 1 GiB (not
+        # at its address): every access goes through vdpad's mapping of the file, none through process_vm_readv;
+        # the probe's munmap at the end tells vdpad to drop the region.
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}, "b0": {"mgmtdev": "vdpasim_blk"}})
+        try:
+            for device, mode, done in (("n0", "net-loop-shared", 3 + 2), ("b0", "blk-io-shared", 5)):
+                r = self.probe_run(d, device, mode, timeout=60)
+                self.assertEqual(r.returncode, 0, f"{device}: {r.stdout}{r.stderr}")
+                dev = d.rpc.call("get_device", device=device)
+                stats = dev["stats"]
+                self.assertGreater(stats["shared_accesses"], 0, device)
+                self.assertEqual(stats["process_vm_accesses"], 0, f"{device}: nothing copied through process_vm")
+                self.assertEqual(stats["atomic_index_stores"], done, f"{device}: one per used entry")
+                self.assertEqual(stats["copied_index_stores"], 0, f"{device}: every used idx is one release store")
+                self.assertEqual((stats["unshares"], stats["shares_refused"]), (1, 0), f"{device}: the munmap reached vdpad")
+                self.assertEqual(dev["shared_memory"], {"regions": [], "bytes": 0}, "the session ended")
+            rx, tx = d.rpc.call("get_device", device="n0")["queues"][:2]
+            self.assertEqual((tx["completed_desc"], rx["completed_desc"], rx["drops"]), (3, 2, 1))
+            q = d.rpc.call("get_device", device="b0")["queues"][0]
+            self.assertEqual((q["received_desc"], q["completed_desc"], q["errors"]), (5, 5, 1))
+        finally:
+            d.stop()
+
+    def test_private_memory_is_not_shared(self):
+        # VDPAD_VHOST_SHARE=0: the same run on the memfd, every access through process_vm_readv/writev.
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
+        try:
+            r = self.probe_run(d, "n0", "net-loop-shared", timeout=60, env={**os.environ, "VDPAD_VHOST_SHARE": "0"})
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            stats = d.rpc.call("get_device", device="n0")["stats"]
+            self.assertEqual((stats["shared_accesses"], stats["unshares"]), (0, 0))
+            self.assertGreater(stats["process_vm_accesses"], 0)
+        finally:
+            d.stop()
+
     def test_block_backing_file_keeps_the_data(self):
         # A vdpasim_blk device with a backing file: what the VMM wrote is in the file after it exits, at its offset.
         backing = os.path.join(tempfile.mkdtemp(), "disk.img")

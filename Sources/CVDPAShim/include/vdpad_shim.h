@@ -1,7 +1,9 @@
 /* vdpad_shim.h — the few Linux calls Swift's Glibc module does not export
  * (<sys/eventfd.h>, process_vm_readv/writev of <sys/uio.h> behind _GNU_SOURCE),
  * declared here so the data path calls them directly instead of looking them
- * up with dlsym. */
+ * up with dlsym; and the accesses to a VMM's shared memory that must survive
+ * the VMM truncating the file under them (SIGBUS) and be single atomic
+ * stores and loads (ring indexes), which Swift cannot express on raw memory. */
 #ifndef VDPAD_SHIM_H
 #define VDPAD_SHIM_H
 
@@ -17,5 +19,16 @@ ssize_t vdpad_process_vm_readv(pid_t pid, const struct iovec *local, unsigned lo
                                const struct iovec *remote, unsigned long riovcnt);
 ssize_t vdpad_process_vm_writev(pid_t pid, const struct iovec *local, unsigned long liovcnt,
                                 const struct iovec *remote, unsigned long riovcnt);
+
+/* Copies `n` bytes from `src` to `dst` where one of them is a VMM's shared file mapping: 0, or -1 when
+ * the access faulted (SIGBUS: the VMM truncated the file under the mapping).  The fault is caught in the
+ * calling thread only; a SIGBUS anywhere else still ends the process as it would without vdpad. */
+int vdpad_guarded_copy(void *dst, const void *src, size_t n);
+
+/* A ring index in shared memory: a 16-bit load with acquire order (the driver's avail idx, before the
+ * entries it publishes), a 16-bit store with release order (the used idx, after the entries): the virtio
+ * spec's barriers.  `address` must be 2-aligned.  0, or -1 when the access faulted (as above). */
+int vdpad_guarded_load_acquire_u16(const void *address, unsigned short *value);
+int vdpad_guarded_store_release_u16(void *address, unsigned short value);
 
 #endif

@@ -9,7 +9,7 @@ class GeneratedMethods:
     def call(self, method: str, **params: Any) -> Any:  # provided by Client
         raise NotImplementedError
 
-    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "subscribe", "suspend", "translate", "unmap", "write_config"]
+    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "share_memory", "subscribe", "suspend", "translate", "unmap", "unshare_memory", "write_config"]
 
     def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None, backing: str | None = None) -> dict:
         "Create a device (admin)"
@@ -171,6 +171,10 @@ class GeneratedMethods:
         "Bind the kick eventfd passed with SCM_RIGHTS (R63)"
         return self.call("set_vring_kick", device=device, vq=vq, unset=unset)
 
+    def share_memory(self, device: str, *, addr: int | str, size: int | str, offset: int | str | None = None) -> dict:
+        "The file passed with SCM_RIGHTS (a memfd) backs the owner's [addr, addr+size) from offset on: vdpad maps it and reaches buffers there without a system call (\u00a75.7)"
+        return self.call("share_memory", device=device, addr=addr, size=size, offset=offset)
+
     def subscribe(self, *, events: list | None = None) -> dict:
         "Receive event notifications on this connection"
         return self.call("subscribe", events=events)
@@ -186,6 +190,10 @@ class GeneratedMethods:
     def unmap(self, device: str, *, iova: int | str, size: int | str, asid: int | str | None = None) -> dict:
         "IOTLB INVALIDATE: removes every entry the range touches (R15\u2013R17)"
         return self.call("unmap", device=device, iova=iova, size=size, asid=asid)
+
+    def unshare_memory(self, device: str, *, addr: int | str, size: int | str) -> dict:
+        "The owner unmapped or remapped [addr, addr+size): every shared region that meets it goes (\u00a75.7)"
+        return self.call("unshare_memory", device=device, addr=addr, size=size)
 
     def write_config(self, device: str, *, offset: int | str, data: str) -> Any:
         "Write config space bytes (owner; R49)"

@@ -1,0 +1,151 @@
+// OwnerMemory.swift — the owner's memory as a data-path run sees it.  An
+// IOVA goes through a snapshot of the device's mapping of the right ASID
+// (exactly as `translate` computes it: the owner's own addresses, never a
+// guest-physical one), then, where a region the owner shared holds those
+// addresses, one offset into vdpad's mapping of the file; elsewhere
+// process_vm_readv/writev on the owner's pid (private memory).  Accesses to
+// shared memory are guarded: a VMM that truncates its file under vdpad
+// costs a fault on that access, not the daemon.
+import CVDPAShim
+import VDPACore
+import VDPAVirtio
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+struct OwnerMemory: GuestMemory {
+    let pid: Int32
+    /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here; its
+    /// shared regions stay mapped while this copy holds them).
+    var device: VDPADevice
+    let ringASID: Int
+    let bufferASID: Int
+    /// A dup of the VMM's store agent socket (-1: none).
+    var agent: Int32 = -1
+    /// What the run did to reach the memory, for the device's counters.
+    let counts = Counts()
+
+    final class Counts { var value = MemoryAccessCounts() }
+
+    typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt) -> Int
+
+    /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.
+    func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
+        var d = device
+        do {
+            return try d.translate(.asid(ASID(UInt64(ring ? ringASID : bufferASID))), access: access, iova: iova, size: UInt64(count))
+                .map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: Int($0.size)) }
+        } catch {
+            throw error.errno == .EACCES ? .permission(iova) : .fault(iova)
+        }
+    }
+
+    /// Where each piece is in vdpad, when shared regions hold every one of them; else nil.
+    private func shared(_ remote: [iovec]) -> [UnsafeMutableRawPointer]? {
+        let regions = device.sharedMemory
+        guard !regions.isEmpty else { return nil }
+        var pointers: [UnsafeMutableRawPointer] = []
+        pointers.reserveCapacity(remote.count)
+        for piece in remote {
+            guard let p = regions.resolve(UInt64(UInt(bitPattern: piece.iov_base)), count: piece.iov_len) else { return nil }
+            pointers.append(p)
+        }
+        return pointers
+    }
+
+    /// Copies between `local` and the owner's pieces: in the shared regions when they hold all of them, else one
+    /// process_vm call for all (one system call whatever the count; a short count is a fault).
+    private func copy(_ local: UnsafeMutableRawBufferPointer, _ remote: [iovec], _ iova: UInt64, toOwner: Bool) throws(RingError) {
+        if let pointers = shared(remote) {
+            var offset = 0
+            for (piece, p) in zip(remote, pointers) {
+                let here = local.baseAddress! + offset
+                let rc = toOwner ? vdpad_guarded_copy(p, here, piece.iov_len) : vdpad_guarded_copy(here, p, piece.iov_len)
+                guard rc == 0 else { throw .fault(iova) }
+                offset += piece.iov_len
+            }
+            counts.value.sharedAccesses += 1
+            return
+        }
+        guard remote.count <= 1024 else { throw .fault(iova) }
+        var localVector = iovec(iov_base: local.baseAddress, iov_len: local.count)
+        let f: Transfer = toOwner ? vdpad_process_vm_writev : vdpad_process_vm_readv
+        let n = remote.withUnsafeBufferPointer { f(pid, &localVector, 1, $0.baseAddress, UInt($0.count)) }
+        counts.value.processVMAccesses += 1
+        guard n == local.count else { throw .fault(iova) }
+    }
+
+    func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
+        let remote = try pieces(iova, count, .read, ring: ring)
+        var bytes = [UInt8](repeating: 0, count: count)
+        guard count > 0 else { return bytes }
+        let failure = bytes.withUnsafeMutableBytes { b -> RingError? in
+            do throws(RingError) { try copy(b, remote, iova, toOwner: false); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+        return bytes
+    }
+
+    func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError) {
+        let remote = try pieces(iova, bytes.count, .write, ring: ring)
+        guard !bytes.isEmpty else { return }
+        var copy = bytes
+        let failure = copy.withUnsafeMutableBytes { b -> RingError? in
+            do throws(RingError) { try self.copy(b, remote, iova, toOwner: true); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+    }
+
+    /// The avail idx: in a shared region, one acquire load (the entries it publishes are read after it).
+    func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
+        if let p = alignedShared(iova, .read) {
+            var value: UInt16 = 0
+            guard vdpad_guarded_load_acquire_u16(p, &value) == 0 else { throw .fault(iova) }
+            counts.value.sharedAccesses += 1
+            return value
+        }
+        let b = try read(iova, count: 2, ring: true)
+        return UInt16(b[0]) | UInt16(b[1]) << 8
+    }
+
+    /// The used idx, after the element: in a shared region, one release store (the element is visible first).
+    /// Else through the VMM's store agent (the preload library's thread, one aligned store inside the VMM);
+    /// without it, or if it does not answer within a second, one process_vm_writev of the two bytes, which
+    /// promises no single store (docs/protocol.md §5.6).
+    func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
+        if let p = alignedShared(iova, .write) {
+            guard vdpad_guarded_store_release_u16(p, value) == 0 else { throw .fault(iova) }
+            counts.value.atomicIndexStores += 1
+            return
+        }
+        if agent >= 0, let piece = try? pieces(iova, 2, .write, ring: true), piece.count == 1,
+            let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value)
+        {
+            counts.value.atomicIndexStores += 1
+            return
+        }
+        try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+    }
+
+    /// A ring index's place in a shared region, when it is one aligned piece there.
+    private func alignedShared(_ iova: UInt64, _ access: Access) -> UnsafeMutableRawPointer? {
+        guard !device.sharedMemory.isEmpty, let piece = try? pieces(iova, 2, access, ring: true), piece.count == 1,
+            let p = device.sharedMemory.resolve(UInt64(UInt(bitPattern: piece[0].iov_base)), count: 2), UInt(bitPattern: p) % 2 == 0
+        else { return nil }
+        return p
+    }
+
+    /// One request to the agent: {u64 address, u16 value, 6 bytes 0}, answered with one byte.
+    private func agentStore(_ address: UnsafeMutableRawPointer, _ value: UInt16) -> Bool {
+        var message = [UInt8](repeating: 0, count: 16)
+        let a = UInt64(UInt(bitPattern: address))
+        for k in 0..<8 { message[k] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(k))) }
+        (message[8], message[9]) = (UInt8(value & 0xFF), UInt8(value >> 8))
+        guard message.withUnsafeBytes({ send(agent, $0.baseAddress, 16, Int32(MSG_NOSIGNAL)) }) == 16 else { return false }
+        var p = pollfd(fd: agent, events: Int16(POLLIN), revents: 0)
+        guard poll(&p, 1, 1000) == 1 else { return false }
+        var ack: UInt8 = 0
+        return recv(agent, &ack, 1, 0) == 1 && ack == 1
+    }
+}

@@ -1,0 +1,190 @@
+// SharedMemoryTests.swift — the shared-memory region table (overlaps, holes,
+// remaps), the check that a passed file backs the owner's addresses (a lying
+// fd, a private mapping, a wrong offset, a hole), and share_memory through
+// the registry on this process's own memfd mappings (docs/datapath.md,
+// "Shared guest memory").
+#if canImport(Glibc)
+    import Glibc
+#endif
+import Testing
+import VDPACore
+@testable import VDPADataPath
+@testable import VDPARegistry
+import VDPAVirtio
+import _VDPATestSupport
+
+/// A mapping that is only a number: the table never touches the memory.
+final class FakeMapping: SharedMapping, @unchecked Sendable {
+    let base: UnsafeMutableRawPointer
+    init(_ address: UInt) { base = UnsafeMutableRawPointer(bitPattern: address)! }
+}
+
+/// A shared-memory file of `pages` pages (shm_open, unlinked at once: a memfd in all but name; Swift's Glibc
+/// has no memfd_create), mapped in this process; unmapped and closed by `release`.
+struct Memfd {
+    let fd: Int32
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    static let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+
+    init(pages: Int, flags: Int32 = MAP_SHARED) {
+        size = pages * Self.page
+        let name = "/vdpad-test-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        shm_unlink(name)
+        precondition(fd >= 0 && ftruncate(fd, off_t(size)) == 0)
+        base = mmap(nil, size, PROT_READ | PROT_WRITE, flags, fd, 0)!
+    }
+    var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    /// A descriptor to pass (the call under test closes it).
+    func passed() -> Int32 { dup(fd) }
+    func release() {
+        munmap(base, size)
+        close(fd)
+    }
+}
+
+@Suite("Shared memory")
+struct SharedMemoryTests {
+    static func region(_ start: UInt64, _ size: UInt64) -> SharedRegion {
+        SharedRegion(start: start, size: size, mapping: FakeMapping(0x7000_0000))
+    }
+
+    @Test("the table: an address resolves in one region at its offset; a hole, a crossing, the end and count 0 do not")
+    func resolve() throws {
+        var t = SharedRegions()
+        try t.insert(Self.region(0x10000, 0x4000))
+        try t.insert(Self.region(0x14000, 0x1000))  // adjacent, not overlapping
+        try t.insert(Self.region(0x1000, 0x1000))
+        #expect(t.regions.map(\.start) == [0x1000, 0x10000, 0x14000] && t.bytes == 0x6000)
+        #expect(t.resolve(0x10010, count: 16) == UnsafeMutableRawPointer(bitPattern: 0x7000_0010))
+        #expect(t.resolve(0x13FF0, count: 16) != nil)
+        #expect(t.resolve(0x13FF8, count: 16) == nil, "crosses into the next region: the caller falls back")
+        #expect(t.resolve(0x2000, count: 1) == nil, "a hole")
+        #expect(t.resolve(0x15000, count: 1) == nil, "past the last")
+        #expect(t.resolve(0x1000, count: 0) == nil)
+        #expect(t.resolve(0x0FFF, count: 2) == nil, "starts in a hole")
+    }
+
+    @Test("an overlap is EEXIST, an empty or wrapping range EINVAL; the table is unchanged by a refusal")
+    func overlaps() throws {
+        var t = SharedRegions()
+        try t.insert(Self.region(0x10000, 0x4000))
+        for (start, size) in [(0x10000, 0x1000), (0xF000, 0x2000), (0x13FFF, 0x10), (0x8000, 0x10000)] as [(UInt64, UInt64)] {
+            expectError(.EEXIST) { try t.insert(Self.region(start, size)) }
+        }
+        expectError(.EINVAL) { try t.insert(Self.region(0x20000, 0)) }
+        expectError(.EINVAL) { try t.insert(Self.region(UInt64.max - 0xFFF, 0x1000)) }
+        #expect(t.count == 1)
+    }
+
+    @Test("a remap: unsharing any part drops the whole region, then the same range can be shared again")
+    func remap() throws {
+        var t = SharedRegions()
+        try t.insert(Self.region(0x10000, 0x4000))
+        try t.insert(Self.region(0x20000, 0x1000))
+        #expect(t.remove(overlapping: 0x12000, size: 0x1000) == 1)
+        #expect(t.resolve(0x10000, count: 1) == nil && t.count == 1)
+        try t.insert(Self.region(0x10000, 0x4000))
+        #expect(t.remove(overlapping: 0, size: .max) == 2, "a range to the top of the address space")
+        #expect(t.isEmpty)
+    }
+
+    @Test("/proc/PID/maps lines parse; hex fields, a decimal inode, a path with spaces, malformed lines skipped")
+    func procMaps() {
+        let text = """
+            7f0e27416000-7f0e27516000 rw-s 00001000 00:01 1307                       /memfd:pc.ram (deleted)
+            garbage line
+            7f0e27516000-7f0e27517000 r--p 00000000 fd:02 99 /usr/lib/a b.so
+            """
+        let lines = ProcMaps.parse(text[...])
+        #expect(lines.count == 2)
+        #expect(
+            lines[0]
+                == ProcMaps.Line(start: 0x7f0e_2741_6000, end: 0x7f0e_2751_6000, shared: true, offset: 0x1000, major: 0, minor: 1, inode: 1307))
+        #expect(lines[1].shared == false && lines[1].major == 0xFD && lines[1].minor == 2)
+    }
+
+    @Test("the check: the right file at the right offset passes; another file, a private mapping, an offset or a hole does not")
+    func mismatch() {
+        let lines = [
+            ProcMaps.Line(start: 0x1000, end: 0x3000, shared: true, offset: 0, major: 0, minor: 1, inode: 7),
+            ProcMaps.Line(start: 0x3000, end: 0x4000, shared: true, offset: 0x2000, major: 0, minor: 1, inode: 7),
+            ProcMaps.Line(start: 0x5000, end: 0x6000, shared: false, offset: 0, major: 0, minor: 1, inode: 7)
+        ]
+        func check(_ a: UInt64, _ s: UInt64, _ o: UInt64, inode: UInt64 = 7) -> String? {
+            ProcMaps.mismatch(lines, address: a, size: s, offset: o, major: 0, minor: 1, inode: inode)
+        }
+        #expect(check(0x1000, 0x3000, 0) == nil, "two lines of one file, contiguous in it")
+        #expect(check(0x2000, 0x2000, 0x1000) == nil)
+        #expect(check(0x1000, 0x1000, 0, inode: 8)?.contains("another file") == true)
+        #expect(check(0x1000, 0x1000, 0x1000)?.contains("offset") == true)
+        #expect(check(0x3000, 0x2000, 0x2000)?.contains("nothing mapped at 0x4000") == true)
+        #expect(check(0x5000, 0x1000, 0)?.contains("private") == true)
+    }
+
+    @Test("share_memory on this process's memfd: the bytes are the same both ways; a lying fd, a private mapping are refused and counted")
+    func shareThroughRegistry() throws {
+        let r = DeviceRegistry(io: ProcessDeviceIO())
+        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
+        let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
+        _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: [getuid()])), by: admin)
+        let ram = Memfd(pages: 4), other = Memfd(pages: 4), privateMap = Memfd(pages: 1, flags: MAP_PRIVATE)
+        defer { [ram, other, privateMap].forEach { $0.release() } }
+        expectError(.EPERM) { _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm) }
+        _ = try r.open("n0", by: vmm)
+        expectError(.EBADF) { _ = try r.shareMemory(nil, address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm) }
+        // A lying fd: another memfd, claimed to back ram's addresses.
+        expectError(.EINVAL) { _ = try r.shareMemory(other.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm) }
+        expectError(.EINVAL) {
+            _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: UInt64(Memfd.page), device: "n0", by: vmm)
+        }
+        expectError(.EINVAL) {
+            _ = try r.shareMemory(privateMap.passed(), address: privateMap.address, size: UInt64(privateMap.size), offset: 0, device: "n0", by: vmm)
+        }
+        #expect(try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm) == 1)
+        expectError(.EEXIST) { _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm) }
+        let regions = try r.withDevice("n0", .owner, by: vmm) { $0.sharedMemory }
+        let theirs = try #require(regions.resolve(ram.address + 0x10, count: 4))
+        ram.base.storeBytes(of: 0xDEAD_BEEF as UInt32, toByteOffset: 0x10, as: UInt32.self)
+        #expect(theirs.load(as: UInt32.self) == 0xDEAD_BEEF, "a store by the VMM is seen by vdpad")
+        theirs.storeBytes(of: 0x1234_5678 as UInt32, as: UInt32.self)
+        #expect(ram.base.load(fromByteOffset: 0x10, as: UInt32.self) == 0x1234_5678, "and the other way")
+        let stats = try r.withDevice("n0", .owner, by: vmm) { $0.stats }
+        #expect(stats.sharesRefused == 5)
+        #expect(try r.unshareMemory(address: ram.address + 0x1000, size: 1, device: "n0", by: vmm) == 1)
+        #expect(try r.withDevice("n0", .owner, by: vmm) { ($0.sharedMemory.count, $0.stats.unshares) } == (0, 1))
+        _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
+        r.connectionClosed(vmm.connection)
+        #expect(try r.withDevice("n0", .anyone, by: admin) { $0.sharedMemory.isEmpty }, "the session's end drops its regions")
+    }
+
+    @Test("the data path reads and writes a shared region by IOVA; a file truncated under it is a fault, not a crash; unshared, it falls back")
+    func ownerMemory() throws {
+        let r = DeviceRegistry(io: ProcessDeviceIO())
+        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
+        let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
+        _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: [getuid()])), by: admin)
+        let ram = Memfd(pages: 2)
+        defer { ram.release() }
+        _ = try r.open("n0", by: vmm)
+        // IOVA 1 GiB → ram: the data path must go through the IOTLB, not take the IOVA for an address.
+        try r.map(MapRequest(iova: 0x4000_0000, size: UInt64(ram.size), address: ram.address, permission: .name("rw")), device: "n0", by: vmm)
+        _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
+        let memory = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        try memory.write([1, 2, 3, 4], at: 0x4000_0100, ring: false)
+        #expect(ram.base.load(fromByteOffset: 0x100, as: UInt32.self) == 0x0403_0201)
+        try memory.writeIndex(0xBEEF, at: 0x4000_0200)
+        #expect(try memory.readIndex(at: 0x4000_0200) == 0xBEEF && memory.counts.value.atomicIndexStores == 1)
+        #expect(memory.counts.value.processVMAccesses == 0 && memory.counts.value.sharedAccesses == 2)
+        // The VMM shrinks its file under vdpad's mapping: the access is a fault (SIGBUS caught), counted as the run's error.
+        #expect(ftruncate(ram.fd, 0) == 0)
+        #expect(throws: RingError.fault(0x4000_0100)) { _ = try memory.read(0x4000_0100, count: 4, ring: false) }
+        #expect(throws: RingError.fault(0x4000_0200)) { try memory.writeIndex(1, at: 0x4000_0200) }
+        // Unshared: the same IOVA goes through process_vm_readv (which faults too on the truncated file: EFAULT, no signal).
+        _ = try r.unshareMemory(address: ram.address, size: 1, device: "n0", by: vmm)
+        let fallback = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        #expect(throws: RingError.fault(0x4000_0100)) { _ = try fallback.read(0x4000_0100, count: 4, ring: false) }
+        #expect(fallback.counts.value.processVMAccesses == 1 && fallback.counts.value.sharedAccesses == 0)
+    }
+}
