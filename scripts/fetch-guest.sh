@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Prepares the tiny Linux guest of the guest smoke test (tests/qemu): Debian's
+# Prepares the tiny Linux guest of the guest tests (tests/qemu): Debian's
 # kernel, fetched with apt-get download and unpacked with dpkg-deb -x (never
 # installed on the host), and a busybox-static initramfs whose /init loads
-# virtio_net, reports what the guest sees of its NIC on the serial console,
-# and powers off.  Everything lands in a cache folder outside git:
+# virtio_net, virtio_blk and ext4, then runs /test.sh when a test added one
+# (an initramfs appended to this one: tests/qemu/guest.py), or else reports
+# what the guest sees of its NIC on the serial console, and powers off.
+# Everything lands in a cache folder outside git:
 #   ${VDPAD_CACHE:-$HOME/.cache/vdpad}/guest/{vmlinuz,initrd.img}
 # Idempotent: a complete cache is left as it is.
 set -euo pipefail
@@ -23,18 +25,36 @@ modules=$(ls -d "$work"/kernel/lib/modules/*)
 root="$work/initramfs"
 mkdir -p "$root"/{bin,proc,sys,dev,lib/modules}
 cp "$(command -v busybox)" "$root/bin/busybox"
-for m in virtio/virtio virtio/virtio_ring virtio/virtio_pci_modern_dev virtio/virtio_pci_legacy_dev virtio/virtio_pci \
-         ../net/core/failover net/net_failover net/virtio_net; do
-    cp "$modules/kernel/drivers/$m.ko" "$root/lib/modules/"
+# The modules and what they need, in load order: modules.dep (made here by depmod on the unpacked tree,
+# as the package's postinst would) lists each one's dependencies.
+/sbin/depmod -b "$work/kernel" "$(basename "$modules")"
+wanted="virtio_pci virtio_net virtio_blk crc32c_generic ext4"
+order=""
+add_module() {
+    local name=$1 path deps
+    path=$(awk -F: -v n="/$name.ko" 'index($1, n) && substr($1, length($1) - length(n) + 1) == n { print $1; exit }' "$modules/modules.dep")
+    [ -n "$path" ] || { echo "fetch-guest.sh: the kernel has no module $name" >&2; exit 1; }
+    case " $order " in *" $path "*) return ;; esac
+    deps=$(awk -F: -v p="$path" '$1 == p { print $2 }' "$modules/modules.dep")
+    for d in $deps; do add_module "$(basename "$d" .ko)"; done
+    order="$order $path"
+}
+for m in $wanted; do add_module "$m"; done
+: > "$root/lib/modules/order"
+for path in $order; do
+    f=$(basename "$path")
+    case "$f" in *.ko.xz) xz -dc "$modules/$path" > "$root/lib/modules/${f%.xz}" ;; *) cp "$modules/$path" "$root/lib/modules/" ;; esac
+    echo "${f%.xz}" >> "$root/lib/modules/order"
 done
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-for m in virtio_ring virtio virtio_pci_modern_dev virtio_pci_legacy_dev virtio_pci failover net_failover virtio_net; do  # dependency order
-    insmod /lib/modules/$m.ko
+for m in $(cat /lib/modules/order); do  # dependency order
+    insmod /lib/modules/$m
 done
+[ -x /test.sh ] && exec /test.sh
 ip link set eth0 up
 sleep 1
 n=/sys/class/net/eth0

@@ -17,9 +17,13 @@ command -v lintian >/dev/null || need+=(lintian)
 pkg-config --exists json-c 2>/dev/null || need+=(libjson-c-dev)
 command -v qemu-system-x86_64 >/dev/null || need+=(qemu-system-x86)
 command -v cc >/dev/null || need+=(gcc)
-# The guest smoke test: busybox for its initramfs, cpio to pack it.
+# The guest tests: busybox for its initramfs, cpio to pack it, depmod to order its modules, a static libc
+# for the programs the guests run (tests/guest).
 [ -x /bin/busybox ] || need+=(busybox-static)
 command -v cpio >/dev/null || need+=(cpio)
+[ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ] || need+=(kmod)
+command -v xz >/dev/null || need+=(xz-utils)
+[ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 # The metrics test scrapes vdpad's textfile through Debian's node_exporter (never started as a service here).
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
 if [ ${#need[@]} -gt 0 ]; then
