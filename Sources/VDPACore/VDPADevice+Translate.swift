@@ -121,4 +121,20 @@ extension VDPADevice {
         }
         return segments
     }
+
+    /// The device-mapping entry of `asid` that holds `iova` — under an identity mapping (passthrough, DMA MR) the
+    /// whole space at the same address — or nil on a miss.  What a data path caches: one lookup per entry
+    /// instead of a `translate` per access; `translate` stays the one that explains a failure.
+    public func mappedEntry(asid: Int, containing iova: UInt64) -> IOTLBEntry? {
+        guard asid >= 0, asid < addressSpaceCount else { return nil }
+        guard let table = deviceTable(asid: asid) else {
+            return IOTLBEntry(first: 0, last: .max, address: 0, permission: .readWrite)
+        }
+        var found: IOTLBEntry?
+        table.forEachOverlapping(first: iova, last: iova) { entry in
+            found = entry
+            return false
+        }
+        return found
+    }
 }

@@ -169,7 +169,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let mq = d.driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 ? d.attributes.maxVQP : nil
         let run = ControlQueue.run(&ring, memory, mac: Array(d.configBytes.prefix(6)), budget: Self.chainsPerRun, maxQueuePairs: mq)
         rings[vq] = (key, ring)
-        let (lastAvail, counts) = (ring.lastAvail, memory.counts.value)
+        let (lastAvail, counts) = (ring.lastAvail, memory.counts)
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
@@ -195,7 +195,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let rxRecord = QueueRunRecord(
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
-        let (txAvail, rxAvail, counts) = (txRing.lastAvail, rxRing.lastAvail, memory.counts.value)
+        let (txAvail, rxAvail, counts) = (txRing.lastAvail, rxRing.lastAvail, memory.counts)
         slot.sync { d in
             d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
             d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
@@ -222,7 +222,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
-        let (lastAvail, counts) = (ring.lastAvail, memory.counts.value)
+        let (lastAvail, counts) = (ring.lastAvail, memory.counts)
         slot.sync { d in
             d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail)
             d.recordMemory(counts, completed: run.completed)

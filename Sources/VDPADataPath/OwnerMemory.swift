@@ -14,21 +14,83 @@ import VDPAVirtio
     import Glibc
 #endif
 
-struct OwnerMemory: GuestMemory {
+final class OwnerMemory: GuestMemory {
     let pid: Int32
     /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here; its
     /// shared regions stay mapped while this copy holds them).
-    var device: VDPADevice
+    let device: VDPADevice
     let ringASID: Int
     let bufferASID: Int
     /// A dup of the VMM's store agent socket (-1: none).
-    var agent: Int32 = -1
-    /// What the run did to reach the memory, for the device's counters.
-    let counts = Counts()
+    let agent: Int32
+    private let regions: SharedRegions
 
-    final class Counts { var value = MemoryAccessCounts() }
+    /// A device-mapping entry this run looked up, and where its first byte is in vdpad when one shared region
+    /// holds all of it.
+    private struct Cached {
+        var asid: Int
+        var entry: IOTLBEntry
+        var host: UnsafeMutableRawPointer?
+    }
+    /// The run's mutable state lives behind pointers, not in stored `var`s: a class's stored property pays a
+    /// dynamic exclusivity check on every access, and these are touched several times per buffer.
+    private let state: UnsafeMutablePointer<RunState>
+    private struct RunState {
+        var counts = MemoryAccessCounts()
+        /// Entries looked up (the cache holds the last `capacity`).
+        var cached = 0
+    }
+    /// The entries looked up so far, most runs touch two or three (the rings' and the buffers'): a short list
+    /// beats any map.  Replaced round-robin past `capacity`.
+    private let cache: UnsafeMutableBufferPointer<Cached>
+    private static let capacity = 8
+
+    /// What the run did to reach the memory, for the device's counters.
+    var counts: MemoryAccessCounts { state.pointee.counts }
+
+    init(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int, agent: Int32 = -1) {
+        (self.pid, self.device, self.ringASID, self.bufferASID, self.agent) = (pid, device, ringASID, bufferASID, agent)
+        regions = device.sharedMemory
+        state = .allocate(capacity: 1)
+        state.initialize(to: RunState())
+        cache = .allocate(capacity: Self.capacity)
+    }
+
+    deinit {
+        state.deallocate()
+        cache.deallocate()  // trivially destructible elements: nothing to deinitialize
+    }
 
     typealias Transfer = @convention(c) (pid_t, UnsafePointer<iovec>?, UInt, UnsafePointer<iovec>?, UInt) -> Int
+
+    /// Where [iova, iova+count) is in vdpad, when one IOTLB entry that allows `access` maps it and one shared
+    /// region holds what it maps to: the hot path, with no allocation.  Nil sends the access the general way
+    /// (`pieces`), which also explains a fault or a permission error.
+    private func direct(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) -> UnsafeMutableRawPointer? {
+        guard !regions.isEmpty, count > 0 else { return nil }
+        let asid = ring ? ringASID : bufferASID
+        let last = iova &+ UInt64(count - 1)
+        guard last >= iova else { return nil }
+        var k = 0
+        while k < Swift.min(state.pointee.cached, Self.capacity) {
+            let c = cache[k]
+            if c.asid == asid && c.entry.first <= iova && last <= c.entry.last { break }
+            k += 1
+        }
+        if k == Swift.min(state.pointee.cached, Self.capacity) {
+            guard let entry = device.mappedEntry(asid: asid, containing: iova), last <= entry.last else { return nil }
+            // An identity mapping is the whole space: its host base is only per region, never for the entry.
+            let size = entry.last - entry.first
+            let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
+            k = state.pointee.cached % Self.capacity
+            cache[k] = Cached(asid: asid, entry: entry, host: host)
+            state.pointee.cached += 1
+        }
+        let c = cache[k]
+        guard c.entry.permission.contains(access == .read ? .read : .write) else { return nil }
+        if let host = c.host { return host + Int(iova - c.entry.first) }
+        return regions.resolve(c.entry.address &+ (iova - c.entry.first), count: count)
+    }
 
     /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.
     func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
@@ -43,7 +105,6 @@ struct OwnerMemory: GuestMemory {
 
     /// Where each piece is in vdpad, when shared regions hold every one of them; else nil.
     private func shared(_ remote: [iovec]) -> [UnsafeMutableRawPointer]? {
-        let regions = device.sharedMemory
         guard !regions.isEmpty else { return nil }
         var pointers: [UnsafeMutableRawPointer] = []
         pointers.reserveCapacity(remote.count)
@@ -65,18 +126,28 @@ struct OwnerMemory: GuestMemory {
                 guard rc == 0 else { throw .fault(iova) }
                 offset += piece.iov_len
             }
-            counts.value.sharedAccesses += 1
+            state.pointee.counts.sharedAccesses += 1
             return
         }
         guard remote.count <= 1024 else { throw .fault(iova) }
         var localVector = iovec(iov_base: local.baseAddress, iov_len: local.count)
         let f: Transfer = toOwner ? vdpad_process_vm_writev : vdpad_process_vm_readv
         let n = remote.withUnsafeBufferPointer { f(pid, &localVector, 1, $0.baseAddress, UInt($0.count)) }
-        counts.value.processVMAccesses += 1
+        state.pointee.counts.processVMAccesses += 1
         guard n == local.count else { throw .fault(iova) }
     }
 
     func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
+        if let p = direct(iova, count, .read, ring: ring) {
+            var failed = false
+            let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+                failed = vdpad_guarded_copy(buffer.baseAddress, p, count) != 0
+                initialized = count
+            }
+            guard !failed else { throw .fault(iova) }
+            state.pointee.counts.sharedAccesses += 1
+            return bytes
+        }
         let remote = try pieces(iova, count, .read, ring: ring)
         var bytes = [UInt8](repeating: 0, count: count)
         guard count > 0 else { return bytes }
@@ -88,6 +159,11 @@ struct OwnerMemory: GuestMemory {
     }
 
     func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError) {
+        if let p = direct(iova, bytes.count, .write, ring: ring) {
+            guard bytes.withUnsafeBytes({ vdpad_guarded_copy(p, $0.baseAddress, $0.count) }) == 0 else { throw .fault(iova) }
+            state.pointee.counts.sharedAccesses += 1
+            return
+        }
         let remote = try pieces(iova, bytes.count, .write, ring: ring)
         guard !bytes.isEmpty else { return }
         var copy = bytes
@@ -102,7 +178,7 @@ struct OwnerMemory: GuestMemory {
         if let p = alignedShared(iova, .read) {
             var value: UInt16 = 0
             guard vdpad_guarded_load_acquire_u16(p, &value) == 0 else { throw .fault(iova) }
-            counts.value.sharedAccesses += 1
+            state.pointee.counts.sharedAccesses += 1
             return value
         }
         let b = try read(iova, count: 2, ring: true)
@@ -116,23 +192,21 @@ struct OwnerMemory: GuestMemory {
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
         if let p = alignedShared(iova, .write) {
             guard vdpad_guarded_store_release_u16(p, value) == 0 else { throw .fault(iova) }
-            counts.value.atomicIndexStores += 1
+            state.pointee.counts.atomicIndexStores += 1
             return
         }
         if agent >= 0, let piece = try? pieces(iova, 2, .write, ring: true), piece.count == 1,
             let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value)
         {
-            counts.value.atomicIndexStores += 1
+            state.pointee.counts.atomicIndexStores += 1
             return
         }
         try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
     }
 
-    /// A ring index's place in a shared region, when it is one aligned piece there.
+    /// A ring index's place in a shared region, when it is there and aligned.
     private func alignedShared(_ iova: UInt64, _ access: Access) -> UnsafeMutableRawPointer? {
-        guard !device.sharedMemory.isEmpty, let piece = try? pieces(iova, 2, access, ring: true), piece.count == 1,
-            let p = device.sharedMemory.resolve(UInt64(UInt(bitPattern: piece[0].iov_base)), count: 2), UInt(bitPattern: p) % 2 == 0
-        else { return nil }
+        guard let p = direct(iova, 2, access, ring: true), UInt(bitPattern: p) % 2 == 0 else { return nil }
         return p
     }
 

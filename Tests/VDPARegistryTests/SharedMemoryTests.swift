@@ -175,8 +175,8 @@ struct SharedMemoryTests {
         try memory.write([1, 2, 3, 4], at: 0x4000_0100, ring: false)
         #expect(ram.base.load(fromByteOffset: 0x100, as: UInt32.self) == 0x0403_0201)
         try memory.writeIndex(0xBEEF, at: 0x4000_0200)
-        #expect(try memory.readIndex(at: 0x4000_0200) == 0xBEEF && memory.counts.value.atomicIndexStores == 1)
-        #expect(memory.counts.value.processVMAccesses == 0 && memory.counts.value.sharedAccesses == 2)
+        #expect(try memory.readIndex(at: 0x4000_0200) == 0xBEEF && memory.counts.atomicIndexStores == 1)
+        #expect(memory.counts.processVMAccesses == 0 && memory.counts.sharedAccesses == 2)
         // The VMM shrinks its file under vdpad's mapping: the access is a fault (SIGBUS caught), counted as the run's error.
         #expect(ftruncate(ram.fd, 0) == 0)
         #expect(throws: RingError.fault(0x4000_0100)) { _ = try memory.read(0x4000_0100, count: 4, ring: false) }
@@ -185,6 +185,6 @@ struct SharedMemoryTests {
         _ = try r.unshareMemory(address: ram.address, size: 1, device: "n0", by: vmm)
         let fallback = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
         #expect(throws: RingError.fault(0x4000_0100)) { _ = try fallback.read(0x4000_0100, count: 4, ring: false) }
-        #expect(fallback.counts.value.processVMAccesses == 1 && fallback.counts.value.sharedAccesses == 0)
+        #expect(fallback.counts.processVMAccesses == 1 && fallback.counts.sharedAccesses == 0)
     }
 }
