@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Regression guard for the RPC path on counts that do not depend on the
-# machine's load: instructions (valgrind callgrind) and heap allocations
-# (valgrind DHAT) per request of `vdpad-bench inproc` — the daemon's whole
-# inbound path (request stream, fast parser, service, device, reply bytes)
-# without the socket.  Each count is the difference between a run of N and
+# Regression guard for the RPC path and the data path on counts that do not
+# depend on the machine's load: instructions (valgrind callgrind) and heap
+# allocations (valgrind DHAT) per request of `vdpad-bench inproc` — the
+# daemon's whole inbound path (request stream, fast parser, service, device,
+# reply bytes) without the socket, and (frames64) a frame looped by the data
+# path on shared memory without a worker thread or a VMM.  Each count is the difference between a run of N and
 # of 2N requests, divided by N, so start-up and set-up cancel out.
 #
 #   scripts/perf-guard.sh            check against scripts/perf-budget.txt

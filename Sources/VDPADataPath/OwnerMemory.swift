@@ -173,6 +173,27 @@ final class OwnerMemory: GuestMemory {
         if let failure { throw failure }
     }
 
+    func copy(_ iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, ring: Bool) throws(RingError) {
+        guard buffer.count > 0 else { return }
+        if let p = direct(iova, buffer.count, .read, ring: ring) {
+            guard vdpad_guarded_copy(buffer.baseAddress, p, buffer.count) == 0 else { throw .fault(iova) }
+            state.pointee.counts.sharedAccesses += 1
+            return
+        }
+        try copy(buffer, try pieces(iova, buffer.count, .read, ring: ring), iova, toOwner: false)
+    }
+
+    func copy(from bytes: UnsafeRawBufferPointer, to iova: UInt64, ring: Bool) throws(RingError) {
+        guard bytes.count > 0 else { return }
+        if let p = direct(iova, bytes.count, .write, ring: ring) {
+            guard vdpad_guarded_copy(p, bytes.baseAddress, bytes.count) == 0 else { throw .fault(iova) }
+            state.pointee.counts.sharedAccesses += 1
+            return
+        }
+        // process_vm_writev reads the local side only: the cast drops a mutability it never uses.
+        try copy(UnsafeMutableRawBufferPointer(mutating: bytes), try pieces(iova, bytes.count, .write, ring: ring), iova, toOwner: true)
+    }
+
     /// The avail idx: in a shared region, one acquire load (the entries it publishes are read after it).
     func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
         if let p = alignedShared(iova, .read) {

@@ -16,6 +16,8 @@ public protocol GuestMemory {
     /// A 16-bit ring index as one aligned load that orders the reads after it (the avail idx, before the entries
     /// it publishes: the virtio spec's read barrier).
     func readIndex(at iova: UInt64) throws(RingError) -> UInt16
+    func copy(_ iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, ring: Bool) throws(RingError)
+    func copy(from bytes: UnsafeRawBufferPointer, to iova: UInt64, ring: Bool) throws(RingError)
 }
 
 extension GuestMemory {
@@ -23,6 +25,18 @@ extension GuestMemory {
     public func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
         let b = try read(iova, count: 2, ring: true)
         return UInt16(b[0]) | UInt16(b[1]) << 8
+    }
+
+    /// `buffer.count` bytes at `iova` into `buffer`: what the walker uses for its fixed-size reads (a descriptor,
+    /// a ring entry) and a frame's copy, so a memory that can copy in place allocates nothing per access.
+    public func copy(_ iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, ring: Bool) throws(RingError) {
+        let bytes = try read(iova, count: buffer.count, ring: ring)
+        bytes.withUnsafeBytes { buffer.copyMemory(from: $0) }
+    }
+
+    /// `bytes` written at `iova` (the twin of `copy(_:into:ring:)`).
+    public func copy(from bytes: UnsafeRawBufferPointer, to iova: UInt64, ring: Bool) throws(RingError) {
+        try write(Array(bytes), at: iova, ring: ring)
     }
 }
 
@@ -78,6 +92,15 @@ public struct SplitRing: Sendable {
     static func le32(_ b: [UInt8], _ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(b[at + $1]) << (8 * UInt32($1)) } }
     static func le64(_ b: [UInt8], _ at: Int) -> UInt64 { (0..<8).reduce(0) { $0 | UInt64(b[at + $1]) << (8 * UInt64($1)) } }
 
+    /// A ring structure read whole into `value`'s bytes (a descriptor, an avail entry): nothing allocated.
+    static func load<T>(_ value: inout T, _ iova: UInt64, _ memory: some GuestMemory) throws(RingError) {
+        let failure = withUnsafeMutableBytes(of: &value) { b -> RingError? in
+            do throws(RingError) { try memory.copy(iova, into: b, ring: true) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
     /// Whether the driver has posted chains not taken yet.
     public func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
         try memory.readIndex(at: avail + 2) != lastAvail
@@ -89,7 +112,9 @@ public struct SplitRing: Sendable {
         let availIdx = try memory.readIndex(at: avail + 2)
         guard availIdx != lastAvail else { return nil }
         let slot = UInt64(lastAvail % num)
-        let head = Self.le16(try memory.read(avail + 4 + 2 * slot, count: 2, ring: true), 0)
+        var head: UInt16 = 0
+        try Self.load(&head, avail + 4 + 2 * slot, memory)
+        head = UInt16(littleEndian: head)
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
         var chain = RingChain(head: head)
@@ -108,8 +133,12 @@ public struct SplitRing: Sendable {
             guard index < entries else { throw .nextOutOfRange(index) }
             taken += 1
             guard taken <= Int(entries) else { throw .loop }
-            let d = try memory.read(table + 16 * UInt64(index), count: 16, ring: true)
-            let (address, length, flags, next) = (Self.le64(d, 0), Self.le32(d, 8), Self.le16(d, 12), Self.le16(d, 14))
+            // struct vring_desc, little-endian: addr, len, flags, next (read whole into a value on the stack).
+            var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
+            try Self.load(&d, table + 16 * UInt64(index), memory)
+            let (address, length, flags, next) = (
+                UInt64(littleEndian: d.0), UInt32(littleEndian: d.1), UInt16(littleEndian: d.2), UInt16(littleEndian: d.3)
+            )
             if flags & Self.indirect != 0 {
                 // Followed although INDIRECT_DESC is not offered, as vringh does; its WRITE flag is ignored.
                 guard indirectAllowed, length > 0, length % 16 == 0 else { throw .badIndirect }
@@ -135,12 +164,12 @@ public struct SplitRing: Sendable {
     /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on).
     public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
         let slot = UInt64(lastUsed % num)
-        var element = [UInt8](repeating: 0, count: 8)
-        for k in 0..<4 {
-            element[k] = UInt8(truncatingIfNeeded: UInt32(head) >> (8 * UInt32(k)))
-            element[4 + k] = UInt8(truncatingIfNeeded: length >> (8 * UInt32(k)))
+        let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
+        let failure = withUnsafeBytes(of: element) { b -> RingError? in
+            do throws(RingError) { try memory.copy(from: b, to: used + 4 + 8 * slot, ring: true) } catch { return error }
+            return nil
         }
-        try memory.write(element, at: used + 4 + 8 * slot, ring: true)
+        if let failure { throw failure }
         // last_used moves only once the idx store landed (vringh's __vringh_complete): after a failed store the
         // next completion rewrites the same slot, and the driver never sees this one (D24).
         try memory.writeIndex(lastUsed &+ 1, at: used + 2)
@@ -151,12 +180,16 @@ public struct SplitRing: Sendable {
     /// read: a pull copies what it can before a fault, and a caller that needs n bytes sees fewer.  The limit
     /// keeps a hostile chain of gigabytes from costing more than the bytes a command can use.
     public static func gather(_ chain: RingChain, _ memory: some GuestMemory, limit: Int) -> [UInt8] {
-        var bytes: [UInt8] = []
-        for b in chain.readable where b.length > 0 && bytes.count < limit {
-            guard let piece = try? memory.read(b.iova, count: min(Int(b.length), limit - bytes.count), ring: false) else { break }
-            bytes += piece
+        let total = chain.readable.reduce(0) { min(limit, $0 + Int($1.length)) }
+        return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
+            count = 0
+            for b in chain.readable where b.length > 0 && count < total {
+                let n = min(Int(b.length), total - count)
+                let piece = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[count..<count + n])
+                guard (try? memory.copy(b.iova, into: piece, ring: false)) != nil else { break }
+                count += n
+            }
         }
-        return bytes
     }
 
     /// The twin of `gather`: writes `data` across the chain's writable buffers in order, at most `limit` bytes
@@ -169,7 +202,8 @@ public struct SplitRing: Sendable {
         var rest = data.prefix(limit)
         for b in buffers where !rest.isEmpty && b.length > 0 {
             let piece = rest.prefix(Int(b.length))
-            guard (try? memory.write(Array(piece), at: b.iova, ring: false)) != nil else { break }
+            let landed = piece.withUnsafeBytes { p in (try? memory.copy(from: p, to: b.iova, ring: false)) != nil }
+            guard landed else { break }
             written += piece.count
             rest = rest.dropFirst(piece.count)
         }

@@ -2,6 +2,7 @@
 import ArgumentParser
 import UnixSocket
 import VDPAClient
+import VDPADataPath
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -9,7 +10,7 @@ import VDPAClient
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "vdpad-bench",
-        abstract: "Benchmarks for vdpad: the IOTLB structure and the RPC path.",
+        abstract: "Benchmarks for vdpad: the IOTLB structure, the RPC path and the data path.",
         discussion: """
             Build with -c release: debug figures mean nothing.
               vdpad-bench iotlb 1000000            the anchors' workload (shared/anchors/workload.md)
@@ -19,8 +20,12 @@ struct BenchCommand: ParsableCommand {
               vdpad-bench json                     Foundation's JSON decoders beside vdpad's parser
               vdpad-bench load                     1,000 connections, 50 clients of 1,000 map/unmap, a stalled client
               vdpad-bench flows                    VMM flows priced by the cost model (migration downtime)
+              vdpad-bench datapath                 frames and block requests per second, shared memory vs process_vm vs the limit
             """,
-        subcommands: [IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self, FlowsCommand.self]
+        subcommands: [
+            IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self, FlowsCommand.self,
+            DataPathCommand.self
+        ]
     )
 }
 
@@ -160,28 +165,42 @@ struct RPCFigures {
 struct InProcessCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "inproc",
-        abstract: "Drive the daemon's inbound path (request stream, service, device) in process, without a socket.",
+        abstract: "Drive the daemon's inbound path (request stream, service, device) or its data path in process.",
         discussion: """
             single: the map/unmap mix of `rpc`'s seq and pipe scenarios, 64 requests per read;
-            batch256: batches of 256 maps, each followed by a batch of 256 unmaps of its pages.
+            batch256: batches of 256 maps, each followed by a batch of 256 unmaps of its pages;
+            frames64: 64-byte frames looped by a vdpasim_net pair on shared memory, 64 per run (a request
+            is a frame: the ring walk, the IOTLB entry cache, the copies and the index stores).
             Prints ns per request.  scripts/perf-guard.sh runs it under callgrind and DHAT for counts
             of instructions and allocations per request, which do not depend on the machine's load.
             """)
 
-    @Argument(help: "single or batch256.")
+    @Argument(help: "single, batch256 or frames64.")
     var shape: String
 
     @Option(help: "Requests to answer.")
     var requests = 1_000_000
 
     func validate() throws {
-        guard InProcessBenchmark.Shape(rawValue: shape) != nil else {
-            throw ValidationError("unknown shape \(shape); choose single or batch256")
+        guard InProcessBenchmark.Shape(rawValue: shape) != nil || shape == "frames64" else {
+            throw ValidationError("unknown shape \(shape); choose single, batch256 or frames64")
         }
         guard requests > 0 else { throw ValidationError("--requests must be positive") }
     }
 
     func run() throws {
+        if shape == "frames64" {
+            let harness = try LoopbackHarness(frameBytes: 64)
+            var looped = 0
+            let start = nowNanos()
+            while looped < requests {
+                let n = harness.round(frames: min(64, requests - looped))
+                guard n > 0 else { throw ClientError("the pair looped no frame") }
+                looped += n
+            }
+            print("vdpad inproc shape=frames64 reqs=\(requests) ns_per_req=\(format(Double(nowNanos() - start) / Double(looped)))")
+            return
+        }
         let ns = try InProcessBenchmark.run(shape: InProcessBenchmark.Shape(rawValue: shape)!, requests: requests)
         print("vdpad inproc shape=\(shape) reqs=\(requests) ns_per_req=\(format(ns))")
     }

@@ -46,17 +46,26 @@ func nowNanos() -> UInt64 {
 struct Spawned {
     let pid: pid_t
 
-    init(_ argv: [String], stderrTo path: String = "/dev/null") throws {
+    /// `output` and `path` (nil: this process's own) take the child's stdout and stderr.
+    init(_ argv: [String], stdoutTo output: String? = nil, stderrTo path: String? = "/dev/null") throws {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 2, path, O_WRONLY | O_CREAT | O_APPEND, 0o644)
+        if let output { posix_spawn_file_actions_addopen(&actions, 1, output, O_WRONLY | O_CREAT | O_TRUNC, 0o644) }
+        if let path { posix_spawn_file_actions_addopen(&actions, 2, path, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
         let args = argv.map { strdup($0) } + [nil]
         defer { args.forEach { free($0) } }
         var child: pid_t = 0
         let r = posix_spawnp(&child, argv[0], &actions, nil, args, environ)
         guard r == 0 else { throw ClientError("cannot start \(argv[0]): \(Errno(rawValue: r))") }
         pid = child
+    }
+
+    /// Waits for the child to end; its exit status (128 + the signal when a signal ended it).
+    func wait() -> Int32 {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+        return status & 0x7F == 0 ? (status >> 8) & 0xFF : 128 + (status & 0x7F)
     }
 
     func stop() {

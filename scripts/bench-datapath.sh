@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The data path's throughput (issue 21): `vdpad-bench datapath` against a release vdpad, with the
+# VMM-side driver (preload/dpdriver.c) under the preload library, beside the driver's in-process limit.
+#   scripts/bench-datapath.sh [SECONDS] [--json]     default 2 seconds per run
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${1:-2}
+shift || true
+swift build -c release --product vdpad >/dev/null
+swift build -c release --product vdpad-run >/dev/null
+swift build -c release --product vdpad-bench >/dev/null
+make -s -C preload OUT="$PWD/.build/release"
+exec .build/release/vdpad-bench datapath --seconds "$seconds" "$@"
