@@ -184,6 +184,8 @@ int ioctl(int fd, unsigned long request, ...)
         r = real_ioctl(fd, request, arg);
     else if (((request >> 8) & 0xFF) != VHOST_VIRTIO)
         r = fail(ENOTTY);
+    else if (!s->owner_set && needs_owner(request))
+        r = fail(EPERM);  /* before the argument is read, as vhost_dev_ioctl checks the owner first (R41) */
     else if (!arg && _IOC_SIZE(request) != 0)
         r = fail(EFAULT);  /* a pointer argument that is NULL faults, as the kernel's copy_from_user does */
     else

@@ -33,6 +33,26 @@ static int pass_eventfd(struct session *s, const char *method, int fd, const cha
     return 0;
 }
 
+/* Whether the kernel wants the file's owner before `request` (R41): vhost-vdpa answers its own getters,
+ * status, config, features, backend features, SET_CONFIG_CALL, SUSPEND and RESUME (and refuses the log
+ * ioctls) without asking; everything else goes through vhost_dev_ioctl, which after SET_OWNER checks the
+ * owner before it reads any argument — the vring class, SET_MEM_TABLE, RESET_OWNER, GET_VRING_SIZE and
+ * every unknown command are EPERM until SET_OWNER. */
+HIDDEN int needs_owner(unsigned long request)
+{
+    switch (request) {
+    case VHOST_GET_FEATURES: case VHOST_SET_FEATURES: case VHOST_SET_OWNER: case VHOST_SET_LOG_BASE: case VHOST_SET_LOG_FD:
+    case VHOST_GET_BACKEND_FEATURES: case VHOST_SET_BACKEND_FEATURES: case VHOST_VDPA_GET_DEVICE_ID:
+    case VHOST_VDPA_GET_VRING_NUM: case VHOST_VDPA_GET_CONFIG_SIZE: case VHOST_VDPA_GET_VQS_COUNT:
+    case VHOST_VDPA_GET_GROUP_NUM: case VHOST_VDPA_GET_AS_NUM: case VHOST_VDPA_GET_IOVA_RANGE: case VHOST_VDPA_GET_STATUS:
+    case VHOST_VDPA_SET_STATUS: case VHOST_VDPA_GET_CONFIG: case VHOST_VDPA_SET_CONFIG: case VHOST_VDPA_SET_CONFIG_CALL:
+    case VHOST_VDPA_SUSPEND: case VHOST_VDPA_RESUME:
+        return 0;
+    default:
+        return 1;
+    }
+}
+
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg)
 {
     struct vhost_vring_state *state = arg;
@@ -54,7 +74,7 @@ HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg)
         s->owner_set = 1;
         return 0;
     case VHOST_SET_MEM_TABLE: {
-        /* Validated and stored by vhost, never read by vhost-vdpa (R41). */
+        /* Validated and stored by vhost, never read by vhost-vdpa (R41); vhost_dev_ioctl's, so the owner's. */
         const struct vhost_memory *m = arg;
         if (!m) return fail(EFAULT);
         if (m->nregions > 64) return fail(E2BIG);
@@ -169,8 +189,14 @@ HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg)
         return 0;
     case VHOST_VDPA_SET_GROUP_ASID:
         return simple(s, "set_group_asid", "\"group\":%u,\"asid\":%u", state->index, state->num);
+    case VHOST_VDPA_GET_VRING_SIZE:
+        /* The device's kernel version decides: ENOTTY on 6.7/6.8 (R43), the parent's answer from 6.9 (R46). */
+        if (!(r = call(s, "get_vring_size", -1, &err, "%s", vq))) return fail(err);
+        state->num = (uint32_t)u64_of(r, "size");
+        json_object_put(r);
+        return 0;
     default:
-        /* RESET_OWNER, VRING_ENDIAN, GET_VRING_SIZE on 6.7/6.8 and every unknown command (R43). */
+        /* RESET_OWNER, VRING_ENDIAN and every unknown command (R43). */
         return fail(ENOTTY);
     }
 }
@@ -194,7 +220,10 @@ HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
     switch (m.type) {
     case VHOST_IOTLB_UPDATE:
     case VHOST_IOTLB_INVALIDATE:
-        if (m.size == 0) return fail(EINVAL);  /* R2: checked before the handler, not squashed */
+        /* R2: an UPDATE of size 0 is refused before the handler, not squashed; an INVALIDATE of size 0 goes
+         * on (vdpad's unmap removes what the kernel's does: the entry holding iova − 1 and iova, or all). */
+        if (m.type == VHOST_IOTLB_UPDATE && m.size == 0) return fail(EINVAL);
+        if (!s->owner_set) return fail(EFAULT);  /* R5: the handler's owner check (EPERM), squashed (R3) */
         if (m.type == VHOST_IOTLB_UPDATE) {
             share_covering(s, m.uaddr, m.size);
             r = call(s, "map", -1, &err, "\"asid\":%u,\"iova\":%llu,\"size\":%llu,\"addr\":%llu,\"perm\":%u", asid,
@@ -206,6 +235,7 @@ HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
         break;
     case VHOST_IOTLB_BATCH_BEGIN:
     case VHOST_IOTLB_BATCH_END:
+        if (!s->owner_set) return fail(EFAULT);  /* R5, R3 */
         r = call(s, m.type == VHOST_IOTLB_BATCH_BEGIN ? "batch_begin" : "batch_end", -1, &err, "\"asid\":%u", asid);
         break;
     default:

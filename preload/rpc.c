@@ -10,6 +10,7 @@ static int errno_named(const char *name)
         { "EPERM", EPERM }, { "EIO", EIO }, { "E2BIG", E2BIG }, { "EBADF", EBADF }, { "EACCES", EACCES },
         { "EFAULT", EFAULT }, { "EBUSY", EBUSY }, { "EEXIST", EEXIST }, { "ENODEV", ENODEV },
         { "EINVAL", EINVAL }, { "ENOSPC", ENOSPC }, { "EOPNOTSUPP", EOPNOTSUPP }, { "ENOBUFS", ENOBUFS },
+        { "ENOTTY", ENOTTY },
     };
     for (size_t k = 0; name && k < sizeof(names) / sizeof(names[0]); k++)
         if (strcmp(names[k].name, name) == 0)

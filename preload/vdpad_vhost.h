@@ -128,6 +128,7 @@ HIDDEN void share_covering(struct session *s, uint64_t uaddr, uint64_t size);
 
 /* ioctl.c */
 HIDDEN int fail(int err);
+HIDDEN int needs_owner(unsigned long request);
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg);
 HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
 

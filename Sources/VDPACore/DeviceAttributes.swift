@@ -25,6 +25,9 @@ public struct DeviceAttributes: Equatable, Sendable {
     /// A block device's backing file (an absolute path): its disk is read from it at the first request and
     /// written through to it, so the data outlives the daemon.  Nil: a RAM disk only.
     public var backing: String?
+    /// The kernel release whose rules the device follows ("6.7", "6.8", "6.12"; nil: the default,
+    /// `KernelVersion.resolved`).  Any other value is EINVAL when the device is made.
+    public var kernel: String?
 
     public init(
         mac: String? = nil, mtu: Int? = nil, maxVQP: Int? = nil, iovaRange: IOVARange = .full,
@@ -64,7 +67,12 @@ extension DeviceAttributes {
     /// Checks the attributes against the parent and fills in defaults (the parent's own rules, Parents/).
     /// - Throws: `EINVAL` naming the bad attribute.
     func validated(for mgmtdev: ManagementDevice, name: DeviceName) throws(VDPAError) -> DeviceAttributes {
-        try mgmtdev.driver.validate(self, name: name)
+        guard KernelVersion.resolved(kernel, legacy: legacy) != nil else {
+            throw VDPAError(
+                .EINVAL,
+                "\(name): kernel \"\(kernel ?? "")\" is not one vdpad models (\(KernelVersion.allCases.map(\.rawValue).joined(separator: ", ")))")
+        }
+        return try mgmtdev.driver.validate(self, name: name)
     }
 
     static func isValidMAC(_ s: String) -> Bool {

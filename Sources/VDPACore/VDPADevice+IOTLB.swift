@@ -74,11 +74,12 @@ extension VDPADevice {
 
     // MARK: INVALIDATE
 
-    /// VHOST_IOTLB_INVALIDATE: removes every entry intersecting the range, whole (R15–R17).
+    /// VHOST_IOTLB_INVALIDATE: removes every entry intersecting the range, whole (R15–R17).  Size 0 is the
+    /// kernel's too (R2, corrected): the range [iova, iova − 1] wraps, so it removes the entry that holds both
+    /// iova − 1 and iova, if any — and for iova 0, where iova − 1 is 2^64 − 1, every entry of the ASID.
     /// - Returns: the number of entries removed.
     public mutating func unmap(asid requestedASID: ASID = 0, iova: UInt64, size: UInt64) throws(VDPAError) -> Int {
         try checkASIDNegotiated(requestedASID)
-        guard size > 0 else { throw VDPAError(.EINVAL, "unmap of size 0 at \(hex(iova)) (R2)") }
         let asid = try checkASID(requestedASID, iotlb: true)
         guard sessionTables[asid] != nil else {
             throw .iotlb(

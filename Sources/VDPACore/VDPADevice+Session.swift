@@ -210,10 +210,10 @@ extension VDPADevice {
             throw VDPAError(.EINVAL, "base \(base) of vq \(vq) does not fit a split ring's 16-bit index (R60)")
         }
         let addressing = desc != nil || driver != nil || device != nil || base != nil
-        if addressing && !legacy && status & VirtioStatus.driverOK != 0 && !suspended {
+        if addressing && kernel.refusesRingChangesWhileRunning && status & VirtioStatus.driverOK != 0 && !suspended {
             throw VDPAError(
                 .EINVAL,
-                "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8)"
+                "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8+)"
             )
         }
         var ring = vrings[index]
@@ -247,16 +247,30 @@ extension VDPADevice {
 
     // MARK: Suspend and resume
 
-    /// VHOST_VDPA_SUSPEND: EOPNOTSUPP when the parent has no op (R29: the bit need not be acked).
+    /// VHOST_VDPA_SUSPEND: EOPNOTSUPP when the parent has no op (R29: the bit need not be acked).  From 6.9
+    /// on, without DRIVER_OK it returns at once and marks nothing, even on a parent without the op (R66).
     public mutating func suspend() throws(VDPAError) {
+        if kernel.suspendIsNoOpBeforeDriverOK && status & VirtioStatus.driverOK == 0 { return }
         guard mgmtdev.hasSuspendResume else { throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no suspend op") }
         suspended = true
     }
 
-    /// VHOST_VDPA_RESUME.
+    /// VHOST_VDPA_RESUME, gated as SUSPEND is (R66).
     public mutating func resume() throws(VDPAError) {
+        if kernel.suspendIsNoOpBeforeDriverOK && status & VirtioStatus.driverOK == 0 { return }
         guard mgmtdev.hasSuspendResume else { throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no resume op") }
         suspended = false
         eventFDEffects.resumed = true
+    }
+
+    /// VHOST_VDPA_GET_VRING_SIZE (R46): on 6.7 and 6.8 an unknown command (ENOTTY after the index check, R43);
+    /// from 6.9 the parent's `get_vq_size`, which none of the parents vdpad models has (vdpa_sim has it only
+    /// in its non-batch ops table, not the one vhost-vdpa gets by default) → EOPNOTSUPP.
+    public func vringSize(_ vq: VirtqueueIndex) throws(VDPAError) -> Int {
+        _ = try checkVirtqueue(vq.rawValue)
+        guard kernel.hasGetVringSize else {
+            throw VDPAError(.ENOTTY, "GET_VRING_SIZE does not exist in Linux \(kernel.rawValue) (R46: it arrived in 6.9)")
+        }
+        throw VDPAError(.EOPNOTSUPP, "\(mgmtdev.name) has no get_vq_size op (R46)")
     }
 }

@@ -152,6 +152,8 @@ public struct VDPADevice: Sendable {
     public var groupCount: Int { mgmtdev.groupCount }
     public var iovaRange: IOVARange { attributes.iovaRange }
     public var legacy: Bool { attributes.legacy }
+    /// The kernel release whose rules the device follows (its attributes were validated: always one).
+    public var kernel: KernelVersion { KernelVersion.resolved(attributes.kernel, legacy: legacy) ?? .v6_12 }
     public var offeredBackendFeatures: BackendFeatures { mgmtdev.offeredBackendFeatures(legacy: legacy) }
     public var offeredFeatures: UInt64 { mgmtdev.offeredFeatures }
 

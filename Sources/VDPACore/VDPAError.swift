@@ -18,6 +18,7 @@ public enum KernelErrno: Int32, Sendable, CaseIterable {
     case EBUSY = 16
     case EEXIST = 17
     case ENODEV = 19
+    case ENOTTY = 25
     case EINVAL = 22
     case ENOSPC = 28
     case ERANGE = 34

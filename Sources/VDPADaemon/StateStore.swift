@@ -53,6 +53,7 @@ public struct StateStore: Sendable {
             if let mtu = a.mtu { m.append(("mtu", JSON(mtu))) }
             if let q = a.maxVQP { m.append(("max_vqp", JSON(q))) }
             if let backing = a.backing { m.append(("backing", .string(backing))) }
+            if let kernel = a.kernel { m.append(("kernel", .string(kernel))) }
             return .object(m)
         }
         let doc: JSON = ["version": 1, "devices": .array(devices)]

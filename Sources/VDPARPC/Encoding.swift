@@ -40,7 +40,8 @@ extension VDPAService {
         // The whole 2^64 space has no UInt64 size; report 0 as the kernel's u64 would wrap.
         [
             "iova": .unsigned(e.first), "size": .unsigned(e.size ?? 0), "addr": .unsigned(e.address),
-            "perm": .string(e.permission.description)
+            // ro, wo, rw by name; a perm stored as given (0, 4…255: edge #14) as its number.
+            "perm": (1...3).contains(e.permission.rawValue) ? .string(e.permission.description) : .unsigned(UInt64(e.permission.rawValue))
         ]
     }
 
@@ -69,6 +70,7 @@ extension VDPAService {
         ]
         return [
             "name": .string(d.name.rawValue), "mgmtdev": .string(d.mgmtdev.name), "legacy": .bool(d.legacy),
+            "kernel": .string(d.kernel.rawValue),
             "nvqs": JSON(d.virtqueueCount), "ngroups": JSON(d.groupCount), "nas": JSON(d.addressSpaceCount),
             "iova_first": .unsigned(d.iovaRange.first), "iova_last": .unsigned(d.iovaRange.last),
             "vq_groups": .array(vqs.map { JSON(d.group(ofVirtqueue: $0)) }), "vq_desc_groups": descGroups,

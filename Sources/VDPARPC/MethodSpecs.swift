@@ -67,8 +67,10 @@ enum Schemas {
             "required": ["names", "mask"]
         ],
         "Permission": [
-            "description": "\"ro\", \"wo\", \"rw\" or 1…3; another string or integer is EINVAL",
-            "oneOf": [["type": "string", "enum": ["ro", "wo", "rw"]], ["type": "integer", "minimum": 1, "maximum": 3]]
+            "description": .string(
+                "\"ro\", \"wo\", \"rw\", or the IOTLB message's 8-bit perm 0…255 stored as given (edge #14); "
+                    + "another string or a larger integer is EINVAL"),
+            "oneOf": [["type": "string", "enum": ["ro", "wo", "rw"]], ["type": "integer", "minimum": 0, "maximum": 255]]
         ]
     ]
 }

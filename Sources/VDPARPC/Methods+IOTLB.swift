@@ -14,7 +14,7 @@ extension VDPAService {
                 "map", "IOTLB UPDATE (R6, R7, R11, R13, R14)",
                 [
                     .device(), .asid(), .u64("iova", "the first IOVA"), .u64("size", "bytes"), .u64("addr", "the address it maps to"),
-                    ParamSpec(name: "perm", schema: Schemas.ref("Permission"), required: true, summary: "ro, wo or rw")
+                    ParamSpec(name: "perm", schema: Schemas.ref("Permission"), required: true, summary: "ro, wo or rw (or 0…255, stored as given)")
                 ],
                 errors: VDPAService.ownerErrors + [.EINVAL, .EEXIST, .ENOSPC],
                 examples: [

@@ -128,6 +128,17 @@ extension VDPAService {
         ),
         RPCMethod(
             MethodSpec(
+                "get_vring_size",
+                "VHOST_VDPA_GET_VRING_SIZE (R46): ENOTTY on a 6.7/6.8 device, else the parent's get_vq_size (EOPNOTSUPP without it)",
+                [.device(), .vq], result: Schemas.object, errors: VDPAService.ownerErrors + [.ENOBUFS, .ENOTTY, .EOPNOTSUPP]),
+            handler: { s, p, caller in
+                let vq = VirtqueueIndex(try p.u64("vq"))
+                let size = try s.registry.vringSize(vq, device: try p.string("device"), by: caller)
+                return ["vq": .unsigned(vq.rawValue), "size": JSON(size)]
+            }
+        ),
+        RPCMethod(
+            MethodSpec(
                 "get_vring_desc_group", "A virtqueue's descriptor-table group (R24)", [.device(), .vq], result: Schemas.object,
                 errors: VDPAService.ownerErrors + [.ENOBUFS, .EOPNOTSUPP]),
             handler: { s, p, caller in

@@ -146,6 +146,9 @@ extension VDPAService {
                     ParamSpec(name: "mac", schema: Schemas.string, required: false, summary: "net: six hex octets"),
                     .u64("mtu", "net: 68…65535", required: false), .u64("max_vqp", "mlx5_net: 1…32", required: false),
                     ParamSpec(name: "legacy", schema: Schemas.bool, required: false, summary: "a parent from before Linux 6.7"),
+                    ParamSpec(
+                        name: "kernel", schema: Schemas.stringEnum(KernelVersion.allCases.map(\.rawValue)), required: false,
+                        summary: "the Linux release whose vhost-vdpa rules it follows (default 6.12; 6.7 for a legacy device)"),
                     .u64("iova_first", "the IOVA range's start", required: false), .u64("iova_last", "the IOVA range's end", required: false),
                     ParamSpec(name: "users", schema: Schemas.arrayOf(Schemas.u64), required: false, summary: "uids that may open it"),
                     ParamSpec(name: "groups", schema: Schemas.arrayOf(Schemas.u64), required: false, summary: "gids that may open it"),
@@ -261,7 +264,7 @@ extension VDPAService {
 extension DeviceRecord {
     /// Every key a device record has: add_device's params, a state-file entry and a config [[devices]] table.
     public static let keys: Set<String> = [
-        "name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "iova_first", "iova_last",
+        "name", "mgmtdev", "mac", "mtu", "max_vqp", "legacy", "kernel", "iova_first", "iova_last",
         "users", "groups", "backing"
     ]
 
@@ -284,6 +287,7 @@ extension DeviceRecord {
         attributes.users = try p.optionalIDs("users") ?? []
         attributes.groups = try p.optionalIDs("groups") ?? []
         attributes.backing = try p.optionalString("backing")
+        attributes.kernel = try p.optionalString("kernel")
         self.init(name: try p.string("name"), mgmtdev: try p.string("mgmtdev"), attributes: attributes)
     }
 }

@@ -88,7 +88,7 @@ struct Params {
         switch v {
         case .string(let s): return .name(s)
         case .unsigned(let u): return .number(u)
-        default: throw RPCError.invalidParams(key, "must be \"ro\", \"wo\", \"rw\" or 1…3, got \(v.typeName)")
+        default: throw RPCError.invalidParams(key, "must be \"ro\", \"wo\", \"rw\" or 0…255, got \(v.typeName)")
         }
     }
 

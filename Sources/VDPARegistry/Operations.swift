@@ -21,7 +21,9 @@ public enum PermissionArgument: Sendable {
             guard let p = Permission(name: s) else { throw VDPAError(.EINVAL, "perm \"\(s)\" is not ro, wo or rw") }
             return p
         case .number(let u):
-            guard (1...3).contains(u) else { throw VDPAError(.EINVAL, "perm \(u) is not 1 (ro), 2 (wo) or 3 (rw)") }
+            // The kernel stores an IOTLB update's u8 perm as given (edge #14): 0 and 4…255 are mapped too, and
+            // an access is allowed by the bits it finds (RO 1, WO 2).  Only what no u8 holds is refused.
+            guard u <= 0xFF else { throw VDPAError(.EINVAL, "perm \(u) does not fit the IOTLB message's 8-bit field") }
             return Permission(rawValue: UInt8(u))
         }
     }
@@ -169,6 +171,11 @@ extension DeviceRegistry {
 
     public func vringGroup(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> GroupIndex {
         try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.vringGroup(vq) }
+    }
+
+    /// GET_VRING_SIZE (R46): the owner's; what it answers depends on the device's kernel version.
+    public func vringSize(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> Int {
+        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.vringSize(vq) }
     }
 
     public func vringDescriptorGroup(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> GroupIndex {

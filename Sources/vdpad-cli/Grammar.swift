@@ -67,7 +67,7 @@ enum Grammar {
         ("mgmtdev show", "list the device kinds vdpad can create"),
         ("dev show [NAME]", "list devices, or show one in detail"),
         (
-            "dev add name NAME mgmtdev MGMTDEV [mac MAC] [mtu N] [max_vqp N] [legacy] [iova_first X] [iova_last X] [users UID,..] [groups GID,..] [backing FILE]",
+            "dev add name NAME mgmtdev MGMTDEV [mac MAC] [mtu N] [max_vqp N] [legacy] [kernel 6.7|6.8|6.12] [iova_first X] [iova_last X] [users UID,..] [groups GID,..] [backing FILE]",
             "create a device (admin)"
         ),
         ("dev del NAME [force]", "delete a device; force closes its session first (admin)"),
@@ -219,12 +219,13 @@ enum Grammar {
             return try named("get_device", .device)
         case "add":
             let kw = try w.keywords(
-                values: ["name", "mgmtdev", "mac", "mtu", "max_vqp", "iova_first", "iova_last", "users", "groups", "backing"],
+                values: ["name", "mgmtdev", "mac", "mtu", "max_vqp", "iova_first", "iova_last", "users", "groups", "backing", "kernel"],
                 flags: ["legacy"])
             guard let name = kw["name"], let mgmtdev = kw["mgmtdev"] else { throw UsageError("name and mgmtdev are required\nusage: \(w.usage)") }
             var p: [(String, JSON)] = [("name", .string(name)), ("mgmtdev", .string(mgmtdev))]
             if let mac = kw["mac"] { p.append(("mac", .string(mac))) }
             if let backing = kw["backing"] { p.append(("backing", .string(backing))) }
+            if let kernel = kw["kernel"] { p.append(("kernel", .string(kernel))) }
             for key in ["mtu", "max_vqp", "iova_first", "iova_last"] { if let v = kw[key] { p.append((key, try number(v, key))) } }
             for key in ["users", "groups"] {
                 if let v = kw[key] {

@@ -128,7 +128,7 @@ enum Render {
     static func device(_ d: JSON) -> String {
         let name = d["name"]?.plain ?? ""
         var lines = [
-            "\(name): mgmtdev \(d["mgmtdev"]?.plain ?? "")\(d["legacy"] == true ? " legacy" : "") nvqs \(d["nvqs"]?.plain ?? "") ngroups \(d["ngroups"]?.plain ?? "") nas \(d["nas"]?.plain ?? "") iova [\(hex(d["iova_first"])), \(hex(d["iova_last"]))]"
+            "\(name): mgmtdev \(d["mgmtdev"]?.plain ?? "")\(d["legacy"] == true ? " legacy" : "") kernel \(d["kernel"]?.plain ?? "") nvqs \(d["nvqs"]?.plain ?? "") ngroups \(d["ngroups"]?.plain ?? "") nas \(d["nas"]?.plain ?? "") iova [\(hex(d["iova_first"])), \(hex(d["iova_last"]))]"
         ]
         lines.append("  status \(hex(d["status"])) owner \(owner(d["owner"]))\(d["suspended"] == true ? " suspended" : "")")
         lines.append("  backend offered \(names(d["backend_features"]?["offered"]))")

@@ -60,7 +60,8 @@ struct CLITests {
         let json = try JSON.parse(try cli(d, ["-j", "-p", "dev", "show"]).out)
         #expect(json["dev"]?["vdpa0"]?["mgmtdev"] == "vdpasim_net" && json["dev"]?["m1"]?["owner"] == .null)
         let detail = try cli(d, ["dev", "show", "vdpa0"]).out
-        #expect(detail.hasPrefix("vdpa0: mgmtdev vdpasim_net nvqs 3 ngroups 2 nas 2 iova [0x0, 0xffffffffffffffff]\n  status 0x0 owner -\n"))
+        #expect(
+            detail.hasPrefix("vdpa0: mgmtdev vdpasim_net kernel 6.12 nvqs 3 ngroups 2 nas 2 iova [0x0, 0xffffffffffffffff]\n  status 0x0 owner -\n"))
         #expect(detail.contains("  asid 1: session none, device passthrough (0 entries)"))
     }
 

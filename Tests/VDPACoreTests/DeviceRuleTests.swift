@@ -7,13 +7,36 @@ import _VDPATestSupport
 
 @Suite("IOTLB rules")
 struct IOTLBRuleTests {
-    @Test("R2 / edge #4: map and unmap of size 0 are EINVAL, not EFAULT")
+    @Test("R2 / edge #4: a map of size 0 is EINVAL, not EFAULT")
     func r2() throws {
         var d = try device()
         expectError(.EINVAL) { try d.map(iova: 0, size: 0, address: 0, permission: .read) }
-        try d.map(iova: 0, size: 1, address: 0, permission: .read)
-        expectError(.EINVAL) { _ = try d.unmap(iova: 0, size: 0) }
         do { try d.map(iova: 0, size: 0, address: 0, permission: .read) } catch { #expect(error.kernelErrno == nil) }
+    }
+
+    @Test("R2 (corrected) / edge #4: an unmap of size 0 removes the entry holding iova − 1 and iova; at iova 0, every entry")
+    func r2InvalidateSizeZero() throws {
+        var d = try device()
+        try d.map(iova: 0x1000, size: 0x2000, address: 0, permission: .read)  // [0x1000, 0x2fff]
+        try d.map(iova: 0x4000, size: 0x1000, address: 0, permission: .read)  // [0x4000, 0x4fff]
+        try d.map(iova: 0x8000, size: 0x1000, address: 0, permission: .read)
+        #expect(try d.unmap(iova: 0x1000, size: 0) == 0, "0xfff and 0x1000 are not in one entry")
+        #expect(try d.unmap(iova: 0x5000, size: 0) == 0, "0x4fff and 0x5000 are not in one entry")
+        #expect(try d.unmap(iova: 0x2000, size: 0) == 1, "[0x1000, 0x2fff] holds both 0x1fff and 0x2000")
+        #expect(try d.unmap(iova: 0, size: 0) == 2, "iova 0: [0, 2^64 − 1], every entry")
+        #expect(d.sessionTables[0]?.count == 0)
+    }
+
+    @Test("edge #14: perm 0 and 7 are stored as given; the permission bits decide what a DMA may do")
+    func edge14OutsideTheThree() throws {
+        var d = try device()
+        try d.map(iova: 0x1000, size: 0x1000, address: 0x9000, permission: Permission(rawValue: 0))
+        try d.map(iova: 0x2000, size: 0x1000, address: 0xA000, permission: Permission(rawValue: 7))
+        #expect(d.sessionTables[0]!.translate(0x1000)?.permission.rawValue == 0)
+        expectError(.EACCES) { _ = try d.translate(.asid(0), access: .read, iova: 0x1000, size: 1) }
+        expectError(.EACCES) { _ = try d.translate(.asid(0), access: .write, iova: 0x1000, size: 1) }
+        #expect(try d.translate(.asid(0), access: .write, iova: 0x2000, size: 1).first?.address == 0xA000)
+        #expect(try d.translate(.asid(0), access: .read, iova: 0x2000, size: 1).first?.address == 0xA000)
     }
 
     @Test("R3: IOTLB errors keep their reason and say the kernel would report EFAULT")

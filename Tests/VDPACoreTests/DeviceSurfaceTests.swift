@@ -331,16 +331,67 @@ struct DeviceSurfaceTests {
 
     // MARK: B18 suspend / resume
 
-    @Test("R66 / edge #74, #75: SUSPEND/RESUME need no acked bit, work before DRIVER_OK (6.8); a parent without the op is EOPNOTSUPP")
+    @Test("R66 / edge #74, #75 on 6.7 and 6.8: SUSPEND/RESUME need no acked bit, work before DRIVER_OK; a parent without the op is EOPNOTSUPP")
     func r66() throws {
+        for kernel in [KernelVersion.v6_7, .v6_8] {
+            var d = try device(.vdpasimNet, acked: [], kernel: kernel)
+            try d.suspend()  // #74
+            #expect(d.suspended)
+            try d.resume()
+            #expect(!d.suspended)
+            var p = try device(.platformNet, kernel: kernel)
+            expectError(.EOPNOTSUPP) { try p.suspend() }  // #75
+            expectError(.EOPNOTSUPP) { try p.resume() }
+        }
+    }
+
+    @Test("R66 / edge #74 on 6.9+ (6.12, the default): before DRIVER_OK SUSPEND and RESUME return 0 and do nothing, even without the op")
+    func r66Since69() throws {
         var d = try device(.vdpasimNet, acked: [])
-        try d.suspend()  // #74
-        #expect(d.suspended)
-        try d.resume()
-        #expect(!d.suspended)
+        #expect(d.kernel == .v6_12)
+        try d.suspend()
+        #expect(!d.suspended, "not marked: the parent was not called")
+        // So a later SET_VRING_BASE with DRIVER_OK set is EINVAL (R60 step 3): the device is running, not suspended.
+        try d.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net))
+        try d.setStatus(0xF)
+        expectError(.EINVAL) { try d.setVring(0, num: nil, desc: nil, driver: nil, device: nil, base: 5, ready: nil) }
+        try d.suspend()
+        #expect(d.suspended, "with DRIVER_OK the parent is called")
+        try d.setVring(0, num: nil, desc: nil, driver: nil, device: nil, base: 5, ready: nil)
         var p = try device(.platformNet)
-        expectError(.EOPNOTSUPP) { try p.suspend() }  // #75
-        expectError(.EOPNOTSUPP) { try p.resume() }
+        try p.suspend()  // no op, no DRIVER_OK: 0
+        try p.resume()
+        try p.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net))
+        try p.setStatus(0xF)
+        expectError(.EOPNOTSUPP) { try p.suspend() }
+    }
+
+    @Test("R46 / edge #80: GET_VRING_SIZE is ENOTTY on 6.7/6.8 and EOPNOTSUPP from 6.9 (no parent has get_vq_size); ENOBUFS first")
+    func r46() throws {
+        for kernel in [KernelVersion.v6_7, .v6_8] {
+            let d = try device(kernel: kernel)
+            expectError(.ENOBUFS) { _ = try d.vringSize(3) }
+            expectError(.ENOTTY) { _ = try d.vringSize(0) }
+        }
+        let d = try device()
+        expectError(.ENOBUFS) { _ = try d.vringSize(3) }
+        expectError(.EOPNOTSUPP) { _ = try d.vringSize(0) }
+    }
+
+    @Test("R59 / R60 / edge #63 by version: 6.7 accepts ring changes while running, 6.8 and 6.12 refuse them")
+    func edge63ByVersion() throws {
+        for (kernel, refused) in [(KernelVersion.v6_7, false), (.v6_8, true), (.v6_12, true)] {
+            var d = try device(kernel: kernel)
+            try d.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .net))
+            try d.setStatus(0xF)
+            do {
+                try d.setVring(0, num: nil, desc: 0x1000, driver: nil, device: nil, ready: nil)
+                #expect(!refused, "\(kernel.rawValue)")
+            } catch {
+                #expect(refused && error.errno == .EINVAL, "\(kernel.rawValue)")
+            }
+        }
+        #expect(try device(legacy: true).kernel == .v6_7, "a legacy device keeps 6.7's vhost-vdpa")
     }
 
     @Test("R67: a reset ends a suspension (vdpa_sim 6.8: running := true)")

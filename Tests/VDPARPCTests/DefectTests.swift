@@ -131,15 +131,21 @@ struct DefectTests {
         call(s, #"{"jsonrpc":"2.0","id":1,"method":"\#(method)","params":{\#(params)}}"#, as: caller)
     }
 
-    @Test("perm as a hex string is EINVAL (§2, §7), on both paths")
+    @Test("perm as a hex string or past 255 is EINVAL (§2, §7), on both paths; 0 and 4…255 are stored as given (edge #14)")
     func permHexIsEINVAL() {
         for fast in [true, false] {
             let s = FastPathTests.service(fast: fast)
-            for perm in [#""0x3""#, #""0X1""#, #""RW""#, "4", "0"] {
+            for perm in [#""0x3""#, #""0X1""#, #""RW""#, "256"] {
                 let reply = Self.error(s, "map", #""device":"vdpa0","iova":0,"size":4096,"addr":7,"perm":\#(perm)"#)
                 #expect(reply.contains(#""code":-22"#), "\(perm): \(reply)")
             }
             #expect(Self.error(s, "dump_iotlb", #""device":"vdpa0","asid":0"#).contains(#""entries":[]"#), "nothing was mapped")
+            for (k, perm) in ["0", "7"].enumerated() {
+                let reply = Self.error(s, "map", #""device":"vdpa0","iova":\#(k * 4096),"size":4096,"addr":7,"perm":\#(perm)"#)
+                #expect(reply.contains(#""result":{}"#), "\(perm): \(reply)")
+            }
+            let dump = Self.error(s, "dump_iotlb", #""device":"vdpa0","asid":0"#)
+            #expect(dump.contains(#""perm":0}"#) && dump.contains(#""perm":7}"#), "stored as given, shown as numbers: \(dump)")
         }
     }
 

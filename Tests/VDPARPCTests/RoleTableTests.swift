@@ -38,7 +38,7 @@ struct RoleTableTests {
             "close", "get_backend_features", "set_backend_features", "set_features", "set_status", "reset", "map", "unmap",
             "batch_begin", "batch_end", "reset_map", "set_group_asid", "get_vring_group", "get_vring_desc_group", "set_vring",
             "set_vring_kick", "set_vring_call", "set_config_call", "set_store_agent", "suspend", "resume", "write_config",
-            "share_memory", "unshare_memory"
+            "share_memory", "unshare_memory", "get_vring_size"
         ] { table[m] = [.owner] }
         return table
     }()

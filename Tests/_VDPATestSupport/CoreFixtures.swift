@@ -9,11 +9,11 @@ public let me = Owner(connection: 1, pid: 100, uid: 0)
 /// A device of `kind`, opened by `me`, with the backend features in `acked` that its parent offers.
 public func device(
     _ kind: ManagementDevice = .vdpasimNet, legacy: Bool = false, range: IOVARange = .full,
-    acked: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID]
+    acked: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID], kernel: KernelVersion? = nil
 ) throws -> VDPADevice {
-    var d = try VDPADevice(
-        name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind,
-        attributes: DeviceAttributes(iovaRange: range, legacy: legacy))
+    var attributes = DeviceAttributes(iovaRange: range, legacy: legacy)
+    attributes.kernel = kernel?.rawValue
+    var d = try VDPADevice(name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind, attributes: attributes)
     try d.open(by: me)
     try d.setBackendFeatures(acked.intersection(d.offeredBackendFeatures))
     return d

@@ -15,6 +15,7 @@
  *   vmm_probe cvq-bench PATH N control-command latency, kick to call
  *   vmm_probe net-loop PATH    frames through a net device's data queues: to its MAC and broadcast back, a foreign one dropped
  *   vmm_probe blk-io PATH      a block device's request queue: OUT, IN of the same sectors, FLUSH, GET_ID, a range off the disk
+ *   vmm_probe owner-gate PATH  calls before and after SET_OWNER, perm 0 and 7, INVALIDATE of size 0 (issue 25's causes)
  *   vmm_probe net-loop-shared PATH, blk-io-shared PATH
  *                              the same on a memfd shared with vdpad and mapped at an IOVA of its own; at the end
  *                              the memory is unmapped (vdpad is told to drop it)
@@ -178,7 +179,8 @@ static void common_sequence(int fd, uint32_t want_id, uint64_t want_features, ui
     /* The rest of the surface. */
     EXPECT_ERRNO(ioctl(fd, VHOST_RESET_OWNER, NULL), EFAULT);  /* edge #76 */
     EXPECT_ERRNO(ioctl(fd, VHOST_SET_LOG_BASE, &u64), ENOTTY);  /* edge #78 */
-    EXPECT_ERRNO(ioctl(fd, _IOWR(VHOST_VIRTIO, 0x82, struct vhost_vring_state), &st), ENOTTY);  /* edge #80 */
+    /* edge #80 on 6.9+ (the device's default kernel 6.12, R46): GET_VRING_SIZE exists; vdpa_sim has no get_vq_size. */
+    EXPECT_ERRNO(ioctl(fd, _IOWR(VHOST_VIRTIO, 0x82, struct vhost_vring_state), &st), EOPNOTSUPP);
     void *doorbell = mmap(NULL, 4096, PROT_WRITE, MAP_SHARED, fd, 0);
     CHECK(doorbell == MAP_FAILED && errno == 524, "mmap: ENOTSUPP (edge #81), got errno %d", errno);
     doorbell = mmap(NULL, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
@@ -434,6 +436,52 @@ static void cvq(int fd, int isolate)
     CHECK(st.num == 1, "GET_VRING_BASE follows the device: %u", st.num);
 }
 
+/* The kernel's owner gate (R41, R5) and the three IOTLB answers issue 25 found on a real 6.12 kernel
+ * (perm stored as given, edge #14; INVALIDATE of size 0, R2 corrected). */
+static void owner_gate(int fd)
+{
+    struct vhost_vring_state st = { .index = 0, .num = 16 };
+    struct vhost_memory mem = { 0 };
+    uint32_t u32;
+    uint8_t status;
+    static char page[4096] __attribute__((aligned(4096)));
+    uint64_t uaddr = (uint64_t)(uintptr_t)page;
+    /* Before SET_OWNER: the vring class, SET_MEM_TABLE and unknown commands are EPERM, even with a NULL
+     * argument (the owner is checked first); the getters, status and SUSPEND need no owner. */
+    EXPECT_ERRNO(ioctl(fd, VHOST_SET_VRING_NUM, &st), EPERM);
+    EXPECT_ERRNO(ioctl(fd, VHOST_GET_VRING_BASE, &st), EPERM);
+    EXPECT_ERRNO(ioctl(fd, VHOST_VDPA_GET_VRING_GROUP, &st), EPERM);
+    EXPECT_ERRNO(ioctl(fd, VHOST_SET_MEM_TABLE, &mem), EPERM);
+    EXPECT_ERRNO(ioctl(fd, VHOST_RESET_OWNER, NULL), EPERM);  /* edge #76 without the owner */
+    EXPECT_ERRNO(ioctl(fd, _IOWR(VHOST_VIRTIO, 0x82, struct vhost_vring_state), NULL), EPERM);  /* edge #80 */
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_DEVICE_ID, &u32));
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_GET_STATUS, &status));
+    EXPECT_OK(ioctl(fd, VHOST_VDPA_SUSPEND, NULL));
+    /* IOTLB writes: the handler's owner check is EPERM, squashed to EFAULT (R5, R3); R1 and R2 come first. */
+    errno = 0;
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x1000, uaddr, 3, 72) == -1 && errno == EFAULT, "UPDATE before SET_OWNER: EFAULT");
+    errno = 0;
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72) == -1 && errno == EFAULT, "BATCH_BEGIN before SET_OWNER: EFAULT");
+    errno = 0;
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0, uaddr, 3, 72) == -1 && errno == EINVAL, "size 0 UPDATE: EINVAL first (R2)");
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    EXPECT_OK(ioctl(fd, VHOST_SET_VRING_NUM, &st));
+    EXPECT_OK(ioctl(fd, VHOST_GET_VRING_BASE, &st));
+    /* perm 0 and 7 are stored as given (edge #14). */
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x1000, uaddr, 0, 72) == 72, "perm 0: 72");
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x200000, 0x2000, uaddr, 7, 72) == 72, "perm 7: 72");
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x400000, 0x1000, uaddr, 3, 72) == 72, "rw: 72");
+    /* INVALIDATE of size 0 (R2, corrected): at 0x201000 it takes [0x200000, 0x201fff], which holds 0x200fff and
+     * 0x201000; at 0 every entry.  An UPDATE of the same range then finds no overlap. */
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_INVALIDATE, 0x201000, 0, 0, 0, 72) == 72, "INVALIDATE size 0 at 0x201000: 72");
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x200000, 0x2000, uaddr, 3, 72) == 72, "the straddling entry went");
+    errno = 0;
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x1000, uaddr, 3, 72) == -1 && errno == EFAULT, "the others stayed (EEXIST)");
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_INVALIDATE, 0, 0, 0, 0, 72) == 72, "INVALIDATE size 0 at 0: 72");
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x1000, uaddr, 3, 72) == 72, "every entry went");
+    CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x400000, 0x1000, uaddr, 3, 72) == 72, "every entry went");
+}
+
 struct thread_arg { int fd; int rounds; int bad; };
 
 static void *hammer(void *p)
@@ -452,6 +500,7 @@ static void *hammer(void *p)
 
 static void threads(int fd)
 {
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));  /* GET_VRING_BASE is the owner's (R41) */
     int copy = dup(fd);  /* a duplicated fd keeps working, and shares the session */
     struct thread_arg a = { fd, 2000, 0 }, b = { copy, 2000, 0 };
     pthread_t ta, tb;
@@ -716,6 +765,7 @@ int main(int argc, char **argv)
     if (strcmp(argv[1], "blk") == 0) blk(fd);
     else if (strcmp(argv[1], "net") == 0) net(fd);
     else if (strcmp(argv[1], "threads") == 0) threads(fd);
+    else if (strcmp(argv[1], "owner-gate") == 0) owner_gate(fd);
     else if (strcmp(argv[1], "cvq") == 0) cvq(fd, 0);
     else if (strcmp(argv[1], "cvq-asid1") == 0) cvq(fd, 1);
     else if (strcmp(argv[1], "cvq-gates") == 0) cvq_gates(fd);

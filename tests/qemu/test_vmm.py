@@ -435,6 +435,17 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_owner_gate_perm_and_invalidate_of_size_zero(self):
+        # Three of the four differences a real 6.12 kernel showed (issue 25): the owner gate before SET_OWNER (R41,
+        # R5), perm 0 and 7 stored as given (edge #14), INVALIDATE of size 0 (R2, corrected).
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
+        try:
+            r = self.probe_run(d, "n0", "owner-gate", timeout=30)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)  # every check is the probe's; it prints each failure
+            self.assertEqual(d.rpc.call("get_device", device="n0")["stats"]["map_calls"], 6, "only the owner's six maps landed")
+        finally:
+            d.stop()
+
     def test_data_queues_on_shared_memory(self):
         # The same frames and requests on a memfd the preload library shares with vdpad, mapped at IOVA 1 GiB (not
         # at its address): every access goes through vdpad's mapping of the file, none through process_vm_readv;

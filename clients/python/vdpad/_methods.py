@@ -9,11 +9,11 @@ class GeneratedMethods:
     def call(self, method: str, **params: Any) -> Any:  # provided by Client
         raise NotImplementedError
 
-    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "share_memory", "subscribe", "suspend", "translate", "unmap", "unshare_memory", "write_config"]
+    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vring_size", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "share_memory", "subscribe", "suspend", "translate", "unmap", "unshare_memory", "write_config"]
 
-    def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None, backing: str | None = None) -> dict:
+    def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, kernel: str | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None, backing: str | None = None) -> dict:
         "Create a device (admin)"
-        return self.call("add_device", name=name, mgmtdev=mgmtdev, mac=mac, mtu=mtu, max_vqp=max_vqp, legacy=legacy, iova_first=iova_first, iova_last=iova_last, users=users, groups=groups, backing=backing)
+        return self.call("add_device", name=name, mgmtdev=mgmtdev, mac=mac, mtu=mtu, max_vqp=max_vqp, legacy=legacy, kernel=kernel, iova_first=iova_first, iova_last=iova_last, users=users, groups=groups, backing=backing)
 
     def batch_begin(self, device: str, *, asid: int | str | None = None) -> Any:
         "IOTLB BATCH_BEGIN (R18)"
@@ -78,6 +78,10 @@ class GeneratedMethods:
     def get_vring_group(self, device: str, *, vq: int | str) -> dict:
         "A virtqueue's group (R23)"
         return self.call("get_vring_group", device=device, vq=vq)
+
+    def get_vring_size(self, device: str, *, vq: int | str) -> dict:
+        "VHOST_VDPA_GET_VRING_SIZE (R46): ENOTTY on a 6.7/6.8 device, else the parent's get_vq_size (EOPNOTSUPP without it)"
+        return self.call("get_vring_size", device=device, vq=vq)
 
     def get_vstats(self, device: str, *, qidx: int | str) -> dict:
         "One queue's counters, as vdpa dev vstats show DEV qidx N (admin; net devices after FEATURES_OK)"
