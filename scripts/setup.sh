@@ -23,6 +23,7 @@ command -v cc >/dev/null || need+=(gcc)
 command -v cpio >/dev/null || need+=(cpio)
 [ -x /usr/sbin/depmod ] || [ -x /sbin/depmod ] || need+=(kmod)
 command -v xz >/dev/null || need+=(xz-utils)
+command -v zstd >/dev/null || need+=(zstd)
 [ -f /usr/lib/x86_64-linux-gnu/libc.a ] || need+=(libc6-dev)
 # The metrics test scrapes vdpad's textfile through Debian's node_exporter (never started as a service here).
 command -v prometheus-node-exporter >/dev/null || need+=(prometheus-node-exporter)
@@ -43,4 +44,7 @@ if ! cmp -s "$(dirname "$0")/../$requirements" "$venv/.requirements" 2>/dev/null
 fi
 # QEMU 10.0 from bookworm-backports, unpacked into the same cache (the system's QEMU stays 7.2).
 "$(dirname "$0")"/fetch-qemu10.sh
+# Linux 6.12 from bookworm-backports with its vdpa, vhost_vdpa and vduse modules: the real kernel of the
+# differential test (tests/qemu/test_kernel612.py), never installed.
+"$(dirname "$0")"/fetch-kernel612.sh
 

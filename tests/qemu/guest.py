@@ -15,9 +15,9 @@ KERNEL, BASE_INITRD = os.path.join(GUEST, "vmlinuz"), os.path.join(GUEST, "initr
 _BUILT = os.path.join(tempfile.gettempdir(), "vdpad-guest-programs")
 
 
-def program(name):
-    """tests/guest/NAME.c built static (cached by the source's hash), for the guest to run."""
-    source = os.path.join(ROOT, "tests", "guest", name + ".c")
+def program(name, folder="guest"):
+    """tests/FOLDER/NAME.c built static (cached by the source's hash), for the guest to run."""
+    source = os.path.join(ROOT, "tests", folder, name + ".c")
     with open(source, "rb") as f:
         digest = hashlib.sha256(f.read()).hexdigest()[:16]
     out = os.path.join(_BUILT, f"{name}-{digest}")
@@ -28,21 +28,21 @@ def program(name):
     return out
 
 
-def initrd(directory, script, programs=()):
-    """The guest's initramfs with /test.sh (`script`, a shell script's body) and /bin/<name> for each program
-    appended; returns its path inside `directory`."""
+def initrd(directory, script, programs=(), base=BASE_INITRD, folder="guest"):
+    """The guest's initramfs (`base`) with /test.sh (`script`, a shell script's body) and /bin/<name> for each
+    program of tests/FOLDER appended; returns its path inside `directory`."""
     root = tempfile.mkdtemp(dir=directory)
     os.makedirs(os.path.join(root, "bin"))
     with open(os.path.join(root, "test.sh"), "w") as f:
         f.write("#!/bin/sh\n" + script)
     os.chmod(os.path.join(root, "test.sh"), 0o755)
     for name in programs:
-        shutil.copy(program(name), os.path.join(root, "bin", name))
+        shutil.copy(program(name, folder), os.path.join(root, "bin", name))
     names = subprocess.run(["find", "."], cwd=root, capture_output=True, check=True).stdout
     overlay = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root, input=names, capture_output=True, check=True).stdout
     path = os.path.join(directory, "initrd-test.img")
-    with open(BASE_INITRD, "rb") as base, open(path, "wb") as out:
-        out.write(base.read())
+    with open(base, "rb") as first, open(path, "wb") as out:
+        out.write(first.read())
         out.write(gzip.compress(overlay, compresslevel=1))  # compressed as the base is: the kernel takes both in turn
     return path
 

@@ -1,0 +1,238 @@
+/* vhost_probe.c — one scripted list of vhost-vdpa calls, run against the real Linux 6.12 vhost_vdpa (in a
+ * guest, on a VDUSE virtio-blk device) and against vdpad (on the host, through libvdpad-vhost.so, on a
+ * vdpasim_blk device), printing one line per call so the two transcripts can be compared line by line
+ * (tests/kernel/test_kernel.py; issue 25).  The list follows docs/kernel-rules.md's edge-case tables:
+ * ioctls and IOTLB writes of every kind, in and out of order, before and after SET_OWNER, with and
+ * without DRIVER_OK.
+ *
+ *   vhost_probe PATH     lines "N NAME r=RET e=ERRNO [v=VALUE]", then "end"
+ *
+ * Static (no libc beyond what the guest's kernel ABI needs): the guest runs it from its initramfs. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "../../preload/vdpad_vhost_abi.h"
+
+static int fd, step;
+
+static const char *errno_name(int e)
+{
+    static const struct { int e; const char *n; } names[] = {
+        { 0, "0" }, { EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" }, { EBADF, "EBADF" }, { ENOMEM, "ENOMEM" },
+        { EFAULT, "EFAULT" }, { EBUSY, "EBUSY" }, { EEXIST, "EEXIST" }, { ENODEV, "ENODEV" }, { EINVAL, "EINVAL" },
+        { ENOTTY, "ENOTTY" }, { ENOSPC, "ENOSPC" }, { E2BIG, "E2BIG" }, { ERANGE, "ERANGE" }, { EOPNOTSUPP, "EOPNOTSUPP" },
+        { ENOBUFS, "ENOBUFS" }, { 524, "ENOTSUPP" },
+    };
+    for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
+        if (names[k].e == e)
+            return names[k].n;
+    static char other[16];
+    snprintf(other, sizeof(other), "E%d", e);
+    return other;
+}
+
+/* One line: the step, what was called, its return and errno (0 on success), and what it read. */
+static void line(const char *name, long r, const char *value)
+{
+    int e = r < 0 ? errno : 0;
+    printf("%d %s r=%ld e=%s%s%s\n", ++step, name, r < 0 ? -1 : r, errno_name(e), value ? " v=" : "", value ? value : "");
+    fflush(stdout);
+}
+
+#define IOCTL(name, request, arg) do { errno = 0; long r_ = ioctl(fd, request, arg); line(name, r_, NULL); } while (0)
+#define IOCTL_U64(name, request) do { uint64_t v_ = 0; errno = 0; long r_ = ioctl(fd, request, &v_); char b_[32]; snprintf(b_, sizeof b_, "0x%llx", (unsigned long long)v_); line(name, r_, r_ == 0 ? b_ : NULL); } while (0)
+#define IOCTL_U32(name, request) do { uint32_t v_ = 0; errno = 0; long r_ = ioctl(fd, request, &v_); char b_[32]; snprintf(b_, sizeof b_, "%u", v_); line(name, r_, r_ == 0 ? b_ : NULL); } while (0)
+
+static void vring_state(const char *name, unsigned long request, uint32_t index, uint32_t num, int show)
+{
+    struct vhost_vring_state st = { .index = index, .num = num };
+    errno = 0;
+    long r = ioctl(fd, request, &st);
+    char b[32];
+    snprintf(b, sizeof b, "%u", st.num);
+    line(name, r, r == 0 && show ? b : NULL);
+}
+
+static void vring_addr(const char *name, uint64_t avail, uint32_t flags)
+{
+    struct vhost_vring_addr a = { .index = 0, .flags = flags, .desc_user_addr = 0x10000, .avail_user_addr = avail,
+                                  .used_user_addr = 0x12000 };
+    IOCTL(name, VHOST_SET_VRING_ADDR, &a);
+}
+
+static void vring_file(const char *name, unsigned long request, int file)
+{
+    struct vhost_vring_file f = { .index = 0, .fd = file };
+    IOCTL(name, request, &f);
+}
+
+static void config(const char *name, uint32_t off, uint32_t len)
+{
+    unsigned char buf[sizeof(struct vhost_vdpa_config) + 64];
+    struct vhost_vdpa_config *c = (void *)buf;
+    c->off = off;
+    c->len = len;
+    errno = 0;
+    long r = ioctl(fd, VHOST_VDPA_GET_CONFIG, c);
+    char hex[2 * 64 + 1] = "";
+    for (uint32_t k = 0; r == 0 && k < len && k < 64; k++) snprintf(hex + 2 * k, 3, "%02x", c->buf[k]);
+    line(name, r, r == 0 ? hex : NULL);
+}
+
+static void status(const char *name, uint8_t s)
+{
+    IOCTL(name, VHOST_VDPA_SET_STATUS, &s);
+}
+
+/* One IOTLB message of `len` bytes (72 for a whole vhost_msg_v2). */
+static void iotlb(const char *name, uint32_t outer, uint32_t asid, uint8_t type, uint64_t iova, uint64_t size, uint64_t uaddr,
+                  uint8_t perm, size_t len)
+{
+    struct vhost_msg_v2 m;
+    memset(&m, 0, sizeof(m));
+    m.type = outer;
+    m.asid = asid;
+    m.iotlb.iova = iova;
+    m.iotlb.size = size;
+    m.iotlb.uaddr = uaddr;
+    m.iotlb.perm = perm;
+    m.iotlb.type = type;
+    errno = 0;
+    line(name, (long)write(fd, &m, len), NULL);
+}
+
+int main(int argc, char **argv)
+{
+    fd = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDWR | O_CLOEXEC);
+    if (fd < 0) {
+        printf("0 open r=-1 e=%s\n", errno_name(errno));
+        return 1;
+    }
+    /* IOTLB updates point into a shared file mapping: the only memory VDUSE maps by user address. */
+    int memfd = memfd_create("vhost_probe", MFD_CLOEXEC);
+    if (memfd < 0 || ftruncate(memfd, 1 << 20))
+        return 1;
+    uint8_t *ram = mmap(NULL, 1 << 20, PROT_READ | PROT_WRITE, MAP_SHARED, memfd, 0);
+    if (ram == MAP_FAILED)
+        return 1;
+    uint64_t u = (uint64_t)(uintptr_t)ram;
+    int kick = eventfd(0, EFD_CLOEXEC), call = eventfd(0, EFD_CLOEXEC), cfg = eventfd(0, EFD_CLOEXEC), pipes[2];
+    if (pipe(pipes))
+        return 1;
+    struct vhost_vdpa_iova_range range;
+    struct vhost_memory mem = { 0 };
+    uint64_t u64;
+
+    /* A. Before SET_OWNER: the getters, status and SUSPEND need no owner (R41); the rest is EPERM; IOTLB
+     *    writes EFAULT (R5) after R1/R2's checks. */
+    IOCTL_U32("GET_DEVICE_ID", VHOST_VDPA_GET_DEVICE_ID);
+    IOCTL_U64("GET_FEATURES", VHOST_GET_FEATURES);
+    IOCTL_U32("GET_VQS_COUNT", VHOST_VDPA_GET_VQS_COUNT);
+    { uint16_t v = 0; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_VRING_NUM, &v); char b[16]; snprintf(b, sizeof b, "%u", v); line("GET_VRING_NUM", r, r == 0 ? b : NULL); }
+    IOCTL_U32("GET_CONFIG_SIZE", VHOST_VDPA_GET_CONFIG_SIZE);
+    { errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_IOVA_RANGE, &range); char b[48]; snprintf(b, sizeof b, "0x%llx-0x%llx", (unsigned long long)range.first, (unsigned long long)range.last); line("GET_IOVA_RANGE", r, r == 0 ? b : NULL); }
+    IOCTL_U32("GET_GROUP_NUM", VHOST_VDPA_GET_GROUP_NUM);
+    IOCTL_U32("GET_AS_NUM", VHOST_VDPA_GET_AS_NUM);
+    IOCTL_U64("GET_BACKEND_FEATURES", VHOST_GET_BACKEND_FEATURES);
+    { uint8_t s = 0xff; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("GET_STATUS", r, r == 0 ? b : NULL); }
+    vring_state("SET_VRING_NUM before owner", VHOST_SET_VRING_NUM, 0, 16, 0);
+    vring_state("GET_VRING_BASE before owner", VHOST_GET_VRING_BASE, 0, 0, 1);
+    vring_state("GET_VRING_GROUP before owner", VHOST_VDPA_GET_VRING_GROUP, 0, 0, 1);
+    IOCTL("SET_MEM_TABLE before owner", VHOST_SET_MEM_TABLE, &mem);
+    IOCTL("RESET_OWNER before owner", VHOST_RESET_OWNER, NULL);
+    vring_state("GET_VRING_SIZE before owner", VHOST_VDPA_GET_VRING_SIZE, 0, 0, 1);
+    IOCTL("unknown 0x99 before owner", _IO(VHOST_VIRTIO, 0x99), NULL);
+    iotlb("UPDATE before owner", 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x1000, u, 3, 72);
+    iotlb("UPDATE size 0 before owner", 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0, u, 3, 72);
+    iotlb("BATCH_BEGIN before owner", 2, 0, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72);
+    IOCTL("SUSPEND before DRIVER_OK", VHOST_VDPA_SUSPEND, NULL);
+    IOCTL("SET_LOG_BASE", VHOST_SET_LOG_BASE, &u64);
+
+    /* B. The owner, backend features, config, features, status. */
+    IOCTL("SET_OWNER", VHOST_SET_OWNER, NULL);
+    IOCTL("SET_OWNER again", VHOST_SET_OWNER, NULL);
+    u64 = 1ULL << 20;
+    IOCTL("SET_BACKEND_FEATURES unknown bit", VHOST_SET_BACKEND_FEATURES, &u64);
+    u64 = 0x6;
+    IOCTL("SET_BACKEND_FEATURES MSG_V2|BATCH", VHOST_SET_BACKEND_FEATURES, &u64);
+    config("GET_CONFIG capacity", 0, 8);
+    config("GET_CONFIG len 0", 0, 0);
+    config("GET_CONFIG off 200", 200, 1);
+    u64 = (1ULL << 32) | (1ULL << 33);
+    IOCTL("SET_FEATURES VERSION_1|ACCESS_PLATFORM", VHOST_SET_FEATURES, &u64);
+    status("SET_STATUS 0x1", 0x1);
+    status("SET_STATUS 0x3", 0x3);
+    status("SET_STATUS 0xb", 0xb);
+    { uint8_t s = 0; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("GET_STATUS after 0xb", r, r == 0 ? b : NULL); }
+
+    /* C. Vrings (R58–R65) and groups. */
+    vring_state("SET_VRING_NUM 3", VHOST_SET_VRING_NUM, 0, 3, 0);
+    vring_state("SET_VRING_NUM 0", VHOST_SET_VRING_NUM, 0, 0, 0);
+    vring_state("SET_VRING_NUM 65536", VHOST_SET_VRING_NUM, 0, 65536, 0);
+    vring_state("SET_VRING_NUM 256", VHOST_SET_VRING_NUM, 0, 256, 0);
+    vring_addr("SET_VRING_ADDR avail odd", 0x11001, 0);
+    vring_addr("SET_VRING_ADDR flags 2", 0x11000, 2);
+    vring_addr("SET_VRING_ADDR", 0x11000, 0);
+    vring_state("SET_VRING_BASE 0x10000", VHOST_SET_VRING_BASE, 0, 0x10000, 0);
+    vring_state("SET_VRING_BASE 5", VHOST_SET_VRING_BASE, 0, 5, 0);
+    vring_state("GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+    vring_state("GET_VRING_GROUP 0", VHOST_VDPA_GET_VRING_GROUP, 0, 0, 1);
+    vring_state("GET_VRING_GROUP 1", VHOST_VDPA_GET_VRING_GROUP, 1, 0, 1);
+    vring_state("SET_GROUP_ASID 0 0", VHOST_VDPA_SET_GROUP_ASID, 0, 0, 0);
+    vring_state("GET_VRING_DESC_GROUP 0", VHOST_VDPA_GET_VRING_DESC_GROUP, 0, 0, 1);
+    vring_state("GET_VRING_SIZE 0", VHOST_VDPA_GET_VRING_SIZE, 0, 0, 1);
+    vring_state("GET_VRING_SIZE 3", VHOST_VDPA_GET_VRING_SIZE, 3, 0, 1);
+    vring_file("SET_VRING_KICK eventfd", VHOST_SET_VRING_KICK, kick);
+    vring_file("SET_VRING_CALL eventfd", VHOST_SET_VRING_CALL, call);
+    vring_file("SET_VRING_KICK pipe", VHOST_SET_VRING_KICK, pipes[0]);
+    vring_file("SET_VRING_KICK closed fd", VHOST_SET_VRING_KICK, 1000);
+    vring_file("SET_VRING_KICK -1", VHOST_SET_VRING_KICK, -1);
+    vring_file("SET_VRING_KICK eventfd again", VHOST_SET_VRING_KICK, kick);
+    vring_state("SET_VRING_ENABLE 1", VHOST_VDPA_SET_VRING_ENABLE, 0, 1, 0);
+    IOCTL("SET_CONFIG_CALL eventfd", VHOST_VDPA_SET_CONFIG_CALL, &cfg);
+
+    /* D. IOTLB writes (R1–R21, edge #4, #14). */
+    iotlb("UPDATE rw", 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x10000, u, 3, 72);
+    iotlb("UPDATE overlap", 2, 0, VHOST_IOTLB_UPDATE, 0x108000, 0x1000, u, 3, 72);
+    iotlb("UPDATE perm 0", 2, 0, VHOST_IOTLB_UPDATE, 0x200000, 0x1000, u + 0x10000, 0, 72);
+    iotlb("UPDATE perm 7", 2, 0, VHOST_IOTLB_UPDATE, 0x300000, 0x1000, u + 0x20000, 7, 72);
+    iotlb("INVALIDATE 1 byte", 2, 0, VHOST_IOTLB_INVALIDATE, 0x100000, 1, 0, 0, 72);
+    iotlb("INVALIDATE size 0 inside", 2, 0, VHOST_IOTLB_INVALIDATE, 0x300800, 0, 0, 0, 72);
+    iotlb("UPDATE where it was", 2, 0, VHOST_IOTLB_UPDATE, 0x300000, 0x1000, u + 0x20000, 3, 72);
+    iotlb("INVALIDATE size 0 at 0", 2, 0, VHOST_IOTLB_INVALIDATE, 0, 0, 0, 0, 72);
+    iotlb("UPDATE where perm 0 was", 2, 0, VHOST_IOTLB_UPDATE, 0x200000, 0x1000, u + 0x10000, 1, 72);
+    iotlb("BATCH_BEGIN", 2, 0, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72);
+    iotlb("UPDATE in batch", 2, 0, VHOST_IOTLB_UPDATE, 0x400000, 0x1000, u + 0x30000, 3, 72);
+    iotlb("BATCH_END", 2, 0, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0, 72);
+    iotlb("UPDATE v1", 1, 0, VHOST_IOTLB_UPDATE, 0x500000, 0x1000, u + 0x40000, 3, 72);
+    iotlb("UPDATE 40 bytes", 2, 0, VHOST_IOTLB_UPDATE, 0x600000, 0x1000, u + 0x50000, 3, 40);
+    iotlb("UPDATE 39 bytes", 2, 0, VHOST_IOTLB_UPDATE, 0x700000, 0x1000, u + 0x60000, 3, 39);
+    iotlb("outer type 3", 3, 0, VHOST_IOTLB_UPDATE, 0x700000, 0x1000, u + 0x60000, 3, 72);
+    iotlb("MISS", 2, 0, VHOST_IOTLB_MISS, 0x700000, 0x1000, u, 3, 72);
+    iotlb("UPDATE asid 1 unacked", 2, 1, VHOST_IOTLB_UPDATE, 0x800000, 0x1000, u + 0x70000, 3, 72);
+    iotlb("UPDATE size 0", 2, 0, VHOST_IOTLB_UPDATE, 0x900000, 0, u, 3, 72);
+
+    /* E. DRIVER_OK, changes while running, suspend, reset. */
+    status("SET_STATUS 0xf", 0xf);
+    vring_state("SET_VRING_BASE while running", VHOST_SET_VRING_BASE, 0, 7, 0);
+    vring_addr("SET_VRING_ADDR while running", 0x11000, 0);
+    IOCTL("SUSPEND", VHOST_VDPA_SUSPEND, NULL);
+    IOCTL("RESUME", VHOST_VDPA_RESUME, NULL);
+    vring_state("GET_VRING_BASE while running", VHOST_GET_VRING_BASE, 0, 0, 1);
+    status("SET_STATUS 0x7", 0x7);
+    status("SET_STATUS 0", 0);
+    { uint8_t s = 0xff; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("GET_STATUS after reset", r, r == 0 ? b : NULL); }
+    vring_state("GET_VRING_BASE after reset", VHOST_GET_VRING_BASE, 0, 0, 1);
+    { errno = 0; void *p = mmap(NULL, 4096, PROT_WRITE, MAP_SHARED, fd, 0); line("mmap doorbell", p == MAP_FAILED ? -1 : 0, NULL); }
+    printf("end\n");
+    return 0;
+}
