@@ -186,8 +186,10 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard var (txKey, txRing) = ring(tx, memory), var (rxKey, rxRing) = ring(rx, memory) else { return false }
         let d = memory.device
         let version1 = d.driverFeatures & VirtioFeatures.mask("VERSION_1", class: .net) != 0
+        let mergeable = d.driverFeatures & VirtioFeatures.mask("MRG_RXBUF", class: .net) != 0
         let run = NetLoopback.run(
-            tx: &txRing, rx: &rxRing, memory, mac: Array(d.configBytes.prefix(6)), version1: version1, budget: Self.chainsPerRun)
+            tx: &txRing, rx: &rxRing, memory, mac: Array(d.configBytes.prefix(6)), version1: version1, budget: Self.chainsPerRun,
+            mergeable: mergeable)
         (rings[tx], rings[rx]) = ((txKey, txRing), (rxKey, rxRing))
         let txRecord = QueueRunRecord(
             requests: run.txChains, successes: run.txCompleted, errors: run.txErrors, completed: run.txCompleted, bytes: run.txBytes,

@@ -41,8 +41,13 @@ public enum NetLoopback {
     /// a frame never waits in a bounce buffer for an RX buffer that is not there to be lost (D5).  The run
     /// looks at the RX ring before it takes a TX chain and stops, leaving the frame in the TX ring, when the
     /// RX ring is empty (counted in `rxWaits`); the RX kick that brings buffers runs the pair again.
+    ///
+    /// `mergeable` (MRG_RXBUF negotiated, which mlx5_net offers and vdpa_sim never does): the RX header's
+    /// num_buffers is set to 1, the count of buffers the frame took, as the spec requires of the device — a
+    /// guest that reads 0 there counts the frame as broken and drops it.  Without it the header goes unchanged.
     public static func run(
-        tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int
+        tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
+        mergeable: Bool = false
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)
@@ -64,7 +69,7 @@ public enum NetLoopback {
                 run.txErrors += 1  // a TX chain with a writable part (EPROTO, D10): lost, the run ends
                 return run
             }
-            let frame = SplitRing.gather(txChain, memory, limit: maxFrame)
+            var frame = SplitRing.gather(txChain, memory, limit: maxFrame)
             run.txBytes += frame.count
             guard frame.count >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
                 run.rxDrops += 1  // the filter's drop: TX completes with length 0 and the loop goes on (D6)
@@ -79,6 +84,7 @@ public enum NetLoopback {
                 return run
             }
             run.rxChains += 1
+            if mergeable && version1 { (frame[10], frame[11]) = (1, 0) }  // virtio_net_hdr_v1.num_buffers, LE
             let written = rxChain.readable.isEmpty ? SplitRing.scatter(frame[...], into: rxChain.writable, memory) : 0
             guard written > 0 else {
                 run.rxErrors += 1  // nothing written (D9): neither head is completed, the run ends

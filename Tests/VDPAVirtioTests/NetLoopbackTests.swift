@@ -55,6 +55,20 @@ struct NetLoopbackTests {
         #expect(run.txCalls == 3 && run.rxCalls == 2 && !run.more)
     }
 
+    @Test("MRG_RXBUF (mlx5_net): the RX header says num_buffers 1; the rest of the frame is the TX bytes")
+    func mergeableHeader() {
+        var (t, r) = Self.rings()
+        let mine = Self.frame(to: Self.mac, 1)
+        Self.send(&t, 0, mine)
+        Self.offer(&r, 0)
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8, mergeable: true)
+        #expect(run.rxCompleted == 1)
+        var expected = mine
+        expected[10] = 1
+        #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == expected)
+    }
+
     @Test("D5, departed from: with no RX buffer the frames wait in the TX ring, and arrive once buffers are posted")
     func framesWaitForBuffers() {
         var (t, r) = Self.rings()
