@@ -50,8 +50,11 @@ HIDDEN void record(struct session *s, const char *method, const char *params, js
     json_object *error = member(reply, "error");
     json_object *outcome = error ? member(error, "data") : member(reply, "result");
     pthread_mutex_lock(&record_lock);
-    fprintf(record_file, "{\"t\":%.6f,\"device\":\"%s\",\"method\":\"%s\",\"params\":{%s},\"%s\":%s}\n", t, s->device, method,
-            params, error ? "error" : "result", outcome ? json_object_to_json_string_ext(outcome, JSON_C_TO_STRING_PLAIN) : "null");
+    /* t: seconds since the session opened (what replay paces by); mono: CLOCK_MONOTONIC itself, one clock for every
+     * process on the host, so two VMMs' records (a migration's source and destination) can be laid side by side. */
+    fprintf(record_file, "{\"t\":%.6f,\"mono\":%.6f,\"device\":\"%s\",\"method\":\"%s\",\"params\":{%s},\"%s\":%s}\n", t,
+            (double)now.tv_sec + (double)now.tv_nsec / 1e9, s->device, method, params, error ? "error" : "result",
+            outcome ? json_object_to_json_string_ext(outcome, JSON_C_TO_STRING_PLAIN) : "null");
     fflush(record_file);
     pthread_mutex_unlock(&record_lock);
 }

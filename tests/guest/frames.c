@@ -3,6 +3,10 @@
  *
  *   frames IFACE N    N frames to the NIC's own MAC (sizes 60…1514), N/10 to broadcast, N/10 to a foreign MAC;
  *                     each is sent and then waited for (up to 2 s; 300 ms for a foreign one, which must not come)
+ *   frames IFACE loop frames to its own MAC until killed, each waited for (a live migration's traffic): every
+ *                     second a line "VDPAD-LOOP n=SENT back=INTACT lost=L bad=B gap_ms=G mem=ok|BAD" — G the
+ *                     longest wait for a frame so far, mem whether 16 MiB written at the start still hold their
+ *                     pattern (the guest's memory survived whatever moved it)
  *
  * One line on stdout, for the host's test to parse:
  *   VDPAD-FRAMES own=R/S intact=I broadcast=R/S foreign=R/S sent=T received=U
@@ -103,13 +107,52 @@ static int wait_frame(uint32_t seq, int ms)
     }
 }
 
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+/* The loop mode: frames until killed, one progress line a second. */
+static int loop(const uint8_t *mac)
+{
+    enum { MEM = 16 << 20 };
+    uint8_t *mem = malloc(MEM);
+    if (!mem)
+        return 1;
+    for (size_t k = 0; k < MEM; k++) mem[k] = (uint8_t)(k * 2654435761u >> 13);
+    uint32_t sum = checksum(mem, MEM);
+    static uint8_t frame[2048];
+    unsigned n = 0, back = 0, lost = 0, bad = 0;
+    double gap = 0, last_print = now_ms();
+    for (uint32_t seq = 1;; seq++) {
+        uint32_t len = 30 + (seq * 97) % 1000;
+        double sent_at = now_ms();
+        send_frame(frame, build(frame, mac, mac, seq, len), mac);
+        n++;
+        int r = wait_frame(seq, 2000);
+        double waited = now_ms() - sent_at;
+        if (waited > gap) gap = waited;
+        back += r == 1;
+        bad += r == -1;
+        lost += r == 0;
+        if (now_ms() - last_print >= 1000) {
+            last_print = now_ms();
+            printf("VDPAD-LOOP n=%u back=%u lost=%u bad=%u gap_ms=%.0f mem=%s\n", n, back, lost, bad, gap,
+                   checksum(mem, MEM) == sum ? "ok" : "BAD");
+            fflush(stdout);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 3) {
         fprintf(stderr, "usage: frames IFACE N\n");
         return 2;
     }
-    unsigned n = (unsigned)atoi(argv[2]);
+    unsigned n = (unsigned)atoi(argv[2]);  /* 0 for "loop" */
     sock = socket(AF_PACKET, SOCK_RAW, htons(ETHERTYPE_TEST));
     struct ifreq ifr;
     memset(&ifr, 0, sizeof(ifr));
@@ -132,6 +175,8 @@ int main(int argc, char **argv)
         printf("VDPAD-FRAMES error=bind %s\n", strerror(errno));
         return 1;
     }
+    if (strcmp(argv[2], "loop") == 0)
+        return loop(mac);
     static uint8_t frame[2048];
     unsigned own = 0, good = 0, bcast = 0, alien = 0, seq = 0;
     for (unsigned k = 0; k < n; k++, seq++) {

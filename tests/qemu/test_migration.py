@@ -1,0 +1,179 @@
+"""Live migration of a running Linux guest between two unmodified QEMU 10.0 processes, each on its own vdpad
+daemon, its traffic flowing (issue 22): guest RAM memory-backend-memfd,share=on, a vdpasim_net device on each
+side, the guest's AF_PACKET loop (tests/guest/frames.c `loop`) sending frames with sequence numbers and
+checksums through the migration, QMP `migrate` over a Unix socket.  And the same migration cancelled midway.
+
+Both QEMUs record their calls (vdpad-run --record): the device's share of the downtime — the source's SUSPEND
+to the destination's last queue enabled — is read from the two records, which carry one clock (`mono`).
+
+Run by scripts/test.sh with the rest of tests/qemu."""
+import json
+import os
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import guest
+from test_vmm import VDPAD_RUN, Daemon, qemu10, vhost_errors
+
+LOOP = """
+for c in all default eth0; do echo 1 > /proc/sys/net/ipv6/conf/$c/disable_ipv6; done 2>/dev/null
+ip link set eth0 up
+sleep 1
+/bin/frames eth0 loop
+"""
+
+
+def qmp(path, *commands):
+    """Runs QMP commands on `path`; their replies (events skipped)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.connect(path)
+        f = s.makefile("rwb")
+        json.loads(f.readline())  # greeting
+        replies = []
+        for c in ({"execute": "qmp_capabilities"},) + commands:
+            f.write((json.dumps(c) + "\n").encode())
+            f.flush()
+            while True:
+                r = json.loads(f.readline())
+                if "event" not in r:
+                    replies.append(r)
+                    break
+        return replies[1:]
+
+
+class Side:
+    """One host: a vdpad daemon with a vdpasim_net device, and a QEMU 10.0 on it."""
+
+    def __init__(self, test, initrd, incoming=None):
+        self.daemon = Daemon({"m0": {"mgmtdev": "vdpasim_net", "mac": "02:00:00:00:00:42"}})
+        test.addCleanup(self.daemon.stop)
+        d = self.daemon.dir
+        self.serial, self.qmp_path, self.record = (os.path.join(d, n) for n in ("serial.txt", "qmp.sock", "record.jsonl"))
+        self.err_path = os.path.join(d, "qemu.err")
+        command, env = qemu10()
+        self.proc = subprocess.Popen(
+            [VDPAD_RUN, "-s", self.daemon.socket, "--device", "/dev/vhost-vdpa-0=m0", "--record", self.record, "--", *command,
+             "-M", "pc", "-accel", "tcg", "-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram",
+             "-m", "256", "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{self.serial}",
+             "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-kernel", guest.KERNEL, "-initrd", initrd,
+             "-append", "console=ttyS0 panic=-1 quiet", "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
+             "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42", *(["-incoming", incoming] if incoming else [])],
+            stdout=subprocess.DEVNULL, stderr=open(self.err_path, "w"), env=env)
+        test.addCleanup(self.stop)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+    def qmp(self, *commands):
+        return qmp(self.qmp_path, *commands)
+
+    def loop_lines(self):
+        return guest.lines(self.serial, "VDPAD-LOOP")
+
+    def calls(self):
+        with open(self.record) as f:
+            return [json.loads(l) for l in f if l.strip()]
+
+    def owner(self):
+        return self.daemon.rpc.call("get_device", device="m0")["owner"]
+
+
+class MigrationTests(unittest.TestCase):
+    def wait(self, condition, seconds, what):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except (OSError, ValueError):
+                pass
+            time.sleep(0.25)
+        self.fail(f"timed out waiting for {what}")
+
+    def start(self):
+        source = Side(self, guest.initrd(self.dirs(), LOOP, ["frames"]))
+        self.wait(lambda: len(source.loop_lines()) >= 2, 120, "the guest's frame loop on the source")
+        return source
+
+    def dirs(self):
+        return tempfile.mkdtemp(prefix="vdpad-migration-")
+
+    def test_a_running_guest_moves_with_its_traffic(self):
+        source = self.start()
+        initrd = self.dirs()
+        destination = Side(self, guest.initrd(initrd, LOOP, ["frames"]), incoming=f"unix:{os.path.join(initrd, 'migration.sock')}")
+        self.wait(lambda: os.path.exists(destination.qmp_path) and destination.qmp({"execute": "query-status"}), 30, "the destination")
+        before = source.loop_lines()[-1]
+        self.assertEqual(source.qmp({"execute": "migrate", "arguments": {"uri": f"unix:{os.path.join(initrd, 'migration.sock')}"}}),
+                         [{"return": {}}])
+        state = {}
+
+        def done():
+            state.update(source.qmp({"execute": "query-migrate"})[0]["return"])
+            return state.get("status") in ("completed", "failed", "cancelled")
+        self.wait(done, 120, "the migration")
+        self.assertEqual(state["status"], "completed", state)
+        self.assertIn("downtime", state, "query-migrate reports the downtime")
+        self.assertEqual(destination.qmp({"execute": "query-status"})[0]["return"]["status"], "running")
+        # The loop goes on at the destination: its counters (in the guest's memory) carry on, every frame came back intact.
+        self.wait(lambda: len(destination.loop_lines()) >= 3, 60, "the frame loop on the destination")
+        after = destination.loop_lines()
+        last = after[-1]
+        self.assertGreater(int(last["n"]), int(before["n"]), "frames were sent after the switch")
+        self.assertEqual((last["lost"], last["bad"], last["mem"]), ("0", "0", "ok"), f"every frame intact, memory intact: {last}")
+        self.assertEqual(last["back"], last["n"])
+        dst_queues = destination.daemon.rpc.call("get_device", device="m0")["queues"]
+        self.assertGreater(dst_queues[1]["completed_desc"], 0, "the destination's device carries the frames now")
+        # The source QEMU's exit releases its device; the destination's stays owned.
+        source.qmp({"execute": "quit"})
+        self.assertEqual(source.proc.wait(30), 0)
+        self.wait(lambda: source.owner() is None, 10, "the source device's release")
+        self.assertIsNotNone(destination.owner())
+        # The device's share of the downtime, from the two records (one clock): the source's SUSPEND to the
+        # destination's last queue enabled.
+        suspend = [c["mono"] for c in source.calls() if c["method"] == "suspend"]
+        enabled = [c["mono"] for c in destination.calls() if c["method"] == "set_vring" and c["params"].get("ready") is True]
+        self.assertTrue(suspend, "QEMU 10 suspended the source device")
+        window_ms = (max(enabled) - suspend[-1]) * 1000
+        self.assertGreater(window_ms, 0)
+        gap = max(int(l["gap_ms"]) for l in after)
+        print(f"\n  migration: QEMU downtime {state['downtime']} ms, device window {window_ms:.0f} ms "
+              f"(SUSPEND → last queue enabled), the guest's longest frame wait {gap} ms, {last['n']} frames, none lost", end="")
+        for side in (source, destination):
+            with open(side.err_path) as f:
+                self.assertEqual(vhost_errors(f.read()), [])
+
+    def test_a_cancelled_migration_leaves_the_guest_at_the_source(self):
+        source = self.start()
+        initrd = self.dirs()
+        destination = Side(self, guest.initrd(initrd, LOOP, ["frames"]), incoming=f"unix:{os.path.join(initrd, 'migration.sock')}")
+        self.wait(lambda: os.path.exists(destination.qmp_path) and destination.qmp({"execute": "query-status"}), 30, "the destination")
+        # Slow enough to be cancelled midway: 1 MiB/s for 256 MiB of RAM.
+        source.qmp({"execute": "migrate-set-parameters", "arguments": {"max-bandwidth": 1 << 20}},
+                   {"execute": "migrate", "arguments": {"uri": f"unix:{os.path.join(initrd, 'migration.sock')}"}})
+        self.wait(lambda: source.qmp({"execute": "query-migrate"})[0]["return"].get("status") == "active", 30, "an active migration")
+        time.sleep(1)
+        source.qmp({"execute": "migrate_cancel"})
+        self.wait(lambda: source.qmp({"execute": "query-migrate"})[0]["return"].get("status") == "cancelled", 30, "the cancel")
+        self.assertEqual(source.qmp({"execute": "query-status"})[0]["return"]["status"], "running")
+        n = int(source.loop_lines()[-1]["n"])
+        self.wait(lambda: int(source.loop_lines()[-1]["n"]) > n + 100, 60, "the loop going on at the source")
+        last = source.loop_lines()[-1]
+        self.assertEqual((last["lost"], last["bad"], last["mem"]), ("0", "0", "ok"), last)
+        self.assertIsNotNone(source.owner(), "the source device is still the source QEMU's")
+        # QEMU 10 suspended and restarted the device to move its data queues to shadow rings when the migration
+        # began, and back when it was cancelled: the device runs again, not suspended.
+        dev = source.daemon.rpc.call("get_device", device="m0")
+        self.assertEqual((dev["status"], dev["suspended"]), (0xF, False))
+        # The destination's incoming migration failed: its QEMU ends, and its device is released.
+        self.assertNotEqual(destination.proc.wait(60), 0)
+        self.wait(lambda: destination.owner() is None, 10, "the destination device's release")
+
+
+if __name__ == "__main__":
+    unittest.main()
