@@ -116,9 +116,15 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
     }
 
-    /// One run on `vq`'s queue, as its parent serves it; true when chains remain (the run stopped at its budget).
+    /// One run on `vq`'s queue, as its parent serves it, from snapshot to record with the slot's run gate held (a
+    /// SUSPEND, a reset or a ring change waits for it); true when chains remain (the run stopped at its budget).
     private func serve(_ vq: Int) -> Bool {
-        guard let slot, let (queue, memory) = snapshot(vq, slot) else { return false }
+        guard let slot else { return false }
+        return slot.quiesced { serveHoldingGate(vq, slot) }
+    }
+
+    private func serveHoldingGate(_ vq: Int, _ slot: DeviceSlot) -> Bool {
+        guard let (queue, memory) = snapshot(vq, slot) else { return false }
         defer { if memory.agent >= 0 { close(memory.agent) } }
         switch queue {
         case .netControl: return serveControl(vq, memory, slot)

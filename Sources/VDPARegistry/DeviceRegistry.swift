@@ -104,6 +104,16 @@ public final class DeviceRegistry: Sendable {
         try slot(named: name).sync(access, by: caller, body)
     }
 
+    /// `withDevice` once no data-path run is in flight on the device (`DeviceSlot.quiesced`): for the operations
+    /// that stop or rewind its queues.
+    func withQuiescedDevice<T>(
+        _ name: String, _ access: DeviceAccess, by caller: Caller,
+        _ body: (inout VDPADevice) throws(VDPAError) -> T
+    ) throws(VDPAError) -> T {
+        let slot = try slot(named: name)
+        return try slot.quiesced { () throws(VDPAError) -> T in try slot.sync(access, by: caller, body) }
+    }
+
     /// Every device's slot, in name order.
     public func allSlots() -> [DeviceSlot] {
         devices.withLock { table in table.keys.sorted().map { table[$0]! } }
@@ -229,7 +239,7 @@ public final class DeviceRegistry: Sendable {
     /// Runs a status-changing operation (set_status, reset) for the owner and reports `status_changed`
     /// when the byte moved or was written 0.
     public func changeStatus(_ name: String, by caller: Caller, _ body: (inout VDPADevice) throws(VDPAError) -> Void) throws(VDPAError) {
-        let (before, after) = try withDevice(name, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> (UInt8, UInt8) in
+        let (before, after) = try withQuiescedDevice(name, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> (UInt8, UInt8) in
             let before = d.status
             try body(&d)
             return (before, d.status)

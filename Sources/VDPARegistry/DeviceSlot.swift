@@ -15,6 +15,11 @@ public final class DeviceSlot: Sendable {
     @usableFromInline let io: any DeviceIO
     /// The data-path worker, started when a kick eventfd is first bound.
     private let worker = Locked<(any DeviceWorker)?>(nil)
+    /// Held by the data path for the whole of a run — its snapshot, its copies, its record — and by the
+    /// operations that stop or rewind a queue (SUSPEND, a status change such as a reset, SET_VRING_*, the
+    /// session's end): those wait for the run in flight, so GET_VRING_BASE after SUSPEND is final (no run can
+    /// record after it) and no run records into a ring a reset rebuilt.  Always taken before the device's lock.
+    private let runGate = Locked(())
 
     init(_ device: VDPADevice, io: any DeviceIO) {
         state = Locked(device)
@@ -63,8 +68,17 @@ public final class DeviceSlot: Sendable {
         }
     }
 
+    /// Runs `body` with no data-path run in flight on this device (see `runGate`).
+    public func quiesced<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
+        try runGate.withLock { (_: inout Void) throws(E) -> T in try body() }
+    }
+
     /// Releases the session (§6) when `condition` holds; returns the device's name if it did.
     func release(if condition: (VDPADevice) -> Bool) -> String? {
+        quiesced { releaseHoldingGate(condition) }
+    }
+
+    private func releaseHoldingGate(_ condition: (VDPADevice) -> Bool) -> String? {
         sync { device -> String? in
             guard condition(device), device.owner != nil else { return nil }
             device.release()

@@ -54,7 +54,7 @@ extension DeviceRegistry {
 
     /// The vring ioctls in one change (R58–R62): the owner's.
     public func setVring(_ vq: VirtqueueIndex, _ change: VringChange, device: String, by caller: Caller) throws(VDPAError) {
-        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
+        try withQuiescedDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
             try d.setVring(
                 vq, num: change.num, desc: change.desc, driver: change.driver, device: change.device, base: change.base,
                 ready: change.ready, addressFlags: change.addressFlags, log: change.log)
@@ -68,7 +68,8 @@ extension DeviceRegistry {
 
     /// SUSPEND (R66): the owner's (the kernel needs no owner; vdpad's session does, docs/protocol.md §4).
     public func suspend(device: String, by caller: Caller) throws(VDPAError) {
-        try withDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.suspend() }
+        // After the run in flight, so GET_VRING_BASE reads what it left (the kernel's suspend waits for its worker too).
+        try withQuiescedDevice(device, .owner, by: caller) { (d: inout VDPADevice) throws(VDPAError) in try d.suspend() }
     }
 
     /// RESUME (R66): the owner's.

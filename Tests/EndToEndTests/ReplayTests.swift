@@ -55,6 +55,31 @@ struct ReplayTests {
         #expect(mlx5.out.contains(#"line 98 get_vring {"vq":0}: recorded {"vq":0,"num":256,"desc":0,"#))
     }
 
+    /// QEMU 10.0's real migration, recorded on both sides by tests/qemu/test_migration.py (anonymised).
+    static func migration(_ side: String) -> String {
+        URL(fileURLWithPath: fixture).deletingLastPathComponent().appendingPathComponent("qemu-10.0-migration-\(side).jsonl").path
+    }
+
+    @Test("QEMU 10.0's migration, source and destination, replays whole on every kind; on its own kind only what the guest did differs")
+    func migrationTraces() throws {
+        let d = try Daemon()
+        for (side, calls) in [("source", 184), ("destination", 73)] {
+            for kind in ["vdpasim_net", "mlx5_net", "platform_net", "vdpasim_blk"] {
+                let r = try runCommand(
+                    product("vdpad-cli"), ["-s", d.socketPath, "replay", Self.migration(side), "--mgmtdev", kind], in: scratch.path)
+                #expect(r.out.contains("replayed \(calls) calls of m0"), "\(side) on \(kind): \(r.out)\(r.err)")
+                #expect(r.status == 1 && r.out.contains("answers differ"), "\(side) on \(kind): \(r.out)")
+            }
+            // On vdpasim_net, what it was recorded on: the MAC QEMU read (the recording device's, set by its test)
+            // and, at the source, the bases GET_VRING_BASE read after SUSPEND — the frames the guest had sent.
+            let same = try runCommand(
+                product("vdpad-cli"), ["-s", d.socketPath, "replay", Self.migration(side), "--mgmtdev", "vdpasim_net"], in: scratch.path)
+            #expect(same.out.contains(side == "source" ? "3 answers differ" : "1 answers differ"), "\(same.out)")
+            #expect(same.out.contains("read_config"))
+            if side == "source" { #expect(same.out.contains(#"get_vring {"vq":0}"#) && same.out.contains(#""base":0"#)) }
+        }
+    }
+
     @Test("on an existing device, and the usage errors")
     func existingDeviceAndUsage() throws {
         let d = try Daemon()

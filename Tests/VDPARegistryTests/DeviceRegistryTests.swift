@@ -4,6 +4,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import Foundation
 import Testing
 import VDPACore
 import VDPADataPath
@@ -121,5 +122,27 @@ struct DeviceRegistryTests {
         _ = try r.add(DeviceRecord(name: "a", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin)
         expectError(.EIO) { _ = try r.add(DeviceRecord(name: "b", mgmtdev: "vdpasim_net", attributes: DeviceAttributes()), by: Self.admin) }
         #expect(r.deviceRecords().map(\.name) == ["a"] && r.deviceCount == 1)
+    }
+
+    @Test("SUSPEND waits for the data-path run in flight: nothing records after it, so GET_VRING_BASE is final")
+    func suspendWaitsForTheRunInFlight() throws {
+        let r = try Self.registry()
+        _ = try r.open("n0", by: Self.vmm)
+        let slot = try r.slot(named: "n0")
+        let order = Locked<[String]>([])
+        let running = DispatchSemaphore(value: 0)
+        // A stand-in for the worker: it holds the run gate, records, and only then lets go.
+        let worker = Thread {
+            slot.quiesced {
+                running.signal()
+                usleep(200_000)
+                order.withLock { $0.append("run recorded") }
+            }
+        }
+        worker.start()
+        running.wait()
+        try r.suspend(device: "n0", by: Self.vmm)
+        order.withLock { $0.append("suspended") }
+        #expect(order.withLock { $0 } == ["run recorded", "suspended"])
     }
 }

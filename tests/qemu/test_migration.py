@@ -16,7 +16,9 @@ import time
 import unittest
 
 import guest
-from test_vmm import VDPAD_RUN, Daemon, qemu10, vhost_errors
+from test_vmm import ROOT, VDPAD_RUN, Daemon, qemu10, vhost_errors
+
+FIXTURES = os.path.join(ROOT, "Tests", "Fixtures")
 
 LOOP = """
 for c in all default eth0; do echo 1 > /proc/sys/net/ipv6/conf/$c/disable_ipv6; done 2>/dev/null
@@ -55,7 +57,7 @@ class Side:
         self.err_path = os.path.join(d, "qemu.err")
         command, env = qemu10()
         self.proc = subprocess.Popen(
-            [VDPAD_RUN, "-s", self.daemon.socket, "--device", "/dev/vhost-vdpa-0=m0", "--record", self.record, "--", *command,
+            [VDPAD_RUN, "-s", self.daemon.socket, "--device", "/dev/vhost-vdpa-0=m0", "--record", self.record, "--anonymize", "--", *command,
              "-M", "pc", "-accel", "tcg", "-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram",
              "-m", "256", "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{self.serial}",
              "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-kernel", guest.KERNEL, "-initrd", initrd,
@@ -147,6 +149,10 @@ class MigrationTests(unittest.TestCase):
         for side in (source, destination):
             with open(side.err_path) as f:
                 self.assertEqual(vhost_errors(f.read()), [])
+        if os.environ.get("VDPAD_RECORD_MIGRATION_FIXTURES") == "1":  # the traces Tests/Fixtures keeps (anonymised)
+            for side, name in ((source, "source"), (destination, "destination")):
+                with open(side.record) as f, open(os.path.join(FIXTURES, f"qemu-10.0-migration-{name}.jsonl"), "w") as out:
+                    out.write(f.read())
 
     def test_a_cancelled_migration_leaves_the_guest_at_the_source(self):
         source = self.start()
