@@ -188,5 +188,36 @@ class MigrationTests(unittest.TestCase):
         self.wait(lambda: destination.owner() is None, 10, "the destination device's release")
 
 
+    def test_a_destination_without_its_device_fails_before_the_source_stops(self):
+        # The destination's device is owned by another session: its QEMU stops at open (EBUSY, R34) and never
+        # listens, so the source's migrate fails at once and the guest goes on at the source, untouched.
+        source = self.start()
+        initrd = self.dirs()
+        holder = Daemon({"m0": {"mgmtdev": "vdpasim_net"}})
+        self.addCleanup(holder.stop)
+        taken = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        taken.connect(holder.socket)
+        self.addCleanup(taken.close)
+        taken.sendall(b'{"jsonrpc":"2.0","id":1,"method":"open","params":{"device":"m0"}}\n')
+        self.assertIn(b'"result"', taken.recv(4096))
+        command, env = qemu10()
+        uri = f"unix:{os.path.join(initrd, 'migration.sock')}"
+        p = subprocess.run(
+            [VDPAD_RUN, "-s", holder.socket, "--device", "/dev/vhost-vdpa-0=m0", "--", *command, "-M", "pc", "-accel", "tcg",
+             "-m", "256", "-nodefaults", "-display", "none", "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
+             "-device", "virtio-net-pci,netdev=n0", "-incoming", uri], capture_output=True, text=True, env=env, timeout=60)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("owned", p.stderr + p.stdout)
+        reply = source.qmp({"execute": "migrate", "arguments": {"uri": uri}})[0]
+        status = source.qmp({"execute": "query-migrate"})[0]["return"].get("status")
+        self.assertTrue("error" in reply or status == "failed", f"{reply} {status}")
+        self.assertEqual(source.qmp({"execute": "query-status"})[0]["return"]["status"], "running")
+        n = int(source.loop_lines()[-1]["n"])
+        self.wait(lambda: int(source.loop_lines()[-1]["n"]) > n + 100, 60, "the loop going on at the source")
+        dev = source.daemon.rpc.call("get_device", device="m0")
+        self.assertEqual((dev["status"] & 0x4, dev["suspended"]), (0x4, False), "the source device still runs")
+        self.assertEqual([c for c in source.calls() if c["method"] == "suspend"], [], "and was never stopped")
+
+
 if __name__ == "__main__":
     unittest.main()
