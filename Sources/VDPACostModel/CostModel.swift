@@ -129,13 +129,19 @@ public struct CostModel: Sendable {
 }
 
 extension Tally {
+    /// One past a range's last byte, held at 2^64 − 1 (an anonymised record's addresses sit near the top).
+    public static func end(_ addr: UInt64, _ size: UInt64) -> UInt64 { size > UInt64.max - addr ? .max : addr + size }
+
     /// What a recorded VMM flow (vdpad-cli replay) did, in the model's units: a map of host memory this VMM
     /// had not mapped before pins cold pages, a map of memory it had mapped pins resident ones, an unmap
     /// unpins; DRIVER_OK set is a device start, SUSPEND a suspend, every call a call.  Only calls that
     /// succeeded count.
-    public static func of(_ calls: [(method: String, params: JSON)], pageSize: UInt64 = 4096) -> Tally {
+    /// `alreadyMapped`: host ranges [start, end) the VMM had mapped before these calls (resident pages).
+    public static func of(
+        _ calls: [(method: String, params: JSON)], pageSize: UInt64 = 4096, alreadyMapped: [(UInt64, UInt64)] = []
+    ) -> Tally {
         var t = Tally()
-        var seen: [(UInt64, UInt64)] = []  // host ranges mapped so far: [addr, addr+size)
+        var seen = alreadyMapped  // host ranges mapped so far: [addr, addr+size), the end saturated at 2^64 − 1
         var status: UInt64 = 0
         let gib = Double(1 << 30)
         func u64(_ v: JSON?) -> UInt64 {
@@ -150,12 +156,13 @@ extension Tally {
             switch method {
             case "map":
                 let (addr, size) = (u64(params["addr"]), u64(params["size"]))
-                let resident = seen.contains { $0.0 <= addr && addr &+ size <= $0.1 }
+                let end = Self.end(addr, size)
+                let resident = seen.contains { $0.0 <= addr && end <= $0.1 }
                 if resident {
                     t.residentPinnedGiB += Double(size) / gib
                 } else {
                     t.coldPinnedGiB += Double(size) / gib
-                    seen.append((addr, addr &+ size))
+                    seen.append((addr, end))
                 }
                 t.entries += Double(size) / Double(pageSize)
             case "unmap":

@@ -29,7 +29,7 @@ public struct DowntimeStudy {
         return ((predicted.legacy - c.predictLegacy) / c.predictLegacy, (predicted.earlyMap - c.predictEarlyMap) / c.predictEarlyMap)
     }
 
-    static func f(_ v: Double, _ digits: Int = 2) -> String {
+    public static func f(_ v: Double, _ digits: Int = 2) -> String {
         var s = String(Int((abs(v) * pow10(digits)).rounded()))
         while s.count <= digits { s = "0" + s }
         let cut = s.index(s.endIndex, offsetBy: -digits)
@@ -110,5 +110,5 @@ public struct DowntimeStudy {
 extension JSON {
     /// A double as the study writes it (the project's JSON keeps non-integers as their text; NaN and the
     /// infinities, which JSON has no word for, as null).
-    init(double d: Double) { self = d.isFinite ? .number("\(d)") : .null }
+    public init(double d: Double) { self = d.isFinite ? .number("\(d)") : .null }
 }

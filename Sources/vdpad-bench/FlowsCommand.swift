@@ -5,6 +5,7 @@ import ArgumentParser
 import VDPAClient
 import VDPACostModel
 import VDPAFlows
+import VDPAJSON
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -25,6 +26,10 @@ struct FlowsCommand: ParsableCommand {
               vdpad-bench flows --json                the same for scripts
               vdpad-bench flows --page-size 2M --queue-pairs 4 --sizes 16,64
               vdpad-bench flows --calibrate           cache the calibration in the model file
+            After the built-in flows, QEMU 10.0's real migration (recorded on both sides by
+            tests/qemu/test_migration.py, kept in Tests/Fixtures) is priced the same way: its
+            downtime window as recorded and with IOTLB_PERSIST, its switch to shadow virtqueues as
+            recorded and with DESC_ASID (rows recorded_*; --recorded names other records).
             """)
 
     @Option(help: "The cost model (default: config/cost-model.toml beside the sources, or /etc/vdpad/cost-model.toml).")
@@ -41,6 +46,12 @@ struct FlowsCommand: ParsableCommand {
 
     @Flag(help: "JSON lines instead of the table.")
     var json = false
+
+    @Option(help: "A recorded migration to price beside the built-in flows: SOURCE_RECORD,DESTINATION_RECORD (vdpad-run --record).")
+    var recorded: String?
+
+    /// The records Tests/Fixtures keeps, beside the sources.
+    static let fixtures = "/" + #filePath.split(separator: "/").dropLast(3).joined(separator: "/") + "/Tests/Fixtures/qemu-10.0-migration-"
 
     @Flag(
         help:
@@ -92,6 +103,50 @@ struct FlowsCommand: ParsableCommand {
                     if !r.failures.isEmpty {
                         throw ValidationError("flow \(flow.rawValue) on \(parent.rawValue): \(r.failures.joined(separator: "; "))")
                     }
+                }
+            }
+        }
+        try printRecorded(gibs: gibs, page: page, model: study.model)
+    }
+
+    /// The recorded migration's rows: its downtime window and its switch to shadow virtqueues, as recorded and with
+    /// the feature that would shorten each, priced by the same calibrated model.
+    func printRecorded(gibs: [Int], page: UInt64, model: CostModel) throws {
+        let files =
+            recorded.map { $0.split(separator: ",").map(String.init) } ?? [Self.fixtures + "source.jsonl", Self.fixtures + "destination.jsonl"]
+        guard files.count == 2 else { throw ValidationError("--recorded takes SOURCE_RECORD,DESTINATION_RECORD") }
+        guard let source = CostModel.text(at: files[0]), let destination = CostModel.text(at: files[1]) else {
+            if recorded != nil { throw ValidationError("cannot read \(files.joined(separator: " or "))") }
+            return  // an installed vdpad-bench without the sources' fixtures: the built-in flows only
+        }
+        let migration = try RecordedMigration(source: try RecordedCall.parse(source), destination: try RecordedCall.parse(destination))
+        for gib in gibs {
+            let g = Double(gib)
+            var rows: [(String, Tally)] = [
+                ("recorded_migration", migration.downtime(guestGiB: g, persist: false, pageSize: page)),
+                ("recorded_migration_persist", migration.downtime(guestGiB: g, persist: true, pageSize: page))
+            ]
+            if let svq = migration.svqSwitch(guestGiB: g, descASID: false, pageSize: page),
+                let desc = migration.svqSwitch(guestGiB: g, descASID: true, pageSize: page)
+            {
+                rows += [("recorded_svq_switch", svq), ("recorded_svq_switch_desc_asid", desc)]
+            }
+            for (name, tally) in rows {
+                let seconds = model.seconds(tally)
+                if json {
+                    print(
+                        JSON.object([
+                            ("flow", .string(name)), ("parent", "6.7"), ("guest_gib", JSON(gib)), ("window_calls", JSON(tally.calls)),
+                            ("iotlb_entries", JSON(double: tally.entries)), ("modelled_downtime_s", JSON(double: seconds)),
+                            ("measured_window_s", JSON(double: migration.measuredSeconds))
+                        ]).text)
+                } else {
+                    // The built-in rows' columns; vdpad's own time is not measured for a record (it ran elsewhere).
+                    let cells = [
+                        (name, 27), ("6.7", 8), ("\(gib)", 7), ("\(tally.calls)", 7), ("\(Int(tally.entries))", 15),
+                        ("\(Int(tally.entriesCopied))", 16), (DowntimeStudy.f(seconds, 3), 12)
+                    ]
+                    print(cells.map { $0.0.padding(toLength: max($0.1, $0.0.count + 1), withPad: " ", startingAt: 0) }.joined() + "-")
                 }
             }
         }

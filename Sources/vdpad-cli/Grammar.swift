@@ -106,6 +106,10 @@ enum Grammar {
             "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME]",
             "play a recorded VMM trace (vdpad-run --record) again: differences and cost"
         ),
+        (
+            "replay SOURCE_FILE --destination FILE [--guest-gib N,...]",
+            "a migration recorded on both sides: the device's window, priced at 39 and 128 GiB (or N) with and without IOTLB_PERSIST, DESC_ASID"
+        ),
         ("call METHOD [JSON]", "any method, raw JSON params, JSON result")
     ]
 

@@ -21,8 +21,14 @@ struct ReplayOptions {
     var traceDevice: String?
     /// The cost model (default: config/cost-model.toml beside the sources, or the installed copy).
     var model: String?
+    /// A migration's destination record: FILE is then its source's, and the two are priced, not replayed.
+    var destination: String?
+    /// The guest sizes a recorded migration is priced for.
+    var guestGiB: [Double] = [39, 128]
 
-    static let usage = "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME] [--model COST_MODEL]"
+    static let usage =
+        "replay FILE (--device NAME | --mgmtdev KIND [--legacy]) [--trace-device NAME] [--model COST_MODEL]\n"
+        + "       replay SOURCE_FILE --destination FILE [--guest-gib N[,N…]] [--model COST_MODEL]"
 
     static func parse(_ words: [String]) throws(UsageError) -> ReplayOptions {
         var w = Words(items: words, usage: usage)
@@ -34,8 +40,22 @@ struct ReplayOptions {
             case "--legacy": options.legacy = true
             case "--trace-device": options.traceDevice = try w.next("the traced device")
             case "--model": options.model = try w.next("the cost model file")
+            case "--destination": options.destination = try w.next("the destination's record")
+            case "--guest-gib":
+                let text = try w.next("the guest sizes in GiB")
+                let sizes = text.split(separator: ",").compactMap { Double($0) }
+                guard !sizes.isEmpty, sizes.count == text.split(separator: ",").count, sizes.allSatisfy({ $0 > 0 && $0 <= 16384 }) else {
+                    throw UsageError("--guest-gib takes sizes in GiB, 0 < N ≤ 16384, separated by commas (got \"\(text)\")")
+                }
+                options.guestGiB = sizes
             case let other: throw UsageError("unknown option \"\(other)\"\nusage: vdpad-cli \(usage)")
             }
+        }
+        if options.destination != nil {
+            guard options.device == nil && options.mgmtdev == nil else {
+                throw UsageError("--destination prices a recorded migration; it replays on no device\nusage: vdpad-cli \(usage)")
+            }
+            return options
         }
         guard (options.device == nil) != (options.mgmtdev == nil) else {
             throw UsageError("name the target: --device NAME or --mgmtdev KIND\nusage: vdpad-cli \(usage)")
@@ -196,4 +216,56 @@ enum Replay {
 
     /// eventfd(2), through the shim: <sys/eventfd.h> is not part of Swift's Glibc module.
     static func newEventFD() -> Int32 { vdpad_eventfd(0, O_CLOEXEC) }
+}
+
+/// `vdpad-cli replay SOURCE --destination DEST`: a migration QEMU really ran, recorded on both sides, measured
+/// from its records and priced by the cost model on an mlx5-like parent for guests of other sizes.
+enum MigrationPricing {
+    static func run(_ options: ReplayOptions, print write: (String) -> Void) throws -> Int32 {
+        func calls(_ path: String) throws -> [RecordedCall] {
+            guard let text = CostModel.text(at: path) else { throw UsageError("cannot read \(path)") }
+            do { return try RecordedCall.parse(text) } catch { throw UsageError("\(path): \(error)") }
+        }
+        let migration: RecordedMigration
+        do {
+            migration = try RecordedMigration(source: try calls(options.file), destination: try calls(options.destination!))
+        } catch let error as CostModel.LoadError {
+            throw UsageError("\(error)")
+        }
+        let window = migration.windowCalls
+        write(
+            "recorded migration: the device's window \(Replay.milliseconds(migration.measuredSeconds * 1e3)) ms "
+                + "(the source's SUSPEND to the destination's last queue enabled), \(window.count) calls in it, "
+                + "guest memory \(Replay.milliseconds(migration.recordedGuestGiB * 1024)) MiB as recorded")
+        guard let text = CostModel.text(at: options.model) else {
+            write("no modelled cost: no cost model at \((options.model.map { [$0] } ?? CostModel.searchPath).joined(separator: " or "))")
+            return 1
+        }
+        let model: CostModel
+        do {
+            model = try CostModel.load(toml: text)
+        } catch {
+            write("no modelled cost: \(error)")
+            return 1
+        }
+        guard model.isCalibrated else {
+            write("no modelled cost: the cost model has no [calibrated] section; run vdpad-bench flows --calibrate")
+            return 1
+        }
+        write("modelled on an mlx5-like parent (config/cost-model.toml, calibrated on the published 39 GiB pair):")
+        for gib in options.guestGiB {
+            let asRecorded = model.seconds(migration.downtime(guestGiB: gib, persist: false))
+            let persist = model.seconds(migration.downtime(guestGiB: gib, persist: true))
+            var line =
+                "  \(Replay.milliseconds(gib)) GiB: downtime \(Replay.milliseconds(asRecorded * 1e3)) ms as recorded, "
+                + "\(Replay.milliseconds(persist * 1e3)) ms with IOTLB_PERSIST"
+            if let svq = migration.svqSwitch(guestGiB: gib, descASID: false), let desc = migration.svqSwitch(guestGiB: gib, descASID: true) {
+                line +=
+                    "; switch to shadow virtqueues \(Replay.milliseconds(model.seconds(svq) * 1e3)) ms as recorded, "
+                    + "\(Replay.milliseconds(model.seconds(desc) * 1e3)) ms with DESC_ASID"
+            }
+            write(line)
+        }
+        return 0
+    }
 }

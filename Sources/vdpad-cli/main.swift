@@ -82,6 +82,9 @@ struct VDPADCLI: ParsableCommand {
         if words.first == "replay" {
             let options: ReplayOptions
             do { options = try ReplayOptions.parse(Array(words.dropFirst())) } catch { throw usage(error) }
+            if options.destination != nil {
+                do { throw ExitCode(try MigrationPricing.run(options) { print($0) }) } catch let e as UsageError { throw usage(e) }
+            }
             let client = try connect()
             do {
                 throw ExitCode(try Replay.run(options, client: client) { print($0) })

@@ -80,6 +80,24 @@ struct ReplayTests {
         }
     }
 
+    @Test("replay SOURCE --destination DEST: the device's window from the records, priced at 39 and 128 GiB and as asked")
+    func migrationPricing() throws {
+        let (source, destination) = (Self.migration("source"), Self.migration("destination"))
+        let r = try runCommand(product("vdpad-cli"), ["replay", source, "--destination", destination], in: scratch.path)
+        #expect(r.status == 0, "\(r.out)\(r.err)")
+        #expect(r.out.contains("recorded migration: the device's window ") && r.out.contains("guest memory 256.3 MiB as recorded"))
+        #expect(r.out.contains("  39.0 GiB: downtime 47") && r.out.contains("  128.0 GiB: downtime 145"), "\(r.out)")
+        #expect(r.out.contains("with IOTLB_PERSIST") && r.out.contains("with DESC_ASID"))
+        let one = try runCommand(product("vdpad-cli"), ["replay", source, "--destination", destination, "--guest-gib", "4"], in: scratch.path)
+        #expect(one.out.contains("  4.0 GiB: downtime") && !one.out.contains("39.0 GiB"), "\(one.out)")
+        for bad in [["--guest-gib", "0"], ["--guest-gib", "x"], ["--mgmtdev", "vdpasim_net"]] {
+            let e = try runCommand(product("vdpad-cli"), ["replay", source, "--destination", destination] + bad, in: scratch.path)
+            #expect(e.status == 2, "\(bad): \(e.out)\(e.err)")
+        }
+        let swapped = try runCommand(product("vdpad-cli"), ["replay", destination, "--destination", destination], in: scratch.path)
+        #expect(swapped.status == 2 && swapped.err.contains("no SUSPEND"), "\(swapped.err)")
+    }
+
     @Test("on an existing device, and the usage errors")
     func existingDeviceAndUsage() throws {
         let d = try Daemon()
