@@ -189,8 +189,8 @@ class MigrationTests(unittest.TestCase):
 
 
     def test_a_destination_without_its_device_fails_before_the_source_stops(self):
-        # The destination's device is owned by another session: its QEMU stops at open (EBUSY, R34) and never
-        # listens, so the source's migrate fails at once and the guest goes on at the source, untouched.
+        # The destination's device is owned by another session, or missing: its QEMU stops at open (EBUSY, R34;
+        # ENODEV) and never listens, so the source's migrate fails at once and the guest goes on at the source.
         source = self.start()
         initrd = self.dirs()
         holder = Daemon({"m0": {"mgmtdev": "vdpasim_net"}})
@@ -208,6 +208,13 @@ class MigrationTests(unittest.TestCase):
              "-device", "virtio-net-pci,netdev=n0", "-incoming", uri], capture_output=True, text=True, env=env, timeout=60)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("owned", p.stderr + p.stdout)
+        # And a destination whose daemon has no such device: ENODEV at open, the same way.
+        missing = subprocess.run(
+            [VDPAD_RUN, "-s", holder.socket, "--device", "/dev/vhost-vdpa-0=nosuch", "--", *command, "-M", "pc", "-accel", "tcg",
+             "-m", "256", "-nodefaults", "-display", "none", "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
+             "-device", "virtio-net-pci,netdev=n0", "-incoming", uri], capture_output=True, text=True, env=env, timeout=60)
+        self.assertNotEqual(missing.returncode, 0)
+        self.assertIn("nosuch", missing.stderr + missing.stdout)
         reply = source.qmp({"execute": "migrate", "arguments": {"uri": uri}})[0]
         status = source.qmp({"execute": "query-migrate"})[0]["return"].get("status")
         self.assertTrue("error" in reply or status == "failed", f"{reply} {status}")
