@@ -56,6 +56,7 @@ class Side:
         self.serial, self.qmp_path, self.record = (os.path.join(d, n) for n in ("serial.txt", "qmp.sock", "record.jsonl"))
         self.err_path = os.path.join(d, "qemu.err")
         command, env = qemu10()
+        self.err_file = open(self.err_path, "w")
         self.proc = subprocess.Popen(
             [VDPAD_RUN, "-s", self.daemon.socket, "--device", "/dev/vhost-vdpa-0=m0", "--record", self.record, "--anonymize", "--", *command,
              "-M", "pc", "-accel", "tcg", "-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram",
@@ -63,13 +64,14 @@ class Side:
              "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-kernel", guest.KERNEL, "-initrd", initrd,
              "-append", "console=ttyS0 panic=-1 quiet", "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
              "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42", *(["-incoming", incoming] if incoming else [])],
-            stdout=subprocess.DEVNULL, stderr=open(self.err_path, "w"), env=env)
+            stdout=subprocess.DEVNULL, stderr=self.err_file, env=env)
         test.addCleanup(self.stop)
 
     def stop(self):
         if self.proc.poll() is None:
             self.proc.kill()
         self.proc.wait()
+        self.err_file.close()
 
     def qmp(self, *commands):
         return qmp(self.qmp_path, *commands)
