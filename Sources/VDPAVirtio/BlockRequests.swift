@@ -60,8 +60,9 @@ public enum BlockRequests {
     /// descriptor, a header under 16 bytes) is completed with length 0 and no status, and ends the run.
     public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: inout RAMDisk, budget: Int) -> Run {
         var run = Run()
+        var chain = RingChain(head: 0)  // refilled by each fetch: its buffer lists are made once per run
         for _ in 0..<budget {
-            guard let chain = try? ring.fetch(memory) else { return run }
+            guard (try? ring.fetch(memory, into: &chain)) == true else { return run }
             run.requests += 1
             let writableTotal = chain.writable.reduce(0) { $0 + Int($1.length) }
             let readableTotal = chain.readable.reduce(0) { $0 + Int($1.length) }

@@ -51,15 +51,15 @@ public enum NetLoopback {
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)
+        // One chain per direction for the whole run, refilled by each fetch (no buffer lists made per frame).
+        var txChain = RingChain(head: 0), rxChain = RingChain(head: 0)
         for _ in 0..<budget {
             if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
                 run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair
                 return run
             }
-            let txChain: RingChain
             do throws(RingError) {
-                guard let chain = try tx.fetch(memory) else { return run }
-                txChain = chain
+                guard try tx.fetch(memory, into: &txChain) else { return run }
             } catch {
                 run.txErrors += 1  // vringh refused the chain: the head is lost, the run ends
                 return run
@@ -77,7 +77,7 @@ public enum NetLoopback {
                 run.txCalls += 1
                 continue
             }
-            guard let rxChain = try? rx.fetch(memory) else {
+            guard (try? rx.fetch(memory, into: &rxChain)) == true else {
                 run.rxOverruns += 1  // an RX ring that refuses its chain: the frame is lost, TX completes, the run ends
                 if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
                 run.txCalls += 1

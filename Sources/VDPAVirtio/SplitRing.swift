@@ -109,17 +109,26 @@ public struct SplitRing: Sendable {
     /// The next chain, or nil when the ring is empty.  A head out of range is refused without consuming it;
     /// every other error consumes the head (vringh's rules, docs/kernel-rules.md D22–D23).
     public mutating func fetch(_ memory: some GuestMemory) throws(RingError) -> RingChain? {
+        var chain = RingChain(head: 0)
+        return try fetch(memory, into: &chain) ? chain : nil
+    }
+
+    /// `fetch` into a chain the caller keeps from one fetch to the next: its buffer lists are emptied, not
+    /// made anew, so a run allocates them once, not per chain.  False when the ring is empty.
+    public mutating func fetch(_ memory: some GuestMemory, into chain: inout RingChain) throws(RingError) -> Bool {
         let availIdx = try memory.readIndex(at: avail + 2)
-        guard availIdx != lastAvail else { return nil }
+        guard availIdx != lastAvail else { return false }
         let slot = UInt64(lastAvail % num)
         var head: UInt16 = 0
         try Self.load(&head, avail + 4 + 2 * slot, memory)
         head = UInt16(littleEndian: head)
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
-        var chain = RingChain(head: head)
+        chain.head = head
+        chain.readable.removeAll(keepingCapacity: true)
+        chain.writable.removeAll(keepingCapacity: true)
         try walk(memory, table: desc, entries: num, first: head, into: &chain, indirectAllowed: true)
-        return chain
+        return true
     }
 
     /// Follows one table from `first`: NEXT within it, INDIRECT into a table of its own.
