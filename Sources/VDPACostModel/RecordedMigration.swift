@@ -31,7 +31,7 @@ public struct RecordedCall: Sendable {
         var inBatch = false
         for (k, line) in text.split(separator: "\n").enumerated() where !line.isEmpty {
             guard let j = try? JSON.parse(String(line)), case .string(let method)? = j["method"],
-                case .object(let params)? = j["params"], let mono = j["mono"].flatMap(Self.number)
+                case .object(let params)? = j["params"], let mono = j["mono"]?.doubleValue
             else {
                 throw CostModel.LoadError(description: "line \(k + 1): not a recorded call with mono (vdpad-run --record)")
             }
@@ -42,14 +42,6 @@ public struct RecordedCall: Sendable {
             calls.append(call)
         }
         return calls
-    }
-
-    static func number(_ j: JSON) -> Double? {
-        switch j {
-        case .unsigned(let u): Double(u)
-        case .number(let s): Double(s)
-        default: nil
-        }
     }
 
     var size: UInt64 {

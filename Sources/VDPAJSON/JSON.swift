@@ -35,6 +35,15 @@ public enum JSON: Equatable, Sendable {
         return members.last { $0.0 == key }?.1
     }
 
+    /// A number's value as a Double (an integer, or a number kept as its text); nil for anything else.
+    public var doubleValue: Double? {
+        switch self {
+        case .unsigned(let u): Double(u)
+        case .number(let text): Double(text)
+        default: nil
+        }
+    }
+
     public var typeName: String {
         switch self {
         case .null: "null"

@@ -91,19 +91,16 @@ struct DataPathCommand: ParsableCommand {
             let speedup = r.memory == "shared" && other != nil ? format(r.run.opsPerSecond / max(other!.run.opsPerSecond, 1)) + "×" : ""
             print(
                 r.workload.padding(toLength: 17, withPad: " ", startingAt: 0) + r.memory.padding(toLength: 11, withPad: " ", startingAt: 0)
-                    + humane(r.run.opsPerSecond).leftPadded(9) + (humane(r.run.bytesPerSecond) + "B").leftPadded(15)
-                    + humane(r.reference.opsPerSecond).leftPadded(18) + String(Double(Int((r.ratio * 1000).rounded())) / 1000).leftPadded(13)
-                    + speedup.leftPadded(20))
+                    + humane(r.run.opsPerSecond).leftPad(9, with: " ") + (humane(r.run.bytesPerSecond) + "B").leftPad(15, with: " ")
+                    + humane(r.reference.opsPerSecond).leftPad(18, with: " ")
+                    + String(Double(Int((r.ratio * 1000).rounded())) / 1000).leftPad(13, with: " ")
+                    + speedup.leftPad(20, with: " "))
         }
     }
 
     func humane(_ v: Double) -> String {
         v >= 1e9 ? format(v / 1e9) + " G" : v >= 1e6 ? format(v / 1e6) + " M" : v >= 1e3 ? format(v / 1e3) + " k" : format(v)
     }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }
 
 /// What one run of vdpad-dpdriver printed.
@@ -118,19 +115,11 @@ struct DataPathRun {
         let child = try Spawned(argv, stdoutTo: out, stderrTo: nil)
         let status = child.wait()
         guard status == 0, let text = readText(out), let line = text.split(separator: "\n").last, let j = try? JSON.parse(String(line)),
-            let ops = j["ops_per_s"].flatMap(number), let bytes = j["bytes_per_s"].flatMap(number)
+            let ops = j["ops_per_s"]?.doubleValue, let bytes = j["bytes_per_s"]?.doubleValue
         else {
             throw ClientError("\(argv.joined(separator: " ")) failed (status \(status))")
         }
         return DataPathRun(opsPerSecond: ops, bytesPerSecond: bytes)
-    }
-
-    static func number(_ j: JSON) -> Double? {
-        switch j {
-        case .unsigned(let u): Double(u)
-        case .number(let s): Double(s)
-        default: nil
-        }
     }
 
     static func readText(_ path: String) -> String? {

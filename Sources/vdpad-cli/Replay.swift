@@ -94,8 +94,7 @@ struct TraceEntry {
             else {
                 throw UsageError("\(path):\(line): not a recorded call (needs device, method, params)")
             }
-            let time: Double =
-                if case .number(let t)? = json["t"] { Double(t) ?? 0 } else if case .unsigned(let t)? = json["t"] { Double(t) } else { 0 }
+            let time = json["t"]?.doubleValue ?? 0
             entries.append(
                 TraceEntry(
                     line: line, time: time, device: device, method: method, params: params,
