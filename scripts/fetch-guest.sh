@@ -25,27 +25,9 @@ modules=$(ls -d "$work"/kernel/lib/modules/*)
 root="$work/initramfs"
 mkdir -p "$root"/{bin,proc,sys,dev,lib/modules}
 cp "$(command -v busybox)" "$root/bin/busybox"
-# The modules and what they need, in load order: modules.dep (made here by depmod on the unpacked tree,
-# as the package's postinst would) lists each one's dependencies.
-/sbin/depmod -b "$work/kernel" "$(basename "$modules")"
-wanted="virtio_pci virtio_net virtio_blk crc32c_generic ext4"
-order=""
-add_module() {
-    local name=$1 path deps
-    path=$(awk -F: -v n="/$name.ko" 'index($1, n) && substr($1, length($1) - length(n) + 1) == n { print $1; exit }' "$modules/modules.dep")
-    [ -n "$path" ] || { echo "fetch-guest.sh: the kernel has no module $name" >&2; exit 1; }
-    case " $order " in *" $path "*) return ;; esac
-    deps=$(awk -F: -v p="$path" '$1 == p { print $2 }' "$modules/modules.dep")
-    for d in $deps; do add_module "$(basename "$d" .ko)"; done
-    order="$order $path"
-}
-for m in $wanted; do add_module "$m"; done
-: > "$root/lib/modules/order"
-for path in $order; do
-    f=$(basename "$path")
-    case "$f" in *.ko.xz) xz -dc "$modules/$path" > "$root/lib/modules/${f%.xz}" ;; *) cp "$modules/$path" "$root/lib/modules/" ;; esac
-    echo "${f%.xz}" >> "$root/lib/modules/order"
-done
+# The modules and what they need, in load order (scripts/guest-modules.sh).
+. "$(dirname "$0")/guest-modules.sh"
+guest_modules "$modules" "$root" virtio_pci virtio_net virtio_blk crc32c_generic ext4
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin

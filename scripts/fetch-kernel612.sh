@@ -23,31 +23,11 @@ trap 'rm -rf "$work"' EXIT
 (cd "$work" && apt-get "${apt[@]}" download "$package" >/dev/null 2>&1) || { echo "fetch-kernel612.sh: apt-get download $package failed" >&2; exit 1; }
 dpkg-deb -x "$work"/linux-image-*.deb "$work/kernel"
 modules=$(ls -d "$work"/kernel/lib/modules/*)
-/sbin/depmod -b "$work/kernel" "$(basename "$modules")"
 root=$work/initramfs
 mkdir -p "$root"/{bin,proc,sys,dev,lib/modules}
 cp "$(command -v busybox)" "$root/bin/busybox"
-order=""
-add_module() {
-    local name=$1 path deps
-    path=$(awk -F: -v n="/$name.ko" '{ p = $1; sub(/\.(xz|zst|gz)$/, "", p) } index(p, n) && substr(p, length(p) - length(n) + 1) == n { print $1; exit }' "$modules/modules.dep")
-    [ -n "$path" ] || { echo "fetch-kernel612.sh: the kernel has no module $name" >&2; exit 1; }
-    case " $order " in *" $path "*) return ;; esac
-    deps=$(awk -F: -v p="$path" '$1 == p { print $2 }' "$modules/modules.dep")
-    for d in $deps; do local b; b=$(basename "$d"); add_module "${b%%.ko*}"; done
-    order="$order $path"
-}
-for m in vhost_vdpa vduse; do add_module "$m"; done
-: > "$root/lib/modules/order"
-for path in $order; do
-    f=$(basename "$path")
-    case "$f" in
-        *.ko.xz) xz -dc "$modules/$path" > "$root/lib/modules/${f%.xz}"; f=${f%.xz} ;;
-        *.ko.zst) zstd -qdc "$modules/$path" > "$root/lib/modules/${f%.zst}"; f=${f%.zst} ;;
-        *) cp "$modules/$path" "$root/lib/modules/" ;;
-    esac
-    echo "$f" >> "$root/lib/modules/order"
-done
+. "$(dirname "$0")/guest-modules.sh"
+guest_modules "$modules" "$root" vhost_vdpa vduse
 cat > "$root/init" <<'INIT'
 #!/bin/busybox sh
 /bin/busybox --install -s /bin
