@@ -33,6 +33,28 @@ def memory(shared):
     return ["-m", "256"]
 
 
+def boot(test, daemon, device, qemu, env, shared, script, programs, devices, smp=1, timeout=180):
+    """Boots the test guest under `qemu` (its command and environment) on the daemon's `device`, guest RAM
+    shared or private, running `script` with tests/guest's `programs`; `devices` are the QEMU options that put
+    /dev/vhost-vdpa-0 in front of the guest.  Waits for the guest to power off (QEMU exits 0, no vhost error)
+    and returns the path of its serial console."""
+    serial = os.path.join(daemon.dir, "serial.txt")
+    p = subprocess.Popen(
+        [VDPAD_RUN, "-s", daemon.socket, "--device", f"/dev/vhost-vdpa-0={device}", "--", *qemu, "-M", "pc", "-accel", "tcg",
+         "-smp", str(smp), *memory(shared), "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{serial}",
+         "-kernel", guest.KERNEL, "-initrd", guest.initrd(daemon.dir, script, programs),
+         "-append", "console=ttyS0 panic=-1 quiet", *devices],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+    test.addCleanup(lambda: p.poll() is None and p.kill())
+    test.assertEqual(p.wait(timeout), 0)
+    _, err = p.communicate()
+    test.assertEqual(vhost_errors(err), [])
+    return serial
+
+
+NET_DEVICE = ["-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42"]
+
+
 class FrameLoopTests(unittest.TestCase):
     """A guest's AF_PACKET program sends frames with sequence numbers and checksums on eth0: every frame to its
     own MAC and to broadcast comes back intact, none to a foreign MAC does, and vdpad's vstats agree."""
@@ -40,20 +62,8 @@ class FrameLoopTests(unittest.TestCase):
     def run_guest(self, qemu, env, shared, mgmtdev="vdpasim_net"):
         d = Daemon({"g0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42"}})
         self.addCleanup(d.stop)
-        serial = os.path.join(d.dir, "serial.txt")
         started = time.monotonic()
-        p = subprocess.Popen(
-            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", *qemu, "-M", "pc", "-accel", "tcg",
-             *memory(shared), "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{serial}",
-             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, FRAMES_SCRIPT, ["frames"]),
-             "-append", "console=ttyS0 panic=-1 quiet",
-             "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
-             "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
-        self.assertEqual(p.wait(180), 0)
-        _, err = p.communicate()
-        self.assertEqual(vhost_errors(err), [])
+        serial = boot(self, d, "g0", qemu, env, shared, FRAMES_SCRIPT, ["frames"], NET_DEVICE)
         report, nic = guest.lines(serial, "VDPAD-FRAMES"), guest.lines(serial, "VDPAD-NIC")
         self.assertEqual(len(report), 1, f"the guest's program reported (serial: {guest.tail(serial)})")
         r, n = report[0], nic[0]
@@ -149,19 +159,9 @@ poweroff -f
     def test_both_pairs_carry_frames(self):
         d = Daemon({"g0": {"mgmtdev": "mlx5_net", "mac": "02:00:00:00:00:42", "max_vqp": 2}})
         self.addCleanup(d.stop)
-        serial = os.path.join(d.dir, "serial.txt")
-        p = subprocess.Popen(
-            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", "qemu-system-x86_64", "-M", "pc", "-accel", "tcg",
-             "-smp", "2", *memory(True), "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{serial}",
-             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, self.SCRIPT, ["frames"]),
-             "-append", "console=ttyS0 panic=-1 quiet",
-             "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0,queues=2",
-             "-device", "virtio-net-pci,netdev=n0,mq=on,vectors=6,mac=02:00:00:00:00:42"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
-        self.assertEqual(p.wait(240), 0)
-        _, err = p.communicate()
-        self.assertEqual(vhost_errors(err), [])
+        serial = boot(self, d, "g0", ["qemu-system-x86_64"], None, True, self.SCRIPT, ["frames"], [
+            "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0,queues=2",
+            "-device", "virtio-net-pci,netdev=n0,mq=on,vectors=6,mac=02:00:00:00:00:42"], smp=2, timeout=240)
         mq, runs = guest.lines(serial, "VDPAD-MQ"), guest.lines(serial, "VDPAD-FRAMES")
         self.assertEqual([m.get("queues") for m in mq], ["2"], guest.tail(serial))
         self.assertEqual([(r["own"], r["intact"], r["foreign"]) for r in runs], [("50/50", "50", "0/5")] * 2, guest.tail(serial))
@@ -187,19 +187,9 @@ class BlockGuestTests(unittest.TestCase):
         backing = os.path.join(tempfile.mkdtemp(prefix="vdpad-blk-"), "disk.img")
         d = Daemon({"b0": {"mgmtdev": "vdpasim_blk", "backing": backing}})
         self.addCleanup(d.stop)
-        serial = os.path.join(d.dir, "serial.txt")
         started = time.monotonic()
-        p = subprocess.Popen(
-            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=b0", "--", *command, "-M", "pc", "-accel", "tcg",
-             *memory(shared), "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{serial}",
-             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, BLOCK_SCRIPT, ["blkcheck"]),
-             "-append", "console=ttyS0 panic=-1 quiet",
-             "-device", "vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-0"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
-        self.assertEqual(p.wait(240), 0)
-        _, err = p.communicate()
-        self.assertEqual(vhost_errors(err), [])
+        serial = boot(self, d, "b0", command, env, shared, BLOCK_SCRIPT, ["blkcheck"],
+                      ["-device", "vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-0"], timeout=240)
         disk, fs, blk = (guest.lines(serial, k) for k in ("VDPAD-DISK", "VDPAD-FS", "VDPAD-BLK"))
         self.assertTrue(disk and fs and blk, f"the guest reported (serial: {guest.tail(serial)})")
         self.assertEqual(disk[0]["size"], str(0x40000), "128 MiB in 512-byte sectors")
