@@ -221,11 +221,18 @@ static void start_device(int fd, int blk)
         die("IOTLB update");
 }
 
+static pthread_t ref_thread;
+
+/* DRIVER_OK and the queues enabled; in the reference, the device thread started, once the rings and their
+ * kick eventfds exist (it polls those: started earlier, it would wait on eventfds nobody kicks). */
 static void go(int fd, int nq)
 {
     uint8_t status = 0xf;
-    if (reference)
+    if (reference) {
+        if (pthread_create(&ref_thread, NULL, ref_device, NULL))
+            die("device thread");
         return;
+    }
     if (ioctl(fd, VHOST_VDPA_SET_STATUS, &status))
         die("DRIVER_OK");
     for (int q = 0; q < nq; q++) {
@@ -357,12 +364,10 @@ int main(int argc, char **argv)
     int fd = -1;
     if (!reference && (fd = open(argc > 4 ? argv[4] : "/dev/vhost-vdpa-0", O_RDWR | O_CLOEXEC)) < 0) die("open");
     int blk = strncmp(workload, "blk", 3) == 0;
-    pthread_t device;
     if (reference) {
         ref_blk = blk;
-        ref_disk = calloc(1, DISK_BYTES);
-        for (int q = 0; q < 2; q++) vring(-1, (uint32_t)q, &rings[q], arena + 16384 * q);
-        if (pthread_create(&device, NULL, ref_device, NULL)) die("device thread");
+        if (!(ref_disk = calloc(1, DISK_BYTES)))
+            die("the reference's disk");
     }
     uint64_t ops, bytes;
     double elapsed;
@@ -382,7 +387,7 @@ int main(int argc, char **argv)
     }
     if (reference) {
         ref_stop = 1;
-        pthread_join(device, NULL);
+        pthread_join(ref_thread, NULL);
     }
     printf("{\"workload\":\"%s\",\"memory\":\"%s\",\"ops\":%llu,\"seconds\":%.3f,\"ops_per_s\":%.0f,\"bytes_per_s\":%.0f}\n", workload,
            reference ? "reference" : memory, (unsigned long long)ops, elapsed, (double)ops / elapsed, (double)bytes / elapsed);
