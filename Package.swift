@@ -48,6 +48,7 @@ let package = Package(
         .target(name: "VDPAJSON"),
         // The typed service: devices, parents, sessions, every role, events; no JSON, no sockets, no system
         // call (it is handed a DeviceIO: VDPADataPath's).
+        .target(name: "VDPAJournal", dependencies: ["VDPACore"]),
         .target(name: "VDPARegistry", dependencies: ["VDPACore", .product(name: "Logging", package: "swift-log")]),
         // The only I/O below the registry: eventfds, guest memory (process_vm; the store agent), a worker per device.
         .target(
@@ -80,7 +81,7 @@ let package = Package(
         .target(
             name: "VDPADaemon",
             dependencies: [
-                "VDPACore", "VDPARPC", "VDPARegistry", "VDPAJSON", "CSystemd", "UnixSocket",
+                "VDPACore", "VDPARPC", "VDPARegistry", "VDPAJSON", "VDPAJournal", "CSystemd", "CVDPAShim", "UnixSocket",
                 .product(name: "SystemPackage", package: "swift-system"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "TOMLKit", package: "TOMLKit"),
@@ -105,6 +106,7 @@ let package = Package(
                                                         .product(name: "Logging", package: "swift-log"),
                                                         .product(name: "InMemoryLogging", package: "swift-log")]),
         .testTarget(name: "VDPARegistryTests", dependencies: ["VDPARegistry", "VDPACore", "VDPADataPath", "VDPAVirtio", "_VDPATestSupport"]),
+        .testTarget(name: "VDPAJournalTests", dependencies: ["VDPAJournal", "VDPACore", "_VDPATestSupport"]),
         .testTarget(name: "VDPAVirtioTests", dependencies: ["VDPAVirtio"]),
         .testTarget(name: "VDPAFlowsTests", dependencies: ["VDPAFlows", "VDPACostModel"]),
         .testTarget(name: "VDPAMetricsTests", dependencies: ["VDPAMetrics", "VDPARegistry", "VDPACore", "_VDPATestSupport"]),

@@ -80,3 +80,15 @@ int vdpad_guarded_store_release_u16(void *address, unsigned short value)
 {
     GUARDED(__atomic_store_n((unsigned short *)address, value, __ATOMIC_RELEASE));
 }
+
+#include <sys/mman.h>
+
+int vdpad_memfd(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
+
+void vdpad_store_release_u64(void *address, unsigned long long value) {
+    __atomic_store_n((unsigned long long *)address, value, __ATOMIC_RELEASE);
+}
+
+unsigned long long vdpad_load_acquire_u64(const void *address) {
+    return __atomic_load_n((const unsigned long long *)address, __ATOMIC_ACQUIRE);
+}

@@ -70,6 +70,7 @@ extension VDPADevice {
         }
         stats.mapCalls += 1
         if batchASID == nil { commit(asid: asid) }
+        journal(.map(asid: requestedASID.rawValue, iova: iova, size: size, address: address, permission: permission.rawValue))
     }
 
     // MARK: INVALIDATE
@@ -98,6 +99,7 @@ extension VDPADevice {
         }
         stats.unmapCalls += 1
         if batchASID == nil { commit(asid: asid) }  // R16: issued even when nothing was removed
+        journal(.unmap(asid: requestedASID.rawValue, iova: iova, size: size))
         return removed
     }
 
@@ -114,6 +116,7 @@ extension VDPADevice {
             mappingStates[asid] = .snapshot(sessionTables[asid]!)
         }
         batchASID = asid
+        journal(.batchBegin(asid: requestedASID.rawValue))
     }
 
     /// VHOST_IOTLB_BATCH_END (R20): needs the address space; commits an open batch; no-op without one.
@@ -124,6 +127,7 @@ extension VDPADevice {
             throw .iotlb(.EINVAL, "ASID \(asid) of \(name) has no address space; the batch stays open (R20, edge #23)")
         }
         try checkBatchGate(asid)
+        journal(.batchEnd(asid: requestedASID.rawValue))
         guard batchASID != nil else { return }
         batchASID = nil
         commit(asid: asid)
@@ -143,6 +147,7 @@ extension VDPADevice {
         sessionTables[asid] = nil
         if batchASID == asid { batchASID = nil }
         restoreDefaultMapping(asid: asid)
+        journal(.resetMap(asid: requestedASID.rawValue))
         return (removed, deviceMapping(asid: asid))
     }
 

@@ -15,6 +15,7 @@ extension VDPADevice {
         ackedBackendFeatures = []
         batchASID = nil
         sessionTables = Array(repeating: nil, count: addressSpaceCount)
+        journal(.open(owner))
     }
 
     /// release() (R35, docs/protocol.md §6): reset (clean unless IOTLB_PERSIST), drop the batch, and for
@@ -35,6 +36,7 @@ extension VDPADevice {
         }
         owner = nil
         ackedBackendFeatures = []
+        journal(.release)
     }
 
     // MARK: Backend features
@@ -118,6 +120,7 @@ extension VDPADevice {
         let clean = !persistsAcrossReset
         resetDevice(cleanMap: clean)
         if clean { stats.resetsClean += 1 } else { stats.resetsPersist += 1 }
+        journal(.reset)
     }
 
     /// The parent's (compat_)reset.  A platform IOMMU is never touched by a device reset.

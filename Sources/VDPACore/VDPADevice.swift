@@ -111,6 +111,9 @@ public struct VDPADevice: Sendable {
     public internal(set) var sharedMemory = SharedRegions()
     /// Eventfds to signal and to close, left by the operations since the last `takeEventFDEffects()`.
     var eventFDEffects = EventFDEffects()
+    /// Whether the table operations are noted for a journal (SessionJournal.swift), and those noted so far.
+    var journaling = false
+    var journalOps: [SessionOp] = []
     /// ENOSPC above this many entries in one ASID's session table (0 = unlimited).
     public var maxEntriesPerASID: Int
 

@@ -31,6 +31,8 @@ public struct DaemonConfig: Sendable {
     /// Where to write the metrics for node_exporter's textfile collector (nil: never written).
     public var metricsTextfile: String?
     public var metricsIntervalSeconds = 15
+    /// Sessions survive a restart (docs/restart.md): the journal, the inbox/outbox per connection, the fd store.
+    public var keepSessions = true
 
     public init() {}
 
@@ -46,8 +48,9 @@ public struct DaemonConfig: Sendable {
         let top = Keys(table, "")
         try top.only([
             "socket", "socket_mode", "socket_group", "admin_group", "state_dir", "log_level", "limits", "devices",
-            "metrics_textfile", "metrics_interval_s"
+            "metrics_textfile", "metrics_interval_s", "keep_sessions"
         ])
+        c.keepSessions = try top.bool("keep_sessions") ?? c.keepSessions
         c.socketPath = try top.string("socket")
         if let mode = try top.string("socket_mode") {
             guard let m = UInt32(mode, radix: 8), m <= 0o777 else { throw ConfigError("socket_mode \"\(mode)\" is not an octal mode like \"0660\"") }

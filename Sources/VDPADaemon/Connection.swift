@@ -24,6 +24,7 @@
 import Logging
 import UnixSocket
 import VDPAJSON
+import VDPAJournal
 import VDPARPC
 import VDPARegistry
 #if canImport(Glibc)
@@ -40,6 +41,10 @@ final class Connection: NotificationSink, Sendable {
     private let limits: ConnectionLimits
     private let logger: Logger
     private let onClose: @Sendable (UInt64) -> Void
+    /// With a journal (docs/restart.md): the connection's inbox and outbox files, and the journal its rounds of
+    /// requests commit to.  Nil: replies go out of `State.output` and a restart ends the connection.
+    private let log: ConnectionLog?
+    private let journal: DaemonJournal?
     /// Everything about the connection that changes, behind its one lock.
     private let state = Locked(State())
 
@@ -60,7 +65,10 @@ final class Connection: NotificationSink, Sendable {
         /// adds and takes them).
         var ownEvents: [UInt8] = []
 
-        var unsent: Int { output.count - outputOffset }
+        /// The outbox holds the output instead of `output` (a journaled connection).
+        var log: ConnectionLog?
+
+        var unsent: Int { log?.unsent ?? (output.count - outputOffset) }
     }
 
     /// The reader waits on `drained` while more than this many reply bytes wait for the client.
@@ -109,8 +117,12 @@ final class Connection: NotificationSink, Sendable {
 
     init(
         id: UInt64, fd: Int32, caller: Caller, service: VDPAService, limits: ConnectionLimits, logger: Logger,
+        journaled: (log: ConnectionLog, journal: DaemonJournal)? = nil,
         onClose: @escaping @Sendable (UInt64) -> Void
     ) {
+        log = journaled?.log
+        journal = journaled?.journal
+        if let log { state.withLock { $0.log = log } }
         self.id = id
         self.fd = fd
         self.caller = caller
@@ -128,7 +140,10 @@ final class Connection: NotificationSink, Sendable {
         write.setEventHandler { [weak self] in self?.withState { $1.flush(&$0) } }
         write.setCancelHandler { [writeSourceGone] in writeSourceGone.signal() }
         state.withLock { $0.writeSource = write }
-        guard DetachedThread.start({ [self] in serve() }) else {
+        // A journaled connection's replies leave by sendfile(2), which has no MSG_DONTWAIT: the socket itself
+        // is non-blocking, and its reader waits in poll(2).
+        if log != nil { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        guard DetachedThread.start({ [self] in log != nil ? serveJournaled() : serve() }) else {
             logger.error("cannot start a thread for a connection", metadata: ["pid": "\(caller.pid)"])
             withState { $1.close(&$0, reason: nil) }
             service.connectionClosed(id)
@@ -211,10 +226,176 @@ final class Connection: NotificationSink, Sendable {
                 "connection": "\(id)", "pid": "\(caller.pid)", "texts": "\(stream.textsAnswered)",
                 "fast_texts": "\(stream.fastTexts)", "fast_scans": "\(stream.fastScans)"
             ])
-        service.connectionClosed(id)
+        endSession()
+    }
+
+    /// Releases the connection's devices, closes its fd, tells the daemon.
+    private func endSession() {
+        if let journal {
+            journal.outsideCompaction { service.connectionClosed(id) }
+            journal.closed(connection: id)
+        } else {
+            service.connectionClosed(id)
+        }
         writeSourceGone.wait()
         Glibc.close(fd)
         onClose(id)
+    }
+
+    // MARK: Reader thread, journaled
+
+    /// `serve` for a journaled connection (docs/restart.md): input is received into the inbox, each round of
+    /// requests is a transaction whose commit carries the input answered and the output's end, and replies are
+    /// offered to the socket only after that commit.  A connection a restart gave back first answers the input
+    /// its predecessor received and did not commit, and sends what the client was not sent.
+    private func serveJournaled() {
+        guard let log, let journal else { return }
+        pthread_setspecific(Self.readerKey, Unmanaged.passUnretained(self).toOpaque())
+        var stream = RequestStream(service: service, caller: caller, maxTextBytes: limits.maxRequestBytes)
+        var replies: [UInt8] = []
+        var passed: [Int32] = []
+        var sequence: UInt64 = 0
+        var pending = log.unanswered  // what the previous process received and did not commit as answered
+        _ = withState { $1.flush(&$0) }  // replies committed and not sent before a restart
+        reading: while true {
+            var n = pending.count
+            if n > 0 {
+                feed(&stream, pending)
+                pending = UnsafeRawBufferPointer(start: nil, count: 0)
+            } else {
+                n = log.receive(fd, descriptors: &passed)
+                if n > 0 { feed(&stream, log.lastReceived(n)) }
+            }
+            if !passed.isEmpty {
+                let kept = service.descriptorsReceived(passed, on: id)
+                passed.removeAll(keepingCapacity: true)
+                if !kept {
+                    var refusal = service.descriptorLimitError()
+                    _ = withState {
+                        $1.deliverJournaled(&$0, &refusal, answered: nil, sequence: sequence, partial: .none, failure: "too many passed descriptors")
+                    }
+                    break
+                }
+            }
+            if n <= 0 {
+                let reason = n == 0 ? nil : "read failed: \(Errno.current)"
+                withState { $1.peerDone(&$0, reason: reason) }
+                break
+            }
+            answering: while true {
+                sequence += 1
+                // The round and its commit in one transaction: a compaction or an upgrade in place (which take the
+                // journal exclusively) never sees a round applied and not committed.
+                let (progress, next) = journal.transaction(Transaction(connection: id, sequence: sequence)) {
+                    () -> (RequestStream.Progress, NextStep) in
+                    let answeredBefore = stream.textsAnswered
+                    let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
+                    let failure: String? =
+                        switch progress {
+                        case .end(.tooLarge): "request over max_request_bytes"
+                        case .end(.notJSON): "input is not JSON"
+                        case .needInput, .budgetReached: nil
+                        }
+                    let partial: PartialText =
+                        !stream.hasPartialText
+                        ? .none
+                        : stream.textsAnswered == answeredBefore ? .continuing : .started
+                    let answered = log.received - stream.unansweredCount
+                    let next = withState { (s, c) -> NextStep in
+                        if !s.ownEvents.isEmpty {
+                            replies += s.ownEvents
+                            s.ownEvents.removeAll(keepingCapacity: true)
+                        }
+                        return c.deliverJournaled(&s, &replies, answered: answered, sequence: sequence, partial: partial, failure: failure)
+                    }
+                    return (progress, next)
+                }
+                switch next {
+                case .read: break
+                case .waitForDrain: drained.wait()
+                case .finish: break reading
+                }
+                if progress != .budgetReached { break answering }
+            }
+        }
+        closedSignal.wait()
+        logger.debug(
+            "connection ended",
+            metadata: ["connection": "\(id)", "pid": "\(caller.pid)", "texts": "\(stream.textsAnswered)", "journaled": "true"])
+        endSession()
+    }
+
+    /// Copies received bytes into the stream's buffer.
+    private func feed(_ stream: inout RequestStream, _ bytes: UnsafeRawBufferPointer) {
+        var offset = 0
+        while offset < bytes.count {
+            let n = stream.read { room in
+                let n = min(room.count, bytes.count - offset)
+                room.baseAddress!.copyMemory(from: bytes.baseAddress! + offset, byteCount: n)
+                return n
+            }
+            offset += n
+        }
+    }
+
+    /// `deliver` for a journaled connection: the replies go into the outbox, the round commits (input answered up
+    /// to `answered`, output to the replies' end), and only then may they be sent.  `answered` nil: nothing of
+    /// the input counts as answered (a refusal that closes the connection).
+    private func deliverJournaled(
+        _ s: inout State, _ replies: inout [UInt8], answered: Int?, sequence: UInt64, partial: PartialText, failure: String?
+    ) -> NextStep {
+        guard let log, let journal, !s.closed else { return .finish }
+        let end: Int
+        do {
+            end = try log.stage(replies)
+        } catch {
+            close(&s, reason: "the outbox cannot grow: \(error)")
+            return .finish
+        }
+        replies.removeAll(keepingCapacity: true)
+        let input = answered ?? Int(log.cursor.answered)
+        var cursor = log.cursor
+        (cursor.answered, cursor.outboxEnd) = (UInt64(input), UInt64(end))
+        let compact = journal.commit(Transaction(connection: id, sequence: sequence), cursor)
+        log.committed(answered: input, end: end)
+        log.publish(end)
+        if s.unsent > limits.maxOutputBytes {
+            close(&s, reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
+            return .finish
+        }
+        flush(&s)
+        rewindIfDone(&s, sequence: sequence)
+        if compact { compactLater() }
+        if let failure {
+            close(&s, reason: failure)
+            return .finish
+        }
+        guard !s.closed else { return .finish }
+        armIdleTimer(&s, partial: partial)
+        guard s.unsent > pauseThreshold else { return .read }
+        s.readerWaiting = true
+        s.stallTimer = closeAfterIdleTimeout(reason: "client left its replies unread")
+        return .waitForDrain
+    }
+
+    /// Empties the inbox or the outbox once everything that went through it is answered or sent (the journal
+    /// hears of it first: a restart between the two finishes the job).
+    private func rewindIfDone(_ s: inout State, sequence: UInt64) {
+        guard let log, let journal, log.inboxMayRewind || log.outboxMayRewind else { return }
+        let next = log.rewound(inbox: log.inboxMayRewind, outbox: log.outboxMayRewind)
+        journal.commit(Transaction(connection: id, sequence: sequence), next)
+        do {
+            try log.finishRewind(next)
+        } catch {
+            close(&s, reason: "cannot empty the connection's files: \(error)")
+        }
+    }
+
+    /// A compaction reads every device: off this connection's lock, on its queue.
+    private func compactLater() {
+        guard let journal else { return }
+        let service = service
+        DispatchQueue.global().async { journal.compact { service.registry.allSlots().map { $0.read { $0 } } } }
     }
 
     private enum NextStep { case read, waitForDrain, finish }
@@ -305,7 +486,17 @@ final class Connection: NotificationSink, Sendable {
 
     private func enqueueNotification(_ s: inout State, _ bytes: [UInt8]) {
         guard !s.closed else { return }
-        s.output += bytes
+        if let log = s.log {
+            // After every reply published so far; a restart sends it unless it was sent (it is past no commit,
+            // but nothing answers it again).
+            guard let end = try? log.stage(bytes) else {
+                close(&s, reason: "the outbox cannot grow")
+                return
+            }
+            log.publish(end)
+        } else {
+            s.output += bytes
+        }
         if s.unsent > limits.maxOutputBytes {
             close(&s, reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
             return
@@ -314,6 +505,10 @@ final class Connection: NotificationSink, Sendable {
     }
 
     private func flush(_ s: inout State) {
+        if let log = s.log {
+            flushOutbox(&s, log)
+            return
+        }
         while !s.closed && s.unsent > 0 {
             let n = s.output.withUnsafeBytes { [offset = s.outputOffset] bytes in
                 retryingOnEINTR { Glibc.send(fd, bytes.baseAddress! + offset, bytes.count - offset, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
@@ -338,6 +533,28 @@ final class Connection: NotificationSink, Sendable {
         if s.inputAnswered {
             // Everything received is answered and sent: EOF first, so the peer reads every reply
             // (closing with unread input would make the kernel reset the connection instead).
+            Glibc.shutdown(fd, Int32(SHUT_WR))
+            close(&s, reason: nil)
+        }
+    }
+
+    /// `flush` for a journaled connection: sendfile(2) from the outbox, whose file position is what was sent.
+    private func flushOutbox(_ s: inout State, _ log: ConnectionLog) {
+        while !s.closed && log.unsent > 0 {
+            let n = log.send(to: fd)
+            if n > 0 { continue }
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                if s.writeSuspended { s.writeSuspended = false; s.writeSource?.resume() }
+                wakeReaderIfDrained(&s)
+                return
+            }
+            close(&s, reason: nil)  // the peer went away
+            return
+        }
+        guard !s.closed else { return }
+        if !s.writeSuspended { s.writeSuspended = true; s.writeSource?.suspend() }
+        wakeReaderIfDrained(&s)
+        if s.inputAnswered {
             Glibc.shutdown(fd, Int32(SHUT_WR))
             close(&s, reason: nil)
         }

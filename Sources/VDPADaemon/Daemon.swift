@@ -23,11 +23,16 @@ public final class Daemon: Sendable {
     let service: VDPAService
     let adminGroup: gid_t?
     private let queue = DispatchQueue(label: "vdpad.main")
-    private let connections = Locked<[UInt64: Connection]>([:])
+    let connections = Locked<[UInt64: Connection]>([:])
     private let ownsSocketPath: Bool
+    /// The descriptors the last process left (docs/restart.md), until `restoreSessions` took them.
+    let handover: Locked<Handover?>
+    /// Where the descriptors a restart needs are kept, and the session journal (nil: keep_sessions = false).
+    let fdStore: FDStore
+    let journal: DaemonJournal?
     /// What changes over the daemon's life, behind one lock (touched at start, on the main queue and by the
     /// watchdog's queue).
-    private let runtime: Locked<Runtime>
+    let runtime: Locked<Runtime>
 
     /// Where the daemon is in its life; it only moves forward.
     enum Lifecycle: Equatable, Sendable {
@@ -39,7 +44,7 @@ public final class Daemon: Sendable {
         case stopping
     }
 
-    private struct Runtime: Sendable {
+    struct Runtime: Sendable {
         var lifecycle = Lifecycle.starting
         var listenFD: Int32
         var acceptSource: (any DispatchSourceRead)?
@@ -67,21 +72,43 @@ public final class Daemon: Sendable {
             adminGroup = nil
         }
         let store = stateStore
+        // vdpad.socket names its fd "vdpad" (FileDescriptorName=); without that name, take the first.  Whatever
+        // else came back is a previous process's sessions (Handover.swift).
+        let handover = Handover(Systemd.listenFDs())
+        ownsSocketPath = handover.listener == nil || handover.ownsListener
+        fdStore = FDStore(logger: logger, supervised: getenv("NOTIFY_SOCKET") != nil)
+        if let listener = handover.listener { fdStore.adopt(listener, name: ownsSocketPath ? "vdpad-owned" : "vdpad") }
+        if config.keepSessions {
+            journal = try DaemonJournal(
+                store: fdStore, logger: logger, generation: handover.nextGeneration, complete: handover.journal == nil)
+        } else {
+            journal = nil
+        }
         service = VDPAService(
             limits: config.limits, version: Self.version, pid: getpid(), logger: logger,
-            persist: { try store.save($0) })
-        // vdpad.socket names its fd "vdpad" (FileDescriptorName=); without that name, take the first.
-        let passed = Systemd.listenFDs()
-        ownsSocketPath = passed.isEmpty
-        let chosen = passed.first(where: { $0.name == "vdpad" }) ?? passed.first
-        runtime = Locked(Runtime(listenFD: chosen?.fd ?? -1))
+            persist: { try store.save($0) }, journal: journal)
+        self.handover = Locked(handover)
+        runtime = Locked(Runtime(listenFD: handover.listener ?? -1))
+        executablePath = (try? readLink("/proc/self/exe")) ?? CommandLine.arguments[0]
     }
+
+    /// The binary this process was started from, by path: an upgrade runs what is at that path now.
+    let executablePath: String
 
     /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.
     public func run() throws -> Never {
         raiseFileLimit()
         try restoreState()
-        if ownsSocketPath {
+        restoreSessions()
+        if journal != nil {
+            service.upgrade.withLock {
+                $0 = { [weak self] in
+                    guard let self else { return "the daemon is stopping" }
+                    return self.upgrade()
+                }
+            }
+        }
+        if ownsSocketPath && runtime.withLock({ $0.listenFD }) < 0 {
             var group: gid_t?
             if let name = config.socketGroup {
                 guard let g = Listener.groupID(name) else { throw ConfigError("socket_group \"\(name)\" is not a known group") }
@@ -89,6 +116,7 @@ public final class Daemon: Sendable {
             }
             let fd = try Listener.create(path: socketPath, mode: config.socketMode, group: group)
             runtime.withLock { $0.listenFD = fd }
+            fdStore.store(fd, name: "vdpad-owned")
         }
         let listenFD = runtime.withLock { $0.listenFD }
         Listener.setNonBlocking(listenFD)
@@ -190,6 +218,30 @@ public final class Daemon: Sendable {
             r.nextConnection += 1
             return r.nextConnection
         }
+        var log: ConnectionLog?
+        if journal != nil {
+            // Stored before a byte is read: whatever the socket lets go from now on lands in a file the store keeps.
+            do {
+                let made = try ConnectionLog.create(connection: id)
+                for (name, descriptor) in zip(ConnectionLog.names(id), [fd, made.inbox.fd, made.outbox.fd]) {
+                    fdStore.store(descriptor, name: name)
+                }
+                log = made
+            } catch {
+                logger.error("cannot keep a connection's input for a restart; serving it without", metadata: ["error": "\(error)"])
+            }
+        }
+        guard let connection = makeConnection(id: id, fd: fd, log: log, credentials: cred), connection.start() else {
+            connections.withLock { _ = $0.removeValue(forKey: id) }
+            if log != nil { for name in ConnectionLog.names(id) { fdStore.remove(name) } }
+            close(fd)
+            return
+        }
+    }
+
+    /// A connection on `fd` (accepted, or given back by a restart with its `log`), in the table, not started.
+    func makeConnection(id: UInt64, fd: Int32, log: ConnectionLog?, credentials: Listener.PeerCredentials? = nil) -> Connection? {
+        guard let cred = credentials ?? Listener.peerCredentials(fd) else { return nil }
         let groups = Listener.groups(of: cred.uid, primary: cred.gid)
         let isAdmin = cred.uid == 0 || adminGroup.map { groups.contains($0) } == true
         let caller = Caller(
@@ -200,17 +252,13 @@ public final class Daemon: Sendable {
             idleTimeoutSeconds: config.idleTimeoutSeconds)
         let connection = Connection(
             id: id, fd: fd, caller: caller, service: service, limits: limits,
-            logger: logger
+            logger: logger, journaled: log.flatMap { log in journal.map { (log, $0) } }
         ) { [weak self] id in self?.connectionEnded(id) }
         connections.withLock { $0[connection.id] = connection }
-        guard connection.start() else {
-            connections.withLock { _ = $0.removeValue(forKey: connection.id) }
-            close(fd)
-            return
-        }
+        return connection
     }
 
-    private func connectionEnded(_ id: UInt64) {
+    func connectionEnded(_ id: UInt64) {
         let remaining = connections.withLock { table -> Int in
             table.removeValue(forKey: id)
             return table.count
@@ -223,11 +271,17 @@ public final class Daemon: Sendable {
     // MARK: Signals
 
     private func installSignals() {
-        for sig in [SIGTERM, SIGINT, SIGHUP] {
+        for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR2] {
             signal(sig, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
             source.setEventHandler { [weak self] in
-                if sig == SIGHUP { self?.reload() } else { self?.stop() }
+                guard let self else { return }
+                switch sig {
+                case SIGHUP: self.reload()
+                case SIGUSR2:
+                    if let problem = self.upgrade() { self.logger.error("cannot upgrade in place", metadata: ["reason": "\(problem)"]) }
+                default: self.stop()
+                }
             }
             source.resume()
             runtime.withLock { $0.signalSources.append(source) }
@@ -279,6 +333,50 @@ public final class Daemon: Sendable {
             logger.notice("reloaded configuration", metadata: ["path": "\(configPath)", "new_devices": "\(missing.count)"])
         } catch {
             logger.error("reload failed; keeping the running configuration", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Upgrade in place
+
+    /// daemon_upgrade and SIGUSR2 (docs/restart.md): re-executes the binary at `executablePath` with every stored
+    /// descriptor inherited under its name (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, as the service manager passes
+    /// them); the new process restores the sessions as after a crash, but with nothing in flight.  Returns why it
+    /// cannot, or nil once it is on its way.
+    func upgrade() -> String? {
+        guard journal != nil else { return "keep_sessions is off" }
+        guard lifecycle == .serving else { return "the daemon is not serving" }
+        guard access(executablePath, X_OK) == 0 else { return "\(executablePath) is not executable: \(Errno.current)" }
+        queue.async { [self] in reexecute() }
+        return nil
+    }
+
+    private func reexecute() {
+        guard let journal else { return }
+        logger.notice("upgrading in place", metadata: ["binary": "\(executablePath)", "connections": "\(service.connectionCount)"])
+        notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())\nSTATUS=upgrading in place")
+        journal.quiesced {
+            let entries = fdStore.all
+            let n = Int32(entries.count)
+            // Copies above the range first (close-on-exec), then each into its place 3, 4, …: dup2 clears
+            // close-on-exec on the copy it makes, so exactly these survive the exec.
+            let high = entries.map { fcntl($0.fd, F_DUPFD_CLOEXEC, 3 + n) }
+            guard !high.contains(where: { $0 < 0 }) else {
+                logger.error("cannot upgrade in place: out of descriptors", metadata: ["error": "\(Errno.current)"])
+                for fd in high where fd >= 0 { close(fd) }
+                notify("READY=1\nSTATUS=\(statusLine())")
+                return
+            }
+            for (i, fd) in high.enumerated() { dup2(fd, 3 + Int32(i)) }
+            setenv("LISTEN_FDS", "\(n)", 1)
+            setenv("LISTEN_PID", "\(getpid())", 1)
+            setenv("LISTEN_FDNAMES", entries.map(\.name).joined(separator: ":"), 1)
+            let arguments = CommandLine.arguments
+            var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+            execv(executablePath, &argv)
+            // The descriptors 3… were overwritten: this process cannot go on.  Dying here is a crash the next
+            // start recovers from, with every session (the store, or the service manager's restart, keeps them).
+            logger.critical("exec failed after the descriptors were moved; aborting", metadata: ["error": "\(Errno.current)"])
+            abort()
         }
     }
 

@@ -119,3 +119,13 @@ public func readFile(_ path: String) throws -> [UInt8] {
         out.append(contentsOf: chunk[0..<n])
     }
 }
+
+/// The target of a symbolic link (readlink(2)).
+func readLink(_ path: String) throws -> String {
+    var buffer = [UInt8](repeating: 0, count: Int(PATH_MAX) + 1)
+    let n = buffer.withUnsafeMutableBufferPointer { b in
+        b.baseAddress!.withMemoryRebound(to: CChar.self, capacity: b.count) { readlink(path, $0, b.count - 1) }
+    }
+    guard n > 0 else { throw SystemCallError("readlink \(path)", Errno.current) }
+    return String(decoding: buffer[..<n], as: UTF8.self)
+}

@@ -27,6 +27,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private var rings: [Int: (key: [UInt64], ring: SplitRing)] = [:]
     private var pendingWhileSuspended = false
     private var requeued = Set<Int>()
+    /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
+    /// says is done is done; a chain fetched and not completed is served again), not at the journaled base.
+    private var resync = Set<Int>()
     private let state = Locked(State())
 
     struct State { var stopping = false; var rescan = false; var replay = false }
@@ -61,6 +64,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     private func loop() {
         rescan()
+        if slot?.takeRingResync() == true {
+            // Kicks that came while no daemon ran are in no eventfd we could trust to be read: every ring once.
+            resync = Set(watched.values)
+            requeued = resync
+            EventFDs.signal(wake)
+        }
         while true {
             var fds =
                 [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
@@ -165,7 +174,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return nil }
         let key = [UInt64(num), desc, driver, device]
         if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
-        return (key, SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: v.base))
+        var base = v.base
+        if resync.remove(vq) != nil, v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
+        return (key, SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
     }
 
     private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
@@ -204,7 +215,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
         let (txAvail, rxAvail, counts) = (txRing.lastAvail, rxRing.lastAvail, memory.counts)
-        slot.sync { d in
+        slot.syncUnjournaled { d in
             d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
             d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
             d.recordMemory(counts, completed: run.txCompleted + run.rxCompleted)
@@ -231,7 +242,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
         let (lastAvail, counts) = (ring.lastAvail, memory.counts)
-        slot.sync { d in
+        slot.syncUnjournaled { d in
             d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail)
             d.recordMemory(counts, completed: run.completed)
         }

@@ -129,6 +129,9 @@ public struct Framer: Sendable {
     /// The bytes received but not handed out yet (for tests and the fuzzer's oracle).
     public var unhandledBytes: [UInt8] { Array(storage[start..<end]) }
 
+    /// How many received bytes are not answered yet (a text begun, or texts not reached).
+    public var unhandledCount: Int { end - start }
+
     /// Whether every byte received has been handed out.
     public var isEmpty: Bool { start == end }
 

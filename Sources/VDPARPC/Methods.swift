@@ -56,6 +56,22 @@ extension VDPAService {
             handler: { s, _, _ in ["version": .string(s.version), "protocol": 1, "pid": JSON(Int(s.pid))] }
         ),
         RPCMethod(
+            MethodSpec(
+                "daemon_upgrade",
+                "Re-executes the daemon's binary in place, its sessions, connections and descriptors kept (docs/restart.md); admin. "
+                    + "The reply comes from the process about to be replaced; the next request is answered by the new one",
+                result: ["type": "object", "properties": ["pid": ["type": "integer"], "version": Schemas.string], "required": ["pid", "version"]],
+                errors: [.EPERM, .EOPNOTSUPP]),
+            handler: { s, _, caller in
+                try caller.requireAdmin("daemon_upgrade")
+                guard let start = s.upgrade.withLock({ $0 }) else {
+                    throw RPCError(VDPAError(.EOPNOTSUPP, "this daemon cannot upgrade in place (keep_sessions = false)"))
+                }
+                if let problem = start() { throw RPCError(VDPAError(.EOPNOTSUPP, problem)) }
+                return ["pid": JSON(Int(s.pid)), "version": .string(s.version)]
+            }
+        ),
+        RPCMethod(
             MethodSpec("rpc_get_methods", "Names of every method served, sorted", result: Schemas.arrayOf(Schemas.string)),
             handler: { _, _, _ in .array(methodNames.map { .string($0) }) }
         ),

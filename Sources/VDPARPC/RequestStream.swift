@@ -44,6 +44,9 @@ public struct RequestStream {
     /// checks that these can still become a valid text).
     public var partialText: [UInt8]? { hasPartialText ? framer.unhandledBytes : nil }
 
+    /// Received bytes not answered yet: the input a restart must answer again (docs/restart.md).
+    public var unansweredCount: Int { framer.unhandledCount }
+
     /// Lets `fill` write received bytes into the buffer; see `Framer.read`.
     public mutating func read(_ fill: (UnsafeMutableRawBufferPointer) -> Int) -> Int { framer.read(fill) }
 

@@ -33,6 +33,9 @@ public final class VDPAService: Sendable {
     let requestCount = Atomic<Int>(0)
     let errorCount = Atomic<Int>(0)
     let started = ContinuousClock.now
+    /// What `daemon_upgrade` asks of the daemon (it re-executes itself once the reply is committed); nil where
+    /// there is no daemon to upgrade (tests, the benchmark) or sessions would not survive it.
+    public let upgrade = Locked<(@Sendable () -> String?)?>(nil)
     let version: String
     let pid: Int32
     let logger: Logger
@@ -47,18 +50,21 @@ public final class VDPAService: Sendable {
         limits: ServiceLimits = ServiceLimits(), version: String, pid: Int32,
         logger: Logger = Logger(label: "vdpad.rpc", factory: { _ in SwiftLogNoOpLogHandler() }),
         parents: [ManagementDevice] = ManagementDevice.builtIn,
-        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
+        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in },
+        journal: (any SessionJournal)? = nil
     ) {
-        self.init(limits: limits, version: version, pid: pid, logger: logger, parents: parents, persist: persist, useFastPath: true)
+        self.init(
+            limits: limits, version: version, pid: pid, logger: logger, parents: parents, persist: persist, useFastPath: true,
+            journal: journal)
     }
 
     /// `useFastPath: false` answers every text through the general path: the reference that tests and
     /// the fuzzer compare the fast path with, byte for byte.
     public init(
         limits: ServiceLimits, version: String, pid: Int32, logger: Logger, parents: [ManagementDevice] = ManagementDevice.builtIn,
-        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool
+        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void, useFastPath: Bool, journal: (any SessionJournal)? = nil
     ) {
-        registry = DeviceRegistry(io: ProcessDeviceIO(), limits: limits, logger: logger, parents: parents, persist: persist)
+        registry = DeviceRegistry(io: ProcessDeviceIO(), limits: limits, logger: logger, parents: parents, persist: persist, journal: journal)
         self.logger = logger
         self.version = version
         self.pid = pid

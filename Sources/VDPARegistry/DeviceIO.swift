@@ -33,3 +33,14 @@ public protocol DeviceWorker: AnyObject, Sendable {
     func notify(rescan: Bool, resumed: Bool)
     func stop()
 }
+
+/// Where the devices' session changes go, so that a restarted daemon finds every session as it was
+/// (the daemon's journal, docs/restart.md).  Called holding the device's lock, from any thread.
+public protocol SessionJournal: AnyObject, Sendable {
+    /// `ops`: the table operations the last operation carried out; `image`: the control state, when it changed.
+    func record(device: String, ops: [SessionOp], image: SessionImage?)
+    /// A device of that name was added or removed.
+    func forget(device: String)
+    /// These eventfds are about to be closed (their numbers may name other files from now on).
+    func closing(_ fds: [EventFD])
+}

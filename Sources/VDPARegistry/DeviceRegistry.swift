@@ -54,6 +54,8 @@ public final class DeviceRegistry: Sendable {
     /// Called under the registry lock after every change of the device set, with the new set.
     /// Throwing refuses the change (e.g. the state file cannot be written).
     private let persist: @Sendable ([DeviceRecord]) throws -> Void
+    /// Where session changes are journaled (nil: sessions end with the process).
+    public let journal: (any SessionJournal)?
     let logger: Logger
 
     private struct Subscription {
@@ -68,9 +70,11 @@ public final class DeviceRegistry: Sendable {
         limits: ServiceLimits = ServiceLimits(),
         logger: Logger = Logger(label: "vdpad.registry", factory: { _ in SwiftLogNoOpLogHandler() }),
         parents: [ManagementDevice] = ManagementDevice.builtIn,
-        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in }
+        persist: @escaping @Sendable ([DeviceRecord]) throws -> Void = { _ in },
+        journal: (any SessionJournal)? = nil
     ) {
         self.io = io
+        self.journal = journal
         self.limits = limits
         self.parents = parents
         self.logger = logger
@@ -163,7 +167,7 @@ public final class DeviceRegistry: Sendable {
                     throw VDPAError(.ENOSPC, "\(made.count) devices more would pass max_devices \(limits.maxDevices)")
                 }
             }
-            for device in made { setSlot(DeviceSlot(device, io: io), for: device.name) }
+            for device in made { setSlot(DeviceSlot(device, io: io, journal: journal), for: device.name) }
         }
     }
 
@@ -183,7 +187,8 @@ public final class DeviceRegistry: Sendable {
             } catch {
                 throw VDPAError(.EIO, "could not save the state file, \(record.name) not added: \(error)")
             }
-            setSlot(DeviceSlot(device, io: io), for: device.name)
+            journal?.forget(device: record.name)
+            setSlot(DeviceSlot(device, io: io, journal: journal), for: device.name)
         }
         logger.notice("device added", metadata: ["device": "\(record.name)", "mgmtdev": "\(record.mgmtdev)", "uid": "\(caller.uid)"])
         emit(.deviceAdded(mgmtdev: record.mgmtdev), device: record.name)
@@ -210,6 +215,7 @@ public final class DeviceRegistry: Sendable {
                 throw VDPAError(.EIO, "could not save the state file, \(name) not deleted: \(error)")
             }
             slot.sync { $0.release() }
+            journal?.forget(device: name)
             setSlot(nil, for: key)
             return owner
         }

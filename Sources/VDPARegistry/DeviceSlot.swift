@@ -21,9 +21,17 @@ public final class DeviceSlot: Sendable {
     /// record after it) and no run records into a ring a reset rebuilt.  Always taken before the device's lock.
     private let runGate = Locked(())
 
-    init(_ device: VDPADevice, io: any DeviceIO) {
+    /// Where the session's changes are journaled (nil: no journal), and the control state last journaled.
+    @usableFromInline let journal: (any SessionJournal)?
+    @usableFromInline let journaledImage: Locked<SessionImage>
+
+    init(_ device: VDPADevice, io: any DeviceIO, journal: (any SessionJournal)? = nil) {
+        var device = device
+        device.setJournaling(journal != nil)
+        journaledImage = Locked(device.sessionImage)
         state = Locked(device)
         self.io = io
+        self.journal = journal
     }
 
     deinit { worker.withLock { $0?.stop() } }
@@ -46,8 +54,50 @@ public final class DeviceSlot: Sendable {
     @inlinable
     public func sync<T, E: Error>(_ body: (inout VDPADevice) throws(E) -> T) throws(E) -> T {
         try state.withLock { (d: inout VDPADevice) throws(E) -> T in
-            defer { settle(&d) }
+            defer {
+                settle(&d)
+                if journal != nil { journalChanges(&d) }
+            }
             return try body(&d)
+        }
+    }
+
+    /// `sync` for the data path's own records (counters, the ring indexes it reached): nothing a journal
+    /// keeps changes there — a restarted daemon reads the rings again (docs/restart.md).
+    @inlinable
+    public func syncUnjournaled<T>(_ body: (inout VDPADevice) -> T) -> T {
+        state.withLock { (d: inout VDPADevice) -> T in
+            defer { settle(&d) }
+            return body(&d)
+        }
+    }
+
+    /// Hands the journal the table operations the device noted and its control state when that changed
+    /// (called holding the device, so the journal sees each device's changes in the order they happened).
+    @usableFromInline
+    func journalChanges(_ d: inout VDPADevice) {
+        guard let journal else { return }
+        let ops = d.hasJournalOps ? d.takeJournalOps() : []
+        let image = d.sessionImage
+        let changed = journaledImage.withLock { last in
+            if last == image { return false }
+            last = image
+            return true
+        }
+        if !ops.isEmpty || changed { journal.record(device: d.name.rawValue, ops: ops, image: changed ? image : nil) }
+    }
+
+    /// Puts a restarted daemon's journaled session on the device; nothing of it is journaled again (the
+    /// journal the daemon writes next starts from the result).
+    public func adopt<E: Error>(_ body: (inout VDPADevice) throws(E) -> Void) throws(E) {
+        try state.withLock { (d: inout VDPADevice) throws(E) in
+            d.setJournaling(false)
+            defer {
+                d.setJournaling(journal != nil)
+                let image = d.sessionImage
+                journaledImage.withLock { $0 = image }
+            }
+            try body(&d)
         }
     }
 
@@ -60,11 +110,30 @@ public final class DeviceSlot: Sendable {
     func settle(_ d: inout VDPADevice) {
         guard d.hasEventFDEffects else { return }
         let effects = d.takeEventFDEffects()
+        if let journal, !effects.close.isEmpty { journal.closing(effects.close) }
         io.carryOut(effects)
         guard effects.kicksChanged || effects.resumed else { return }
         worker.withLock { worker in
             if worker == nil && d.vrings.contains(where: { $0.kick != nil }) { worker = io.startWorker(for: self) }
             worker?.notify(rescan: effects.kicksChanged, resumed: effects.resumed)
+        }
+    }
+
+    /// Set when a restarted daemon gave the device its session back: the data path reads each ring's used index
+    /// once and looks at every ring (docs/restart.md).
+    private let ringResync = Locked(false)
+
+    /// Starts the data path of a session a restart gave back (when it has kick eventfds).
+    public func resumeAfterRestart() {
+        ringResync.withLock { $0 = true }
+        sync { $0.requestRescan() }
+    }
+
+    /// Whether the worker must resynchronise with the rings (asked once).
+    public func takeRingResync() -> Bool {
+        ringResync.withLock { r in
+            defer { r = false }
+            return r
         }
     }
 

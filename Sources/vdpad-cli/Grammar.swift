@@ -17,7 +17,7 @@ struct CLICommand {
 
     enum View {
         case mgmtdevs, devices, device, config, configBytes, stats, iotlb, vqs, backend, features, status, translate, daemonStatus,
-            version, methods, raw, removed, resetMap, silent, vstats, metrics
+            version, methods, raw, removed, resetMap, silent, vstats, metrics, upgrade
     }
 }
 
@@ -100,6 +100,7 @@ enum Grammar {
         ),
         ("dev suspend NAME / dev resume NAME", "suspend or resume the device"),
         ("daemon status|version|methods", "the daemon itself"),
+        ("daemon upgrade", "re-execute the daemon's binary in place; sessions and connections go on (admin; docs/restart.md)"),
         ("metrics", "every device's and queue's counters in the Prometheus text format (docs/operations.md)"),
         ("monitor [EVENT...]", "print events until interrupted"),
         (
@@ -180,6 +181,7 @@ enum Grammar {
             switch rest.first {
             case "status"?, nil: return CLICommand(method: "get_stats", view: .daemonStatus)
             case "version"?: return CLICommand(method: "get_version", view: .version)
+            case "upgrade"?: return CLICommand(method: "daemon_upgrade", view: .upgrade)
             case "methods"?: return CLICommand(method: "rpc_get_methods", view: .methods)
             default: throw UsageError("usage: \(usage("daemon"))")
             }

@@ -104,6 +104,8 @@ enum Render {
                 "vdpad: up \(r["uptime_s"]?.plain ?? "?")s, \(r["devices"]?.plain ?? "?") devices, \(r["connections"]?.plain ?? "?") connections, \(r["requests"]?.plain ?? "?") requests, \(r["errors"]?.plain ?? "?") errors"
         case .version: return "vdpad \(r["version"]?.plain ?? "?") protocol \(r["protocol"]?.plain ?? "?") pid \(r["pid"]?.plain ?? "?")"
         case .methods: return r.items.map(\.plain).joined(separator: "\n")
+        case .upgrade:
+            return "vdpad \(r["version"]?.plain ?? "?") (pid \(r["pid"]?.plain ?? "?")) is re-executing its binary; sessions and connections go on"
         case .metrics:
             let text = r["text"]?.plain ?? ""
             return text.hasSuffix("\n") ? String(text.dropLast()) : text

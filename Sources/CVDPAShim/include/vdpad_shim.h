@@ -31,4 +31,12 @@ int vdpad_guarded_copy(void *dst, const void *src, size_t n);
 int vdpad_guarded_load_acquire_u16(const void *address, unsigned short *value);
 int vdpad_guarded_store_release_u16(void *address, unsigned short value);
 
+/* memfd_create(2) with MFD_CLOEXEC: the journal, inbox and outbox files a restart keeps (docs/restart.md). */
+int vdpad_memfd(const char *name);
+
+/* A journal's committed length in its shared mapping: stored with release order after the records it covers,
+ * read with acquire order — a process that dies at any instruction leaves either length, never a torn one. */
+void vdpad_store_release_u64(void *address, unsigned long long value);
+unsigned long long vdpad_load_acquire_u64(const void *address);
+
 #endif

@@ -19,6 +19,13 @@ public enum Systemd {
         return r > 0 ? .sent : r == 0 ? .notSupervised : .failed(errno: -r)
     }
 
+    /// `notify` with descriptors attached (FDSTORE=1 hands them to the service manager's store).
+    @discardableResult
+    public static func notify(_ state: String, descriptors: [Int32]) -> NotifyResult {
+        let r = descriptors.withUnsafeBufferPointer { sd_pid_notify_with_fds(0, 0, state, $0.baseAddress, UInt32($0.count)) }
+        return r > 0 ? .sent : r == 0 ? .notSupervised : .failed(errno: -r)
+    }
+
     /// Sockets passed by socket activation (fds 3…) with their FileDescriptorName=, or [] when none.
     public static func listenFDs() -> [(fd: Int32, name: String)] {
         var names: UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?

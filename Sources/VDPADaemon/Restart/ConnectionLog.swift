@@ -1,0 +1,184 @@
+// ConnectionLog.swift — a connection's bytes kept where a crash cannot take
+// them (docs/restart.md, "Exactly once").  Its input is received straight into
+// an inbox memfd (recvmsg writes into the mapping: once the socket let a byte
+// go, the byte is in the file), and its replies leave only through an outbox
+// memfd by sendfile(2) without an offset, so the outbox's file position — kept
+// by the kernel in the open file the store holds — is exactly what the client
+// has been sent.  The journal's commit for a round of requests carries how far
+// the inbox was answered and where the outbox ends; the replies are written
+// before the commit and offered to the socket only after it.
+//
+// Header words: inbox [epoch, received], outbox [epoch, written].  An epoch
+// moves when a file is emptied to start over (`rewind`): the journal says so
+// first, so a restart that finds a file one epoch behind finishes the job.
+import CVDPAShim
+import UnixSocket
+import VDPAJournal
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+final class ConnectionLog: @unchecked Sendable {
+    static func names(_ connection: UInt64) -> [String] { ["conn.\(connection)", "in.\(connection)", "out.\(connection)"] }
+
+    /// A file is emptied once this much has gone through it and nothing is pending.
+    static let rewindBytes = 1 << 20
+    /// Room kept ahead of the inbox's end for one receive.
+    static let receiveRoom = 256 << 10
+
+    let inbox: MappedFile
+    let outbox: MappedFile
+
+    // The reader thread's.
+    /// The journal's view: how far input is answered, where the output ends (last commit).
+    private(set) var cursor: ConnectionCursor
+    private(set) var received: Int
+
+    // The connection lock's.
+    /// Reply bytes in the outbox that the client may be sent, and those sent (the outbox's file position).
+    private(set) var written: Int
+    private(set) var sent: Int
+
+    private init(inbox: MappedFile, outbox: MappedFile, cursor: ConnectionCursor, received: Int, written: Int, sent: Int) {
+        (self.inbox, self.outbox, self.cursor) = (inbox, outbox, cursor)
+        (self.received, self.written, self.sent) = (received, written, sent)
+    }
+
+    /// A new connection's log.
+    static func create(connection: UInt64) throws(SystemCallError) -> ConnectionLog {
+        let inbox = try MappedFile(creating: "vdpad-in.\(connection)")
+        let outbox = try MappedFile(creating: "vdpad-out.\(connection)")
+        guard lseek(outbox.fd, off_t(MappedFile.headerSize), SEEK_SET) >= 0 else { throw SystemCallError("lseek", Errno.current) }
+        return ConnectionLog(inbox: inbox, outbox: outbox, cursor: ConnectionCursor(), received: 0, written: 0, sent: 0)
+    }
+
+    /// The log of a connection given back by a restart, made consistent with the journal's `cursor`: an emptying
+    /// the journal announced is finished; the input received past the inbox's count (a crash right after a
+    /// receive) is found by its bytes — JSON text has no zero byte, and an inbox reads zero past what it got.
+    static func adopt(inbox inboxFD: Int32, outbox outboxFD: Int32, cursor: ConnectionCursor) throws(SystemCallError) -> ConnectionLog {
+        let inbox = try MappedFile(adopting: inboxFD)
+        let outbox = try MappedFile(adopting: outboxFD)
+        if inbox.word(0) != cursor.inboxEpoch {
+            try inbox.clearData()
+            inbox.setWord(1, 0)
+            inbox.setWord(0, cursor.inboxEpoch)
+        }
+        var received = Int(inbox.word(1))
+        let available = inbox.size - MappedFile.headerSize
+        var end = received
+        for k in received..<available where inbox.data.load(fromByteOffset: k, as: UInt8.self) != 0 { end = k + 1 }
+        received = max(received, end)
+        inbox.setWord(1, UInt64(received))
+        if outbox.word(0) != cursor.outboxEpoch {
+            try outbox.clearData()
+            guard lseek(outbox.fd, off_t(MappedFile.headerSize), SEEK_SET) >= 0 else { throw SystemCallError("lseek", Errno.current) }
+            outbox.setWord(1, 0)
+            outbox.setWord(0, cursor.outboxEpoch)
+        }
+        let written = max(Int(outbox.word(1)), Int(cursor.outboxEnd))
+        outbox.setWord(1, UInt64(written))
+        let position = lseek(outbox.fd, 0, SEEK_CUR)
+        guard position >= 0 else { throw SystemCallError("lseek", Errno.current) }
+        let sent = min(written, max(0, Int(position) - MappedFile.headerSize))
+        return ConnectionLog(inbox: inbox, outbox: outbox, cursor: cursor, received: received, written: written, sent: sent)
+    }
+
+    // MARK: Input (the reader thread)
+
+    /// Input received and not yet answered as of the last commit (what a restarted connection answers first).
+    var unanswered: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: inbox.data + Int(cursor.answered), count: received - Int(cursor.answered))
+    }
+
+    /// Receives from `socket` into the inbox like recv(2) (waiting in poll(2) when nothing is there: the socket is
+    /// non-blocking, for sendfile), with passed descriptors appended to `descriptors`.  The bytes are the inbox's
+    /// before the count moves: returns recv's result.
+    func receive(_ socket: Int32, descriptors: inout [Int32]) -> Int {
+        do {
+            try inbox.ensureData(received + Self.receiveRoom)
+        } catch {
+            errno = ENOMEM
+            return -1
+        }
+        let room = UnsafeMutableRawBufferPointer(start: inbox.data + received, count: Self.receiveRoom)
+        while true {
+            let n = PassedDescriptors.receive(socket, into: room, descriptors: &descriptors)
+            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+                var p = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+                _ = retryingOnEINTR { poll(&p, 1, -1) }
+                continue
+            }
+            if n > 0 {
+                received += n
+                inbox.setWord(1, UInt64(received))
+            }
+            return n
+        }
+    }
+
+    /// The bytes `receive` just added.
+    func lastReceived(_ n: Int) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: inbox.data + received - n, count: n) }
+
+    // MARK: Output (the connection's lock)
+
+    /// Copies replies in after what the client may be sent; they stay unsendable until `publish`.  Returns the
+    /// end they reach (for the commit).
+    func stage(_ bytes: [UInt8]) throws(SystemCallError) -> Int {
+        try outbox.ensureData(written + bytes.count)
+        bytes.withUnsafeBytes { (outbox.data + written).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        return written + bytes.count
+    }
+
+    /// The bytes up to `end` may be sent.
+    func publish(_ end: Int) {
+        written = end
+        outbox.setWord(1, UInt64(end))
+    }
+
+    /// The reader committed: `answered` input bytes answered, output up to `end`.
+    func committed(answered: Int, end: Int) {
+        cursor.answered = UInt64(answered)
+        cursor.outboxEnd = UInt64(end)
+    }
+
+    var unsent: Int { written - sent }
+
+    /// sendfile(2) of what is unsent: bytes sent (>0), or the call's -1 with errno.
+    func send(to socket: Int32) -> Int {
+        let n = retryingOnEINTR { sendfile(socket, outbox.fd, nil, unsent) }
+        if n > 0 { sent += n }
+        return n
+    }
+
+    // MARK: Emptying
+
+    /// Whether the inbox may start over (everything received answered, and enough of it to be worth it).
+    var inboxMayRewind: Bool { Int(cursor.answered) == received && received >= Self.rewindBytes }
+    var outboxMayRewind: Bool { sent == written && written >= Self.rewindBytes }
+
+    /// The cursor after an emptying (commit it first, then `finishRewind`).
+    func rewound(inbox rewindInbox: Bool, outbox rewindOutbox: Bool) -> ConnectionCursor {
+        var c = cursor
+        if rewindInbox { (c.inboxEpoch, c.answered) = (c.inboxEpoch + 1, 0) }
+        if rewindOutbox { (c.outboxEpoch, c.outboxEnd) = (c.outboxEpoch + 1, 0) }
+        return c
+    }
+
+    /// Empties the files the committed `next` cursor moved to a new epoch.
+    func finishRewind(_ next: ConnectionCursor) throws(SystemCallError) {
+        if next.inboxEpoch != cursor.inboxEpoch {
+            try inbox.clearData()
+            received = 0
+            inbox.setWord(1, 0)
+            inbox.setWord(0, next.inboxEpoch)
+        }
+        if next.outboxEpoch != cursor.outboxEpoch {
+            try outbox.clearData()
+            guard lseek(outbox.fd, off_t(MappedFile.headerSize), SEEK_SET) >= 0 else { throw SystemCallError("lseek", Errno.current) }
+            (written, sent) = (0, 0)
+            outbox.setWord(1, 0)
+            outbox.setWord(0, next.outboxEpoch)
+        }
+        cursor = next
+    }
+}

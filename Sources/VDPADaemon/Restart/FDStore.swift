@@ -1,0 +1,57 @@
+// FDStore.swift — the descriptors a restart needs, each under a name
+// (docs/restart.md): handed to the service manager's file descriptor store
+// as they appear (FDSTORE=1, FDNAME=) and taken out when they go
+// (FDSTOREREMOVE=1), so they come back through LISTEN_FDS / LISTEN_FDNAMES at
+// the next start; and listed here too, for an upgrade in place (re-exec),
+// which passes the same names the same way without the service manager.
+//
+// Names: `vdpad` the listening socket, `journal` the journal, `conn.ID`,
+// `in.ID`, `out.ID` a connection's socket, inbox and outbox, `fd.N` an eventfd
+// a device holds (N is the token its journal images name it by).
+import Logging
+import VDPARegistry
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+final class FDStore: Sendable {
+    /// What the daemon has stored, by name: this process's own descriptor for each.
+    private let stored = Locked<[String: Int32]>([:])
+    private let logger: Logger
+    /// Whether a service manager takes descriptors (NOTIFY_SOCKET set at start).
+    let supervised: Bool
+
+    init(logger: Logger, supervised: Bool) {
+        self.logger = logger
+        self.supervised = supervised
+    }
+
+    /// Keeps `fd` under `name` (replacing what the store held under it).
+    func store(_ fd: Int32, name: String) {
+        let previous = stored.withLock { table -> Int32? in
+            defer { table[name] = fd }
+            return table[name]
+        }
+        guard supervised else { return }
+        if previous != nil { send("FDSTOREREMOVE=1\nFDNAME=\(name)", []) }
+        send("FDSTORE=1\nFDNAME=\(name)", [fd])
+    }
+
+    /// Takes `name` out of the store (its descriptor is closed or about to be).
+    func remove(_ name: String) {
+        guard stored.withLock({ $0.removeValue(forKey: name) }) != nil, supervised else { return }
+        send("FDSTOREREMOVE=1\nFDNAME=\(name)", [])
+    }
+
+    /// Notes a descriptor that came back from the store at start (it is in the store already).
+    func adopt(_ fd: Int32, name: String) { stored.withLock { $0[name] = fd } }
+
+    /// Everything stored, by name (for an upgrade in place).
+    var all: [(name: String, fd: Int32)] { stored.withLock { $0.map { ($0.key, $0.value) }.sorted { $0.name < $1.name } } }
+
+    private func send(_ state: String, _ fds: [Int32]) {
+        if case .failed(let errno) = Systemd.notify(state, descriptors: fds) {
+            logger.error("the service manager did not take a descriptor", metadata: ["state": "\(state)", "errno": "\(errno)"])
+        }
+    }
+}

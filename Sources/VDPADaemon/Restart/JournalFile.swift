@@ -1,0 +1,52 @@
+// JournalFile.swift — the session journal's memfd (docs/restart.md): header
+// words magic, generation, complete, committed length; then framed records
+// (JournalRecord.swift).  A record is copied in first and the committed length
+// moves past it after (a release store): a process killed at any instruction
+// leaves the journal at one length or the other, never in a torn record.
+import UnixSocket
+import VDPAJournal
+
+final class JournalFile: @unchecked Sendable {
+    private enum Word: Int { case magic = 0, generation, complete, committed }
+    static let magic: UInt64 = 0x314C_4E4A_4150_4456  // "VDPAJNL1", little-endian
+
+    let file: MappedFile
+    let generation: UInt64
+
+    /// A new, empty journal (not complete until its snapshot is written: `markComplete`).
+    init(generation: UInt64) throws(SystemCallError) {
+        file = try MappedFile(creating: "vdpad-journal")
+        self.generation = generation
+        file.setWord(Word.generation.rawValue, generation)
+        file.setWord(Word.complete.rawValue, 0)
+        file.setWord(Word.committed.rawValue, 0)
+        file.setWord(Word.magic.rawValue, Self.magic)
+    }
+
+    /// A journal got back from the store; nil when `fd` is not one (its magic is wrong).
+    init?(adopting fd: Int32) {
+        guard let file = try? MappedFile(adopting: fd), file.word(Word.magic.rawValue) == Self.magic else { return nil }
+        self.file = file
+        generation = file.word(Word.generation.rawValue)
+    }
+
+    var isComplete: Bool { file.word(Word.complete.rawValue) == 1 }
+    func markComplete() { file.setWord(Word.complete.rawValue, 1) }
+
+    /// Bytes of records committed.
+    var committed: Int { Int(file.word(Word.committed.rawValue)) }
+
+    /// The committed records, for a replay (within the file: a length past it is cut to it).
+    var records: UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(start: file.data, count: min(committed, file.size - MappedFile.headerSize))
+    }
+
+    /// Copies `bytes` (whole framed records) in and commits them.  Only one thread appends at a time.
+    func append(_ bytes: [UInt8]) throws(SystemCallError) {
+        guard !bytes.isEmpty else { return }
+        let at = committed
+        try file.ensureData(at + bytes.count)
+        bytes.withUnsafeBytes { (file.data + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        file.setWord(Word.committed.rawValue, UInt64(at + bytes.count))
+    }
+}

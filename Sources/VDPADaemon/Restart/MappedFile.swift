@@ -1,0 +1,82 @@
+// MappedFile.swift — the memfds a restart keeps (docs/restart.md): the
+// journal, and each connection's inbox and outbox.  Each is a memfd the
+// service manager holds in its file descriptor store, mapped here once over a
+// large reserve of address space (MAP_NORESERVE) and grown with ftruncate as
+// it fills, so a write is a memory copy.  Memory written to a shared mapping
+// of a memfd is the file's: it outlives this process whatever kills it.
+import CVDPAShim
+import UnixSocket
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A memfd mapped whole: a 4 KiB header of u64 words, then data.
+final class MappedFile: @unchecked Sendable {
+    static let headerSize = 4096
+    /// Address space reserved per file; the file grows inside it.
+    static let reserve = 1 << 36
+    private static let growth = 8 << 20
+
+    let fd: Int32
+    let base: UnsafeMutableRawPointer
+    /// The file's size (header included); only the file's one writer grows it.
+    private(set) var size: Int
+
+    /// A new memfd named `name` (the name shows in /proc/PID/fd, nothing more).
+    convenience init(creating name: String) throws(SystemCallError) {
+        let fd = vdpad_memfd(name)
+        guard fd >= 0 else { throw SystemCallError("memfd_create \(name)", Errno.current) }
+        do throws(SystemCallError) {
+            try self.init(adopting: fd)
+        } catch {
+            close(fd)
+            throw error
+        }
+    }
+
+    /// Maps `fd` (a memfd this process made or got back from the store); the file is kept at least a header.
+    init(adopting fd: Int32) throws(SystemCallError) {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw SystemCallError("fstat", Errno.current) }
+        var size = Int(st.st_size)
+        if size < Self.headerSize {
+            guard ftruncate(fd, off_t(Self.headerSize)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
+            size = Self.headerSize
+        }
+        guard let p = mmap(nil, Self.reserve, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0), p != MAP_FAILED else {
+            throw SystemCallError("mmap", Errno.current)
+        }
+        self.fd = fd
+        base = p
+        self.size = size
+    }
+
+    deinit {
+        munmap(base, Self.reserve)
+        close(fd)
+    }
+
+    var data: UnsafeMutableRawPointer { base + Self.headerSize }
+
+    /// Header word `index` (u64), read with acquire order.
+    func word(_ index: Int) -> UInt64 { UInt64(vdpad_load_acquire_u64(base + 8 * index)) }
+
+    /// Stores header word `index` with release order (after everything it covers).
+    func setWord(_ index: Int, _ value: UInt64) { vdpad_store_release_u64(base + 8 * index, value) }
+
+    /// Makes data bytes [0, count) writable: grows the file (in 8 MiB steps) when it is shorter.
+    func ensureData(_ count: Int) throws(SystemCallError) {
+        let needed = Self.headerSize + count
+        guard needed > size else { return }
+        guard needed <= Self.reserve else { throw SystemCallError("grow", .noSpace) }
+        let target = min(Self.reserve, (needed + Self.growth - 1) / Self.growth * Self.growth)
+        guard ftruncate(fd, off_t(target)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
+        size = target
+    }
+
+    /// Drops every data byte (they read as zero again) and gives the memory back.
+    func clearData() throws(SystemCallError) {
+        guard ftruncate(fd, off_t(Self.headerSize)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
+        size = Self.headerSize
+    }
+}

@@ -1,0 +1,148 @@
+// Restore.swift — a start that finds a previous process's descriptors
+// (docs/restart.md): the journal is read back onto the devices the state file
+// made, each session is checked against the descriptors that came back, and
+// what cannot be proven is dropped and logged; then a new journal is written
+// from the result, the data path looks at every ring once, and each
+// connection goes on where its last commit left it — the same socket, never
+// reopened by the client.
+import Logging
+import UnixSocket
+import VDPACore
+import VDPAJournal
+import VDPARegistry
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+extension Daemon {
+    /// Puts back what the handover holds (a no-op at a first start).
+    func restoreSessions() {
+        guard
+            let h = handover.withLock({ h -> Handover? in
+                defer { h = nil }
+                return h
+            })
+        else { return }
+        defer {
+            for (name, fd) in h.unknown + h.discardedJournals {
+                logger.warning("dropping a descriptor the store gave back", metadata: ["name": "\(name)"])
+                fdStore.adopt(fd, name: name)
+                fdStore.remove(name)
+                close(fd)
+            }
+        }
+        let hasSessions = !h.journals.isEmpty || !h.connections.isEmpty || !h.eventFDs.isEmpty
+        guard let journal, hasSessions else {
+            if hasSessions {
+                logger.warning("keep_sessions is off: the previous process's sessions are dropped")
+                dropAll(h)
+            }
+            return
+        }
+        let started = Systemd.monotonicMicroseconds()
+        let replay = h.journal.map { file in JournalReplay(file.records) { token in h.eventFDs[token].map(EventFD.init) } } ?? JournalReplay()
+        if let damaged = replay.damagedAt {
+            logger.error("the journal is damaged; what follows the damage is dropped", metadata: ["offset": "\(damaged)"])
+        }
+        // Connections that come back: socket, inbox and outbox all there, and not ended.
+        var live: [UInt64: (socket: Int32, inbox: Int32, outbox: Int32)] = [:]
+        for (id, c) in h.connections {
+            if let socket = c.socket, let inbox = c.inbox, let outbox = c.outbox, !replay.closed.contains(id) {
+                live[id] = (socket, inbox, outbox)
+            } else {
+                for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) {
+                    guard let fd else { continue }
+                    fdStore.adopt(fd, name: name)
+                    fdStore.remove(name)
+                    close(fd)
+                }
+            }
+        }
+        // Sessions onto the devices; one whose owner did not come back is ended as its disconnect would have.
+        var restored = 0
+        var held = Set<Int32>()
+        for slot in service.registry.allSlots() {
+            var ended: String?
+            slot.adopt { (d: inout VDPADevice) in
+                do throws(VDPAError) {
+                    try replay.apply(to: &d)
+                } catch {
+                    logger.error("a journaled session does not apply; it is dropped", metadata: ["device": "\(d.name)", "error": "\(error)"])
+                    d.release()
+                    _ = d.takeEventFDEffects()
+                }
+                if let owner = d.owner, live[owner.connection] == nil {
+                    ended = d.name.rawValue
+                }
+                if d.owner != nil { restored += 1 }
+            }
+            if let name = ended {
+                logger.warning("a session's connection did not come back; the session is released", metadata: ["device": "\(name)"])
+                slot.sync { $0.release() }
+                restored -= 1
+            }
+            slot.read { d in for fd in d.sessionImage.eventFDs { held.insert(fd.descriptor) } }
+        }
+        for (token, fd) in h.eventFDs {
+            fdStore.adopt(fd, name: "fd.\(token)")
+            if held.contains(fd) {
+                journal.adoptEventFD(fd, token: token)
+            } else {
+                fdStore.remove("fd.\(token)")
+                close(fd)
+            }
+        }
+        // The connections, each at its last commit.
+        var adopted: [Connection] = []
+        var unanswered = 0
+        var unsent = 0
+        for (id, c) in live.sorted(by: { $0.key < $1.key }) {
+            let cursor = replay.cursors[id] ?? ConnectionCursor()
+            for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { fdStore.adopt(fd, name: name) }
+            do {
+                let log = try ConnectionLog.adopt(inbox: c.inbox, outbox: c.outbox, cursor: cursor)
+                journal.adoptCursor(cursor, connection: id)
+                unanswered += log.unanswered.count
+                unsent += log.unsent
+                guard let connection = makeConnection(id: id, fd: c.socket, log: log) else { continue }
+                adopted.append(connection)
+            } catch {
+                logger.error("a connection's files cannot be read; it is closed", metadata: ["connection": "\(id)", "error": "\(error)"])
+                journal.closed(connection: id)
+                close(c.socket)
+            }
+        }
+        runtime.withLock { $0.nextConnection = max($0.nextConnection, live.keys.max() ?? 0) }
+        // A new journal from the result, before the old ones leave the store.
+        journal.compact { service.registry.allSlots().map { $0.read { $0 } } }
+        for old in h.journals { fdStore.remove(old.name) }
+        for slot in service.registry.allSlots() where slot.read({ d in d.vrings.contains { $0.kick != nil } }) {
+            slot.resumeAfterRestart()
+        }
+        for connection in adopted where !connection.start() {
+            connections.withLock { _ = $0.removeValue(forKey: connection.id) }
+            close(connection.fd)
+        }
+        logger.notice(
+            "sessions restored",
+            metadata: [
+                "sessions": "\(restored)", "connections": "\(adopted.count)", "journal_records": "\(replay.records)",
+                "uncommitted_records": "\(replay.uncommitted)", "unanswered_bytes": "\(unanswered)", "unsent_bytes": "\(unsent)",
+                "ms": "\((Systemd.monotonicMicroseconds() - started) / 1000)"
+            ])
+    }
+
+    /// keep_sessions is off: everything of the previous process's sessions is closed and leaves the store.
+    private func dropAll(_ h: Handover) {
+        var named: [(String, Int32)] = h.journals.map { ($0.name, $0.file.file.fd) }
+        for (id, c) in h.connections {
+            for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { if let fd { named.append((name, fd)) } }
+        }
+        for (token, fd) in h.eventFDs { named.append(("fd.\(token)", fd)) }
+        for (name, fd) in named {
+            fdStore.adopt(fd, name: name)
+            fdStore.remove(name)
+            if !name.hasPrefix("journal.") { close(fd) }  // a journal's file closes its own
+        }
+    }
+}

@@ -1,0 +1,158 @@
+"""vdpad killed with SIGKILL at random points and started again by a stand-in
+service manager (manager.py), 100 times, while one client connection — never
+reopened — maps 10,000 ranges in two ASIDs, opens and closes batches, sets
+vrings and has eventfds bound: every call is answered exactly once (a map
+applied twice would answer EEXIST, a lost one would never answer), and at the
+end the device holds every mapping, vring and binding the client set.
+docs/restart.md; docs/testing.md lists it."""
+
+import os
+import random
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "clients", "python"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from manager import BINARY, ServiceManager  # noqa: E402
+from vdpad.client import Client  # noqa: E402
+
+KILLS = int(os.environ.get("VDPAD_RESTART_KILLS", "100"))
+RANGES = 10_000
+PAGE = 4096
+
+
+@unittest.skipUnless(os.path.exists(BINARY), "build vdpad first (swift build)")
+class RandomKills(unittest.TestCase):
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.manager = ServiceManager(self.tmp.name)
+        self.manager.start()
+
+    def tearDown(self):
+        self.manager.stop()
+        self.tmp.cleanup()
+
+    def test_sessions_survive_random_kills(self):
+        rng = random.Random(int(os.environ.get("VDPAD_RESTART_SEED", "2026")))
+        c = Client(self.manager.socket_path, timeout=60)
+        c.call("add_device", name="r0", mgmtdev="vdpasim_net")
+        c.call("open", device="r0")
+        c.call("set_backend_features", device="r0", features=["IOTLB_MSG_V2", "IOTLB_BATCH", "IOTLB_ASID"])
+        c.call("set_features", device="r0", features=["VERSION_1", "ACCESS_PLATFORM"])
+        kicks = [os.eventfd(0) for _ in range(3)]
+        vrings = {}
+        for vq in range(3):
+            c.call("set_vring_kick", device="r0", vq=vq, pass_fds=[kicks[vq]])
+
+        # The killer: SIGKILL at a random moment, then a start, KILLS times, while the client works.
+        done = threading.Event()
+        failures = []
+
+        batch_sent = threading.Event()
+
+        def killer():
+            try:
+                for k in range(KILLS):
+                    if k % 2 == 0:
+                        time.sleep(rng.uniform(0.005, 0.06))
+                    else:
+                        # Right after a long round was sent: the kill lands while the daemon is answering it.
+                        batch_sent.clear()
+                        batch_sent.wait(1.0)
+                        time.sleep(rng.uniform(0.0008, 0.003))
+                    self.manager.kill()
+                    self.manager.start()
+            except Exception as e:  # reported by the test thread
+                failures.append(e)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=killer)
+        thread.start()
+        expected = {0: {}, 1: {}}
+        n = 0
+        step = 0
+        while not done.is_set() or n < RANGES:
+            step += 1
+            if n >= RANGES and step % 13 == 0:
+                # Mappings all made: long rounds go on (maps of a scratch range, unmapped in the same text).
+                with c.batch() as b:
+                    extra = [b.map(device="r0", asid=1, iova=(1 << 40) + k * PAGE, size=PAGE, addr=k * PAGE, perm="ro") for k in range(1000)]
+                    undo = b.unmap(device="r0", asid=1, iova=1 << 40, size=1000 * PAGE)
+                    batch_sent.set()
+                for p in extra:
+                    p.value()
+                self.assertEqual(undo.value(), {"removed": 1000})
+                continue
+            asid = step % 2
+            if n < RANGES and step % 13 == 0:
+                # A JSON-RPC batch of 200 maps in one text: a long round, where a kill lands mid-round (the
+                # journal then holds its operations with no commit, and the new process answers it again).
+                pending = []
+                with c.batch() as b:
+                    for _ in range(200):
+                        if n >= RANGES:
+                            break
+                        iova = n * PAGE
+                        pending.append(b.map(device="r0", asid=asid, iova=iova, size=PAGE, addr=0x4000_0000 + iova, perm="rw"))
+                        expected[asid][iova] = 0x4000_0000 + iova
+                        n += 1
+                    batch_sent.set()  # the batch goes out as the block ends
+                for p in pending:
+                    p.value()  # raises the error of a map that was applied twice (EEXIST) or went unanswered
+            elif n < RANGES and step % 7 == 0:
+                # A batch of maps, committed at its end (its state is journaled too).
+                c.call("batch_begin", device="r0", asid=asid)
+                for _ in range(5):
+                    if n >= RANGES:
+                        break
+                    iova = n * PAGE
+                    c.call("map", device="r0", asid=asid, iova=iova, size=PAGE, addr=0x4000_0000 + iova, perm="rw")
+                    expected[asid][iova] = 0x4000_0000 + iova
+                    n += 1
+                c.call("batch_end", device="r0", asid=asid)
+            elif n < RANGES:
+                iova = n * PAGE
+                c.call("map", device="r0", asid=asid, iova=iova, size=PAGE, addr=0x4000_0000 + iova, perm="rw")
+                expected[asid][iova] = 0x4000_0000 + iova
+                n += 1
+                if step % 11 == 0:
+                    # An unmap of the range just mapped, and the map again: both exactly once.
+                    c.call("unmap", device="r0", asid=asid, iova=iova, size=PAGE)
+                    c.call("map", device="r0", asid=asid, iova=iova, size=PAGE, addr=0x4000_0000 + iova, perm="rw")
+            else:
+                vq = step % 3
+                num = 1 << rng.randint(4, 8)
+                c.call("set_vring", device="r0", vq=vq, num=num, base=step % 65536)
+                vrings[vq] = (num, step % 65536)
+        thread.join()
+        self.assertEqual(failures, [])
+        self.assertGreaterEqual(self.manager.starts, KILLS + 1)
+
+        for asid in (0, 1):
+            got = {}
+            first = 0
+            while True:
+                page = c.call("dump_iotlb", device="r0", asid=asid, first=first, limit=65536)
+                for e in page["entries"]:
+                    got[e["iova"]] = e["addr"]
+                if page.get("next") is None:
+                    break
+                first = page["next"]
+            self.assertEqual(got, expected[asid], f"ASID {asid}")
+        for vq, (num, base) in vrings.items():
+            ring = c.call("get_vring", device="r0", vq=vq)
+            self.assertEqual((ring["num"], ring["base"]), (num, base))
+        for vq in range(3):
+            self.assertTrue(c.call("get_vring", device="r0", vq=vq)["kick"], f"vq {vq} kick binding")
+        c.close()
+        for fd in kicks:
+            os.close(fd)
+
+
+if __name__ == "__main__":
+    unittest.main()
