@@ -422,11 +422,3 @@ extension SessionImage {
     }
 }
 
-extension VDPADevice {
-    /// Whether anything of a session outlives its owner (a table kept by IOTLB_PERSIST, a link set down, a MAC
-    /// written): such a device goes into a compacted journal even when nobody holds it open.
-    public var hasSessionState: Bool {
-        sessionTables.contains { $0 != nil } || !linkUp || storedConfig != mgmtdev.driver.initialConfig(attributes)
-            || (0..<addressSpaceCount).contains { deviceMapping(asid: $0) != mgmtdev.defaultMapping(asid: $0) }
-    }
-}

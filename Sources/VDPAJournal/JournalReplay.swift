@@ -100,11 +100,12 @@ public struct JournalReplay: Sendable {
         }
     }
 
-    /// The records a compacted journal starts with: each device's image and tables as they are, and each
-    /// live connection's cursor (committed by the daemon's transaction).
+    /// The records a compacted journal starts with: each device's image and tables as they are (every device:
+    /// what outlives a session — a table kept by IOTLB_PERSIST, a MAC written, a link set down — is kept too),
+    /// and each live connection's cursor (committed by the daemon's transaction).
     public static func snapshot(devices: [VDPADevice], cursors: [UInt64: ConnectionCursor]) -> [JournalRecord] {
         var records: [JournalRecord] = []
-        for d in devices where d.owner != nil || d.hasSessionState {
+        for d in devices {
             records.append(.image(device: d.name.rawValue, transaction: .daemon, d.sessionImage))
             records.append(.ops(device: d.name.rawValue, transaction: .daemon, d.tableImage))
         }

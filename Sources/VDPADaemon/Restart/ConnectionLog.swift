@@ -69,6 +69,11 @@ final class ConnectionLog: @unchecked Sendable {
         for k in received..<available where inbox.data.load(fromByteOffset: k, as: UInt8.self) != 0 { end = k + 1 }
         received = max(received, end)
         inbox.setWord(1, UInt64(received))
+        guard cursor.answered <= UInt64(received) else {
+            // The journal says more was answered than the inbox holds: not this connection's inbox (a journal and
+            // files that do not belong together).  Nothing is guessed: the caller closes the connection.
+            throw SystemCallError("the inbox holds \(received) bytes, the journal says \(cursor.answered) were answered", .invalidArgument)
+        }
         if outbox.word(0) != cursor.outboxEpoch {
             try outbox.clearData()
             guard lseek(outbox.fd, off_t(MappedFile.headerSize), SEEK_SET) >= 0 else { throw SystemCallError("lseek", Errno.current) }

@@ -9,7 +9,7 @@ class GeneratedMethods:
     def call(self, method: str, **params: Any) -> Any:  # provided by Client
         raise NotImplementedError
 
-    METHODS = ["add_device", "batch_begin", "batch_end", "close", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vring_size", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "share_memory", "subscribe", "suspend", "translate", "unmap", "unshare_memory", "write_config"]
+    METHODS = ["add_device", "batch_begin", "batch_end", "close", "daemon_upgrade", "del_device", "dump_iotlb", "get_backend_features", "get_config", "get_device", "get_events", "get_features", "get_stats", "get_status", "get_version", "get_vring", "get_vring_desc_group", "get_vring_group", "get_vring_size", "get_vstats", "list_devices", "list_mgmtdevs", "map", "metrics", "open", "ping", "read_config", "reset", "reset_map", "resume", "rpc.discover", "rpc_get_methods", "set_backend_features", "set_config_call", "set_features", "set_group_asid", "set_link", "set_status", "set_store_agent", "set_vring", "set_vring_call", "set_vring_kick", "share_memory", "subscribe", "suspend", "translate", "unmap", "unshare_memory", "write_config"]
 
     def add_device(self, name: str, *, mgmtdev: str, mac: str | None = None, mtu: int | str | None = None, max_vqp: int | str | None = None, legacy: bool | None = None, kernel: str | None = None, iova_first: int | str | None = None, iova_last: int | str | None = None, users: list | None = None, groups: list | None = None, backing: str | None = None) -> dict:
         "Create a device (admin)"
@@ -26,6 +26,10 @@ class GeneratedMethods:
     def close_device(self, device: str) -> Any:
         "Release the device (\u00a76)"
         return self.call("close", device=device)
+
+    def daemon_upgrade(self) -> dict:
+        "Re-executes the daemon's binary in place, its sessions, connections and descriptors kept (docs/restart.md); admin. The reply comes from the process about to be replaced; the next request is answered by the new one"
+        return self.call("daemon_upgrade")
 
     def del_device(self, name: str, *, force: bool | None = None) -> Any:
         "Delete a device (admin)"

@@ -1,0 +1,216 @@
+// JournalTests.swift — the session journal (docs/restart.md): what a device
+// journals, replayed on a fresh device of the same name, gives the same
+// session — tables, mappings, batch, control state and eventfd bindings —
+// after any sequence of operations; a transaction without its commit counts
+// for nothing; a compacted journal says the same as the history it replaces;
+// a torn tail is refused, never guessed.
+import Testing
+import VDPACore
+import VDPAJournal
+import _VDPATestSupport
+
+/// Journals a device as DeviceSlot does: after each operation its table operations, and its control state when
+/// that changed.
+struct Recorder {
+    var device: VDPADevice
+    var records: [JournalRecord] = []
+    var transaction = Transaction.daemon
+    private var last: SessionImage
+
+    init(_ kind: ManagementDevice = .vdpasimNet) throws {
+        var d = try VDPADevice(name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind)
+        d.setJournaling(true)
+        device = d
+        last = d.sessionImage
+    }
+
+    /// Runs one operation; a refused one journals nothing (it changed nothing).
+    mutating func run(_ body: (inout VDPADevice) throws -> Void) {
+        try? body(&device)
+        _ = device.takeEventFDEffects()
+        let ops = device.takeJournalOps()
+        if !ops.isEmpty { records.append(.ops(device: "vdpa0", transaction: transaction, ops)) }
+        let image = device.sessionImage
+        if image != last {
+            records.append(.image(device: "vdpa0", transaction: transaction, image))
+            last = image
+        }
+    }
+}
+
+/// The records as the daemon writes them (eventfds as tokens: descriptor + 1000) and read back.
+func roundTrip(_ records: [JournalRecord]) -> JournalReplay {
+    var w = JournalWriter()
+    for r in records { r.encode(into: &w) { UInt32($0.descriptor) + 1000 } }
+    return w.bytes.withUnsafeBytes { JournalReplay($0) { EventFD(Int32($0) - 1000) } }
+}
+
+func fresh(_ kind: ManagementDevice = .vdpasimNet) throws -> VDPADevice {
+    try VDPADevice(name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind)
+}
+
+/// The same session: control state, both table layers of every ASID, the device mappings, the open batch.
+func expectSameSession(_ a: VDPADevice, _ b: VDPADevice, sourceLocation: SourceLocation = #_sourceLocation) {
+    #expect(a.sessionImage == b.sessionImage, sourceLocation: sourceLocation)
+    #expect(a.batchASID == b.batchASID, sourceLocation: sourceLocation)
+    for asid in 0..<a.addressSpaceCount {
+        #expect(a.sessionTables[asid] == b.sessionTables[asid], "ASID \(asid) session table", sourceLocation: sourceLocation)
+        #expect(a.deviceMapping(asid: asid) == b.deviceMapping(asid: asid), "ASID \(asid) device mapping", sourceLocation: sourceLocation)
+    }
+}
+
+@Suite("Session journal")
+struct JournalTests {
+    @Test("every record kind reads back as written, eventfds through their tokens")
+    func encoding() throws {
+        var image = SessionImage()
+        image.owner = Owner(connection: 7, pid: 70, uid: 1000)
+        image.status = 0x0F
+        image.driverFeatures = 1 << 32
+        image.groupASID = [1, 0]
+        var ring = Vring()
+        (ring.num, ring.desc, ring.driver, ring.device, ring.ready, ring.base) = (256, 0x1000, 0x2000, 0x3000, true, 65535)
+        (ring.kick, ring.call) = (EventFD(5), EventFD(6))
+        image.vrings = [ring, Vring(), Vring()]
+        image.storedConfig = [1, 2, 3, 4, 5, 6]
+        image.configCall = EventFD(9)
+        let entries = [IOTLBEntry(first: 0, last: 0xFFF, address: 0x10000, permission: .readWrite)]
+        let records: [JournalRecord] = [
+            .image(device: "d", transaction: Transaction(connection: 3, sequence: 4), image),
+            .ops(
+                device: "d", transaction: .daemon,
+                [
+                    .open(Owner(connection: 1, pid: 2, uid: 3)), .map(asid: 1, iova: 0x1000, size: 0x1000, address: 0x2000, permission: 2),
+                    .unmap(asid: 0, iova: 0, size: 0), .batchBegin(asid: 1), .batchEnd(asid: 1), .resetMap(asid: 0), .reset, .release,
+                    .setTable(asid: 0, entries: entries), .setTable(asid: 1, entries: nil), .setMapping(asid: 0, .snapshot(entries)),
+                    .setMapping(asid: 1, .committed), .setBatch(asid: 1), .setBatch(asid: nil)
+                ]),
+            .commit(Transaction(connection: 3, sequence: 4), ConnectionCursor(inboxEpoch: 1, answered: 2, outboxEpoch: 3, outboxEnd: 4)),
+            .closed(connection: 9), .forget(device: "e")
+        ]
+        for record in records {
+            var w = JournalWriter()
+            record.encode(into: &w) { UInt32($0.descriptor) + 1000 }
+            let decoded = try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
+                var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+                return try JournalRecord(from: &r) { EventFD(Int32($0) - 1000) }
+            }
+            #expect(decoded == record)
+        }
+    }
+
+    @Test("a random session, journaled and replayed on a fresh device, is the same session", arguments: [1, 2, 3, 4, 5, 6, 7, 8])
+    func randomSessions(seed: UInt64) throws {
+        for kind in [ManagementDevice.vdpasimNet, .mlx5Net, .platformNet, .vdpasimBlock] {
+            var rng = SplitMix64(state: seed)
+            var r = try Recorder(kind)
+            r.run { try $0.open(by: me) }
+            for _ in 0..<400 {
+                let asid = ASID(rng.next() % 2)
+                let page = (rng.next() % 64) * 0x1000
+                switch rng.next() % 20 {
+                case 0..<7: r.run { try $0.map(asid: asid, iova: page, size: 0x1000 * (1 + rng.next() % 3), address: rng.next(), permission: .readWrite) }
+                case 7..<9: r.run { _ = try $0.unmap(asid: asid, iova: page, size: 0x2000) }
+                case 9: r.run { try $0.batchBegin(asid: asid) }
+                case 10: r.run { try $0.batchEnd(asid: asid) }
+                case 11: r.run { _ = try $0.resetMap(asid: asid) }
+                case 12:
+                    let features: BackendFeatures = [.iotlbMessageV2, .iotlbBatch, .iotlbASID, .iotlbPersist]
+                    r.run { try $0.setBackendFeatures(features.intersection($0.offeredBackendFeatures)) }
+                case 13: r.run { try $0.setStatus(UInt64([0, 1, 3, 0xB, 0xF][Int(rng.next() % 5)])) }
+                case 14: r.run { $0.reset() }
+                case 15: r.run { try $0.setGroupASID(group: GroupIndex(rng.next() % 2), asid: asid) }
+                case 16:
+                    let vq = VirtqueueIndex(rng.next() % 2)
+                    r.run { try $0.setVringKick(vq, EventFD(Int32(100 + rng.next() % 50))) }
+                case 17:
+                    let vq = VirtqueueIndex(rng.next() % 2)
+                    let (num, base, ready): (UInt64, UInt64, Bool) = (1 << (4 + rng.next() % 4), rng.next() % 100, rng.next() % 2 == 0)
+                    let addresses = rng.next() % 2 == 0 ? UInt64(0x10000) : nil
+                    r.run { try $0.setVring(vq, num: num, desc: addresses, driver: addresses, device: addresses, base: base, ready: ready) }
+                case 18: r.run { $0.release() }
+                default: r.run { try $0.open(by: Owner(connection: rng.next() % 3 + 1, pid: 1, uid: 0)) }
+                }
+            }
+            var replayed = try fresh(kind)
+            try roundTrip(r.records).apply(to: &replayed)
+            expectSameSession(replayed, r.device)
+
+            // A compacted journal (the session as it is, no history) says the same.
+            var compacted = try fresh(kind)
+            try roundTrip(JournalReplay.snapshot(devices: [r.device], cursors: [:])).apply(to: &compacted)
+            expectSameSession(compacted, r.device)
+        }
+    }
+
+    @Test("a transaction counts only once its connection committed it (the same or a later sequence)")
+    func transactions() throws {
+        var r = try Recorder()
+        r.run { try $0.open(by: me) }
+        r.transaction = Transaction(connection: 5, sequence: 1)
+        r.run { try $0.map(iova: 0, size: 0x1000, address: 0x1000, permission: .read) }
+        r.records.append(.commit(Transaction(connection: 5, sequence: 1), ConnectionCursor(answered: 100)))
+        r.transaction = Transaction(connection: 5, sequence: 2)
+        r.run { try $0.map(iova: 0x1000, size: 0x1000, address: 0x2000, permission: .read) }
+        r.transaction = .daemon  // the daemon's own work counts at once
+        r.run { try $0.setGroupASID(group: 1, asid: 1) }
+
+        let replay = roundTrip(r.records)
+        #expect(replay.uncommitted == 1)
+        #expect(replay.cursors[5] == ConnectionCursor(answered: 100))
+        var d = try fresh()
+        try replay.apply(to: &d)
+        #expect(d.sessionTables[0]?.entries().map(\.first) == [0])  // sequence 2 never committed: the new process answers it again
+        #expect(d.groupASID == [0, 1])
+
+        // A later commit covers every earlier sequence of the connection.
+        r.records.append(.commit(Transaction(connection: 5, sequence: 3), ConnectionCursor(answered: 200)))
+        var later = try fresh()
+        try roundTrip(r.records).apply(to: &later)
+        expectSameSession(later, r.device)
+    }
+
+    @Test("a connection's end drops its cursor; a device's forget drops what came before")
+    func closedAndForget() throws {
+        var r = try Recorder()
+        r.run { try $0.open(by: me) }
+        r.run { try $0.map(iova: 0, size: 0x1000, address: 0x1000, permission: .read) }
+        r.records.append(.commit(Transaction(connection: 1, sequence: 1), ConnectionCursor(answered: 10)))
+        r.records.append(.closed(connection: 1))
+        r.records.append(.forget(device: "vdpa0"))
+        let replay = roundTrip(r.records)
+        #expect(replay.cursors.isEmpty && replay.closed == [1])
+        var d = try fresh()
+        try replay.apply(to: &d)
+        #expect(d.owner == nil && d.sessionTables[0] == nil)
+    }
+
+    @Test("a journal cut inside a record keeps what precedes the cut and says where it is")
+    func tornTail() throws {
+        var r = try Recorder()
+        r.run { try $0.open(by: me) }
+        r.run { try $0.map(iova: 0, size: 0x1000, address: 0x1000, permission: .read) }
+        var w = JournalWriter()
+        for record in r.records { record.encode(into: &w) { _ in 0 } }
+        let whole = w.bytes
+        for cut in 1..<whole.count {
+            let replay = whole[..<cut].withUnsafeBytes { JournalReplay($0) { _ in nil } }
+            #expect(replay.records <= r.records.count)
+            if replay.damagedAt == nil {
+                // A cut at a record boundary: the records before it, whole.
+                #expect(replay.records < r.records.count)
+            }
+        }
+        let bad = whole + [9, 0, 0, 0, 0xFF, 1, 2, 3, 4, 5, 6, 7, 8]  // a record of an unknown kind
+        let replay = bad.withUnsafeBytes { JournalReplay($0) { _ in nil } }
+        #expect(replay.records == r.records.count && replay.damagedAt == whole.count)
+    }
+
+    @Test("a journaled session that does not fit the device of that name is refused (EINVAL), not forced")
+    func mismatch() throws {
+        var r = try Recorder(.mlx5Net)
+        r.run { try $0.open(by: me) }
+        var other = try fresh(.vdpasimBlock)
+        expectError(.EINVAL) { try roundTrip(r.records).apply(to: &other) }
+    }
+}
