@@ -421,4 +421,3 @@ extension SessionImage {
         storeAgent = try fd()
     }
 }
-

@@ -74,7 +74,7 @@ public final class Daemon: Sendable {
         let store = stateStore
         // vdpad.socket names its fd "vdpad" (FileDescriptorName=); without that name, take the first.  Whatever
         // else came back is a previous process's sessions (Handover.swift).
-        let handover = Handover(Systemd.listenFDs())
+        let handover = Handover(Systemd.listenFDs() + Handover.inherited())
         ownsSocketPath = handover.listener == nil || handover.ownsListener
         fdStore = FDStore(logger: logger, supervised: getenv("NOTIFY_SOCKET") != nil)
         if let listener = handover.listener { fdStore.adopt(listener, name: ownsSocketPath ? "vdpad-owned" : "vdpad") }
@@ -355,28 +355,23 @@ public final class Daemon: Sendable {
         logger.notice("upgrading in place", metadata: ["binary": "\(executablePath)", "connections": "\(service.connectionCount)"])
         notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())\nSTATUS=upgrading in place")
         journal.quiesced {
+            // The descriptors stay at their numbers (other threads run until the exec, and a number that moved
+            // under a data-path thread would take its next eventfd signal into another file): only their
+            // close-on-exec flag is cleared, and the new process finds them by VDPAD_HANDOVER.  Nothing closes a
+            // stored descriptor meanwhile: every path that does holds the journal, which this holds exclusively.
             let entries = fdStore.all
-            let n = Int32(entries.count)
-            // Copies above the range first (close-on-exec), then each into its place 3, 4, …: dup2 clears
-            // close-on-exec on the copy it makes, so exactly these survive the exec.
-            let high = entries.map { fcntl($0.fd, F_DUPFD_CLOEXEC, 3 + n) }
-            guard !high.contains(where: { $0 < 0 }) else {
-                logger.error("cannot upgrade in place: out of descriptors", metadata: ["error": "\(Errno.current)"])
-                for fd in high where fd >= 0 { close(fd) }
-                notify("READY=1\nSTATUS=\(statusLine())")
-                return
+            for (name, fd) in entries {
+                logger.debug("handing over", metadata: ["name": "\(name)", "fd": "\(fd)"])
+                _ = fcntl(fd, F_SETFD, 0)
             }
-            for (i, fd) in high.enumerated() { dup2(fd, 3 + Int32(i)) }
-            setenv("LISTEN_FDS", "\(n)", 1)
-            setenv("LISTEN_PID", "\(getpid())", 1)
-            setenv("LISTEN_FDNAMES", entries.map(\.name).joined(separator: ":"), 1)
+            setenv(Handover.environmentKey, Handover.encode(entries), 1)
             let arguments = CommandLine.arguments
             var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
             execv(executablePath, &argv)
-            // The descriptors 3… were overwritten: this process cannot go on.  Dying here is a crash the next
-            // start recovers from, with every session (the store, or the service manager's restart, keeps them).
-            logger.critical("exec failed after the descriptors were moved; aborting", metadata: ["error": "\(Errno.current)"])
-            abort()
+            logger.error("cannot upgrade in place: exec failed", metadata: ["error": "\(Errno.current)"])
+            unsetenv(Handover.environmentKey)
+            for (_, fd) in entries { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+            notify("READY=1\nSTATUS=\(statusLine())")
         }
     }
 

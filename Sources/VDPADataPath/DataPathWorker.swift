@@ -233,7 +233,14 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard var (key, ring) = ring(vq, memory) else { return false }
         if disk == nil {
             let capacity = memory.device.configBytes.le(0, 8)  // virtio_blk_config.capacity, in sectors
-            disk = RAMDisk(capacity: capacity, contents: openBacking(memory.device.attributes.backing, bytes: Int(capacity) * RAMDisk.sectorSize))
+            let bytes = Int(capacity) * RAMDisk.sectorSize
+            let name = memory.device.name.rawValue
+            // No backing file: the RAM disk is kept in a file of the journal's, so it outlives a daemon restart.
+            let contents =
+                memory.device.attributes.backing != nil
+                ? openBacking(memory.device.attributes.backing, bytes: bytes)
+                : slot.journal?.diskFile(device: name, bytes: bytes).map { adoptBacking(FileDescriptor(rawValue: $0), bytes: bytes) } ?? []
+            disk = RAMDisk(capacity: capacity, contents: contents)
         }
         let run = BlockRequests.run(&ring, memory, disk: &disk!, budget: Self.chainsPerRun)
         writeThrough(run)
@@ -255,14 +262,19 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         do {
             let file = try FileDescriptor.open(
                 FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
-            _ = ftruncate(file.rawValue, off_t(bytes))
-            var contents = [UInt8](repeating: 0, count: bytes)
-            let n = try contents.withUnsafeMutableBytes { try file.read(fromAbsoluteOffset: 0, into: $0) }
-            backing = file
-            return Array(contents.prefix(n))
+            return adoptBacking(file, bytes: bytes)
         } catch {
             return []  // the disk is RAM only; the writes reach no file (the device's backing cannot be opened)
         }
+    }
+
+    /// Makes `file` the disk's backing, sized to the disk, and returns what it holds.
+    private func adoptBacking(_ file: FileDescriptor, bytes: Int) -> [UInt8] {
+        _ = ftruncate(file.rawValue, off_t(bytes))
+        var contents = [UInt8](repeating: 0, count: bytes)
+        let n = (try? contents.withUnsafeMutableBytes { try file.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
+        backing = file
+        return Array(contents.prefix(n))
     }
 
     /// Every byte the run changed goes to the backing file at the same offset; a FLUSH waits for the file.

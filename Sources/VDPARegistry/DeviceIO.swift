@@ -43,4 +43,7 @@ public protocol SessionJournal: AnyObject, Sendable {
     func forget(device: String)
     /// These eventfds are about to be closed (their numbers may name other files from now on).
     func closing(_ fds: [EventFD])
+    /// A file that holds a RAM disk's bytes across restarts (a device with no `backing` file): the caller's own
+    /// descriptor for it, `bytes` long; nil when there is none to give.
+    func diskFile(device: String, bytes: Int) -> Int32?
 }

@@ -22,7 +22,7 @@ public final class DeviceSlot: Sendable {
     private let runGate = Locked(())
 
     /// Where the session's changes are journaled (nil: no journal), and the control state last journaled.
-    @usableFromInline let journal: (any SessionJournal)?
+    public let journal: (any SessionJournal)?
     @usableFromInline let journaledImage: Locked<SessionImage>
 
     init(_ device: VDPADevice, io: any DeviceIO, journal: (any SessionJournal)? = nil) {

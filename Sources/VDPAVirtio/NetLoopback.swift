@@ -91,8 +91,11 @@ public enum NetLoopback {
                 return run
             }
             run.rxBytes += written
-            if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+            // RX before TX (vdpa_sim completes TX first; nothing a driver sees tells the two apart within a run):
+            // a daemon killed between the two then serves the TX chain again at restart and the frame arrives
+            // twice, which a driver takes as a NIC's duplicate, instead of never (docs/restart.md).
             if (try? rx.complete(rxChain.head, length: UInt32(written), memory)) != nil { run.rxCompleted += 1 }
+            if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
             run.txCalls += 1
             run.rxCalls += 1
         }

@@ -109,7 +109,8 @@ struct JournalTests {
                 let asid = ASID(rng.next() % 2)
                 let page = (rng.next() % 64) * 0x1000
                 switch rng.next() % 20 {
-                case 0..<7: r.run { try $0.map(asid: asid, iova: page, size: 0x1000 * (1 + rng.next() % 3), address: rng.next(), permission: .readWrite) }
+                case 0..<7:
+                    r.run { try $0.map(asid: asid, iova: page, size: 0x1000 * (1 + rng.next() % 3), address: rng.next(), permission: .readWrite) }
                 case 7..<9: r.run { _ = try $0.unmap(asid: asid, iova: page, size: 0x2000) }
                 case 9: r.run { try $0.batchBegin(asid: asid) }
                 case 10: r.run { try $0.batchEnd(asid: asid) }

@@ -6,7 +6,12 @@
  *
  * One line on stdout: VDPAD-BLK size=BYTES patterns=N/M discard=ok|unsupported|failed zeroout=ok|failed
  * and exit status 0 when everything held.  The patterns stay on the disk: the last one is at offset
- * 0x200000 (seed 7, 64 KiB), which the host's test reads from a backing file. */
+ * 0x200000 (seed 7, 64 KiB), which the host's test reads from a backing file.
+ *
+ *   blkcheck DEV loop   until killed: 64 KiB patterns written and read back in turn over 64 slots from
+ *                       0x1000000, every slot read again once a second; one line a second:
+ *                       VDPAD-DISK n=WRITES bad=MISMATCHES gap_ms=LONGEST_WRITE_AND_READ (a daemon restart's
+ *                       pause shows in gap_ms, a lost or torn write in bad). */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -16,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <time.h>
 #include <unistd.h>
 
 static uint8_t *buffer, *readback;
@@ -42,6 +48,43 @@ static int pattern(int fd, uint64_t offset, size_t n, unsigned seed)
     return memcmp(buffer, readback, n) == 0;
 }
 
+static double now_ms(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec * 1e3 + (double)t.tv_nsec / 1e6;
+}
+
+static _Noreturn void loop(int fd)
+{
+    enum { SLOTS = 64, SLOT = 65536 };
+    const uint64_t base = 0x1000000;
+    unsigned seeds[SLOTS] = { 0 }, n = 0, bad = 0;
+    double gap = 0, last_print = now_ms();
+    for (unsigned seq = 1;; seq++) {
+        unsigned slot = seq % SLOTS;
+        double started = now_ms();
+        if (!pattern(fd, base + (uint64_t)slot * SLOT, SLOT, seq))
+            bad++;
+        seeds[slot] = seq;
+        n++;
+        if (now_ms() - started > gap)
+            gap = now_ms() - started;
+        if (now_ms() - last_print >= 1000) {
+            for (unsigned k = 0; k < SLOTS; k++) {
+                if (!seeds[k])
+                    continue;
+                fill(buffer, SLOT, seeds[k]);
+                if (pread(fd, readback, SLOT, (off_t)(base + (uint64_t)k * SLOT)) != SLOT || memcmp(buffer, readback, SLOT) != 0)
+                    bad++;
+            }
+            last_print = now_ms();
+            printf("VDPAD-DISK n=%u bad=%u gap_ms=%.0f\n", n, bad, gap);
+            fflush(stdout);
+        }
+    }
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -56,6 +99,8 @@ int main(int argc, char **argv)
     }
     if (posix_memalign((void **)&buffer, 4096, 1 << 20) || posix_memalign((void **)&readback, 4096, 1 << 20))
         return 1;
+    if (argc > 2 && strcmp(argv[2], "loop") == 0)
+        loop(fd);
     struct { uint64_t offset; size_t n; } cases[] = {
         { 0, 512 }, { 4096, 4096 }, { 1 << 20, 1 << 20 }, { 0x3000000 + 512, 8192 }, { size - 512, 512 },
         { size - 65536, 65536 }, { 0x200000, 65536 },

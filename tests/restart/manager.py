@@ -10,7 +10,8 @@ import os
 import signal
 import socket
 import subprocess
-import tempfile
+import select
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -37,14 +38,30 @@ class ServiceManager:
         self.process: subprocess.Popen | None = None
         self.log = open(os.path.join(directory, "vdpad.log"), "ab")
         self.starts = 0
+        # Read as they come, as systemd does: a notify socket left unread fills, and the daemon's next
+        # notification would wait for room.
+        self.lock = threading.Lock()
+        self.closing = False
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        while not self.closing:
+            ready, _, _ = select.select([self.notify], [], [], 0.05)
+            if ready and not self.closing:
+                self.drain()
 
     # The notify protocol.
     def drain(self) -> None:
+        with self.lock:
+            self._drain()
+
+    def _drain(self) -> None:
         while True:
             fds = array.array("i")
             try:
                 data, ancdata, _, _ = self.notify.recvmsg(4096, socket.CMSG_SPACE(253 * fds.itemsize))
-            except BlockingIOError:
+            except (BlockingIOError, OSError):
                 return
             for level, kind, payload in ancdata:
                 if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -71,10 +88,11 @@ class ServiceManager:
                 self.statuses.append(fields["STATUS"])
 
     def start(self, timeout: float = 30.0) -> None:
-        self.drain()
-        names = ["vdpad"] + list(self.store)
-        fds = [self.listener.fileno()] + list(self.store.values())
-        ready_before = self.ready
+        with self.lock:
+            self._drain()
+            names = ["vdpad"] + list(self.store)
+            fds = [self.listener.fileno()] + [os.dup(fd) for fd in self.store.values()]
+            ready_before = self.ready
 
         def place_descriptors():
             high = [os.dup(fd) for fd in fds]
@@ -88,6 +106,8 @@ class ServiceManager:
             ["sh", "-c", 'export LISTEN_PID=$$; exec "$@"', "sh", BINARY, "--config", self.config_path,
              "--state-dir", os.path.join(self.directory, "state")],
             env=env, preexec_fn=place_descriptors, close_fds=False, stdout=self.log, stderr=self.log)
+        for fd in fds[1:]:
+            os.close(fd)
         self.starts += 1
         deadline = time.monotonic() + timeout
         while self.ready == ready_before:
@@ -96,7 +116,6 @@ class ServiceManager:
             if time.monotonic() > deadline:
                 raise TimeoutError("vdpad sent no READY=1")
             time.sleep(0.002)
-            self.drain()
 
     def kill(self) -> None:
         assert self.process is not None
@@ -112,6 +131,8 @@ class ServiceManager:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
+        self.closing = True
+        self.reader.join()
         self.drain()
         for fd in self.store.values():
             os.close(fd)

@@ -5,6 +5,7 @@
 // requests count.  Eventfds an image names are stored as `fd.N` and written as
 // N.  When the journal has grown past its bound it is rewritten from the
 // devices as they are (a new generation, stored before the old one goes).
+import CVDPAShim
 import Logging
 import UnixSocket
 import VDPACore
@@ -26,6 +27,8 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
         /// While a compaction reads the devices: the records written meanwhile, for the new journal too.
         var duringCompaction: [UInt8]?
         var failure: String?
+        /// RAM disks kept across restarts, by device (`disk.NAME` in the store).
+        var disks: [String: Int32] = [:]
     }
 
     private let state: Locked<State>
@@ -101,7 +104,31 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
         }
     }
 
-    func forget(device: String) { append(.forget(device: device)) }
+    func forget(device: String) {
+        append(.forget(device: device))
+        if let fd = state.withLock({ $0.disks.removeValue(forKey: device) }) {
+            store.remove("disk.\(device)")
+            close(fd)
+        }
+    }
+
+    func diskFile(device: String, bytes: Int) -> Int32? {
+        state.withLock { s -> Int32? in
+            if let fd = s.disks[device] { return dup(fd) }
+            let fd = vdpad_memfd("vdpad-disk.\(device)")
+            guard fd >= 0 else { return nil }
+            guard ftruncate(fd, off_t(bytes)) == 0 else {
+                close(fd)
+                return nil
+            }
+            s.disks[device] = fd
+            store.store(fd, name: "disk.\(device)")
+            return dup(fd)
+        }
+    }
+
+    /// Keeps a RAM disk's file that came back from the store.
+    func adoptDisk(_ fd: Int32, device: String) { state.withLock { $0.disks[device] = fd } }
 
     func closing(_ fds: [EventFD]) {
         state.withLock { s in

@@ -28,11 +28,17 @@ final class FDStore: Sendable {
 
     /// Keeps `fd` under `name` (replacing what the store held under it).
     func store(_ fd: Int32, name: String) {
-        let previous = stored.withLock { table -> Int32? in
+        let (previous, stale) = stored.withLock { table -> (Int32?, [String]) in
+            // A name still on a number that now names this file was not taken out when its file was closed: it
+            // would hand this file over under the wrong name at the next start.
+            let stale = table.filter { $0.value == fd && $0.key != name }.map(\.key)
+            for key in stale { table[key] = nil }
             defer { table[name] = fd }
-            return table[name]
+            return (table[name], stale)
         }
+        for key in stale { logger.error("a stored name outlived its descriptor", metadata: ["name": "\(key)", "now": "\(name)"]) }
         guard supervised else { return }
+        for key in stale { send("FDSTOREREMOVE=1\nFDNAME=\(key)", []) }
         if previous != nil { send("FDSTOREREMOVE=1\nFDNAME=\(name)", []) }
         send("FDSTORE=1\nFDNAME=\(name)", [fd])
     }

@@ -5,6 +5,9 @@
 // leaves the journal at one length or the other, never in a torn record.
 import UnixSocket
 import VDPAJournal
+#if canImport(Glibc)
+    import Glibc
+#endif
 
 final class JournalFile: @unchecked Sendable {
     private enum Word: Int { case magic = 0, generation, complete, committed }
@@ -23,11 +26,22 @@ final class JournalFile: @unchecked Sendable {
         file.setWord(Word.magic.rawValue, Self.magic)
     }
 
-    /// A journal got back from the store; nil when `fd` is not one (its magic is wrong).
-    init?(adopting fd: Int32) {
-        guard let file = try? MappedFile(adopting: fd), file.word(Word.magic.rawValue) == Self.magic else { return nil }
+    private init(_ file: MappedFile) {
         self.file = file
         generation = file.word(Word.generation.rawValue)
+    }
+
+    /// A journal got back from the store (it owns `fd` from now on), or why `fd` is not one.
+    static func adopt(_ fd: Int32) -> Result<JournalFile, SystemCallError> {
+        let file: MappedFile
+        do {
+            file = try MappedFile(adopting: fd)
+        } catch {
+            close(fd)
+            return .failure(error)
+        }
+        guard file.word(Word.magic.rawValue) == Self.magic else { return .failure(SystemCallError("not a vdpad journal", .invalidArgument)) }
+        return .success(JournalFile(file))
     }
 
     var isComplete: Bool { file.word(Word.complete.rawValue) == 1 }

@@ -23,6 +23,7 @@ extension Daemon {
                 return h
             })
         else { return }
+        for problem in h.problems { logger.error("a journal the store gave back is left out", metadata: ["problem": "\(problem)"]) }
         defer {
             for (name, fd) in h.unknown + h.discardedJournals {
                 logger.warning("dropping a descriptor the store gave back", metadata: ["name": "\(name)"])
@@ -31,7 +32,7 @@ extension Daemon {
                 close(fd)
             }
         }
-        let hasSessions = !h.journals.isEmpty || !h.connections.isEmpty || !h.eventFDs.isEmpty
+        let hasSessions = !h.journals.isEmpty || !h.connections.isEmpty || !h.eventFDs.isEmpty || !h.disks.isEmpty
         guard let journal, hasSessions else {
             if hasSessions {
                 logger.warning("keep_sessions is off: the previous process's sessions are dropped")
@@ -61,8 +62,8 @@ extension Daemon {
         // Sessions onto the devices; one whose owner did not come back is ended as its disconnect would have.
         var restored = 0
         var held = Set<Int32>()
+        var ended: [(slot: DeviceSlot, name: String)] = []
         for slot in service.registry.allSlots() {
-            var ended: String?
             slot.adopt { (d: inout VDPADevice) in
                 do throws(VDPAError) {
                     try replay.apply(to: &d)
@@ -71,18 +72,13 @@ extension Daemon {
                     d.release()
                     _ = d.takeEventFDEffects()
                 }
-                if let owner = d.owner, live[owner.connection] == nil {
-                    ended = d.name.rawValue
+                if let owner = d.owner {
+                    if live[owner.connection] == nil { ended.append((slot, d.name.rawValue)) } else { restored += 1 }
                 }
-                if d.owner != nil { restored += 1 }
+                for fd in d.sessionImage.eventFDs { held.insert(fd.descriptor) }
             }
-            if let name = ended {
-                logger.warning("a session's connection did not come back; the session is released", metadata: ["device": "\(name)"])
-                slot.sync { $0.release() }
-                restored -= 1
-            }
-            slot.read { d in for fd in d.sessionImage.eventFDs { held.insert(fd.descriptor) } }
         }
+        // Every eventfd a device holds is the journal's again under its token; the others are closed.
         for (token, fd) in h.eventFDs {
             fdStore.adopt(fd, name: "fd.\(token)")
             if held.contains(fd) {
@@ -91,6 +87,23 @@ extension Daemon {
                 fdStore.remove("fd.\(token)")
                 close(fd)
             }
+        }
+        // RAM disks go back to their devices' data paths (read at the first request); a deleted device's goes.
+        let names = Set(service.registry.deviceRecords().map(\.name))
+        for (device, fd) in h.disks {
+            fdStore.adopt(fd, name: "disk.\(device)")
+            if names.contains(device) {
+                journal.adoptDisk(fd, device: device)
+            } else {
+                fdStore.remove("disk.\(device)")
+                close(fd)
+            }
+        }
+        // A session whose connection did not come back ends as its disconnect would have (its eventfds closed once,
+        // by the release, and taken out of the store).
+        for (slot, name) in ended {
+            logger.warning("a session's connection did not come back; the session is released", metadata: ["device": "\(name)"])
+            slot.sync { $0.release() }
         }
         // The connections, each at its last commit.
         var adopted: [Connection] = []
@@ -139,6 +152,7 @@ extension Daemon {
             for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { if let fd { named.append((name, fd)) } }
         }
         for (token, fd) in h.eventFDs { named.append(("fd.\(token)", fd)) }
+        for (device, fd) in h.disks { named.append(("disk.\(device)", fd)) }
         for (name, fd) in named {
             fdStore.adopt(fd, name: name)
             fdStore.remove(name)

@@ -1,0 +1,138 @@
+"""A running Linux guest under QEMU 10.0 does not notice vdpad restarting (issue 23, docs/restart.md): its
+frame loop (tests/guest/frames.c `loop`) on a vdpasim_net device and its disk loop (tests/guest/blkcheck.c
+`loop`) on a vdpasim_blk device through vhost-vdpa-device-pci run while vdpad — supervised by the stand-in
+service manager of tests/restart (file descriptor store, socket activation, notify protocol) — is killed with
+SIGKILL and started again, and then upgraded in place (daemon_upgrade).  The guest sees a pause, nothing
+else: no frame lost or damaged, every block read back intact, no device reset, no error in its kernel log,
+no vhost error from QEMU; the same QEMU connections are served throughout.
+
+Run by scripts/test.sh with the rest of tests/qemu."""
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+import guest
+from test_vmm import ROOT, VDPAD_RUN, qemu10, vhost_errors
+
+sys.path.insert(0, os.path.join(ROOT, "tests", "restart"))
+sys.path.insert(0, os.path.join(ROOT, "clients", "python"))
+from manager import ServiceManager  # noqa: E402
+from vdpad.client import Client  # noqa: E402
+
+SCRIPT = """
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+for c in all default eth0; do echo 1 > /proc/sys/net/ipv6/conf/$c/disable_ipv6; done 2>/dev/null
+ip link set eth0 up
+sleep 1
+/bin/frames eth0 loop &
+/bin/blkcheck /dev/vda loop &
+wait
+"""
+
+CONFIG = """
+log_level = "debug"
+[[devices]]
+name = "n0"
+mgmtdev = "vdpasim_net"
+mac = "02:00:00:00:00:42"
+
+[[devices]]
+name = "b0"
+mgmtdev = "vdpasim_blk"
+"""
+
+# What a guest kernel says when a virtio device goes wrong (loglevel=4 puts warnings and worse on the console).
+KERNEL_TROUBLE = ("virtio", "vhost", "reset", "timeout", "timed out", "blk_update_request", "I/O error", "hung", "NETDEV WATCHDOG")
+
+
+class RestartUnderAGuest(unittest.TestCase):
+    def wait(self, condition, seconds, what):
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if condition():
+                    return
+            except (OSError, ValueError, KeyError, IndexError):
+                pass
+            time.sleep(0.25)
+        self.fail(f"timed out waiting for {what} (serial: {guest.tail(self.serial)})")
+
+    def loops(self):
+        return guest.lines(self.serial, "VDPAD-LOOP"), guest.lines(self.serial, "VDPAD-DISK")
+
+    def advance(self, what):
+        """Waits for both loops to report two more lines, and returns the last of each."""
+        frames, disk = self.loops()
+        self.wait(lambda: len(self.loops()[0]) >= len(frames) + 2 and len(self.loops()[1]) >= len(disk) + 2, 60,
+                  f"both loops going on {what}")
+        frames, disk = self.loops()
+        return frames[-1], disk[-1]
+
+    def test_kill_and_upgrade_under_a_running_guest(self):
+        work = tempfile.mkdtemp(prefix="vdpad-restart-")
+        manager = ServiceManager(work, CONFIG)
+        self.addCleanup(manager.stop)
+        manager.start()
+        self.serial = os.path.join(work, "serial.txt")
+        command, env = qemu10()
+        err_path = os.path.join(work, "qemu.err")
+        err = open(err_path, "w")
+        self.addCleanup(err.close)
+        qemu = subprocess.Popen(
+            [VDPAD_RUN, "-s", manager.socket_path, "--device", "/dev/vhost-vdpa-0=n0", "--device", "/dev/vhost-vdpa-1=b0", "--",
+             *command, "-M", "pc", "-accel", "tcg", "-object", "memory-backend-memfd,id=ram,size=256M,share=on",
+             "-machine", "memory-backend=ram", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot",
+             "-serial", f"file:{self.serial}", "-kernel", guest.KERNEL,
+             "-initrd", guest.initrd(work, SCRIPT, ["frames", "blkcheck"]),
+             "-append", "console=ttyS0 panic=-1 loglevel=4",
+             "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
+             "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42",
+             "-device", "vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-1"],
+            stdout=subprocess.DEVNULL, stderr=err, env=env)
+        self.addCleanup(lambda: qemu.poll() is None and qemu.kill())
+        self.wait(lambda: len(self.loops()[0]) >= 2 and len(self.loops()[1]) >= 2, 180, "both loops in the guest")
+        boot_lines = len(open(self.serial, errors="replace").read().splitlines())
+        frames0, disk0 = self.advance("before any restart")
+
+        # SIGKILL at an arbitrary moment, then a start by the service manager (as Restart=on-failure does).
+        manager.kill()
+        time.sleep(0.3)  # the guest keeps kicking a daemon that is not there
+        manager.start()
+        frames1, disk1 = self.advance("after the kill")
+
+        # An upgrade in place, asked for as an operator would (vdpad-cli daemon upgrade).
+        pid = manager.process.pid
+        with Client(manager.socket_path) as admin:
+            self.assertEqual(admin.call("daemon_upgrade")["pid"], pid)
+        frames2, disk2 = self.advance("after the upgrade")
+        self.assertEqual(manager.process.poll(), None, "the upgraded daemon is the same process")
+        with Client(manager.socket_path) as admin:
+            self.assertEqual(admin.call("get_version")["pid"], pid)
+            devices = {d["name"]: d for d in admin.call("list_devices")}
+        self.assertTrue(all(devices[n]["owner"] for n in ("n0", "b0")), f"QEMU still owns both devices: {devices}")
+
+        # Nothing but a pause: every frame back and intact, every block read back intact, the guest's memory intact.
+        for line in (frames0, frames1, frames2):
+            self.assertEqual((line["lost"], line["bad"], line["mem"]), ("0", "0", "ok"), line)
+        self.assertGreater(int(frames2["n"]), int(frames1["n"]) > int(frames0["n"]))
+        for line in (disk0, disk1, disk2):
+            self.assertEqual(line["bad"], "0", line)
+        self.assertGreater(int(disk2["n"]), int(disk1["n"]))
+        self.assertGreater(int(disk1["n"]), int(disk0["n"]))
+        after_boot = open(self.serial, errors="replace").read().splitlines()[boot_lines:]
+        trouble = [l for l in after_boot if not l.startswith("VDPAD-") and any(t.lower() in l.lower() for t in KERNEL_TROUBLE)]
+        self.assertEqual(trouble, [], "the guest's kernel said nothing about its devices")
+        qemu.kill()
+        qemu.wait()
+        err.flush()
+        with open(err_path) as f:
+            self.assertEqual(vhost_errors(f.read()), [])
+        print(f"\n  restart: frames {frames0['n']} → {frames2['n']}, longest frame wait {frames2['gap_ms']} ms; "
+              f"disk writes {disk0['n']} → {disk2['n']}, longest write+read {disk2['gap_ms']} ms", end="")
+
+
+if __name__ == "__main__":
+    unittest.main()
