@@ -16,6 +16,8 @@ swift test --skip-build --skip LoadTests
 swift test --skip-build --filter LoadTests   # 1,000 connections, run alone (HostileTests.swift says why)
 # An unmodified QEMU 7.2 and a C VMM through the preload library (tests/qemu/test_vmm.py).
 python3 -m unittest discover -s tests/qemu -v
+# Sessions across SIGKILLs under a stand-in service manager (tests/restart, docs/restart.md).
+python3 -m unittest discover -s tests/restart -v
 # The Python client, installed as a user would, and its suite against the real daemon (OpenRPC included).
 .venv/bin/pip install -q --disable-pip-version-check --no-deps ./clients/python
 VDPAD_BINARY="$PWD/.build/debug/vdpad" .venv/bin/python -m pytest -q -p no:cacheprovider clients/python/tests

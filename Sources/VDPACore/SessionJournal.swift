@@ -178,6 +178,13 @@ extension VDPADevice {
 
     public var hasJournalOps: Bool { !journalOps.isEmpty }
 
+    /// Hands the table operations carried out since the last call to `body` (which must not keep the array) and
+    /// forgets them, keeping the buffer: no allocation per map.
+    public mutating func withJournalOps(_ body: ([SessionOp]) -> Void) {
+        body(journalOps)
+        journalOps.removeAll(keepingCapacity: true)
+    }
+
     @inline(__always)
     mutating func journal(_ op: @autoclosure () -> SessionOp) {
         if journaling { journalOps.append(op()) }
@@ -199,7 +206,13 @@ public struct JournalWriter {
         u32(UInt32(v.count))
         bytes += v
     }
-    public mutating func string(_ v: String) { blob(Array(v.utf8)) }
+    public mutating func string(_ v: String) {
+        var v = v
+        v.withUTF8 { utf8 in
+            u32(UInt32(utf8.count))
+            bytes.append(contentsOf: utf8)
+        }
+    }
     public mutating func optionalU64(_ v: UInt64?) {
         bool(v != nil)
         if let v { u64(v) }

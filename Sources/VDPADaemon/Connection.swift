@@ -231,14 +231,21 @@ final class Connection: NotificationSink, Sendable {
 
     /// Releases the connection's devices, closes its fd, tells the daemon.
     private func endSession() {
-        if let journal {
-            journal.outsideCompaction { service.connectionClosed(id) }
-            journal.closed(connection: id)
-        } else {
+        guard let journal else {
             service.connectionClosed(id)
+            writeSourceGone.wait()
+            Glibc.close(fd)
+            onClose(id)
+            return
         }
-        writeSourceGone.wait()
-        Glibc.close(fd)
+        // Under the journal (shared): an upgrade in place, which holds it exclusively while it hands the stored
+        // descriptors over, never hands over one this closes.
+        journal.outsideCompaction {
+            service.connectionClosed(id)
+            journal.closed(connection: id)
+            writeSourceGone.wait()
+            Glibc.close(fd)
+        }
         onClose(id)
     }
 
@@ -567,6 +574,9 @@ final class Connection: NotificationSink, Sendable {
         s.stallTimer = nil
         drained.signal()
     }
+
+    /// Offers what is unsent to the socket once, without waiting (a daemon about to exit with its sessions kept).
+    func sendPending() { withState { $1.flush(&$0) } }
 
     /// Answers every request already received, sends the replies, then closes (SIGTERM).
     func shutdown() {

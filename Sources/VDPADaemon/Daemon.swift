@@ -98,9 +98,12 @@ public final class Daemon: Sendable {
     /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.
     public func run() throws -> Never {
         raiseFileLimit()
+        // First: a SIGTERM that comes as soon as the socket exists must stop the daemon, not be lost.
+        installSignals()
         try restoreState()
-        restoreSessions()
-        if journal != nil {
+        // Before the sessions come back: a connection given back is answered from then on.
+        if let journal {
+            service.journalStats.withLock { $0 = { (journal.bytes, journal.generation) } }
             service.upgrade.withLock {
                 $0 = { [weak self] in
                     guard let self else { return "the daemon is stopping" }
@@ -108,6 +111,7 @@ public final class Daemon: Sendable {
                 }
             }
         }
+        restoreSessions()
         if ownsSocketPath && runtime.withLock({ $0.listenFD }) < 0 {
             var group: gid_t?
             if let name = config.socketGroup {
@@ -121,7 +125,6 @@ public final class Daemon: Sendable {
         let listenFD = runtime.withLock { $0.listenFD }
         Listener.setNonBlocking(listenFD)
         startAccepting(listenFD)
-        installSignals()
         startWatchdog()
         startMetricsTextfile()
         runtime.withLock { $0.lifecycle = .serving }
@@ -297,6 +300,19 @@ public final class Daemon: Sendable {
             return .some(r.acceptSource)
         }
         guard let accepting else { return }
+        if let journal, fdStore.supervised {
+            // Under a service manager the sessions are in its store: SIGTERM leaves them there.  A restart
+            // (`systemctl restart`, Restart=) hands them to the next process, which goes on where this one stopped;
+            // a stop empties the store, which closes the connections (docs/restart.md).  Each round in flight
+            // commits first, and what was answered is offered to each socket once.
+            logger.notice("stopping on signal; sessions stay in the service manager's file descriptor store")
+            notify("STOPPING=1\nSTATUS=stopping; sessions kept for the next start")
+            journal.quiesced {
+                for c in connections.withLock({ Array($0.values) }) { c.sendPending() }
+                logger.notice("stopped")
+                exit(0)
+            }
+        }
         logger.notice("stopping on signal")
         notify("STOPPING=1\nSTATUS=stopping")
         accepting?.cancel()

@@ -132,7 +132,7 @@ extension VDPAService {
                 continue
             }
             haveNext = false
-            slot.sync { d in
+            slot.syncTables { d in
                 while true {
                     perform(r.pointee, on: &d, text: text, caller: caller, into: &output)
                     performed += 1

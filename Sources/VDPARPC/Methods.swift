@@ -80,13 +80,20 @@ extension VDPAService {
             handler: { s, _, _ in discoveryDocument(version: s.version) }
         ),
         RPCMethod(
-            MethodSpec("get_stats", "Uptime, connections, requests, errors, devices", result: Schemas.object),
+            MethodSpec(
+                "get_stats", "Uptime, connections, requests, errors, devices, and the session journal's bytes and generation",
+                result: Schemas.object),
             handler: { s, _, _ in
                 let uptime = UInt64((ContinuousClock.now - s.started).components.seconds)
+                let journal: JSON =
+                    s.journalStats.withLock { $0 }.map { stats in
+                        let (bytes, generation) = stats()
+                        return ["bytes": JSON(bytes), "generation": .unsigned(generation)]
+                    } ?? .null
                 return [
                     "uptime_s": .unsigned(uptime), "connections": JSON(s.connectionCount),
                     "requests": JSON(s.requestCount.load(ordering: .relaxed)), "errors": JSON(s.errorCount.load(ordering: .relaxed)),
-                    "devices": JSON(s.deviceCount)
+                    "devices": JSON(s.deviceCount), "journal": journal
                 ]
             }
         ),

@@ -36,6 +36,8 @@ public final class VDPAService: Sendable {
     /// What `daemon_upgrade` asks of the daemon (it re-executes itself once the reply is committed); nil where
     /// there is no daemon to upgrade (tests, the benchmark) or sessions would not survive it.
     public let upgrade = Locked<(@Sendable () -> String?)?>(nil)
+    /// The session journal's size and generation, for get_stats (nil: no journal).
+    public let journalStats = Locked<(@Sendable () -> (bytes: Int, generation: UInt64))?>(nil)
     let version: String
     let pid: Int32
     let logger: Logger

@@ -77,14 +77,31 @@ public final class DeviceSlot: Sendable {
     @usableFromInline
     func journalChanges(_ d: inout VDPADevice) {
         guard let journal else { return }
-        let ops = d.hasJournalOps ? d.takeJournalOps() : []
         let image = d.sessionImage
         let changed = journaledImage.withLock { last in
             if last == image { return false }
             last = image
             return true
         }
-        if !ops.isEmpty || changed { journal.record(device: d.name.rawValue, ops: ops, image: changed ? image : nil) }
+        guard d.hasJournalOps || changed else { return }
+        let name = d.name.rawValue
+        d.withJournalOps { ops in journal.record(device: name, ops: ops, image: changed ? image : nil) }
+    }
+
+    /// `sync` for operations that change only the IOTLB tables (map, unmap: the fast path's): their table
+    /// operations are journaled and the control state is not compared (it cannot have changed).
+    @inlinable
+    public func syncTables<T>(_ body: (inout VDPADevice) -> T) -> T {
+        state.withLock { (d: inout VDPADevice) -> T in
+            defer {
+                settle(&d)
+                if let journal, d.hasJournalOps {
+                    let name = d.name.rawValue
+                    d.withJournalOps { ops in journal.record(device: name, ops: ops, image: nil) }
+                }
+            }
+            return body(&d)
+        }
     }
 
     /// Puts a restarted daemon's journaled session on the device; nothing of it is journaled again (the

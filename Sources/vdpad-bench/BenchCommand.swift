@@ -24,7 +24,7 @@ struct BenchCommand: ParsableCommand {
             """,
         subcommands: [
             IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self, FlowsCommand.self,
-            DataPathCommand.self
+            DataPathCommand.self, RestartCommand.self
         ]
     )
 }

@@ -102,6 +102,8 @@ enum Render {
         case .daemonStatus:
             return
                 "vdpad: up \(r["uptime_s"]?.plain ?? "?")s, \(r["devices"]?.plain ?? "?") devices, \(r["connections"]?.plain ?? "?") connections, \(r["requests"]?.plain ?? "?") requests, \(r["errors"]?.plain ?? "?") errors"
+                + (r["journal"]?["bytes"].map { ", journal \($0.plain) bytes (generation \(r["journal"]?["generation"]?.plain ?? "?"))" }
+                    ?? ", sessions end with the process (keep_sessions = false)")
         case .version: return "vdpad \(r["version"]?.plain ?? "?") protocol \(r["protocol"]?.plain ?? "?") pid \(r["pid"]?.plain ?? "?")"
         case .methods: return r.items.map(\.plain).joined(separator: "\n")
         case .upgrade:

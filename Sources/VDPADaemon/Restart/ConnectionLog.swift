@@ -106,19 +106,30 @@ final class ConnectionLog: @unchecked Sendable {
             return -1
         }
         let room = UnsafeMutableRawBufferPointer(start: inbox.data + received, count: Self.receiveRoom)
+        // A socket the last receive drained is most likely still empty (a client waiting for its reply): wait
+        // first, rather than spend a receive on EAGAIN.
+        if drained { waitReadable(socket) }
         while true {
             let n = PassedDescriptors.receive(socket, into: room, descriptors: &descriptors)
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                var p = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-                _ = retryingOnEINTR { poll(&p, 1, -1) }
+                waitReadable(socket)
                 continue
             }
             if n > 0 {
                 received += n
                 inbox.setWord(1, UInt64(received))
             }
+            drained = n < Self.receiveRoom
             return n
         }
+    }
+
+    /// Whether the last receive took less than it had room for (the socket was empty after it).
+    private var drained = false
+
+    private func waitReadable(_ socket: Int32) {
+        var p = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        _ = retryingOnEINTR { poll(&p, 1, -1) }
     }
 
     /// The bytes `receive` just added.
@@ -170,15 +181,16 @@ final class ConnectionLog: @unchecked Sendable {
     }
 
     /// Empties the files the committed `next` cursor moved to a new epoch.
+    /// Both keep their pages (truncating and faulting them in again cost more than the traffic): the inbox's
+    /// input is zeroed, as a restart's scan past the count needs; the outbox's replies stay, past its end.
     func finishRewind(_ next: ConnectionCursor) throws(SystemCallError) {
         if next.inboxEpoch != cursor.inboxEpoch {
-            try inbox.clearData()
+            inbox.data.initializeMemory(as: UInt8.self, repeating: 0, count: received)
             received = 0
             inbox.setWord(1, 0)
             inbox.setWord(0, next.inboxEpoch)
         }
         if next.outboxEpoch != cursor.outboxEpoch {
-            try outbox.clearData()
             guard lseek(outbox.fd, off_t(MappedFile.headerSize), SEEK_SET) >= 0 else { throw SystemCallError("lseek", Errno.current) }
             (written, sent) = (0, 0)
             outbox.setWord(1, 0)

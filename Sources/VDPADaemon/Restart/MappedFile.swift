@@ -14,7 +14,7 @@ import UnixSocket
 final class MappedFile: @unchecked Sendable {
     static let headerSize = 4096
     /// Address space reserved per file; the file grows inside it.
-    static let reserve = 1 << 36
+    static let reserve = 1 << 34
     private static let growth = 8 << 20
 
     let fd: Int32

@@ -60,7 +60,7 @@ class GeneratedMethods:
         return self.call("get_features", device=device)
 
     def get_stats(self) -> dict:
-        "Uptime, connections, requests, errors, devices"
+        "Uptime, connections, requests, errors, devices, and the session journal's bytes and generation"
         return self.call("get_stats")
 
     def get_status(self, device: str) -> dict:
