@@ -6,8 +6,10 @@
 /* vdpad's data path writes a ring's used idx in this process's memory.  From outside, process_vm_writev
  * promises no single 16-bit store, and a torn idx can show the driver a stale entry; so the library lends
  * vdpad a thread that does that one store from inside, as one aligned atomic store (docs/protocol.md §5.6).
- * Requests are {u64 address, u16 value, 6 bytes 0} on a SOCK_SEQPACKET pair; the answer is one byte.  The
- * thread ends when vdpad closes its end (the session ended). */
+ * Requests are {u64 address, u16 value, u8 tag, 5 bytes 0} on a SOCK_SEQPACKET pair; the answer is one byte:
+ * the tag when the store is done (1 for a request without one), 0 when refused.  The tag lets vdpad tell its
+ * answer from a late one to a request it gave up on — or that a vdpad which died, and was restarted on this
+ * same socket, never read.  The thread ends when vdpad closes its end (the session ended). */
 static void *store_agent(void *arg)
 {
     int fd = (int)(intptr_t)arg;
@@ -29,7 +31,7 @@ static void *store_agent(void *arg)
         if (address && address % 2 == 0) {
             __atomic_thread_fence(__ATOMIC_SEQ_CST);  /* the used element vdpad wrote before is visible first */
             __atomic_store_n((uint16_t *)(uintptr_t)address, value, __ATOMIC_RELEASE);
-            ack = 1;
+            ack = request[10] ? request[10] : 1;
         }
         if (send(fd, &ack, 1, MSG_NOSIGNAL) != 1)
             break;

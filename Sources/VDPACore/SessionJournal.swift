@@ -158,10 +158,13 @@ extension VDPADevice {
         return ops
     }
 
-    /// Asks the data path to look at the kick bindings and the rings again (a restarted daemon's first look).
-    public mutating func requestRescan() {
+    /// A restarted daemon's first look: the data path reads the kick bindings and the rings again, and every ready
+    /// queue's call eventfd is signalled once — the process that died may have completed chains and not yet
+    /// signalled them (a driver takes a spurious interrupt in its stride; a lost one stalls it).
+    public mutating func resumeAfterRestart() {
         eventFDEffects.kicksChanged = true
         eventFDEffects.resumed = true
+        for ring in vrings where ring.ready { if let call = ring.call { eventFDEffects.signal.append(call) } }
     }
 
     /// Turns journaling of table operations on or off (off: the ops pending are dropped).

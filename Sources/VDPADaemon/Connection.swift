@@ -398,7 +398,7 @@ final class Connection: NotificationSink, Sendable {
         }
     }
 
-    /// A compaction reads every device: off this connection's lock, on its queue.
+    /// A compaction reads every device and waits for every round in flight: off this connection's lock and thread.
     private func compactLater() {
         guard let journal else { return }
         let service = service

@@ -241,6 +241,10 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 ? openBacking(memory.device.attributes.backing, bytes: bytes)
                 : slot.journal?.diskFile(device: name, bytes: bytes).map { adoptBacking(FileDescriptor(rawValue: $0), bytes: bytes) } ?? []
             disk = RAMDisk(capacity: capacity, contents: contents)
+            if let backing {
+                // Each write reaches the file before its request completes (a restart reads the disk back from it).
+                disk!.mirror = { offset, bytes in try? backing.writeAll(toAbsoluteOffset: Int64(offset), bytes) }
+            }
         }
         let run = BlockRequests.run(&ring, memory, disk: &disk!, budget: Self.chainsPerRun)
         writeThrough(run)
@@ -277,14 +281,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return Array(contents.prefix(n))
     }
 
-    /// Every byte the run changed goes to the backing file at the same offset; a FLUSH waits for the file.
+    /// A FLUSH waits for the backing file (the bytes reached it as they were written: `RAMDisk.mirror`).
     private func writeThrough(_ run: BlockRequests.Run) {
-        guard let backing, let disk else { return }
-        for range in run.written {
-            _ = disk.bytes.withUnsafeBytes { all in
-                try? backing.writeAll(toAbsoluteOffset: Int64(range.lowerBound), UnsafeRawBufferPointer(rebasing: all[range]))
-            }
-        }
-        if run.flushed { _ = fsync(backing.rawValue) }
+        guard let backing, run.flushed else { return }
+        _ = fsync(backing.rawValue)
     }
 }

@@ -7,6 +7,7 @@
 // shared memory are guarded: a VMM that truncates its file under vdpad
 // costs a fault on that access, not the daemon.
 import CVDPAShim
+import Synchronization
 import VDPACore
 import VDPAVirtio
 
@@ -231,16 +232,37 @@ final class OwnerMemory: GuestMemory {
         return p
     }
 
-    /// One request to the agent: {u64 address, u16 value, 6 bytes 0}, answered with one byte.
+    /// Tags of agent requests, 1…255 in turn (shared by every run: a late answer to an earlier run's request is
+    /// told apart from this one's).
+    private static let agentTags = Atomic<UInt32>(0)
+
+    /// One request to the agent: {u64 address, u16 value, u8 tag, 5 bytes 0}, answered with the tag when the store
+    /// is done.  An answer with another tag is a late one — to a request given up after its second, or sent by a
+    /// daemon that died and was restarted on this same socket — and is skipped: taking it for this one's would
+    /// signal the driver before its used idx moved.
     private func agentStore(_ address: UnsafeMutableRawPointer, _ value: UInt16) -> Bool {
         var message = [UInt8](repeating: 0, count: 16)
         let a = UInt64(UInt(bitPattern: address))
         for k in 0..<8 { message[k] = UInt8(truncatingIfNeeded: a >> (8 * UInt64(k))) }
         (message[8], message[9]) = (UInt8(value & 0xFF), UInt8(value >> 8))
+        let tag = UInt8(Self.agentTags.add(1, ordering: .relaxed).newValue % 255 + 1)
+        message[10] = tag
         guard message.withUnsafeBytes({ send(agent, $0.baseAddress, 16, Int32(MSG_NOSIGNAL)) }) == 16 else { return false }
-        var p = pollfd(fd: agent, events: Int16(POLLIN), revents: 0)
-        guard poll(&p, 1, 1000) == 1 else { return false }
-        var ack: UInt8 = 0
-        return recv(agent, &ack, 1, 0) == 1 && ack == 1
+        let deadline = Self.milliseconds() + 1000
+        while true {
+            var p = pollfd(fd: agent, events: Int16(POLLIN), revents: 0)
+            let left = deadline - Self.milliseconds()
+            guard left > 0, poll(&p, 1, Int32(left)) == 1 else { return false }
+            var ack: UInt8 = 0
+            guard recv(agent, &ack, 1, 0) == 1 else { return false }
+            if ack == tag { return true }
+            if ack == 0 { return false }
+        }
+    }
+
+    private static func milliseconds() -> Int {
+        var t = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &t)
+        return t.tv_sec * 1000 + t.tv_nsec / 1_000_000
     }
 }

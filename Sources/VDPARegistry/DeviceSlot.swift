@@ -143,7 +143,7 @@ public final class DeviceSlot: Sendable {
     /// Starts the data path of a session a restart gave back (when it has kick eventfds).
     public func resumeAfterRestart() {
         ringResync.withLock { $0 = true }
-        sync { $0.requestRescan() }
+        sync { $0.resumeAfterRestart() }
     }
 
     /// Whether the worker must resynchronise with the rings (asked once).

@@ -11,6 +11,11 @@ public struct RAMDisk: Sendable, Equatable {
     public static let sectorSize = 512
     public let capacity: UInt64
     public private(set) var bytes: [UInt8]
+    /// Told of every change as it is made, before the request that made it completes: a backing file written
+    /// through this way holds every write a driver has seen completed, whenever the daemon dies.
+    public var mirror: (@Sendable (_ offset: Int, _ bytes: UnsafeRawBufferPointer) -> Void)?
+
+    public static func == (a: RAMDisk, b: RAMDisk) -> Bool { a.capacity == b.capacity && a.bytes == b.bytes }
 
     /// 0x40000 sectors (128 MiB) is vdpa_sim_blk's size (R52).  `contents` fills the start of the disk (a
     /// backing file's bytes; more than the disk holds are ignored), the rest is zero.
@@ -26,8 +31,20 @@ public struct RAMDisk: Sendable, Equatable {
         offset <= UInt64(bytes.count) && UInt64(count) <= UInt64(bytes.count) - offset
     }
 
-    mutating func write(_ data: ArraySlice<UInt8>, at offset: Int) { bytes.replaceSubrange(offset..<offset + data.count, with: data) }
-    mutating func zero(_ offset: Int, _ count: Int) { bytes.replaceSubrange(offset..<offset + count, with: repeatElement(0, count: count)) }
+    mutating func write(_ data: ArraySlice<UInt8>, at offset: Int) {
+        bytes.replaceSubrange(offset..<offset + data.count, with: data)
+        changed(offset, data.count)
+    }
+
+    mutating func zero(_ offset: Int, _ count: Int) {
+        bytes.replaceSubrange(offset..<offset + count, with: repeatElement(0, count: count))
+        changed(offset, count)
+    }
+
+    private func changed(_ offset: Int, _ count: Int) {
+        guard let mirror else { return }
+        bytes.withUnsafeBytes { mirror(offset, UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
+    }
 }
 
 public enum BlockRequests {

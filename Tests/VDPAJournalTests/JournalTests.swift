@@ -207,6 +207,19 @@ struct JournalTests {
         #expect(replay.records == r.records.count && replay.damagedAt == whole.count)
     }
 
+    @Test("a restarted daemon's first look signals every ready queue's call once (an interrupt the dead process owed)")
+    func resumeSignalsCalls() throws {
+        var d = try device()
+        try d.setVringCall(0, EventFD(40))
+        try d.setVringCall(1, EventFD(41))
+        try d.setVring(0, num: 256, desc: nil, driver: nil, device: nil, ready: true)
+        _ = d.takeEventFDEffects()
+        d.resumeAfterRestart()
+        let effects = d.takeEventFDEffects()
+        #expect(effects.signal == [EventFD(40)])  // vq 1 is not ready: no interrupt
+        #expect(effects.kicksChanged && effects.resumed && effects.close.isEmpty)
+    }
+
     @Test("a journaled session that does not fit the device of that name is refused (EINVAL), not forced")
     func mismatch() throws {
         var r = try Recorder(.mlx5Net)

@@ -64,16 +64,22 @@ class RestartUnderAGuest(unittest.TestCase):
         return guest.lines(self.serial, "VDPAD-LOOP"), guest.lines(self.serial, "VDPAD-DISK")
 
     def advance(self, what):
-        """Waits for both loops to report two more lines, and returns the last of each."""
+        """Waits for both loops to report two more lines, and returns the last of each (on a time-out, with what
+        vdpad says of the devices)."""
         frames, disk = self.loops()
-        self.wait(lambda: len(self.loops()[0]) >= len(frames) + 2 and len(self.loops()[1]) >= len(disk) + 2, 60,
-                  f"both loops going on {what}")
+        try:
+            self.wait(lambda: len(self.loops()[0]) >= len(frames) + 2 and len(self.loops()[1]) >= len(disk) + 2, 60,
+                      f"both loops going on {what}")
+        except AssertionError as e:
+            with Client(self.manager.socket_path, timeout=5) as admin:
+                devices = {n: {k: v for k, v in admin.call("get_device", device=n).items() if k in ("vrings", "queues", "status", "suspended", "stats")} for n in ("b0",)}
+            raise AssertionError(f"{e}\ndevices: {devices}") from None
         frames, disk = self.loops()
         return frames[-1], disk[-1]
 
     def test_kill_and_upgrade_under_a_running_guest(self):
         work = tempfile.mkdtemp(prefix="vdpad-restart-")
-        manager = ServiceManager(work, CONFIG)
+        manager = self.manager = ServiceManager(work, CONFIG)
         self.addCleanup(manager.stop)
         manager.start()
         self.serial = os.path.join(work, "serial.txt")

@@ -40,6 +40,8 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
     /// A compaction starts once the journal holds this many bytes more than its last snapshot.
     let compactionSlack: Int
     private let snapshotBytes = Locked(0)
+    /// Set by the commit that asked for a compaction, cleared when it is done: one at a time.
+    private let compactionAsked = Locked(false)
 
     /// A journal of generation `generation`, stored at once.  `complete`: false when a restart's sessions are still
     /// to be put back — until the compaction that follows, the journal before it is the one a crash would read.
@@ -85,23 +87,28 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
     func record(device: String, ops: [SessionOp], image: SessionImage?) {
         let t = currentTransaction
         state.withLock { s in
-            s.writer.removeAll()
-            if !ops.isEmpty { JournalRecord.ops(device: device, transaction: t, ops).encode(into: &s.writer) { _ in 0 } }
-            if let image {
-                var tokens = s.tokens
-                var next = s.nextToken
-                JournalRecord.image(device: device, transaction: t, image).encode(into: &s.writer) { fd in
-                    if let token = tokens[fd.descriptor] { return token }
-                    let token = next
-                    next += 1
-                    tokens[fd.descriptor] = token
-                    store.store(fd.descriptor, name: "fd.\(token)")
-                    return token
-                }
-                (s.tokens, s.nextToken) = (tokens, next)
-            }
+            var w = JournalWriter()
+            swap(&w, &s.writer)  // its buffer, without a second reference to it
+            w.removeAll()
+            if !ops.isEmpty { JournalRecord.ops(device: device, transaction: t, ops).encode(into: &w) { _ in 0 } }
+            if let image { encode(.image(device: device, transaction: t, image), into: &w, &s) }
+            swap(&w, &s.writer)
             write(&s)
         }
+    }
+
+    /// Encodes `record`, each eventfd as its token: one that has none gets the next, and goes into the store as
+    /// `fd.TOKEN` before any record names it.
+    private func encode(_ record: JournalRecord, into w: inout JournalWriter, _ s: inout State) {
+        var (tokens, next) = (s.tokens, s.nextToken)
+        record.encode(into: &w) { fd in
+            if let token = tokens[fd.descriptor] { return token }
+            defer { next += 1 }
+            tokens[fd.descriptor] = next
+            store.store(fd.descriptor, name: "fd.\(next)")
+            return next
+        }
+        (s.tokens, s.nextToken) = (tokens, next)
     }
 
     func forget(device: String) {
@@ -151,7 +158,11 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
             return (s.removals, s.file.committed)
         }
         for token in removals { store.remove("fd.\(token)") }
-        return size > snapshotBytes.withLock { $0 } + compactionSlack
+        guard size > snapshotBytes.withLock({ $0 }) + compactionSlack else { return false }
+        return compactionAsked.withLock { asked in
+            defer { asked = true }
+            return !asked
+        }
     }
 
     /// A connection ended: its cursor goes, and its descriptors leave the store.
@@ -203,9 +214,12 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
     func adoptCursor(_ cursor: ConnectionCursor, connection: UInt64) { state.withLock { $0.cursors[connection] = cursor } }
 
     /// Rewrites the journal from the devices as they are now (`read` gives each device's value), in a new memfd
-    /// stored before the old one leaves the store: a crash at any point leaves one complete journal.
-    func compact(_ devices: () -> [VDPADevice]) {
-        gate.withWriteLock {
+    /// stored before the old one leaves the store: a crash at any point leaves one complete journal.  Returns
+    /// whether it did (false: the old journal is kept, and said why in the log).
+    @discardableResult
+    func compact(_ devices: () -> [VDPADevice]) -> Bool {
+        defer { compactionAsked.withLock { $0 = false } }
+        return gate.withWriteLock { () -> Bool in
             state.withLock { $0.duringCompaction = [] }
             let values = devices()
             let (old, fresh) = state.withLock { s -> (JournalFile, JournalFile?) in
@@ -213,18 +227,7 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
                 defer { s.duringCompaction = nil }
                 guard let fresh = try? JournalFile(generation: old.generation + 1) else { return (old, nil) }
                 var w = JournalWriter()
-                var tokens = s.tokens
-                var next = s.nextToken
-                for record in JournalReplay.snapshot(devices: values, cursors: s.cursors) {
-                    record.encode(into: &w) { fd in
-                        if let token = tokens[fd.descriptor] { return token }
-                        defer { next += 1 }
-                        tokens[fd.descriptor] = next
-                        store.store(fd.descriptor, name: "fd.\(next)")
-                        return next
-                    }
-                }
-                (s.tokens, s.nextToken) = (tokens, next)
+                for record in JournalReplay.snapshot(devices: values, cursors: s.cursors) { encode(record, into: &w, &s) }
                 do {
                     try fresh.append(w.bytes + (s.duringCompaction ?? []))
                 } catch {
@@ -235,11 +238,12 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
                 s.file = fresh
                 return (old, fresh)
             }
-            guard let fresh else { return }
+            guard let fresh else { return false }
             snapshotBytes.withLock { $0 = fresh.committed }
             store.store(fresh.file.fd, name: Self.name(fresh.generation))
             store.remove(Self.name(old.generation))
             logger.info("journal compacted", metadata: ["generation": "\(fresh.generation)", "bytes": "\(fresh.committed)"])
+            return true
         }
     }
 

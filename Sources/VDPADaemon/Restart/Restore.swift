@@ -127,8 +127,13 @@ extension Daemon {
         }
         runtime.withLock { $0.nextConnection = max($0.nextConnection, live.keys.max() ?? 0) }
         // A new journal from the result, before the old ones leave the store.
-        journal.compact { service.registry.allSlots().map { $0.read { $0 } } }
-        for old in h.journals { fdStore.remove(old.name) }
+        if journal.compact({ service.registry.allSlots().map { $0.read { $0 } } }) {
+            for old in h.journals { fdStore.remove(old.name) }
+        } else {
+            // The journal read stays the one a crash would read; this process's records go to a journal that is
+            // not complete, so the next start reads the old one (and answers again what came after it).
+            logger.error("the restored sessions could not be written to a new journal; the old one is kept")
+        }
         for slot in service.registry.allSlots() where slot.read({ d in d.vrings.contains { $0.kick != nil } }) {
             slot.resumeAfterRestart()
         }
