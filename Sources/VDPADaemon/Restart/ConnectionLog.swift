@@ -140,6 +140,7 @@ final class ConnectionLog: @unchecked Sendable {
     /// Copies replies in after what the client may be sent; they stay unsendable until `publish`.  Returns the
     /// end they reach (for the commit).
     func stage(_ bytes: [UInt8]) throws(SystemCallError) -> Int {
+        guard !bytes.isEmpty else { return written }
         try outbox.ensureData(written + bytes.count)
         bytes.withUnsafeBytes { (outbox.data + written).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
         return written + bytes.count
