@@ -355,9 +355,9 @@ public final class Daemon: Sendable {
     // MARK: Upgrade in place
 
     /// daemon_upgrade and SIGUSR2 (docs/restart.md): re-executes the binary at `executablePath` with every stored
-    /// descriptor inherited under its name (LISTEN_FDS, LISTEN_PID, LISTEN_FDNAMES, as the service manager passes
-    /// them); the new process restores the sessions as after a crash, but with nothing in flight.  Returns why it
-    /// cannot, or nil once it is on its way.
+    /// descriptor inherited under its name (VDPAD_HANDOVER, read with the service manager's LISTEN_FDNAMES by
+    /// `Handover`); the new process restores the sessions as after a crash, with no round in flight.  Returns why
+    /// it cannot, or nil once it is on its way.
     func upgrade() -> String? {
         guard journal != nil else { return "keep_sessions is off" }
         guard lifecycle == .serving else { return "the daemon is not serving" }

@@ -65,7 +65,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private func loop() {
         rescan()
         if slot?.takeRingResync() == true {
-            // Kicks that came while no daemon ran are in no eventfd we could trust to be read: every ring once.
+            // A kick the dead process drained and did not serve is in no eventfd any more: every ring once.
             resync = Set(watched.values)
             requeued = resync
             EventFDs.signal(wake)
