@@ -188,26 +188,8 @@ final class Connection: NotificationSink, Sendable {
                 break
             }
             answering: while true {
-                let answeredBefore = stream.textsAnswered
-                let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
-                let failure: String? =
-                    switch progress {
-                    case .end(.tooLarge): "request over max_request_bytes"
-                    case .end(.notJSON): "input is not JSON"
-                    case .needInput, .budgetReached: nil
-                    }
-                // The idle clock runs from the last text answered: a client streaming requests whose
-                // reads end mid-text keeps its connection.
-                let partial: PartialText =
-                    !stream.hasPartialText
-                    ? .none
-                    : stream.textsAnswered == answeredBefore ? .continuing : .started
-                let next = withState { (s, c) -> NextStep in
-                    if !s.ownEvents.isEmpty {
-                        replies += s.ownEvents
-                        s.ownEvents.removeAll(keepingCapacity: true)
-                    }
-                    return c.deliver(&s, &replies, partial: partial, failure: failure)
+                let (progress, next) = answerRound(&stream, &replies) { s, replies, round in
+                    deliver(&s, &replies, partial: round.partial, failure: round.failure)
                 }
                 switch next {
                 case .read: break
@@ -294,28 +276,11 @@ final class Connection: NotificationSink, Sendable {
                 // The round and its commit in one transaction: a compaction or an upgrade in place (which take the
                 // journal exclusively) never sees a round applied and not committed.
                 let (progress, next) = journal.transaction(Transaction(connection: id, sequence: sequence)) {
-                    () -> (RequestStream.Progress, NextStep) in
-                    let answeredBefore = stream.textsAnswered
-                    let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
-                    let failure: String? =
-                        switch progress {
-                        case .end(.tooLarge): "request over max_request_bytes"
-                        case .end(.notJSON): "input is not JSON"
-                        case .needInput, .budgetReached: nil
-                        }
-                    let partial: PartialText =
-                        !stream.hasPartialText
-                        ? .none
-                        : stream.textsAnswered == answeredBefore ? .continuing : .started
-                    let answered = log.received - stream.unansweredCount
-                    let next = withState { (s, c) -> NextStep in
-                        if !s.ownEvents.isEmpty {
-                            replies += s.ownEvents
-                            s.ownEvents.removeAll(keepingCapacity: true)
-                        }
-                        return c.deliverJournaled(&s, &replies, answered: answered, sequence: sequence, partial: partial, failure: failure)
+                    answerRound(&stream, &replies) { s, replies, round in
+                        deliverJournaled(
+                            &s, &replies, answered: log.received - round.unanswered, sequence: sequence, partial: round.partial,
+                            failure: round.failure)
                     }
-                    return (progress, next)
                 }
                 switch next {
                 case .read: break
@@ -406,6 +371,44 @@ final class Connection: NotificationSink, Sendable {
     }
 
     private enum NextStep { case read, waitForDrain, finish }
+
+    /// What a round of answers leaves for its delivery: why the connection must close (if it must), where the
+    /// input stands, and how many received bytes are still unanswered.
+    private struct Round {
+        var failure: String?
+        var partial: PartialText
+        var unanswered: Int
+    }
+
+    /// Answers the complete texts received (up to the reply budget), then hands the replies — with the events
+    /// the round's own requests caused after them — to `deliver` holding the connection's lock.
+    private func answerRound(
+        _ stream: inout RequestStream, _ replies: inout [UInt8], deliver: (inout State, inout [UInt8], Round) -> NextStep
+    ) -> (RequestStream.Progress, NextStep) {
+        let answeredBefore = stream.textsAnswered
+        let progress = stream.answer(into: &replies, budget: Self.replyBatchBytes)
+        let failure: String? =
+            switch progress {
+            case .end(.tooLarge): "request over max_request_bytes"
+            case .end(.notJSON): "input is not JSON"
+            case .needInput, .budgetReached: nil
+            }
+        // The idle clock runs from the last text answered: a client streaming requests whose
+        // reads end mid-text keeps its connection.
+        let partial: PartialText =
+            !stream.hasPartialText
+            ? .none
+            : stream.textsAnswered == answeredBefore ? .continuing : .started
+        let round = Round(failure: failure, partial: partial, unanswered: stream.unansweredCount)
+        let next = withState { (s, _) -> NextStep in
+            if !s.ownEvents.isEmpty {
+                replies += s.ownEvents
+                s.ownEvents.removeAll(keepingCapacity: true)
+            }
+            return deliver(&s, &replies, round)
+        }
+        return (progress, next)
+    }
 
     /// Where the input stands after a read: between texts, in the same text as before, or in a text
     /// that began after the last one answered.

@@ -255,20 +255,7 @@ enum RPCBenchmark {
         let c = try VDPAClient(path: socketPath, timeout: 120)
         try c.call("open", ["device": "rss"])
         try c.call("batch_begin", ["device": "rss"])
-        var k = 0
-        while k < rssMappings {
-            let n = min(4096, rssMappings - k)
-            let items = (0..<n).map { j -> JSON in
-                let iova = UInt64(k + j) * 8192
-                return .object([
-                    ("jsonrpc", "2.0"), ("id", .unsigned(UInt64(j))), ("method", "map"),
-                    ("params", ["device": "rss", "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])
-                ])
-            }
-            try c.send(raw: JSON.array(items).encoded() + [10])
-            _ = try c.readMessage()
-            k += n
-        }
+        try fill(c, device: "rss", mappings: rssMappings)
         try c.call("batch_end", ["device": "rss"])
         let after = server.rssBytes
         let perMapping = Double(after - before) / Double(max(rssMappings, 1))
@@ -276,6 +263,24 @@ enum RPCBenchmark {
             "vdpad metric=rss mappings=\(rssMappings) rss_before_mib=\(after > 0 ? format(Double(before) / 1048576) : "?") "
             + "rss_after_mib=\(format(Double(after) / 1048576)) bytes_per_mapping=\(format(perMapping))"
         return (results, rss)
+    }
+
+    /// Maps `mappings` 4 KiB pages of `device` (every other 8 KiB, IOVA = address) in JSON-RPC batches of 4,096.
+    static func fill(_ c: VDPAClient, device: String, mappings: Int) throws {
+        var k = 0
+        while k < mappings {
+            let n = min(4096, mappings - k)
+            let items = (0..<n).map { j -> JSON in
+                let iova = UInt64(k + j) * 8192
+                return .object([
+                    ("jsonrpc", "2.0"), ("id", .unsigned(UInt64(j))), ("method", "map"),
+                    ("params", ["device": .string(device), "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])
+                ])
+            }
+            try c.send(raw: JSON.array(items).encoded() + [10])
+            _ = try c.readMessage()
+            k += n
+        }
     }
 
     /// Builds and runs the anchors' raw Unix-socket round trip with the same request counts.

@@ -73,20 +73,7 @@ struct RestartCommand: ParsableCommand {
             try c.call("add_device", ["name": "big", "mgmtdev": "vdpasim_net"])
             try c.call("open", ["device": "big"])
             let before = try journalBytes(c)
-            var k = 0
-            while k < mappings {
-                let n = min(4096, mappings - k)
-                let items = (0..<n).map { j -> JSON in
-                    let iova = UInt64(k + j) * 8192
-                    return .object([
-                        ("jsonrpc", "2.0"), ("id", .unsigned(UInt64(j))), ("method", "map"),
-                        ("params", ["device": "big", "iova": .unsigned(iova), "size": 4096, "addr": .unsigned(iova), "perm": "rw"])
-                    ])
-                }
-                try c.send(raw: JSON.array(items).encoded() + [10])
-                _ = try c.readMessage()
-                k += n
-            }
+            try RPCBenchmark.fill(c, device: "big", mappings: mappings)
             // Bytes per mapping as journaled, before any compaction rewrote the history as a snapshot.
             let grown = try journalBytes(c) - before
             let admin = try VDPAClient(path: socket, timeout: 300)

@@ -27,9 +27,7 @@ extension Daemon {
         defer {
             for (name, fd) in h.unknown + h.discardedJournals {
                 logger.warning("dropping a descriptor the store gave back", metadata: ["name": "\(name)"])
-                fdStore.adopt(fd, name: name)
-                fdStore.remove(name)
-                close(fd)
+                drop(fd, name: name)
             }
         }
         let hasSessions = !h.journals.isEmpty || !h.connections.isEmpty || !h.eventFDs.isEmpty || !h.disks.isEmpty
@@ -51,12 +49,7 @@ extension Daemon {
             if let socket = c.socket, let inbox = c.inbox, let outbox = c.outbox, !replay.closed.contains(id) {
                 live[id] = (socket, inbox, outbox)
             } else {
-                for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) {
-                    guard let fd else { continue }
-                    fdStore.adopt(fd, name: name)
-                    fdStore.remove(name)
-                    close(fd)
-                }
+                for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { if let fd { drop(fd, name: name) } }
             }
         }
         // Sessions onto the devices; one whose owner did not come back is ended as its disconnect would have.
@@ -80,23 +73,21 @@ extension Daemon {
         }
         // Every eventfd a device holds is the journal's again under its token; the others are closed.
         for (token, fd) in h.eventFDs {
-            fdStore.adopt(fd, name: "fd.\(token)")
             if held.contains(fd) {
+                fdStore.adopt(fd, name: "fd.\(token)")
                 journal.adoptEventFD(fd, token: token)
             } else {
-                fdStore.remove("fd.\(token)")
-                close(fd)
+                drop(fd, name: "fd.\(token)")
             }
         }
         // RAM disks go back to their devices' data paths (read at the first request); a deleted device's goes.
         let names = Set(service.registry.deviceRecords().map(\.name))
         for (device, fd) in h.disks {
-            fdStore.adopt(fd, name: "disk.\(device)")
             if names.contains(device) {
+                fdStore.adopt(fd, name: "disk.\(device)")
                 journal.adoptDisk(fd, device: device)
             } else {
-                fdStore.remove("disk.\(device)")
-                close(fd)
+                drop(fd, name: "disk.\(device)")
             }
         }
         // A session whose connection did not come back ends as its disconnect would have (its eventfds closed once,
@@ -150,18 +141,25 @@ extension Daemon {
             ])
     }
 
+    /// Takes a descriptor the store gave back out of it, and closes it.
+    private func drop(_ fd: Int32, name: String) {
+        fdStore.adopt(fd, name: name)
+        fdStore.remove(name)
+        close(fd)
+    }
+
     /// keep_sessions is off: everything of the previous process's sessions is closed and leaves the store.
     private func dropAll(_ h: Handover) {
-        var named: [(String, Int32)] = h.journals.map { ($0.name, $0.file.file.fd) }
+        for journal in h.journals {  // out of the store; a journal's file closes its own descriptor
+            fdStore.adopt(journal.file.file.fd, name: journal.name)
+            fdStore.remove(journal.name)
+        }
+        var named: [(String, Int32)] = []
         for (id, c) in h.connections {
             for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { if let fd { named.append((name, fd)) } }
         }
         for (token, fd) in h.eventFDs { named.append(("fd.\(token)", fd)) }
         for (device, fd) in h.disks { named.append(("disk.\(device)", fd)) }
-        for (name, fd) in named {
-            fdStore.adopt(fd, name: name)
-            fdStore.remove(name)
-            if !name.hasPrefix("journal.") { close(fd) }  // a journal's file closes its own
-        }
+        for (name, fd) in named { drop(fd, name: name) }
     }
 }
