@@ -223,31 +223,17 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return run.more
     }
 
-    /// The device's RAM disk: made at the first request (from its backing file, when it has one), kept across
-    /// reset and close as vdpa_sim_blk's is, gone with the device (the worker lives as long as its slot).
+    /// The device's RAM disk: made at the first request, kept across reset and close as vdpa_sim_blk's is, gone
+    /// with the device (the worker lives as long as its slot).
     private var disk: RAMDisk?
-    /// The backing file, open while the worker lives; every change is written through, a FLUSH syncs it.
+    /// The file the disk is mapped from, open while the worker lives: a FLUSH syncs it.
     private var backing: FileDescriptor?
 
     private func serveBlock(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var (key, ring) = ring(vq, memory) else { return false }
-        if disk == nil {
-            let capacity = memory.device.configBytes.le(0, 8)  // virtio_blk_config.capacity, in sectors
-            let bytes = Int(capacity) * RAMDisk.sectorSize
-            let name = memory.device.name.rawValue
-            // No backing file: the RAM disk is kept in a file of the journal's, so it outlives a daemon restart.
-            let contents =
-                memory.device.attributes.backing != nil
-                ? openBacking(memory.device.attributes.backing, bytes: bytes)
-                : slot.journal?.diskFile(device: name, bytes: bytes).map { adoptBacking(FileDescriptor(rawValue: $0), bytes: bytes) } ?? []
-            disk = RAMDisk(capacity: capacity, contents: contents)
-            if let backing {
-                // Each write reaches the file before its request completes (a restart reads the disk back from it).
-                disk!.mirror = { offset, bytes in try? backing.writeAll(toAbsoluteOffset: Int64(offset), bytes) }
-            }
-        }
-        let run = BlockRequests.run(&ring, memory, disk: &disk!, budget: Self.chainsPerRun)
-        writeThrough(run)
+        if disk == nil { disk = makeDisk(memory.device, slot) }
+        let run = BlockRequests.run(&ring, memory, disk: disk!, budget: Self.chainsPerRun)
+        if run.flushed, let backing { _ = fsync(backing.rawValue) }
         rings[vq] = (key, ring)
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
@@ -260,30 +246,30 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return run.more
     }
 
-    /// Opens (or makes) the backing file at `path`, sized to the disk, and returns what it holds.
-    private func openBacking(_ path: String?, bytes: Int) -> [UInt8] {
-        guard let path else { return [] }
-        do {
-            let file = try FileDescriptor.open(
-                FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
-            return adoptBacking(file, bytes: bytes)
-        } catch {
-            return []  // the disk is RAM only; the writes reach no file (the device's backing cannot be opened)
+    /// The disk on the file that keeps it — the device's `backing` file, or without one a memfd of the journal's
+    /// that outlives a daemon restart — mapped shared and sized to the disk, so a write is in the file the moment
+    /// it is copied (a crash loses nothing a driver saw completed; a FLUSH makes a backing file durable).  In the
+    /// worker's own memory when there is no such file or it cannot be opened, sized or mapped: a disk that lives
+    /// as long as the daemon.
+    private func makeDisk(_ device: VDPADevice, _ slot: DeviceSlot) -> RAMDisk {
+        let capacity = device.configBytes.le(0, 8)  // virtio_blk_config.capacity, in sectors
+        let bytes = Int(capacity) * RAMDisk.sectorSize
+        let file: FileDescriptor? =
+            if let path = device.attributes.backing {
+                try? FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
+            } else {
+                slot.journal?.diskFile(device: device.name.rawValue, bytes: bytes).map { FileDescriptor(rawValue: $0) }
+            }
+        guard let file else { return RAMDisk(capacity: capacity) }
+        guard ftruncate(file.rawValue, off_t(bytes)) == 0,
+            let base = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, 0), base != MAP_FAILED
+        else {
+            try? file.close()
+            return RAMDisk(capacity: capacity)
         }
-    }
-
-    /// Makes `file` the disk's backing, sized to the disk, and returns what it holds.
-    private func adoptBacking(_ file: FileDescriptor, bytes: Int) -> [UInt8] {
-        _ = ftruncate(file.rawValue, off_t(bytes))
-        var contents = [UInt8](repeating: 0, count: bytes)
-        let n = (try? contents.withUnsafeMutableBytes { try file.read(fromAbsoluteOffset: 0, into: $0) }) ?? 0
         backing = file
-        return Array(contents.prefix(n))
-    }
-
-    /// A FLUSH waits for the backing file (the bytes reached it as they were written: `RAMDisk.mirror`).
-    private func writeThrough(_ run: BlockRequests.Run) {
-        guard let backing, run.flushed else { return }
-        _ = fsync(backing.rawValue)
+        return RAMDisk(capacity: capacity, memory: UnsafeMutableRawBufferPointer(start: base, count: bytes)) {
+            munmap($0.baseAddress, $0.count)
+        }
     }
 }

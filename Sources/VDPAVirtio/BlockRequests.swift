@@ -6,24 +6,49 @@
 // Where vdpa_sim reads past its buffer (a start sector beyond the capacity,
 // D15, or a sub-sector tail past the end) vdpad answers IOERR instead.
 
-/// A block device's storage: `capacity` sectors of 512 bytes, zero at creation.
-public struct RAMDisk: Sendable, Equatable {
+/// A block device's storage: `capacity` sectors of 512 bytes.  The bytes are memory the disk is given — its own
+/// zeroed allocation, or the daemon's shared mapping of the file that keeps the disk (a backing file, a stored
+/// memfd), where a write is in the file the moment it is copied: whatever a driver saw completed outlives the
+/// daemon with no system call per request.  A disk is a handle on its bytes (copies share them, as two handles
+/// on one device would); one worker uses it at a time.
+public struct RAMDisk: Sendable {
     public static let sectorSize = 512
     public let capacity: UInt64
-    public private(set) var bytes: [UInt8]
-    /// Told of every change as it is made, before the request that made it completes: a backing file written
-    /// through this way holds every write a driver has seen completed, whenever the daemon dies.
-    public var mirror: (@Sendable (_ offset: Int, _ bytes: UnsafeRawBufferPointer) -> Void)?
+    private let storage: Storage
 
-    public static func == (a: RAMDisk, b: RAMDisk) -> Bool { a.capacity == b.capacity && a.bytes == b.bytes }
+    /// Owns the memory: gives it back (`release`) when the last handle goes.
+    private final class Storage: @unchecked Sendable {
+        let memory: UnsafeMutableRawBufferPointer
+        let release: @Sendable (UnsafeMutableRawBufferPointer) -> Void
+        init(_ memory: UnsafeMutableRawBufferPointer, release: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void) {
+            (self.memory, self.release) = (memory, release)
+        }
+        deinit { release(memory) }
+    }
 
-    /// 0x40000 sectors (128 MiB) is vdpa_sim_blk's size (R52).  `contents` fills the start of the disk (a
-    /// backing file's bytes; more than the disk holds are ignored), the rest is zero.
+    /// The disk's bytes, to read.
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(mutableBytes) }
+    var mutableBytes: UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: storage.memory[0..<Int(capacity) * Self.sectorSize])
+    }
+
+    /// A disk in memory of its own.  0x40000 sectors (128 MiB) is vdpa_sim_blk's size (R52).  `contents` fills
+    /// the start of the disk (more than the disk holds are ignored), the rest is zero.
     public init(capacity: UInt64 = 0x40000, contents: [UInt8] = []) {
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(capacity) * Self.sectorSize, alignment: 4096)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        contents.prefix(bytes.count).withUnsafeBytes { bytes.copyMemory(from: $0) }
+        self.init(capacity: capacity, memory: bytes) { $0.deallocate() }
+    }
+
+    /// A disk over `memory` (at least `capacity` sectors, its contents the disk's), given back by `release` when
+    /// the last handle goes: how the daemon puts a disk on its file mapping.
+    public init(
+        capacity: UInt64, memory: UnsafeMutableRawBufferPointer, release: @escaping @Sendable (UnsafeMutableRawBufferPointer) -> Void
+    ) {
+        precondition(memory.count >= Int(capacity) * Self.sectorSize, "a disk's memory holds its capacity")
         self.capacity = capacity
-        bytes = [UInt8](repeating: 0, count: Int(capacity) * Self.sectorSize)
-        let n = min(contents.count, bytes.count)
-        bytes.replaceSubrange(0..<n, with: contents[0..<n])
+        storage = Storage(memory, release: release)
     }
 
     /// Whether [offset, offset+count) lies on the disk.
@@ -31,19 +56,9 @@ public struct RAMDisk: Sendable, Equatable {
         offset <= UInt64(bytes.count) && UInt64(count) <= UInt64(bytes.count) - offset
     }
 
-    mutating func write(_ data: ArraySlice<UInt8>, at offset: Int) {
-        bytes.replaceSubrange(offset..<offset + data.count, with: data)
-        changed(offset, data.count)
-    }
-
-    mutating func zero(_ offset: Int, _ count: Int) {
-        bytes.replaceSubrange(offset..<offset + count, with: repeatElement(0, count: count))
-        changed(offset, count)
-    }
-
-    private func changed(_ offset: Int, _ count: Int) {
-        guard let mirror else { return }
-        bytes.withUnsafeBytes { mirror(offset, UnsafeRawBufferPointer(rebasing: $0[offset..<offset + count])) }
+    /// The disk's bytes in [offset, offset+count), to copy into or out of (the caller checked `holds`).
+    func range(_ offset: Int, _ count: Int) -> UnsafeMutableRawBufferPointer {
+        UnsafeMutableRawBufferPointer(rebasing: mutableBytes[offset..<offset + count])
     }
 }
 
@@ -65,8 +80,6 @@ public enum BlockRequests {
         public var calls = 0
         /// The run stopped at its budget with chains left.
         public var more = false
-        /// Byte ranges of the disk the run changed (OUT, WRITE_ZEROES), in order: what a backing file takes.
-        public var written: [Range<Int>] = []
         /// A FLUSH was served: what was written must reach stable storage.
         public var flushed = false
         public init() {}
@@ -75,7 +88,7 @@ public enum BlockRequests {
     /// One run over `ring`, in ring order, as vdpasim_blk_work: a chain that cannot be fetched ends the run
     /// and is never completed; a malformed one (no readable or writable part, an empty last writable
     /// descriptor, a header under 16 bytes) is completed with length 0 and no status, and ends the run.
-    public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: inout RAMDisk, budget: Int) -> Run {
+    public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: RAMDisk, budget: Int) -> Run {
         var run = Run()
         var chain = RingChain(head: 0)  // refilled by each fetch: its buffer lists are made once per run
         for _ in 0..<budget {
@@ -95,15 +108,14 @@ public enum BlockRequests {
             var status = ioError
             switch RequestType(rawValue: type) {
             case .read? where inRange(sector, bytes: toPush, disk):
-                let offset = Int(sector) * RAMDisk.sectorSize
-                pushed = SplitRing.scatter(disk.bytes[offset..<offset + toPush], into: chain.writable, memory, limit: toPush)
+                let data = UnsafeRawBufferPointer(disk.range(Int(sector) * RAMDisk.sectorSize, toPush))
+                pushed = SplitRing.scatter(data, into: chain.writable, memory)
                 status = pushed == toPush ? ok : ioError
             case .write? where inRange(sector, bytes: toPull, disk):
-                let data = gatherAfterHeader(chain, memory, count: toPull)
-                if data.count == toPull {
-                    let offset = Int(sector) * RAMDisk.sectorSize
-                    disk.write(data[...], at: offset)
-                    run.written.append(offset..<offset + toPull)
+                // Straight onto the disk, as vdpa_sim pulls into its buffer: a buffer that cannot be read stops the
+                // copy with what came before it written, and the request is IOERR.
+                let pulled = SplitRing.gather(chain, memory, skipping: 16, into: disk.range(Int(sector) * RAMDisk.sectorSize, toPull))
+                if pulled == toPull {
                     run.bytes += toPull
                     status = ok
                 }
@@ -123,7 +135,7 @@ public enum BlockRequests {
                 status =
                     sector != 0
                     ? ioError
-                    : discardOrZero(type == RequestType.writeZeroes.rawValue, chain, memory, toPull: toPull, disk: &disk, written: &run.written)
+                    : discardOrZero(type == RequestType.writeZeroes.rawValue, chain, memory, toPull: toPull, disk: disk)
             default:
                 status = ioError  // an unknown type, a range off the disk, a sector where none belongs (D17, D20)
             }
@@ -148,24 +160,17 @@ public enum BlockRequests {
     /// DISCARD and WRITE_ZEROES: exactly one 16-byte segment {sector, num_sectors, flags}; DISCARD with any
     /// flag and WRITE_ZEROES with one other than UNMAP are UNSUPP; WRITE_ZEROES zeroes, DISCARD keeps the data.
     static func discardOrZero(
-        _ zeroes: Bool, _ chain: RingChain, _ memory: some GuestMemory, toPull: Int, disk: inout RAMDisk, written: inout [Range<Int>]
+        _ zeroes: Bool, _ chain: RingChain, _ memory: some GuestMemory, toPull: Int, disk: RAMDisk
     ) -> UInt8 {
         guard toPull == 16 else { return ioError }
-        let segment = gatherAfterHeader(chain, memory, count: 16)
+        let segment = Array(SplitRing.gather(chain, memory, limit: 32).dropFirst(16))
         guard segment.count == 16 else { return ioError }
         let sector = SplitRing.le64(segment, 0), count = UInt64(SplitRing.le32(segment, 8)), flags = SplitRing.le32(segment, 12)
         if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
         guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }
         if zeroes {
-            let (offset, length) = (Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize)
-            disk.zero(offset, length)
-            written.append(offset..<offset + length)
+            disk.range(Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize).initializeMemory(as: UInt8.self, repeating: 0)
         }
         return ok
-    }
-
-    /// The readable bytes after the 16-byte header, `count` of them (fewer if a buffer cannot be read).
-    static func gatherAfterHeader(_ chain: RingChain, _ memory: some GuestMemory, count: Int) -> [UInt8] {
-        Array(SplitRing.gather(chain, memory, limit: 16 + count).dropFirst(16))
     }
 }

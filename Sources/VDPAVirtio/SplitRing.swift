@@ -191,14 +191,28 @@ public struct SplitRing: Sendable {
     public static func gather(_ chain: RingChain, _ memory: some GuestMemory, limit: Int) -> [UInt8] {
         let total = chain.readable.reduce(0) { min(limit, $0 + Int($1.length)) }
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
-            count = 0
-            for b in chain.readable where b.length > 0 && count < total {
-                let n = min(Int(b.length), total - count)
-                let piece = UnsafeMutableRawBufferPointer(rebasing: UnsafeMutableRawBufferPointer(buffer)[count..<count + n])
-                guard (try? memory.copy(b.iova, into: piece, ring: false)) != nil else { break }
-                count += n
-            }
+            count = gather(chain, memory, skipping: 0, into: UnsafeMutableRawBufferPointer(buffer))
         }
+    }
+
+    /// The chain's readable bytes after the first `skipping` of them, copied into `destination` until it is
+    /// full, the chain ends or a buffer cannot be read (what came before it stays copied).  Returns how many
+    /// bytes landed.
+    public static func gather(
+        _ chain: RingChain, _ memory: some GuestMemory, skipping: Int, into destination: UnsafeMutableRawBufferPointer
+    ) -> Int {
+        var (skip, count) = (skipping, 0)
+        for b in chain.readable where b.length > 0 && count < destination.count {
+            if skip >= Int(b.length) {
+                skip -= Int(b.length)
+                continue
+            }
+            let n = min(Int(b.length) - skip, destination.count - count)
+            let piece = UnsafeMutableRawBufferPointer(rebasing: destination[count..<count + n])
+            guard (try? memory.copy(b.iova + UInt64(skip), into: piece, ring: false)) != nil else { break }
+            (skip, count) = (0, count + n)
+        }
+        return count
     }
 
     /// The twin of `gather`: writes `data` across the chain's writable buffers in order, at most `limit` bytes
@@ -207,14 +221,17 @@ public struct SplitRing: Sendable {
     public static func scatter(
         _ data: ArraySlice<UInt8>, into buffers: [RingBuffer], _ memory: some GuestMemory, limit: Int = .max
     ) -> Int {
+        data.prefix(limit).withUnsafeBytes { scatter($0, into: buffers, memory) }
+    }
+
+    /// `scatter` from bytes anywhere in memory (a disk's), with no copy on the way.
+    public static func scatter(_ data: UnsafeRawBufferPointer, into buffers: [RingBuffer], _ memory: some GuestMemory) -> Int {
         var written = 0
-        var rest = data.prefix(limit)
-        for b in buffers where !rest.isEmpty && b.length > 0 {
-            let piece = rest.prefix(Int(b.length))
-            let landed = piece.withUnsafeBytes { p in (try? memory.copy(from: p, to: b.iova, ring: false)) != nil }
-            guard landed else { break }
-            written += piece.count
-            rest = rest.dropFirst(piece.count)
+        for b in buffers where written < data.count && b.length > 0 {
+            let n = min(Int(b.length), data.count - written)
+            let piece = UnsafeRawBufferPointer(rebasing: data[written..<written + n])
+            guard (try? memory.copy(from: piece, to: b.iova, ring: false)) != nil else { break }
+            written += n
         }
         return written
     }

@@ -41,7 +41,7 @@ struct BlockRequestsTests {
         let data = (0..<1024).map { UInt8(truncatingIfNeeded: $0 * 7 + 3) }
         Self.post(&d, 0, type: 1, sector: 2, payload: data)
         Self.post(&d, 1, type: 0, sector: 2, readInto: 1024)
-        let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect(run.requests == 2 && run.successes == 2 && run.completed == 2 && run.calls == 2 && run.bytes == 2048)
         #expect(Self.status(d, 0) == 0 && Self.status(d, 1) == 0)
         #expect(Self.usedLength(d, 0) == 1 && Self.usedLength(d, 1) == 1025)
@@ -54,7 +54,7 @@ struct BlockRequestsTests {
         Self.post(&d, 0, type: 0, sector: 63, readInto: 1024)  // 2 sectors needed, 1 left
         Self.post(&d, 1, type: 1, sector: 0x50000, payload: [1, 2])
         Self.post(&d, 2, type: 0, sector: 0, readInto: 100)  // D16: a partial sector is fine
-        let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect(Self.status(d, 0) == 1 && Self.status(d, 1) == 1 && Self.status(d, 2) == 0)
         #expect(Self.usedLength(d, 0) == 1 && Self.usedLength(d, 1) == 1 && Self.usedLength(d, 2) == 101)
         #expect(run.errors == 2 && run.successes == 1)
@@ -67,7 +67,7 @@ struct BlockRequestsTests {
         Self.post(&d, 1, type: 8, sector: 1, readInto: 20)
         Self.post(&d, 2, type: 4, sector: 0)
         Self.post(&d, 3, type: 8, sector: 0, readInto: 20)
-        _ = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        _ = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect((0..<4).map { Self.status(d, $0) } == [1, 1, 0, 0])
         #expect(Self.usedLength(d, 3) == 21 && Array(d.m.bytes[0xB000..<0xB000 + 20]) == BlockRequests.deviceID)
     }
@@ -77,7 +77,7 @@ struct BlockRequestsTests {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
         Self.post(&d, 0, type: 8, sector: 0)  // only the status byte is writable
         Self.post(&d, 1, type: 4, sector: 0)
-        let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect(Self.status(d, 0) == UInt8(ascii: "v") && Self.usedLength(d, 0) == 1 && run.calls == 0 && run.requests == 1)
     }
 
@@ -94,7 +94,7 @@ struct BlockRequestsTests {
         Self.post(&d, 2, type: 11, sector: 0, payload: segment(0, 2, 0))
         Self.post(&d, 3, type: 13, sector: 0, payload: segment(1, 2, 2))
         Self.post(&d, 4, type: 13, sector: 0, payload: segment(1, 2, 1))
-        _ = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        _ = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect((0..<5).map { Self.status(d, $0) } == [0, 2, 0, 2, 0])
         #expect(disk.bytes[0..<512].allSatisfy { $0 == 0xAB }, "DISCARD keeps the data")
         #expect(disk.bytes[512..<1536].allSatisfy { $0 == 0 } && disk.bytes[1536..<2048].allSatisfy { $0 == 0xAB })
@@ -105,7 +105,7 @@ struct BlockRequestsTests {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
         Self.post(&d, 0, type: 10, sector: 0)
         Self.post(&d, 1, type: 11, sector: 0, payload: [UInt8](repeating: 0, count: 32))
-        _ = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        _ = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect(Self.status(d, 0) == 1 && Self.status(d, 1) == 1)
     }
 
@@ -114,18 +114,31 @@ struct BlockRequestsTests {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
         Self.post(&d, 0, type: 4, sector: 0, status: false)
         Self.post(&d, 1, type: 4, sector: 0)
-        let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
         #expect(run.requests == 1 && run.completed == 1 && run.calls == 0 && Self.usedLength(d, 0) == 0)
     }
 
-    @Test("a backing file's bytes fill the disk; a run reports the byte ranges it changed and whether a FLUSH came")
-    func writtenRangesAndFlush() {
+    @Test("a disk's contents fill its start; a disk over given memory writes into it and gives it back once; FLUSH is reported")
+    func memoryAndFlush() {
         let disk0 = RAMDisk(capacity: 4, contents: [1, 2, 3] + [UInt8](repeating: 9, count: 5000))
         #expect(disk0.bytes.count == 2048 && Array(disk0.bytes[0..<3]) == [1, 2, 3] && disk0.bytes[2047] == 9, "more than the disk: cut")
-        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
-        Self.post(&d, 0, type: 1, sector: 3, payload: [UInt8](repeating: 0x5A, count: 1024))
-        Self.post(&d, 1, type: 4, sector: 0)
-        let run = BlockRequests.run(&ring, d.m, disk: &disk, budget: 8)
-        #expect(run.written == [1536..<2560] && run.flushed)
+        let memory = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 512 + 100, alignment: 8)
+        memory.initializeMemory(as: UInt8.self, repeating: 0xEE)
+        final class Count: @unchecked Sendable { var n = 0 }  // one thread: the test's
+        let released = Count()
+        do {
+            let disk = RAMDisk(capacity: 64, memory: memory) { _ in released.n += 1 }
+            var d = Driver(m: FlatMemory(), num: 32), ring = d.ring()
+            Self.post(&d, 0, type: 1, sector: 3, payload: [UInt8](repeating: 0x5A, count: 1024))
+            Self.post(&d, 1, type: 4, sector: 0)
+            Self.post(&d, 2, type: 0, sector: 63, readInto: 512)
+            let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
+            #expect(run.flushed && run.successes == 3)
+            #expect(memory[1536..<2560].allSatisfy { $0 == 0x5A } && memory[1535] == 0xEE && memory[2560] == 0xEE)
+            #expect(d.m.bytes[0xA000..<0xA000 + 512].allSatisfy { $0 == 0xEE }, "the last sector is the given memory's")
+            #expect(disk.bytes.count == 64 * 512, "the disk is its capacity, not all it was given")
+        }
+        #expect(released.n == 1)
+        memory.deallocate()
     }
 }
