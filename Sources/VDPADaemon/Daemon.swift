@@ -48,7 +48,6 @@ public final class Daemon: Sendable {
         var lifecycle = Lifecycle.starting
         var listenFD: Int32
         var acceptSource: (any DispatchSourceRead)?
-        var signalSources: [any DispatchSourceSignal] = []
         var watchdog: (any DispatchSourceTimer)?
         var metricsTimer: (any DispatchSourceTimer)?
         /// The last textfile failure logged, so a file that cannot be written is reported once, not every interval.
@@ -97,9 +96,11 @@ public final class Daemon: Sendable {
 
     /// Restores state, listens, notifies READY=1, and serves until SIGTERM.  Never returns.
     public func run() throws -> Never {
+        // First, before any thread of ours exists: a signal sent from now on waits for `DaemonSignals.serve`
+        // (a SIGTERM that comes as soon as the socket exists, or during a restore, stops the daemon once it serves).
+        DaemonSignals.block()
+        signal(SIGPIPE, SIG_IGN)
         raiseFileLimit()
-        // First: a SIGTERM that comes as soon as the socket exists must stop the daemon, not be lost.
-        installSignals()
         try restoreState()
         // Before the sessions come back: a connection given back is answered from then on.
         if let journal {
@@ -135,7 +136,18 @@ public final class Daemon: Sendable {
                 "devices": "\(service.deviceCount)"
             ])
         notify("READY=1\nSTATUS=\(statusLine())")
-        dispatchMain()
+        DaemonSignals.serve(on: queue) { sig in
+            switch sig {
+            case SIGHUP: reload()
+            case SIGUSR2:
+                if let problem = upgradeProblem() {
+                    logger.error("cannot upgrade in place", metadata: ["reason": "\(problem)"])
+                } else {
+                    reexecute()
+                }
+            default: stop()
+            }
+        }
     }
 
     /// Every connection is a descriptor: lift the soft RLIMIT_NOFILE to the hard limit so
@@ -273,25 +285,6 @@ public final class Daemon: Sendable {
 
     // MARK: Signals
 
-    private func installSignals() {
-        for sig in [SIGTERM, SIGINT, SIGHUP, SIGUSR2] {
-            signal(sig, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: sig, queue: queue)
-            source.setEventHandler { [weak self] in
-                guard let self else { return }
-                switch sig {
-                case SIGHUP: self.reload()
-                case SIGUSR2:
-                    if let problem = self.upgrade() { self.logger.error("cannot upgrade in place", metadata: ["reason": "\(problem)"]) }
-                default: self.stop()
-                }
-            }
-            source.resume()
-            runtime.withLock { $0.signalSources.append(source) }
-        }
-        signal(SIGPIPE, SIG_IGN)
-    }
-
     /// SIGTERM: stop accepting, answer what each connection already sent, close, exit 0.
     private func stop() {
         let accepting = runtime.withLock { r -> (any DispatchSourceRead)?? in
@@ -357,12 +350,17 @@ public final class Daemon: Sendable {
     /// daemon_upgrade and SIGUSR2 (docs/restart.md): re-executes the binary at `executablePath` with every stored
     /// descriptor inherited under its name (VDPAD_HANDOVER, read with the service manager's LISTEN_FDNAMES by
     /// `Handover`); the new process restores the sessions as after a crash, with no round in flight.  Returns why
-    /// it cannot, or nil once it is on its way.
+    /// it cannot, or nil once it is on its way: the signal thread does it, as for a SIGUSR2 (`DaemonSignals`).
     func upgrade() -> String? {
+        if let problem = upgradeProblem() { return problem }
+        DaemonSignals.raise(SIGUSR2)
+        return nil
+    }
+
+    private func upgradeProblem() -> String? {
         guard journal != nil else { return "keep_sessions is off" }
         guard lifecycle == .serving else { return "the daemon is not serving" }
         guard access(executablePath, X_OK) == 0 else { return "\(executablePath) is not executable: \(Errno.current)" }
-        queue.async { [self] in reexecute() }
         return nil
     }
 
