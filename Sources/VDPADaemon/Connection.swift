@@ -67,6 +67,8 @@ final class Connection: NotificationSink, Sendable {
 
         /// The outbox holds the output instead of `output` (a journaled connection).
         var log: ConnectionLog?
+        /// A journaled connection's socket is non-blocking only while its client leaves replies unread.
+        var nonBlocking = false
 
         var unsent: Int { log?.unsent ?? (output.count - outputOffset) }
     }
@@ -140,9 +142,14 @@ final class Connection: NotificationSink, Sendable {
         write.setEventHandler { [weak self] in self?.withState { $1.flush(&$0) } }
         write.setCancelHandler { [writeSourceGone] in writeSourceGone.signal() }
         state.withLock { $0.writeSource = write }
-        // A journaled connection's replies leave by sendfile(2), which has no MSG_DONTWAIT: the socket itself
-        // is non-blocking, and its reader waits in poll(2).
-        if log != nil { _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) }
+        // A journaled connection's replies leave by sendfile(2), which has no MSG_DONTWAIT.  The socket blocks (its
+        // reader waits in recvmsg, one system call a round), and a send waits at most `sendWait` for room: a
+        // client that stops reading makes the socket non-blocking until it has read everything (`flushOutbox`).
+        if log != nil {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            var wait = Self.sendWait
+            _ = setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &wait, socklen_t(MemoryLayout<timeval>.size))
+        }
         guard DetachedThread.start({ [self] in log != nil ? serveJournaled() : serve() }) else {
             logger.error("cannot start a thread for a connection", metadata: ["pid": "\(caller.pid)"])
             withState { $1.close(&$0, reason: nil) }
@@ -548,12 +555,19 @@ final class Connection: NotificationSink, Sendable {
         }
     }
 
+    /// How long a journaled connection's send waits for room in the socket before the client counts as slow.
+    static let sendWait = timeval(tv_sec: 0, tv_usec: 1000)
+
     /// `flush` for a journaled connection: sendfile(2) from the outbox, whose file position is what was sent.
     private func flushOutbox(_ s: inout State, _ log: ConnectionLog) {
         while !s.closed && log.unsent > 0 {
+            let asked = log.unsent
             let n = log.send(to: fd)
-            if n > 0 { continue }
-            if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if n == asked { continue }
+            if n > 0 || errno == EAGAIN || errno == EWOULDBLOCK {
+                // The socket is full (a blocking send ran out of `sendWait`, or a non-blocking one took what fit):
+                // from now on nothing waits for this client; the write source says when it has read.
+                setNonBlocking(&s, true)
                 if s.writeSuspended { s.writeSuspended = false; s.writeSource?.resume() }
                 wakeReaderIfDrained(&s)
                 return
@@ -562,12 +576,20 @@ final class Connection: NotificationSink, Sendable {
             return
         }
         guard !s.closed else { return }
+        setNonBlocking(&s, false)
         if !s.writeSuspended { s.writeSuspended = true; s.writeSource?.suspend() }
         wakeReaderIfDrained(&s)
         if s.inputAnswered {
             Glibc.shutdown(fd, Int32(SHUT_WR))
             close(&s, reason: nil)
         }
+    }
+
+    private func setNonBlocking(_ s: inout State, _ on: Bool) {
+        guard s.nonBlocking != on else { return }
+        s.nonBlocking = on
+        let flags = fcntl(fd, F_GETFL)
+        _ = fcntl(fd, F_SETFL, on ? flags | O_NONBLOCK : flags & ~O_NONBLOCK)
     }
 
     private func wakeReaderIfDrained(_ s: inout State) {

@@ -109,6 +109,26 @@ struct HostileTests {
         #expect(try other.call("ping") == "pong", "others are unaffected")
     }
 
+    @Test("a client that reads its replies late gets every one, in order, and its connection goes on as before")
+    func lateReader() throws {
+        let d = try Daemon()
+        let c = try d.client()
+        let request = Array(#"{"jsonrpc":"2.0","id":1,"method":"list_mgmtdevs"}"#.utf8) + [10]
+        var bytes: [UInt8] = []
+        for _ in 0..<3000 { bytes += request }
+        // ~1.5 MB of replies, far past what the socket holds: the daemon's sends find it full (a journaled
+        // connection's socket turns non-blocking until the client has read everything) and the reader pauses.
+        try c.send(raw: bytes)
+        usleep(300_000)
+        var answered = 0
+        while answered < 3000, let reply = try c.readMessage() {
+            if reply["id"] != 1 || reply["result"] == .null { break }
+            answered += 1
+        }
+        #expect(answered == 3000)
+        for k in 0..<50 { #expect(try c.call("ping") == "pong", "call \(k) after the backlog") }
+    }
+
     @Test("a half-sent request is dropped after idle_timeout_s; a client leaving mid-request or mid-batch disturbs nothing")
     func halfSent() throws {
         let d = try Daemon(config: Daemon.defaultConfig + "\n[limits]\nidle_timeout_s = 1\n")

@@ -31,6 +31,9 @@ int vdpad_guarded_copy(void *dst, const void *src, size_t n);
 int vdpad_guarded_load_acquire_u16(const void *address, unsigned short *value);
 int vdpad_guarded_store_release_u16(void *address, unsigned short value);
 
+/* open(2)'s O_NOATIME (fcntl.h declares it only with _GNU_SOURCE): a file read without stamping its access time. */
+#define VDPAD_O_NOATIME 01000000
+
 /* memfd_create(2) with MFD_CLOEXEC: the journal, inbox and outbox files a restart keeps (docs/restart.md). */
 int vdpad_memfd(const char *name);
 

@@ -49,6 +49,8 @@ final class ConnectionLog: @unchecked Sendable {
         let inbox = try MappedFile(creating: "vdpad-in.\(connection)")
         let outbox = try MappedFile(creating: "vdpad-out.\(connection)")
         guard lseek(outbox.fd, off_t(MappedFile.headerSize), SEEK_SET) >= 0 else { throw SystemCallError("lseek", Errno.current) }
+        // sendfile reads the outbox: without this each reply would also stamp the file's access time.
+        _ = fcntl(outbox.fd, F_SETFL, fcntl(outbox.fd, F_GETFL) | VDPAD_O_NOATIME)
         return ConnectionLog(inbox: inbox, outbox: outbox, cursor: ConnectionCursor(), received: 0, written: 0, sent: 0)
     }
 
@@ -95,9 +97,9 @@ final class ConnectionLog: @unchecked Sendable {
         UnsafeRawBufferPointer(start: inbox.data + Int(cursor.answered), count: received - Int(cursor.answered))
     }
 
-    /// Receives from `socket` into the inbox like recv(2) (waiting in poll(2) when nothing is there: the socket is
-    /// non-blocking, for sendfile), with passed descriptors appended to `descriptors`.  The bytes are the inbox's
-    /// before the count moves: returns recv's result.
+    /// Receives from `socket` into the inbox like a blocking recv(2) (waiting in poll(2) while the socket is
+    /// non-blocking: a slow client's), with passed descriptors appended to `descriptors`.  The bytes are the
+    /// inbox's before the count moves: returns recv's result.
     func receive(_ socket: Int32, descriptors: inout [Int32]) -> Int {
         do {
             try inbox.ensureData(received + Self.receiveRoom)
@@ -106,9 +108,6 @@ final class ConnectionLog: @unchecked Sendable {
             return -1
         }
         let room = UnsafeMutableRawBufferPointer(start: inbox.data + received, count: Self.receiveRoom)
-        // A socket the last receive drained is most likely still empty (a client waiting for its reply): wait
-        // first, rather than spend a receive on EAGAIN.
-        if drained { waitReadable(socket) }
         while true {
             let n = PassedDescriptors.receive(socket, into: room, descriptors: &descriptors)
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -119,13 +118,9 @@ final class ConnectionLog: @unchecked Sendable {
                 received += n
                 inbox.setWord(1, UInt64(received))
             }
-            drained = n < Self.receiveRoom
             return n
         }
     }
-
-    /// Whether the last receive took less than it had room for (the socket was empty after it).
-    private var drained = false
 
     private func waitReadable(_ socket: Int32) {
         var p = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
