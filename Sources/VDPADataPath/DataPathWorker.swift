@@ -180,7 +180,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     }
 
     private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard var (key, ring) = ring(vq, memory) else { return false }
+        guard case (let key, var ring)? = ring(vq, memory) else { return false }
         let d = memory.device
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
         let mq = d.driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 ? d.attributes.maxVQP : nil
@@ -200,7 +200,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
     private func servePair(rx: Int, tx: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard var (txKey, txRing) = ring(tx, memory), var (rxKey, rxRing) = ring(rx, memory) else { return false }
+        guard case (let txKey, var txRing)? = ring(tx, memory), case (let rxKey, var rxRing)? = ring(rx, memory) else { return false }
         let d = memory.device
         let version1 = d.driverFeatures & VirtioFeatures.mask("VERSION_1", class: .net) != 0
         let mergeable = d.driverFeatures & VirtioFeatures.mask("MRG_RXBUF", class: .net) != 0
@@ -230,7 +230,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private var backing: FileDescriptor?
 
     private func serveBlock(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard var (key, ring) = ring(vq, memory) else { return false }
+        guard case (let key, var ring)? = ring(vq, memory) else { return false }
         if disk == nil { disk = makeDisk(memory.device, slot) }
         let run = BlockRequests.run(&ring, memory, disk: disk!, budget: Self.chainsPerRun)
         if run.flushed, let backing { _ = fsync(backing.rawValue) }
