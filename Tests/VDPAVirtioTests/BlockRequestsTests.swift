@@ -100,6 +100,26 @@ struct BlockRequestsTests {
         #expect(disk.bytes[512..<1536].allSatisfy { $0 == 0 } && disk.bytes[1536..<2048].allSatisfy { $0 == 0xAB })
     }
 
+    @Test("an OUT whose second buffer cannot be read is IOERR with its first buffer on the disk (vdpa_sim pulls onto its disk)")
+    func partialWrite() {
+        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring()
+        let disk = RAMDisk(capacity: 64)
+        var header = [UInt8](repeating: 0, count: 16)
+        header[0] = 1  // OUT
+        header[8] = 2  // sector 2
+        d.m.bytes.replaceSubrange(0x4000..<0x4010, with: header)
+        d.m.bytes.replaceSubrange(0x8000..<0x8400, with: [UInt8](repeating: 0x77, count: 1024))
+        d.m.hole = 0x8200..<0x8400
+        d.descriptor(0, addr: 0x4000, len: 16, flags: 1, next: 1)
+        d.descriptor(1, addr: 0x8000, len: 512, flags: 1, next: 2)
+        d.descriptor(2, addr: 0x8200, len: 512, flags: 1, next: 3)
+        d.descriptor(3, addr: 0xF000, len: 1, flags: 2)
+        d.post(0)
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
+        #expect(Self.status(d, 0) == 1 && run.errors == 1 && Self.usedLength(d, 0) == 1)
+        #expect(disk.bytes[1024..<1536].allSatisfy { $0 == 0x77 } && disk.bytes[1536..<2048].allSatisfy { $0 == 0 })
+    }
+
     @Test("D20: an unknown type, or DISCARD with two segments, is IOERR")
     func unknown() {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
