@@ -52,12 +52,24 @@ public struct SessionImage: Equatable, Sendable {
     public var linkUp = true
     public var configCall: EventFD?
     public var storeAgent: EventFD?
+    /// The shared regions with the file each maps (a restart maps them again).
+    public var sharedFiles: [SharedFile] = []
 
     public init() {}
 
-    /// The eventfds the image names (each must outlive the process for the image to be restored).
+    /// The descriptors the image names — eventfds, the store agent's socket, shared memory's files (each must
+    /// outlive the process for the image to be restored).
     public var eventFDs: [EventFD] {
-        vrings.flatMap { [$0.kick, $0.call] }.compactMap { $0 } + [configCall, storeAgent].compactMap { $0 }
+        vrings.flatMap { [$0.kick, $0.call] }.compactMap { $0 } + [configCall, storeAgent].compactMap { $0 } + sharedFiles.map(\.file)
+    }
+}
+
+/// A shared region as a journal keeps it: the owner's [start, start+size) is `file` from `offset` on.
+public struct SharedFile: Equatable, Sendable {
+    public var start: UInt64, size: UInt64, offset: UInt64
+    public var file: EventFD
+    public init(start: UInt64, size: UInt64, offset: UInt64, file: EventFD) {
+        (self.start, self.size, self.offset, self.file) = (start, size, offset, file)
     }
 }
 
@@ -77,6 +89,9 @@ extension VDPADevice {
         image.linkUp = linkUp
         image.configCall = configCall
         image.storeAgent = storeAgent
+        image.sharedFiles = sharedMemory.regions.compactMap { r in
+            r.file.map { SharedFile(start: r.start, size: r.size, offset: r.offset, file: $0) }
+        }
         return image
     }
 
@@ -101,6 +116,15 @@ extension VDPADevice {
         linkUp = image.linkUp
         configCall = image.configCall
         storeAgent = image.storeAgent
+        // Mappings are I/O: the daemon makes them again (`takeSharedFilesToMap`) once the replay is done.
+        sharedFilesToMap = image.sharedFiles
+    }
+
+    /// The shared regions the restored session had, each to map again from its file (then `shareMemory`) or to
+    /// drop; asked once.
+    public mutating func takeSharedFilesToMap() -> [SharedFile] {
+        defer { sharedFilesToMap = [] }
+        return sharedFilesToMap
     }
 
     /// Replays one journaled table operation.  It succeeded when it was journaled, on the same state; a
@@ -399,6 +423,16 @@ extension SessionImage {
         w.bool(linkUp)
         fd(configCall)
         fd(storeAgent)
+        // Last, and only when there are some: a journal written before shared files were kept still reads.
+        if !sharedFiles.isEmpty {
+            w.u32(UInt32(sharedFiles.count))
+            for f in sharedFiles {
+                w.u64(f.start)
+                w.u64(f.size)
+                w.u64(f.offset)
+                fd(f.file)
+            }
+        }
     }
 
     /// `eventFD` resolves a token; nil leaves the binding empty (the fd did not survive: the caller logs it).
@@ -435,5 +469,13 @@ extension SessionImage {
         linkUp = try r.bool()
         configCall = try fd()
         storeAgent = try fd()
+        guard !r.isAtEnd else { return }
+        let files = Int(try r.u32())
+        guard files <= 1 << 16 else { throw JournalReader.Truncated() }
+        for _ in 0..<files {
+            let (start, size, offset) = (try r.u64(), try r.u64(), try r.u64())
+            // A file that did not come back: the region is left out (the data path reaches it by process_vm).
+            if let file = try fd() { sharedFiles.append(SharedFile(start: start, size: size, offset: offset, file: file)) }
+        }
     }
 }

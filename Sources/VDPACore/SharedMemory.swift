@@ -14,14 +14,18 @@ public protocol SharedMapping: AnyObject, Sendable {
     var base: UnsafeMutableRawPointer { get }
 }
 
-/// One region: the VMM's addresses [start, start+size) are `mapping.base` onwards in vdpad.
+/// One region: the VMM's addresses [start, start+size) are `mapping.base` onwards in vdpad — the bytes of
+/// `file` (the descriptor the VMM passed, kept while the region lives so a restarted daemon can map it again)
+/// from its `offset` on.
 public struct SharedRegion: Sendable {
     public let start: UInt64
     public let size: UInt64
     public let mapping: any SharedMapping
+    public let file: EventFD?
+    public let offset: UInt64
 
-    public init(start: UInt64, size: UInt64, mapping: any SharedMapping) {
-        (self.start, self.size, self.mapping) = (start, size, mapping)
+    public init(start: UInt64, size: UInt64, mapping: any SharedMapping, file: EventFD? = nil, offset: UInt64 = 0) {
+        (self.start, self.size, self.mapping, self.file, self.offset) = (start, size, mapping, file, offset)
     }
 
     /// One past the last address (the table holds only regions that end below 2^64).
@@ -57,16 +61,21 @@ public struct SharedRegions: Sendable {
     }
 
     /// Removes every region that meets [start, start+size) (a VMM that unmaps part of a region loses all of it);
-    /// returns how many went.
+    /// returns those that went.
     @discardableResult
-    public mutating func remove(overlapping start: UInt64, size: UInt64) -> Int {
+    public mutating func remove(overlapping start: UInt64, size: UInt64) -> [SharedRegion] {
         let end = size > UInt64.max - start ? UInt64.max : start + size
-        let before = regions.count
+        let going = regions.filter { $0.start < end && start < $0.end }
         regions.removeAll { $0.start < end && start < $0.end }
-        return before - regions.count
+        return going
     }
 
-    public mutating func removeAll() { regions = [] }
+    /// Removes every region; returns those that went.
+    @discardableResult
+    public mutating func removeAll() -> [SharedRegion] {
+        defer { regions = [] }
+        return regions
+    }
 
     /// Where the VMM's [address, address+count) is in vdpad, when one region holds all of it; nil for a hole,
     /// a range that crosses into another region or past the last, or count 0.

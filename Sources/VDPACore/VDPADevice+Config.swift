@@ -133,7 +133,8 @@ extension VDPADevice {
     /// (the data path falls back to process_vm_readv/writev there).  Returns how many went.
     public mutating func unshareMemory(start: UInt64, size: UInt64) -> Int {
         let removed = sharedMemory.remove(overlapping: start, size: size)
-        stats.unshares += removed
-        return removed
+        eventFDEffects.close += removed.compactMap(\.file)
+        stats.unshares += removed.count
+        return removed.count
     }
 }

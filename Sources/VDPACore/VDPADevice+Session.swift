@@ -29,7 +29,8 @@ extension VDPADevice {
         vrings = Array(repeating: Vring(), count: virtqueueCount)
         setConfigCall(nil)
         setStoreAgent(nil)
-        sharedMemory.removeAll()  // the mappings go when the last data-path run holding them ends
+        // The mappings go when the last data-path run holding them ends; the files now.
+        eventFDEffects.close += sharedMemory.removeAll().compactMap(\.file)
         for asid in 0..<addressSpaceCount where sessionTables[asid] != nil {
             sessionTables[asid] = nil
             if mgmtdev.hasResetMap(legacy: legacy) { restoreDefaultMapping(asid: asid) }

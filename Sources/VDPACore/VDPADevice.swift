@@ -109,6 +109,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var storeAgent: EventFD?
     /// The owner's memory vdpad maps too (`share_memory`), kept until the session ends.
     public internal(set) var sharedMemory = SharedRegions()
+    /// Shared regions a journaled session had (`restore`), for the daemon to map again from their files.
+    public internal(set) var sharedFilesToMap: [SharedFile] = []
     /// Eventfds to signal and to close, left by the operations since the last `takeEventFDEffects()`.
     var eventFDEffects = EventFDEffects()
     /// Whether the table operations are noted for a journal (SessionJournal.swift), and those noted so far.

@@ -48,7 +48,9 @@ public struct ProcessDeviceIO: DeviceIO {
     public func discard(_ fd: Int32) { EventFDs.close(fd) }
     public func check(_ fd: Int32, is kind: DescriptorKind) -> KernelErrno? { EventFDs.check(fd, is: kind) }
     public func mapShared(_ fd: Int32, address: UInt64, size: UInt64, offset: UInt64, pid: Int32) -> Result<any SharedMapping, VDPAError> {
-        SharedFiles.map(fd, address: address, size: size, offset: offset, pid: pid)
+        let result = SharedFiles.map(dup(fd), address: address, size: size, offset: offset, pid: pid)  // it closes its copy
+        if case .failure = result { close(fd) }
+        return result
     }
     public func startWorker(for slot: DeviceSlot) -> (any DeviceWorker)? { DataPathWorker(slot: slot) }
 }

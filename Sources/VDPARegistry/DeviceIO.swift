@@ -20,8 +20,9 @@ public protocol DeviceIO: Sendable {
     func discard(_ fd: Int32)
     /// Nil when `fd` is of `kind`; else the errno the kernel's check would give (EBADF, EINVAL: R63–R65).
     func check(_ fd: Int32, is kind: DescriptorKind) -> KernelErrno?
-    /// Maps the file `fd` (taken: closed in every case) as the owner `pid`'s [address, address+size) at the
-    /// file's `offset`, after checking that the file backs exactly those addresses (share_memory).
+    /// Maps the file `fd` (taken) as the owner `pid`'s [address, address+size) at the file's `offset`, after
+    /// checking that the file backs exactly those addresses (share_memory).  On success the descriptor stays open
+    /// for the region to keep (a restarted daemon maps the file again from it); on failure it is closed.
     func mapShared(_ fd: Int32, address: UInt64, size: UInt64, offset: UInt64, pid: Int32) -> Result<any SharedMapping, VDPAError>
     /// Starts the data path of the device in `slot` (when a kick eventfd is first bound); nil if it cannot.
     func startWorker(for slot: DeviceSlot) -> (any DeviceWorker)?

@@ -40,7 +40,8 @@ public final class DeviceRegistry: Sendable {
     /// The parent drivers devices can be made of (list_mgmtdevs, add_device's `mgmtdev`).
     public let parents: [ManagementDevice]
     /// The system calls and data-path threads the registry asks for (DeviceIO.swift).
-    let io: any DeviceIO
+    /// The I/O the devices' operations need (eventfds, shared files, the data path).
+    public let io: any DeviceIO
     private let devices = Locked<[DeviceName: DeviceSlot]>([:])
     /// Bumped on every change of `devices`, so a front end may keep the slot it used last.
     private let generation = Atomic<UInt64>(0)
@@ -352,7 +353,8 @@ public final class DeviceRegistry: Sendable {
     /// `takeDescriptor`; nil when none was passed) from `offset` on.  The device and its owner first, then
     /// EBADF when nothing was passed, then the file against the owner's own mappings (`DeviceIO.mapShared`,
     /// EINVAL when it does not back those addresses), then the table (EEXIST for an overlap).  A refusal is
-    /// counted; the descriptor is closed in every case (a mapping keeps the file).  Returns the region count.
+    /// counted and closes the descriptor; a region keeps it (a restarted daemon maps the file again from it) until
+    /// the region goes.  Returns the region count.
     public func shareMemory(
         _ fd: Int32?, address: UInt64, size: UInt64, offset: UInt64, device name: String, by caller: Caller
     ) throws(VDPAError) -> Int {
@@ -369,7 +371,12 @@ public final class DeviceRegistry: Sendable {
                 d.countRefusedShare()
                 throw error
             case .success(let mapping):
-                try d.shareMemory(SharedRegion(start: address, size: size, mapping: mapping))
+                do throws(VDPAError) {
+                    try d.shareMemory(SharedRegion(start: address, size: size, mapping: mapping, file: EventFD(fd), offset: offset))
+                } catch {
+                    io.discard(fd)
+                    throw error
+                }
                 return d.sharedMemory.count
             }
         }

@@ -99,6 +99,41 @@ struct JournalTests {
         }
     }
 
+    @Test("shared regions' files: through their tokens; none in an older image; one that did not come back left out")
+    func sharedFiles() throws {
+        var image = try fresh().sessionImage
+        image.owner = Owner(connection: 7, pid: 70, uid: 1000)
+        image.sharedFiles = [
+            SharedFile(start: 0x7000_0000, size: 1 << 20, offset: 0, file: EventFD(11)),
+            SharedFile(start: 0x8000_0000, size: 1 << 21, offset: 1 << 20, file: EventFD(12))
+        ]
+        #expect(image.eventFDs.contains(EventFD(11)) && image.eventFDs.contains(EventFD(12)), "the files are held like eventfds")
+        func decode(_ w: JournalWriter, back: @escaping (UInt32) -> EventFD?) throws -> JournalRecord {
+            try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
+                var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+                return try JournalRecord(from: &r, eventFD: back)
+            }
+        }
+        var w = JournalWriter()
+        JournalRecord.image(device: "d", transaction: .daemon, image).encode(into: &w) { UInt32($0.descriptor) + 1000 }
+        #expect(try decode(w) { EventFD(Int32($0) - 1000) } == .image(device: "d", transaction: .daemon, image))
+        var lost = image
+        lost.sharedFiles.removeFirst()
+        #expect(try decode(w) { $0 == 1011 ? nil : EventFD(Int32($0) - 1000) } == .image(device: "d", transaction: .daemon, lost))
+        // A journal from before: the image ends at the store agent.
+        var none = image
+        none.sharedFiles = []
+        var old = JournalWriter()
+        JournalRecord.image(device: "d", transaction: .daemon, none).encode(into: &old) { UInt32($0.descriptor) + 1000 }
+        #expect(old.bytes.count < w.bytes.count, "no shared files: nothing written for them")
+        #expect(try decode(old) { EventFD(Int32($0) - 1000) } == .image(device: "d", transaction: .daemon, none))
+        // A restore hands the regions to the daemon to map again, once; they are not regions until then.
+        var d = try fresh()
+        try d.restore(image)
+        #expect(d.sharedMemory.isEmpty && d.sessionImage.sharedFiles.isEmpty)
+        #expect(d.takeSharedFilesToMap() == image.sharedFiles && d.takeSharedFilesToMap().isEmpty)
+    }
+
     @Test("a random session, journaled and replayed on a fresh device, is the same session", arguments: [1, 2, 3, 4, 5, 6, 7, 8])
     func randomSessions(seed: UInt64) throws {
         for kind in [ManagementDevice.vdpasimNet, .mlx5Net, .platformNet, .vdpasimBlock] {

@@ -77,6 +77,12 @@ class RestartUnderAGuest(unittest.TestCase):
         frames, disk = self.loops()
         return frames[-1], disk[-1]
 
+    @staticmethod
+    def shared(manager):
+        """Each device's shared regions, as get_device lists them."""
+        with Client(manager.socket_path) as admin:
+            return {n: admin.call("get_device", device=n)["shared_memory"]["regions"] for n in ("n0", "b0")}
+
     def test_kill_and_upgrade_under_a_running_guest(self):
         work = tempfile.mkdtemp(prefix="vdpad-restart-")
         manager = self.manager = ServiceManager(work, CONFIG)
@@ -102,18 +108,29 @@ class RestartUnderAGuest(unittest.TestCase):
         self.wait(lambda: len(self.loops()[0]) >= 2 and len(self.loops()[1]) >= 2, 180, "both loops in the guest")
         boot_lines = len(open(self.serial, errors="replace").read().splitlines())
         frames0, disk0 = self.advance("before any restart")
+        shared0 = self.shared(manager)
+        self.assertTrue(shared0["n0"], "QEMU shares the guest's RAM with vdpad")
 
         # SIGKILL at an arbitrary moment, then a start by the service manager (as Restart=on-failure does).
         manager.kill()
         time.sleep(0.3)  # the guest keeps kicking a daemon that is not there
         manager.start()
         frames1, disk1 = self.advance("after the kill")
+        self.assertEqual(self.shared(manager), shared0, "the shared regions are mapped again after the kill")
 
         # An upgrade in place, asked for as an operator would (vdpad-cli daemon upgrade).
         pid = manager.process.pid
         with Client(manager.socket_path) as admin:
             self.assertEqual(admin.call("daemon_upgrade")["pid"], pid)
         frames2, disk2 = self.advance("after the upgrade")
+        self.assertEqual(self.shared(manager), shared0, "the shared regions are mapped again after the upgrade")
+        with Client(manager.socket_path) as admin:
+            stats = admin.call("get_device", device="n0")["stats"]
+        print(f"\n  after the upgrade: {stats['shared_accesses']} shared accesses, {stats['process_vm_accesses']} through process_vm", end="")
+        # The counters start again with the process; a few accesses outside the guest's RAM (QEMU's own buffers for
+        # the control queue) always take process_vm, the frames must not.
+        self.assertGreater(stats["shared_accesses"], 100 * max(1, stats["process_vm_accesses"]),
+                           "the frames go through the shared RAM, not the fallback")
         self.assertEqual(manager.process.poll(), None, "the upgraded daemon is the same process")
         with Client(manager.socket_path) as admin:
             self.assertEqual(admin.call("get_version")["pid"], pid)

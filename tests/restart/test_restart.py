@@ -6,6 +6,8 @@ applied twice would answer EEXIST, a lost one would never answer), and at the
 end the device holds every mapping, vring and binding the client set.
 docs/restart.md; docs/testing.md lists it."""
 
+import ctypes
+import mmap
 import os
 import random
 import sys
@@ -152,6 +154,62 @@ class RandomKills(unittest.TestCase):
         c.close()
         for fd in kicks:
             os.close(fd)
+
+    def test_shared_memory_comes_back(self):
+        """A VMM's shared regions (share_memory) come back after SIGKILLs, mapped again from their files in the
+        store; one whose mapping the VMM dropped while no daemon ran is left out; an unshare takes the file out
+        of the store."""
+        c = Client(self.manager.socket_path, timeout=60)
+        c.call("add_device", name="m0", mgmtdev="vdpasim_net")
+        c.call("open", device="m0")
+        size = 1 << 20
+        regions = []
+        for k in range(2):
+            fd = os.memfd_create(f"guest{k}")
+            os.ftruncate(fd, size)
+            m = mmap.mmap(fd, size, mmap.MAP_SHARED, mmap.PROT_READ | mmap.PROT_WRITE)
+            view = (ctypes.c_char * size).from_buffer(m)
+            addr = ctypes.addressof(view)
+            c.call("share_memory", device="m0", addr=addr, size=size, pass_fds=[fd])
+            os.close(fd)
+            regions.append((m, view, addr))
+
+        def shared():
+            return sorted((r["addr"], r["size"]) for r in c.call("get_device", device="m0")["shared_memory"]["regions"])
+
+        def stored_files():
+            with self.manager.lock:
+                return sum(1 for name in self.manager.store if name.startswith("fd."))
+
+        both = sorted((addr, size) for _, _, addr in regions)
+        self.assertEqual(shared(), both)
+        deadline = time.monotonic() + 5
+        while stored_files() < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(stored_files(), 2, "each region's file is in the store")
+        for _ in range(3):
+            self.manager.kill()
+            self.manager.start()
+            self.assertEqual(shared(), both, "mapped again after a restart")
+        # The VMM drops its mapping of the second region while no daemon runs: that region does not come back.
+        self.manager.kill()
+        m, view, addr = regions.pop()
+        del view
+        m.close()
+        self.manager.start()
+        self.assertEqual(shared(), [(regions[0][2], size)])
+        deadline = time.monotonic() + 5
+        while stored_files() > 1 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(stored_files(), 1, "the file of the region left out leaves the store")
+        self.assertEqual(c.call("unshare_memory", device="m0", addr=regions[0][2], size=size), {"removed": 1})
+        c.call("ping")
+        deadline = time.monotonic() + 5
+        while stored_files() > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        self.assertEqual(stored_files(), 0, "an unshared region's file leaves the store")
+        c.close()
+        del regions
 
 
 if __name__ == "__main__":

@@ -54,6 +54,7 @@ extension Daemon {
         }
         // Sessions onto the devices; one whose owner did not come back is ended as its disconnect would have.
         var restored = 0
+        var remapped = 0
         var held = Set<Int32>()
         var ended: [(slot: DeviceSlot, name: String)] = []
         for slot in service.registry.allSlots() {
@@ -68,6 +69,7 @@ extension Daemon {
                 if let owner = d.owner {
                     if live[owner.connection] == nil { ended.append((slot, d.name.rawValue)) } else { restored += 1 }
                 }
+                remapped += remapSharedMemory(&d, live: live.keys.contains)
                 for fd in d.sessionImage.eventFDs { held.insert(fd.descriptor) }
             }
         }
@@ -135,10 +137,40 @@ extension Daemon {
         logger.notice(
             "sessions restored",
             metadata: [
-                "sessions": "\(restored)", "connections": "\(adopted.count)", "journal_records": "\(replay.records)",
+                "sessions": "\(restored)", "connections": "\(adopted.count)", "shared_regions": "\(remapped)",
+                "journal_records": "\(replay.records)",
                 "uncommitted_records": "\(replay.uncommitted)", "unanswered_bytes": "\(unanswered)", "unsent_bytes": "\(unsent)",
                 "ms": "\((Systemd.monotonicMicroseconds() - started) / 1000)"
             ])
+    }
+
+    /// Maps again the shared regions of `d`'s restored session from the files that came back with them, after the
+    /// same check as share_memory's (the VMM may have changed its mappings meanwhile): a region left out is
+    /// logged, and its file, no longer held, is closed with the descriptors nothing holds (the data path reaches
+    /// that memory through process_vm_readv/writev).  Returns how many came back.
+    private func remapSharedMemory(_ d: inout VDPADevice, live: (UInt64) -> Bool) -> Int {
+        let files = d.takeSharedFilesToMap()
+        guard let owner = d.owner, live(owner.connection) else { return 0 }  // the session is about to end
+        var mapped = 0
+        for f in files {
+            let copy = dup(f.file.descriptor)  // mapShared takes what it is given; the region keeps the stored one
+            switch service.registry.io.mapShared(copy, address: f.start, size: f.size, offset: f.offset, pid: owner.pid) {
+            case .success(let mapping):
+                close(copy)
+                do throws(VDPAError) {
+                    try d.shareMemory(SharedRegion(start: f.start, size: f.size, mapping: mapping, file: f.file, offset: f.offset))
+                    mapped += 1
+                } catch {
+                    logger.warning(
+                        "a shared region does not fit the restored table; left out", metadata: ["device": "\(d.name)", "error": "\(error)"])
+                }
+            case .failure(let error):
+                logger.warning(
+                    "a shared region cannot be mapped again; the data path reaches it through process_vm",
+                    metadata: ["device": "\(d.name)", "addr": "\(f.start)", "error": "\(error.message)"])
+            }
+        }
+        return mapped
     }
 
     /// Takes a descriptor the store gave back out of it, and closes it.
