@@ -231,6 +231,9 @@ final class Connection: NotificationSink, Sendable {
         // descriptors over, never hands over one this closes.
         journal.outsideCompaction {
             service.connectionClosed(id)
+            if let log {
+                for n in log.passedRemoved..<max(log.passedRemoved, log.passedReceived) { journal.store.removeCopy(ConnectionLog.passedName(id, n)) }
+            }
             journal.closed(connection: id)
             writeSourceGone.wait()
             Glibc.close(fd)
@@ -263,6 +266,10 @@ final class Connection: NotificationSink, Sendable {
                 if n > 0 { feed(&stream, log.lastReceived(n)) }
             }
             if !passed.isEmpty {
+                // Into the store before a request can take one: a restart before the taking request commits puts
+                // them back in the queue for the request answered again.
+                for (k, fd) in passed.enumerated() { journal.store.storeCopy(fd, name: ConnectionLog.passedName(id, log.passedReceived + UInt64(k))) }
+                log.passedReceived += UInt64(passed.count)
                 let kept = service.descriptorsReceived(passed, on: id)
                 passed.removeAll(keepingCapacity: true)
                 if !kept {
@@ -335,8 +342,14 @@ final class Connection: NotificationSink, Sendable {
         let input = answered ?? Int(log.cursor.answered)
         var cursor = log.cursor
         (cursor.answered, cursor.outboxEnd) = (UInt64(input), UInt64(end))
+        cursor.passedTaken = log.passedReceived - UInt64(service.registry.pendingDescriptors(on: id))
         let compact = journal.commit(Transaction(connection: id, sequence: sequence), cursor)
-        log.committed(answered: input, end: end)
+        log.committed(answered: input, end: end, passedTaken: cursor.passedTaken)
+        // Taken and committed: the devices hold what they kept (as `fd.N`), the store's copies go.
+        while log.passedRemoved < cursor.passedTaken {
+            journal.store.removeCopy(ConnectionLog.passedName(id, log.passedRemoved))
+            log.passedRemoved += 1
+        }
         log.publish(end)
         if s.unsent > limits.maxOutputBytes {
             close(&s, reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")

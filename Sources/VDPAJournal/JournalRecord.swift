@@ -24,15 +24,18 @@ public struct Transaction: Hashable, Sendable {
 }
 
 /// How far a connection got, as of its last commit: the input answered (an offset in its inbox, in the inbox's
-/// current epoch) and the end of the replies written to its outbox.
+/// current epoch), the end of the replies written to its outbox, and how many of the descriptors it passed
+/// (numbered from 0 in arrival order, stored as `pass.CONNECTION.N`) requests have taken.
 public struct ConnectionCursor: Equatable, Sendable {
     public var inboxEpoch: UInt64 = 0
     public var answered: UInt64 = 0
     public var outboxEpoch: UInt64 = 0
     public var outboxEnd: UInt64 = 0
+    public var passedTaken: UInt64 = 0
 
-    public init(inboxEpoch: UInt64 = 0, answered: UInt64 = 0, outboxEpoch: UInt64 = 0, outboxEnd: UInt64 = 0) {
+    public init(inboxEpoch: UInt64 = 0, answered: UInt64 = 0, outboxEpoch: UInt64 = 0, outboxEnd: UInt64 = 0, passedTaken: UInt64 = 0) {
         (self.inboxEpoch, self.answered, self.outboxEpoch, self.outboxEnd) = (inboxEpoch, answered, outboxEpoch, outboxEnd)
+        self.passedTaken = passedTaken
     }
 }
 
@@ -72,6 +75,7 @@ public enum JournalRecord: Equatable, Sendable {
             w.u64(c.answered)
             w.u64(c.outboxEpoch)
             w.u64(c.outboxEnd)
+            if c.passedTaken > 0 { w.u64(c.passedTaken) }  // absent before descriptors were kept: still reads
         case .closed(let connection):
             w.u8(4)
             w.u64(connection)
@@ -108,7 +112,9 @@ public enum JournalRecord: Equatable, Sendable {
             self = .image(device: device, transaction: t, try SessionImage(from: &r, eventFD: eventFD))
         case 3:
             let t = try Self.transaction(&r)
-            self = .commit(t, ConnectionCursor(inboxEpoch: try r.u64(), answered: try r.u64(), outboxEpoch: try r.u64(), outboxEnd: try r.u64()))
+            var c = ConnectionCursor(inboxEpoch: try r.u64(), answered: try r.u64(), outboxEpoch: try r.u64(), outboxEnd: try r.u64())
+            if !r.isAtEnd { c.passedTaken = try r.u64() }
+            self = .commit(t, c)
         case 4: self = .closed(connection: try r.u64())
         case 5: self = .forget(device: try r.string())
         default: throw JournalReader.Truncated()

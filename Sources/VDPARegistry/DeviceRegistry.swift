@@ -307,6 +307,11 @@ public final class DeviceRegistry: Sendable {
         }
     }
 
+    /// How many descriptors `connection` passed that no request has taken yet.
+    public func pendingDescriptors(on connection: UInt64) -> Int {
+        passedDescriptors.withLock { $0[connection]?.count ?? 0 }
+    }
+
     /// Closes a taken descriptor that no device will hold (its request failed before reaching one).
     public func discardDescriptor(_ fd: Int32) { io.discard(fd) }
 

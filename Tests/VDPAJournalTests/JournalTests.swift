@@ -86,6 +86,7 @@ struct JournalTests {
                     .setMapping(asid: 1, .committed), .setBatch(asid: 1), .setBatch(asid: nil)
                 ]),
             .commit(Transaction(connection: 3, sequence: 4), ConnectionCursor(inboxEpoch: 1, answered: 2, outboxEpoch: 3, outboxEnd: 4)),
+            .commit(Transaction(connection: 3, sequence: 5), ConnectionCursor(answered: 9, outboxEnd: 9, passedTaken: 7)),
             .closed(connection: 9), .forget(device: "e")
         ]
         for record in records {

@@ -6,10 +6,13 @@ applied twice would answer EEXIST, a lost one would never answer), and at the
 end the device holds every mapping, vring and binding the client set.
 docs/restart.md; docs/testing.md lists it."""
 
+import array
 import ctypes
+import json
 import mmap
 import os
 import random
+import socket
 import sys
 import tempfile
 import threading
@@ -154,6 +157,46 @@ class RandomKills(unittest.TestCase):
         c.close()
         for fd in kicks:
             os.close(fd)
+
+    def test_passed_descriptors_survive_a_kill(self):
+        """A descriptor passed ahead of its request (SCM_RIGHTS with the first bytes of the text, the rest not sent
+        yet) is in the store as pass.ID.N: after a SIGKILL, or an upgrade in place, the new process gives it to the
+        request when the rest of the text comes, on the same connection; once a committed request took it, it
+        leaves the store."""
+        c = Client(self.manager.socket_path, timeout=60)
+        c.call("add_device", name="p0", mgmtdev="vdpasim_net")
+        c.call("open", device="p0")
+
+        def passed_names():
+            with self.manager.lock:
+                return sorted(name for name in self.manager.store if name.startswith("pass."))
+
+        for k in range(3):
+            text = json.dumps({"jsonrpc": "2.0", "id": 1000 + k, "method": "set_vring_kick", "params": {"device": "p0", "vq": k}})
+            head, tail = text[:20].encode(), (text[20:] + "\n").encode()
+            fd = os.eventfd(0)
+            c.sock.sendmsg([head], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [fd]))])
+            os.close(fd)
+            deadline = time.monotonic() + 5
+            while not passed_names() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.assertEqual(len(passed_names()), 1, "the descriptor is in the store before any request took it")
+            if k == 1:
+                with Client(self.manager.socket_path, timeout=60) as admin:  # an upgrade in place instead of a kill
+                    admin.call("daemon_upgrade")
+                    admin.call("ping")
+            else:
+                self.manager.kill()
+                self.manager.start()
+            c.sock.sendall(tail)
+            reply = c._reply()
+            self.assertEqual(reply.get("result"), {}, f"the request takes the descriptor passed before the restart: {reply}")
+            self.assertTrue(c.call("get_vring", device="p0", vq=k)["kick"])
+            deadline = time.monotonic() + 5
+            while passed_names() and time.monotonic() < deadline:
+                time.sleep(0.005)
+            self.assertEqual(passed_names(), [], "taken by a committed request: out of the store")
+        c.close()
 
     def test_shared_memory_comes_back(self):
         """A VMM's shared regions (share_memory) come back after SIGKILLs, mapped again from their files in the

@@ -33,6 +33,12 @@ final class ConnectionLog: @unchecked Sendable {
     /// The journal's view: how far input is answered, where the output ends (last commit).
     private(set) var cursor: ConnectionCursor
     private(set) var received: Int
+    /// Descriptors passed on the connection so far, numbered from 0 in arrival order: each is in the store as
+    /// `pass.ID.N` from its receipt until a committed request has taken it; those below `passedRemoved` left it.
+    var passedReceived: UInt64 = 0
+    var passedRemoved: UInt64 = 0
+
+    static func passedName(_ connection: UInt64, _ n: UInt64) -> String { "pass.\(connection).\(n)" }
 
     // The connection lock's.
     /// Reply bytes in the outbox that the client may be sent, and those sent (the outbox's file position).
@@ -147,10 +153,11 @@ final class ConnectionLog: @unchecked Sendable {
         outbox.setWord(1, UInt64(end))
     }
 
-    /// The reader committed: `answered` input bytes answered, output up to `end`.
-    func committed(answered: Int, end: Int) {
+    /// The reader committed: `answered` input bytes answered, output up to `end`, `passedTaken` descriptors taken.
+    func committed(answered: Int, end: Int, passedTaken: UInt64) {
         cursor.answered = UInt64(answered)
         cursor.outboxEnd = UInt64(end)
+        cursor.passedTaken = passedTaken
     }
 
     var unsent: Int { written - sent }

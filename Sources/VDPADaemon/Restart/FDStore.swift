@@ -7,7 +7,9 @@
 //
 // Names: `vdpad` the listening socket, `journal` the journal, `conn.ID`,
 // `in.ID`, `out.ID` a connection's socket, inbox and outbox, `fd.N` an eventfd
-// a device holds (N is the token its journal images name it by).
+// a device holds (N is the token its journal images name it by), `pass.ID.N`
+// a copy of the N-th descriptor connection ID passed, until a committed
+// request has taken it.
 import Logging
 import VDPARegistry
 #if canImport(Glibc)
@@ -41,6 +43,25 @@ final class FDStore: Sendable {
         for key in stale { send("FDSTOREREMOVE=1\nFDNAME=\(key)", []) }
         if previous != nil { send("FDSTOREREMOVE=1\nFDNAME=\(name)", []) }
         send("FDSTORE=1\nFDNAME=\(name)", [fd])
+    }
+
+    /// Keeps a copy of `fd` under `name`, for a descriptor another name will hold too (a passed one, which a device
+    /// takes and the journal stores as `fd.N`): the copy is the store's own, closed when the name goes
+    /// (`removeCopy`), so each name stays on a number of its own.
+    func storeCopy(_ fd: Int32, name: String) {
+        let copy = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+        guard copy >= 0 else {
+            logger.error("a descriptor cannot be copied for the store; a restart will not keep it", metadata: ["name": "\(name)"])
+            return
+        }
+        store(copy, name: name)
+    }
+
+    /// Takes a name `storeCopy` made out of the store, and closes its copy.
+    func removeCopy(_ name: String) {
+        guard let fd = stored.withLock({ $0.removeValue(forKey: name) }) else { return }
+        if supervised { send("FDSTOREREMOVE=1\nFDNAME=\(name)", []) }
+        close(fd)
     }
 
     /// Takes `name` out of the store (its descriptor is closed or about to be).

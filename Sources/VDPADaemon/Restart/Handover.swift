@@ -16,6 +16,8 @@ struct Handover {
     var eventFDs: [UInt32: Int32] = [:]
     /// RAM disks' files, by device.
     var disks: [String: Int32] = [:]
+    /// Descriptors passed on a connection and not yet taken by a committed request (`pass.ID.N`), by connection.
+    var passed: [UInt64: [(n: UInt64, fd: Int32)]] = [:]
     /// Descriptors with a name nothing here knows (closed, and taken out of the store, once the start is done).
     var unknown: [(name: String, fd: Int32)] = []
     /// Journals that are not complete or not vdpad's: left out, taken out of the store (with why).
@@ -26,6 +28,15 @@ struct Handover {
         for (fd, name) in passed {
             if name.hasPrefix("disk."), name.count > 5 {  // a device name may hold dots: the rest is the name
                 disks[String(name.dropFirst(5))] = fd
+                continue
+            }
+            if name.hasPrefix("pass.") {
+                let numbers = name.dropFirst(5).split(separator: ".").compactMap { UInt64($0) }
+                if numbers.count == 2 {
+                    self.passed[numbers[0], default: []].append((numbers[1], fd))
+                } else {
+                    unknown.append((name, fd))
+                }
                 continue
             }
             let parts = name.split(separator: ".", maxSplits: 1).map(String.init)

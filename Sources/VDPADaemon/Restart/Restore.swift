@@ -30,7 +30,7 @@ extension Daemon {
                 drop(fd, name: name)
             }
         }
-        let hasSessions = !h.journals.isEmpty || !h.connections.isEmpty || !h.eventFDs.isEmpty || !h.disks.isEmpty
+        let hasSessions = !h.journals.isEmpty || !h.connections.isEmpty || !h.eventFDs.isEmpty || !h.disks.isEmpty || !h.passed.isEmpty
         guard let journal, hasSessions else {
             if hasSessions {
                 logger.warning("keep_sessions is off: the previous process's sessions are dropped")
@@ -51,6 +51,9 @@ extension Daemon {
             } else {
                 for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { if let fd { drop(fd, name: name) } }
             }
+        }
+        for (id, list) in h.passed where live[id] == nil {
+            for (n, fd) in list { drop(fd, name: ConnectionLog.passedName(id, n)) }
         }
         // Sessions onto the devices; one whose owner did not come back is ended as its disconnect would have.
         var restored = 0
@@ -102,11 +105,13 @@ extension Daemon {
         var adopted: [Connection] = []
         var unanswered = 0
         var unsent = 0
+        var requeued = 0
         for (id, c) in live.sorted(by: { $0.key < $1.key }) {
             let cursor = replay.cursors[id] ?? ConnectionCursor()
             for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { fdStore.adopt(fd, name: name) }
             do {
                 let log = try ConnectionLog.adopt(inbox: c.inbox, outbox: c.outbox, cursor: cursor)
+                requeued += requeuePassed(h.passed[id] ?? [], connection: id, log: log)
                 journal.adoptCursor(cursor, connection: id)
                 unanswered += log.unanswered.count
                 unsent += log.unsent
@@ -140,6 +145,7 @@ extension Daemon {
                 "sessions": "\(restored)", "connections": "\(adopted.count)", "shared_regions": "\(remapped)",
                 "journal_records": "\(replay.records)",
                 "uncommitted_records": "\(replay.uncommitted)", "unanswered_bytes": "\(unanswered)", "unsent_bytes": "\(unsent)",
+                "passed_descriptors": "\(requeued)",
                 "ms": "\((Systemd.monotonicMicroseconds() - started) / 1000)"
             ])
     }
@@ -173,6 +179,34 @@ extension Daemon {
         return mapped
     }
 
+    /// The descriptors a connection passed that no committed request took go back in its queue, in the order they
+    /// came, for the requests answered again; those a committed request took leave the store (the devices hold
+    /// what they kept).
+    @discardableResult
+    private func requeuePassed(_ list: [(n: UInt64, fd: Int32)], connection id: UInt64, log: ConnectionLog) -> Int {
+        let taken = log.cursor.passedTaken
+        var waiting: [Int32] = []
+        for (n, fd) in list.sorted(by: { $0.n < $1.n }) {
+            if n < taken {
+                drop(fd, name: ConnectionLog.passedName(id, n))
+            } else {
+                fdStore.adopt(fd, name: ConnectionLog.passedName(id, n))  // the store's copy; the queue gets its own
+                let queued = fcntl(fd, F_DUPFD_CLOEXEC, 0)
+                if queued >= 0 { waiting.append(queued) }
+            }
+        }
+        log.passedRemoved = taken
+        log.passedReceived = max(taken, (list.map(\.n).max() ?? 0) + (list.isEmpty ? 0 : 1))
+        logger.debug(
+            "passed descriptors",
+            metadata: ["connection": "\(id)", "stored": "\(list.map(\.n).sorted())", "taken": "\(taken)", "queued": "\(waiting.count)"])
+        if !waiting.isEmpty && !service.registry.descriptorsReceived(waiting, on: id) {
+            logger.error("a connection's passed descriptors do not fit its queue; they are dropped", metadata: ["connection": "\(id)"])
+            return 0
+        }
+        return waiting.count
+    }
+
     /// Takes a descriptor the store gave back out of it, and closes it.
     private func drop(_ fd: Int32, name: String) {
         fdStore.adopt(fd, name: name)
@@ -191,6 +225,7 @@ extension Daemon {
             for (name, fd) in zip(ConnectionLog.names(id), [c.socket, c.inbox, c.outbox]) { if let fd { named.append((name, fd)) } }
         }
         for (token, fd) in h.eventFDs { named.append(("fd.\(token)", fd)) }
+        for (id, list) in h.passed { for (n, fd) in list { named.append((ConnectionLog.passedName(id, n), fd)) } }
         for (device, fd) in h.disks { named.append(("disk.\(device)", fd)) }
         for (name, fd) in named { drop(fd, name: name) }
     }
