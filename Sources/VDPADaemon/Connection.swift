@@ -138,6 +138,8 @@ final class Connection: NotificationSink, Sendable {
     /// Starts serving; false if no thread could be started (the caller closes the fd).
     func start() -> Bool {
         service.connectionOpened(id, sink: self)
+        // A connection a restart gave back is subscribed as its last commit left it, before it answers anything.
+        if let log { service.registry.restoreSubscription(id, mask: log.cursor.subscriptions) }
         let write = DispatchSource.makeWriteSource(fileDescriptor: fd, queue: queue)
         write.setEventHandler { [weak self] in self?.withState { $1.flush(&$0) } }
         write.setCancelHandler { [writeSourceGone] in writeSourceGone.signal() }
@@ -343,8 +345,9 @@ final class Connection: NotificationSink, Sendable {
         var cursor = log.cursor
         (cursor.answered, cursor.outboxEnd) = (UInt64(input), UInt64(end))
         cursor.passedTaken = log.passedReceived - UInt64(service.registry.pendingDescriptors(on: id))
+        cursor.subscriptions = service.registry.subscriptionMask(id)
         let compact = journal.commit(Transaction(connection: id, sequence: sequence), cursor)
-        log.committed(answered: input, end: end, passedTaken: cursor.passedTaken)
+        log.committed(cursor)
         // Taken and committed: the devices hold what they kept (as `fd.N`), the store's copies go.
         while log.passedRemoved < cursor.passedTaken {
             journal.store.removeCopy(ConnectionLog.passedName(id, log.passedRemoved))

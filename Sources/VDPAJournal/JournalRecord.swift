@@ -24,18 +24,23 @@ public struct Transaction: Hashable, Sendable {
 }
 
 /// How far a connection got, as of its last commit: the input answered (an offset in its inbox, in the inbox's
-/// current epoch), the end of the replies written to its outbox, and how many of the descriptors it passed
-/// (numbered from 0 in arrival order, stored as `pass.CONNECTION.N`) requests have taken.
+/// current epoch), the end of the replies written to its outbox, how many of the descriptors it passed
+/// (numbered from 0 in arrival order, stored as `pass.CONNECTION.N`) requests have taken, and the events it
+/// subscribed to (0: none; else bit 31 and one bit per type, in `EventType.allCases` order).
 public struct ConnectionCursor: Equatable, Sendable {
     public var inboxEpoch: UInt64 = 0
     public var answered: UInt64 = 0
     public var outboxEpoch: UInt64 = 0
     public var outboxEnd: UInt64 = 0
     public var passedTaken: UInt64 = 0
+    public var subscriptions: UInt32 = 0
 
-    public init(inboxEpoch: UInt64 = 0, answered: UInt64 = 0, outboxEpoch: UInt64 = 0, outboxEnd: UInt64 = 0, passedTaken: UInt64 = 0) {
+    public init(
+        inboxEpoch: UInt64 = 0, answered: UInt64 = 0, outboxEpoch: UInt64 = 0, outboxEnd: UInt64 = 0, passedTaken: UInt64 = 0,
+        subscriptions: UInt32 = 0
+    ) {
         (self.inboxEpoch, self.answered, self.outboxEpoch, self.outboxEnd) = (inboxEpoch, answered, outboxEpoch, outboxEnd)
-        self.passedTaken = passedTaken
+        (self.passedTaken, self.subscriptions) = (passedTaken, subscriptions)
     }
 }
 
@@ -75,7 +80,9 @@ public enum JournalRecord: Equatable, Sendable {
             w.u64(c.answered)
             w.u64(c.outboxEpoch)
             w.u64(c.outboxEnd)
-            if c.passedTaken > 0 { w.u64(c.passedTaken) }  // absent before descriptors were kept: still reads
+            // Trailing and written only when set: a journal from before they were kept still reads.
+            if c.passedTaken > 0 || c.subscriptions != 0 { w.u64(c.passedTaken) }
+            if c.subscriptions != 0 { w.u32(c.subscriptions) }
         case .closed(let connection):
             w.u8(4)
             w.u64(connection)
@@ -114,6 +121,7 @@ public enum JournalRecord: Equatable, Sendable {
             let t = try Self.transaction(&r)
             var c = ConnectionCursor(inboxEpoch: try r.u64(), answered: try r.u64(), outboxEpoch: try r.u64(), outboxEnd: try r.u64())
             if !r.isAtEnd { c.passedTaken = try r.u64() }
+            if !r.isAtEnd { c.subscriptions = try r.u32() }
             self = .commit(t, c)
         case 4: self = .closed(connection: try r.u64())
         case 5: self = .forget(device: try r.string())

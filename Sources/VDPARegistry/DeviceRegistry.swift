@@ -400,6 +400,23 @@ public final class DeviceRegistry: Sendable {
         return events.latest
     }
 
+    /// `connection`'s subscription as a journal keeps it (ConnectionCursor.subscriptions): 0 for none, else bit 31
+    /// and one bit per type in `EventType.allCases` order.
+    public func subscriptionMask(_ connection: UInt64) -> UInt32 {
+        guard let types = subscribers.withLock({ $0[connection]?.types }) else { return 0 }
+        return EventType.allCases.enumerated().reduce(UInt32(1) << 31) { mask, e in types.contains(e.element) ? mask | 1 << e.offset : mask }
+    }
+
+    /// Puts back a subscription a restarted daemon's journal kept (`subscriptionMask`); 0 leaves none.
+    public func restoreSubscription(_ connection: UInt64, mask: UInt32) {
+        guard mask & 1 << 31 != 0 else { return }
+        let types = Set(EventType.allCases.enumerated().filter { mask & 1 << $0.offset != 0 }.map(\.element))
+        subscribers.withLock { $0[connection]?.types = types }
+    }
+
+    /// Numbers the next events above `seq` (a restarted daemon: above any number the previous process gave).
+    public func continueEvents(above seq: UInt64) { events.advance(to: seq) }
+
     /// The events after `seq` still in the buffer, and the sequence number to ask from next.
     public func events(since seq: UInt64) -> (events: [Event], next: UInt64) { events.since(seq) }
 

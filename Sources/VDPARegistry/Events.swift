@@ -74,6 +74,9 @@ final class EventLog: Sendable {
 
     var latest: UInt64 { state.withLock { $0.seq } }
 
+    /// The next event is numbered above `seq` (and above every number given so far).
+    func advance(to seq: UInt64) { state.withLock { $0.seq = max($0.seq, seq) } }
+
     func since(_ seq: UInt64) -> (events: [Event], next: UInt64) {
         state.withLock { s in
             // The buffer holds consecutive seqs ending at s.seq, so the answer is a suffix.

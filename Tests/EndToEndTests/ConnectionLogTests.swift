@@ -38,7 +38,7 @@ struct ConnectionLogTests {
         #expect(log.receive(s[0], descriptors: &passed) == 16)
         // The first text answered and committed; its reply staged and published, not sent.
         let end = try log.stage(Array("reply-a\n".utf8))
-        log.committed(answered: 8, end: end, passedTaken: 0)
+        log.committed(ConnectionCursor(answered: 8, outboxEnd: UInt64(end)))
         log.publish(end)
         // The process dies here: a new one adopts the files (its own descriptors for them, as the store gives them).
         let again = try ConnectionLog.adopt(inbox: dup(log.inbox.fd), outbox: dup(log.outbox.fd), cursor: log.cursor)
@@ -70,7 +70,7 @@ struct ConnectionLogTests {
         var passed: [Int32] = []
         _ = log.receive(s[0], descriptors: &passed)
         let end = try log.stage(Array("r\n".utf8))
-        log.committed(answered: 8, end: end, passedTaken: 0)
+        log.committed(ConnectionCursor(answered: 8, outboxEnd: UInt64(end)))
         log.publish(end)
         _ = log.send(to: s[0])
         // Dead before the journal heard of an emptying: the files stay as they are, nothing is answered or sent twice.

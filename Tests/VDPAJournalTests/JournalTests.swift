@@ -87,6 +87,7 @@ struct JournalTests {
                 ]),
             .commit(Transaction(connection: 3, sequence: 4), ConnectionCursor(inboxEpoch: 1, answered: 2, outboxEpoch: 3, outboxEnd: 4)),
             .commit(Transaction(connection: 3, sequence: 5), ConnectionCursor(answered: 9, outboxEnd: 9, passedTaken: 7)),
+            .commit(Transaction(connection: 3, sequence: 6), ConnectionCursor(answered: 9, outboxEnd: 9, subscriptions: 1 << 31 | 5)),
             .closed(connection: 9), .forget(device: "e")
         ]
         for record in records {

@@ -198,6 +198,32 @@ class RandomKills(unittest.TestCase):
             self.assertEqual(passed_names(), [], "taken by a committed request: out of the store")
         c.close()
 
+    def test_subscriptions_come_back(self):
+        """A connection subscribed to events keeps its subscription across a kill and an upgrade in place: the
+        events after the restart reach it, numbered above those before it."""
+        watcher = Client(self.manager.socket_path, timeout=60)
+        stream = watcher.events("device_added", timeout=10)
+        other = Client(self.manager.socket_path, timeout=60)
+        other.call("add_device", name="e0", mgmtdev="vdpasim_net")
+        before = next(stream)
+        self.assertEqual(before["device"], "e0")
+        self.manager.kill()
+        self.manager.start()
+        other.call("add_device", name="e1", mgmtdev="vdpasim_net")
+        other.call("del_device", name="e0")  # a type the watcher did not ask for: not sent to it
+        other.call("add_device", name="e2", mgmtdev="vdpasim_net")
+        after = [next(stream), next(stream)]
+        self.assertEqual([e["device"] for e in after], ["e1", "e2"])
+        self.assertTrue(all(e["type"] == "device_added" for e in after), after)
+        self.assertGreater(after[0]["seq"], before["seq"], "numbers go on increasing after a restart")
+        other.call("daemon_upgrade")
+        other.call("add_device", name="e3", mgmtdev="vdpasim_net")
+        last = next(stream)
+        self.assertEqual(last["device"], "e3")
+        self.assertGreater(last["seq"], after[1]["seq"])
+        watcher.close()
+        other.close()
+
     def test_shared_memory_comes_back(self):
         """A VMM's shared regions (share_memory) come back after SIGKILLs, mapped again from their files in the
         store; one whose mapping the VMM dropped while no daemon ran is left out; an unshare takes the file out

@@ -153,12 +153,8 @@ final class ConnectionLog: @unchecked Sendable {
         outbox.setWord(1, UInt64(end))
     }
 
-    /// The reader committed: `answered` input bytes answered, output up to `end`, `passedTaken` descriptors taken.
-    func committed(answered: Int, end: Int, passedTaken: UInt64) {
-        cursor.answered = UInt64(answered)
-        cursor.outboxEnd = UInt64(end)
-        cursor.passedTaken = passedTaken
-    }
+    /// The reader committed `next` (input answered, output's end, descriptors taken, subscriptions).
+    func committed(_ next: ConnectionCursor) { cursor = next }
 
     var unsent: Int { written - sent }
 

@@ -39,6 +39,9 @@ extension Daemon {
             return
         }
         let started = Systemd.monotonicMicroseconds()
+        // Event numbers go on increasing for a client that asks `events` since one it saw: the previous process
+        // numbered from 0 or from its own start's microseconds, and gave far fewer numbers than a microsecond each.
+        service.registry.continueEvents(above: started)
         let replay = h.journal.map { file in JournalReplay(file.records) { token in h.eventFDs[token].map(EventFD.init) } } ?? JournalReplay()
         if let damaged = replay.damagedAt {
             logger.error("the journal is damaged; what follows the damage is dropped", metadata: ["offset": "\(damaged)"])
