@@ -185,21 +185,25 @@ extension Daemon {
     /// The descriptors a connection passed that no committed request took go back in its queue, in the order they
     /// came, for the requests answered again; those a committed request took leave the store (the devices hold
     /// what they kept).
-    @discardableResult
     private func requeuePassed(_ list: [(n: UInt64, fd: Int32)], connection id: UInt64, log: ConnectionLog) -> Int {
         let taken = log.cursor.passedTaken
         var waiting: [Int32] = []
+        var broken = false  // a copy could not be made: the later ones would pair with the wrong requests
         for (n, fd) in list.sorted(by: { $0.n < $1.n }) {
-            if n < taken {
+            let queued = n < taken || broken ? -1 : fcntl(fd, F_DUPFD_CLOEXEC, 0)
+            guard queued >= 0 else {
+                if n >= taken && !broken {
+                    broken = true
+                    logger.error("a passed descriptor cannot be copied; it and those after it are dropped", metadata: ["connection": "\(id)"])
+                }
                 drop(fd, name: ConnectionLog.passedName(id, n))
-            } else {
-                fdStore.adopt(fd, name: ConnectionLog.passedName(id, n))  // the store's copy; the queue gets its own
-                let queued = fcntl(fd, F_DUPFD_CLOEXEC, 0)
-                if queued >= 0 { waiting.append(queued) }
+                continue
             }
+            fdStore.adopt(fd, name: ConnectionLog.passedName(id, n))  // the store's copy; the queue gets its own
+            waiting.append(queued)
         }
         log.passedRemoved = taken
-        log.passedReceived = max(taken, (list.map(\.n).max() ?? 0) + (list.isEmpty ? 0 : 1))
+        log.passedReceived = max(taken, list.map { $0.n + 1 }.max() ?? 0)
         logger.debug(
             "passed descriptors",
             metadata: ["connection": "\(id)", "stored": "\(list.map(\.n).sorted())", "taken": "\(taken)", "queued": "\(waiting.count)"])
