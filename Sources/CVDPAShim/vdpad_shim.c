@@ -71,6 +71,8 @@ static pthread_once_t installed = PTHREAD_ONCE_INIT;
 
 int vdpad_guarded_copy(void *dst, const void *src, size_t n) { GUARDED(memcpy(dst, src, n)); }
 
+int vdpad_guarded_zero(void *dst, size_t n) { GUARDED(memset(dst, 0, n)); }
+
 int vdpad_guarded_load_acquire_u16(const void *address, unsigned short *value)
 {
     GUARDED(*value = __atomic_load_n((const unsigned short *)address, __ATOMIC_ACQUIRE));

@@ -268,8 +268,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             return RAMDisk(capacity: capacity)
         }
         backing = file
-        return RAMDisk(capacity: capacity, memory: UnsafeMutableRawBufferPointer(start: base, count: bytes)) {
+        var disk = RAMDisk(capacity: capacity, memory: UnsafeMutableRawBufferPointer(start: base, count: bytes)) {
             munmap($0.baseAddress, $0.count)
         }
+        // The file may be cut short under the mapping (a backing file someone truncates): WRITE_ZEROES over the lost
+        // pages is IOERR, as the copies that meet them are (they are guarded the same way), never a dead daemon.
+        disk.zero = { range in vdpad_guarded_zero(range.baseAddress, range.count) == 0 }
+        return disk
     }
 }

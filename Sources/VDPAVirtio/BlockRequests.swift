@@ -26,6 +26,13 @@ public struct RAMDisk: Sendable {
         deinit { release(memory) }
     }
 
+    /// Zeroes a range of the disk; false when it could not (a disk on a file mapping whose file was cut short under
+    /// it: the daemon's zeroing catches that fault).  Plain memory by default.
+    public var zero: @Sendable (UnsafeMutableRawBufferPointer) -> Bool = { range in
+        range.initializeMemory(as: UInt8.self, repeating: 0)
+        return true
+    }
+
     /// The disk's bytes, to read.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(mutableBytes) }
     var mutableBytes: UnsafeMutableRawBufferPointer {
@@ -168,9 +175,7 @@ public enum BlockRequests {
         let sector = SplitRing.le64(segment, 0), count = UInt64(SplitRing.le32(segment, 8)), flags = SplitRing.le32(segment, 12)
         if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
         guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }
-        if zeroes {
-            disk.range(Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize).initializeMemory(as: UInt8.self, repeating: 0)
-        }
+        if zeroes && !disk.zero(disk.range(Int(sector) * RAMDisk.sectorSize, Int(count) * RAMDisk.sectorSize)) { return ioError }
         return ok
     }
 }

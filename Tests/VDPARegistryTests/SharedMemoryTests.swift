@@ -6,6 +6,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import CVDPAShim
 import Testing
 import VDPACore
 @testable import VDPADataPath
@@ -191,6 +192,8 @@ struct SharedMemoryTests {
         try r.map(MapRequest(iova: 0x4000_0000, size: UInt64(ram.size), address: ram.address, permission: .name("rw")), device: "n0", by: vmm)
         _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
         let memory = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        ram.base.storeBytes(of: UInt64.max, toByteOffset: 0x300, as: UInt64.self)
+        #expect(vdpad_guarded_zero(ram.base + 0x300, 8) == 0 && ram.base.load(fromByteOffset: 0x300, as: UInt64.self) == 0)
         try memory.write([1, 2, 3, 4], at: 0x4000_0100, ring: false)
         #expect(ram.base.load(fromByteOffset: 0x100, as: UInt32.self) == 0x0403_0201)
         try memory.writeIndex(0xBEEF, at: 0x4000_0200)
@@ -200,6 +203,8 @@ struct SharedMemoryTests {
         #expect(ftruncate(ram.fd, 0) == 0)
         #expect(throws: RingError.fault(0x4000_0100)) { _ = try memory.read(0x4000_0100, count: 4, ring: false) }
         #expect(throws: RingError.fault(0x4000_0200)) { try memory.writeIndex(1, at: 0x4000_0200) }
+        // A RAM disk's zeroing on such a file is guarded the same way (WRITE_ZEROES over lost pages is IOERR).
+        #expect(vdpad_guarded_zero(ram.base, 16) == -1)
         // Unshared: the same IOVA goes through process_vm_readv (which faults too on the truncated file: EFAULT, no signal).
         _ = try r.unshareMemory(address: ram.address, size: 1, device: "n0", by: vmm)
         let fallback = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)

@@ -120,6 +120,17 @@ struct BlockRequestsTests {
         #expect(disk.bytes[1024..<1536].allSatisfy { $0 == 0x77 } && disk.bytes[1536..<2048].allSatisfy { $0 == 0 })
     }
 
+    @Test("WRITE_ZEROES that cannot zero the disk (a file cut short under it) is IOERR")
+    func zeroesFault() {
+        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring()
+        var disk = RAMDisk(capacity: 64, contents: [UInt8](repeating: 0xAB, count: 2048))
+        disk.zero = { _ in false }
+        let segment: [UInt8] = [1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0]  // sector 1, 2 sectors, no flags
+        Self.post(&d, 0, type: 13, sector: 0, payload: segment)
+        _ = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
+        #expect(Self.status(d, 0) == 1 && disk.bytes[512..<1536].allSatisfy { $0 == 0xAB })
+    }
+
     @Test("D20: an unknown type, or DISCARD with two segments, is IOERR")
     func unknown() {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)

@@ -25,6 +25,9 @@ ssize_t vdpad_process_vm_writev(pid_t pid, const struct iovec *local, unsigned l
  * calling thread only; a SIGBUS anywhere else still ends the process as it would without vdpad. */
 int vdpad_guarded_copy(void *dst, const void *src, size_t n);
 
+/* Zeroes `n` bytes at `dst` in a shared file mapping (a RAM disk's file): 0, or -1 when it faulted (as above). */
+int vdpad_guarded_zero(void *dst, size_t n);
+
 /* A ring index in shared memory: a 16-bit load with acquire order (the driver's avail idx, before the
  * entries it publishes), a 16-bit store with release order (the used idx, after the entries): the virtio
  * spec's barriers.  `address` must be 2-aligned.  0, or -1 when the access faulted (as above). */
