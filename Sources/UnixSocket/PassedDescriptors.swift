@@ -15,8 +15,11 @@ public enum PassedDescriptors {
     private static var headerSize: Int { align(MemoryLayout<cmsghdr>.size) }
 
     /// Receives into `buffer` like recv(2), appending any descriptors that came with the bytes to
-    /// `descriptors` (close-on-exec).  Returns recv's result.
-    public static func receive(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, descriptors: inout [Int32]) -> Int {
+    /// `descriptors` (close-on-exec).  Returns recv's result; `interruptible`: -1 with EINTR when a signal came
+    /// before any byte did (else the receive starts again).
+    public static func receive(
+        _ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, descriptors: inout [Int32], interruptible: Bool = false
+    ) -> Int {
         let controlSize = headerSize + align(maxPerMessage * MemoryLayout<Int32>.size)
         var iov = iovec(iov_base: buffer.baseAddress, iov_len: buffer.count)
         // On the stack: this runs for every read of every connection.
@@ -27,7 +30,8 @@ public enum PassedDescriptors {
                 message.msg_iovlen = 1
                 message.msg_control = controlBytes.baseAddress
                 message.msg_controllen = controlBytes.count
-                let n = retryingOnEINTR { recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC)) }
+                let receive = { recvmsg(fd, &message, Int32(MSG_CMSG_CLOEXEC)) }
+                let n = interruptible ? receive() : retryingOnEINTR(receive)
                 if n >= 0 { descriptors += parse(UnsafeRawBufferPointer(rebasing: controlBytes[..<Int(message.msg_controllen)])) }
                 return n
             }

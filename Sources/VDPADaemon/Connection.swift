@@ -104,6 +104,8 @@ final class Connection: NotificationSink, Sendable {
         return line.dropFirst("Cpus_allowed:".count).reduce(0) { $0 + ($1.hexDigitValue?.nonzeroBitCount ?? 0) }
     }
 
+    /// Stops a journaled connection's reader between rounds (an upgrade in place, a stop that keeps the sessions).
+    let park = ReaderPark()
     /// Signalled (locked) when a waiting reader may go on: output drained, or the connection closed.
     private let drained = DispatchSemaphore(value: 0)
     /// Signalled once, by `close`.
@@ -258,13 +260,16 @@ final class Connection: NotificationSink, Sendable {
         var sequence: UInt64 = 0
         var pending = log.unanswered  // what the previous process received and did not commit as answered
         _ = withState { $1.flush(&$0) }  // replies committed and not sent before a restart
+        park.readerStarted()
         reading: while true {
+            park.parkIfRequested()
             var n = pending.count
             if n > 0 {
                 feed(&stream, pending)
                 pending = UnsafeRawBufferPointer(start: nil, count: 0)
             } else {
-                n = log.receive(fd, descriptors: &passed)
+                n = log.receive(fd, descriptors: &passed) { park.requested }
+                if n < 0 && errno == EINTR { continue reading }  // asked to park, nothing received
                 if n > 0 { feed(&stream, log.lastReceived(n)) }
             }
             if !passed.isEmpty {
@@ -300,12 +305,16 @@ final class Connection: NotificationSink, Sendable {
                 }
                 switch next {
                 case .read: break
-                case .waitForDrain: drained.wait()
+                case .waitForDrain:
+                    park.setIdle(true)  // waiting for its client, the reader holds nothing a restart could lose
+                    drained.wait()
+                    park.setIdle(false)
                 case .finish: break reading
                 }
                 if progress != .budgetReached { break answering }
             }
         }
+        park.setIdle(true)
         closedSignal.wait()
         logger.debug(
             "connection ended",

@@ -99,6 +99,7 @@ public final class Daemon: Sendable {
         // First, before any thread of ours exists: a signal sent from now on waits for `DaemonSignals.serve`
         // (a SIGTERM that comes as soon as the socket exists, or during a restore, stops the daemon once it serves).
         DaemonSignals.block()
+        ReaderPark.install()
         signal(SIGPIPE, SIG_IGN)
         raiseFileLimit()
         try restoreState()
@@ -300,6 +301,7 @@ public final class Daemon: Sendable {
             // commits first, and what was answered is offered to each socket once.
             logger.notice("stopping on signal; sessions stay in the service manager's file descriptor store")
             notify("STOPPING=1\nSTATUS=stopping; sessions kept for the next start")
+            _ = parkReaders()
             journal.quiesced {
                 for c in connections.withLock({ Array($0.values) }) { c.sendPending() }
                 logger.notice("stopped")
@@ -357,9 +359,11 @@ public final class Daemon: Sendable {
         return nil
     }
 
+    /// Why an upgrade cannot happen now.  A request answered while the daemon still starts (a connection a restart
+    /// gave back answers before READY=1) is not refused: the signal thread takes the SIGUSR2 once it serves.
     private func upgradeProblem() -> String? {
         guard journal != nil else { return "keep_sessions is off" }
-        guard lifecycle == .serving else { return "the daemon is not serving" }
+        guard lifecycle != .stopping else { return "the daemon is stopping" }
         guard access(executablePath, X_OK) == 0 else { return "\(executablePath) is not executable: \(Errno.current)" }
         return nil
     }
@@ -368,6 +372,8 @@ public final class Daemon: Sendable {
         guard let journal else { return }
         logger.notice("upgrading in place", metadata: ["binary": "\(executablePath)", "connections": "\(service.connectionCount)"])
         notify("RELOADING=1\nMONOTONIC_USEC=\(Systemd.monotonicMicroseconds())\nSTATUS=upgrading in place")
+        let parked = parkReaders()
+        defer { for c in parked { c.park.unpark() } }  // reached only when the exec failed
         journal.quiesced {
             // The descriptors stay at their numbers (other threads run until the exec, and a number that moved
             // under a data-path thread would take its next eventfd signal into another file): only their
@@ -387,6 +393,14 @@ public final class Daemon: Sendable {
             for (_, fd) in entries { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
             notify("READY=1\nSTATUS=\(statusLine())")
         }
+    }
+
+    /// Stops every connection's reader before its next receive (ReaderPark): what this process received, it has
+    /// answered or holds in the store, and nothing more comes in until the exec or the exit.
+    private func parkReaders() -> [Connection] {
+        let open = connections.withLock { Array($0.values) }
+        for c in open { c.park.park() }
+        return open
     }
 
     // MARK: Watchdog

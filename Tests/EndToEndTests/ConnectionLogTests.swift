@@ -3,10 +3,13 @@
 // answered is answered again, input received in the instant before its count
 // was stored is found by its bytes, output committed and not sent is sent, and
 // an emptying the journal announced is finished — never undone, never repeated.
+import Dispatch
+import Foundation
 import Glibc
 import Testing
 @testable import VDPADaemon
 import VDPAJournal
+import VDPARegistry
 
 @Suite("Connection log")
 struct ConnectionLogTests {
@@ -82,5 +85,35 @@ struct ConnectionLogTests {
         #expect(again.unanswered.count == 0 && again.unsent == 0)
         #expect(again.inbox.word(0) == 1 && again.outbox.word(0) == 1 && again.inbox.word(1) == 0)
         #expect(lseek(again.outbox.fd, 0, SEEK_CUR) == off_t(MappedFile.headerSize))
+    }
+    @Test("a parked reader: its blocking receive is interrupted having taken nothing; what comes meanwhile waits for unpark")
+    func parkedReader() throws {
+        ReaderPark.install()
+        let s = pair()
+        defer { for fd in s { close(fd) } }
+        let log = try ConnectionLog.create(connection: 9)
+        let park = ReaderPark()
+        let got = Locked<[Int]>([])
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            park.readerStarted()
+            var passed: [Int32] = []
+            while got.withLock({ $0.reduce(0, +) }) < 7 {
+                park.parkIfRequested()
+                let n = log.receive(s[0], descriptors: &passed) { park.requested }
+                if n < 0 && errno == EINTR { continue }
+                got.withLock { $0.append(n) }
+            }
+            done.signal()
+        }
+        sendAll(s[1], "{\"a\"}\n")
+        while got.withLock({ $0.isEmpty }) { usleep(1000) }
+        park.park()  // the reader is blocked in recvmsg: interrupted, parked
+        sendAll(s[1], "x")
+        usleep(50_000)
+        #expect(got.withLock { $0 } == [6], "nothing received while parked")
+        park.unpark()
+        #expect(done.wait(timeout: .now() + 5) == .success)
+        #expect(got.withLock { $0 } == [6, 1])
     }
 }

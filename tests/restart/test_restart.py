@@ -26,6 +26,7 @@ from manager import BINARY, ServiceManager  # noqa: E402
 from vdpad.client import Client  # noqa: E402
 
 KILLS = int(os.environ.get("VDPAD_RESTART_KILLS", "100"))
+UPGRADES = 25
 RANGES = 10_000
 PAGE = 4096
 
@@ -196,6 +197,43 @@ class RandomKills(unittest.TestCase):
             while passed_names() and time.monotonic() < deadline:
                 time.sleep(0.005)
             self.assertEqual(passed_names(), [], "taken by a committed request: out of the store")
+        c.close()
+
+    def test_descriptors_in_flight_survive_upgrades(self):
+        """While a client passes an eventfd with every call, vdpad is upgraded in place again and again: no call
+        is answered EBADF (an upgrade parks every reader between rounds first, so no descriptor is ever between its
+        receive and the store when the exec comes)."""
+        c = Client(self.manager.socket_path, timeout=60)
+        c.call("add_device", name="u0", mgmtdev="vdpasim_net")
+        c.call("open", device="u0")
+        done = threading.Event()
+        failures = []
+
+        def upgrader():
+            try:
+                with Client(self.manager.socket_path, timeout=60) as admin:
+                    for _ in range(UPGRADES):
+                        time.sleep(0.02)
+                        admin.call("daemon_upgrade")
+                        admin.call("ping")
+            except Exception as e:  # reported by the test thread
+                failures.append(e)
+            finally:
+                done.set()
+
+        thread = threading.Thread(target=upgrader)
+        thread.start()
+        calls = 0
+        while not done.is_set():
+            fd = os.eventfd(0)
+            try:
+                c.call("set_vring_kick" if calls % 2 == 0 else "set_vring_call", device="u0", vq=calls % 3, pass_fds=[fd])
+            finally:
+                os.close(fd)
+            calls += 1
+        thread.join()
+        self.assertEqual(failures, [])
+        self.assertGreater(calls, UPGRADES)
         c.close()
 
     def test_subscriptions_come_back(self):

@@ -105,8 +105,8 @@ final class ConnectionLog: @unchecked Sendable {
 
     /// Receives from `socket` into the inbox like a blocking recv(2) (waiting in poll(2) while the socket is
     /// non-blocking: a slow client's), with passed descriptors appended to `descriptors`.  The bytes are the
-    /// inbox's before the count moves: returns recv's result.
-    func receive(_ socket: Int32, descriptors: inout [Int32]) -> Int {
+    /// inbox's before the count moves: returns recv's result, or -1 with EINTR once `stop` says so after a signal.
+    func receive(_ socket: Int32, descriptors: inout [Int32], stop: () -> Bool = { false }) -> Int {
         do {
             try inbox.ensureData(received + Self.receiveRoom)
         } catch {
@@ -115,9 +115,17 @@ final class ConnectionLog: @unchecked Sendable {
         }
         let room = UnsafeMutableRawBufferPointer(start: inbox.data + received, count: Self.receiveRoom)
         while true {
-            let n = PassedDescriptors.receive(socket, into: room, descriptors: &descriptors)
+            let n = PassedDescriptors.receive(socket, into: room, descriptors: &descriptors, interruptible: true)
+            if n < 0 && errno == EINTR {
+                guard stop() else { continue }
+                errno = EINTR  // as the receive left it (`stop` may have changed it)
+                return -1
+            }
             if n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) {
-                waitReadable(socket)
+                if !waitReadable(socket) && stop() {
+                    errno = EINTR
+                    return -1
+                }
                 continue
             }
             if n > 0 {
@@ -128,9 +136,10 @@ final class ConnectionLog: @unchecked Sendable {
         }
     }
 
-    private func waitReadable(_ socket: Int32) {
+    /// False when a signal interrupted the wait.
+    private func waitReadable(_ socket: Int32) -> Bool {
         var p = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
-        _ = retryingOnEINTR { poll(&p, 1, -1) }
+        return poll(&p, 1, -1) >= 0
     }
 
     /// The bytes `receive` just added.
