@@ -399,7 +399,7 @@ public final class Daemon: Sendable {
     /// answered or holds in the store, and nothing more comes in until the exec or the exit.
     private func parkReaders() -> [Connection] {
         let open = connections.withLock { Array($0.values) }
-        for c in open { c.park.park() }
+        ReaderPark.parkAll(open.map(\.park))
         return open
     }
 

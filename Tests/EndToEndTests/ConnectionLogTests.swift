@@ -108,7 +108,7 @@ struct ConnectionLogTests {
         }
         sendAll(s[1], "{\"a\"}\n")
         while got.withLock({ $0.isEmpty }) { usleep(1000) }
-        park.park()  // the reader is blocked in recvmsg: interrupted, parked
+        ReaderPark.parkAll([park])  // the reader is blocked in recvmsg: interrupted, parked
         sendAll(s[1], "x")
         usleep(50_000)
         #expect(got.withLock { $0 } == [6], "nothing received while parked")

@@ -37,7 +37,6 @@ final class ReaderPark: @unchecked Sendable {
     }
 
     private let state = Locked(State())
-    private let arrived = DispatchSemaphore(value: 0)
     private let resume = DispatchSemaphore(value: 0)
 
     /// The reader thread, as it starts.  It may have inherited a mask that blocks every signal (a thread started from
@@ -64,19 +63,28 @@ final class ReaderPark: @unchecked Sendable {
             return true
         }
         guard park else { return }
-        arrived.signal()
         resume.wait()
     }
 
-    /// Parks the reader and returns once it is parked (or idle, or gone); its receive is interrupted as long as it
-    /// takes to get there.
-    func park() {
-        state.withLock { $0.requested = true }
+    /// Asks the reader to park before its next receive (then `settle` until it has).
+    func request() { state.withLock { $0.requested = true } }
+
+    /// True once the reader is parked (or idle, or gone); else interrupts its receive and returns false.  Called
+    /// again until true: a signal that came just before the reader entered its receive did not stop it.
+    func settle() -> Bool {
+        let (done, thread) = state.withLock { s in (s.parked || s.idle, s.thread) }
+        if !done, let thread { pthread_kill(thread, Self.interruptSignal) }
+        return done
+    }
+
+    /// Parks the readers of `parks` and returns once every one is parked (or idle, or gone).
+    static func parkAll(_ parks: [ReaderPark]) {
+        for p in parks { p.request() }
+        var waiting = parks
         while true {
-            let (done, thread) = state.withLock { s in (s.parked || s.idle, s.thread) }
-            if done { return }
-            if let thread { pthread_kill(thread, Self.interruptSignal) }
-            if arrived.wait(timeout: .now() + .milliseconds(1)) == .success { return }
+            waiting = waiting.filter { !$0.settle() }
+            if waiting.isEmpty { return }
+            usleep(1000)
         }
     }
 
