@@ -268,7 +268,7 @@ final class Connection: NotificationSink, Sendable {
                 feed(&stream, pending)
                 pending = UnsafeRawBufferPointer(start: nil, count: 0)
             } else {
-                n = log.receive(fd, descriptors: &passed) { park.requested }
+                n = park.receiving { log.receive(fd, descriptors: &passed) { park.requested } }
                 if n < 0 && errno == EINTR { continue reading }  // asked to park, nothing received
                 if n > 0 { feed(&stream, log.lastReceived(n)) }
             }

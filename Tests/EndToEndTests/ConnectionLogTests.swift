@@ -100,7 +100,7 @@ struct ConnectionLogTests {
             var passed: [Int32] = []
             while got.withLock({ $0.reduce(0, +) }) < 7 {
                 park.parkIfRequested()
-                let n = log.receive(s[0], descriptors: &passed) { park.requested }
+                let n = park.receiving { log.receive(s[0], descriptors: &passed) { park.requested } }
                 if n < 0 && errno == EINTR { continue }
                 got.withLock { $0.append(n) }
             }

@@ -31,6 +31,9 @@ final class ReaderPark: @unchecked Sendable {
         var thread: pthread_t?
         var requested = false
         var parked = false
+        /// In its receive: the only place the interrupt is sent to (elsewhere a signal could cut short a system
+        /// call that does not expect one).
+        var receiving = false
         /// The reader holds nothing a restart could lose without being parked: it waits for its client to drain
         /// its replies, or it has ended.
         var idle = false
@@ -55,6 +58,13 @@ final class ReaderPark: @unchecked Sendable {
     /// Whether the reader must stop before its next receive (asked in a receive interrupted by EINTR, too).
     var requested: Bool { state.withLock { $0.requested } }
 
+    /// The reader, around its receive.
+    func receiving<T>(_ body: () -> T) -> T {
+        state.withLock { $0.receiving = true }
+        defer { state.withLock { $0.receiving = false } }
+        return body()
+    }
+
     /// The reader, at the top of its loop: parks while an upgrade or a stop wants it parked.
     func parkIfRequested() {
         let park = state.withLock { s -> Bool in
@@ -72,7 +82,7 @@ final class ReaderPark: @unchecked Sendable {
     /// True once the reader is parked (or idle, or gone); else interrupts its receive and returns false.  Called
     /// again until true: a signal that came just before the reader entered its receive did not stop it.
     func settle() -> Bool {
-        let (done, thread) = state.withLock { s in (s.parked || s.idle, s.thread) }
+        let (done, thread) = state.withLock { s in (s.parked || s.idle, s.receiving ? s.thread : nil) }
         if !done, let thread { pthread_kill(thread, Self.interruptSignal) }
         return done
     }
