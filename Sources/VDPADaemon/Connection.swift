@@ -235,9 +235,7 @@ final class Connection: NotificationSink, Sendable {
         // descriptors over, never hands over one this closes.
         journal.outsideCompaction {
             service.connectionClosed(id)
-            if let log {
-                for n in log.passedRemoved..<max(log.passedRemoved, log.passedReceived) { journal.store.removeCopy(ConnectionLog.passedName(id, n)) }
-            }
+            if let log { releasePassed(log, journal, upTo: log.passedReceived) }
             journal.closed(connection: id)
             writeSourceGone.wait()
             Glibc.close(fd)
@@ -262,7 +260,6 @@ final class Connection: NotificationSink, Sendable {
         _ = withState { $1.flush(&$0) }  // replies committed and not sent before a restart
         park.readerStarted()
         reading: while true {
-            park.parkIfRequested()
             var n = pending.count
             if n > 0 {
                 feed(&stream, pending)
@@ -358,10 +355,7 @@ final class Connection: NotificationSink, Sendable {
         let compact = journal.commit(Transaction(connection: id, sequence: sequence), cursor)
         log.committed(cursor)
         // Taken and committed: the devices hold what they kept (as `fd.N`), the store's copies go.
-        while log.passedRemoved < cursor.passedTaken {
-            journal.store.removeCopy(ConnectionLog.passedName(id, log.passedRemoved))
-            log.passedRemoved += 1
-        }
+        releasePassed(log, journal, upTo: cursor.passedTaken)
         log.publish(end)
         if s.unsent > limits.maxOutputBytes {
             close(&s, reason: "client is not reading: unread output over max_output_bytes \(limits.maxOutputBytes)")
@@ -380,6 +374,14 @@ final class Connection: NotificationSink, Sendable {
         s.readerWaiting = true
         s.stallTimer = closeAfterIdleTimeout(reason: "client left its replies unread")
         return .waitForDrain
+    }
+
+    /// Takes the store's copies of the descriptors this connection passed, up to the `end`-th, out of the store.
+    private func releasePassed(_ log: ConnectionLog, _ journal: DaemonJournal, upTo end: UInt64) {
+        while log.passedRemoved < end {
+            journal.store.removeCopy(ConnectionLog.passedName(id, log.passedRemoved))
+            log.passedRemoved += 1
+        }
     }
 
     /// Empties the inbox or the outbox once everything that went through it is answered or sent (the journal

@@ -58,25 +58,22 @@ final class ReaderPark: @unchecked Sendable {
     /// Whether the reader must stop before its next receive (asked in a receive interrupted by EINTR, too).
     var requested: Bool { state.withLock { $0.requested } }
 
-    /// The reader, around its receive.
+    /// The reader, around its receive: parks first while an upgrade or a stop wants it parked.
     func receiving<T>(_ body: () -> T) -> T {
-        state.withLock { $0.receiving = true }
+        let park = state.withLock { s -> Bool in
+            s.parked = s.requested
+            s.receiving = !s.requested
+            return s.requested
+        }
+        if park {
+            resume.wait()
+            state.withLock { $0.receiving = true }
+        }
         defer { state.withLock { $0.receiving = false } }
         return body()
     }
 
-    /// The reader, at the top of its loop: parks while an upgrade or a stop wants it parked.
-    func parkIfRequested() {
-        let park = state.withLock { s -> Bool in
-            guard s.requested else { return false }
-            s.parked = true
-            return true
-        }
-        guard park else { return }
-        resume.wait()
-    }
-
-    /// Asks the reader to park before its next receive (then `settle` until it has).
+    /// Asks the reader to park at its next receive (then `settle` until it has).
     func request() { state.withLock { $0.requested = true } }
 
     /// True once the reader is parked (or idle, or gone); else interrupts its receive and returns false.  Called
