@@ -31,6 +31,25 @@ RANGES = 10_000
 PAGE = 4096
 
 
+def in_background(work):
+    """Runs `work` on a thread while the test's client works: the thread, an event set when it ends, and the
+    exceptions it raised (for the test thread to report)."""
+    done = threading.Event()
+    failures = []
+
+    def run():
+        try:
+            work()
+        except Exception as e:
+            failures.append(e)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, done, failures
+
+
 @unittest.skipUnless(os.path.exists(BINARY), "build vdpad first (swift build)")
 class RandomKills(unittest.TestCase):
     def setUp(self):
@@ -55,30 +74,21 @@ class RandomKills(unittest.TestCase):
             c.call("set_vring_kick", device="r0", vq=vq, pass_fds=[kicks[vq]])
 
         # The killer: SIGKILL at a random moment, then a start, KILLS times, while the client works.
-        done = threading.Event()
-        failures = []
-
         batch_sent = threading.Event()
 
         def killer():
-            try:
-                for k in range(KILLS):
-                    if k % 2 == 0:
-                        time.sleep(rng.uniform(0.005, 0.06))
-                    else:
-                        # Right after a long round was sent: the kill lands while the daemon is answering it.
-                        batch_sent.clear()
-                        batch_sent.wait(1.0)
-                        time.sleep(rng.uniform(0.0008, 0.003))
-                    self.manager.kill()
-                    self.manager.start()
-            except Exception as e:  # reported by the test thread
-                failures.append(e)
-            finally:
-                done.set()
+            for k in range(KILLS):
+                if k % 2 == 0:
+                    time.sleep(rng.uniform(0.005, 0.06))
+                else:
+                    # Right after a long round was sent: the kill lands while the daemon is answering it.
+                    batch_sent.clear()
+                    batch_sent.wait(1.0)
+                    time.sleep(rng.uniform(0.0008, 0.003))
+                self.manager.kill()
+                self.manager.start()
 
-        thread = threading.Thread(target=killer)
-        thread.start()
+        thread, done, failures = in_background(killer)
         expected = {0: {}, 1: {}}
         n = 0
         step = 0
@@ -206,23 +216,14 @@ class RandomKills(unittest.TestCase):
         c = Client(self.manager.socket_path, timeout=60)
         c.call("add_device", name="u0", mgmtdev="vdpasim_net")
         c.call("open", device="u0")
-        done = threading.Event()
-        failures = []
-
         def upgrader():
-            try:
-                with Client(self.manager.socket_path, timeout=60) as admin:
-                    for _ in range(UPGRADES):
-                        time.sleep(0.02)
-                        admin.call("daemon_upgrade")
-                        admin.call("ping")
-            except Exception as e:  # reported by the test thread
-                failures.append(e)
-            finally:
-                done.set()
+            with Client(self.manager.socket_path, timeout=60) as admin:
+                for _ in range(UPGRADES):
+                    time.sleep(0.02)
+                    admin.call("daemon_upgrade")
+                    admin.call("ping")
 
-        thread = threading.Thread(target=upgrader)
-        thread.start()
+        thread, done, failures = in_background(upgrader)
         calls = 0
         while not done.is_set():
             fd = os.eventfd(0)
