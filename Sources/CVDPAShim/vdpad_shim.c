@@ -23,19 +23,128 @@ ssize_t vdpad_process_vm_writev(pid_t pid, const struct iovec *local, unsigned l
 #include <setjmp.h>
 #include <signal.h>
 #include <string.h>
+#include <ucontext.h>
 
-/* The thread's landing point while it copies from or to a shared mapping; NULL outside a copy. */
-static __thread sigjmp_buf *guard;
 /* What SIGBUS did before (the Swift runtime's backtracer, or the default): a fault outside a copy gets it. */
 static struct sigaction previous;
+
+#if defined(__x86_64__)
+
+/* Each guarded access is one instruction at a known address, in a leaf routine that keeps nothing on the stack:
+ * a SIGBUS there (a VMM truncated the file under the mapping) moves the thread to `vdpad_guard_failed`, which
+ * returns -1 to the routine's caller — the kernel's exception-table fixup, in user space.  No sigsetjmp and no
+ * thread-local landing per access: a 64-byte frame's copy costs a call and a `rep movsb`. */
+int vdpad_copy_unguarded_entry(void *dst, const void *src, size_t n);
+int vdpad_zero_unguarded_entry(void *dst, size_t n);
+int vdpad_load_u16_entry(const void *address, unsigned short *value);
+int vdpad_store_u16_entry(void *address, unsigned short value);
+extern const char vdpad_fault_copy[], vdpad_fault_zero[], vdpad_fault_load[], vdpad_fault_store[], vdpad_guard_failed[];
+
+__asm__(".text\n"
+        ".p2align 4\n"
+        "vdpad_copy_unguarded_entry:\n" /* rdi dst, rsi src, rdx n */
+        "    mov %rdx, %rcx\n"
+        "vdpad_fault_copy:\n"
+        "    rep movsb\n"
+        "    xor %eax, %eax\n"
+        "    ret\n"
+        ".p2align 4\n"
+        "vdpad_zero_unguarded_entry:\n" /* rdi dst, rsi n */
+        "    mov %rsi, %rcx\n"
+        "    xor %eax, %eax\n"
+        "vdpad_fault_zero:\n"
+        "    rep stosb\n"
+        "    ret\n"
+        ".p2align 4\n"
+        "vdpad_load_u16_entry:\n" /* x86-64 is TSO: a plain load is an acquire load */
+        "vdpad_fault_load:\n"
+        "    movzwl (%rdi), %eax\n"
+        "    mov %ax, (%rsi)\n"
+        "    xor %eax, %eax\n"
+        "    ret\n"
+        ".p2align 4\n"
+        "vdpad_store_u16_entry:\n" /* and a plain store a release store */
+        "vdpad_fault_store:\n"
+        "    mov %si, (%rdi)\n"
+        "    xor %eax, %eax\n"
+        "    ret\n"
+        ".p2align 4\n"
+        "vdpad_guard_failed:\n"
+        "    mov $-1, %eax\n"
+        "    ret\n");
+
+static void on_sigbus(int signo, siginfo_t *info, void *context)
+{
+    (void)info;
+    greg_t *pc = &((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP];
+    const char *at = (const char *)*pc;
+    if (at == vdpad_fault_copy || at == vdpad_fault_zero || at == vdpad_fault_load || at == vdpad_fault_store) {
+        *pc = (greg_t)vdpad_guard_failed;
+        return;
+    }
+    /* Not ours: the handler from before, as if this one never existed (the fault repeats when this returns). */
+    sigaction(signo, &previous, NULL);
+}
+
+static void install(void)
+{
+    struct sigaction action;
+    memset(&action, 0, sizeof(action));
+    action.sa_sigaction = on_sigbus;
+    action.sa_flags = SA_SIGINFO | SA_NODEFER;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGBUS, &action, &previous);
+}
+
+static pthread_once_t installed_once = PTHREAD_ONCE_INIT;
+static int installed;
+
+/* The handler goes in at the first guarded access (after the Swift runtime set its own, which it then passes
+ * faults on to); a flag test per access after that. */
+static inline void ensure_installed(void)
+{
+    if (!__atomic_load_n(&installed, __ATOMIC_ACQUIRE)) {
+        pthread_once(&installed_once, install);
+        __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
+    }
+}
+
+int vdpad_guarded_copy(void *dst, const void *src, size_t n)
+{
+    ensure_installed();
+    return vdpad_copy_unguarded_entry(dst, src, n);
+}
+
+int vdpad_guarded_zero(void *dst, size_t n)
+{
+    ensure_installed();
+    return vdpad_zero_unguarded_entry(dst, n);
+}
+
+int vdpad_guarded_load_acquire_u16(const void *address, unsigned short *value)
+{
+    ensure_installed();
+    return vdpad_load_u16_entry(address, value);
+}
+
+int vdpad_guarded_store_release_u16(void *address, unsigned short value)
+{
+    ensure_installed();
+    return vdpad_store_u16_entry(address, value);
+}
+
+#else
+
+/* Elsewhere: a landing point per access (sigsetjmp without the mask: a system call per copy would cost more than
+ * a 64-byte frame's copy, and SA_NODEFER leaves nothing to restore). */
+static __thread sigjmp_buf *guard;
 
 static void on_sigbus(int signo, siginfo_t *info, void *context)
 {
     (void)info;
     (void)context;
     if (guard)
-        siglongjmp(*guard, 1);  /* SA_NODEFER: SIGBUS is not left blocked in this thread */
-    /* Not ours: the handler from before, as if this one never existed (the fault repeats when this returns). */
+        siglongjmp(*guard, 1);
     sigaction(signo, &previous, NULL);
 }
 
@@ -51,8 +160,6 @@ static void install(void)
 
 static pthread_once_t installed = PTHREAD_ONCE_INIT;
 
-/* The mask is not saved (sigsetjmp's second argument 0): a system call per copy would cost more than a
- * 64-byte frame's copy, and SA_NODEFER leaves nothing to restore. */
 #define GUARDED(body) \
     do { \
         sigjmp_buf landing; \
@@ -82,6 +189,8 @@ int vdpad_guarded_store_release_u16(void *address, unsigned short value)
 {
     GUARDED(__atomic_store_n((unsigned short *)address, value, __ATOMIC_RELEASE));
 }
+
+#endif
 
 #include <sys/mman.h>
 

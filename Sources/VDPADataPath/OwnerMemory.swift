@@ -26,11 +26,15 @@ final class OwnerMemory: GuestMemory {
     let agent: Int32
     private let regions: SharedRegions
 
-    /// A device-mapping entry this run looked up, and where its first byte is in vdpad when one shared region
-    /// holds all of it.
+    /// A device-mapping entry this run looked up, flattened (every field read in the hot loop is a plain load),
+    /// and where its first byte is in vdpad when one shared region holds all of it.
     private struct Cached {
         var asid: Int
-        var entry: IOTLBEntry
+        var first: UInt64
+        var last: UInt64
+        var address: UInt64
+        /// Permission's raw bits (VHOST_ACCESS_RO 1, WO 2).
+        var permission: UInt8
         var host: UnsafeMutableRawPointer?
     }
     /// The run's mutable state lives behind pointers, not in stored `var`s: a class's stored property pays a
@@ -40,11 +44,15 @@ final class OwnerMemory: GuestMemory {
         var counts = MemoryAccessCounts()
         /// Entries looked up (the cache holds the last `capacity`).
         var cached = 0
+        /// The slot of the last hit: a run's accesses come in streaks on one entry (the rings', a buffer arena's).
+        var recent = 0
     }
     /// The entries looked up so far, most runs touch two or three (the rings' and the buffers'): a short list
     /// beats any map.  Replaced round-robin past `capacity`.
     private let cache: UnsafeMutableBufferPointer<Cached>
     private static let capacity = 8
+    /// Whether the owner shared any region: without one every access goes the general way.
+    private let anyShared: Bool
 
     /// What the run did to reach the memory, for the device's counters.
     var counts: MemoryAccessCounts { state.pointee.counts }
@@ -52,6 +60,7 @@ final class OwnerMemory: GuestMemory {
     init(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int, agent: Int32 = -1) {
         (self.pid, self.device, self.ringASID, self.bufferASID, self.agent) = (pid, device, ringASID, bufferASID, agent)
         regions = device.sharedMemory
+        anyShared = !regions.isEmpty
         state = .allocate(capacity: 1)
         state.initialize(to: RunState())
         cache = .allocate(capacity: Self.capacity)
@@ -68,29 +77,37 @@ final class OwnerMemory: GuestMemory {
     /// region holds what it maps to: the hot path, with no allocation.  Nil sends the access the general way
     /// (`pieces`), which also explains a fault or a permission error.
     private func direct(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) -> UnsafeMutableRawPointer? {
-        guard !regions.isEmpty, count > 0 else { return nil }
+        guard anyShared, count > 0 else { return nil }
         let asid = ring ? ringASID : bufferASID
         let last = iova &+ UInt64(count - 1)
         guard last >= iova else { return nil }
-        var k = 0
-        while k < Swift.min(state.pointee.cached, Self.capacity) {
-            let c = cache[k]
-            if c.asid == asid && c.entry.first <= iova && last <= c.entry.last { break }
-            k += 1
-        }
-        if k == Swift.min(state.pointee.cached, Self.capacity) {
-            guard let entry = device.mappedEntry(asid: asid, containing: iova), last <= entry.last else { return nil }
-            // An identity mapping is the whole space: its host base is only per region, never for the entry.
-            let size = entry.last - entry.first
-            let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
-            k = state.pointee.cached % Self.capacity
-            cache[k] = Cached(asid: asid, entry: entry, host: host)
-            state.pointee.cached += 1
+        var k = state.pointee.recent
+        if state.pointee.cached == 0 || !Self.holds(cache[k], asid, iova, last) {
+            let filled = Swift.min(state.pointee.cached, Self.capacity)
+            k = 0
+            while k < filled && !Self.holds(cache[k], asid, iova, last) { k += 1 }
+            if k == filled {
+                guard let entry = device.mappedEntry(asid: asid, containing: iova), last <= entry.last else { return nil }
+                // An identity mapping is the whole space: its host base is only per region, never for the entry.
+                let size = entry.last - entry.first
+                let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
+                k = state.pointee.cached % Self.capacity
+                cache[k] = Cached(
+                    asid: asid, first: entry.first, last: entry.last, address: entry.address, permission: entry.permission.rawValue,
+                    host: host)
+                state.pointee.cached += 1
+            }
+            state.pointee.recent = k
         }
         let c = cache[k]
-        guard c.entry.permission.contains(access == .read ? .read : .write) else { return nil }
-        if let host = c.host { return host + Int(iova - c.entry.first) }
-        return regions.resolve(c.entry.address &+ (iova - c.entry.first), count: count)
+        guard c.permission & (access == .read ? Permission.read.rawValue : Permission.write.rawValue) != 0 else { return nil }
+        if let host = c.host { return host + Int(iova &- c.first) }
+        return regions.resolve(c.address &+ (iova &- c.first), count: count)
+    }
+
+    @inline(__always)
+    private static func holds(_ c: Cached, _ asid: Int, _ first: UInt64, _ last: UInt64) -> Bool {
+        c.asid == asid && c.first <= first && last <= c.last
     }
 
     /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.

@@ -27,9 +27,9 @@ public enum NetLoopback {
 
     /// vdpa_sim's receive filter on the destination MAC: broadcast and multicast pass; unicast passes when it
     /// "matches" `mac` with a string-like compare that stops at the first position both hold 00 (D7).
-    public static func accepts(destination d: ArraySlice<UInt8>, mac: [UInt8]) -> Bool {
-        guard d.count == 6, mac.count == 6 else { return false }
-        if d[d.startIndex] & 1 != 0 { return true }
+    public static func accepts(destination d: some Collection<UInt8>, mac: [UInt8]) -> Bool {
+        guard d.count == 6, mac.count == 6, let first = d.first else { return false }
+        if first & 1 != 0 { return true }
         for (a, b) in zip(d, mac) {
             if a != b { return false }
             if a == 0 { return true }
@@ -51,8 +51,11 @@ public enum NetLoopback {
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)
-        // One chain per direction for the whole run, refilled by each fetch (no buffer lists made per frame).
+        // One chain per direction for the whole run, refilled by each fetch (no buffer lists made per frame), and
+        // one bounce buffer (vdpa_sim's page), not an array per frame.
         var txChain = RingChain(head: 0), rxChain = RingChain(head: 0)
+        let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 16)
+        defer { bounce.deallocate() }
         for _ in 0..<budget {
             if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
                 run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair
@@ -69,9 +72,10 @@ public enum NetLoopback {
                 run.txErrors += 1  // a TX chain with a writable part (EPROTO, D10): lost, the run ends
                 return run
             }
-            var frame = SplitRing.gather(txChain, memory, limit: maxFrame)
-            run.txBytes += frame.count
-            guard frame.count >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
+            let length = SplitRing.gather(txChain, memory, skipping: 0, into: bounce)
+            let frame = UnsafeMutableRawBufferPointer(rebasing: bounce[..<length])
+            run.txBytes += length
+            guard length >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
                 run.rxDrops += 1  // the filter's drop: TX completes with length 0 and the loop goes on (D6)
                 if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
                 run.txCalls += 1
@@ -85,7 +89,7 @@ public enum NetLoopback {
             }
             run.rxChains += 1
             if mergeable && version1 { (frame[10], frame[11]) = (1, 0) }  // virtio_net_hdr_v1.num_buffers, LE
-            let written = rxChain.readable.isEmpty ? SplitRing.scatter(frame[...], into: rxChain.writable, memory) : 0
+            let written = rxChain.readable.isEmpty ? SplitRing.scatter(UnsafeRawBufferPointer(frame), into: rxChain.writable, memory) : 0
             guard written > 0 else {
                 run.rxErrors += 1  // nothing written (D9): neither head is completed, the run ends
                 return run

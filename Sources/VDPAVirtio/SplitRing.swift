@@ -80,12 +80,15 @@ public struct SplitRing: Sendable {
     public private(set) var lastAvail: UInt16
     /// last_used_idx: made equal to lastAvail at a 0→1 enable (R62).
     public private(set) var lastUsed: UInt16
+    /// The avail idx as last read.  Every chain up to it is published, so it is read again only once they are
+    /// all taken: one acquire load per batch the driver posts, not one per chain (a driver cannot tell).
+    private var availSeen: UInt16
 
     static let next: UInt16 = 1, write: UInt16 = 2, indirect: UInt16 = 4
 
     public init(num: UInt16, desc: UInt64, avail: UInt64, used: UInt64, base: UInt16) {
         (self.num, self.desc, self.avail, self.used) = (num, desc, avail, used)
-        (lastAvail, lastUsed) = (base, base)
+        (lastAvail, lastUsed, availSeen) = (base, base, base)
     }
 
     static func le16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
@@ -102,8 +105,10 @@ public struct SplitRing: Sendable {
     }
 
     /// Whether the driver has posted chains not taken yet.
-    public func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
-        try memory.readIndex(at: avail + 2) != lastAvail
+    public mutating func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
+        if availSeen != lastAvail { return true }
+        availSeen = try memory.readIndex(at: avail + 2)
+        return availSeen != lastAvail
     }
 
     /// The next chain, or nil when the ring is empty.  A head out of range is refused without consuming it;
@@ -116,8 +121,7 @@ public struct SplitRing: Sendable {
     /// `fetch` into a chain the caller keeps from one fetch to the next: its buffer lists are emptied, not
     /// made anew, so a run allocates them once, not per chain.  False when the ring is empty.
     public mutating func fetch(_ memory: some GuestMemory, into chain: inout RingChain) throws(RingError) -> Bool {
-        let availIdx = try memory.readIndex(at: avail + 2)
-        guard availIdx != lastAvail else { return false }
+        guard try hasWork(memory) else { return false }
         let slot = UInt64(lastAvail % num)
         var head: UInt16 = 0
         try Self.load(&head, avail + 4 + 2 * slot, memory)

@@ -200,9 +200,14 @@ struct SharedMemoryTests {
         #expect(try memory.readIndex(at: 0x4000_0200) == 0xBEEF && memory.counts.atomicIndexStores == 1)
         #expect(memory.counts.processVMAccesses == 0 && memory.counts.sharedAccesses == 2)
         // The VMM shrinks its file under vdpad's mapping: the access is a fault (SIGBUS caught), counted as the run's error.
+        // A copy that meets the cut in its middle faults there; the page before it still reads.
+        #expect(ftruncate(ram.fd, off_t(ram.size / 2)) == 0)
+        #expect(throws: RingError.fault(0x4000_0F00)) { _ = try memory.read(0x4000_0F00, count: 512, ring: false) }
+        #expect(try memory.read(0x4000_0100, count: 4, ring: false) == [1, 2, 3, 4])
         #expect(ftruncate(ram.fd, 0) == 0)
         #expect(throws: RingError.fault(0x4000_0100)) { _ = try memory.read(0x4000_0100, count: 4, ring: false) }
         #expect(throws: RingError.fault(0x4000_0200)) { try memory.writeIndex(1, at: 0x4000_0200) }
+        #expect(throws: RingError.fault(0x4000_0200)) { _ = try memory.readIndex(at: 0x4000_0200) }
         // A RAM disk's zeroing on such a file is guarded the same way (WRITE_ZEROES over lost pages is IOERR).
         #expect(vdpad_guarded_zero(ram.base, 16) == -1)
         // Unshared: the same IOVA goes through process_vm_readv (which faults too on the truncated file: EFAULT, no signal).

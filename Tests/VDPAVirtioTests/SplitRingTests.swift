@@ -10,6 +10,7 @@ final class FlatMemory: GuestMemory {
     var bytes = [UInt8](repeating: 0, count: 1 << 16)
     var hole: Range<UInt64>?
     var indexStores = 0
+    var indexLoads = 0
 
     func check(_ iova: UInt64, _ count: Int) throws(RingError) {
         guard iova + UInt64(count) <= UInt64(bytes.count) else { throw .fault(iova) }
@@ -22,6 +23,11 @@ final class FlatMemory: GuestMemory {
     func write(_ b: [UInt8], at iova: UInt64, ring: Bool) throws(RingError) {
         try check(iova, b.count)
         bytes.replaceSubrange(Int(iova)..<Int(iova) + b.count, with: b)
+    }
+    func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
+        indexLoads += 1
+        let b = try read(iova, count: 2, ring: true)
+        return UInt16(b[0]) | UInt16(b[1]) << 8
     }
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
         indexStores += 1
@@ -72,6 +78,23 @@ struct SplitRingTests {
         #expect(d.m.u32(Int(d.used) + 4) == 0 && d.m.u32(Int(d.used) + 8) == 21 && d.m.u16(Int(d.used) + 2) == 1)
         #expect(d.m.indexStores == 1, "the used idx is one 16-bit store")
         #expect(try ring.fetch(d.m) == nil)
+    }
+
+    @Test("the avail idx is loaded once per batch the driver publishes, and again only when its chains are all taken")
+    func availIndexPerBatch() throws {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        for i: UInt16 in 0..<3 {
+            d.descriptor(i, addr: 0x4000 + 0x100 * UInt64(i), len: 8, flags: 0)
+            d.post(i)
+        }
+        #expect(try ring.hasWork(d.m) && d.m.indexLoads == 1)
+        for i: UInt16 in 0..<3 { #expect(try ring.fetch(d.m)?.head == i) }
+        #expect(d.m.indexLoads == 1, "three chains of one published batch: one load")
+        #expect(try ring.fetch(d.m) == nil && d.m.indexLoads == 2, "all taken: loaded again, nothing new")
+        d.descriptor(3, addr: 0x4300, len: 8, flags: 0)
+        d.post(3)
+        #expect(try ring.fetch(d.m)?.head == 3 && d.m.indexLoads == 3, "the next batch is seen at the next load")
     }
 
     @Test("D22: avail->ring entry ≥ num is refused without being consumed: the queue stays stuck")
