@@ -13,14 +13,25 @@ struct BenchCommand: ParsableCommand {
         abstract: "Benchmarks for vdpad: the IOTLB structure, the RPC path and the data path.",
         discussion: """
             Build with -c release: debug figures mean nothing.
-              vdpad-bench iotlb 1000000            the anchors' workload (shared/anchors/workload.md)
-              vdpad-bench 100000 --verify          the same, as the anchors' run.sh calls a peer
-              vdpad-bench rpc --anchors ../shared/anchors   the RPC path beside the raw socket
-              vdpad-bench inproc single            the inbound path in process (scripts/perf-guard.sh)
-              vdpad-bench json                     Foundation's JSON decoders beside vdpad's parser
-              vdpad-bench load                     1,000 connections, 50 clients of 1,000 map/unmap, a stalled client
-              vdpad-bench flows                    VMM flows priced by the cost model (migration downtime)
-              vdpad-bench datapath                 frames and block requests per second, shared memory vs process_vm vs the limit
+              vdpad-bench iotlb 1000000
+                  the anchors' workload (shared/anchors/workload.md)
+              vdpad-bench 100000 --verify
+                  the same, as the anchors' run.sh calls a peer
+              vdpad-bench rpc --anchors ../shared/anchors
+                  the RPC path beside the raw socket
+              vdpad-bench inproc single
+                  the inbound path in process (scripts/perf-guard.sh)
+              vdpad-bench json
+                  Foundation's JSON decoders beside vdpad's parser
+              vdpad-bench load
+                  1,000 connections, 50 clients of 1,000 map/unmap, a stalled client
+              vdpad-bench flows
+                  VMM flows priced by the cost model (migration downtime)
+              vdpad-bench datapath
+                  frames and block requests per second, shared memory vs process_vm
+                  vs the limit
+              vdpad-bench restart
+                  what keeping sessions across restarts costs
             """,
         subcommands: [
             IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self, FlowsCommand.self,
@@ -57,11 +68,12 @@ struct RPCCommand: ParsableCommand {
         commandName: "rpc",
         abstract: "Measure the real vdpad over its socket, beside the anchors' raw Unix-socket round trip.",
         discussion: """
-            Scenarios: seq (one map/unmap in flight), pipe (64 in flight), conc (8 clients, own devices),
-            batch256 and batch4096 (JSON-RPC batches of maps), and daemon RSS at --rss-mappings entries.
-            With --anchors the raw uds_server/uds_client run in the same invocation and each line gets a
-            ratio. --pin puts the daemon, the raw server and the clients on CPU 0 (a cross-CPU wake-up
-            dominates a round trip on this machine).
+            Scenarios: seq (one map/unmap in flight), pipe (64 in flight), conc (8 clients,
+            own devices), batch256 and batch4096 (JSON-RPC batches of maps), and daemon RSS
+            at --rss-mappings entries. With --anchors the raw uds_server/uds_client run in
+            the same invocation and each line gets a ratio. --pin puts the daemon, the raw
+            server and the clients on CPU 0 (a cross-CPU wake-up dominates a round trip on
+            this machine).
             """)
 
     @Option(help: "The vdpad binary (default: next to vdpad-bench).")
@@ -167,12 +179,13 @@ struct InProcessCommand: ParsableCommand {
         commandName: "inproc",
         abstract: "Drive the daemon's inbound path (request stream, service, device) or its data path in process.",
         discussion: """
-            single: the map/unmap mix of `rpc`'s seq and pipe scenarios, 64 requests per read;
-            batch256: batches of 256 maps, each followed by a batch of 256 unmaps of its pages;
-            frames64: 64-byte frames looped by a vdpasim_net pair on shared memory, 64 per run (a request
-            is a frame: the ring walk, the IOTLB entry cache, the copies and the index stores).
-            Prints ns per request.  scripts/perf-guard.sh runs it under callgrind and DHAT for counts
-            of instructions and allocations per request, which do not depend on the machine's load.
+            single: the map/unmap mix of `rpc`'s seq and pipe scenarios, 64 requests per
+            read; batch256: batches of 256 maps, each followed by a batch of 256 unmaps of
+            its pages; frames64: 64-byte frames looped by a vdpasim_net pair on shared
+            memory, 64 per run (a request is a frame: the ring walk, the IOTLB entry cache,
+            the copies and the index stores). Prints ns per request.  scripts/perf-guard.sh
+            runs it under callgrind and DHAT for counts of instructions and allocations per
+            request, which do not depend on the machine's load.
             """)
 
     @Argument(help: "single, batch256 or frames64.")
@@ -211,9 +224,10 @@ struct JSONCommand: ParsableCommand {
         commandName: "json",
         abstract: "Decode the RPC benchmark's map/unmap requests with Foundation and with vdpad's parser.",
         discussion: """
-            Prints ns per request for JSONDecoder (into a Codable struct), JSONSerialization and vdpad's
-            JSON tree, and whether each keeps 64-bit integers exact (ids and IOVAs up to 2^64-1).
-            The daemon's fast path for plain map/unmap is measured by `inproc`.
+            Prints ns per request for JSONDecoder (into a Codable struct),
+            JSONSerialization and vdpad's JSON tree, and whether each keeps 64-bit integers
+            exact (ids and IOVAs up to 2^64-1). The daemon's fast path for plain map/unmap
+            is measured by `inproc`.
             """)
 
     @Option(help: "Requests to decode with each.")

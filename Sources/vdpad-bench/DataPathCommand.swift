@@ -17,14 +17,16 @@ struct DataPathCommand: ParsableCommand {
         commandName: "datapath",
         abstract: "Frames and block requests per second through a vdpad device, beside the in-process limit.",
         discussion: """
-            Workloads: net64 and net1500 (loopback frames of 64 and 1500 bytes on a vdpasim_net device),
-            blk-randread4k, blk-randwrite4k and blk-seqread64k (a vdpasim_blk RAM disk, 64 requests in flight).
-            Each runs three ways: memory shared (the guest arena is a memfd the preload library shares with
-            vdpad), process_vm (the same arena in private memory: vdpad copies with process_vm_readv/writev),
-            and the reference (the driver's own device thread: the limit).  Build with -c release, and make
-            preload/ (scripts/bench-datapath.sh does both):
-              vdpad-bench datapath                      the table
-              vdpad-bench datapath --json               one JSON object per workload and memory
+            Workloads: net64 and net1500 (loopback frames of 64 and 1500 bytes on a
+            vdpasim_net device), blk-randread4k, blk-randwrite4k and blk-seqread64k (a
+            vdpasim_blk RAM disk, 64 requests in flight). Each runs three ways: memory
+            shared (the guest arena is a memfd the preload library shares with vdpad),
+            process_vm (the same arena in private memory: vdpad copies with
+            process_vm_readv/writev), and the reference (the driver's own device thread:
+            the limit).  Build with -c release, and make preload/
+            (scripts/bench-datapath.sh does both):
+              vdpad-bench datapath              the table
+              vdpad-bench datapath --json       a JSON object per workload and memory
               vdpad-bench datapath --seconds 5 --workloads net64,blk-randread4k
             """)
 

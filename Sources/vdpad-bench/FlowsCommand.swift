@@ -15,21 +15,23 @@ struct FlowsCommand: ParsableCommand {
         commandName: "flows",
         abstract: "Model what VMM flows (boot, reboot, live migration, CVQ isolation, SVQ switch) cost on real hardware.",
         discussion: """
-            Each flow is a sequence of real vdpad calls on a real (in-process) mlx5_net device; the
-            cost model (config/cost-model.toml, each value with its source) prices its downtime
-            window. Two values are calibrated on the 39 GiB pair of QEMU 10.1's early-mapping
-            series (4.72 s → 2.09 s) and the 128 GiB pair (14.72 s → 5.83 s) is predicted; the
-            error is printed first. Flows with IOTLB_PERSIST or DESC_ASID model what a VMM gains by
-            acking them (upstream QEMU never did; Si-Wei Liu's series did); on a legacy parent they
-            run as their plain counterparts.
-              vdpad-bench flows                       the table (4, 39, 128, 1024 GiB)
-              vdpad-bench flows --json                the same for scripts
+            Each flow is a sequence of real vdpad calls on a real (in-process) mlx5_net
+            device; the cost model (config/cost-model.toml, each value with its source)
+            prices its downtime window. Two values are calibrated on the 39 GiB pair of
+            QEMU 10.1's early-mapping series (4.72 s → 2.09 s) and the 128 GiB pair (14.72
+            s → 5.83 s) is predicted; the error is printed first. Flows with IOTLB_PERSIST
+            or DESC_ASID model what a VMM gains by acking them (upstream QEMU never did;
+            Si-Wei Liu's series did); on a legacy parent they run as their plain
+            counterparts.
+              vdpad-bench flows               the table (4, 39, 128, 1024 GiB)
+              vdpad-bench flows --json        the same for scripts
               vdpad-bench flows --page-size 2M --queue-pairs 4 --sizes 16,64
-              vdpad-bench flows --calibrate           cache the calibration in the model file
+              vdpad-bench flows --calibrate   cache the calibration in the model file
             After the built-in flows, QEMU 10.0's real migration (recorded on both sides by
-            tests/qemu/test_migration.py, kept in Tests/Fixtures) is priced the same way: its
-            downtime window as recorded and with IOTLB_PERSIST, its switch to shadow virtqueues as
-            recorded and with DESC_ASID (rows recorded_*; --recorded names other records).
+            tests/qemu/test_migration.py, kept in Tests/Fixtures) is priced the same way:
+            its downtime window as recorded and with IOTLB_PERSIST, its switch to shadow
+            virtqueues as recorded and with DESC_ASID (rows recorded_*; --recorded names
+            other records).
             """)
 
     @Option(help: "The cost model (default: config/cost-model.toml beside the sources, or /etc/vdpad/cost-model.toml).")

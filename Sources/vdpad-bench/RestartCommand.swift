@@ -15,11 +15,12 @@ struct RestartCommand: ParsableCommand {
         commandName: "restart",
         abstract: "What keeping sessions across restarts costs: map latency and throughput, restart time, journal bytes.",
         discussion: """
-            Each run starts vdpad twice (keep_sessions = false, then true) and measures seq (one map/unmap in
-            flight: latency) and pipe (64 in flight: throughput) on each; lines carry the journal's ratio to no
-            journal.  Then one daemon is filled with --mappings entries (JSON-RPC batches, one ASID) and upgraded
-            in place (daemon_upgrade): the time from the request to the next answer on the same connection, and
-            the journal's bytes per mapping.  Build with -c release:
+            Each run starts vdpad twice (keep_sessions = false, then true) and measures seq
+            (one map/unmap in flight: latency) and pipe (64 in flight: throughput) on each;
+            lines carry the journal's ratio to no journal.  Then one daemon is filled with
+            --mappings entries (JSON-RPC batches, one ASID) and upgraded in place
+            (daemon_upgrade): the time from the request to the next answer on the same
+            connection, and the journal's bytes per mapping.  Build with -c release:
               vdpad-bench restart
               vdpad-bench restart --runs 5 --requests 200000 --mappings 1000000
             """)

@@ -148,6 +148,30 @@ enum Grammar {
         "call": #"vdpad-cli call get_device '{"device":"vdpa0"}'"#
     ]
 
+    /// The command list of `--help`: each usage, then what it does, wrapped to fit 80 columns with their indent
+    /// kept (ArgumentParser wraps a longer line at the terminal's width, back to the left margin).
+    static var commandList: String {
+        commands.map { usage, what in
+            wrap(usage, first: "  ", rest: "    ") + "\n" + wrap(what, first: "        ", rest: "        ")
+        }.joined(separator: "\n")
+    }
+
+    /// `text` in lines of at most 79 columns, the first after `first`, the others after `rest`.
+    static func wrap(_ text: String, first: String, rest: String) -> String {
+        var lines: [String] = []
+        var line = first
+        for word in text.split(separator: " ") {
+            let indent = lines.isEmpty ? first : rest
+            if line.count > indent.count && line.count + 1 + word.count > 79 {
+                lines.append(line)
+                line = rest
+            }
+            line += (line.count > (lines.isEmpty ? first : rest).count ? " " : "") + word
+        }
+        lines.append(line)
+        return lines.joined(separator: "\n")
+    }
+
     /// Help for the commands that start with `words` (e.g. ["dev", "map"]): usage, what it does, an example.
     static func help(_ words: [String]) -> String {
         var prefix = words.joined(separator: " ")

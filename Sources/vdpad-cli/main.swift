@@ -16,7 +16,7 @@ struct VDPADCLI: ParsableCommand {
         usage: "vdpad-cli [-s SOCKET] [-j] [-p] [-t TIMEOUT] OBJECT COMMAND [ARGS]\n       vdpad-cli [-s SOCKET] -b FILE [-force]",
         discussion: """
             Commands:
-              \(Grammar.commands.map { "\($0.0)\n                  \($0.1)" }.joined(separator: "\n  "))
+            \(Grammar.commandList)
 
             Examples:
               vdpad-cli mgmtdev show
@@ -26,13 +26,15 @@ struct VDPADCLI: ParsableCommand {
               vdpad-cli dev help                 (the dev commands only)
               vdpad-cli -b session.txt           (one command per line, one connection)
 
-            A -b file holds one command per line (# comments, blank lines ignored), run over
-            ONE connection, so `dev open` owns the device for the lines after it. It stops at
-            the first error (reporting the line number) unless -force is given.
+            A -b file holds one command per line (# comments, blank lines ignored), run
+            over ONE connection, so `dev open` owns the device for the lines after it.
+            It stops at the first error (reporting the line number) unless -force is
+            given.
 
-            Every command is one JSON-RPC call (`call METHOD [JSON]` reaches any of them); the
-            methods, their params, errors and the order of checks are in the protocol document,
-            docs/protocol.md (installed as PREFIX/share/doc/vdpad/protocol.md).
+            Every command is one JSON-RPC call (`call METHOD [JSON]` reaches any of
+            them); the methods, their params, errors and the order of checks are in the
+            protocol document, docs/protocol.md (installed as
+            PREFIX/share/doc/vdpad/protocol.md).
             """
     )
 

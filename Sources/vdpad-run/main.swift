@@ -17,22 +17,27 @@ struct VDPARun: ParsableCommand {
         abstract: "Run a VMM whose /dev/vhost-vdpa-N files are vdpad devices.",
         usage: "vdpad-run [-s SOCKET] --device /dev/vhost-vdpa-0=vdpa0 [--device …] [--record FILE [--anonymize]] -- COMMAND [ARGS…]",
         discussion: """
-            The command runs with libvdpad-vhost.so in LD_PRELOAD. Its open() of a mapped path
-            claims the vdpad device (EBUSY if another session owns it, as the kernel's open);
-            ioctl() and write() on that fd become vdpad's JSON-RPC methods with the kernel's
-            structs and errno; every other file is untouched. When the command exits, even
-            without close(), the device is released.
+            The command runs with libvdpad-vhost.so in LD_PRELOAD. Its open() of a mapped
+            path claims the vdpad device (EBUSY if another session owns it, as the kernel's
+            open); ioctl() and write() on that fd become vdpad's JSON-RPC methods with the
+            kernel's structs and errno; every other file is untouched. When the command
+            exits, even without close(), the device is released.
 
             The same without vdpad-run, with plain environment variables:
               LD_PRELOAD=/usr/local/lib/vdpad/libvdpad-vhost.so \\
-              VDPAD_VHOST_DEVICES=/dev/vhost-vdpa-0=vdpa0 [VDPAD_SOCKET=/run/vdpad/vdpad.sock] \\
-              qemu-system-x86_64 -netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0 …
+              VDPAD_VHOST_DEVICES=/dev/vhost-vdpa-0=vdpa0 \\
+              [VDPAD_SOCKET=/run/vdpad/vdpad.sock] \\
+              qemu-system-x86_64 \\
+                -netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0 …
             VDPAD_VHOST_QUIET=1 silences the library's one-line messages on stderr;
-            VDPAD_VHOST_RECORD=FILE (and VDPAD_VHOST_RECORD_ANONYMIZE=1) is --record (--anonymize).
+            VDPAD_VHOST_RECORD=FILE (and VDPAD_VHOST_RECORD_ANONYMIZE=1) is --record
+            (--anonymize).
 
             Example:
-              vdpad-run --device /dev/vhost-vdpa-0=vdpa0 -- qemu-system-x86_64 -M q35 -m 256 \\
-                -netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0 -device virtio-net-pci,netdev=n0 …
+              vdpad-run --device /dev/vhost-vdpa-0=vdpa0 -- \\
+                qemu-system-x86_64 -M q35 -m 256 \\
+                -netdev type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0 \\
+                -device virtio-net-pci,netdev=n0 …
             """
     )
 

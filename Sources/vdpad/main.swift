@@ -13,13 +13,16 @@ struct VDPAD: ParsableCommand {
         commandName: "vdpad",
         abstract: "Serve vDPA devices to VMMs and admins as JSON-RPC 2.0 over a Unix socket.",
         discussion: """
-            Flags override the config file. Without --socket the socket is VDPAD_SOCKET, else \
-            /run/vdpad/vdpad.sock for root, else $XDG_RUNTIME_DIR/vdpad.sock (./.vdpad/vdpad.sock \
-            when XDG_RUNTIME_DIR is unset); a socket passed by \
+            Flags override the config file. Without --socket the socket is VDPAD_SOCKET,
+            else /run/vdpad/vdpad.sock for root, else $XDG_RUNTIME_DIR/vdpad.sock
+            (./.vdpad/vdpad.sock when XDG_RUNTIME_DIR is unset); a socket passed by
             systemd (socket activation) wins over all of them.
               vdpad --config config/vdpad.toml
               vdpad --socket /tmp/v/vdpad.sock --state-dir /tmp/v/state --log-level debug
-            Signals: SIGTERM stops (in-flight requests are answered), SIGHUP reloads the config.
+            Signals: SIGTERM stops (in-flight requests are answered; with keep_sessions
+            under a service manager, the sessions wait in its store for the next start),
+            SIGHUP reloads the config, SIGUSR2 upgrades in place: the binary is executed
+            again with every session kept (vdpad-cli daemon upgrade asks the same).
             """,
         version: "vdpad \(Daemon.version) (protocol 1)"
     )

@@ -86,6 +86,12 @@ struct CLITests {
                 """)
         let help = try cli(d, ["--help"])
         #expect(help.status == 0 && help.out.contains("Examples:"))
+        // The command list fits an 80-column terminal with its indents (ArgumentParser would wrap a longer line back
+        // to the left margin), and every usage is in it.
+        let list = help.out.split(separator: "\n").drop { $0 != "Commands:" }.prefix { $0 != "Examples:" }
+        #expect(list.count > 40 && list.allSatisfy { $0.count <= 79 && ($0.isEmpty || $0.hasPrefix("  ") || $0 == "Commands:") })
+        #expect(list.contains("  dev add name NAME mgmtdev MGMTDEV [mac MAC] [mtu N] [max_vqp N] [legacy]"))
+        #expect(list.contains("        create a device (admin)"))
     }
 
     @Test("-b drives a whole session over one connection, stops at the first error with its line, -force goes on")
