@@ -59,7 +59,7 @@ public enum JournalRecord: Equatable, Sendable {
     /// Appends the framed record (length, then the record).
     /// - Parameter token: names an eventfd an image holds (see `SessionImage.encode`).
     public func encode(into w: inout JournalWriter, token: (EventFD) -> UInt32) {
-        let lengthAt = w.bytes.count
+        let lengthAt = w.count
         w.u32(0)
         switch self {
         case .ops(let device, let t, let ops):
@@ -133,10 +133,5 @@ public enum JournalRecord: Equatable, Sendable {
 
 extension JournalWriter {
     /// Writes the byte count after the u32 at `offset` into it.
-    mutating func patchLength(at offset: Int) {
-        let n = UInt32(bytes.count - offset - 4).littleEndian
-        withUnsafeBytes(of: n) { raw in
-            for i in 0..<4 { setByte(at: offset + i, raw[i]) }
-        }
-    }
+    mutating func patchLength(at offset: Int) { setU32(at: offset, UInt32(count - offset - 4)) }
 }

@@ -31,6 +31,28 @@ struct ConnectionLogTests {
         return n > 0 ? String(decoding: buffer[..<n], as: UTF8.self) : ""
     }
 
+    @Test("the journal keeps pages faulted in ahead of its end: a record is not the first write to its page")
+    func journalPopulatesAhead() throws {
+        let journal = try JournalFile(generation: 1)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        /// Pages of data bytes [0, bytes) resident in memory.
+        func resident(_ bytes: Int) -> Int {
+            var vector = [UInt8](repeating: 0, count: bytes / page)
+            #expect(mincore(journal.file.data, bytes, &vector) == 0)
+            return vector.filter { $0 & 1 != 0 }.count
+        }
+        #expect(resident(JournalFile.populateAhead) == 0, "nothing written yet")
+        try journal.append([1, 2, 3])
+        #expect(resident(JournalFile.populateAhead) == JournalFile.populateAhead / page)
+        try journal.append([UInt8](repeating: 7, count: JournalFile.populateAhead))
+        #expect(resident(2 * JournalFile.populateAhead) == 2 * JournalFile.populateAhead / page)
+        // A connection's inbox and outbox fault their pages as they are written (thousands of connections).
+        let log = try ConnectionLog.create(connection: 9)
+        try log.outbox.ensureData(4 * page)
+        var vector = [UInt8](repeating: 0, count: 4)
+        #expect(mincore(log.outbox.data, 4 * page, &vector) == 0 && vector.allSatisfy { $0 & 1 == 0 })
+    }
+
     @Test("input received and not committed is answered again; output committed and not sent is sent")
     func recovery() throws {
         let s = pair()

@@ -61,6 +61,23 @@ func expectSameSession(_ a: VDPADevice, _ b: VDPADevice, sourceLocation: SourceL
 
 @Suite("Session journal")
 struct JournalTests {
+    @Test("a writer is a value: a copy writes bytes of its own; a length is patched in place; growing keeps the bytes")
+    func writerIsAValue() {
+        var a = JournalWriter()
+        a.u32(0)
+        a.u64(7)
+        var b = a
+        b.u8(9)
+        a.setU32(at: 0, 12)
+        #expect(a.bytes == [12, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0])
+        #expect(b.bytes == [0, 0, 0, 0, 7, 0, 0, 0, 0, 0, 0, 0, 9])
+        for k in 0..<1000 { a.u16(UInt16(k)) }
+        #expect(a.count == 2012 && Array(a.bytes.prefix(4)) == [12, 0, 0, 0] && Array(a.bytes.suffix(2)) == [0xE7, 0x03])
+        a.removeAll()
+        a.string("vdpa0")
+        #expect(a.bytes == [5, 0, 0, 0] + Array("vdpa0".utf8) && b.count == 13)
+    }
+
     @Test("every record kind reads back as written, eventfds through their tokens")
     func encoding() throws {
         var image = SessionImage()

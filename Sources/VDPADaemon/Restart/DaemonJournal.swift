@@ -188,10 +188,13 @@ final class DaemonJournal: SessionJournal, @unchecked Sendable {
     }
 
     private func write(_ s: inout State) {
-        do {
-            try s.file.append(s.writer.bytes)
-            s.duringCompaction? += s.writer.bytes
-        } catch {
+        let file = s.file
+        let failure = s.writer.withBytes { bytes -> SystemCallError? in
+            do throws(SystemCallError) { try file.append(bytes) } catch { return error }
+            return nil
+        }
+        if failure == nil, s.duringCompaction != nil { s.duringCompaction! += s.writer.bytes }
+        if let error = failure {
             // Sessions go on; what a restart could give back is now incomplete: said once, loudly.
             if s.failure == nil {
                 s.failure = "\(error)"

@@ -19,6 +19,7 @@ final class JournalFile: @unchecked Sendable {
     /// A new, empty journal (not complete until its snapshot is written: `markComplete`).
     init(generation: UInt64) throws(SystemCallError) {
         file = try MappedFile(creating: "vdpad-journal")
+        file.populateAhead = Self.populateAhead
         self.generation = generation
         file.setWord(Word.generation.rawValue, generation)
         file.setWord(Word.complete.rawValue, 0)
@@ -26,8 +27,12 @@ final class JournalFile: @unchecked Sendable {
         file.setWord(Word.magic.rawValue, Self.magic)
     }
 
+    /// Journal bytes kept faulted in ahead of the end (MappedFile.populateAhead).
+    static let populateAhead = 128 << 10
+
     private init(_ file: MappedFile) {
         self.file = file
+        file.populateAhead = Self.populateAhead
         generation = file.word(Word.generation.rawValue)
     }
 
@@ -57,10 +62,18 @@ final class JournalFile: @unchecked Sendable {
 
     /// Copies `bytes` (whole framed records) in and commits them.  Only one thread appends at a time.
     func append(_ bytes: [UInt8]) throws(SystemCallError) {
-        guard !bytes.isEmpty else { return }
+        let failure = bytes.withUnsafeBytes { raw -> SystemCallError? in
+            do throws(SystemCallError) { try append(raw) } catch { return error }
+            return nil
+        }
+        if let failure { throw failure }
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws(SystemCallError) {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return }
         let at = committed
         try file.ensureData(at + bytes.count)
-        bytes.withUnsafeBytes { (file.data + at).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+        (file.data + at).copyMemory(from: base, byteCount: bytes.count)
         file.setWord(Word.committed.rawValue, UInt64(at + bytes.count))
     }
 }

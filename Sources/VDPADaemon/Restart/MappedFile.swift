@@ -16,6 +16,14 @@ final class MappedFile: @unchecked Sendable {
     /// Address space reserved per file; the file grows inside it.
     static let reserve = 1 << 34
     private static let growth = 8 << 20
+    /// Bytes past the end written so far that are kept faulted in ahead of the writer (0: none, pages are
+    /// faulted one by one as they are first written).  The journal sets it: a `map` that is the first write to a
+    /// page of it would otherwise pay the fault and the page's zeroing (~2 µs, every ~30 maps).
+    var populateAhead = 0
+    /// Data bytes [0, populated) are faulted in.
+    private var populated = 0
+    /// Pages faulted in per step: each step is a stall of this many pages' zeroing for the write that takes it.
+    private static let populateStep = 256 << 10
 
     let fd: Int32
     let base: UnsafeMutableRawPointer
@@ -67,16 +75,28 @@ final class MappedFile: @unchecked Sendable {
     /// Makes data bytes [0, count) writable: grows the file (in 8 MiB steps) when it is shorter.
     func ensureData(_ count: Int) throws(SystemCallError) {
         let needed = Self.headerSize + count
-        guard needed > size else { return }
-        guard needed <= Self.reserve else { throw SystemCallError("grow", .noSpace) }
-        let target = min(Self.reserve, (needed + Self.growth - 1) / Self.growth * Self.growth)
-        guard ftruncate(fd, off_t(target)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
-        size = target
+        if needed > size {
+            guard needed <= Self.reserve else { throw SystemCallError("grow", .noSpace) }
+            let target = min(Self.reserve, (needed + Self.growth - 1) / Self.growth * Self.growth)
+            guard ftruncate(fd, off_t(target)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
+            size = target
+        }
+        if populateAhead > 0 && count + populateAhead > populated { populate(upTo: count + populateAhead) }
+    }
+
+    /// Faults data pages in up to `end` (within the file), a step at a time, with MADV_POPULATE_WRITE (Linux 5.14;
+    /// an older kernel refuses it and the pages fault as they are written, as before).
+    private func populate(upTo end: Int) {
+        let limit = min(size - Self.headerSize, (end + Self.populateStep - 1) / Self.populateStep * Self.populateStep)
+        guard limit > populated else { return }
+        _ = madvise(data + populated, limit - populated, 23 /* MADV_POPULATE_WRITE */)
+        populated = limit
     }
 
     /// Drops every data byte (they read as zero again) and gives the memory back.
     func clearData() throws(SystemCallError) {
         guard ftruncate(fd, off_t(Self.headerSize)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
         size = Self.headerSize
+        populated = 0
     }
 }
