@@ -332,6 +332,16 @@ final class Connection: NotificationSink, Sendable {
         }
     }
 
+    /// The connection's subscription as its commit journals it: read from the registry only when a subscription
+    /// changed since the last read.
+    private func subscriptionMask(_ log: ConnectionLog) -> UInt32 {
+        let generation = service.registry.subscriptionGeneration
+        if let seen = log.subscriptions, seen.generation == generation { return seen.mask }
+        let mask = service.registry.subscriptionMask(id)
+        log.subscriptions = (generation, mask)
+        return mask
+    }
+
     /// `deliver` for a journaled connection: the replies go into the outbox, the round commits (input answered up
     /// to `answered`, output to the replies' end), and only then may they be sent.  `answered` nil: nothing of
     /// the input counts as answered (a refusal that closes the connection).
@@ -350,8 +360,12 @@ final class Connection: NotificationSink, Sendable {
         let input = answered ?? Int(log.cursor.answered)
         var cursor = log.cursor
         (cursor.answered, cursor.outboxEnd) = (UInt64(input), UInt64(end))
-        cursor.passedTaken = log.passedReceived - UInt64(service.registry.pendingDescriptors(on: id))
-        cursor.subscriptions = service.registry.subscriptionMask(id)
+        // Every descriptor received was taken at the last commit and none came since: none can be pending now (the
+        // registry's lock is not taken for it in the rounds that pass none).
+        if log.passedReceived != cursor.passedTaken {
+            cursor.passedTaken = log.passedReceived - UInt64(service.registry.pendingDescriptors(on: id))
+        }
+        cursor.subscriptions = subscriptionMask(log)
         let compact = journal.commit(Transaction(connection: id, sequence: sequence), cursor)
         log.committed(cursor)
         // Taken and committed: the devices hold what they kept (as `fd.N`), the store's copies go.

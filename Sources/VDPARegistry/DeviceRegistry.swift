@@ -50,6 +50,8 @@ public final class DeviceRegistry: Sendable {
     private let events: EventLog
     private let subscribers = Locked<[UInt64: Subscription]>([:])
     private let openConnections = Atomic<Int>(0)
+    /// Moves after any connection's subscription changed (`subscriptionGeneration`).
+    private let subscriptionChanges = Atomic<UInt64>(0)
     /// Descriptors each connection passed (SCM_RIGHTS) that no request has taken yet, oldest first.
     private let passedDescriptors = Locked<[UInt64: [Int32]]>([:])
     /// Called under the registry lock after every change of the device set, with the new set.
@@ -411,8 +413,13 @@ public final class DeviceRegistry: Sendable {
     /// Subscribes `connection` to `types` (replacing what it had); returns the latest sequence number.
     public func subscribe(_ connection: UInt64, to types: Set<EventType>) -> UInt64 {
         subscribers.withLock { $0[connection]?.types = types }
+        subscriptionChanges.add(1, ordering: .releasing)
         return events.latest
     }
+
+    /// Moves whenever a subscription changes (after the change): a journaled connection's commit reads its mask
+    /// again only when this moved since it last did, not under the subscribers' lock every round.
+    public var subscriptionGeneration: UInt64 { subscriptionChanges.load(ordering: .acquiring) }
 
     /// `connection`'s subscription as a journal keeps it (ConnectionCursor.subscriptions): 0 for none, else bit 31
     /// and one bit per type in `EventType.allCases` order.
@@ -423,6 +430,7 @@ public final class DeviceRegistry: Sendable {
         guard mask & 1 << 31 != 0 else { return }
         let types = Set(EventType.allCases.enumerated().filter { mask & 1 << $0.offset != 0 }.map(\.element))
         subscribers.withLock { $0[connection]?.types = types }
+        subscriptionChanges.add(1, ordering: .releasing)
     }
 
     /// Numbers the next events above `seq` (a restarted daemon: above any number the previous process gave).

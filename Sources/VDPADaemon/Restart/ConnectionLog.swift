@@ -37,6 +37,9 @@ final class ConnectionLog: @unchecked Sendable {
     /// `pass.ID.N` from its receipt until a committed request has taken it; those below `passedRemoved` left it.
     var passedReceived: UInt64 = 0
     var passedRemoved: UInt64 = 0
+    /// The connection's subscription mask as a commit last read it, with the registry's subscription generation
+    /// it was read at: the next commit reads it again only when a subscription changed since.
+    var subscriptions: (generation: UInt64, mask: UInt32)?
 
     static func passedName(_ connection: UInt64, _ n: UInt64) -> String { "pass.\(connection).\(n)" }
 
