@@ -83,6 +83,19 @@ struct DeviceRegistryTests {
         expectError(.EPERM) { try r.withDevice("n0", .admin(operation: "set_link"), by: Self.vmm) { (_: inout VDPADevice) in } }
     }
 
+    @Test("a subscription's journal mask, and the generation that tells a commit to read it again, move together")
+    func subscriptionGeneration() throws {
+        let r = try Self.registry()
+        r.connectionOpened(Self.admin.connection, subscriber: Subscriber())
+        let before = r.subscriptionGeneration
+        #expect(r.subscriptionMask(Self.admin.connection) == 0)
+        _ = r.subscribe(Self.admin.connection, to: [EventType.allCases[1]])
+        #expect(r.subscriptionGeneration > before && r.subscriptionMask(Self.admin.connection) == 1 << 31 | 1 << 1)
+        let restored = r.subscriptionGeneration
+        r.restoreSubscription(Self.admin.connection, mask: 1 << 31 | 1)
+        #expect(r.subscriptionGeneration > restored && r.subscriptionMask(Self.admin.connection) == 1 << 31 | 1)
+    }
+
     @Test("events are typed and numbered; a forced delete tells the owner's connection even unsubscribed")
     func events() throws {
         let r = try Self.registry()
