@@ -83,26 +83,35 @@ final class OwnerMemory: GuestMemory {
         guard last >= iova else { return nil }
         var k = state.pointee.recent
         if state.pointee.cached == 0 || !Self.holds(cache[k], asid, iova, last) {
-            let filled = Swift.min(state.pointee.cached, Self.capacity)
-            k = 0
-            while k < filled && !Self.holds(cache[k], asid, iova, last) { k += 1 }
-            if k == filled {
-                guard let entry = device.mappedEntry(asid: asid, containing: iova), last <= entry.last else { return nil }
-                // An identity mapping is the whole space: its host base is only per region, never for the entry.
-                let size = entry.last - entry.first
-                let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
-                k = state.pointee.cached % Self.capacity
-                cache[k] = Cached(
-                    asid: asid, first: entry.first, last: entry.last, address: entry.address, permission: entry.permission.rawValue,
-                    host: host)
-                state.pointee.cached += 1
-            }
-            state.pointee.recent = k
+            guard let slot = lookUp(asid, iova, last) else { return nil }
+            k = slot
         }
         let c = cache[k]
         guard c.permission & (access == .read ? Permission.read.rawValue : Permission.write.rawValue) != 0 else { return nil }
         if let host = c.host { return host + Int(iova &- c.first) }
         return regions.resolve(c.address &+ (iova &- c.first), count: count)
+    }
+
+    /// The cache slot of the entry that holds [iova, last] in `asid`, looked up in the device's mapping when no slot
+    /// does (nil: no one entry maps it).  Apart from `direct` so that the hit, which nearly every access is, runs
+    /// without this path's stack frame (it copies the device to look in it).
+    @inline(never)
+    private func lookUp(_ asid: Int, _ iova: UInt64, _ last: UInt64) -> Int? {
+        let filled = Swift.min(state.pointee.cached, Self.capacity)
+        var k = 0
+        while k < filled && !Self.holds(cache[k], asid, iova, last) { k += 1 }
+        if k == filled {
+            guard let entry = device.mappedEntry(asid: asid, containing: iova), last <= entry.last else { return nil }
+            // An identity mapping is the whole space: its host base is only per region, never for the entry.
+            let size = entry.last - entry.first
+            let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
+            k = state.pointee.cached % Self.capacity
+            cache[k] = Cached(
+                asid: asid, first: entry.first, last: entry.last, address: entry.address, permission: entry.permission.rawValue, host: host)
+            state.pointee.cached += 1
+        }
+        state.pointee.recent = k
+        return k
     }
 
     @inline(__always)
