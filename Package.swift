@@ -36,6 +36,7 @@ let package = Package(
         // specialize them for its own memory (unspecialized, a frame cost ~12,000 instructions in metadata lookups).
         .target(
             name: "VDPAVirtio",
+            dependencies: ["CVDPAShim"],
             swiftSettings: [.unsafeFlags(["-cross-module-optimization"], .when(configuration: .release))]
         ),
         // The few Linux calls Swift's Glibc module lacks (eventfd, process_vm_readv/writev).

@@ -38,7 +38,10 @@ int vdpad_copy_unguarded_entry(void *dst, const void *src, size_t n);
 int vdpad_zero_unguarded_entry(void *dst, size_t n);
 int vdpad_load_u16_entry(const void *address, unsigned short *value);
 int vdpad_store_u16_entry(void *address, unsigned short value);
-extern const char vdpad_fault_copy[], vdpad_fault_zero[], vdpad_fault_load[], vdpad_fault_store[], vdpad_guard_failed[];
+int vdpad_load_16_bytes_entry(const void *address, void *out);
+int vdpad_store_u64_entry(void *address, unsigned long long value);
+extern const char vdpad_fault_copy[], vdpad_fault_zero[], vdpad_fault_load[], vdpad_fault_store[], vdpad_fault_load16a[],
+    vdpad_fault_load16b[], vdpad_fault_store64[], vdpad_guard_failed[];
 
 __asm__(".text\n"
         ".p2align 4\n"
@@ -69,6 +72,22 @@ __asm__(".text\n"
         "    xor %eax, %eax\n"
         "    ret\n"
         ".p2align 4\n"
+        "vdpad_load_16_bytes_entry:\n" /* rdi address, rsi out */
+        "vdpad_fault_load16a:\n"
+        "    mov (%rdi), %rax\n"
+        "vdpad_fault_load16b:\n"
+        "    mov 8(%rdi), %rdx\n"
+        "    mov %rax, (%rsi)\n"
+        "    mov %rdx, 8(%rsi)\n"
+        "    xor %eax, %eax\n"
+        "    ret\n"
+        ".p2align 4\n"
+        "vdpad_store_u64_entry:\n" /* rdi address, rsi value */
+        "vdpad_fault_store64:\n"
+        "    mov %rsi, (%rdi)\n"
+        "    xor %eax, %eax\n"
+        "    ret\n"
+        ".p2align 4\n"
         "vdpad_guard_failed:\n"
         "    mov $-1, %eax\n"
         "    ret\n");
@@ -78,7 +97,8 @@ static void on_sigbus(int signo, siginfo_t *info, void *context)
     (void)info;
     greg_t *pc = &((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP];
     const char *at = (const char *)*pc;
-    if (at == vdpad_fault_copy || at == vdpad_fault_zero || at == vdpad_fault_load || at == vdpad_fault_store) {
+    if (at == vdpad_fault_copy || at == vdpad_fault_zero || at == vdpad_fault_load || at == vdpad_fault_store ||
+        at == vdpad_fault_load16a || at == vdpad_fault_load16b || at == vdpad_fault_store64) {
         *pc = (greg_t)vdpad_guard_failed;
         return;
     }
@@ -131,6 +151,18 @@ int vdpad_guarded_store_release_u16(void *address, unsigned short value)
 {
     ensure_installed();
     return vdpad_store_u16_entry(address, value);
+}
+
+int vdpad_guarded_load_16_bytes(const void *address, void *out)
+{
+    ensure_installed();
+    return vdpad_load_16_bytes_entry(address, out);
+}
+
+int vdpad_guarded_store_u64(void *address, unsigned long long value)
+{
+    ensure_installed();
+    return vdpad_store_u64_entry(address, value);
 }
 
 #else
@@ -189,6 +221,10 @@ int vdpad_guarded_store_release_u16(void *address, unsigned short value)
 {
     GUARDED(__atomic_store_n((unsigned short *)address, value, __ATOMIC_RELEASE));
 }
+
+int vdpad_guarded_load_16_bytes(const void *address, void *out) { GUARDED(memcpy(out, address, 16)); }
+
+int vdpad_guarded_store_u64(void *address, unsigned long long value) { GUARDED(memcpy(address, &value, 8)); }
 
 #endif
 

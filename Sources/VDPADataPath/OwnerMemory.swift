@@ -252,6 +252,16 @@ final class OwnerMemory: GuestMemory {
         try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
     }
 
+    /// A ring area in a shared region (the walker guards its accesses there as this type guards its own).
+    func ringWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? {
+        direct(iova, bytes, writable ? .write : .read, ring: true)
+    }
+
+    func countWindowAccesses(_ accesses: Int, indexStores: Int) {
+        state.pointee.counts.sharedAccesses += accesses - indexStores
+        state.pointee.counts.atomicIndexStores += indexStores
+    }
+
     /// A ring index's place in a shared region, when it is there and aligned.
     private func alignedShared(_ iova: UInt64, _ access: Access) -> UnsafeMutableRawPointer? {
         guard let p = direct(iova, 2, access, ring: true), UInt(bitPattern: p) % 2 == 0 else { return nil }

@@ -98,6 +98,8 @@ public enum BlockRequests {
     public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: RAMDisk, budget: Int) -> Run {
         var run = Run()
         var chain = RingChain(head: 0)  // refilled by each fetch: its buffer lists are made once per run
+        ring.attach(memory)
+        defer { ring.detach(memory) }
         for _ in 0..<budget {
             guard (try? ring.fetch(memory, into: &chain)) == true else { return run }
             run.requests += 1

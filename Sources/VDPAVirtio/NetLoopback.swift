@@ -30,9 +30,12 @@ public enum NetLoopback {
     public static func accepts(destination d: some Collection<UInt8>, mac: [UInt8]) -> Bool {
         guard d.count == 6, mac.count == 6, let first = d.first else { return false }
         if first & 1 != 0 { return true }
-        for (a, b) in zip(d, mac) {
+        var i = d.startIndex
+        for b in mac {  // an index walk, not zip: this runs once per frame
+            let a = d[i]
             if a != b { return false }
             if a == 0 { return true }
+            i = d.index(after: i)
         }
         return true
     }
@@ -55,7 +58,13 @@ public enum NetLoopback {
         // one bounce buffer (vdpa_sim's page), not an array per frame.
         var txChain = RingChain(head: 0), rxChain = RingChain(head: 0)
         let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 16)
-        defer { bounce.deallocate() }
+        tx.attach(memory)
+        rx.attach(memory)
+        defer {
+            bounce.deallocate()
+            tx.detach(memory)
+            rx.detach(memory)
+        }
         for _ in 0..<budget {
             if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
                 run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair

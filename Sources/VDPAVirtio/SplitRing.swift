@@ -1,10 +1,14 @@
 // SplitRing.swift — the device side of a virtio split ring, as vdpa_sim's
 // vringh walks it (docs/datapath.md; docs/kernel-rules.md D22–D24): fetch a chain
 // from the avail ring, following NEXT and INDIRECT, collecting readable and
-// writable buffers; complete it in the used ring.  Pure: every access to the
-// VMM's memory goes through `GuestMemory`, so the walker is tested against
-// rings built in the test's own memory and driven against a VMM by the
-// daemon (process_vm_readv/writev).
+// writable buffers; complete it in the used ring.  Every access to the VMM's
+// memory goes through `GuestMemory` — so the walker is tested against rings
+// built in the test's own memory and driven against a VMM by the daemon —
+// except, for one run, the ring areas a memory says are in place (a shared
+// file mapping): those are loaded and stored directly, each access guarded
+// by CVDPAShim.
+
+import CVDPAShim
 
 /// How the walker reads and writes ring and buffer memory by IOVA; errors are the access's own.
 public protocol GuestMemory {
@@ -18,6 +22,12 @@ public protocol GuestMemory {
     func readIndex(at iova: UInt64) throws(RingError) -> UInt16
     func copy(_ iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, ring: Bool) throws(RingError)
     func copy(from bytes: UnsafeRawBufferPointer, to iova: UInt64, ring: Bool) throws(RingError)
+    /// Where `bytes` of a ring area at `iova` are in this process, when the ring areas' ASID maps all of it
+    /// (`writable`: for writing too) into memory reached in place — a shared file mapping, whose accesses the walker
+    /// guards (a fault, not a crash, if the file shrinks); nil sends each access of the area through the methods above.
+    func ringWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer?
+    /// Accesses a run made in its windows (`SplitRing.attach`), for the memory's counters.
+    func countWindowAccesses(_ accesses: Int, indexStores: Int)
 }
 
 extension GuestMemory {
@@ -38,6 +48,10 @@ extension GuestMemory {
     public func copy(from bytes: UnsafeRawBufferPointer, to iova: UInt64, ring: Bool) throws(RingError) {
         try write(Array(bytes), at: iova, ring: ring)
     }
+
+    /// Memory that copies has no place to reach in place.
+    public func ringWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? { nil }
+    public func countWindowAccesses(_ accesses: Int, indexStores: Int) {}
 }
 
 /// Why a chain could not be fetched or completed (vringh's errno in parentheses).
@@ -83,12 +97,45 @@ public struct SplitRing: Sendable {
     /// The avail idx as last read.  Every chain up to it is published, so it is read again only once they are
     /// all taken: one acquire load per batch the driver posts, not one per chain (a driver cannot tell).
     private var availSeen: UInt16
+    /// The three areas in place for the run between `attach` and `detach`, when the memory has them all; the
+    /// accesses made there, and the used idx stores among them (the memory's counters, at `detach`).
+    private var inPlace: InPlace?
+    private var inPlaceAccesses = 0, inPlaceIndexStores = 0
+    /// Sendable only so that a ring can hold one: set between `attach` and `detach`, on the one thread of a run.
+    private struct InPlace: @unchecked Sendable {
+        let desc: UnsafeRawPointer, avail: UnsafeRawPointer, used: UnsafeMutableRawPointer
+    }
 
     static let next: UInt16 = 1, write: UInt16 = 2, indirect: UInt16 = 4
 
     public init(num: UInt16, desc: UInt64, avail: UInt64, used: UInt64, base: UInt16) {
         (self.num, self.desc, self.avail, self.used) = (num, desc, avail, used)
         (lastAvail, lastUsed, availSeen) = (base, base, base)
+    }
+
+    /// For one run: reaches the descriptor table, the avail ring and the used ring in place when the memory can
+    /// (a shared region holds each whole, with the permission its accesses need, the indexes aligned); every
+    /// access then is one guarded load or store (CVDPAShim), no IOTLB lookup.  Call `detach` at the run's end: the
+    /// places are the run's.
+    public mutating func attach(_ memory: some GuestMemory) {
+        let n = Int(num)
+        guard avail % 2 == 0, used % 4 == 0,
+            let descArea = memory.ringWindow(desc, bytes: 16 * n, writable: false),
+            let availArea = memory.ringWindow(avail, bytes: 4 + 2 * n, writable: false),
+            let usedArea = memory.ringWindow(used, bytes: 4 + 8 * n, writable: true),
+            UInt(bitPattern: availArea) % 2 == 0, UInt(bitPattern: usedArea) % 4 == 0
+        else { return }
+        inPlace = InPlace(desc: descArea, avail: availArea, used: usedArea)
+    }
+
+    /// Whether the run reaches the ring's areas in place (`attach` found them all).
+    public var isInPlace: Bool { inPlace != nil }
+
+    /// Ends the run's places, handing the accesses made there to the memory's counters.
+    public mutating func detach(_ memory: some GuestMemory) {
+        guard inPlace != nil else { return }
+        memory.countWindowAccesses(inPlaceAccesses, indexStores: inPlaceIndexStores)
+        (inPlace, inPlaceAccesses, inPlaceIndexStores) = (nil, 0, 0)
     }
 
     static func le16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
@@ -107,7 +154,12 @@ public struct SplitRing: Sendable {
     /// Whether the driver has posted chains not taken yet.
     public mutating func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
         if availSeen != lastAvail { return true }
-        availSeen = try memory.readIndex(at: avail + 2)
+        if let p = inPlace {
+            guard vdpad_guarded_load_acquire_u16(p.avail + 2, &availSeen) == 0 else { throw .fault(avail + 2) }
+            inPlaceAccesses += 1
+        } else {
+            availSeen = try memory.readIndex(at: avail + 2)
+        }
         return availSeen != lastAvail
     }
 
@@ -124,7 +176,12 @@ public struct SplitRing: Sendable {
         guard try hasWork(memory) else { return false }
         let slot = UInt64(lastAvail % num)
         var head: UInt16 = 0
-        try Self.load(&head, avail + 4 + 2 * slot, memory)
+        if let p = inPlace {
+            guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * Int(slot), &head) == 0 else { throw .fault(avail + 4 + 2 * slot) }
+            inPlaceAccesses += 1
+        } else {
+            try Self.load(&head, avail + 4 + 2 * slot, memory)
+        }
         head = UInt16(littleEndian: head)
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
@@ -136,10 +193,12 @@ public struct SplitRing: Sendable {
     }
 
     /// Follows one table from `first`: NEXT within it, INDIRECT into a table of its own.
-    private func walk(
+    private mutating func walk(
         _ memory: some GuestMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
         indirectAllowed: Bool
     ) throws(RingError) {
+        // The ring's own table is in the desc window when there is one; an indirect table goes through the memory.
+        let inPlaceTable = indirectAllowed && table == desc ? inPlace?.desc : nil
         var index = first
         var taken = 0
         while true {
@@ -148,7 +207,13 @@ public struct SplitRing: Sendable {
             guard taken <= Int(entries) else { throw .loop }
             // struct vring_desc, little-endian: addr, len, flags, next (read whole into a value on the stack).
             var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
-            try Self.load(&d, table + 16 * UInt64(index), memory)
+            if let inPlaceTable {
+                let loaded = withUnsafeMutableBytes(of: &d) { vdpad_guarded_load_16_bytes(inPlaceTable + 16 * Int(index), $0.baseAddress) }
+                guard loaded == 0 else { throw .fault(table + 16 * UInt64(index)) }
+                inPlaceAccesses += 1
+            } else {
+                try Self.load(&d, table + 16 * UInt64(index), memory)
+            }
             let (address, length, flags, next) = (
                 UInt64(littleEndian: d.0), UInt32(littleEndian: d.1), UInt16(littleEndian: d.2), UInt16(littleEndian: d.3)
             )
@@ -178,6 +243,15 @@ public struct SplitRing: Sendable {
     public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
         let slot = UInt64(lastUsed % num)
         let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
+        if let p = inPlace {
+            let packed = UInt64(head) | UInt64(length) << 32  // id, then len, little-endian
+            guard vdpad_guarded_store_u64(p.used + 4 + 8 * Int(slot), packed.littleEndian) == 0 else { throw .fault(used + 4 + 8 * slot) }
+            // As below: last_used moves only once the idx store landed.
+            guard vdpad_guarded_store_release_u16(p.used + 2, lastUsed &+ 1) == 0 else { throw .fault(used + 2) }
+            (inPlaceAccesses, inPlaceIndexStores) = (inPlaceAccesses + 2, inPlaceIndexStores + 1)
+            lastUsed &+= 1
+            return
+        }
         let failure = withUnsafeBytes(of: element) { b -> RingError? in
             do throws(RingError) { try memory.copy(from: b, to: used + 4 + 8 * slot, ring: true) } catch { return error }
             return nil

@@ -216,4 +216,47 @@ struct SharedMemoryTests {
         #expect(throws: RingError.fault(0x4000_0100)) { _ = try fallback.read(0x4000_0100, count: 4, ring: false) }
         #expect(fallback.counts.processVMAccesses == 1 && fallback.counts.sharedAccesses == 0)
     }
+
+    @Test("a run reaches rings in a shared region in place: counted as shared accesses, a shrunk file a fault there too")
+    func ringsInPlace() throws {
+        let r = DeviceRegistry(io: ProcessDeviceIO())
+        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
+        let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
+        _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: [getuid()])), by: admin)
+        let ram = Memfd(pages: 2)
+        defer { ram.release() }
+        _ = try r.open("n0", by: vmm)
+        try r.map(MapRequest(iova: 0x4000_0000, size: UInt64(ram.size), address: ram.address, permission: .name("rw")), device: "n0", by: vmm)
+        _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
+        let memory = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        // A 4-entry ring: descriptor 2 is a readable buffer of 8 bytes at 0x1000, posted once.
+        let (desc, avail, used): (UInt64, UInt64, UInt64) = (0x400, 0x800, 0xC00)
+        (ram.base + Int(desc) + 32).storeBytes(of: UInt64(0x4000_1000), as: UInt64.self)
+        (ram.base + Int(desc) + 40).storeBytes(of: UInt32(8), as: UInt32.self)
+        (ram.base + Int(avail) + 4).storeBytes(of: UInt16(2), as: UInt16.self)
+        (ram.base + Int(avail) + 2).storeBytes(of: UInt16(1), as: UInt16.self)
+        var ring = SplitRing(num: 4, desc: 0x4000_0000 + desc, avail: 0x4000_0000 + avail, used: 0x4000_0000 + used, base: 0)
+        ring.attach(memory)
+        #expect(ring.isInPlace)
+        let chain = try #require(try ring.fetch(memory))
+        #expect(chain.head == 2 && chain.readable.map(\.iova) == [0x4000_1000] && chain.readable.map(\.length) == [8])
+        try ring.complete(chain.head, length: 0, memory)
+        ring.detach(memory)
+        #expect(!ring.isInPlace)
+        #expect(ram.base.load(fromByteOffset: Int(used) + 2, as: UInt16.self) == 1)
+        #expect(ram.base.load(fromByteOffset: Int(used) + 4, as: UInt32.self) == 2)
+        // The avail idx, the head, the descriptor and the element in place, then the used idx: no copy, no lookup each.
+        #expect(memory.counts.sharedAccesses == 4 && memory.counts.atomicIndexStores == 1 && memory.counts.processVMAccesses == 0)
+        // The VMM shrinks its file: the ring's next access in place is a fault, not a crash.
+        #expect(ftruncate(ram.fd, 0) == 0)
+        ring.attach(memory)
+        #expect(throws: RingError.fault(0x4000_0000 + avail + 2)) { _ = try ring.fetch(memory) }
+        ring.detach(memory)
+    }
+
+    @Test("the perf guard's harness loops every frame it posts, round after round (its rings in place)")
+    func harnessLoops() throws {
+        let harness = try LoopbackHarness(frameBytes: 64)
+        for frames in [64, 1, 33, 64, 64, 7] { #expect(harness.round(frames: frames) == frames) }
+    }
 }

@@ -34,6 +34,12 @@ int vdpad_guarded_zero(void *dst, size_t n);
 int vdpad_guarded_load_acquire_u16(const void *address, unsigned short *value);
 int vdpad_guarded_store_release_u16(void *address, unsigned short value);
 
+/* The ring walker's fixed-size accesses in shared memory, each a plain load or store rather than a copy (whose
+ * start-up costs more than a 16-byte move): a descriptor's 16 bytes read into `out`, a used element's 8 bytes
+ * written.  0, or -1 when the access faulted (as above). */
+int vdpad_guarded_load_16_bytes(const void *address, void *out);
+int vdpad_guarded_store_u64(void *address, unsigned long long value);
+
 /* open(2)'s O_NOATIME (fcntl.h declares it only with _GNU_SOURCE): a file read without stamping its access time. */
 #define VDPAD_O_NOATIME 01000000
 
