@@ -186,8 +186,9 @@ public struct SplitRing: Sendable {
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
         chain.head = head
-        chain.readable.removeAll(keepingCapacity: true)
-        chain.writable.removeAll(keepingCapacity: true)
+        // Only a list that holds something is emptied (a frame's chain has one kind of buffer; the call is not free).
+        if !chain.readable.isEmpty { chain.readable.removeAll(keepingCapacity: true) }
+        if !chain.writable.isEmpty { chain.writable.removeAll(keepingCapacity: true) }
         try walk(memory, table: desc, entries: num, first: head, into: &chain, indirectAllowed: true)
         return true
     }
