@@ -24,7 +24,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private let wake: Int32
     /// Only the worker thread touches these.
     private var watched: [Int32: Int] = [:]
-    private var rings: [Int: (key: [UInt64], ring: SplitRing)] = [:]
+    private var rings: [Int: CachedRing] = [:]
     private var pendingWhileSuspended = false
     private var requeued = Set<Int>()
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
@@ -33,6 +33,18 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private let state = Locked(State())
 
     struct State { var stopping = false; var rescan = false; var replay = false }
+
+    /// A vq's ring as the last run left it, kept while the ring's size and addresses stay what they were.
+    private struct CachedRing {
+        struct Key: Equatable { var num: UInt64, desc: UInt64, driver: UInt64, device: UInt64 }
+        var key: Key
+        var ring: SplitRing
+    }
+
+    /// Feature bits a run tests, looked up by name once, not per run.
+    private static let netVersion1 = VirtioFeatures.mask("VERSION_1", class: .net)
+    private static let netMergeable = VirtioFeatures.mask("MRG_RXBUF", class: .net)
+    private static let netMQ = VirtioFeatures.mask("MQ", class: .net)
 
     /// Chains served per run before the worker yields and queues itself again (vdpa_sim re-queues too):
     /// a VMM that keeps its queue full cannot hold the worker.
@@ -169,24 +181,24 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     /// `vq`'s ring as the snapshot sets it: the cached one while num, addresses and base are unchanged, else
     /// built afresh (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
-    private func ring(_ vq: Int, _ memory: OwnerMemory) -> (key: [UInt64], ring: SplitRing)? {
+    private func ring(_ vq: Int, _ memory: OwnerMemory) -> CachedRing? {
         let v = memory.device.vrings[vq]
         guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return nil }
-        let key = [UInt64(num), desc, driver, device]
+        let key = CachedRing.Key(num: UInt64(num), desc: desc, driver: driver, device: device)
         if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
         var base = v.base
         if resync.remove(vq) != nil, v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
-        return (key, SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
+        return CachedRing(key: key, ring: SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
     }
 
     private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard case (let key, var ring)? = ring(vq, memory) else { return false }
+        guard var cached = ring(vq, memory) else { return false }
         let d = memory.device
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
-        let mq = d.driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 ? d.attributes.maxVQP : nil
-        let run = ControlQueue.run(&ring, memory, mac: Array(d.configBytes.prefix(6)), budget: Self.chainsPerRun, maxQueuePairs: mq)
-        rings[vq] = (key, ring)
-        let (lastAvail, counts) = (ring.lastAvail, memory.counts)
+        let mq = d.driverFeatures & Self.netMQ != 0 ? d.attributes.maxVQP : nil
+        let run = ControlQueue.run(&cached.ring, memory, mac: Array(d.configBytes.prefix(6)), budget: Self.chainsPerRun, maxQueuePairs: mq)
+        rings[vq] = cached
+        let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
@@ -200,21 +212,21 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
     private func servePair(rx: Int, tx: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard case (let txKey, var txRing)? = ring(tx, memory), case (let rxKey, var rxRing)? = ring(rx, memory) else { return false }
+        guard var txCached = ring(tx, memory), var rxCached = ring(rx, memory) else { return false }
         let d = memory.device
-        let version1 = d.driverFeatures & VirtioFeatures.mask("VERSION_1", class: .net) != 0
-        let mergeable = d.driverFeatures & VirtioFeatures.mask("MRG_RXBUF", class: .net) != 0
+        let version1 = d.driverFeatures & Self.netVersion1 != 0
+        let mergeable = d.driverFeatures & Self.netMergeable != 0
         let run = NetLoopback.run(
-            tx: &txRing, rx: &rxRing, memory, mac: Array(d.configBytes.prefix(6)), version1: version1, budget: Self.chainsPerRun,
-            mergeable: mergeable)
-        (rings[tx], rings[rx]) = ((txKey, txRing), (rxKey, rxRing))
+            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: Array(d.configBytes.prefix(6)), version1: version1,
+            budget: Self.chainsPerRun, mergeable: mergeable)
+        (rings[tx], rings[rx]) = (txCached, rxCached)
         let txRecord = QueueRunRecord(
             requests: run.txChains, successes: run.txCompleted, errors: run.txErrors, completed: run.txCompleted, bytes: run.txBytes,
             calls: run.txCalls)
         let rxRecord = QueueRunRecord(
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
-        let (txAvail, rxAvail, counts) = (txRing.lastAvail, rxRing.lastAvail, memory.counts)
+        let (txAvail, rxAvail, counts) = (txCached.ring.lastAvail, rxCached.ring.lastAvail, memory.counts)
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
             d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
@@ -230,15 +242,15 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private var backing: FileDescriptor?
 
     private func serveBlock(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard case (let key, var ring)? = ring(vq, memory) else { return false }
+        guard var cached = ring(vq, memory) else { return false }
         if disk == nil { disk = makeDisk(memory.device, slot) }
-        let run = BlockRequests.run(&ring, memory, disk: disk!, budget: Self.chainsPerRun)
+        let run = BlockRequests.run(&cached.ring, memory, disk: disk!, budget: Self.chainsPerRun)
         if run.flushed, let backing { _ = fsync(backing.rawValue) }
-        rings[vq] = (key, ring)
+        rings[vq] = cached
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
-        let (lastAvail, counts) = (ring.lastAvail, memory.counts)
+        let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail)
             d.recordMemory(counts, completed: run.completed)
