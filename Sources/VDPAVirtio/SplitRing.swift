@@ -198,7 +198,7 @@ public struct SplitRing: Sendable {
         _ memory: some GuestMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
         indirectAllowed: Bool
     ) throws(RingError) {
-        // The ring's own table is in the desc window when there is one; an indirect table goes through the memory.
+        // The ring's own table is in place when the run has it there; an indirect table goes through the memory.
         let inPlaceTable = indirectAllowed && table == desc ? inPlace?.desc : nil
         var index = first
         var taken = 0

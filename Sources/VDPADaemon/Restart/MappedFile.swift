@@ -81,15 +81,18 @@ final class MappedFile: @unchecked Sendable {
             guard ftruncate(fd, off_t(target)) == 0 else { throw SystemCallError("ftruncate", Errno.current) }
             size = target
         }
-        if populateAhead > 0 && count + populateAhead > populated { populate(upTo: count + populateAhead) }
+        if populateAhead > 0 && count + populateAhead > populated { populate(from: count, upTo: count + populateAhead) }
     }
 
-    /// Faults data pages in up to `end` (within the file), a step at a time, with MADV_POPULATE_WRITE (Linux 5.14;
-    /// an older kernel refuses it and the pages fault as they are written, as before).
-    private func populate(upTo end: Int) {
-        let limit = min(size - Self.headerSize, (end + Self.populateStep - 1) / Self.populateStep * Self.populateStep)
-        guard limit > populated else { return }
-        _ = madvise(data + populated, limit - populated, 23 /* MADV_POPULATE_WRITE */)
+    /// Faults data pages in from the step holding `start` (what is before it was written already: a journal got
+    /// back from the store is not walked again) up to `end` within the file, a step at a time, with
+    /// MADV_POPULATE_WRITE (Linux 5.14; an older kernel refuses it and the pages fault as they are written).
+    private func populate(from start: Int, upTo end: Int) {
+        let step = Self.populateStep
+        let first = max(populated, start / step * step)
+        let limit = min(size - Self.headerSize, (end + step - 1) / step * step)
+        guard limit > first else { return }
+        _ = madvise(data + first, limit - first, 23 /* MADV_POPULATE_WRITE */)
         populated = limit
     }
 
