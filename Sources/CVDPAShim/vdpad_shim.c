@@ -30,10 +30,11 @@ static struct sigaction previous;
 
 #if defined(__x86_64__)
 
-/* Each guarded access is one instruction at a known address, in a leaf routine that keeps nothing on the stack:
- * a SIGBUS there (a VMM truncated the file under the mapping) moves the thread to `vdpad_guard_failed`, which
- * returns -1 to the routine's caller — the kernel's exception-table fixup, in user space.  No sigsetjmp and no
- * thread-local landing per access: a 64-byte frame's copy costs a call and a `rep movsb`. */
+/* Each guarded access is an instruction (two for a descriptor) at a known address, in a leaf routine that keeps
+ * nothing on the stack: a SIGBUS there (a VMM truncated the file under the mapping) moves the thread to
+ * `vdpad_guard_failed`, which returns -1 to the routine's caller — the kernel's exception-table fixup, in user
+ * space.  No sigsetjmp and no thread-local landing per access: a 64-byte frame's copy costs a call and a
+ * `rep movsb`. */
 int vdpad_copy_unguarded_entry(void *dst, const void *src, size_t n);
 int vdpad_zero_unguarded_entry(void *dst, size_t n);
 int vdpad_load_u16_entry(const void *address, unsigned short *value);
