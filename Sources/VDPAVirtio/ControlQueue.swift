@@ -103,6 +103,8 @@ public struct ControlQueue: Sendable {
         var queue = ControlQueue(maxQueuePairs: maxQueuePairs)
         var run = Run()
         var mac = mac
+        ring.attach(memory)
+        defer { ring.detach(memory) }
         for _ in 0..<budget {
             guard let chain = try? ring.fetch(memory) else { return run }  // empty, or vringh refused the chain
             let command = SplitRing.gather(chain, memory, limit: commandLimit)

@@ -94,8 +94,9 @@ public struct SplitRing: Sendable {
     public private(set) var lastAvail: UInt16
     /// last_used_idx: made equal to lastAvail at a 0→1 enable (R62).
     public private(set) var lastUsed: UInt16
-    /// The avail idx as last read.  Every chain up to it is published, so it is read again only once they are
-    /// all taken: one acquire load per batch the driver posts, not one per chain (a driver cannot tell).
+    /// The avail idx as last read in this run.  Every chain up to it is published, so it is read again only once
+    /// they are all taken: one acquire load per batch the driver posts, not one per chain (a driver cannot tell).
+    /// Forgotten at each `attach`: a ring kept across runs must not trust an index read before a reset.
     private var availSeen: UInt16
     /// The three areas in place for the run between `attach` and `detach`, when the memory has them all; the
     /// accesses made there, and the used idx stores among them (the memory's counters, at `detach`).
@@ -113,11 +114,12 @@ public struct SplitRing: Sendable {
         (lastAvail, lastUsed, availSeen) = (base, base, base)
     }
 
-    /// For one run: reaches the descriptor table, the avail ring and the used ring in place when the memory can
-    /// (a shared region holds each whole, with the permission its accesses need, the indexes aligned); every
-    /// access then is one guarded load or store (CVDPAShim), no IOTLB lookup.  Call `detach` at the run's end: the
-    /// places are the run's.
+    /// Starts a run: the avail idx is read afresh, and the descriptor table, the avail ring and the used ring are
+    /// reached in place when the memory can (a shared region holds each whole, with the permission its accesses
+    /// need, the indexes aligned); every access then is one guarded load or store (CVDPAShim), no IOTLB lookup.
+    /// Call `detach` at the run's end: the places are the run's.
     public mutating func attach(_ memory: some GuestMemory) {
+        availSeen = lastAvail
         let n = Int(num)
         guard avail % 2 == 0, used % 4 == 0,
             let descArea = memory.ringWindow(desc, bytes: 16 * n, writable: false),

@@ -99,6 +99,23 @@ struct SplitRingTests {
         #expect(try ring.fetch(d.m)?.head == 3 && d.m.indexLoads == 3, "the next batch is seen at the next load")
     }
 
+    @Test("a run reads the avail idx afresh: a ring kept across a reset does not take entries read before it")
+    func availIndexForgottenPerRun() throws {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        d.descriptor(0, addr: 0x4000, len: 8, flags: 0)
+        d.post(0)
+        // A run that read the index and took nothing (TX waiting for RX buffers)...
+        ring.attach(d.m)
+        #expect(try ring.hasWork(d.m))
+        ring.detach(d.m)
+        // ...then a reset: the driver sets the same addresses and base 0 (the worker keeps this ring) and has
+        // published nothing yet.
+        d.m.put16(0, Int(d.avail) + 2)
+        ring.attach(d.m)
+        #expect(try ring.fetch(d.m) == nil)
+    }
+
     @Test("D22: avail->ring entry ≥ num is refused without being consumed: the queue stays stuck")
     func headOutOfRange() {
         var d = Driver(m: FlatMemory())
