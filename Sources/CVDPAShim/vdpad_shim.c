@@ -107,6 +107,24 @@ static void on_sigbus(int signo, siginfo_t *info, void *context)
     sigaction(signo, &previous, NULL);
 }
 
+#else
+
+/* Elsewhere: a landing point per access (sigsetjmp without the mask: a system call per copy would cost more than
+ * a 64-byte frame's copy, and SA_NODEFER leaves nothing to restore). */
+static __thread sigjmp_buf *guard;
+
+static void on_sigbus(int signo, siginfo_t *info, void *context)
+{
+    (void)info;
+    (void)context;
+    if (guard)
+        siglongjmp(*guard, 1);
+    sigaction(signo, &previous, NULL);
+}
+
+#endif
+
+/* Either handler goes in the same way, chained to the one before it. */
 static void install(void)
 {
     struct sigaction action;
@@ -129,6 +147,8 @@ static inline void ensure_installed(void)
         __atomic_store_n(&installed, 1, __ATOMIC_RELEASE);
     }
 }
+
+#if defined(__x86_64__)
 
 int vdpad_guarded_copy(void *dst, const void *src, size_t n)
 {
@@ -168,35 +188,10 @@ int vdpad_guarded_store_u64(void *address, unsigned long long value)
 
 #else
 
-/* Elsewhere: a landing point per access (sigsetjmp without the mask: a system call per copy would cost more than
- * a 64-byte frame's copy, and SA_NODEFER leaves nothing to restore). */
-static __thread sigjmp_buf *guard;
-
-static void on_sigbus(int signo, siginfo_t *info, void *context)
-{
-    (void)info;
-    (void)context;
-    if (guard)
-        siglongjmp(*guard, 1);
-    sigaction(signo, &previous, NULL);
-}
-
-static void install(void)
-{
-    struct sigaction action;
-    memset(&action, 0, sizeof(action));
-    action.sa_sigaction = on_sigbus;
-    action.sa_flags = SA_SIGINFO | SA_NODEFER;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGBUS, &action, &previous);
-}
-
-static pthread_once_t installed = PTHREAD_ONCE_INIT;
-
 #define GUARDED(body) \
     do { \
         sigjmp_buf landing; \
-        pthread_once(&installed, install); \
+        ensure_installed(); \
         if (sigsetjmp(landing, 0)) { \
             guard = NULL; \
             return -1; \
