@@ -45,6 +45,29 @@ struct Memfd {
     }
 }
 
+/// A vdpasim_net device this process owns, with two pages of its own memfd mapped read-write at IOVA 1 GiB and
+/// shared with the device: the data path must go through the IOTLB, not take the IOVA for an address.
+struct SharedDevice {
+    let registry = DeviceRegistry(io: ProcessDeviceIO())
+    let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
+    let ram = Memfd(pages: 2)
+
+    init() throws {
+        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
+        let attributes = DeviceAttributes(users: [getuid()])
+        _ = try registry.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: attributes), by: admin)
+        _ = try registry.open("n0", by: vmm)
+        let mapping = MapRequest(iova: 0x4000_0000, size: UInt64(ram.size), address: ram.address, permission: .name("rw"))
+        try registry.map(mapping, device: "n0", by: vmm)
+        _ = try registry.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
+    }
+
+    /// The data path's view of the device as it is now (a run's snapshot).
+    func memory() throws -> OwnerMemory {
+        OwnerMemory(pid: getpid(), device: try registry.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+    }
+}
+
 @Suite("Shared memory")
 struct SharedMemoryTests {
     static func region(_ start: UInt64, _ size: UInt64) -> SharedRegion {
@@ -181,17 +204,10 @@ struct SharedMemoryTests {
 
     @Test("the data path reads and writes a shared region by IOVA; a file truncated under it is a fault, not a crash; unshared, it falls back")
     func ownerMemory() throws {
-        let r = DeviceRegistry(io: ProcessDeviceIO())
-        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
-        let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
-        _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: [getuid()])), by: admin)
-        let ram = Memfd(pages: 2)
-        defer { ram.release() }
-        _ = try r.open("n0", by: vmm)
-        // IOVA 1 GiB → ram: the data path must go through the IOTLB, not take the IOVA for an address.
-        try r.map(MapRequest(iova: 0x4000_0000, size: UInt64(ram.size), address: ram.address, permission: .name("rw")), device: "n0", by: vmm)
-        _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
-        let memory = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        let shared = try SharedDevice()
+        defer { shared.ram.release() }
+        let (r, vmm, ram) = (shared.registry, shared.vmm, shared.ram)
+        let memory = try shared.memory()
         ram.base.storeBytes(of: UInt64.max, toByteOffset: 0x300, as: UInt64.self)
         #expect(vdpad_guarded_zero(ram.base + 0x300, 8) == 0 && ram.base.load(fromByteOffset: 0x300, as: UInt64.self) == 0)
         try memory.write([1, 2, 3, 4], at: 0x4000_0100, ring: false)
@@ -212,23 +228,16 @@ struct SharedMemoryTests {
         #expect(vdpad_guarded_zero(ram.base, 16) == -1)
         // Unshared: the same IOVA goes through process_vm_readv (which faults too on the truncated file: EFAULT, no signal).
         _ = try r.unshareMemory(address: ram.address, size: 1, device: "n0", by: vmm)
-        let fallback = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        let fallback = try shared.memory()
         #expect(throws: RingError.fault(0x4000_0100)) { _ = try fallback.read(0x4000_0100, count: 4, ring: false) }
         #expect(fallback.counts.processVMAccesses == 1 && fallback.counts.sharedAccesses == 0)
     }
 
     @Test("a run reaches rings in a shared region in place: counted as shared accesses, a shrunk file a fault there too")
     func ringsInPlace() throws {
-        let r = DeviceRegistry(io: ProcessDeviceIO())
-        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
-        let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
-        _ = try r.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: DeviceAttributes(users: [getuid()])), by: admin)
-        let ram = Memfd(pages: 2)
-        defer { ram.release() }
-        _ = try r.open("n0", by: vmm)
-        try r.map(MapRequest(iova: 0x4000_0000, size: UInt64(ram.size), address: ram.address, permission: .name("rw")), device: "n0", by: vmm)
-        _ = try r.shareMemory(ram.passed(), address: ram.address, size: UInt64(ram.size), offset: 0, device: "n0", by: vmm)
-        let memory = OwnerMemory(pid: getpid(), device: try r.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        let shared = try SharedDevice()
+        defer { shared.ram.release() }
+        let (ram, memory) = (shared.ram, try shared.memory())
         // A 4-entry ring: descriptor 2 is a readable buffer of 8 bytes at 0x1000, posted once.
         let (desc, avail, used): (UInt64, UInt64, UInt64) = (0x400, 0x800, 0xC00)
         (ram.base + Int(desc) + 32).storeBytes(of: UInt64(0x4000_1000), as: UInt64.self)
