@@ -63,21 +63,7 @@ public final class DeviceRegistry: Sendable {
 
     private struct Subscription {
         let subscriber: any EventSubscriber
-        var types: Set<EventType>? {
-            didSet { mask = types.map(Self.mask) ?? 0 }
-        }
-        /// `types` as a journal keeps it (`subscriptionMask`), made when they change: every commit reads it.
-        private(set) var mask: UInt32 = 0
-
-        init(subscriber: any EventSubscriber, types: Set<EventType>?) {
-            self.subscriber = subscriber
-            self.types = types
-            mask = types.map(Self.mask) ?? 0
-        }
-
-        static func mask(_ types: Set<EventType>) -> UInt32 {
-            EventType.allCases.enumerated().reduce(UInt32(1) << 31) { mask, e in types.contains(e.element) ? mask | 1 << e.offset : mask }
-        }
+        var types: Set<EventType>?
     }
 
     /// `parents`: the built-in parent drivers unless a front end adds its own (docs/architecture.md,
@@ -422,8 +408,11 @@ public final class DeviceRegistry: Sendable {
     public var subscriptionGeneration: UInt64 { subscriptionChanges.load(ordering: .acquiring) }
 
     /// `connection`'s subscription as a journal keeps it (ConnectionCursor.subscriptions): 0 for none, else bit 31
-    /// and one bit per type in `EventType.allCases` order.
-    public func subscriptionMask(_ connection: UInt64) -> UInt32 { subscribers.withLock { $0[connection]?.mask ?? 0 } }
+    /// and one bit per type in `EventType.allCases` order.  A commit asks only when `subscriptionGeneration` moved.
+    public func subscriptionMask(_ connection: UInt64) -> UInt32 {
+        guard let types = subscribers.withLock({ $0[connection]?.types }) else { return 0 }
+        return EventType.allCases.enumerated().reduce(UInt32(1) << 31) { mask, e in types.contains(e.element) ? mask | 1 << e.offset : mask }
+    }
 
     /// Puts back a subscription a restarted daemon's journal kept (`subscriptionMask`); 0 leaves none.
     public func restoreSubscription(_ connection: UInt64, mask: UInt32) {
