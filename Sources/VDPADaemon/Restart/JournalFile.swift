@@ -17,19 +17,19 @@ final class JournalFile: @unchecked Sendable {
     let generation: UInt64
 
     /// A new, empty journal (not complete until its snapshot is written: `markComplete`).
-    init(generation: UInt64) throws(SystemCallError) {
-        file = try MappedFile(creating: "vdpad-journal")
-        file.populateAhead = Self.populateAhead
-        self.generation = generation
+    convenience init(generation: UInt64) throws(SystemCallError) {
+        let file = try MappedFile(creating: "vdpad-journal")
         file.setWord(Word.generation.rawValue, generation)
         file.setWord(Word.complete.rawValue, 0)
         file.setWord(Word.committed.rawValue, 0)
         file.setWord(Word.magic.rawValue, Self.magic)
+        self.init(file)
     }
 
     /// Journal bytes kept faulted in ahead of the end (MappedFile.populateAhead).
     static let populateAhead = 128 << 10
 
+    /// A journal's file, new or got back: its generation is the one its header holds.
     private init(_ file: MappedFile) {
         self.file = file
         file.populateAhead = Self.populateAhead
