@@ -83,7 +83,8 @@ public enum BlockRequests {
         public var requests = 0, successes = 0, errors = 0
         /// Used entries whose idx store landed; data bytes moved.
         public var completed = 0, bytes = 0
-        /// Interrupts owed (one per handled request; none for a malformed chain).
+        /// Interrupts owed (one per handled request; none for a malformed chain; none at all when the driver set
+        /// NO_INTERRUPT, read at the run's end).
         public var calls = 0
         /// The run stopped at its budget with chains left.
         public var more = false
@@ -96,6 +97,13 @@ public enum BlockRequests {
     /// and is never completed; a malformed one (no readable or writable part, an empty last writable
     /// descriptor, a header under 16 bytes) is completed with length 0 and no status, and ends the run.
     public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: RAMDisk, budget: Int) -> Run {
+        var run = loop(&ring, memory, disk: disk, budget: budget)
+        if run.calls > 0 && ring.interruptsSuppressed(memory) { run.calls = 0 }
+        return run
+    }
+
+    /// `run` before its interrupts are gated by the driver's NO_INTERRUPT.
+    private static func loop(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: RAMDisk, budget: Int) -> Run {
         var run = Run()
         var chain = RingChain(head: 0)  // refilled by each fetch: its buffer lists are made once per run
         ring.attach(memory)

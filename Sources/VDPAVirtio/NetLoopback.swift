@@ -48,9 +48,23 @@ public enum NetLoopback {
     /// `mergeable` (MRG_RXBUF negotiated, which mlx5_net offers and vdpa_sim never does): the RX header's
     /// num_buffers is set to 1, the count of buffers the frame took, as the spec requires of the device — a
     /// guest that reads 0 there counts the frame as broken and drops it.  Without it the header goes unchanged.
+    ///
+    /// The interrupts owed on each queue are gated by the driver's NO_INTERRUPT flag, read once at the run's end
+    /// (`SplitRing.interruptsSuppressed`).
     public static func run(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
         mergeable: Bool = false
+    ) -> Run {
+        var run = loop(tx: &tx, rx: &rx, memory, mac: mac, version1: version1, budget: budget, mergeable: mergeable)
+        if run.txCalls > 0 && tx.interruptsSuppressed(memory) { run.txCalls = 0 }
+        if run.rxCalls > 0 && rx.interruptsSuppressed(memory) { run.rxCalls = 0 }
+        return run
+    }
+
+    /// `run` before the interrupts are gated.
+    private static func loop(
+        tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
+        mergeable: Bool
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)

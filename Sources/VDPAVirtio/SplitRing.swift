@@ -9,6 +9,7 @@
 // by CVDPAShim.
 
 import CVDPAShim
+import Synchronization
 
 /// How the walker reads and writes ring and buffer memory by IOVA; errors are the access's own.
 public protocol GuestMemory {
@@ -81,12 +82,15 @@ public struct RingBuffer: Equatable, Sendable {
 /// A fetched chain: its head (the used element's id) and its buffers.
 public struct RingChain: Equatable, Sendable {
     public var head: UInt16
-    public var readable: [RingBuffer] = []
-    public var writable: [RingBuffer] = []
+    public var readable = RingBuffers()
+    public var writable = RingBuffers()
 }
 
 public struct SplitRing: Sendable {
     public let num: UInt16
+    /// num - 1: num is a power of two (R58), so a slot is an index masked, not divided (a division per access
+    /// costs more than the rest of the access).
+    private let mask: UInt16
     public let desc: UInt64
     public let avail: UInt64
     public let used: UInt64
@@ -109,7 +113,10 @@ public struct SplitRing: Sendable {
 
     static let next: UInt16 = 1, write: UInt16 = 2, indirect: UInt16 = 4
 
+    /// `num` is a power of two in 1…32768, as SET_VRING_NUM accepts (R58).
     public init(num: UInt16, desc: UInt64, avail: UInt64, used: UInt64, base: UInt16) {
+        precondition(num > 0 && num & (num - 1) == 0, "a split ring's size is a power of two (R58)")
+        mask = num - 1
         (self.num, self.desc, self.avail, self.used) = (num, desc, avail, used)
         (lastAvail, lastUsed, availSeen) = (base, base, base)
     }
@@ -173,78 +180,128 @@ public struct SplitRing: Sendable {
     }
 
     /// `fetch` into a chain the caller keeps from one fetch to the next: its buffer lists are emptied, not
-    /// made anew, so a run allocates them once, not per chain.  False when the ring is empty.
+    /// made anew, so a run allocates nothing per chain.  False when the ring is empty.
     public mutating func fetch(_ memory: some GuestMemory, into chain: inout RingChain) throws(RingError) -> Bool {
         guard try hasWork(memory) else { return false }
-        let slot = UInt64(lastAvail % num)
+        let slot = Int(lastAvail & mask)
         var head: UInt16 = 0
         if let p = inPlace {
-            guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * Int(slot), &head) == 0 else { throw .fault(avail + 4 + 2 * slot) }
+            guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * slot, &head) == 0 else { throw .fault(avail + 4 + 2 * UInt64(slot)) }
             inPlaceAccesses += 1
         } else {
-            try Self.load(&head, avail + 4 + 2 * slot, memory)
+            try Self.load(&head, avail + 4 + 2 * UInt64(slot), memory)
         }
         head = UInt16(littleEndian: head)
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
         chain.head = head
-        // Only a list that holds something is emptied (a frame's chain has one kind of buffer; the call is not free).
-        if !chain.readable.isEmpty { chain.readable.removeAll(keepingCapacity: true) }
-        if !chain.writable.isEmpty { chain.writable.removeAll(keepingCapacity: true) }
-        try walk(memory, table: desc, entries: num, first: head, into: &chain, indirectAllowed: true)
+        chain.readable.removeAll()
+        chain.writable.removeAll()
+        if let p = inPlace {
+            let (table, iova) = (p.desc, desc)
+            inPlaceAccesses += try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { i throws(RingError) in
+                try Self.loadInPlace(table, iova, i)
+            }
+        } else {
+            _ = try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { [desc] i throws(RingError) in
+                try Self.load(memory, desc, i)
+            }
+        }
         return true
     }
 
-    /// Follows one table from `first`: NEXT within it, INDIRECT into a table of its own.
-    private mutating func walk(
-        _ memory: some GuestMemory, table: UInt64, entries: UInt16, first: UInt16, into chain: inout RingChain,
-        indirectAllowed: Bool
-    ) throws(RingError) {
-        // The ring's own table is in place when the run has it there; an indirect table goes through the memory.
-        let inPlaceTable = indirectAllowed && table == desc ? inPlace?.desc : nil
+    /// struct vring_desc as the walker uses it, its fields in host order.
+    struct Descriptor {
+        var address: UInt64, length: UInt32, flags: UInt16, next: UInt16
+
+        /// From the 16 bytes as the driver wrote them (little-endian addr, len, flags, next).
+        init(_ d: (UInt64, UInt32, UInt16, UInt16)) {
+            (address, length, flags, next) = (
+                UInt64(littleEndian: d.0), UInt32(littleEndian: d.1), UInt16(littleEndian: d.2), UInt16(littleEndian: d.3)
+            )
+        }
+    }
+
+    /// Descriptor `index` of the ring's table reached in place for the run (`attach`): one guarded 16-byte load.
+    @inline(__always)
+    static func loadInPlace(_ base: UnsafeRawPointer, _ iova: UInt64, _ index: UInt16) throws(RingError) -> Descriptor {
+        var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
+        let loaded = withUnsafeMutableBytes(of: &d) { vdpad_guarded_load_16_bytes(base + 16 * Int(index), $0.baseAddress) }
+        guard loaded == 0 else { throw .fault(iova + 16 * UInt64(index)) }
+        return Descriptor(d)
+    }
+
+    /// Descriptor `index` of a table read through the memory: the ring's own when it is not in place, or an
+    /// indirect one.
+    static func load(_ memory: some GuestMemory, _ table: UInt64, _ index: UInt16) throws(RingError) -> Descriptor {
+        var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
+        try load(&d, table + 16 * UInt64(index), memory)
+        return Descriptor(d)
+    }
+
+    /// Follows one table from `first`, each descriptor from `load`: NEXT within it, INDIRECT (from the ring's own
+    /// table, `isRings`, only) into a table of its own, read through the memory.  Returns how many descriptors
+    /// it loaded.  Inlined into its callers with the loader they give: a call per descriptor would cost more than
+    /// the load in place.
+    @inline(__always)
+    static func walk(
+        isRings: Bool, entries: UInt16, first: UInt16, into chain: inout RingChain, _ memory: some GuestMemory,
+        load: (UInt16) throws(RingError) -> Descriptor
+    ) throws(RingError) -> Int {
         var index = first
         var taken = 0
         while true {
             guard index < entries else { throw .nextOutOfRange(index) }
             taken += 1
             guard taken <= Int(entries) else { throw .loop }
-            // struct vring_desc, little-endian: addr, len, flags, next (read whole into a value on the stack).
-            var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
-            if let inPlaceTable {
-                let loaded = withUnsafeMutableBytes(of: &d) { vdpad_guarded_load_16_bytes(inPlaceTable + 16 * Int(index), $0.baseAddress) }
-                guard loaded == 0 else { throw .fault(table + 16 * UInt64(index)) }
-                inPlaceAccesses += 1
-            } else {
-                try Self.load(&d, table + 16 * UInt64(index), memory)
-            }
-            let (address, length, flags, next) = (
-                UInt64(littleEndian: d.0), UInt32(littleEndian: d.1), UInt16(littleEndian: d.2), UInt16(littleEndian: d.3)
-            )
-            if flags & Self.indirect != 0 {
+            let d = try load(index)
+            if d.flags & indirect != 0 {
                 // Followed although INDIRECT_DESC is not offered, as vringh does; its WRITE flag is ignored.
-                guard indirectAllowed, length > 0, length % 16 == 0 else { throw .badIndirect }
-                guard length / 16 <= UInt32(UInt16.max) else { throw .loop }
-                try walk(memory, table: address, entries: UInt16(length / 16), first: 0, into: &chain, indirectAllowed: false)
+                guard isRings, d.length > 0, d.length % 16 == 0 else { throw .badIndirect }
+                guard d.length / 16 <= UInt32(UInt16.max) else { throw .loop }
+                try followIndirect(d, into: &chain, memory)
                 // With NEXT as well, the walk goes on at `next` unless it is 0 (vringh's reading).
-                guard flags & Self.next != 0, next != 0 else { return }
-                index = next
+                guard d.flags & next != 0, d.next != 0 else { return taken }
+                index = d.next
                 continue
             }
-            let buffer = RingBuffer(iova: address, length: length)
-            if flags & Self.write != 0 {
+            let buffer = RingBuffer(iova: d.address, length: d.length)
+            if d.flags & write != 0 {
                 chain.writable.append(buffer)
             } else {
                 guard chain.writable.isEmpty else { throw .readableAfterWritable }
                 chain.readable.append(buffer)
             }
-            guard flags & Self.next != 0 else { return }
-            index = next
+            guard d.flags & next != 0 else { return taken }
+            index = d.next
         }
     }
 
+    /// An indirect table's walk, out of line: rare, and its memory path would weigh on every in-place walk.
+    @inline(never)
+    static func followIndirect(_ d: Descriptor, into chain: inout RingChain, _ memory: some GuestMemory) throws(RingError) {
+        _ = try walk(isRings: false, entries: UInt16(d.length / 16), first: 0, into: &chain, memory) { i throws(RingError) in
+            try load(memory, d.address, i)
+        }
+    }
+
+    /// Whether the driver asked for no interrupt: VRING_AVAIL_F_NO_INTERRUPT in avail->flags, read after a full
+    /// barrier so that the used idx stores before it are seen first (a driver that clears the flag then looks at
+    /// the used idx again: one of the two sees the other).  A flags word that cannot be read asks for none, as
+    /// vringh's failed read does.  vringh reads the flags after each used entry; a run reads them once, after its
+    /// last (its interrupts are one eventfd signal per run anyway): a driver that set the flag meanwhile is
+    /// polling the used ring, and one that cleared it gets the interrupt.
+    public func interruptsSuppressed(_ memory: some GuestMemory) -> Bool {
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        guard let flags = try? memory.readIndex(at: avail) else { return true }
+        return UInt16(littleEndian: flags) & Self.noInterrupt != 0
+    }
+
+    static let noInterrupt: UInt16 = 1
+
     /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on).
     public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
-        let slot = UInt64(lastUsed % num)
+        let slot = UInt64(lastUsed & mask)
         let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
         if let p = inPlace {
             let packed = UInt64(head) | UInt64(length) << 32  // id, then len, little-endian
@@ -283,7 +340,9 @@ public struct SplitRing: Sendable {
         _ chain: RingChain, _ memory: some GuestMemory, skipping: Int, into destination: UnsafeMutableRawBufferPointer
     ) -> Int {
         var (skip, count) = (skipping, 0)
-        for b in chain.readable where b.length > 0 && count < destination.count {
+        for i in chain.readable.indices where count < destination.count {
+            let b = chain.readable[i]
+            guard b.length > 0 else { continue }
             if skip >= Int(b.length) {
                 skip -= Int(b.length)
                 continue
@@ -300,15 +359,17 @@ public struct SplitRing: Sendable {
     /// (a smaller chain truncates it), skipping empty buffers as vringh skips empty iovs; stops at the first
     /// buffer that cannot be written.  Returns how many bytes landed.
     public static func scatter(
-        _ data: ArraySlice<UInt8>, into buffers: [RingBuffer], _ memory: some GuestMemory, limit: Int = .max
+        _ data: ArraySlice<UInt8>, into buffers: RingBuffers, _ memory: some GuestMemory, limit: Int = .max
     ) -> Int {
         data.prefix(limit).withUnsafeBytes { scatter($0, into: buffers, memory) }
     }
 
     /// `scatter` from bytes anywhere in memory (a disk's), with no copy on the way.
-    public static func scatter(_ data: UnsafeRawBufferPointer, into buffers: [RingBuffer], _ memory: some GuestMemory) -> Int {
+    public static func scatter(_ data: UnsafeRawBufferPointer, into buffers: RingBuffers, _ memory: some GuestMemory) -> Int {
         var written = 0
-        for b in buffers where written < data.count && b.length > 0 {
+        for i in buffers.indices where written < data.count {
+            let b = buffers[i]
+            guard b.length > 0 else { continue }
             let n = min(Int(b.length), data.count - written)
             let piece = UnsafeRawBufferPointer(rebasing: data[written..<written + n])
             guard (try? memory.copy(from: piece, to: b.iova, ring: false)) != nil else { break }

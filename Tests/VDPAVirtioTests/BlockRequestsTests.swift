@@ -35,6 +35,15 @@ struct BlockRequestsTests {
     static func usedLength(_ d: Driver, _ n: Int) -> UInt32 { d.m.u32(Int(d.used) + 8 + 8 * n) }
     static func status(_ d: Driver, _ k: Int) -> UInt8 { d.m.bytes[0xF000 + k] }
 
+    @Test("NO_INTERRUPT in avail flags: requests are served and completed, and no interrupt is owed (§1)")
+    func noInterrupt() {
+        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
+        d.m.put16(1, Int(d.avail))
+        Self.post(&d, 0, type: 1, sector: 2, payload: [UInt8](repeating: 7, count: 512))
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
+        #expect(run.successes == 1 && run.completed == 1 && run.calls == 0 && Self.status(d, 0) == 0)
+    }
+
     @Test("OUT then IN: the data round-trips; statuses OK; used.len 1 and data+1; one call each")
     func roundTrip() {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)

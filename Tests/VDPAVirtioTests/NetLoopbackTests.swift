@@ -55,6 +55,25 @@ struct NetLoopbackTests {
         #expect(run.txCalls == 3 && run.rxCalls == 2 && !run.more)
     }
 
+    @Test("NO_INTERRUPT in a queue's avail flags: frames loop as before, and no interrupt is owed on that queue (§1)")
+    func noInterrupt() {
+        var (t, r) = Self.rings()
+        Self.send(&t, 0, Self.frame(to: Self.mac, 1))
+        Self.send(&t, 1, Self.frame(to: Self.mac, 2))
+        for k in 0..<2 { Self.offer(&r, UInt16(k)) }
+        t.m.put16(1, Int(t.avail))  // the TX queue polled (a NAPI driver), the RX queue still wants interrupts
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.txCompleted == 2 && run.rxCompleted == 2)
+        #expect(run.txCalls == 0 && run.rxCalls == 2)
+        t.m.put16(0, Int(t.avail))
+        r.m.put16(1, Int(r.avail))
+        Self.send(&t, 2, Self.frame(to: Self.mac, 3))
+        Self.offer(&r, 2)
+        let next = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(next.txCompleted == 1 && next.txCalls == 1 && next.rxCompleted == 1 && next.rxCalls == 0)
+    }
+
     @Test("MRG_RXBUF (mlx5_net): the RX header says num_buffers 1; the rest of the frame is the TX bytes")
     func mergeableHeader() {
         var (t, r) = Self.rings()

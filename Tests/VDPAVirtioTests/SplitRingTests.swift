@@ -62,6 +62,31 @@ struct Driver {
 
 @Suite("Split ring and control queue")
 struct SplitRingTests {
+    @Test("a chain longer than the inline buffers: every buffer in order, and a shorter chain after it in the same chain value")
+    func longChain() throws {
+        var d = Driver(m: FlatMemory())
+        var ring = d.ring()
+        for i in 0..<6 {
+            d.descriptor(
+                UInt16(i), addr: 0x4000 + 0x100 * UInt64(i), len: UInt32(i + 1), flags: i < 5 ? 1 | (i >= 2 ? 2 : 0) : 2, next: UInt16(i + 1))
+        }
+        d.post(0)
+        d.descriptor(7, addr: 0x7000, len: 9, flags: 0)
+        d.post(7)
+        var chain = RingChain(head: 0)
+        #expect(try ring.fetch(d.m, into: &chain))
+        #expect(chain.readable.map(\.length) == [1, 2] && chain.writable.map(\.length) == [3, 4, 5, 6])
+        #expect(chain.writable.map(\.iova) == [0x4200, 0x4300, 0x4400, 0x4500])
+        #expect(try ring.fetch(d.m, into: &chain))
+        #expect(chain.head == 7 && chain.readable == [RingBuffer(iova: 0x7000, length: 9)] && chain.writable.isEmpty)
+        var spilled = RingBuffers()
+        for i in 0..<9 { spilled.append(RingBuffer(iova: UInt64(i), length: 1)) }
+        #expect(spilled.count == 9 && spilled.map(\.iova) == Array(0..<9) && spilled[8].iova == 8)
+        spilled.removeAll()
+        spilled.append(RingBuffer(iova: 42, length: 2))
+        #expect(spilled == [RingBuffer(iova: 42, length: 2)])
+    }
+
     @Test("an empty ring has no chain; a NEXT chain yields its readable then writable buffers; completion writes element then idx")
     func basicChain() throws {
         var d = Driver(m: FlatMemory())
