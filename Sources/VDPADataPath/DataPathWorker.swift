@@ -24,6 +24,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private let wake: Int32
     /// Only the worker thread touches these.
     private var watched: [Int32: Int] = [:]
+    /// What poll(2) watches: the wake-up eventfd first, then the watched kick eventfds (made again at each rescan).
+    private var polled: [pollfd] = []
     private var rings: [Int: CachedRing] = [:]
     private var pendingWhileSuspended = false
     private var requeued = Set<Int>()
@@ -83,19 +85,20 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             EventFDs.signal(wake)
         }
         while true {
-            var fds =
-                [pollfd(fd: wake, events: Int16(POLLIN), revents: 0)]
-                + watched.keys.sorted().map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            _ = retryingOnEINTR { poll(&fds, nfds_t(fds.count), -1) }
-            if fds[0].revents != 0 { drain(wake) }
+            // A queue that stopped at its budget is served again after a look at the others (a poll that does not
+            // wait), not through the wake-up eventfd: two system calls fewer per such run.
+            for k in polled.indices { polled[k].revents = 0 }
+            _ = retryingOnEINTR { poll(&polled, nfds_t(polled.count), requeued.isEmpty ? -1 : 0) }
+            if polled[0].revents != 0 { drain(wake) }
             let flags = state.withLock { s -> State in
                 let current = s
                 (s.rescan, s.replay) = (false, false)
                 return current
             }
             if flags.stopping { break }
-            var kicked = Set<Int>()
-            for p in fds.dropFirst() where p.revents != 0 {
+            var kicked = requeued
+            requeued = []
+            for p in polled.dropFirst() where p.revents != 0 {
                 drain(p.fd)
                 if let vq = watched[p.fd] { kicked.insert(vq) }
             }
@@ -104,11 +107,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 pendingWhileSuspended = false
                 kicked.formUnion(watched.values)  // RESUME kicks every vq once (edge D2)
             }
-            kicked.formUnion(requeued)
-            requeued = []
             for vq in kicked.sorted() where serve(vq) {
                 requeued.insert(vq)  // the run stopped at its budget: come back after the others had a turn
-                EventFDs.signal(wake)
             }
         }
         for fd in watched.keys { close(fd) }
@@ -126,6 +126,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private func rescan() {
         for fd in watched.keys { close(fd) }
         watched = [:]
+        defer { polled = ([wake] + watched.keys.sorted()).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
         guard let slot else { return }
         // Numbers from 512 up: out of the way of the low ones a process hands out and reuses first.
         let kicks = slot.read { d in
@@ -146,7 +147,6 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     private func serveHoldingGate(_ vq: Int, _ slot: DeviceSlot) -> Bool {
         guard let (queue, memory) = snapshot(vq, slot) else { return false }
-        defer { if memory.agent >= 0 { close(memory.agent) } }
         switch queue {
         case .netControl: return serveControl(vq, memory, slot)
         case .netPair(let rx, let tx): return servePair(rx: rx, tx: tx, memory, slot)
@@ -173,8 +173,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vqs[0])), area: .desc),
                 let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vqs[0])), area: .buffer)
             else { return nil }
-            // A dup of the agent socket, so a replace or a release meanwhile cannot close it under the run.
-            let agent = d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } ?? -1
+            // The agent socket is dup'ed at the run's first index store that needs it (a run on shared memory never
+            // does), so a replace or a release meanwhile cannot close it under the run.
+            let agent = { [weak slot] in slot?.read { d in d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } } ?? -1 }
             return (queue, OwnerMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent))
         }
     }
@@ -183,7 +184,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// built afresh (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
     private func ring(_ vq: Int, _ memory: OwnerMemory) -> CachedRing? {
         let v = memory.device.vrings[vq]
-        guard let num = v.num, let desc = v.desc, let driver = v.driver, let device = v.device else { return nil }
+        // A size SET_VRING_NUM refused never gets here (R58); a ring is not made of one all the same.
+        guard let num = v.num, num > 0, num <= 32768, num & (num - 1) == 0, let desc = v.desc, let driver = v.driver, let device = v.device
+        else { return nil }
         let key = CachedRing.Key(num: UInt64(num), desc: desc, driver: driver, device: device)
         if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
         var base = v.base

@@ -22,8 +22,10 @@ final class OwnerMemory: GuestMemory {
     let device: VDPADevice
     let ringASID: Int
     let bufferASID: Int
-    /// A dup of the VMM's store agent socket (-1: none).
-    let agent: Int32
+    /// Where a dup of the VMM's store agent socket comes from (-1: none), asked at the run's first index store that
+    /// needs it — a run on shared memory never does, and a dup and a close per run are two system calls — and
+    /// closed with the memory.
+    private let agentSource: () -> Int32
     private let regions: SharedRegions
 
     /// A device-mapping entry this run looked up, flattened (every field read in the hot loop is a plain load),
@@ -46,6 +48,8 @@ final class OwnerMemory: GuestMemory {
         var cached = 0
         /// The slot of the last hit: a run's accesses come in streaks on one entry (the rings', a buffer arena's).
         var recent = 0
+        /// The agent's dup once asked for (nil: not yet).
+        var agent: Int32?
     }
     /// The entries looked up so far, most runs touch two or three (the rings' and the buffers'): a short list
     /// beats any map.  Replaced round-robin past `capacity`.
@@ -57,8 +61,8 @@ final class OwnerMemory: GuestMemory {
     /// What the run did to reach the memory, for the device's counters.
     var counts: MemoryAccessCounts { state.pointee.counts }
 
-    init(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int, agent: Int32 = -1) {
-        (self.pid, self.device, self.ringASID, self.bufferASID, self.agent) = (pid, device, ringASID, bufferASID, agent)
+    init(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int, agent: @escaping () -> Int32 = { -1 }) {
+        (self.pid, self.device, self.ringASID, self.bufferASID, agentSource) = (pid, device, ringASID, bufferASID, agent)
         regions = device.sharedMemory
         anyShared = !regions.isEmpty
         state = .allocate(capacity: 1)
@@ -67,6 +71,7 @@ final class OwnerMemory: GuestMemory {
     }
 
     deinit {
+        if let agent = state.pointee.agent, agent >= 0 { close(agent) }
         state.deallocate()
         cache.deallocate()  // trivially destructible elements: nothing to deinitialize
     }
@@ -250,6 +255,14 @@ final class OwnerMemory: GuestMemory {
             return
         }
         try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+    }
+
+    /// The agent's dup, asked for at the first call.
+    private var agent: Int32 {
+        if let agent = state.pointee.agent { return agent }
+        let agent = agentSource()
+        state.pointee.agent = agent
+        return agent
     }
 
     /// A ring area in a shared region (the walker guards its accesses there as this type guards its own).
