@@ -9,6 +9,19 @@ static pthread_mutex_t table_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct session **table;   /* indexed by fd */
 static int table_size;
 
+/* Whether each of the low fds names a session, readable without the lock: nearly every call the library sees
+ * (a VMM's writes to its eventfds, disks and sockets, its mmaps) is on an fd that names none, and a global
+ * mutex per write() would serialize a VMM's threads on it.  Set and cleared under the lock with the table; a
+ * reader racing a bind of the same fd is racing its open() too, which no caller can rely on. */
+#define QUICK_FDS 4096
+static unsigned char named[QUICK_FDS];
+
+/* False when `fd` certainly names no session (checked without the lock). */
+static inline int may_name_session(int fd)
+{
+    return fd >= QUICK_FDS || __atomic_load_n(&named[fd], __ATOMIC_ACQUIRE);
+}
+
 /* One past the highest fd the table has room for (close_range walks the fds below it). */
 HIDDEN int table_extent(void)
 {
@@ -21,7 +34,7 @@ HIDDEN int table_extent(void)
 HIDDEN struct session *lookup(int fd)
 {
     struct session *s = NULL;
-    if (fd < 0)
+    if (fd < 0 || !may_name_session(fd))
         return NULL;
     pthread_mutex_lock(&table_lock);
     if (fd < table_size)
@@ -44,7 +57,7 @@ HIDDEN void session_free(struct session *s)
 HIDDEN struct session *acquire(int fd)
 {
     struct session *s = NULL;
-    if (fd < 0)
+    if (fd < 0 || !may_name_session(fd))
         return NULL;
     pthread_mutex_lock(&table_lock);
     if (fd < table_size && (s = table[fd]))
@@ -85,6 +98,8 @@ HIDDEN void bind_fd(int fd, struct session *s)
     if (fd < table_size) {
         old = table[fd];
         table[fd] = s;
+        if (fd < QUICK_FDS)
+            __atomic_store_n(&named[fd], s != NULL, __ATOMIC_RELEASE);
         if (s)
             s->refs++;
         if (old && --old->refs > 0)
