@@ -111,15 +111,20 @@ public enum BlockRequests {
         for _ in 0..<budget {
             guard (try? ring.fetch(memory, into: &chain)) == true else { return run }
             run.requests += 1
+            // The chain's parts are read where they are (its head copied out): a copy of the chain per request
+            // would be a copy of its inline buffers and a retain of its spill.
+            let head = chain.head
             let writableTotal = chain.writable.reduce(0) { $0 + Int($1.length) }
             let readableTotal = chain.readable.reduce(0) { $0 + Int($1.length) }
-            let header = SplitRing.gather(chain, memory, limit: 16)
-            guard !chain.readable.isEmpty, let last = chain.writable.last, last.length > 0, header.count == 16 else {
+            // struct virtio_blk_outhdr, little-endian: type u32, reserved u32, sector u64 (on the stack, not an array).
+            var header: (UInt64, UInt64) = (0, 0)
+            let headerBytes = withUnsafeMutableBytes(of: &header) { SplitRing.gather(chain.readable, memory, skipping: 0, into: $0) }
+            guard !chain.readable.isEmpty, let last = chain.writable.last, last.length > 0, headerBytes == 16 else {
                 run.errors += 1
-                if (try? ring.complete(chain.head, length: 0, memory)) != nil { run.completed += 1 }
+                if (try? ring.complete(head, length: 0, memory)) != nil { run.completed += 1 }
                 return run
             }
-            let type = SplitRing.le32(header, 0), sector = SplitRing.le64(header, 8)
+            let type = UInt32(truncatingIfNeeded: UInt64(littleEndian: header.0)), sector = UInt64(littleEndian: header.1)
             let toPull = readableTotal - 16, toPush = writableTotal - 1
             var pushed = 0
             var status = ioError
@@ -131,7 +136,7 @@ public enum BlockRequests {
             case .write? where inRange(sector, bytes: toPull, disk):
                 // Straight onto the disk, as vdpa_sim pulls into its buffer: a buffer that cannot be read stops the
                 // copy with what came before it written, and the request is IOERR.
-                let pulled = SplitRing.gather(chain, memory, skipping: 16, into: disk.range(Int(sector) * RAMDisk.sectorSize, toPull))
+                let pulled = SplitRing.gather(chain.readable, memory, skipping: 16, into: disk.range(Int(sector) * RAMDisk.sectorSize, toPull))
                 if pulled == toPull {
                     run.bytes += toPull
                     status = ok
@@ -144,7 +149,7 @@ public enum BlockRequests {
                 pushed = SplitRing.scatter(deviceID[...], into: chain.writable, memory)
                 if writableTotal < deviceID.count + 1 {
                     run.errors += 1
-                    if (try? ring.complete(chain.head, length: UInt32(pushed), memory)) != nil { run.completed += 1 }
+                    if (try? ring.complete(head, length: UInt32(pushed), memory)) != nil { run.completed += 1 }
                     return run
                 }
                 status = ok
@@ -152,16 +157,16 @@ public enum BlockRequests {
                 status =
                     sector != 0
                     ? ioError
-                    : discardOrZero(type == RequestType.writeZeroes.rawValue, chain, memory, toPull: toPull, disk: disk)
+                    : discardOrZero(type == RequestType.writeZeroes.rawValue, chain.readable, memory, toPull: toPull, disk: disk)
             default:
                 status = ioError  // an unknown type, a range off the disk, a sector where none belongs (D17, D20)
             }
             run.bytes += pushed
             // The status goes in the last writable byte; used.len counts the data pushed and the status.
             let statusAt = last.iova + UInt64(last.length) - 1
-            _ = try? memory.write([status], at: statusAt, ring: false)
+            _ = withUnsafeBytes(of: status) { try? memory.copy(from: $0, to: statusAt, ring: false) }
             if status == ok { run.successes += 1 } else { run.errors += 1 }
-            if (try? ring.complete(chain.head, length: UInt32(pushed + 1), memory)) != nil { run.completed += 1 }
+            if (try? ring.complete(head, length: UInt32(pushed + 1), memory)) != nil { run.completed += 1 }
             run.calls += 1
         }
         run.more = (try? ring.hasWork(memory)) ?? false
@@ -177,11 +182,11 @@ public enum BlockRequests {
     /// DISCARD and WRITE_ZEROES: exactly one 16-byte segment {sector, num_sectors, flags}; DISCARD with any
     /// flag and WRITE_ZEROES with one other than UNMAP are UNSUPP; WRITE_ZEROES zeroes, DISCARD keeps the data.
     static func discardOrZero(
-        _ zeroes: Bool, _ chain: RingChain, _ memory: some GuestMemory, toPull: Int, disk: RAMDisk
+        _ zeroes: Bool, _ readable: borrowing RingBuffers, _ memory: some GuestMemory, toPull: Int, disk: RAMDisk
     ) -> UInt8 {
         guard toPull == 16 else { return ioError }
-        let segment = Array(SplitRing.gather(chain, memory, limit: 32).dropFirst(16))
-        guard segment.count == 16 else { return ioError }
+        var segment = [UInt8](repeating: 0, count: 16)
+        guard segment.withUnsafeMutableBytes({ SplitRing.gather(readable, memory, skipping: 16, into: $0) }) == 16 else { return ioError }
         let sector = SplitRing.le64(segment, 0), count = UInt64(SplitRing.le32(segment, 8)), flags = SplitRing.le32(segment, 12)
         if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
         guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }

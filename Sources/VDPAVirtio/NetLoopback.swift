@@ -91,26 +91,28 @@ public enum NetLoopback {
                 return run
             }
             run.txChains += 1
+            let txHead = txChain.head
             guard txChain.writable.isEmpty else {
                 run.txErrors += 1  // a TX chain with a writable part (EPROTO, D10): lost, the run ends
                 return run
             }
-            let length = SplitRing.gather(txChain, memory, skipping: 0, into: bounce)
+            let length = SplitRing.gather(txChain.readable, memory, skipping: 0, into: bounce)
             let frame = UnsafeMutableRawBufferPointer(rebasing: bounce[..<length])
             run.txBytes += length
             guard length >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
                 run.rxDrops += 1  // the filter's drop: TX completes with length 0 and the loop goes on (D6)
-                if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+                if (try? tx.complete(txHead, length: 0, memory)) != nil { run.txCompleted += 1 }
                 run.txCalls += 1
                 continue
             }
             guard (try? rx.fetch(memory, into: &rxChain)) == true else {
                 run.rxOverruns += 1  // an RX ring that refuses its chain: the frame is lost, TX completes, the run ends
-                if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+                if (try? tx.complete(txHead, length: 0, memory)) != nil { run.txCompleted += 1 }
                 run.txCalls += 1
                 return run
             }
             run.rxChains += 1
+            let rxHead = rxChain.head
             if mergeable && version1 { (frame[10], frame[11]) = (1, 0) }  // virtio_net_hdr_v1.num_buffers, LE
             let written = rxChain.readable.isEmpty ? SplitRing.scatter(UnsafeRawBufferPointer(frame), into: rxChain.writable, memory) : 0
             guard written > 0 else {
@@ -121,8 +123,8 @@ public enum NetLoopback {
             // RX before TX (vdpa_sim completes TX first; nothing a driver sees tells the two apart within a run):
             // a daemon killed between the two then serves the TX chain again at restart and the frame arrives
             // twice, which a driver takes as a NIC's duplicate, instead of never (docs/restart.md).
-            if (try? rx.complete(rxChain.head, length: UInt32(written), memory)) != nil { run.rxCompleted += 1 }
-            if (try? tx.complete(txChain.head, length: 0, memory)) != nil { run.txCompleted += 1 }
+            if (try? rx.complete(rxHead, length: UInt32(written), memory)) != nil { run.rxCompleted += 1 }
+            if (try? tx.complete(txHead, length: 0, memory)) != nil { run.txCompleted += 1 }
             run.txCalls += 1
             run.rxCalls += 1
         }

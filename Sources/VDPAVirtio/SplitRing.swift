@@ -339,9 +339,16 @@ public struct SplitRing: Sendable {
     public static func gather(
         _ chain: RingChain, _ memory: some GuestMemory, skipping: Int, into destination: UnsafeMutableRawBufferPointer
     ) -> Int {
+        gather(chain.readable, memory, skipping: skipping, into: destination)
+    }
+
+    /// `gather` from a chain's readable buffers.
+    public static func gather(
+        _ readable: borrowing RingBuffers, _ memory: some GuestMemory, skipping: Int, into destination: UnsafeMutableRawBufferPointer
+    ) -> Int {
         var (skip, count) = (skipping, 0)
-        for i in chain.readable.indices where count < destination.count {
-            let b = chain.readable[i]
+        for i in readable.indices where count < destination.count {
+            let b = readable[i]
             guard b.length > 0 else { continue }
             if skip >= Int(b.length) {
                 skip -= Int(b.length)
@@ -365,7 +372,7 @@ public struct SplitRing: Sendable {
     }
 
     /// `scatter` from bytes anywhere in memory (a disk's), with no copy on the way.
-    public static func scatter(_ data: UnsafeRawBufferPointer, into buffers: RingBuffers, _ memory: some GuestMemory) -> Int {
+    public static func scatter(_ data: UnsafeRawBufferPointer, into buffers: borrowing RingBuffers, _ memory: some GuestMemory) -> Int {
         var written = 0
         for i in buffers.indices where written < data.count {
             let b = buffers[i]
