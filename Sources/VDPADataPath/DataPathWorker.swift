@@ -28,6 +28,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private var polled: [pollfd] = []
     private var rings: [Int: CachedRing] = [:]
     private var pendingWhileSuspended = false
+    /// The vqs the last `serve` covered: its own, or both of a net pair.
+    private var runQueues: [Int] = []
     private var requeued = Set<Int>()
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
     /// says is done is done; a chain fetched and not completed is served again), not at the journaled base.
@@ -86,9 +88,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
         while true {
             // A queue that stopped at its budget is served again after a look at the others (a poll that does not
-            // wait), not through the wake-up eventfd: two system calls fewer per such run.
+            // wait), not through the wake-up eventfd; with every watched queue due anyway there is nothing to look
+            // at (the flags below are read each round, and a kick left in its eventfd is drained at the next poll).
             for k in polled.indices { polled[k].revents = 0 }
-            _ = retryingOnEINTR { poll(&polled, nfds_t(polled.count), requeued.isEmpty ? -1 : 0) }
+            if requeued.isEmpty || !watched.values.allSatisfy(requeued.contains) {
+                _ = retryingOnEINTR { poll(&polled, nfds_t(polled.count), requeued.isEmpty ? -1 : 0) }
+            }
             if polled[0].revents != 0 { drain(wake) }
             let flags = state.withLock { s -> State in
                 let current = s
@@ -107,8 +112,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 pendingWhileSuspended = false
                 kicked.formUnion(watched.values)  // RESUME kicks every vq once (edge D2)
             }
-            for vq in kicked.sorted() where serve(vq) {
-                requeued.insert(vq)  // the run stopped at its budget: come back after the others had a turn
+            // A net pair's run serves both its queues: a kick on each is one run, not two.
+            var served = Set<Int>()
+            for vq in kicked.sorted() where !served.contains(vq) {
+                let more = serve(vq)
+                served.formUnion(runQueues)
+                if more { requeued.formUnion(runQueues) }  // stopped at its budget: again after the others had a turn
             }
         }
         for fd in watched.keys { close(fd) }
@@ -141,6 +150,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// One run on `vq`'s queue, as its parent serves it, from snapshot to record with the slot's run gate held (a
     /// SUSPEND, a reset or a ring change waits for it); true when chains remain (the run stopped at its budget).
     private func serve(_ vq: Int) -> Bool {
+        runQueues = [vq]
         guard let slot else { return false }
         return slot.quiesced { serveHoldingGate(vq, slot) }
     }
@@ -164,6 +174,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             if case .netPair(let rx, let tx) = queue {
                 guard rx / 2 < d.activeQueuePairs else { return nil }
                 vqs = [tx, rx]
+                runQueues = vqs
             }
             guard vqs.allSatisfy({ d.mayServe($0) }) else {
                 // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).

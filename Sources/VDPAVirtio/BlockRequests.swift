@@ -118,7 +118,7 @@ public enum BlockRequests {
             let readableTotal = chain.readable.reduce(0) { $0 + Int($1.length) }
             // struct virtio_blk_outhdr, little-endian: type u32, reserved u32, sector u64 (on the stack, not an array).
             var header: (UInt64, UInt64) = (0, 0)
-            let headerBytes = withUnsafeMutableBytes(of: &header) { SplitRing.gather(chain.readable, memory, skipping: 0, into: $0) }
+            let headerBytes = withUnsafeMutableBytes(of: &header) { SplitRing.gather(&chain.readable, memory, skipping: 0, into: $0) }
             guard !chain.readable.isEmpty, let last = chain.writable.last, last.length > 0, headerBytes == 16 else {
                 run.errors += 1
                 if (try? ring.complete(head, length: 0, memory)) != nil { run.completed += 1 }
@@ -131,12 +131,12 @@ public enum BlockRequests {
             switch RequestType(rawValue: type) {
             case .read? where inRange(sector, bytes: toPush, disk):
                 let data = UnsafeRawBufferPointer(disk.range(Int(sector) * RAMDisk.sectorSize, toPush))
-                pushed = SplitRing.scatter(data, into: chain.writable, memory)
+                pushed = SplitRing.scatter(data, into: &chain.writable, memory)
                 status = pushed == toPush ? ok : ioError
             case .write? where inRange(sector, bytes: toPull, disk):
                 // Straight onto the disk, as vdpa_sim pulls into its buffer: a buffer that cannot be read stops the
                 // copy with what came before it written, and the request is IOERR.
-                let pulled = SplitRing.gather(chain.readable, memory, skipping: 16, into: disk.range(Int(sector) * RAMDisk.sectorSize, toPull))
+                let pulled = SplitRing.gather(&chain.readable, memory, skipping: 16, into: disk.range(Int(sector) * RAMDisk.sectorSize, toPull))
                 if pulled == toPull {
                     run.bytes += toPull
                     status = ok
@@ -157,7 +157,7 @@ public enum BlockRequests {
                 status =
                     sector != 0
                     ? ioError
-                    : discardOrZero(type == RequestType.writeZeroes.rawValue, chain.readable, memory, toPull: toPull, disk: disk)
+                    : discardOrZero(type == RequestType.writeZeroes.rawValue, &chain.readable, memory, toPull: toPull, disk: disk)
             default:
                 status = ioError  // an unknown type, a range off the disk, a sector where none belongs (D17, D20)
             }
@@ -182,11 +182,11 @@ public enum BlockRequests {
     /// DISCARD and WRITE_ZEROES: exactly one 16-byte segment {sector, num_sectors, flags}; DISCARD with any
     /// flag and WRITE_ZEROES with one other than UNMAP are UNSUPP; WRITE_ZEROES zeroes, DISCARD keeps the data.
     static func discardOrZero(
-        _ zeroes: Bool, _ readable: borrowing RingBuffers, _ memory: some GuestMemory, toPull: Int, disk: RAMDisk
+        _ zeroes: Bool, _ readable: inout RingBuffers, _ memory: some GuestMemory, toPull: Int, disk: RAMDisk
     ) -> UInt8 {
         guard toPull == 16 else { return ioError }
         var segment = [UInt8](repeating: 0, count: 16)
-        guard segment.withUnsafeMutableBytes({ SplitRing.gather(readable, memory, skipping: 16, into: $0) }) == 16 else { return ioError }
+        guard segment.withUnsafeMutableBytes({ SplitRing.gather(&readable, memory, skipping: 16, into: $0) }) == 16 else { return ioError }
         let sector = SplitRing.le64(segment, 0), count = UInt64(SplitRing.le32(segment, 8)), flags = SplitRing.le32(segment, 12)
         if zeroes ? flags & ~1 != 0 : flags != 0 { return unsupported }
         guard sector <= disk.capacity, count <= disk.capacity - sector else { return ioError }

@@ -96,7 +96,7 @@ public enum NetLoopback {
                 run.txErrors += 1  // a TX chain with a writable part (EPROTO, D10): lost, the run ends
                 return run
             }
-            let length = SplitRing.gather(txChain.readable, memory, skipping: 0, into: bounce)
+            let length = SplitRing.gather(&txChain.readable, memory, skipping: 0, into: bounce)
             let frame = UnsafeMutableRawBufferPointer(rebasing: bounce[..<length])
             run.txBytes += length
             guard length >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
@@ -114,7 +114,7 @@ public enum NetLoopback {
             run.rxChains += 1
             let rxHead = rxChain.head
             if mergeable && version1 { (frame[10], frame[11]) = (1, 0) }  // virtio_net_hdr_v1.num_buffers, LE
-            let written = rxChain.readable.isEmpty ? SplitRing.scatter(UnsafeRawBufferPointer(frame), into: rxChain.writable, memory) : 0
+            let written = rxChain.readable.isEmpty ? SplitRing.scatter(UnsafeRawBufferPointer(frame), into: &rxChain.writable, memory) : 0
             guard written > 0 else {
                 run.rxErrors += 1  // nothing written (D9): neither head is completed, the run ends
                 return run
