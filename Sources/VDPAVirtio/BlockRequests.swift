@@ -97,17 +97,17 @@ public enum BlockRequests {
     /// and is never completed; a malformed one (no readable or writable part, an empty last writable
     /// descriptor, a header under 16 bytes) is completed with length 0 and no status, and ends the run.
     public static func run(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: RAMDisk, budget: Int) -> Run {
+        ring.attach(memory)
         var run = loop(&ring, memory, disk: disk, budget: budget)
+        run.completed -= ring.detach(memory)
         if run.calls > 0 && ring.interruptsSuppressed(memory) { run.calls = 0 }
         return run
     }
 
-    /// `run` before its interrupts are gated by the driver's NO_INTERRUPT.
+    /// `run` between the ring's attach and detach, before its interrupts are gated by the driver's NO_INTERRUPT.
     private static func loop(_ ring: inout SplitRing, _ memory: some GuestMemory, disk: RAMDisk, budget: Int) -> Run {
         var run = Run()
         var chain = RingChain(head: 0)  // refilled by each fetch: its buffer lists are made once per run
-        ring.attach(memory)
-        defer { ring.detach(memory) }
         for _ in 0..<budget {
             guard (try? ring.fetch(memory, into: &chain)) == true else { return run }
             run.requests += 1

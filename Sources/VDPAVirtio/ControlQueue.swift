@@ -100,11 +100,17 @@ public struct ControlQueue: Sendable {
     public static func run(
         _ ring: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], budget: Int, maxQueuePairs: Int? = nil
     ) -> Run {
+        ring.attach(memory)
+        var run = loop(&ring, memory, mac: mac, budget: budget, maxQueuePairs: maxQueuePairs)
+        run.completed -= ring.detach(memory)
+        return run
+    }
+
+    /// `run` between the ring's attach and detach.
+    private static func loop(_ ring: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], budget: Int, maxQueuePairs: Int?) -> Run {
         var queue = ControlQueue(maxQueuePairs: maxQueuePairs)
         var run = Run()
         var mac = mac
-        ring.attach(memory)
-        defer { ring.detach(memory) }
         for _ in 0..<budget {
             guard let chain = try? ring.fetch(memory) else { return run }  // empty, or vringh refused the chain
             let command = SplitRing.gather(chain, memory, limit: commandLimit)

@@ -55,13 +55,18 @@ public enum NetLoopback {
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
         mergeable: Bool = false
     ) -> Run {
+        tx.attach(memory)
+        rx.attach(memory)
         var run = loop(tx: &tx, rx: &rx, memory, mac: mac, version1: version1, budget: budget, mergeable: mergeable)
+        // RX's completions are published before TX's, as each frame's are made (restart: a frame twice, never lost).
+        run.rxCompleted -= rx.detach(memory)
+        run.txCompleted -= tx.detach(memory)
         if run.txCalls > 0 && tx.interruptsSuppressed(memory) { run.txCalls = 0 }
         if run.rxCalls > 0 && rx.interruptsSuppressed(memory) { run.rxCalls = 0 }
         return run
     }
 
-    /// `run` before the interrupts are gated.
+    /// `run` between the rings' attach and detach, before the interrupts are gated.
     private static func loop(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
         mergeable: Bool
@@ -72,13 +77,7 @@ public enum NetLoopback {
         // one bounce buffer (vdpa_sim's page), not an array per frame.
         var txChain = RingChain(head: 0), rxChain = RingChain(head: 0)
         let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 16)
-        tx.attach(memory)
-        rx.attach(memory)
-        defer {
-            bounce.deallocate()
-            tx.detach(memory)
-            rx.detach(memory)
-        }
+        defer { bounce.deallocate() }
         for _ in 0..<budget {
             if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
                 run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair

@@ -96,7 +96,8 @@ public struct SplitRing: Sendable {
     public let used: UInt64
     /// last_avail_idx: the next avail entry to take (SET/GET_VRING_BASE).
     public private(set) var lastAvail: UInt16
-    /// last_used_idx: made equal to lastAvail at a 0→1 enable (R62).
+    /// last_used_idx: made equal to lastAvail at a 0→1 enable (R62).  What the driver has been shown: completions
+    /// written in place but not yet published (`unpublished`) are past it.
     public private(set) var lastUsed: UInt16
     /// The avail idx as last read in this run.  Every chain up to it is published, so it is read again only once
     /// they are all taken: one acquire load per batch the driver posts, not one per chain (a driver cannot tell).
@@ -106,6 +107,9 @@ public struct SplitRing: Sendable {
     /// accesses made there, and the used idx stores among them (the memory's counters, at `detach`).
     private var inPlace: InPlace?
     private var inPlaceAccesses = 0, inPlaceIndexStores = 0
+    /// Used elements written in place after `lastUsed` whose idx store waits for the run's end (`publishUsed`): one
+    /// store per run instead of one per completion, each a line the driver is reading.
+    private var unpublished: UInt16 = 0
     /// Sendable only so that a ring can hold one: set between `attach` and `detach`, on the one thread of a run.
     private struct InPlace: @unchecked Sendable {
         let desc: UnsafeRawPointer, avail: UnsafeRawPointer, used: UnsafeMutableRawPointer
@@ -140,11 +144,31 @@ public struct SplitRing: Sendable {
     /// Whether the run reaches the ring's areas in place (`attach` found them all).
     public var isInPlace: Bool { inPlace != nil }
 
-    /// Ends the run's places, handing the accesses made there to the memory's counters.
-    public mutating func detach(_ memory: some GuestMemory) {
-        guard inPlace != nil else { return }
+    /// Ends the run's places: publishes the completions made there (`publishUsed`) and hands the accesses to the
+    /// memory's counters.  Returns how many completions were lost to a failed idx store (0 but for a fault).
+    @discardableResult
+    public mutating func detach(_ memory: some GuestMemory) -> Int {
+        guard inPlace != nil else { return 0 }
+        let lost = publishUsed()
         memory.countWindowAccesses(inPlaceAccesses, indexStores: inPlaceIndexStores)
         (inPlace, inPlaceAccesses, inPlaceIndexStores) = (nil, 0, 0)
+        return lost
+    }
+
+    /// Stores the used idx past the completions written in place since the last store, as one release store
+    /// after their elements.  The driver sees them all at once — as vhost-net's batched used updates, where
+    /// vringh stores the idx after each — and a driver cannot tell a slow device from a batching one.  last_used
+    /// moves only once the store landed: after a failed one the next completions rewrite the same slots and the
+    /// driver never sees these (D24).  Returns how many completions were lost that way.
+    public mutating func publishUsed() -> Int {
+        guard unpublished > 0, let p = inPlace else { return 0 }
+        let count = unpublished
+        unpublished = 0
+        guard vdpad_guarded_store_release_u16(p.used + 2, lastUsed &+ count) == 0 else { return Int(count) }
+        lastUsed &+= count
+        // Each completion's idx reached the driver in one atomic store (the counters count completions).
+        (inPlaceAccesses, inPlaceIndexStores) = (inPlaceAccesses + 1, inPlaceIndexStores + Int(count))
+        return 0
     }
 
     static func le16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
@@ -299,19 +323,19 @@ public struct SplitRing: Sendable {
 
     static let noInterrupt: UInt16 = 1
 
-    /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on).
+    /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on);
+    /// in place, the idx store waits for the run's end (`publishUsed`, at `detach`).
     public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
-        let slot = UInt64(lastUsed & mask)
-        let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
         if let p = inPlace {
+            let slot = Int((lastUsed &+ unpublished) & mask)
             let packed = UInt64(head) | UInt64(length) << 32  // id, then len, little-endian
-            guard vdpad_guarded_store_u64(p.used + 4 + 8 * Int(slot), packed.littleEndian) == 0 else { throw .fault(used + 4 + 8 * slot) }
-            // As below: last_used moves only once the idx store landed.
-            guard vdpad_guarded_store_release_u16(p.used + 2, lastUsed &+ 1) == 0 else { throw .fault(used + 2) }
-            (inPlaceAccesses, inPlaceIndexStores) = (inPlaceAccesses + 2, inPlaceIndexStores + 1)
-            lastUsed &+= 1
+            guard vdpad_guarded_store_u64(p.used + 4 + 8 * slot, packed.littleEndian) == 0 else { throw .fault(used + 4 + 8 * UInt64(slot)) }
+            inPlaceAccesses += 1
+            unpublished &+= 1
             return
         }
+        let slot = UInt64(lastUsed & mask)
+        let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
         let failure = withUnsafeBytes(of: element) { b -> RingError? in
             do throws(RingError) { try memory.copy(from: b, to: used + 4 + 8 * slot, ring: true) } catch { return error }
             return nil

@@ -263,6 +263,40 @@ struct SharedMemoryTests {
         ring.detach(memory)
     }
 
+    @Test("in place, completions are published by one used idx store at the run's end; a store that faults loses them (D24)")
+    func usedPublishedPerRun() throws {
+        let shared = try SharedDevice()
+        defer { shared.ram.release() }
+        let (ram, memory) = (shared.ram, try shared.memory())
+        // A 4-entry ring with descriptors 0…3 readable 8-byte buffers, all four posted.
+        let (desc, avail, used): (UInt64, UInt64, UInt64) = (0x400, 0x800, 0xC00)
+        for k in 0..<4 {
+            (ram.base + Int(desc) + 16 * k).storeBytes(of: UInt64(0x4000_1000 + 8 * k), as: UInt64.self)
+            (ram.base + Int(desc) + 16 * k + 8).storeBytes(of: UInt32(8), as: UInt32.self)
+            (ram.base + Int(avail) + 4 + 2 * k).storeBytes(of: UInt16(k), as: UInt16.self)
+        }
+        (ram.base + Int(avail) + 2).storeBytes(of: UInt16(4), as: UInt16.self)
+        let usedIdx = { ram.base.load(fromByteOffset: Int(used) + 2, as: UInt16.self) }
+        var ring = SplitRing(num: 4, desc: 0x4000_0000 + desc, avail: 0x4000_0000 + avail, used: 0x4000_0000 + used, base: 0)
+        ring.attach(memory)
+        for _ in 0..<3 {
+            let chain = try #require(try ring.fetch(memory))
+            try ring.complete(chain.head, length: 1, memory)
+        }
+        #expect(usedIdx() == 0 && ring.lastUsed == 0, "the elements are written, the driver is not shown them yet")
+        #expect(ram.base.load(fromByteOffset: Int(used) + 4 + 16, as: UInt32.self) == 2)
+        #expect(ring.detach(memory) == 0)
+        #expect(usedIdx() == 3 && ring.lastUsed == 3)
+        #expect(memory.counts.atomicIndexStores == 3, "each completion's idx reached the driver atomically")
+        // The last chain, completed in a run whose publication faults (the file cut under the ring): lost, and
+        // last_used stays, so the next completion rewrites the same slot.
+        ring.attach(memory)
+        let last = try #require(try ring.fetch(memory))
+        try ring.complete(last.head, length: 1, memory)
+        #expect(ftruncate(ram.fd, 0) == 0)
+        #expect(ring.detach(memory) == 1 && ring.lastUsed == 3)
+    }
+
     @Test("the perf guard's harness loops every frame it posts, round after round (its rings in place)")
     func harnessLoops() throws {
         let harness = try LoopbackHarness(frameBytes: 64)
