@@ -257,7 +257,7 @@ final class Connection: NotificationSink, Sendable {
         var passed: [Int32] = []
         var sequence: UInt64 = 0
         var pending = log.unanswered  // what the previous process received and did not commit as answered
-        _ = withState { $1.flush(&$0) }  // replies committed and not sent before a restart
+        withState { $1.flush(&$0) }  // replies committed and not sent before a restart
         park.readerStarted()
         reading: while true {
             var n = pending.count

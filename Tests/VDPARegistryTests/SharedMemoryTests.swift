@@ -233,6 +233,33 @@ struct SharedMemoryTests {
         #expect(fallback.counts.processVMAccesses == 1 && fallback.counts.sharedAccesses == 0)
     }
 
+    @Test("the guarded copy: every length from 0 to 300 at odd offsets copies exactly those bytes; a copy of any size that meets the cut faults")
+    func guardedCopySizes() throws {
+        let src = UnsafeMutableRawBufferPointer.allocate(byteCount: 320, alignment: 64)
+        let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: 320, alignment: 64)
+        defer {
+            src.deallocate()
+            dst.deallocate()
+        }
+        for k in 0..<320 { src[k] = UInt8(truncatingIfNeeded: k &* 7 &+ 1) }
+        for n in 0...300 {
+            dst.initializeMemory(as: UInt8.self, repeating: 0xAA)
+            #expect(vdpad_guarded_copy(dst.baseAddress! + 3, src.baseAddress! + 5, n) == 0)
+            let copied = Array(dst[3..<3 + n]) == Array(src[5..<5 + n])
+            let untouched = dst[0..<3].allSatisfy { $0 == 0xAA } && dst[(3 + n)...].allSatisfy { $0 == 0xAA }
+            #expect(copied && untouched, "length \(n)")
+        }
+        // A page, then the cut: a copy that runs past it faults, read or written, whatever its length.
+        let ram = Memfd(pages: 2), page = Memfd.page
+        defer { ram.release() }
+        #expect(ftruncate(ram.fd, off_t(page)) == 0)
+        for n in [2, 6, 12, 24, 48, 76, 128, 200] {
+            #expect(vdpad_guarded_copy(dst.baseAddress!, ram.base + page - n / 2, n) == -1, "read of \(n)")
+            #expect(vdpad_guarded_copy(ram.base + page - n / 2, src.baseAddress!, n) == -1, "write of \(n)")
+            #expect(vdpad_guarded_copy(dst.baseAddress!, ram.base + page - n, n) == 0, "\(n) before the cut")
+        }
+    }
+
     @Test("a run reaches rings in a shared region in place: counted as shared accesses, a shrunk file a fault there too")
     func ringsInPlace() throws {
         let shared = try SharedDevice()
