@@ -252,14 +252,13 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// The device's RAM disk: made at the first request, kept across reset and close as vdpa_sim_blk's is, gone
     /// with the device (the worker lives as long as its slot).
     private var disk: RAMDisk?
-    /// The file the disk is mapped from, open while the worker lives: a FLUSH syncs it.
+    /// The file the disk is mapped from, open while the worker lives: a FLUSH syncs it (`RAMDisk.flush`).
     private var backing: FileDescriptor?
 
     private func serveBlock(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var cached = ring(vq, memory) else { return false }
         if disk == nil { disk = makeDisk(memory.device, slot) }
         let run = BlockRequests.run(&cached.ring, memory, disk: disk!, budget: Self.chainsPerRun)
-        if run.flushed, let backing { _ = fsync(backing.rawValue) }
         rings[vq] = cached
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
@@ -300,6 +299,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         // The file may be cut short under the mapping (a backing file someone truncates): WRITE_ZEROES over the lost
         // pages is IOERR, as the copies that meet them are (they are guarded the same way), never a dead daemon.
         disk.zero = { range in vdpad_guarded_zero(range.baseAddress, range.count) == 0 }
+        // A FLUSH syncs the file before it completes (the file stays open as long as the worker and its disk).
+        disk.flush = { [fd = file.rawValue] in fsync(fd) == 0 }
         return disk
     }
 }

@@ -33,6 +33,11 @@ public struct RAMDisk: Sendable {
         return true
     }
 
+    /// Makes what was written durable (FLUSH); false when it could not (IOERR).  A disk on a file the daemon maps
+    /// syncs the file; plain memory has nothing to do.  Called before the FLUSH completes: a driver that sees it
+    /// done may rely on it.
+    public var flush: @Sendable () -> Bool = { true }
+
     /// The disk's bytes, to read.
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(mutableBytes) }
     var mutableBytes: UnsafeMutableRawBufferPointer {
@@ -88,7 +93,7 @@ public enum BlockRequests {
         public var calls = 0
         /// The run stopped at its budget with chains left.
         public var more = false
-        /// A FLUSH was served: what was written must reach stable storage.
+        /// A FLUSH was served (the disk's `flush` ran before it completed).
         public var flushed = false
         public init() {}
     }
@@ -143,7 +148,7 @@ public enum BlockRequests {
                 }
             case .flush? where sector == 0:
                 run.flushed = true
-                status = ok
+                status = disk.flush() ? ok : ioError
             case .getID? where sector == 0:
                 // Not clamped to the data part (D18): with fewer than 21 writable bytes the ID takes the status byte.
                 pushed = SplitRing.scatter(deviceID[...], into: chain.writable, memory)

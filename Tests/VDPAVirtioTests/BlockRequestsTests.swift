@@ -35,6 +35,27 @@ struct BlockRequestsTests {
     static func usedLength(_ d: Driver, _ n: Int) -> UInt32 { d.m.u32(Int(d.used) + 8 + 8 * n) }
     static func status(_ d: Driver, _ k: Int) -> UInt8 { d.m.bytes[0xF000 + k] }
 
+    @Test("FLUSH runs the disk's flush before it completes (a driver that sees it done relies on it); a flush that fails is IOERR")
+    func flushBeforeCompletion() {
+        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
+        final class Seen: @unchecked Sendable {  // one thread: the test's
+            let m: FlatMemory, used: Int
+            var usedIdx: [UInt16] = []
+            init(_ m: FlatMemory, _ used: Int) { (self.m, self.used) = (m, used) }
+        }
+        let seen = Seen(d.m, Int(d.used))
+        disk.flush = {
+            seen.usedIdx.append(seen.m.u16(seen.used + 2))
+            return seen.usedIdx.count == 1
+        }
+        Self.post(&d, 0, type: 1, sector: 3, payload: [UInt8](repeating: 0x5A, count: 512))
+        Self.post(&d, 1, type: 4, sector: 0)
+        Self.post(&d, 2, type: 4, sector: 0)
+        let run = BlockRequests.run(&ring, d.m, disk: disk, budget: 8)
+        #expect(seen.usedIdx == [1, 2], "each flush ran before its FLUSH completed")
+        #expect(run.flushed && Self.status(d, 1) == 0 && Self.status(d, 2) == 1 && run.successes == 2 && run.errors == 1)
+    }
+
     @Test("NO_INTERRUPT in avail flags: requests are served and completed, and no interrupt is owed (§1)")
     func noInterrupt() {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)
