@@ -28,8 +28,6 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private var polled: [pollfd] = []
     private var rings: [Int: CachedRing] = [:]
     private var pendingWhileSuspended = false
-    /// The vqs the last `serve` covered: its own, or both of a net pair.
-    private var runQueues: [Int] = []
     private var requeued = Set<Int>()
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
     /// says is done is done; a chain fetched and not completed is served again), not at the journaled base.
@@ -115,9 +113,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             // A net pair's run serves both its queues: a kick on each is one run, not two.
             var served = Set<Int>()
             for vq in kicked.sorted() where !served.contains(vq) {
-                let more = serve(vq)
-                served.formUnion(runQueues)
-                if more { requeued.formUnion(runQueues) }  // stopped at its budget: again after the others had a turn
+                let run = serve(vq)
+                served.formUnion(run.queues)
+                if run.more { requeued.formUnion(run.queues) }  // stopped at its budget: again after the others had a turn
             }
         }
         for fd in watched.keys { close(fd) }
@@ -147,20 +145,26 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
     }
 
+    /// What a run did: whether chains remain (it stopped at its budget), and the vqs it served — its own, or both
+    /// of a net pair.
+    private struct RunOutcome {
+        var more = false
+        var queues: [Int]
+    }
+
     /// One run on `vq`'s queue, as its parent serves it, from snapshot to record with the slot's run gate held (a
-    /// SUSPEND, a reset or a ring change waits for it); true when chains remain (the run stopped at its budget).
-    private func serve(_ vq: Int) -> Bool {
-        runQueues = [vq]
-        guard let slot else { return false }
+    /// SUSPEND, a reset or a ring change waits for it).
+    private func serve(_ vq: Int) -> RunOutcome {
+        guard let slot else { return RunOutcome(queues: [vq]) }
         return slot.quiesced { serveHoldingGate(vq, slot) }
     }
 
-    private func serveHoldingGate(_ vq: Int, _ slot: DeviceSlot) -> Bool {
-        guard let (queue, memory) = snapshot(vq, slot) else { return false }
+    private func serveHoldingGate(_ vq: Int, _ slot: DeviceSlot) -> RunOutcome {
+        guard let (queue, memory) = snapshot(vq, slot) else { return RunOutcome(queues: [vq]) }
         switch queue {
-        case .netControl: return serveControl(vq, memory, slot)
-        case .netPair(let rx, let tx): return servePair(rx: rx, tx: tx, memory, slot)
-        case .blockRequests: return serveBlock(vq, memory, slot)
+        case .netControl: return RunOutcome(more: serveControl(vq, memory, slot), queues: [vq])
+        case .netPair(let rx, let tx): return RunOutcome(more: servePair(rx: rx, tx: tx, memory, slot), queues: [tx, rx])
+        case .blockRequests: return RunOutcome(more: serveBlock(vq, memory, slot), queues: [vq])
         }
     }
 
@@ -174,7 +178,6 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             if case .netPair(let rx, let tx) = queue {
                 guard rx / 2 < d.activeQueuePairs else { return nil }
                 vqs = [tx, rx]
-                runQueues = vqs
             }
             guard vqs.allSatisfy({ d.mayServe($0) }) else {
                 // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).

@@ -160,7 +160,7 @@ public struct SplitRing: Sendable {
     /// vringh stores the idx after each — and a driver cannot tell a slow device from a batching one.  last_used
     /// moves only once the store landed: after a failed one the next completions rewrite the same slots and the
     /// driver never sees these (D24).  Returns how many completions were lost that way.
-    public mutating func publishUsed() -> Int {
+    private mutating func publishUsed() -> Int {
         guard unpublished > 0, let p = inPlace else { return 0 }
         let count = unpublished
         unpublished = 0
