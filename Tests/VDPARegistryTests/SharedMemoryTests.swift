@@ -66,6 +66,30 @@ struct SharedDevice {
     func memory() throws -> OwnerMemory {
         OwnerMemory(pid: getpid(), device: try registry.withDevice("n0", .owner, by: vmm) { $0 }, ringASID: 0, bufferASID: 0)
     }
+
+    /// Where a 4-entry ring's areas are in the shared pages (offsets from their start, IOVA 1 GiB + offset).
+    static let (desc, avail, used) = (0x400, 0x800, 0xC00)
+
+    /// The 4-entry ring at those areas, as the driver has set it.
+    func ring() -> SplitRing {
+        SplitRing(
+            num: 4, desc: 0x4000_0000 + UInt64(Self.desc), avail: 0x4000_0000 + UInt64(Self.avail), used: 0x4000_0000 + UInt64(Self.used), base: 0)
+    }
+
+    /// Descriptor `k` of that ring: a readable buffer of `length` bytes at `iova`.
+    func describe(_ k: Int, iova: UInt64, length: UInt32) {
+        (ram.base + Self.desc + 16 * k).storeBytes(of: iova, as: UInt64.self)
+        (ram.base + Self.desc + 16 * k + 8).storeBytes(of: length, as: UInt32.self)
+    }
+
+    /// Posts `heads` in the avail ring from its first entry on, and publishes them.
+    func post(_ heads: [UInt16]) {
+        for (k, head) in heads.enumerated() { (ram.base + Self.avail + 4 + 2 * k).storeBytes(of: head, as: UInt16.self) }
+        (ram.base + Self.avail + 2).storeBytes(of: UInt16(heads.count), as: UInt16.self)
+    }
+
+    /// The ring's used idx as the driver reads it.
+    var usedIdx: UInt16 { ram.base.load(fromByteOffset: Self.used + 2, as: UInt16.self) }
 }
 
 @Suite("Shared memory")
@@ -266,12 +290,9 @@ struct SharedMemoryTests {
         defer { shared.ram.release() }
         let (ram, memory) = (shared.ram, try shared.memory())
         // A 4-entry ring: descriptor 2 is a readable buffer of 8 bytes at 0x1000, posted once.
-        let (desc, avail, used): (UInt64, UInt64, UInt64) = (0x400, 0x800, 0xC00)
-        (ram.base + Int(desc) + 32).storeBytes(of: UInt64(0x4000_1000), as: UInt64.self)
-        (ram.base + Int(desc) + 40).storeBytes(of: UInt32(8), as: UInt32.self)
-        (ram.base + Int(avail) + 4).storeBytes(of: UInt16(2), as: UInt16.self)
-        (ram.base + Int(avail) + 2).storeBytes(of: UInt16(1), as: UInt16.self)
-        var ring = SplitRing(num: 4, desc: 0x4000_0000 + desc, avail: 0x4000_0000 + avail, used: 0x4000_0000 + used, base: 0)
+        shared.describe(2, iova: 0x4000_1000, length: 8)
+        shared.post([2])
+        var ring = shared.ring()
         ring.attach(memory)
         #expect(ring.isInPlace)
         let chain = try #require(try ring.fetch(memory))
@@ -279,14 +300,14 @@ struct SharedMemoryTests {
         try ring.complete(chain.head, length: 0, memory)
         ring.detach(memory)
         #expect(!ring.isInPlace)
-        #expect(ram.base.load(fromByteOffset: Int(used) + 2, as: UInt16.self) == 1)
-        #expect(ram.base.load(fromByteOffset: Int(used) + 4, as: UInt32.self) == 2)
+        #expect(shared.usedIdx == 1)
+        #expect(ram.base.load(fromByteOffset: SharedDevice.used + 4, as: UInt32.self) == 2)
         // The avail idx, the head, the descriptor and the element in place, then the used idx: no copy, no lookup each.
         #expect(memory.counts.sharedAccesses == 4 && memory.counts.atomicIndexStores == 1 && memory.counts.processVMAccesses == 0)
         // The VMM shrinks its file: the ring's next access in place is a fault, not a crash.
         #expect(ftruncate(ram.fd, 0) == 0)
         ring.attach(memory)
-        #expect(throws: RingError.fault(0x4000_0000 + avail + 2)) { _ = try ring.fetch(memory) }
+        #expect(throws: RingError.fault(0x4000_0000 + UInt64(SharedDevice.avail) + 2)) { _ = try ring.fetch(memory) }
         ring.detach(memory)
     }
 
@@ -296,24 +317,18 @@ struct SharedMemoryTests {
         defer { shared.ram.release() }
         let (ram, memory) = (shared.ram, try shared.memory())
         // A 4-entry ring with descriptors 0…3 readable 8-byte buffers, all four posted.
-        let (desc, avail, used): (UInt64, UInt64, UInt64) = (0x400, 0x800, 0xC00)
-        for k in 0..<4 {
-            (ram.base + Int(desc) + 16 * k).storeBytes(of: UInt64(0x4000_1000 + 8 * k), as: UInt64.self)
-            (ram.base + Int(desc) + 16 * k + 8).storeBytes(of: UInt32(8), as: UInt32.self)
-            (ram.base + Int(avail) + 4 + 2 * k).storeBytes(of: UInt16(k), as: UInt16.self)
-        }
-        (ram.base + Int(avail) + 2).storeBytes(of: UInt16(4), as: UInt16.self)
-        let usedIdx = { ram.base.load(fromByteOffset: Int(used) + 2, as: UInt16.self) }
-        var ring = SplitRing(num: 4, desc: 0x4000_0000 + desc, avail: 0x4000_0000 + avail, used: 0x4000_0000 + used, base: 0)
+        for k in 0..<4 { shared.describe(k, iova: 0x4000_1000 + 8 * UInt64(k), length: 8) }
+        shared.post([0, 1, 2, 3])
+        var ring = shared.ring()
         ring.attach(memory)
         for _ in 0..<3 {
             let chain = try #require(try ring.fetch(memory))
             try ring.complete(chain.head, length: 1, memory)
         }
-        #expect(usedIdx() == 0 && ring.lastUsed == 0, "the elements are written, the driver is not shown them yet")
-        #expect(ram.base.load(fromByteOffset: Int(used) + 4 + 16, as: UInt32.self) == 2)
+        #expect(shared.usedIdx == 0 && ring.lastUsed == 0, "the elements are written, the driver is not shown them yet")
+        #expect(ram.base.load(fromByteOffset: SharedDevice.used + 4 + 16, as: UInt32.self) == 2)
         #expect(ring.detach(memory) == 0)
-        #expect(usedIdx() == 3 && ring.lastUsed == 3)
+        #expect(shared.usedIdx == 3 && ring.lastUsed == 3)
         #expect(memory.counts.atomicIndexStores == 3, "each completion's idx reached the driver atomically")
         // The last chain, completed in a run whose publication faults (the file cut under the ring): lost, and
         // last_used stays, so the next completion rewrites the same slot.
