@@ -26,12 +26,20 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private var watched: [Int32: Int] = [:]
     /// What poll(2) watches: the wake-up eventfd first, then the watched kick eventfds (made again at each rescan).
     private var polled: [pollfd] = []
+    /// The vqs `watched` names, as a set.
+    private var watchedQueues = QueueSet()
     private var rings: [Int: CachedRing] = [:]
     private var pendingWhileSuspended = false
-    private var requeued = Set<Int>()
+    private var requeued = QueueSet()
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
     /// says is done is done; a chain fetched and not completed is served again), not at the journaled base.
-    private var resync = Set<Int>()
+    private var resync = QueueSet()
+    /// Where a run's memory gets a dup of the VMM's store agent socket: made once, not a closure per run.
+    private let agent: () -> Int32
+    /// The device's MAC as the last net run read it from the config space (an array made only when it changes).
+    private var mac: [UInt8] = []
+    /// The net loopback's bounce page, the worker's for its life (vdpa_sim's is its device's).
+    private let bounce = NetLoopback.Bounce()
     private let state = Locked(State())
 
     struct State { var stopping = false; var rescan = false; var replay = false }
@@ -56,6 +64,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let fd = vdpad_eventfd(0, O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         (self.slot, wake) = (slot, fd)
+        // Asked at the run's first index store that needs it (a run on shared memory never does), so a replace or a
+        // release meanwhile cannot close it under the run.
+        agent = { [weak slot] in slot?.read { d in d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } } ?? -1 }
         guard DetachedThread.start({ [self] in loop() }) else {
             close(fd)
             return nil
@@ -80,7 +91,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         rescan()
         if slot?.takeRingResync() == true {
             // A kick the dead process drained and did not serve is in no eventfd any more: every ring once.
-            resync = Set(watched.values)
+            resync = watchedQueues
             requeued = resync
             EventFDs.signal(wake)
         }
@@ -89,7 +100,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             // wait), not through the wake-up eventfd; with every watched queue due anyway there is nothing to look
             // at (the flags below are read each round, and a kick left in its eventfd is drained at the next poll).
             for k in polled.indices { polled[k].revents = 0 }
-            if requeued.isEmpty || !watched.values.allSatisfy(requeued.contains) {
+            if requeued.isEmpty || !watchedQueues.isSubset(of: requeued) {
                 _ = retryingOnEINTR { poll(&polled, nfds_t(polled.count), requeued.isEmpty ? -1 : 0) }
             }
             if polled[0].revents != 0 { drain(wake) }
@@ -100,7 +111,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             }
             if flags.stopping { break }
             var kicked = requeued
-            requeued = []
+            requeued = QueueSet()
             for p in polled.dropFirst() where p.revents != 0 {
                 drain(p.fd)
                 if let vq = watched[p.fd] { kicked.insert(vq) }
@@ -108,11 +119,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             if flags.rescan { rescan() }
             if flags.replay && pendingWhileSuspended {
                 pendingWhileSuspended = false
-                kicked.formUnion(watched.values)  // RESUME kicks every vq once (edge D2)
+                kicked.formUnion(watchedQueues)  // RESUME kicks every vq once (edge D2)
             }
             // A net pair's run serves both its queues: a kick on each is one run, not two.
-            var served = Set<Int>()
-            for vq in kicked.sorted() where !served.contains(vq) {
+            var served = QueueSet()
+            for vq in kicked where !served.contains(vq) {
                 let run = serve(vq)
                 served.formUnion(run.queues)
                 if run.more { requeued.formUnion(run.queues) }  // stopped at its budget: again after the others had a turn
@@ -133,7 +144,10 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private func rescan() {
         for fd in watched.keys { close(fd) }
         watched = [:]
-        defer { polled = ([wake] + watched.keys.sorted()).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) } }
+        defer {
+            polled = ([wake] + watched.keys.sorted()).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            watchedQueues = QueueSet(watched.values)
+        }
         guard let slot else { return }
         // Numbers from 512 up: out of the way of the low ones a process hands out and reuses first.
         let kicks = slot.read { d in
@@ -149,7 +163,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// of a net pair.
     private struct RunOutcome {
         var more = false
-        var queues: [Int]
+        var queues: QueueSet
     }
 
     /// One run on `vq`'s queue, as its parent serves it, from snapshot to record with the slot's run gate held (a
@@ -163,7 +177,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard let (queue, memory) = snapshot(vq, slot) else { return RunOutcome(queues: [vq]) }
         switch queue {
         case .netControl: return RunOutcome(more: serveControl(vq, memory, slot), queues: [vq])
-        case .netPair(let rx, let tx): return RunOutcome(more: servePair(rx: rx, tx: tx, memory, slot), queues: [tx, rx])
+        case .netPair(let rx, let tx): return RunOutcome(more: servePair(rx: rx, tx: tx, memory, slot), queues: [rx, tx])
         case .blockRequests: return RunOutcome(more: serveBlock(vq, memory, slot), queues: [vq])
         }
     }
@@ -174,22 +188,20 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> (ServedQueue, OwnerMemory)? {
         slot.read { d in
             guard let queue = d.servedQueue(vq) else { return nil }  // a queue the parent does not serve
-            var vqs = [vq]
+            // The vq whose groups say where the rings and buffers are (a pair's TX), and the other of a pair.
+            var (first, other) = (vq, vq)
             if case .netPair(let rx, let tx) = queue {
                 guard rx / 2 < d.activeQueuePairs else { return nil }
-                vqs = [tx, rx]
+                (first, other) = (tx, rx)
             }
-            guard vqs.allSatisfy({ d.mayServe($0) }) else {
+            guard d.mayServe(first), d.mayServe(other) else {
                 // A kick while suspended with DRIVER_OK is remembered for RESUME; one on a vq not ready is dropped (D1).
                 if d.suspended && d.status & VirtioStatus.driverOK != 0 { pendingWhileSuspended = true }
                 return nil
             }
-            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vqs[0])), area: .desc),
-                let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(vqs[0])), area: .buffer)
+            guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .desc),
+                let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .buffer)
             else { return nil }
-            // The agent socket is dup'ed at the run's first index store that needs it (a run on shared memory never
-            // does), so a replace or a release meanwhile cannot close it under the run.
-            let agent = { [weak slot] in slot?.read { d in d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } } ?? -1 }
             return (queue, OwnerMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent))
         }
     }
@@ -204,8 +216,16 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let key = CachedRing.Key(num: UInt64(num), desc: desc, driver: driver, device: device)
         if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
         var base = v.base
-        if resync.remove(vq) != nil, v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
+        if resync.remove(vq), v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
         return CachedRing(key: key, ring: SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
+    }
+
+    /// The device's MAC, the first six bytes of its config space: the array kept in `mac`, made again only when they
+    /// changed (a MAC_ADDR_SET, a set_config).
+    private func macAddress(_ d: VDPADevice) -> [UInt8] {
+        let bytes = d.configBytes.prefix(6)
+        if !mac.elementsEqual(bytes) { mac = Array(bytes) }
+        return mac
     }
 
     private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
@@ -213,7 +233,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let d = memory.device
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
         let mq = d.driverFeatures & Self.netMQ != 0 ? d.attributes.maxVQP : nil
-        let run = ControlQueue.run(&cached.ring, memory, mac: Array(d.configBytes.prefix(6)), budget: Self.chainsPerRun, maxQueuePairs: mq)
+        let run = ControlQueue.run(&cached.ring, memory, mac: macAddress(d), budget: Self.chainsPerRun, maxQueuePairs: mq)
         rings[vq] = cached
         let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
         var record = QueueRunRecord(
@@ -234,8 +254,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let version1 = d.driverFeatures & Self.netVersion1 != 0
         let mergeable = d.driverFeatures & Self.netMergeable != 0
         let run = NetLoopback.run(
-            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: Array(d.configBytes.prefix(6)), version1: version1,
-            budget: Self.chainsPerRun, mergeable: mergeable)
+            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: macAddress(d), version1: version1,
+            budget: Self.chainsPerRun, mergeable: mergeable, bounce: bounce)
         (rings[tx], rings[rx]) = (txCached, rxCached)
         let txRecord = QueueRunRecord(
             requests: run.txChains, successes: run.txCompleted, errors: run.txErrors, completed: run.txCompleted, bytes: run.txBytes,

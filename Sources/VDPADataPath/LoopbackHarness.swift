@@ -24,6 +24,8 @@ public final class LoopbackHarness {
     var device: VDPADevice
     var rx: SplitRing, tx: SplitRing
     var availRX: UInt16 = 0, availTX: UInt16 = 0
+    /// Kept across rounds, as a worker keeps its own.
+    let bounce = NetLoopback.Bounce()
 
     /// Where the driver's structures are in the arena: rx rings at 0, tx rings at 16 KiB, buffers from 64 KiB.
     func desc(_ q: Int) -> UnsafeMutableRawPointer { arena + q * 16384 }
@@ -99,7 +101,7 @@ public final class LoopbackHarness {
             post(1, availTX % Self.num, &availTX)
         }
         let memory = OwnerMemory(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
-        let run = NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64)
+        let run = NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64, bounce: bounce)
         return run.rxCompleted
     }
 }

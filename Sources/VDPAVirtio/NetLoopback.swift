@@ -9,6 +9,14 @@ public enum NetLoopback {
     /// vdpa_sim pulls at most a page of a frame into its bounce buffer: a longer frame is truncated (D8).
     public static let maxFrame = 4096
 
+    /// vdpa_sim's bounce buffer: a page a frame is pulled into, then pushed out of.  A caller that runs a pair
+    /// over and over keeps one (a worker, for its life) instead of allocating a page per run.
+    public final class Bounce {
+        let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 16)
+        public init() {}
+        deinit { bytes.deallocate() }
+    }
+
     /// The counters of one run, per direction, as vdpa_sim_net's stats name them.
     public struct Run: Equatable, Sendable {
         public var txChains = 0, txCompleted = 0, txBytes = 0, txErrors = 0
@@ -53,11 +61,11 @@ public enum NetLoopback {
     /// (`SplitRing.interruptsSuppressed`).
     public static func run(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
-        mergeable: Bool = false
+        mergeable: Bool = false, bounce: Bounce = Bounce()
     ) -> Run {
         tx.attach(memory)
         rx.attach(memory)
-        var run = loop(tx: &tx, rx: &rx, memory, mac: mac, version1: version1, budget: budget, mergeable: mergeable)
+        var run = loop(tx: &tx, rx: &rx, memory, mac: mac, version1: version1, budget: budget, mergeable: mergeable, bounce: bounce.bytes)
         // RX's completions are published before TX's, as each frame's are made (restart: a frame twice, never lost).
         run.rxCompleted -= rx.detach(memory)
         run.txCompleted -= tx.detach(memory)
@@ -69,15 +77,13 @@ public enum NetLoopback {
     /// `run` between the rings' attach and detach, before the interrupts are gated.
     private static func loop(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
-        mergeable: Bool
+        mergeable: Bool, bounce: UnsafeMutableRawBufferPointer
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)
         // One chain per direction for the whole run, refilled by each fetch (no buffer lists made per frame), and
         // one bounce buffer (vdpa_sim's page), not an array per frame.
         var txChain = RingChain(head: 0), rxChain = RingChain(head: 0)
-        let bounce = UnsafeMutableRawBufferPointer.allocate(byteCount: maxFrame, alignment: 16)
-        defer { bounce.deallocate() }
         for _ in 0..<budget {
             if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
                 run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair
