@@ -98,7 +98,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "vdpad-bench",
-            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPADataPath", "VDPAClient", "VDPAFlows", "VDPACostModel", "VDPAJSON", "UnixSocket", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPADataPath", "VDPAClient", "VDPAFlows", "VDPACostModel", "VDPAJSON", "UnixSocket", "CVDPAShim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         // What the test targets share (fixtures, callers); never linked into a product.
         .target(name: "_VDPATestSupport", dependencies: ["VDPACore", "VDPARPC", "VDPARegistry", "VDPADataPath"], path: "Tests/_VDPATestSupport"),

@@ -32,10 +32,12 @@ struct BenchCommand: ParsableCommand {
                   vs the limit
               vdpad-bench restart
                   what keeping sessions across restarts costs
+              vdpad-bench copy
+                  the data path's guarded copy beside memcpy, by size and placement
             """,
         subcommands: [
             IOTLBCommand.self, RPCCommand.self, InProcessCommand.self, JSONCommand.self, LoadCommand.self, FlowsCommand.self,
-            DataPathCommand.self, RestartCommand.self
+            DataPathCommand.self, RestartCommand.self, CopyCommand.self
         ]
     )
 }

@@ -273,14 +273,41 @@ struct SharedMemoryTests {
             let untouched = dst[0..<3].allSatisfy { $0 == 0xAA } && dst[(3 + n)...].allSatisfy { $0 == 0xAA }
             #expect(copied && untouched, "length \(n)")
         }
-        // A page, then the cut: a copy that runs past it faults, read or written, whatever its length.
-        let ram = Memfd(pages: 2), page = Memfd.page
+        // Three pages, then the cut: a copy that runs past it faults, read or written, whatever its length (each of
+        // the routine's ways: short moves, the loop, `rep movsb`).
+        let ram = Memfd(pages: 4), page = Memfd.page
         defer { ram.release() }
-        #expect(ftruncate(ram.fd, off_t(page)) == 0)
-        for n in [2, 6, 12, 24, 48, 76, 128, 200] {
-            #expect(vdpad_guarded_copy(dst.baseAddress!, ram.base + page - n / 2, n) == -1, "read of \(n)")
-            #expect(vdpad_guarded_copy(ram.base + page - n / 2, src.baseAddress!, n) == -1, "write of \(n)")
-            #expect(vdpad_guarded_copy(dst.baseAddress!, ram.base + page - n, n) == 0, "\(n) before the cut")
+        #expect(ftruncate(ram.fd, off_t(3 * page)) == 0)
+        let far = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * page, alignment: page)
+        defer { far.deallocate() }
+        let cut = ram.base + 3 * page
+        for n in [2, 6, 12, 24, 48, 76, 128, 200, 1000, 3000, 9000] {
+            #expect(vdpad_guarded_copy(far.baseAddress!, cut - n / 2, n) == -1, "read of \(n)")
+            #expect(vdpad_guarded_copy(cut - n / 2, far.baseAddress!, n) == -1, "write of \(n)")
+            #expect(vdpad_guarded_copy(far.baseAddress!, cut - n, n) == 0, "\(n) before the cut")
+        }
+    }
+
+    @Test("a guarded copy of any size lands whole wherever its ends are, a destination just past its source mod 4 KiB too")
+    func guardedCopyPlacements() {
+        // The routine takes `rep movsb` from 2 KiB but where the destination is 1–63 bytes past the source modulo
+        // 4 KiB (a slow case of AMD's), which takes its loop: every size either side, each placement.
+        let page = 4096
+        let src = UnsafeMutableRawBufferPointer.allocate(byteCount: 70 * 1024, alignment: page)
+        let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: 80 * 1024, alignment: page)
+        defer {
+            src.deallocate()
+            dst.deallocate()
+        }
+        for k in 0..<src.count { src[k] = UInt8(truncatingIfNeeded: k &* 131 &+ k >> 8) }
+        for n in [129, 511, 2047, 2048, 2049, 4095, 4096, 5000, 65536] {
+            for (to, from) in [(0, 0), (12, 0), (63, 0), (64, 0), (0, 12), (page + 5, 0), (40, 17)] {
+                dst.initializeMemory(as: UInt8.self, repeating: 0xAA)
+                #expect(vdpad_guarded_copy(dst.baseAddress! + to, src.baseAddress! + from, n) == 0)
+                let copied = memcmp(dst.baseAddress! + to, src.baseAddress! + from, n) == 0
+                let untouched = dst[..<to].allSatisfy { $0 == 0xAA } && dst[(to + n)..<(to + n + 64)].allSatisfy { $0 == 0xAA }
+                #expect(copied && untouched, "length \(n), destination +\(to), source +\(from)")
+            }
         }
     }
 
