@@ -36,12 +36,13 @@ static struct sigaction previous;
  * exception-table fixup, in user space.  No sigsetjmp and no thread-local landing per access: a 64-byte frame's
  * copy costs a call and eight moves.
  *
- * The copy is not a bare `rep movsb`: on this machine's AMD Zen 4 (and glibc's memcpy from 4 KiB up, which uses
- * it) a `rep movsb` whose destination is 1 to 63 bytes past its source modulo 4 KiB runs 10 to 16 times slower —
- * 55 ns instead of 4 for a 76-byte frame, 20 µs instead of 1.5 for 64 KiB — and a guest's buffers fall there as
- * often as chance puts them.  Up to 128 bytes the copy is overlapping moves from both ends, up to 2 KiB a loop of
- * 16-byte moves (both faster than `rep movsb` however aligned), and from 2 KiB `rep movsb` but where the
- * destination is so placed, which takes the loop (docs/performance.md). */
+ * The copy is `rep movsb` but in one placement: on this machine's AMD Zen 4 (and in glibc's memcpy from 4 KiB
+ * up, which uses it) a `rep movsb` whose destination is 1 to 63 bytes past its source modulo 4 KiB runs 10 to 16
+ * times slower — 55 ns instead of 4 for a 76-byte frame, 20 µs instead of 1.5 for 64 KiB — and a guest's buffers
+ * fall there as often as chance puts them.  There the copy is 16-byte moves: overlapping from both ends up to 128
+ * bytes, a loop beyond.  Not everywhere: the overlapping stores of a short copy defeat store forwarding for the
+ * loads that read it back at once (a frame's bounce page: 75 → 95 ns per looped frame), where `rep movsb`'s do
+ * not (docs/performance.md). */
 int vdpad_copy_unguarded_entry(void *dst, const void *src, size_t n);
 extern const char vdpad_copy_end[];
 int vdpad_zero_unguarded_entry(void *dst, size_t n);
@@ -55,6 +56,16 @@ extern const char vdpad_fault_zero[], vdpad_fault_load[], vdpad_fault_store[], v
 __asm__(".text\n"
         ".p2align 4\n"
         "vdpad_copy_unguarded_entry:\n" /* rdi dst, rsi src, rdx n; rax, rcx, r8, xmm0-7: all the caller's to lose */
+        "    lea -1(%rdi), %rax\n" /* (dst - src - 1) mod 4 KiB < 63: dst is 1 to 63 bytes past src */
+        "    sub %rsi, %rax\n"
+        "    and $4095, %eax\n"
+        "    cmp $63, %eax\n"
+        "    jb .Lcopy_moves\n"
+        "    mov %rdx, %rcx\n"
+        "    rep movsb\n"
+        "    xor %eax, %eax\n"
+        "    ret\n"
+        ".Lcopy_moves:\n"
         "    cmp $16, %rdx\n"
         "    jb .Lcopy_small\n"
         "    cmp $32, %rdx\n"
@@ -100,18 +111,6 @@ __asm__(".text\n"
         "    xor %eax, %eax\n"
         "    ret\n"
         ".Lcopy_over128:\n"
-        "    cmp $2048, %rdx\n"
-        "    jb .Lcopy_loop64\n"
-        "    lea -1(%rdi), %rax\n" /* (dst - src - 1) mod 4 KiB < 63: dst is 1 to 63 bytes past src */
-        "    sub %rsi, %rax\n"
-        "    and $4095, %eax\n"
-        "    cmp $63, %eax\n"
-        "    jb .Lcopy_loop64\n"
-        "    mov %rdx, %rcx\n"
-        "    rep movsb\n"
-        "    xor %eax, %eax\n"
-        "    ret\n"
-        ".Lcopy_loop64:\n"
         "    lea (%rdi,%rdx), %r8\n"
         "    movdqu -64(%rsi,%rdx), %xmm4\n"
         "    movdqu -48(%rsi,%rdx), %xmm5\n"

@@ -257,41 +257,49 @@ struct SharedMemoryTests {
         #expect(fallback.counts.processVMAccesses == 1 && fallback.counts.sharedAccesses == 0)
     }
 
-    @Test("the guarded copy: every length from 0 to 300 at odd offsets copies exactly those bytes; a copy of any size that meets the cut faults")
+    @Test("the guarded copy: every length from 0 to 300, each way, copies exactly those bytes; a copy that meets the cut faults")
     func guardedCopySizes() throws {
-        let src = UnsafeMutableRawBufferPointer.allocate(byteCount: 320, alignment: 64)
-        let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: 320, alignment: 64)
-        defer {
-            src.deallocate()
-            dst.deallocate()
+        // The routine is `rep movsb` but where the destination is 1–63 bytes past the source modulo 4 KiB (a slow
+        // case of AMD's), where it is 16-byte moves: both ways, at every length, and a fault met by each.
+        let page = Memfd.page
+        let area = UnsafeMutableRawBufferPointer.allocate(byteCount: 2 * page, alignment: page)
+        defer { area.deallocate() }
+        for k in 0..<page { area[k] = UInt8(truncatingIfNeeded: k &* 7 &+ 1) }
+        let ways = [(to: 3, from: 5), (to: 12, from: 0), (to: 1, from: 0), (to: 63, from: 0)]  // rep movsb, then moves
+        for (to, from) in ways {
+            for n in 0...300 {
+                let dst = UnsafeMutableRawBufferPointer(rebasing: area[page...])
+                dst.initializeMemory(as: UInt8.self, repeating: 0xAA)
+                #expect(vdpad_guarded_copy(dst.baseAddress! + to, area.baseAddress! + from, n) == 0)
+                let copied = Array(dst[to..<to + n]) == Array(area[from..<from + n])
+                let untouched = dst[..<to].allSatisfy { $0 == 0xAA } && dst[(to + n)...].allSatisfy { $0 == 0xAA }
+                #expect(copied && untouched, "length \(n), destination +\(to), source +\(from)")
+            }
         }
-        for k in 0..<320 { src[k] = UInt8(truncatingIfNeeded: k &* 7 &+ 1) }
-        for n in 0...300 {
-            dst.initializeMemory(as: UInt8.self, repeating: 0xAA)
-            #expect(vdpad_guarded_copy(dst.baseAddress! + 3, src.baseAddress! + 5, n) == 0)
-            let copied = Array(dst[3..<3 + n]) == Array(src[5..<5 + n])
-            let untouched = dst[0..<3].allSatisfy { $0 == 0xAA } && dst[(3 + n)...].allSatisfy { $0 == 0xAA }
-            #expect(copied && untouched, "length \(n)")
-        }
-        // Three pages, then the cut: a copy that runs past it faults, read or written, whatever its length (each of
-        // the routine's ways: short moves, the loop, `rep movsb`).
-        let ram = Memfd(pages: 4), page = Memfd.page
+        // Three pages, then the cut: a copy that runs past it faults, read or written, whatever its length, placed for
+        // `rep movsb` (0) or for the moves (12 bytes past).
+        let ram = Memfd(pages: 4)
         defer { ram.release() }
         #expect(ftruncate(ram.fd, off_t(3 * page)) == 0)
-        let far = UnsafeMutableRawBufferPointer.allocate(byteCount: 3 * page, alignment: page)
+        let far = UnsafeMutableRawBufferPointer.allocate(byteCount: 5 * page, alignment: page)
         defer { far.deallocate() }
         let cut = ram.base + 3 * page
+        /// The address in `far` (page-aligned) that is `offset` modulo a page: a copy's other end, placed against its end
+        /// at the cut.
+        func placed(_ offset: Int) -> UnsafeMutableRawPointer { far.baseAddress! + ((offset % page) + page) % page }
         for n in [2, 6, 12, 24, 48, 76, 128, 200, 1000, 3000, 9000] {
-            #expect(vdpad_guarded_copy(far.baseAddress!, cut - n / 2, n) == -1, "read of \(n)")
-            #expect(vdpad_guarded_copy(cut - n / 2, far.baseAddress!, n) == -1, "write of \(n)")
-            #expect(vdpad_guarded_copy(far.baseAddress!, cut - n, n) == 0, "\(n) before the cut")
+            for past in [0, 12] {
+                #expect(vdpad_guarded_copy(placed(past - n / 2), cut - n / 2, n) == -1, "read of \(n), \(past) past")
+                #expect(vdpad_guarded_copy(cut - n / 2, placed(-n / 2 - past), n) == -1, "write of \(n), \(past) past")
+                #expect(vdpad_guarded_copy(placed(past - n), cut - n, n) == 0, "\(n) before the cut, \(past) past")
+            }
         }
     }
 
     @Test("a guarded copy of any size lands whole wherever its ends are, a destination just past its source mod 4 KiB too")
     func guardedCopyPlacements() {
-        // The routine takes `rep movsb` from 2 KiB but where the destination is 1–63 bytes past the source modulo
-        // 4 KiB (a slow case of AMD's), which takes its loop: every size either side, each placement.
+        // Large sizes at placements either side of the window that takes the moves (1–63 bytes past), across their
+        // loop's 64-byte steps.
         let page = 4096
         let src = UnsafeMutableRawBufferPointer.allocate(byteCount: 70 * 1024, alignment: page)
         let dst = UnsafeMutableRawBufferPointer.allocate(byteCount: 80 * 1024, alignment: page)
