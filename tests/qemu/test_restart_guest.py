@@ -60,6 +60,11 @@ class RestartUnderAGuest(unittest.TestCase):
             time.sleep(0.25)
         self.fail(f"timed out waiting for {what} (serial: {guest.tail(self.serial)})")
 
+    def serial_lines(self):
+        """Every line the guest has written to its serial console so far."""
+        with open(self.serial, errors="replace") as f:
+            return f.read().splitlines()
+
     def loops(self):
         return guest.lines(self.serial, "VDPAD-LOOP"), guest.lines(self.serial, "VDPAD-DISK")
 
@@ -106,7 +111,7 @@ class RestartUnderAGuest(unittest.TestCase):
             stdout=subprocess.DEVNULL, stderr=err, env=env)
         self.addCleanup(lambda: qemu.poll() is None and qemu.kill())
         self.wait(lambda: len(self.loops()[0]) >= 2 and len(self.loops()[1]) >= 2, 180, "both loops in the guest")
-        boot_lines = len(open(self.serial, errors="replace").read().splitlines())
+        boot_lines = len(self.serial_lines())
         frames0, disk0 = self.advance("before any restart")
         shared0 = self.shared(manager)
         self.assertTrue(shared0["n0"], "QEMU shares the guest's RAM with vdpad")
@@ -145,7 +150,7 @@ class RestartUnderAGuest(unittest.TestCase):
             self.assertEqual(line["bad"], "0", line)
         self.assertGreater(int(disk2["n"]), int(disk1["n"]))
         self.assertGreater(int(disk1["n"]), int(disk0["n"]))
-        after_boot = open(self.serial, errors="replace").read().splitlines()[boot_lines:]
+        after_boot = self.serial_lines()[boot_lines:]
         trouble = [l for l in after_boot if not l.startswith("VDPAD-") and any(t.lower() in l.lower() for t in KERNEL_TROUBLE)]
         self.assertEqual(trouble, [], "the guest's kernel said nothing about its devices")
         qemu.kill()
