@@ -17,8 +17,8 @@ struct CopyCommand: ParsableCommand {
         discussion: """
             Prints one line per size and placement: ns per copy for vdpad_guarded_copy and for
             memcpy.  "aligned": source and destination at the same offset in their pages;
-            "dst+12": the destination 12 bytes past the source modulo 4 KiB (a frame copied
-            past a 12-byte virtio-net header lands so); "src+12": the other way round.
+            "dst+12": the destination 12 bytes past the source modulo 4 KiB (where rep movsb
+            is slow on AMD Zen); "src+12": the other way round.
             """)
 
     @Option(help: "Copies per size and placement (fewer for the larger sizes).")
