@@ -36,12 +36,12 @@ static struct sigaction previous;
  * exception-table fixup, in user space.  No sigsetjmp and no thread-local landing per access: a 64-byte frame's
  * copy costs a call, a test of its placement and a `rep movsb`.
  *
- * The copy is `rep movsb` but in one placement: on this machine's AMD Zen 4 (and in glibc's memcpy from 4 KiB
- * up, which uses it) a `rep movsb` whose destination is 1 to 63 bytes past its source modulo 4 KiB runs 10 to 16
- * times slower — 55 ns instead of 4 for a 76-byte frame, 20 µs instead of 1.5 for 64 KiB — and a guest's buffers
- * fall there as often as chance puts them.  There the copy is 16-byte moves: overlapping from both ends up to 128
- * bytes, a loop beyond.  Elsewhere `rep movsb` is as fast or faster (an aligned 76-byte copy: 7 ns against 9–12),
- * so it stays (docs/performance.md). */
+ * The copy is `rep movsb` but in one placement: on AMD Zen 4, the test machines' CPU (and in glibc's memcpy from
+ * 4 KiB up, which uses it), a `rep movsb` whose destination is 1 to 63 bytes past its source modulo 4 KiB runs 10
+ * to 16 times slower — 55 ns instead of 4 for a 76-byte frame, 20 µs instead of 1.5 for 64 KiB — and a guest's
+ * buffers fall there as often as chance puts them.  There the copy is 16-byte moves: overlapping from both ends up
+ * to 128 bytes, a loop beyond.  Elsewhere `rep movsb` is as fast or faster (an aligned 76-byte copy: 7 ns against
+ * 9–12), so it stays (docs/performance.md). */
 int vdpad_copy_unguarded_entry(void *dst, const void *src, size_t n);
 extern const char vdpad_copy_end[];
 int vdpad_zero_unguarded_entry(void *dst, size_t n);
