@@ -218,8 +218,8 @@ static void on_sigbus(int signo, siginfo_t *info, void *context)
     greg_t *pc = &((ucontext_t *)context)->uc_mcontext.gregs[REG_RIP];
     const char *at = (const char *)*pc;
     int in_copy = at >= (const char *)vdpad_copy_unguarded_entry && at < vdpad_copy_end;  /* any of its moves */
-    if (in_copy || at == vdpad_fault_zero || at == vdpad_fault_load || at == vdpad_fault_store || at == vdpad_fault_load16a ||
-        at == vdpad_fault_load16b || at == vdpad_fault_store64) {
+    if (in_copy || at == vdpad_fault_zero || at == vdpad_fault_load || at == vdpad_fault_store ||
+        at == vdpad_fault_load16a || at == vdpad_fault_load16b || at == vdpad_fault_store64) {
         *pc = (greg_t)vdpad_guard_failed;
         return;
     }
