@@ -34,8 +34,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
     /// says is done is done; a chain fetched and not completed is served again), not at the journaled base.
     private var resync = QueueSet()
-    /// Where a run's memory gets a dup of the VMM's store agent socket: made once, not a closure per run.
-    private let agent: () -> Int32
+    /// The owner's memory as each run sees it, bound at the run's snapshot and unbound at its end: one for the
+    /// worker's life, so that a run allocates nothing to reach the memory.
+    private let memory: OwnerMemory
     /// The device's MAC as the last net run read it from the config space (an array made only when it changes).
     private var mac: [UInt8] = []
     /// The net loopback's bounce page, the worker's for its life (vdpa_sim's is its device's).
@@ -64,9 +65,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let fd = vdpad_eventfd(0, O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { return nil }
         (self.slot, wake) = (slot, fd)
-        // Asked at the run's first index store that needs it (a run on shared memory never does), so a replace or a
-        // release meanwhile cannot close it under the run.
-        agent = { [weak slot] in slot?.read { d in d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } } ?? -1 }
+        // The store agent's socket is dup'ed at a run's first index store that needs it (a run on shared memory never
+        // does), so a replace or a release meanwhile cannot close it under the run.
+        memory = OwnerMemory { [weak slot] in slot?.read { d in d.storeAgent.map { fcntl($0.descriptor, F_DUPFD_CLOEXEC, 512) } } ?? -1 }
         guard DetachedThread.start({ [self] in loop() }) else {
             close(fd)
             return nil
@@ -174,7 +175,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     }
 
     private func serveHoldingGate(_ vq: Int, _ slot: DeviceSlot) -> RunOutcome {
-        guard let (queue, memory) = snapshot(vq, slot) else { return RunOutcome(queues: [vq]) }
+        guard let queue = snapshot(vq, slot) else { return RunOutcome(queues: [vq]) }
+        defer { memory.unbind() }
         switch queue {
         case .netControl: return RunOutcome(more: serveControl(vq, memory, slot), queues: [vq])
         case .netPair(let rx, let tx): return RunOutcome(more: servePair(rx: rx, tx: tx, memory, slot), queues: [rx, tx])
@@ -184,8 +186,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     /// Under the device's lock, once per kick: which queue `vq` is, the gates for every vq its run touches
     /// (a net pair needs both, and only the active pairs run), and a snapshot of the device to work from
-    /// without the lock (nil: nothing to do now).
-    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> (ServedQueue, OwnerMemory)? {
+    /// without the lock, bound to `memory` (nil: nothing to do now, `memory` unbound).
+    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> ServedQueue? {
         slot.read { d in
             guard let queue = d.servedQueue(vq) else { return nil }  // a queue the parent does not serve
             // The vq whose groups say where the rings and buffers are (a pair's TX), and the other of a pair.
@@ -202,7 +204,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .desc),
                 let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .buffer)
             else { return nil }
-            return (queue, OwnerMemory(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers, agent: agent))
+            memory.bind(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers)
+            return queue
         }
     }
 

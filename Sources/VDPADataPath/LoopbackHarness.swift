@@ -26,6 +26,7 @@ public final class LoopbackHarness {
     var availRX: UInt16 = 0, availTX: UInt16 = 0
     /// Kept across rounds, as a worker keeps its own.
     let bounce = NetLoopback.Bounce()
+    let memory = OwnerMemory()
 
     /// Where the driver's structures are in the arena: rx rings at 0, tx rings at 16 KiB, buffers from 64 KiB.
     func desc(_ q: Int) -> UnsafeMutableRawPointer { arena + q * 16384 }
@@ -100,7 +101,8 @@ public final class LoopbackHarness {
             post(0, availRX % Self.num, &availRX)
             post(1, availTX % Self.num, &availTX)
         }
-        let memory = OwnerMemory(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
+        memory.bind(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
+        defer { memory.unbind() }
         let run = NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64, bounce: bounce)
         return run.rxCompleted
     }

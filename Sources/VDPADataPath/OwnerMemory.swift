@@ -16,17 +16,21 @@ import VDPAVirtio
 #endif
 
 final class OwnerMemory: GuestMemory {
-    let pid: Int32
-    /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here; its
-    /// shared regions stay mapped while this copy holds them).
-    let device: VDPADevice
-    let ringASID: Int
-    let bufferASID: Int
     /// Where a dup of the VMM's store agent socket comes from (-1: none), asked at the run's first index store that
     /// needs it — a run on shared memory never does, and a dup and a close per run are two system calls — and
-    /// closed with the memory.
+    /// closed at the run's end (`unbind`).
     private let agentSource: () -> Int32
-    private let regions: SharedRegions
+
+    /// The run's owner, device and ASIDs (`bind`).
+    var pid: Int32 { state.pointee.pid }
+    /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here; its
+    /// shared regions stay mapped while this copy holds them, so `unbind` lets it go).
+    var device: VDPADevice {
+        precondition(state.pointee.bound, "an OwnerMemory used outside a run")
+        return devicePlace.pointee
+    }
+    var ringASID: Int { state.pointee.ringASID }
+    var bufferASID: Int { state.pointee.bufferASID }
 
     /// A device-mapping entry this run looked up, flattened (every field read in the hot loop is a plain load),
     /// and where its first byte is in vdpad when one shared region holds all of it.
@@ -39,10 +43,18 @@ final class OwnerMemory: GuestMemory {
         var permission: UInt8
         var host: UnsafeMutableRawPointer?
     }
-    /// The run's mutable state lives behind pointers, not in stored `var`s: a class's stored property pays a
-    /// dynamic exclusivity check on every access, and these are touched several times per buffer.
+    /// The run's state lives behind pointers, not in stored `var`s: a class's stored property pays a dynamic
+    /// exclusivity check on every access, and these are touched several times per buffer.  Kept from one run to
+    /// the next (`bind`): a worker's runs allocate nothing for their memory.
     private let state: UnsafeMutablePointer<RunState>
     private struct RunState {
+        var pid: Int32 = 0
+        /// Whether `devicePlace` holds the run's device.
+        var bound = false
+        var ringASID = 0, bufferASID = 0
+        var regions = SharedRegions()
+        /// Whether the owner shared any region: without one every access goes the general way.
+        var anyShared = false
         var counts = MemoryAccessCounts()
         /// Entries looked up (the cache holds the last `capacity`).
         var cached = 0
@@ -55,24 +67,50 @@ final class OwnerMemory: GuestMemory {
     /// beats any map.  Replaced round-robin past `capacity`.
     private let cache: UnsafeMutableBufferPointer<Cached>
     private static let capacity = 8
-    /// Whether the owner shared any region: without one every access goes the general way.
-    private let anyShared: Bool
+    /// The run's copy of the device, between `bind` and `unbind`: apart from `state`, so that a lookup reads it in
+    /// place (an optional field would be copied whole to be read, a retain per field).
+    private let devicePlace: UnsafeMutablePointer<VDPADevice>
 
     /// What the run did to reach the memory, for the device's counters.
     var counts: MemoryAccessCounts { state.pointee.counts }
 
-    init(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int, agent: @escaping () -> Int32 = { -1 }) {
-        (self.pid, self.device, self.ringASID, self.bufferASID, agentSource) = (pid, device, ringASID, bufferASID, agent)
-        regions = device.sharedMemory
-        anyShared = !regions.isEmpty
+    /// A memory for runs, bound to none yet (`bind`).
+    init(agent: @escaping () -> Int32 = { -1 }) {
+        agentSource = agent
         state = .allocate(capacity: 1)
         state.initialize(to: RunState())
         cache = .allocate(capacity: Self.capacity)
+        devicePlace = .allocate(capacity: 1)
+    }
+
+    /// A memory bound for one run.
+    convenience init(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int, agent: @escaping () -> Int32 = { -1 }) {
+        self.init(agent: agent)
+        bind(pid: pid, device: device, ringASID: ringASID, bufferASID: bufferASID)
+    }
+
+    /// Starts a run on `device` (a copy taken under its lock) for `pid`'s memory: counters at zero, no entry cached.
+    func bind(pid: Int32, device: consuming VDPADevice, ringASID: Int, bufferASID: Int) {
+        unbind()
+        let regions = device.sharedMemory
+        devicePlace.initialize(to: device)
+        state.pointee = RunState(
+            pid: pid, bound: true, ringASID: ringASID, bufferASID: bufferASID, regions: regions, anyShared: !regions.isEmpty)
+    }
+
+    /// Ends the run: closes the agent's dup, and lets go of the device's copy and its regions (a region the VMM
+    /// unshared stays mapped while a copy holds it).
+    func unbind() {
+        if let agent = state.pointee.agent, agent >= 0 { close(agent) }
+        if state.pointee.bound { devicePlace.deinitialize(count: 1) }
+        state.pointee = RunState()
     }
 
     deinit {
-        if let agent = state.pointee.agent, agent >= 0 { close(agent) }
+        unbind()
+        state.deinitialize(count: 1)
         state.deallocate()
+        devicePlace.deallocate()
         cache.deallocate()  // trivially destructible elements: nothing to deinitialize
     }
 
@@ -82,7 +120,7 @@ final class OwnerMemory: GuestMemory {
     /// region holds what it maps to: the hot path, with no allocation.  Nil sends the access the general way
     /// (`pieces`), which also explains a fault or a permission error.
     private func direct(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) -> UnsafeMutableRawPointer? {
-        guard anyShared, count > 0 else { return nil }
+        guard state.pointee.anyShared, count > 0 else { return nil }
         let asid = ring ? ringASID : bufferASID
         let last = iova &+ UInt64(count - 1)
         guard last >= iova else { return nil }
@@ -94,22 +132,23 @@ final class OwnerMemory: GuestMemory {
         let c = cache[k]
         guard c.permission & (access == .read ? Permission.read.rawValue : Permission.write.rawValue) != 0 else { return nil }
         if let host = c.host { return host + Int(iova &- c.first) }
-        return regions.resolve(c.address &+ (iova &- c.first), count: count)
+        return state.pointee.regions.resolve(c.address &+ (iova &- c.first), count: count)
     }
 
     /// The cache slot of the entry that holds [iova, last] in `asid`, looked up in the device's mapping when no slot
     /// does (nil: no one entry maps it).  Apart from `direct` so that the hit, which nearly every access is, runs
-    /// without this path's stack frame (it copies the device to look in it).
+    /// without this path's stack frame.
     @inline(never)
     private func lookUp(_ asid: Int, _ iova: UInt64, _ last: UInt64) -> Int? {
         let filled = Swift.min(state.pointee.cached, Self.capacity)
         var k = 0
         while k < filled && !Self.holds(cache[k], asid, iova, last) { k += 1 }
         if k == filled {
-            guard let entry = device.mappedEntry(asid: asid, containing: iova), last <= entry.last else { return nil }
+            guard state.pointee.bound, let entry = devicePlace.pointee.mappedEntry(asid: asid, containing: iova), last <= entry.last
+            else { return nil }
             // An identity mapping is the whole space: its host base is only per region, never for the entry.
             let size = entry.last - entry.first
-            let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
+            let host = size < UInt64(Int.max) ? state.pointee.regions.resolve(entry.address, count: Int(size) + 1) : nil
             k = state.pointee.cached % Self.capacity
             cache[k] = Cached(
                 asid: asid, first: entry.first, last: entry.last, address: entry.address, permission: entry.permission.rawValue, host: host)
@@ -137,11 +176,11 @@ final class OwnerMemory: GuestMemory {
 
     /// Where each piece is in vdpad, when shared regions hold every one of them; else nil.
     private func shared(_ remote: [iovec]) -> [UnsafeMutableRawPointer]? {
-        guard !regions.isEmpty else { return nil }
+        guard !state.pointee.regions.isEmpty else { return nil }
         var pointers: [UnsafeMutableRawPointer] = []
         pointers.reserveCapacity(remote.count)
         for piece in remote {
-            guard let p = regions.resolve(UInt64(UInt(bitPattern: piece.iov_base)), count: piece.iov_len) else { return nil }
+            guard let p = state.pointee.regions.resolve(UInt64(UInt(bitPattern: piece.iov_base)), count: piece.iov_len) else { return nil }
             pointers.append(p)
         }
         return pointers

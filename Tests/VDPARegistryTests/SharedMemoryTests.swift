@@ -319,6 +319,37 @@ struct SharedMemoryTests {
         }
     }
 
+    @Test("one memory bound run after run: each run sees its own device's mapping, counts from zero, and unbound holds no region")
+    func reboundRunAfterRun() throws {
+        let first = try SharedDevice(), second = try SharedDevice()
+        defer {
+            first.ram.release()
+            second.ram.release()
+        }
+        // The same IOVA in two devices on two files: a memory reads the one it is bound to, never an entry the run
+        // before it cached.
+        first.ram.base.storeBytes(of: 0x1111_1111, toByteOffset: 0x100, as: UInt32.self)
+        second.ram.base.storeBytes(of: 0x2222_2222, toByteOffset: 0x100, as: UInt32.self)
+        let memory = OwnerMemory()
+        for (shared, expected) in [(first, UInt32(0x1111_1111)), (second, 0x2222_2222), (first, 0x1111_1111)] {
+            let device = try shared.registry.withDevice("n0", .owner, by: shared.vmm) { $0 }
+            memory.bind(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
+            #expect(memory.counts == MemoryAccessCounts())
+            let bytes = try memory.read(0x4000_0100, count: 4, ring: false)
+            #expect(bytes.withUnsafeBytes { $0.load(as: UInt32.self) } == expected)
+            #expect(memory.counts.sharedAccesses == 1)
+            memory.unbind()
+        }
+        // A region the VMM unshares while a run holds the device's copy stays mapped until the run ends, not after.
+        weak let mapping = try first.registry.withDevice("n0", .owner, by: first.vmm) { $0.sharedMemory.regions.first?.mapping }
+        #expect(mapping != nil)
+        memory.bind(pid: getpid(), device: try first.registry.withDevice("n0", .owner, by: first.vmm) { $0 }, ringASID: 0, bufferASID: 0)
+        #expect(try first.registry.unshareMemory(address: first.ram.address, size: 1, device: "n0", by: first.vmm) == 1)
+        #expect(mapping != nil)
+        memory.unbind()
+        #expect(mapping == nil)
+    }
+
     @Test("a run reaches rings in a shared region in place: counted as shared accesses, a shrunk file a fault there too")
     func ringsInPlace() throws {
         let shared = try SharedDevice()
