@@ -253,11 +253,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
     private func servePair(rx: Int, tx: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var txCached = ring(tx, memory), var rxCached = ring(rx, memory) else { return false }
-        let d = memory.device
-        let version1 = d.driverFeatures & Self.netVersion1 != 0
-        let mergeable = d.driverFeatures & Self.netMergeable != 0
+        let features = memory.device.driverFeatures  // read where the memory keeps the device: no copy per run
+        let version1 = features & Self.netVersion1 != 0
+        let mergeable = features & Self.netMergeable != 0
         let run = NetLoopback.run(
-            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: macAddress(d), version1: version1,
+            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: macAddress(memory.device), version1: version1,
             budget: Self.chainsPerRun, mergeable: mergeable, bounce: bounce)
         (rings[tx], rings[rx]) = (txCached, rxCached)
         let txRecord = QueueRunRecord(

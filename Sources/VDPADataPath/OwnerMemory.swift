@@ -26,8 +26,10 @@ final class OwnerMemory: GuestMemory {
     /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here; its
     /// shared regions stay mapped while this copy holds them, so `unbind` lets it go).
     var device: VDPADevice {
-        precondition(state.pointee.bound, "an OwnerMemory used outside a run")
-        return devicePlace.pointee
+        _read {  // lent in place: a copy would be a retain per field
+            precondition(state.pointee.bound, "an OwnerMemory used outside a run")
+            yield devicePlace.pointee
+        }
     }
     var ringASID: Int { state.pointee.ringASID }
     var bufferASID: Int { state.pointee.bufferASID }
