@@ -54,8 +54,8 @@ final class OwnerMemory: GuestMemory {
         /// Whether `devicePlace` holds the run's device.
         var bound = false
         var ringASID = 0, bufferASID = 0
-        var regions = SharedRegions()
-        /// Whether the owner shared any region: without one every access goes the general way.
+        /// Whether the owner shared any region (the device's `sharedMemory`, kept as one flag for the hot path's
+        /// first test): without one every access goes the general way.
         var anyShared = false
         var counts = MemoryAccessCounts()
         /// Entries looked up (the cache holds the last `capacity`).
@@ -72,6 +72,10 @@ final class OwnerMemory: GuestMemory {
     /// The run's copy of the device, between `bind` and `unbind`: apart from `state`, so that a lookup reads it in
     /// place (an optional field would be copied whole to be read, a retain per field).
     private let devicePlace: UnsafeMutablePointer<VDPADevice>
+    /// The regions the owner shared, as the run's device has them (read in place, bound runs only).
+    private var regions: SharedRegions {
+        _read { yield devicePlace.pointee.sharedMemory }
+    }
 
     /// What the run did to reach the memory, for the device's counters.
     var counts: MemoryAccessCounts { state.pointee.counts }
@@ -94,14 +98,13 @@ final class OwnerMemory: GuestMemory {
     /// Starts a run on `device` (a copy taken under its lock) for `pid`'s memory: counters at zero, no entry cached.
     func bind(pid: Int32, device: consuming VDPADevice, ringASID: Int, bufferASID: Int) {
         unbind()
-        let regions = device.sharedMemory
+        let anyShared = !device.sharedMemory.isEmpty
         devicePlace.initialize(to: device)
-        state.pointee = RunState(
-            pid: pid, bound: true, ringASID: ringASID, bufferASID: bufferASID, regions: regions, anyShared: !regions.isEmpty)
+        state.pointee = RunState(pid: pid, bound: true, ringASID: ringASID, bufferASID: bufferASID, anyShared: anyShared)
     }
 
-    /// Ends the run: closes the agent's dup, and lets go of the device's copy and its regions (a region the VMM
-    /// unshared stays mapped while a copy holds it).
+    /// Ends the run: closes the agent's dup, and lets go of the device's copy (a region the VMM unshared stays
+    /// mapped while a copy holds it).
     func unbind() {
         if let agent = state.pointee.agent, agent >= 0 { close(agent) }
         if state.pointee.bound { devicePlace.deinitialize(count: 1) }
@@ -134,7 +137,7 @@ final class OwnerMemory: GuestMemory {
         let c = cache[k]
         guard c.permission & (access == .read ? Permission.read.rawValue : Permission.write.rawValue) != 0 else { return nil }
         if let host = c.host { return host + Int(iova &- c.first) }
-        return state.pointee.regions.resolve(c.address &+ (iova &- c.first), count: count)
+        return regions.resolve(c.address &+ (iova &- c.first), count: count)
     }
 
     /// The cache slot of the entry that holds [iova, last] in `asid`, looked up in the device's mapping when no slot
@@ -150,7 +153,7 @@ final class OwnerMemory: GuestMemory {
             else { return nil }
             // An identity mapping is the whole space: its host base is only per region, never for the entry.
             let size = entry.last - entry.first
-            let host = size < UInt64(Int.max) ? state.pointee.regions.resolve(entry.address, count: Int(size) + 1) : nil
+            let host = size < UInt64(Int.max) ? regions.resolve(entry.address, count: Int(size) + 1) : nil
             k = state.pointee.cached % Self.capacity
             cache[k] = Cached(
                 asid: asid, first: entry.first, last: entry.last, address: entry.address, permission: entry.permission.rawValue, host: host)
@@ -178,11 +181,11 @@ final class OwnerMemory: GuestMemory {
 
     /// Where each piece is in vdpad, when shared regions hold every one of them; else nil.
     private func shared(_ remote: [iovec]) -> [UnsafeMutableRawPointer]? {
-        guard !state.pointee.regions.isEmpty else { return nil }
+        guard state.pointee.anyShared else { return nil }
         var pointers: [UnsafeMutableRawPointer] = []
         pointers.reserveCapacity(remote.count)
         for piece in remote {
-            guard let p = state.pointee.regions.resolve(UInt64(UInt(bitPattern: piece.iov_base)), count: piece.iov_len) else { return nil }
+            guard let p = regions.resolve(UInt64(UInt(bitPattern: piece.iov_base)), count: piece.iov_len) else { return nil }
             pointers.append(p)
         }
         return pointers
