@@ -21,6 +21,10 @@ extension VDPADevice {
     /// regenerated from the link (R51, edge #47); a block device's bytes rebuilt (R52).
     public var configBytes: [UInt8] { mgmtdev.driver.configRead(stored: storedConfig, linkUp: linkUp) }
 
+    /// A net device's MAC as a config read returns it (its first six bytes, stored as written: only the status
+    /// field is regenerated), without making the whole config space: what a data-path run filters on.
+    public var configMAC: ArraySlice<UInt8> { storedConfig.prefix(6) }
+
     /// VHOST_VDPA_GET_CONFIG (R47, R48).  A read before SET_FEATURES changes nothing: the kernel's implicit
     /// set_features(0) is refused by every parent modelled here (no ACCESS_PLATFORM) and ignored (edge #50).
     public func readConfig(offset: UInt64, length: UInt64) throws(VDPAError) -> [UInt8] {

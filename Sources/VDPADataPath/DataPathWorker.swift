@@ -226,7 +226,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// The device's MAC, the first six bytes of its config space: the array kept in `mac`, made again only when they
     /// changed (a MAC_ADDR_SET, a set_config).
     private func macAddress(_ d: VDPADevice) -> [UInt8] {
-        let bytes = d.configBytes.prefix(6)
+        let bytes = d.configMAC
         if !mac.elementsEqual(bytes) { mac = Array(bytes) }
         return mac
     }
@@ -239,6 +239,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let run = ControlQueue.run(&cached.ring, memory, mac: macAddress(d), budget: Self.chainsPerRun, maxQueuePairs: mq)
         rings[vq] = cached
         let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
+        memory.unbind()  // before the record: see servePair
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
@@ -267,6 +268,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
         let (txAvail, rxAvail, counts) = (txCached.ring.lastAvail, rxCached.ring.lastAvail, memory.counts)
+        // The run's copy of the device goes before the record: while it shares the device's vrings and queueStats,
+        // the record's first write to each would copy the whole array (two allocations and copies per run).
+        memory.unbind()
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
             d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
@@ -290,6 +294,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
         let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
+        memory.unbind()  // before the record: see servePair
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail)
             d.recordMemory(counts, completed: run.completed)

@@ -97,13 +97,22 @@ public final class LoopbackHarness {
     /// that came back (all of them: every frame is to the device's MAC).
     public func round(frames: Int) -> Int {
         precondition(frames > 0 && frames <= 64)
+        post(frames: frames)
+        return serve().rxCompleted
+    }
+
+    /// Posts the next `frames` descriptors of each queue.
+    func post(frames: Int) {
         for _ in 0..<frames {
             post(0, availRX % Self.num, &availRX)
             post(1, availTX % Self.num, &availTX)
         }
+    }
+
+    /// One run of the pair on the device as it is, as the worker makes it.
+    func serve() -> NetLoopback.Run {
         memory.bind(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
         defer { memory.unbind() }
-        let run = NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64, bounce: bounce)
-        return run.rxCompleted
+        return NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64, bounce: bounce)
     }
 }

@@ -314,6 +314,12 @@ final class OwnerMemory: GuestMemory {
         direct(iova, bytes, writable ? .write : .read, ring: true)
     }
 
+    /// A buffer in a shared region (the net loopback's one copy from TX buffer to RX buffer).
+    @inline(__always)
+    func bufferWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? {
+        direct(iova, bytes, writable ? .write : .read, ring: false)
+    }
+
     func countWindowAccesses(_ accesses: Int, indexStores: Int) {
         state.pointee.counts.sharedAccesses += accesses - indexStores
         state.pointee.counts.atomicIndexStores += indexStores

@@ -5,6 +5,8 @@
 // docs/kernel-rules.md D4–D10).  Pure: the rings and buffers go through
 // `GuestMemory`, so a run is tested on rings in the test's own memory.
 
+import CVDPAShim
+
 public enum NetLoopback {
     /// vdpa_sim pulls at most a page of a frame into its bounce buffer: a longer frame is truncated (D8).
     public static let maxFrame = 4096
@@ -74,6 +76,39 @@ public enum NetLoopback {
         return run
     }
 
+    /// A TX chain's frame where the driver wrote it: its one readable buffer (at most a page of it, D8), when the
+    /// memory has all of it in place, and the frame's destination MAC, read there with one guarded 16-byte load
+    /// (the first six of those bytes).  Nil sends the frame through the bounce page: more than one buffer, none in
+    /// place, a frame too short for the load, or a load that faults (the bounce page's pull then finds out how much
+    /// of it can be read).  A frame copied once, not twice: the bounce page is vdpa_sim's, and nothing a driver sees
+    /// tells the two apart but a driver that changes a frame it has posted, which the virtio spec forbids.
+    static func frameInPlace(
+        _ readable: inout RingBuffers, _ memory: some GuestMemory, header: Int
+    ) -> (frame: UnsafeRawBufferPointer, destination: (UInt64, UInt64))? {
+        guard readable.count == 1 else { return nil }
+        let b = readable[0]
+        let length = min(Int(b.length), maxFrame)
+        guard length >= header + 16, let p = memory.bufferWindow(b.iova, bytes: length, writable: false) else { return nil }
+        var destination: (UInt64, UInt64) = (0, 0)
+        guard withUnsafeMutableBytes(of: &destination, { vdpad_guarded_load_16_bytes(p + header, $0.baseAddress) }) == 0 else { return nil }
+        return (UnsafeRawBufferPointer(start: p, count: length), destination)
+    }
+
+    /// Copies a frame in place straight into an RX chain of one writable buffer in place, as much as it holds: one
+    /// guarded copy.  Nil (nothing written) when the chain is longer, its buffer is not in place, it overlaps the
+    /// frame (a copy onto itself would show the driver a smeared frame where the bounce page gives a clean one), or
+    /// the copy faults: the caller then goes through the bounce page, which tells how far each side can be reached.
+    static func deliverInPlace(_ frame: UnsafeRawBufferPointer, into writable: inout RingBuffers, _ memory: some GuestMemory) -> Int? {
+        guard writable.count == 1, let source = frame.baseAddress else { return nil }
+        let b = writable[0]
+        let n = min(frame.count, Int(b.length))
+        guard n > 0, let p = memory.bufferWindow(b.iova, bytes: n, writable: true) else { return nil }
+        guard UnsafeRawPointer(p) >= source + frame.count || UnsafeRawPointer(p) + n <= source else { return nil }
+        guard vdpad_guarded_copy(p, source, n) == 0 else { return nil }
+        memory.countWindowAccesses(2, indexStores: 0)  // the frame read and written: two accesses, as pull and push are
+        return n
+    }
+
     /// `run` between the rings' attach and detach, before the interrupts are gated.
     private static func loop(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
@@ -101,10 +136,21 @@ public enum NetLoopback {
                 run.txErrors += 1  // a TX chain with a writable part (EPROTO, D10): lost, the run ends
                 return run
             }
-            let length = SplitRing.gather(&txChain.readable, memory, skipping: 0, into: bounce)
-            let frame = UnsafeMutableRawBufferPointer(rebasing: bounce[..<length])
-            run.txBytes += length
-            guard length >= header + 6, accepts(destination: frame[header..<header + 6], mac: mac) else {
+            // The frame where it is when its one buffer is in place (no header to rewrite: that is done in the
+            // bounce page, never in the driver's TX buffer); else pulled into the bounce page, as vdpa_sim does.
+            let inPlace = mergeable && version1 ? nil : Self.frameInPlace(&txChain.readable, memory, header: header)
+            var frame: UnsafeRawBufferPointer
+            let accepted: Bool
+            if let inPlace {
+                frame = inPlace.frame
+                accepted = withUnsafeBytes(of: inPlace.destination) { accepts(destination: $0[..<6], mac: mac) }
+            } else {
+                let length = SplitRing.gather(&txChain.readable, memory, skipping: 0, into: bounce)
+                frame = UnsafeRawBufferPointer(rebasing: bounce[..<length])
+                accepted = length >= header + 6 && accepts(destination: frame[header..<header + 6], mac: mac)
+            }
+            run.txBytes += frame.count
+            guard accepted else {
                 run.rxDrops += 1  // the filter's drop: TX completes with length 0 and the loop goes on (D6)
                 if (try? tx.complete(txHead, length: 0, memory)) != nil { run.txCompleted += 1 }
                 run.txCalls += 1
@@ -118,8 +164,18 @@ public enum NetLoopback {
             }
             run.rxChains += 1
             let rxHead = rxChain.head
-            if mergeable && version1 { (frame[10], frame[11]) = (1, 0) }  // virtio_net_hdr_v1.num_buffers, LE
-            let written = rxChain.readable.isEmpty ? SplitRing.scatter(UnsafeRawBufferPointer(frame), into: &rxChain.writable, memory) : 0
+            var written = 0
+            if rxChain.readable.isEmpty {
+                if inPlace != nil, let n = Self.deliverInPlace(frame, into: &rxChain.writable, memory) {
+                    written = n
+                } else {
+                    if inPlace != nil {  // the RX side is not one buffer in place: through the bounce page after all
+                        frame = UnsafeRawBufferPointer(rebasing: bounce[..<SplitRing.gather(&txChain.readable, memory, skipping: 0, into: bounce)])
+                    }
+                    if mergeable && version1 && frame.count >= 12 { (bounce[10], bounce[11]) = (1, 0) }  // num_buffers, LE
+                    written = SplitRing.scatter(frame, into: &rxChain.writable, memory)
+                }
+            }
             guard written > 0 else {
                 run.rxErrors += 1  // nothing written (D9): neither head is completed, the run ends
                 return run

@@ -27,6 +27,9 @@ public protocol GuestMemory {
     /// (`writable`: for writing too) into memory reached in place — a shared file mapping, whose accesses the walker
     /// guards (a fault, not a crash, if the file shrinks); nil sends each access of the area through the methods above.
     func ringWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer?
+    /// The same for a buffer, through the buffers' ASID: where a loop copies a frame from one buffer to another in
+    /// one guarded copy (`NetLoopback`), nil sends it through the methods above.
+    func bufferWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer?
     /// Accesses a run made in its windows (`SplitRing.attach`), for the memory's counters.
     func countWindowAccesses(_ accesses: Int, indexStores: Int)
 }
@@ -52,6 +55,7 @@ extension GuestMemory {
 
     /// Memory that copies has no place to reach in place.
     public func ringWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? { nil }
+    public func bufferWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? { nil }
     public func countWindowAccesses(_ accesses: Int, indexStores: Int) {}
 }
 

@@ -8,9 +8,10 @@ import Testing
 struct NetLoopbackTests {
     static let mac: [UInt8] = [0x52, 0x54, 0x11, 0x12, 0x34, 0x56]
 
-    /// A TX ring at 0x1000… and an RX ring at 0x1800… in one memory.
-    static func rings() -> (tx: Driver, rx: Driver) {
-        let m = FlatMemory()
+    /// A TX ring at 0x1000… and an RX ring at 0x1800… in one memory, which gives places to reach in place when
+    /// `inPlace` (a shared region's way: a frame's one buffer copied straight into an RX buffer of one).
+    static func rings(inPlace: Bool = false) -> (tx: Driver, rx: Driver) {
+        let m = FlatMemory(windows: inPlace)
         return (Driver(m: m, num: 16), Driver(m: m, num: 16, desc: 0x1800, avail: 0x2800, used: 0x3800))
     }
 
@@ -37,9 +38,11 @@ struct NetLoopbackTests {
         (d.m.u32(Int(d.used) + 4 + 8 * n), d.m.u32(Int(d.used) + 8 + 8 * n))
     }
 
-    @Test("a frame to the device's MAC and a broadcast come back intact; one to a foreign MAC is dropped and the loop goes on")
-    func loopback() {
-        var (t, r) = Self.rings()
+    @Test(
+        "a frame to the device's MAC and a broadcast come back intact; one to a foreign MAC is dropped and the loop goes on", arguments: [false, true]
+    )
+    func loopback(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
         let mine = Self.frame(to: Self.mac, 1), broadcast = Self.frame(to: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF], 2)
         let foreign = Self.frame(to: [0x52, 0x54, 0x11, 0x12, 0x34, 0x99], 3)
         Self.send(&t, 0, mine)
@@ -53,11 +56,14 @@ struct NetLoopbackTests {
         #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == mine && Array(t.m.bytes[0xC200..<0xC200 + 64]) == broadcast)
         #expect(Self.used(t, 1) == (1, 0), "the dropped frame's TX completes with length 0")
         #expect(run.txCalls == 3 && run.rxCalls == 2 && !run.more)
+        // In place, each frame's one buffer is read where it is (the foreign one too: its MAC is read there), and the
+        // two delivered are copied straight into their RX buffers: no bounce page.
+        #expect(t.m.bufferWindows == (inPlace ? 5 : 0))
     }
 
-    @Test("NO_INTERRUPT in a queue's avail flags: frames loop as before, and no interrupt is owed on that queue (§1)")
-    func noInterrupt() {
-        var (t, r) = Self.rings()
+    @Test("NO_INTERRUPT in a queue's avail flags: frames loop as before, and no interrupt is owed on that queue (§1)", arguments: [false, true])
+    func noInterrupt(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
         Self.send(&t, 0, Self.frame(to: Self.mac, 1))
         Self.send(&t, 1, Self.frame(to: Self.mac, 2))
         for k in 0..<2 { Self.offer(&r, UInt16(k)) }
@@ -74,9 +80,9 @@ struct NetLoopbackTests {
         #expect(next.txCompleted == 1 && next.txCalls == 1 && next.rxCompleted == 1 && next.rxCalls == 0)
     }
 
-    @Test("MRG_RXBUF (mlx5_net): the RX header says num_buffers 1; the rest of the frame is the TX bytes")
-    func mergeableHeader() {
-        var (t, r) = Self.rings()
+    @Test("MRG_RXBUF (mlx5_net): the RX header says num_buffers 1; the rest of the frame is the TX bytes", arguments: [false, true])
+    func mergeableHeader(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
         let mine = Self.frame(to: Self.mac, 1)
         Self.send(&t, 0, mine)
         Self.offer(&r, 0)
@@ -86,11 +92,13 @@ struct NetLoopbackTests {
         var expected = mine
         expected[10] = 1
         #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == expected)
+        #expect(t.m.bufferWindows == 0, "a header to rewrite goes through the bounce page, never into the driver's TX buffer")
+        #expect(t.m.bytes[0x8000 + 10] == 0)
     }
 
-    @Test("D5, departed from: with no RX buffer the frames wait in the TX ring, and arrive once buffers are posted")
-    func framesWaitForBuffers() {
-        var (t, r) = Self.rings()
+    @Test("D5, departed from: with no RX buffer the frames wait in the TX ring, and arrive once buffers are posted", arguments: [false, true])
+    func framesWaitForBuffers(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
         let first = Self.frame(to: Self.mac, 1), second = Self.frame(to: Self.mac, 2)
         Self.send(&t, 0, first)
         Self.send(&t, 1, second)
@@ -106,14 +114,16 @@ struct NetLoopbackTests {
         #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == first && Array(t.m.bytes[0xC200..<0xC200 + 64]) == second)
     }
 
-    @Test("D7: an all-zero MAC takes any destination that starts with 00; D8: a 9000-byte frame arrives as its first 4096 bytes")
-    func zeroMACAndTruncation() {
+    @Test(
+        "D7: an all-zero MAC takes any destination that starts with 00; D8: a 9000-byte frame arrives as its first 4096 bytes",
+        arguments: [false, true])
+    func zeroMACAndTruncation(inPlace: Bool) {
         #expect(NetLoopback.accepts(destination: [0x00, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE][...], mac: [0, 0, 0, 0, 0, 0]))
         #expect(!NetLoopback.accepts(destination: [0x02, 0xAA, 0xBB, 0xCC, 0xDD, 0xEE][...], mac: [0, 0, 0, 0, 0, 0]))
         #expect(NetLoopback.accepts(destination: [0x01, 0, 0x5E, 0, 0, 1][...], mac: Self.mac), "multicast")
         // The compare stops where both hold 00: a foreign MAC that shares the bytes before a 00 passes.
         #expect(NetLoopback.accepts(destination: [0x02, 0, 0, 0, 0, 0x99][...], mac: [0x02, 0, 0, 0, 0, 0x01]))
-        var (t, r) = Self.rings()
+        var (t, r) = Self.rings(inPlace: inPlace)
         let big = Self.frame(to: Self.mac, 1, length: 9000)
         t.m.bytes.replaceSubrange(0x4000..<0x4000 + 9000, with: big)
         t.descriptor(0, addr: 0x4000, len: 9000, flags: 0)
@@ -125,15 +135,17 @@ struct NetLoopbackTests {
         #expect(run.rxBytes == 4096 && Self.used(r, 0).len == 4096 && Array(t.m.bytes[0xD000..<0xD000 + 4096]) == Array(big.prefix(4096)))
     }
 
-    @Test("D9: an RX chain that takes no byte is an RX error and neither head completes; D10: a TX chain with a writable part is lost")
-    func errors() {
-        var (t, r) = Self.rings()
+    @Test(
+        "D9: an RX chain that takes no byte is an RX error and neither head completes; D10: a TX chain with a writable part is lost",
+        arguments: [false, true])
+    func errors(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
         Self.send(&t, 0, Self.frame(to: Self.mac, 1))
         Self.offer(&r, 0, length: 0)
         var tx = t.ring(), rx = r.ring()
         var run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
         #expect(run.rxErrors == 1 && run.txCompleted == 0 && run.rxCompleted == 0)
-        var (t2, r2) = Self.rings()
+        var (t2, r2) = Self.rings(inPlace: inPlace)
         Self.send(&t2, 0, Self.frame(to: Self.mac, 1), writable: true)
         Self.offer(&r2, 0)
         var tx2 = t2.ring(), rx2 = r2.ring()
@@ -141,9 +153,9 @@ struct NetLoopbackTests {
         #expect(run.txErrors == 1 && run.txCompleted == 0 && run.rxChains == 0)
     }
 
-    @Test("D4: a run stops at its budget and says more are waiting; the next run serves them")
-    func budget() {
-        var (t, r) = Self.rings()
+    @Test("D4: a run stops at its budget and says more are waiting; the next run serves them", arguments: [false, true])
+    func budget(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
         for k in 0..<12 { Self.send(&t, UInt16(k), Self.frame(to: Self.mac, UInt8(k))) }
         for k in 0..<12 { Self.offer(&r, UInt16(k)) }
         var tx = t.ring(), rx = r.ring()
@@ -154,5 +166,37 @@ struct NetLoopbackTests {
             if !run.more { break }
         }
         #expect(runs == [5, 5, 2])
+    }
+
+    @Test("in place, a frame the chain cannot take in one place goes through the bounce page: RX in two buffers, RX over the frame")
+    func inPlaceFallsBack() {
+        var (t, r) = Self.rings(inPlace: true)
+        let first = Self.frame(to: Self.mac, 1), second = Self.frame(to: Self.mac, 2, length: 600)
+        Self.send(&t, 0, first)
+        Self.send(&t, 1, second)
+        // RX chain 0: two writable buffers of 40 bytes; RX chain 2: one buffer 16 bytes into the second frame itself.
+        r.descriptor(0, addr: 0xC000, len: 40, flags: 1 | 2, next: 1)
+        r.descriptor(1, addr: 0xD000, len: 40, flags: 2)
+        r.post(0)
+        r.descriptor(2, addr: 0x8200 + 16, len: 0x400, flags: 2)
+        r.post(2)
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxCompleted == 2 && Self.used(r, 0) == (0, 64) && Self.used(r, 1) == (2, 600))
+        #expect(Array(t.m.bytes[0xC000..<0xC000 + 40]) == Array(first[..<40]) && Array(t.m.bytes[0xD000..<0xD000 + 24]) == Array(first[40...]))
+        // A copy onto itself would smear the frame; through the bounce page it lands whole.
+        #expect(Array(t.m.bytes[0x8210..<0x8210 + 600]) == second)
+    }
+
+    @Test("in place, a frame too short for the MAC's 16-byte load goes through the bounce page and comes back intact")
+    func inPlaceShortFrame() {
+        var (t, r) = Self.rings(inPlace: true)
+        let short = [UInt8](repeating: 0, count: 12) + Self.mac + [0x88, 0xB5]  // a header, a destination, two bytes
+        Self.send(&t, 0, short)
+        Self.offer(&r, 0)
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxCompleted == 1 && Self.used(r, 0) == (0, 20) && Array(t.m.bytes[0xC000..<0xC000 + 20]) == short)
+        #expect(t.m.bufferWindows == 0)
     }
 }

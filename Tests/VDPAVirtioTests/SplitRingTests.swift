@@ -5,17 +5,38 @@
 import Testing
 @testable import VDPAVirtio
 
-/// Guest memory as a flat byte array (IOVA = offset), with an optional hole.
+/// Guest memory as a flat byte array (IOVA = offset), with an optional hole.  With `windows`, it also gives the
+/// walker and the loopback places in it to reach in place (a shared region's way: guarded loads, stores, copies),
+/// except across the hole; its bytes stay where they are for its life, so a place is good as long as the memory.
 final class FlatMemory: GuestMemory {
-    var bytes = [UInt8](repeating: 0, count: 1 << 16)
+    let bytes = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 4096)
     var hole: Range<UInt64>?
+    var windows = false
     var indexStores = 0
     var indexLoads = 0
+    /// Buffer places handed out, and the accesses made in places (`countWindowAccesses`).
+    var bufferWindows = 0, windowAccesses = 0
+
+    init(windows: Bool = false) {
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        self.windows = windows
+    }
+    deinit { bytes.deallocate() }
 
     func check(_ iova: UInt64, _ count: Int) throws(RingError) {
         guard iova + UInt64(count) <= UInt64(bytes.count) else { throw .fault(iova) }
         if let hole, hole.overlaps(iova..<(iova + UInt64(count))) { throw .fault(iova) }
     }
+    func ringWindow(_ iova: UInt64, bytes count: Int, writable: Bool) -> UnsafeMutableRawPointer? {
+        guard windows, (try? check(iova, count)) != nil else { return nil }
+        return bytes.baseAddress! + Int(iova)
+    }
+    func bufferWindow(_ iova: UInt64, bytes count: Int, writable: Bool) -> UnsafeMutableRawPointer? {
+        guard let p = ringWindow(iova, bytes: count, writable: writable) else { return nil }
+        bufferWindows += 1
+        return p
+    }
+    func countWindowAccesses(_ accesses: Int, indexStores: Int) { windowAccesses += accesses }
     func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
         try check(iova, count)
         return Array(bytes[Int(iova)..<Int(iova) + count])
@@ -36,6 +57,14 @@ final class FlatMemory: GuestMemory {
     func put16(_ v: UInt16, _ at: Int) { bytes[at] = UInt8(v & 0xFF); bytes[at + 1] = UInt8(v >> 8) }
     func u16(_ at: Int) -> UInt16 { UInt16(bytes[at]) | UInt16(bytes[at + 1]) << 8 }
     func u32(_ at: Int) -> UInt32 { (0..<4).reduce(0) { $0 | UInt32(bytes[at + $1]) << (8 * UInt32($1)) } }
+}
+
+extension UnsafeMutableRawBufferPointer {
+    /// The test memory's bytes at `range` made `new` (as an array's `replaceSubrange` of the same length).
+    func replaceSubrange(_ range: Range<Int>, with new: [UInt8]) {
+        precondition(range.count == new.count, "a test memory's bytes are replaced in place, never resized")
+        UnsafeMutableRawBufferPointer(rebasing: self[range]).copyBytes(from: new)
+    }
 }
 
 /// A driver's side of one ring of `num` entries at fixed places.
