@@ -141,13 +141,23 @@ public struct VDPADevice: Sendable {
         storedConfig = mgmtdev.driver.initialConfig(attributes)
     }
 
-    /// The eventfds to signal and close since the last call (the daemon does both while it holds the device).
     /// Whether an operation left eventfds to signal or close, or kicks to rescan (cheaper than taking them).
     public var hasEventFDEffects: Bool { !eventFDEffects.isEmpty }
 
+    /// The eventfds to signal and close since the last call (the daemon does both while it holds the device).
     public mutating func takeEventFDEffects() -> EventFDEffects {
         defer { eventFDEffects = EventFDEffects() }
         return eventFDEffects
+    }
+
+    /// `takeEventFDEffects` for a caller that carries them out at once: `body` sees them in place, then they are
+    /// forgotten with their lists keeping their room.  A data-path run owes a call after nearly every batch, and
+    /// a list made afresh each time would be an allocation per run.
+    public mutating func carryOutEventFDEffects(_ body: (EventFDEffects) -> Void) {
+        body(eventFDEffects)
+        eventFDEffects.signal.removeAll(keepingCapacity: true)
+        eventFDEffects.close.removeAll(keepingCapacity: true)
+        (eventFDEffects.kicksChanged, eventFDEffects.resumed) = (false, false)
     }
 
     public var deviceID: VirtioDeviceID { mgmtdev.deviceClass.deviceID }

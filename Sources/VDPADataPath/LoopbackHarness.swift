@@ -2,72 +2,55 @@
 // vdpasim_net pair served in this process on a file this process maps twice
 // (once as "the VMM", once as vdpad's shared region, checked and mapped by
 // share_memory's own code), with a driver that posts frames straight into
-// the rings.  No worker thread, no VMM, no system call per frame: what is
-// left is the ring walk, the IOTLB entry cache, the copies and the index
-// stores, which `vdpad-bench inproc frames64` runs so scripts/perf-guard.sh
-// can hold its instructions and allocations per frame to a budget.
+// the rings.  `LoopbackHarness` serves the pair on the calling thread — no
+// worker thread, no VMM, no system call per frame: what is left is the ring
+// walk, the IOTLB entry cache, the copies and the index stores;
+// `WorkerLoopbackHarness` leaves it to the daemon's own data-path worker on
+// a registry's device, kicked and answered through eventfds: a run's
+// snapshot, record and interrupts as well.  `vdpad-bench inproc frames64`
+// and `worker64` run them, so scripts/perf-guard.sh can hold the
+// instructions and allocations per frame of each to a budget.
+import CVDPAShim
 import SystemPackage
 import VDPACore
+import VDPARegistry
 import VDPAVirtio
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-public final class LoopbackHarness {
-    static let num: UInt16 = 256, iova: UInt64 = 0x4000_0000
+/// The driver's side: a shared-memory file mapped here, holding a pair's rings (rx at 0, tx at 16 KiB) and
+/// their buffers (from 64 KiB: descriptor k of each queue is buffer k, rx writable and 2 KiB, tx a frame to the
+/// device's MAC), and the avail indexes posted so far.
+final class LoopbackArena {
+    static let num: UInt16 = 256, iova: UInt64 = 0x4000_0000, bytes = 2 << 20
     static let mac: [UInt8] = [0x02, 0, 0, 0, 0, 0x42]
-    let frameBytes: Int
-    let arenaBytes = 2 << 20
-    let arena: UnsafeMutableRawPointer
+    let base: UnsafeMutableRawPointer
     let fd: Int32
-    var device: VDPADevice
-    var rx: SplitRing, tx: SplitRing
     var availRX: UInt16 = 0, availTX: UInt16 = 0
-    /// Kept across rounds, as a worker keeps its own.
-    let bounce = NetLoopback.Bounce()
-    let memory = OwnerMemory()
 
-    /// Where the driver's structures are in the arena: rx rings at 0, tx rings at 16 KiB, buffers from 64 KiB.
-    func desc(_ q: Int) -> UnsafeMutableRawPointer { arena + q * 16384 }
-    func avail(_ q: Int) -> UnsafeMutableRawPointer { arena + q * 16384 + 4096 }
-    func used(_ q: Int) -> UnsafeMutableRawPointer { arena + q * 16384 + 8192 }
-    func buffer(_ q: Int, _ k: Int) -> UnsafeMutableRawPointer { arena + 65536 + (q * Int(Self.num) + k) * 2048 }
-    func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { Self.iova + UInt64(p - arena) }
+    func desc(_ q: Int) -> UnsafeMutableRawPointer { base + q * 16384 }
+    func avail(_ q: Int) -> UnsafeMutableRawPointer { base + q * 16384 + 4096 }
+    func used(_ q: Int) -> UnsafeMutableRawPointer { base + q * 16384 + 8192 }
+    func buffer(_ q: Int, _ k: Int) -> UnsafeMutableRawPointer { base + 65536 + (q * Int(Self.num) + k) * 2048 }
+    func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { Self.iova + UInt64(p - base) }
+    /// The owner's address of the arena (this process's), which the IOTLB maps at `iova`.
+    var address: UInt64 { UInt64(UInt(bitPattern: base)) }
 
-    /// A device with its pair ready and the arena shared; frames of `frameBytes` (after the 12-byte header).
-    public init(frameBytes: Int) throws {
+    /// Frames of `frameBytes` (after the 12-byte header).
+    init(frameBytes: Int) throws {
         precondition(frameBytes >= 14 && frameBytes + 12 <= 2048)
-        self.frameBytes = frameBytes
-        let name = "/vdpad-harness-\(getpid())"
+        let name = "/vdpad-harness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
         shm_unlink(name)
-        guard fd >= 0, ftruncate(fd, off_t(arenaBytes)) == 0,
-            let p = mmap(nil, arenaBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
+        guard fd >= 0, ftruncate(fd, off_t(Self.bytes)) == 0,
+            let p = mmap(nil, Self.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
         else { throw VDPAError(.ENOSPC, "no arena for the harness") }
-        arena = p
-        memset(arena, 0, arenaBytes)
-        device = try VDPADevice(name: DeviceName(rawValue: "harness")!, mgmtdev: .vdpasimNet)
-        try device.open(by: Owner(connection: 1, pid: getpid(), uid: getuid()))
-        try device.setBackendFeatures([.iotlbMessageV2, .iotlbBatch])
-        try device.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net))
-        try device.setStatus(0xB)
-        try device.map(iova: Self.iova, size: UInt64(arenaBytes), address: UInt64(UInt(bitPattern: arena)), permission: .readWrite)
-        let mapping = try SharedFiles.map(dup(fd), address: UInt64(UInt(bitPattern: arena)), size: UInt64(arenaBytes), offset: 0, pid: getpid()).get()
-        try device.shareMemory(SharedRegion(start: UInt64(UInt(bitPattern: arena)), size: UInt64(arenaBytes), mapping: mapping))
-        rx = SplitRing(num: Self.num, desc: Self.iova, avail: Self.iova + 4096, used: Self.iova + 8192, base: 0)
-        tx = SplitRing(num: Self.num, desc: Self.iova + 16384, avail: Self.iova + 16384 + 4096, used: Self.iova + 16384 + 8192, base: 0)
-        for q in 0..<2 {
-            try device.setVring(
-                VirtqueueIndex(UInt64(q)), num: UInt64(Self.num), desc: iova(desc(q)), driver: iova(avail(q)), device: iova(used(q)),
-                ready: nil)
-        }
-        try device.setStatus(0xF)
-        for q in 0..<2 { try device.setVring(VirtqueueIndex(UInt64(q)), num: nil, desc: nil, driver: nil, device: nil, ready: true) }
+        base = p
+        memset(base, 0, Self.bytes)
         for k in 0..<Int(Self.num) {
-            // Descriptor k of each queue is buffer k: rx writable and 2 KiB, tx a frame to the device's MAC.
             let frame = buffer(1, k)
-            memset(frame, 0, 12)
             Self.mac.withUnsafeBytes { frame.advanced(by: 12).copyMemory(from: $0.baseAddress!, byteCount: 6) }
             setDescriptor(0, k, buffer(0, k), 2048, flags: 2)
             setDescriptor(1, k, frame, UInt32(12 + frameBytes), flags: 0)
@@ -75,9 +58,12 @@ public final class LoopbackHarness {
     }
 
     deinit {
-        munmap(arena, arenaBytes)
+        munmap(base, Self.bytes)
         close(fd)
     }
+
+    /// The area of queue `q`'s ring, as set_vring gives it.
+    func vring(_ q: Int) -> (desc: UInt64, driver: UInt64, device: UInt64) { (iova(desc(q)), iova(avail(q)), iova(used(q))) }
 
     func setDescriptor(_ q: Int, _ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16) {
         let d = desc(q) + 16 * k
@@ -93,14 +79,6 @@ public final class LoopbackHarness {
         (avail(q) + 2).storeBytes(of: index, as: UInt16.self)
     }
 
-    /// Posts `frames` RX buffers and TX frames, serves the pair once as the worker would, and returns the frames
-    /// that came back (all of them: every frame is to the device's MAC).
-    public func round(frames: Int) -> Int {
-        precondition(frames > 0 && frames <= 64)
-        post(frames: frames)
-        return serve().rxCompleted
-    }
-
     /// Posts the next `frames` descriptors of each queue.
     func post(frames: Int) {
         for _ in 0..<frames {
@@ -109,10 +87,129 @@ public final class LoopbackHarness {
         }
     }
 
+    /// Queue `q`'s used idx as the driver reads it.
+    func usedIndex(_ q: Int) -> UInt16 { (used(q) + 2).load(as: UInt16.self) }
+}
+
+public final class LoopbackHarness {
+    static let num = LoopbackArena.num, mac = LoopbackArena.mac
+    let arena: LoopbackArena
+    var device: VDPADevice
+    var rx: SplitRing, tx: SplitRing
+    /// Kept across rounds, as a worker keeps its own.
+    let bounce = NetLoopback.Bounce()
+    let memory = OwnerMemory()
+
+    var fd: Int32 { arena.fd }
+    func buffer(_ q: Int, _ k: Int) -> UnsafeMutableRawPointer { arena.buffer(q, k) }
+    func setDescriptor(_ q: Int, _ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16) {
+        arena.setDescriptor(q, k, buffer, length, flags: flags)
+    }
+
+    /// A device with its pair ready and the arena shared; frames of `frameBytes` (after the 12-byte header).
+    public init(frameBytes: Int) throws {
+        arena = try LoopbackArena(frameBytes: frameBytes)
+        device = try VDPADevice(name: DeviceName(rawValue: "harness")!, mgmtdev: .vdpasimNet)
+        try device.open(by: Owner(connection: 1, pid: getpid(), uid: getuid()))
+        try device.setBackendFeatures([.iotlbMessageV2, .iotlbBatch])
+        try device.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net))
+        try device.setStatus(0xB)
+        try device.map(iova: LoopbackArena.iova, size: UInt64(LoopbackArena.bytes), address: arena.address, permission: .readWrite)
+        let mapping = try SharedFiles.map(dup(arena.fd), address: arena.address, size: UInt64(LoopbackArena.bytes), offset: 0, pid: getpid()).get()
+        try device.shareMemory(SharedRegion(start: arena.address, size: UInt64(LoopbackArena.bytes), mapping: mapping))
+        var rings: [SplitRing] = []
+        for q in 0..<2 {
+            let v = arena.vring(q)
+            try device.setVring(
+                VirtqueueIndex(UInt64(q)), num: UInt64(Self.num), desc: v.desc, driver: v.driver, device: v.device, ready: nil)
+            rings.append(SplitRing(num: Self.num, desc: v.desc, avail: v.driver, used: v.device, base: 0))
+        }
+        (rx, tx) = (rings[0], rings[1])
+        try device.setStatus(0xF)
+        for q in 0..<2 { try device.setVring(VirtqueueIndex(UInt64(q)), num: nil, desc: nil, driver: nil, device: nil, ready: true) }
+    }
+
+    /// Posts `frames` RX buffers and TX frames, serves the pair once as the worker would, and returns the frames
+    /// that came back (all of them: every frame is to the device's MAC).
+    public func round(frames: Int) -> Int {
+        precondition(frames > 0 && frames <= 64)
+        post(frames: frames)
+        return serve().rxCompleted
+    }
+
+    func post(frames: Int) { arena.post(frames: frames) }
+
     /// One run of the pair on the device as it is, as the worker makes it.
     func serve() -> NetLoopback.Run {
         memory.bind(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
         defer { memory.unbind() }
         return NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64, bounce: bounce)
+    }
+}
+
+/// The same pair on a registry's device with kick and call eventfds bound, served by the daemon's data-path worker
+/// thread (`DataPathWorker`) as a VMM's kicks have it served: a round posts frames, kicks TX, and waits on RX's
+/// call eventfd until they all came back.  The driver wants interrupts (no NO_INTERRUPT), so every run signals.
+public final class WorkerLoopbackHarness {
+    let arena: LoopbackArena
+    let registry = DeviceRegistry(io: ProcessDeviceIO())
+    let vmm = Caller(connection: 2, pid: getpid(), uid: getuid(), gid: getgid(), isAdmin: false)
+    /// Queue q's kick and call eventfds, the driver's side (the device holds dups).
+    let kicks: [Int32], calls: [Int32]
+
+    public init(frameBytes: Int) throws {
+        arena = try LoopbackArena(frameBytes: frameBytes)
+        let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
+        let mac = LoopbackArena.mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
+        let attributes = DeviceAttributes(mac: mac, users: [getuid()])
+        _ = try registry.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: attributes), by: admin)
+        _ = try registry.open("n0", by: vmm)
+        try registry.setBackendFeatures([.iotlbMessageV2, .iotlbBatch], device: "n0", by: vmm)
+        try registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)
+        try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
+        let size = UInt64(LoopbackArena.bytes)
+        try registry.map(MapRequest(iova: LoopbackArena.iova, size: size, address: arena.address, permission: .name("rw")), device: "n0", by: vmm)
+        _ = try registry.shareMemory(dup(arena.fd), address: arena.address, size: size, offset: 0, device: "n0", by: vmm)
+        for q in 0..<2 {
+            let v = arena.vring(q)
+            try registry.setVring(
+                VirtqueueIndex(UInt64(q)), VringChange(num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device),
+                device: "n0", by: vmm)
+        }
+        try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
+        for q in 0..<2 { try registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: vmm) }
+        (kicks, calls) = ((0..<2).map { _ in vdpad_eventfd(0, O_CLOEXEC) }, (0..<2).map { _ in vdpad_eventfd(0, O_CLOEXEC) })
+        guard (kicks + calls).allSatisfy({ $0 >= 0 }) else { throw VDPAError(.ENOSPC, "no eventfds for the harness") }
+        for q in 0..<2 {
+            let vq = VirtqueueIndex(UInt64(q))
+            try registry.useDescriptor(dup(calls[q]), unset: false, device: "n0", by: vmm) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
+                try d.setVringCall(vq, fd)
+            } precheck: { _ in
+            }
+            // The kick last: binding it starts the worker, which then finds the pair ready.
+            try registry.useDescriptor(dup(kicks[q]), unset: false, device: "n0", by: vmm) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
+                try d.setVringKick(vq, fd)
+            } precheck: { _ in
+            }
+        }
+    }
+
+    deinit {
+        registry.connectionClosed(vmm.connection)  // stops the worker's runs: the session is released
+        for fd in kicks + calls { close(fd) }
+    }
+
+    /// Posts `frames` RX buffers and TX frames, kicks TX, and waits until RX's used idx says they all came back
+    /// (each wait a read of RX's call eventfd).  Returns the frames that came back.
+    public func round(frames: Int) -> Int {
+        precondition(frames > 0 && frames <= 64)
+        let expected = arena.usedIndex(0) &+ UInt16(frames)
+        arena.post(frames: frames)
+        EventFDs.signal(kicks[1])
+        var counter: UInt64 = 0
+        while arena.usedIndex(0) != expected {
+            guard withUnsafeMutableBytes(of: &counter, { read(calls[0], $0.baseAddress, 8) }) == 8 else { return 0 }
+        }
+        return frames
     }
 }

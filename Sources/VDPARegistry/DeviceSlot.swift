@@ -126,13 +126,16 @@ public final class DeviceSlot: Sendable {
     @usableFromInline
     func settle(_ d: inout VDPADevice) {
         guard d.hasEventFDEffects else { return }
-        let effects = d.takeEventFDEffects()
-        if let journal, !effects.close.isEmpty { journal.closing(effects.close) }
-        io.carryOut(effects)
-        guard effects.kicksChanged || effects.resumed else { return }
+        var (kicksChanged, resumed) = (false, false)
+        d.carryOutEventFDEffects { effects in
+            if let journal, !effects.close.isEmpty { journal.closing(effects.close) }
+            io.carryOut(effects)
+            (kicksChanged, resumed) = (effects.kicksChanged, effects.resumed)
+        }
+        guard kicksChanged || resumed else { return }
         worker.withLock { worker in
             if worker == nil && d.vrings.contains(where: { $0.kick != nil }) { worker = io.startWorker(for: self) }
-            worker?.notify(rescan: effects.kicksChanged, resumed: effects.resumed)
+            worker?.notify(rescan: kicksChanged, resumed: resumed)
         }
     }
 

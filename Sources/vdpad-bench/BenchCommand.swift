@@ -185,35 +185,45 @@ struct InProcessCommand: ParsableCommand {
             read; batch256: batches of 256 maps, each followed by a batch of 256 unmaps of
             its pages; frames64: 64-byte frames looped by a vdpasim_net pair on shared
             memory, 64 per run (a request is a frame: the ring walk, the IOTLB entry cache,
-            the copies and the index stores). Prints ns per request.  scripts/perf-guard.sh
+            the copies and the index stores); worker64: the same frames served by the
+            daemon's data-path worker thread on a registry's device, 64 per kick of an
+            eventfd, each round waiting on the RX call eventfd (a run's snapshot, record
+            and interrupt as well). Prints ns per request.  scripts/perf-guard.sh
             runs it under callgrind and DHAT for counts of instructions and allocations per
             request, which do not depend on the machine's load.
             """)
 
-    @Argument(help: "single, batch256 or frames64.")
+    @Argument(help: "single, batch256, frames64 or worker64.")
     var shape: String
 
     @Option(help: "Requests to answer.")
     var requests = 1_000_000
 
     func validate() throws {
-        guard InProcessBenchmark.Shape(rawValue: shape) != nil || shape == "frames64" else {
-            throw ValidationError("unknown shape \(shape); choose single, batch256 or frames64")
+        guard InProcessBenchmark.Shape(rawValue: shape) != nil || ["frames64", "worker64"].contains(shape) else {
+            throw ValidationError("unknown shape \(shape); choose single, batch256, frames64 or worker64")
         }
         guard requests > 0 else { throw ValidationError("--requests must be positive") }
     }
 
     func run() throws {
-        if shape == "frames64" {
-            let harness = try LoopbackHarness(frameBytes: 64)
+        if shape == "frames64" || shape == "worker64" {
+            let round: (Int) -> Int
+            if shape == "frames64" {
+                let harness = try LoopbackHarness(frameBytes: 64)
+                round = { harness.round(frames: $0) }
+            } else {
+                let harness = try WorkerLoopbackHarness(frameBytes: 64)
+                round = { harness.round(frames: $0) }
+            }
             var looped = 0
             let start = nowNanos()
             while looped < requests {
-                let n = harness.round(frames: min(64, requests - looped))
+                let n = round(min(64, requests - looped))
                 guard n > 0 else { throw ClientError("the pair looped no frame") }
                 looped += n
             }
-            print("vdpad inproc shape=frames64 reqs=\(requests) ns_per_req=\(format(Double(nowNanos() - start) / Double(looped)))")
+            print("vdpad inproc shape=\(shape) reqs=\(requests) ns_per_req=\(format(Double(nowNanos() - start) / Double(looped)))")
             return
         }
         let ns = try InProcessBenchmark.run(shape: InProcessBenchmark.Shape(rawValue: shape)!, requests: requests)

@@ -319,6 +319,22 @@ struct DeviceSurfaceTests {
         #expect(d.takeEventFDEffects().close == [EventFD(12), EventFD(11)])
     }
 
+    @Test("effects carried out in place are those taking them would give, and then none are left")
+    func carryOutInPlace() throws {
+        var d = try device()
+        try d.setVringKick(0, EventFD(10))
+        try d.setVringKick(0, EventFD(12))
+        d.setConfigCall(EventFD(40))
+        try d.setLink(up: false)
+        var seen: [EventFDEffects] = []
+        d.carryOutEventFDEffects { seen.append($0) }
+        #expect(seen.count == 1 && seen[0].signal == [EventFD(40)] && seen[0].close == [EventFD(10)] && seen[0].kicksChanged)
+        #expect(!d.hasEventFDEffects && d.takeEventFDEffects().isEmpty)
+        try d.setLink(up: true)
+        d.carryOutEventFDEffects { seen.append($0) }
+        #expect(seen.count == 2 && seen[1].signal == [EventFD(40)] && seen[1].close.isEmpty && !seen[1].kicksChanged)
+    }
+
     @Test("R65 / edge #71: SET_CONFIG_CALL replaces (closing the old one) and unbinds")
     func r65() throws {
         var d = try device()

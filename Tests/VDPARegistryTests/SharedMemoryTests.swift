@@ -411,6 +411,12 @@ struct SharedMemoryTests {
         for frames in [64, 1, 33, 64, 64, 7] { #expect(harness.round(frames: frames) == frames) }
     }
 
+    @Test("the worker harness: the daemon's worker loops every frame a round posts, kicked and answered by eventfds")
+    func workerHarnessLoops() throws {
+        let harness = try WorkerLoopbackHarness(frameBytes: 64)
+        for frames in [64, 1, 33, 64, 64, 7] { #expect(harness.round(frames: frames) == frames) }
+    }
+
     @Test(
         "in place, a file cut under an RX buffer or a frame is a fault there, not the daemon's end: an RX error ends the run (D9), a frame is dropped"
     )
