@@ -180,22 +180,17 @@ public final class WorkerLoopbackHarness {
         for q in 0..<2 { try registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: vmm) }
         (kicks, calls) = ((0..<2).map { _ in vdpad_eventfd(0, O_CLOEXEC) }, (0..<2).map { _ in vdpad_eventfd(0, O_CLOEXEC) })
         guard (kicks + calls).allSatisfy({ $0 >= 0 }) else { throw VDPAError(.ENOSPC, "no eventfds for the harness") }
-        for q in 0..<2 {
-            let vq = VirtqueueIndex(UInt64(q))
-            try registry.useDescriptor(dup(calls[q]), unset: false, device: "n0", by: vmm) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
-                try d.setVringCall(vq, fd)
-            } precheck: { _ in
-            }
-            // The kick last: binding it starts the worker, which then finds the pair ready.
-            try registry.useDescriptor(dup(kicks[q]), unset: false, device: "n0", by: vmm) { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in
-                try d.setVringKick(vq, fd)
-            } precheck: { _ in
-            }
+        // As set_vring_call and set_vring_kick take an eventfd a VMM passed; the kicks last: binding one starts the
+        // worker, which then finds the pair ready.
+        func bind(_ fd: Int32, _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void) throws {
+            try registry.useDescriptor(dup(fd), unset: false, device: "n0", by: vmm, apply, precheck: { _ in })
         }
+        for q in 0..<2 { try bind(calls[q]) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) } }
+        for q in 0..<2 { try bind(kicks[q]) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringKick(VirtqueueIndex(UInt64(q)), fd) } }
     }
 
     deinit {
-        registry.connectionClosed(vmm.connection)  // stops the worker's runs: the session is released
+        registry.connectionClosed(vmm.connection)  // the session released; the registry's end stops the worker
         for fd in kicks + calls { close(fd) }
     }
 

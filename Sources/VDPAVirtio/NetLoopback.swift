@@ -2,9 +2,10 @@
 // sends on a TX queue comes back on the RX queue of the same pair when its
 // destination passes the receive filter (the device's MAC, broadcast or
 // multicast), as vdpasim_net_work does it (docs/datapath.md;
-// docs/kernel-rules.md D4–D10).  Pure: the rings and buffers go through
-// `GuestMemory`, so a run is tested on rings in the test's own memory.
-
+// docs/kernel-rules.md D4–D10).  No I/O of its own: the rings and buffers
+// are reached through `GuestMemory` and the places in it the memory gives
+// (guarded by CVDPAShim), so a run is tested on rings in the test's own
+// memory, both ways.
 import CVDPAShim
 
 public enum NetLoopback {
