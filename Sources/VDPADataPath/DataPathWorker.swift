@@ -22,13 +22,14 @@ import VDPAVirtio
 final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private weak var slot: DeviceSlot?
     private let wake: Int32
-    /// Only the worker thread touches these.
-    private var watched: [Int32: Int] = [:]
-    /// What poll(2) watches: the wake-up eventfd first, then the watched kick eventfds (made again at each rescan).
+    /// Only the worker thread touches these.  The kick eventfds watched (the worker's dups) and their vqs.
+    private var watched: [(fd: Int32, vq: Int)] = []
+    /// What poll(2) watches: the wake-up eventfd first, then `watched`'s in its order (made again at each rescan).
     private var polled: [pollfd] = []
     /// The vqs `watched` names, as a set.
     private var watchedQueues = QueueSet()
-    private var rings: [Int: CachedRing] = [:]
+    /// Each vq's ring as its last run left it, by vq (a handful: an array, looked up with no hashing per run).
+    private var rings: [CachedRing?] = []
     private var pendingWhileSuspended = false
     private var requeued = QueueSet()
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
@@ -113,9 +114,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             if flags.stopping { break }
             var kicked = requeued
             requeued = QueueSet()
-            for p in polled.dropFirst() where p.revents != 0 {
-                drain(p.fd)
-                if let vq = watched[p.fd] { kicked.insert(vq) }
+            for (k, watch) in watched.enumerated() where polled[k + 1].revents != 0 {
+                drain(watch.fd)
+                kicked.insert(watch.vq)
             }
             if flags.rescan { rescan() }
             if flags.replay && pendingWhileSuspended {
@@ -130,7 +131,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 if run.more { requeued.formUnion(run.queues) }  // stopped at its budget: again after the others had a turn
             }
         }
-        for fd in watched.keys { close(fd) }
+        for watch in watched { close(watch.fd) }
         close(wake)
         try? backing?.close()
     }
@@ -143,11 +144,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// Watches the kick eventfds the device holds now (a dup of each, so a close on the device's side while
     /// the worker waits cannot hand the number to another file).
     private func rescan() {
-        for fd in watched.keys { close(fd) }
-        watched = [:]
+        for watch in watched { close(watch.fd) }
+        watched = []
         defer {
-            polled = ([wake] + watched.keys.sorted()).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            watchedQueues = QueueSet(watched.values)
+            polled = ([wake] + watched.map(\.fd)).map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            watchedQueues = QueueSet(watched.map(\.vq))
         }
         guard let slot else { return }
         // Numbers from 512 up: out of the way of the low ones a process hands out and reuses first.
@@ -156,7 +157,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
         for (vq, fd) in kicks where fd >= 0 {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
-            watched[fd] = vq
+            watched.append((fd, vq))
         }
     }
 
@@ -217,10 +218,16 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard let num = v.num, num > 0, num <= 32768, num & (num - 1) == 0, let desc = v.desc, let driver = v.driver, let device = v.device
         else { return nil }
         let key = CachedRing.Key(num: UInt64(num), desc: desc, driver: driver, device: device)
-        if let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
+        if vq < rings.count, let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
         var base = v.base
         if resync.remove(vq), v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
         return CachedRing(key: key, ring: SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
+    }
+
+    /// Keeps `ring` as `vq`'s for the next run.
+    private func keep(_ ring: CachedRing, _ vq: Int) {
+        if vq >= rings.count { rings += repeatElement(nil, count: vq + 1 - rings.count) }
+        rings[vq] = ring
     }
 
     /// The device's MAC, the first six bytes of its config space: the array kept in `mac`, made again only when they
@@ -237,7 +244,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
         let mq = d.driverFeatures & Self.netMQ != 0 ? d.attributes.maxVQP : nil
         let run = ControlQueue.run(&cached.ring, memory, mac: macAddress(d), budget: Self.chainsPerRun, maxQueuePairs: mq)
-        rings[vq] = cached
+        keep(cached, vq)
         let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
         memory.unbind()  // before the record: see servePair
         var record = QueueRunRecord(
@@ -260,7 +267,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let run = NetLoopback.run(
             tx: &txCached.ring, rx: &rxCached.ring, memory, mac: macAddress(memory.device), version1: version1,
             budget: Self.chainsPerRun, mergeable: mergeable, bounce: bounce)
-        (rings[tx], rings[rx]) = (txCached, rxCached)
+        keep(txCached, tx)
+        keep(rxCached, rx)
         let txRecord = QueueRunRecord(
             requests: run.txChains, successes: run.txCompleted, errors: run.txErrors, completed: run.txCompleted, bytes: run.txBytes,
             calls: run.txCalls)
@@ -289,7 +297,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         guard var cached = ring(vq, memory) else { return false }
         if disk == nil { disk = makeDisk(memory.device, slot) }
         let run = BlockRequests.run(&cached.ring, memory, disk: disk!, budget: Self.chainsPerRun)
-        rings[vq] = cached
+        keep(cached, vq)
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
