@@ -195,7 +195,8 @@ public final class WorkerLoopbackHarness {
     }
 
     /// Posts `frames` RX buffers and TX frames, kicks TX, and waits until RX's used idx says they all came back
-    /// (each wait a read of RX's call eventfd).  Returns the frames that came back.
+    /// (each wait a read of RX's call eventfd).  Returns the frames that came back: 0 when no call came for five
+    /// seconds (a worker that stopped serving fails a test instead of hanging it).
     public func round(frames: Int) -> Int {
         precondition(frames > 0 && frames <= 64)
         let expected = arena.usedIndex(0) &+ UInt16(frames)
@@ -203,7 +204,8 @@ public final class WorkerLoopbackHarness {
         EventFDs.signal(kicks[1])
         var counter: UInt64 = 0
         while arena.usedIndex(0) != expected {
-            guard withUnsafeMutableBytes(of: &counter, { read(calls[0], $0.baseAddress, 8) }) == 8 else { return 0 }
+            var ready = pollfd(fd: calls[0], events: Int16(POLLIN), revents: 0)
+            guard poll(&ready, 1, 5000) == 1, withUnsafeMutableBytes(of: &counter, { read(calls[0], $0.baseAddress, 8) }) == 8 else { return 0 }
         }
         return frames
     }
