@@ -83,6 +83,7 @@ public enum NetLoopback {
     /// place, a frame too short for the load, or a load that faults (the bounce page's pull then finds out how much
     /// of it can be read).  A frame copied once, not twice: the bounce page is vdpa_sim's, and nothing a driver sees
     /// tells the two apart but a driver that changes a frame it has posted, which the virtio spec forbids.
+    @inline(__always)
     static func frameInPlace(
         _ readable: inout RingBuffers, _ memory: some GuestMemory, header: Int
     ) -> (frame: UnsafeRawBufferPointer, destination: (UInt64, UInt64))? {
@@ -99,6 +100,7 @@ public enum NetLoopback {
     /// guarded copy.  Nil (nothing written) when the chain is longer, its buffer is not in place, it overlaps the
     /// frame (a copy onto itself would show the driver a smeared frame where the bounce page gives a clean one), or
     /// the copy faults: the caller then goes through the bounce page, which tells how far each side can be reached.
+    @inline(__always)
     static func deliverInPlace(_ frame: UnsafeRawBufferPointer, into writable: inout RingBuffers, _ memory: some GuestMemory) -> Int? {
         guard writable.count == 1, let source = frame.baseAddress else { return nil }
         let b = writable[0]

@@ -328,15 +328,23 @@ public struct SplitRing: Sendable {
 
     /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on);
     /// in place, the idx store waits for the run's end (`publishUsed`, at `detach`).
+    /// Inlined into its callers for the in-place store (a call and its frame cost as much as the store); the
+    /// general way is out of line.
+    @inline(__always)
     public mutating func complete(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
         if let p = inPlace {
             let slot = Int((lastUsed &+ unpublished) & mask)
             let packed = UInt64(head) | UInt64(length) << 32  // id, then len, little-endian
             guard vdpad_guarded_store_u64(p.used + 4 + 8 * slot, packed.littleEndian) == 0 else { throw .fault(used + 4 + 8 * UInt64(slot)) }
-            inPlaceAccesses += 1
+            inPlaceAccesses &+= 1
             unpublished &+= 1
             return
         }
+        try completeThroughMemory(head, length: length, memory)
+    }
+
+    @inline(never)
+    private mutating func completeThroughMemory(_ head: UInt16, length: UInt32, _ memory: some GuestMemory) throws(RingError) {
         let slot = UInt64(lastUsed & mask)
         let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
         let failure = withUnsafeBytes(of: element) { b -> RingError? in
