@@ -9,7 +9,6 @@
 // surrogate pairs, UTF-8 in strings), so it reports the first byte after
 // which no continuation can make the text valid: the connection gets -32700
 // at once, exactly as for any other bytes that are not JSON.
-import VDPAJSON
 
 public struct JSONSyntax: Sendable {
     public init() {}
