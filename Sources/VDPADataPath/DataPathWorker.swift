@@ -240,13 +240,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
         guard var cached = ring(vq, memory) else { return false }
-        let d = memory.device
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
-        let mq = d.driverFeatures & Self.netMQ != 0 ? d.attributes.maxVQP : nil
-        let run = ControlQueue.run(&cached.ring, memory, mac: macAddress(d), budget: Self.chainsPerRun, maxQueuePairs: mq)
+        // Read where the memory keeps the device: a copy held to the record would copy its arrays (see servePair).
+        let mq = memory.device.driverFeatures & Self.netMQ != 0 ? memory.device.attributes.maxVQP : nil
+        let run = ControlQueue.run(&cached.ring, memory, mac: macAddress(memory.device), budget: Self.chainsPerRun, maxQueuePairs: mq)
         keep(cached, vq)
-        let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
-        memory.unbind()  // before the record: see servePair
+        let (lastAvail, counts) = (cached.ring.lastAvail, memory.unbind())  // before the record: see servePair
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
@@ -275,10 +274,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let rxRecord = QueueRunRecord(
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
-        let (txAvail, rxAvail, counts) = (txCached.ring.lastAvail, rxCached.ring.lastAvail, memory.counts)
         // The run's copy of the device goes before the record: while it shares the device's vrings and queueStats,
         // the record's first write to each would copy the whole array (two allocations and copies per run).
-        memory.unbind()
+        let (txAvail, rxAvail, counts) = (txCached.ring.lastAvail, rxCached.ring.lastAvail, memory.unbind())
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
             d.recordQueueRun(vq: rx, run: rxRecord, lastAvail: rxAvail)
@@ -301,8 +299,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let record = QueueRunRecord(
             requests: run.requests, successes: run.successes, errors: run.errors, completed: run.completed, bytes: run.bytes,
             calls: run.calls)
-        let (lastAvail, counts) = (cached.ring.lastAvail, memory.counts)
-        memory.unbind()  // before the record: see servePair
+        let (lastAvail, counts) = (cached.ring.lastAvail, memory.unbind())  // before the record: see servePair
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: vq, run: record, lastAvail: lastAvail)
             d.recordMemory(counts, completed: run.completed)

@@ -104,11 +104,14 @@ final class OwnerMemory: GuestMemory {
     }
 
     /// Ends the run: closes the agent's dup, and lets go of the device's copy (a region the VMM unshared stays
-    /// mapped while a copy holds it).
-    func unbind() {
+    /// mapped while a copy holds it).  Returns what the run did to reach the memory (`counts`, zero afterwards).
+    @discardableResult
+    func unbind() -> MemoryAccessCounts {
+        let counts = state.pointee.counts
         if let agent = state.pointee.agent, agent >= 0 { close(agent) }
         if state.pointee.bound { devicePlace.deinitialize(count: 1) }
         state.pointee = RunState()
+        return counts
     }
 
     deinit {

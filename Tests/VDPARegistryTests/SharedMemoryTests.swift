@@ -338,7 +338,8 @@ struct SharedMemoryTests {
             let bytes = try memory.read(0x4000_0100, count: 4, ring: false)
             #expect(bytes.withUnsafeBytes { $0.load(as: UInt32.self) } == expected)
             #expect(memory.counts.sharedAccesses == 1)
-            memory.unbind()
+            #expect(memory.unbind().sharedAccesses == 1, "unbinding hands the run's counts over")
+            #expect(memory.counts == MemoryAccessCounts())
         }
         // A region the VMM unshares while a run holds the device's copy stays mapped until the run ends, not after.
         weak let mapping = try first.registry.withDevice("n0", .owner, by: first.vmm) { $0.sharedMemory.regions.first?.mapping }
