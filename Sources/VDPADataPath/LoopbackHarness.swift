@@ -65,6 +65,12 @@ final class LoopbackArena {
     /// The area of queue `q`'s ring, as set_vring gives it.
     func vring(_ q: Int) -> (desc: UInt64, driver: UInt64, device: UInt64) { (iova(desc(q)), iova(avail(q)), iova(used(q))) }
 
+    /// Queue `q`'s ring as a device walks it from the start.
+    func ring(_ q: Int) -> SplitRing {
+        let v = vring(q)
+        return SplitRing(num: Self.num, desc: v.desc, avail: v.driver, used: v.device, base: 0)
+    }
+
     func setDescriptor(_ q: Int, _ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16) {
         let d = desc(q) + 16 * k
         d.storeBytes(of: iova(buffer), as: UInt64.self)
@@ -92,19 +98,12 @@ final class LoopbackArena {
 }
 
 public final class LoopbackHarness {
-    static let num = LoopbackArena.num, mac = LoopbackArena.mac
     let arena: LoopbackArena
     var device: VDPADevice
     var rx: SplitRing, tx: SplitRing
     /// Kept across rounds, as a worker keeps its own.
     let bounce = NetLoopback.Bounce()
     let memory = OwnerMemory()
-
-    var fd: Int32 { arena.fd }
-    func buffer(_ q: Int, _ k: Int) -> UnsafeMutableRawPointer { arena.buffer(q, k) }
-    func setDescriptor(_ q: Int, _ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16) {
-        arena.setDescriptor(q, k, buffer, length, flags: flags)
-    }
 
     /// A device with its pair ready and the arena shared; frames of `frameBytes` (after the 12-byte header).
     public init(frameBytes: Int) throws {
@@ -117,14 +116,12 @@ public final class LoopbackHarness {
         try device.map(iova: LoopbackArena.iova, size: UInt64(LoopbackArena.bytes), address: arena.address, permission: .readWrite)
         let mapping = try SharedFiles.map(dup(arena.fd), address: arena.address, size: UInt64(LoopbackArena.bytes), offset: 0, pid: getpid()).get()
         try device.shareMemory(SharedRegion(start: arena.address, size: UInt64(LoopbackArena.bytes), mapping: mapping))
-        var rings: [SplitRing] = []
         for q in 0..<2 {
             let v = arena.vring(q)
             try device.setVring(
-                VirtqueueIndex(UInt64(q)), num: UInt64(Self.num), desc: v.desc, driver: v.driver, device: v.device, ready: nil)
-            rings.append(SplitRing(num: Self.num, desc: v.desc, avail: v.driver, used: v.device, base: 0))
+                VirtqueueIndex(UInt64(q)), num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device, ready: nil)
         }
-        (rx, tx) = (rings[0], rings[1])
+        (rx, tx) = (arena.ring(0), arena.ring(1))
         try device.setStatus(0xF)
         for q in 0..<2 { try device.setVring(VirtqueueIndex(UInt64(q)), num: nil, desc: nil, driver: nil, device: nil, ready: true) }
     }
@@ -133,17 +130,15 @@ public final class LoopbackHarness {
     /// that came back (all of them: every frame is to the device's MAC).
     public func round(frames: Int) -> Int {
         precondition(frames > 0 && frames <= 64)
-        post(frames: frames)
+        arena.post(frames: frames)
         return serve().rxCompleted
     }
-
-    func post(frames: Int) { arena.post(frames: frames) }
 
     /// One run of the pair on the device as it is, as the worker makes it.
     func serve() -> NetLoopback.Run {
         memory.bind(pid: getpid(), device: device, ringASID: 0, bufferASID: 0)
         defer { memory.unbind() }
-        return NetLoopback.run(tx: &tx, rx: &rx, memory, mac: Self.mac, version1: true, budget: 64, bounce: bounce)
+        return NetLoopback.run(tx: &tx, rx: &rx, memory, mac: LoopbackArena.mac, version1: true, budget: 64, bounce: bounce)
     }
 }
 

@@ -426,20 +426,20 @@ struct SharedMemoryTests {
         #expect(harness.round(frames: 2) == 2)
         // Frames where the harness keeps RX buffers and RX buffers where it keeps frames, so that a cut at the end of
         // the arena takes the RX buffers only.
-        for k in 0..<Int(LoopbackHarness.num) {
-            let frame = harness.buffer(0, k)
+        for k in 0..<Int(LoopbackArena.num) {
+            let frame = harness.arena.buffer(0, k)
             memset(frame, 0, 12)
-            LoopbackHarness.mac.withUnsafeBytes { (frame + 12).copyMemory(from: $0.baseAddress!, byteCount: 6) }
-            harness.setDescriptor(1, k, frame, 76, flags: 0)
-            harness.setDescriptor(0, k, harness.buffer(1, k), 2048, flags: 2)
+            LoopbackArena.mac.withUnsafeBytes { (frame + 12).copyMemory(from: $0.baseAddress!, byteCount: 6) }
+            harness.arena.setDescriptor(1, k, frame, 76, flags: 0)
+            harness.arena.setDescriptor(0, k, harness.arena.buffer(1, k), 2048, flags: 2)
         }
-        #expect(ftruncate(harness.fd, off_t(65536 + Int(LoopbackHarness.num) * 2048)) == 0)
-        harness.post(frames: 1)
+        #expect(ftruncate(harness.arena.fd, off_t(65536 + Int(LoopbackArena.num) * 2048)) == 0)
+        harness.arena.post(frames: 1)
         let cutRX = harness.serve()
         #expect(cutRX.rxErrors == 1 && cutRX.rxCompleted == 0 && cutRX.txCompleted == 0, "the frame read, its RX buffer not written")
         // Now the frames too: the next one's destination cannot be read, so it is dropped and its TX completes.
-        #expect(ftruncate(harness.fd, 65536) == 0)
-        harness.post(frames: 1)
+        #expect(ftruncate(harness.arena.fd, 65536) == 0)
+        harness.arena.post(frames: 1)
         let cutTX = harness.serve()
         #expect(cutTX.rxDrops == 1 && cutTX.txCompleted == 1 && cutTX.rxChains == 0)
     }
