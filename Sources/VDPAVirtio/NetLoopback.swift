@@ -112,6 +112,14 @@ public enum NetLoopback {
         return n
     }
 
+    /// A chain's readable bytes pulled into the bounce page, at most a page of them (D8), as vdpa_sim pulls a frame.
+    @inline(__always)
+    private static func pull(
+        _ readable: inout RingBuffers, _ memory: some GuestMemory, into bounce: UnsafeMutableRawBufferPointer
+    ) -> UnsafeRawBufferPointer {
+        UnsafeRawBufferPointer(rebasing: bounce[..<SplitRing.gather(&readable, memory, skipping: 0, into: bounce)])
+    }
+
     /// `run` between the rings' attach and detach, before the interrupts are gated.
     private static func loop(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, mac: [UInt8], version1: Bool, budget: Int,
@@ -148,9 +156,8 @@ public enum NetLoopback {
                 frame = inPlace.frame
                 accepted = withUnsafeBytes(of: inPlace.destination) { accepts(destination: $0[..<6], mac: mac) }
             } else {
-                let length = SplitRing.gather(&txChain.readable, memory, skipping: 0, into: bounce)
-                frame = UnsafeRawBufferPointer(rebasing: bounce[..<length])
-                accepted = length >= header + 6 && accepts(destination: frame[header..<header + 6], mac: mac)
+                frame = Self.pull(&txChain.readable, memory, into: bounce)
+                accepted = frame.count >= header + 6 && accepts(destination: frame[header..<header + 6], mac: mac)
             }
             run.txBytes += frame.count
             guard accepted else {
@@ -173,9 +180,10 @@ public enum NetLoopback {
                     written = n
                 } else {
                     if inPlace != nil {  // the RX side is not one buffer in place: through the bounce page after all
-                        frame = UnsafeRawBufferPointer(rebasing: bounce[..<SplitRing.gather(&txChain.readable, memory, skipping: 0, into: bounce)])
+                        frame = Self.pull(&txChain.readable, memory, into: bounce)
                     }
-                    if mergeable && version1 && frame.count >= 12 { (bounce[10], bounce[11]) = (1, 0) }  // num_buffers, LE
+                    // num_buffers, LE; the frame is in the bounce page and holds the header (it passed the filter).
+                    if mergeable && version1 { (bounce[10], bounce[11]) = (1, 0) }
                     written = SplitRing.scatter(frame, into: &rxChain.writable, memory)
                 }
             }
