@@ -328,6 +328,7 @@ public struct SplitRing: Sendable {
 
     /// Writes the used element {head, length}, then the used idx as one 16-bit store (the order a driver relies on);
     /// in place, the idx store waits for the run's end (`publishUsed`, at `detach`).
+    ///
     /// Inlined into its callers for the in-place store (a call and its frame cost as much as the store); the
     /// general way is out of line.
     @inline(__always)
