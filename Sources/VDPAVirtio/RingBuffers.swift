@@ -63,5 +63,12 @@ public struct RingBuffers: RandomAccessCollection, Equatable, Sendable, Expressi
         count = 0
     }
 
+    /// Makes `buffer` the only one (a chain of one descriptor, fetched into a chain kept from the last).
+    @inline(__always)
+    public mutating func replaceAll(with buffer: RingBuffer) {
+        if count > Self.inlineCapacity { spill.removeAll(keepingCapacity: true) }
+        (b0, count) = (buffer, 1)
+    }
+
     public static func == (a: RingBuffers, b: RingBuffers) -> Bool { a.elementsEqual(b) }
 }

@@ -222,14 +222,31 @@ public struct SplitRing: Sendable {
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
         chain.head = head
-        chain.readable.removeAll()
-        chain.writable.removeAll()
         if let p = inPlace {
             let (table, iova) = (p.desc, desc)
+            // A chain of one plain descriptor (a frame, an RX buffer) is most of what a net driver posts: taken here
+            // without the walk's loop.  Anything else (NEXT, INDIRECT) is walked from the head, the load repeated.
+            let d = try Self.loadInPlace(table, iova, head)
+            if d.flags & (Self.next | Self.indirect) == 0 {
+                let buffer = RingBuffer(iova: d.address, length: d.length)
+                if d.flags & Self.write != 0 {
+                    chain.readable.removeAll()
+                    chain.writable.replaceAll(with: buffer)
+                } else {
+                    chain.readable.replaceAll(with: buffer)
+                    chain.writable.removeAll()
+                }
+                inPlaceAccesses &+= 1  // the descriptor (the avail entry is counted above)
+                return true
+            }
+            chain.readable.removeAll()
+            chain.writable.removeAll()
             inPlaceAccesses += try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { i throws(RingError) in
                 try Self.loadInPlace(table, iova, i)
             }
         } else {
+            chain.readable.removeAll()
+            chain.writable.removeAll()
             _ = try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { [desc] i throws(RingError) in
                 try Self.load(memory, desc, i)
             }

@@ -115,6 +115,58 @@ struct SplitRingTests {
         #expect(spilled == [RingBuffer(iova: 42, length: 2)])
     }
 
+    @Test(
+        "in place and through the memory, every shape of chain is fetched the same: one buffer of either kind, NEXT, a spill, INDIRECT, errors",
+        arguments: [false, true])
+    func shapesBothWays(inPlace: Bool) throws {
+        var d = Driver(m: FlatMemory(windows: inPlace), num: 16)
+        var ring = d.ring()
+        ring.attach(d.m)
+        #expect(ring.isInPlace == inPlace)
+        var chain = RingChain(head: 0)
+        func next() throws -> RingChain {
+            #expect(try ring.fetch(d.m, into: &chain))
+            return chain
+        }
+        // A long chain first (its spill must not show through the one-buffer chains after it).
+        for i in 0..<6 { d.descriptor(UInt16(i), addr: 0x4000 + 0x100 * UInt64(i), len: 1, flags: 1 | 2, next: UInt16(i + 1)) }
+        d.descriptor(6, addr: 0x4600, len: 1, flags: 2)
+        d.post(0)
+        #expect(try next().writable.count == 7)
+        d.descriptor(8, addr: 0x7800, len: 2048, flags: 2)  // one writable buffer (an RX buffer)
+        d.post(8)
+        var c = try next()
+        #expect(c.head == 8 && c.readable.isEmpty && c.writable == [RingBuffer(iova: 0x7800, length: 2048)])
+        d.descriptor(7, addr: 0x7000, len: 60, flags: 0)  // one readable buffer (a TX frame)
+        d.post(7)
+        c = try next()
+        #expect(c.head == 7 && c.readable == [RingBuffer(iova: 0x7000, length: 60)] && c.writable.isEmpty)
+        // The long chain again, its buffers moved, after one-buffer chains: the spill holds the new ones only.
+        for i in 0..<6 { d.descriptor(UInt16(i), addr: 0x5000 + 0x100 * UInt64(i), len: 1, flags: 1 | 2, next: UInt16(i + 1)) }
+        d.descriptor(6, addr: 0x5600, len: 1, flags: 2)
+        d.post(0)
+        #expect(try next().writable.map(\.iova) == (0..<7).map { 0x5000 + 0x100 * UInt64($0) })
+        d.descriptor(9, addr: 0x4000, len: 16, flags: 1, next: 10)  // NEXT: a header, then a status byte
+        d.descriptor(10, addr: 0x5000, len: 1, flags: 2)
+        d.post(9)
+        c = try next()
+        #expect(c.readable == [RingBuffer(iova: 0x4000, length: 16)] && c.writable == [RingBuffer(iova: 0x5000, length: 1)])
+        d.descriptor(0, addr: 0x6000, len: 4, flags: 2, table: 0x8000)
+        d.descriptor(11, addr: 0x8000, len: 16, flags: 4)  // INDIRECT alone: its table's buffer, not the descriptor
+        d.post(11)
+        c = try next()
+        #expect(c.head == 11 && c.readable.isEmpty && c.writable == [RingBuffer(iova: 0x6000, length: 4)])
+        d.descriptor(12, addr: 0x4000, len: 1, flags: 1, next: 12)  // a loop
+        d.post(12)
+        #expect(throws: RingError.loop) { _ = try ring.fetch(d.m, into: &chain) }
+        d.descriptor(13, addr: 0x4000, len: 1, flags: 1, next: 99)  // next beyond the table
+        d.post(13)
+        #expect(throws: RingError.nextOutOfRange(99)) { _ = try ring.fetch(d.m, into: &chain) }
+        #expect(ring.lastAvail == 8)
+        #expect(try !ring.fetch(d.m, into: &chain))
+        ring.detach(d.m)
+    }
+
     @Test("an empty ring has no chain; a NEXT chain yields its readable then writable buffers; completion writes element then idx")
     func basicChain() throws {
         var d = Driver(m: FlatMemory())
