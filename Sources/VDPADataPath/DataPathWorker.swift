@@ -176,19 +176,55 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     }
 
     private func serveHoldingGate(_ vq: Int, _ slot: DeviceSlot) -> RunOutcome {
-        guard let queue = snapshot(vq, slot) else { return RunOutcome(queues: [vq]) }
+        guard let run = snapshot(vq, slot) else { return RunOutcome(queues: [vq]) }
         defer { memory.unbind() }
-        switch queue {
-        case .netControl: return RunOutcome(more: serveControl(vq, memory, slot), queues: [vq])
-        case .netPair(let rx, let tx): return RunOutcome(more: servePair(rx: rx, tx: tx, memory, slot), queues: [rx, tx])
-        case .blockRequests: return RunOutcome(more: serveBlock(vq, memory, slot), queues: [vq])
+        switch run.queue {
+        case .netControl: return RunOutcome(more: serveControl(vq, run, slot), queues: [vq])
+        case .netPair(let rx, let tx): return RunOutcome(more: servePair(rx: rx, tx: tx, run, slot), queues: [rx, tx])
+        case .blockRequests: return RunOutcome(more: serveBlock(vq, run, slot), queues: [vq])
         }
     }
 
+    /// What a run reads of the device, taken under its lock: plain values and the memory's view (`DataPathView`),
+    /// never a copy of the whole device — a retain and a release per field, which a guest that kicks per frame
+    /// would pay per frame.
+    private struct RunSnapshot {
+        var queue: ServedQueue
+        /// The ring settings of the run's vq and, for a pair, of its other queue (`first` is the pair's TX).
+        var first: RingSetting
+        var other: RingSetting
+        var driverFeatures: UInt64
+        /// The device's MAC (net), as `macAddress` keeps it.
+        var mac: [UInt8]
+        /// max_vqp, for the control queue's MQ_VQ_PAIRS_SET.
+        var maxVQP: Int?
+        /// What the RAM disk is made from, read only at the first block run (`makeDisk`).
+        var disk: DiskSetting?
+    }
+
+    /// A vring's fields a run uses, without its eventfds (a copy of those would be two retains).
+    private struct RingSetting {
+        var vq: Int
+        var num: UInt32?, desc: UInt64?, driver: UInt64?, device: UInt64?
+        var base: UInt16
+        var ready: Bool
+
+        init(_ vq: Int, _ v: Vring) {
+            (self.vq, num, desc, driver, device, base, ready) = (vq, v.num, v.desc, v.driver, v.device, v.base, v.ready)
+        }
+    }
+
+    /// The RAM disk's capacity (virtio_blk_config.capacity, in sectors), `backing` file and device name.
+    private struct DiskSetting {
+        var capacity: UInt64
+        var backing: String?
+        var device: String
+    }
+
     /// Under the device's lock, once per kick: which queue `vq` is, the gates for every vq its run touches
-    /// (a net pair needs both, and only the active pairs run), and a snapshot of the device to work from
-    /// without the lock, bound to `memory` (nil: nothing to do now, `memory` unbound).
-    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> ServedQueue? {
+    /// (a net pair needs both, and only the active pairs run), and what the run reads of the device, its memory
+    /// view bound to `memory` (nil: nothing to do now, `memory` unbound).
+    private func snapshot(_ vq: Int, _ slot: DeviceSlot) -> RunSnapshot? {
         slot.read { d in
             guard let queue = d.servedQueue(vq) else { return nil }  // a queue the parent does not serve
             // The vq whose groups say where the rings and buffers are (a pair's TX), and the other of a pair.
@@ -205,22 +241,25 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             guard let owner = d.owner, let rings = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .desc),
                 let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .buffer)
             else { return nil }
-            memory.bind(pid: owner.pid, device: d, ringASID: rings, bufferASID: buffers)
-            return queue
+            memory.bind(pid: owner.pid, view: d.dataPathView(ringASID: rings, bufferASID: buffers))
+            let disk = queue == .blockRequests && self.disk == nil
+                ? DiskSetting(capacity: d.configBytes.le(0, 8), backing: d.attributes.backing, device: d.name.rawValue) : nil
+            return RunSnapshot(
+                queue: queue, first: RingSetting(first, d.vrings[first]), other: RingSetting(other, d.vrings[other]),
+                driverFeatures: d.driverFeatures, mac: d.deviceID == .net ? macAddress(d) : [], maxVQP: d.attributes.maxVQP, disk: disk)
         }
     }
 
-    /// `vq`'s ring as the snapshot sets it: the cached one while num, addresses and base are unchanged, else
-    /// built afresh (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
-    private func ring(_ vq: Int, _ memory: OwnerMemory) -> CachedRing? {
-        let v = memory.device.vrings[vq]
+    /// A ring as the snapshot sets it: the cached one while num, addresses and base are unchanged, else built afresh
+    /// (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
+    private func ring(_ v: RingSetting) -> CachedRing? {
         // A size SET_VRING_NUM refused never gets here (R58); a ring is not made of one all the same.
         guard let num = v.num, num > 0, num <= 32768, num & (num - 1) == 0, let desc = v.desc, let driver = v.driver, let device = v.device
         else { return nil }
         let key = CachedRing.Key(num: UInt64(num), desc: desc, driver: driver, device: device)
-        if vq < rings.count, let cached = rings[vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
+        if v.vq < rings.count, let cached = rings[v.vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
         var base = v.base
-        if resync.remove(vq), v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
+        if resync.remove(v.vq), v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
         return CachedRing(key: key, ring: SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
     }
 
@@ -238,14 +277,13 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         return mac
     }
 
-    private func serveControl(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard var cached = ring(vq, memory) else { return false }
+    private func serveControl(_ vq: Int, _ snapshot: RunSnapshot, _ slot: DeviceSlot) -> Bool {
+        guard var cached = ring(snapshot.first) else { return false }
         // MQ_VQ_PAIRS_SET is answered where the parent offers MQ and the driver took it (mlx5_net), up to max_vqp.
-        // Read where the memory keeps the device: a copy held to the record would copy its arrays (see servePair).
-        let mq = memory.device.driverFeatures & Self.netMQ != 0 ? memory.device.attributes.maxVQP : nil
-        let run = ControlQueue.run(&cached.ring, memory, mac: macAddress(memory.device), budget: Self.chainsPerRun, maxQueuePairs: mq)
+        let mq = snapshot.driverFeatures & Self.netMQ != 0 ? snapshot.maxVQP : nil
+        let run = ControlQueue.run(&cached.ring, memory, mac: snapshot.mac, budget: Self.chainsPerRun, maxQueuePairs: mq)
         keep(cached, vq)
-        let (lastAvail, counts) = (cached.ring.lastAvail, memory.unbind())  // before the record: see servePair
+        let (lastAvail, counts) = (cached.ring.lastAvail, memory.unbind())  // the view let go before the lock is taken
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
@@ -258,13 +296,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     }
 
     /// A net pair: TX frames into RX buffers (vdpa_sim_net runs only with both queues ready).
-    private func servePair(rx: Int, tx: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard var txCached = ring(tx, memory), var rxCached = ring(rx, memory) else { return false }
-        let features = memory.device.driverFeatures  // read where the memory keeps the device: no copy per run
-        let version1 = features & Self.netVersion1 != 0
-        let mergeable = features & Self.netMergeable != 0
+    private func servePair(rx: Int, tx: Int, _ snapshot: RunSnapshot, _ slot: DeviceSlot) -> Bool {
+        guard var txCached = ring(snapshot.first), var rxCached = ring(snapshot.other) else { return false }
+        let version1 = snapshot.driverFeatures & Self.netVersion1 != 0
+        let mergeable = snapshot.driverFeatures & Self.netMergeable != 0
         let run = NetLoopback.run(
-            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: macAddress(memory.device), version1: version1,
+            tx: &txCached.ring, rx: &rxCached.ring, memory, mac: snapshot.mac, version1: version1,
             budget: Self.chainsPerRun, mergeable: mergeable, bounce: bounce)
         keep(txCached, tx)
         keep(rxCached, rx)
@@ -274,8 +311,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let rxRecord = QueueRunRecord(
             requests: run.rxChains, successes: run.rxCompleted, errors: run.rxErrors, completed: run.rxCompleted, bytes: run.rxBytes,
             calls: run.rxCalls, drops: run.rxDrops + run.rxOverruns)
-        // The run's copy of the device goes before the record: while it shares the device's vrings and queueStats,
-        // the record's first write to each would copy the whole array (two allocations and copies per run).
+        // The view goes before the record (a region the VMM unshared meanwhile is unmapped the moment the run ends).
         let (txAvail, rxAvail, counts) = (txCached.ring.lastAvail, rxCached.ring.lastAvail, memory.unbind())
         slot.syncUnjournaled { d in
             d.recordQueueRun(vq: tx, run: txRecord, lastAvail: txAvail)
@@ -291,9 +327,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// The file the disk is mapped from, open while the worker lives: a FLUSH syncs it (`RAMDisk.flush`).
     private var backing: FileDescriptor?
 
-    private func serveBlock(_ vq: Int, _ memory: OwnerMemory, _ slot: DeviceSlot) -> Bool {
-        guard var cached = ring(vq, memory) else { return false }
-        if disk == nil { disk = makeDisk(memory.device, slot) }
+    private func serveBlock(_ vq: Int, _ snapshot: RunSnapshot, _ slot: DeviceSlot) -> Bool {
+        guard var cached = ring(snapshot.first) else { return false }
+        if disk == nil, let setting = snapshot.disk { disk = makeDisk(setting, slot) }
         let run = BlockRequests.run(&cached.ring, memory, disk: disk!, budget: Self.chainsPerRun)
         keep(cached, vq)
         let record = QueueRunRecord(
@@ -312,14 +348,14 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// it is copied (a crash loses nothing a driver saw completed; a FLUSH makes a backing file durable).  In the
     /// worker's own memory when there is no such file or it cannot be opened, sized or mapped: a disk that lives
     /// as long as the daemon.
-    private func makeDisk(_ device: VDPADevice, _ slot: DeviceSlot) -> RAMDisk {
-        let capacity = device.configBytes.le(0, 8)  // virtio_blk_config.capacity, in sectors
+    private func makeDisk(_ setting: DiskSetting, _ slot: DeviceSlot) -> RAMDisk {
+        let capacity = setting.capacity
         let bytes = Int(capacity) * RAMDisk.sectorSize
         let file: FileDescriptor? =
-            if let path = device.attributes.backing {
+            if let path = setting.backing {
                 try? FileDescriptor.open(FilePath(path), .readWrite, options: [.create, .closeOnExec], permissions: [.ownerReadWrite])
             } else {
-                slot.journal?.diskFile(device: device.name.rawValue, bytes: bytes).map { FileDescriptor(rawValue: $0) }
+                slot.journal?.diskFile(device: setting.device, bytes: bytes).map { FileDescriptor(rawValue: $0) }
             }
         guard let file else { return RAMDisk(capacity: capacity) }
         guard ftruncate(file.rawValue, off_t(bytes)) == 0,

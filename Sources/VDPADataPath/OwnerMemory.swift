@@ -1,7 +1,7 @@
 // OwnerMemory.swift — the owner's memory as a data-path run sees it.  An
 // IOVA goes through a snapshot of the device's mapping of the right ASID
-// (exactly as `translate` computes it: the owner's own addresses, never a
-// guest-physical one), then, where a region the owner shared holds those
+// (`DataPathView`: as `translate` computes it, the owner's own addresses,
+// never a guest-physical one), then, where a region the owner shared holds those
 // addresses, one offset into vdpad's mapping of the file; elsewhere
 // process_vm_readv/writev on the owner's pid (private memory).  Accesses to
 // shared memory are guarded: a VMM that truncates its file under vdpad
@@ -21,16 +21,8 @@ final class OwnerMemory: GuestMemory {
     /// closed at the run's end (`unbind`).
     private let agentSource: () -> Int32
 
-    /// The run's owner, device and ASIDs (`bind`).
+    /// The run's owner and ASIDs (`bind`).
     var pid: Int32 { state.pointee.pid }
-    /// A copy of the device taken under its lock (its trees are copy-on-write: cheap, and stable here; its
-    /// shared regions stay mapped while this copy holds them, so `unbind` lets it go).
-    var device: VDPADevice {
-        _read {  // lent in place: a copy would be a retain per field
-            precondition(state.pointee.bound, "an OwnerMemory used outside a run")
-            yield devicePlace.pointee
-        }
-    }
     var ringASID: Int { state.pointee.ringASID }
     var bufferASID: Int { state.pointee.bufferASID }
 
@@ -51,10 +43,10 @@ final class OwnerMemory: GuestMemory {
     private let state: UnsafeMutablePointer<RunState>
     private struct RunState {
         var pid: Int32 = 0
-        /// Whether `devicePlace` holds the run's device.
+        /// Whether `viewPlace` holds the run's view of the device.
         var bound = false
         var ringASID = 0, bufferASID = 0
-        /// Whether the owner shared any region (the device's `sharedMemory`, kept as one flag for the hot path's
+        /// Whether the owner shared any region (the view's `sharedMemory`, kept as one flag for the hot path's
         /// first test): without one every access goes the general way.
         var anyShared = false
         var counts = MemoryAccessCounts()
@@ -69,12 +61,13 @@ final class OwnerMemory: GuestMemory {
     /// beats any map.  Replaced round-robin past `capacity`.
     private let cache: UnsafeMutableBufferPointer<Cached>
     private static let capacity = 8
-    /// The run's copy of the device, between `bind` and `unbind`: apart from `state`, so that a lookup reads it in
-    /// place (an optional field would be copied whole to be read, a retain per field).
-    private let devicePlace: UnsafeMutablePointer<VDPADevice>
-    /// The regions the owner shared, as the run's device has them (read in place, bound runs only).
+    /// The run's view of the device (its tables, copy-on-write: stable here; its shared regions, which stay mapped
+    /// while the view holds them, so `unbind` lets it go), between `bind` and `unbind`: apart from `state`, so that a
+    /// lookup reads it in place (an optional field would be copied whole to be read, a retain per field).
+    private let viewPlace: UnsafeMutablePointer<DataPathView>
+    /// The regions the owner shared, as the run's view has them (read in place, bound runs only).
     private var regions: SharedRegions {
-        _read { yield devicePlace.pointee.sharedMemory }
+        _read { yield viewPlace.pointee.sharedMemory }
     }
 
     /// What the run did to reach the memory, for the device's counters.
@@ -86,7 +79,7 @@ final class OwnerMemory: GuestMemory {
         state = .allocate(capacity: 1)
         state.initialize(to: RunState())
         cache = .allocate(capacity: Self.capacity)
-        devicePlace = .allocate(capacity: 1)
+        viewPlace = .allocate(capacity: 1)
     }
 
     /// A memory bound for one run.
@@ -95,21 +88,26 @@ final class OwnerMemory: GuestMemory {
         bind(pid: pid, device: device, ringASID: ringASID, bufferASID: bufferASID)
     }
 
-    /// Starts a run on `device` (a copy taken under its lock) for `pid`'s memory: counters at zero, no entry cached.
-    func bind(pid: Int32, device: consuming VDPADevice, ringASID: Int, bufferASID: Int) {
+    /// Starts a run on `view` (taken under the device's lock) for `pid`'s memory: counters at zero, no entry cached.
+    func bind(pid: Int32, view: consuming DataPathView) {
         unbind()
-        let anyShared = !device.sharedMemory.isEmpty
-        devicePlace.initialize(to: device)
+        let (anyShared, ringASID, bufferASID) = (!view.sharedMemory.isEmpty, view.ringASID, view.bufferASID)
+        viewPlace.initialize(to: view)
         state.pointee = RunState(pid: pid, bound: true, ringASID: ringASID, bufferASID: bufferASID, anyShared: anyShared)
     }
 
-    /// Ends the run: closes the agent's dup, and lets go of the device's copy (a region the VMM unshared stays
-    /// mapped while a copy holds it).  Returns what the run did to reach the memory (`counts`, zero afterwards).
+    /// Starts a run on `device`'s view with those ASIDs.
+    func bind(pid: Int32, device: VDPADevice, ringASID: Int, bufferASID: Int) {
+        bind(pid: pid, view: device.dataPathView(ringASID: ringASID, bufferASID: bufferASID))
+    }
+
+    /// Ends the run: closes the agent's dup, and lets go of the view (a region the VMM unshared stays mapped while a
+    /// view holds it).  Returns what the run did to reach the memory (`counts`, zero afterwards).
     @discardableResult
     func unbind() -> MemoryAccessCounts {
         let counts = state.pointee.counts
         if let agent = state.pointee.agent, agent >= 0 { close(agent) }
-        if state.pointee.bound { devicePlace.deinitialize(count: 1) }
+        if state.pointee.bound { viewPlace.deinitialize(count: 1) }
         state.pointee = RunState()
         return counts
     }
@@ -118,7 +116,7 @@ final class OwnerMemory: GuestMemory {
         unbind()
         state.deinitialize(count: 1)
         state.deallocate()
-        devicePlace.deallocate()
+        viewPlace.deallocate()
         cache.deallocate()  // trivially destructible elements: nothing to deinitialize
     }
 
@@ -152,7 +150,7 @@ final class OwnerMemory: GuestMemory {
         var k = 0
         while k < filled && !Self.holds(cache[k], asid, iova, last) { k += 1 }
         if k == filled {
-            guard state.pointee.bound, let entry = devicePlace.pointee.mappedEntry(asid: asid, containing: iova), last <= entry.last
+            guard state.pointee.bound, let entry = viewPlace.pointee.mappedEntry(ring: asid == ringASID, containing: iova), last <= entry.last
             else { return nil }
             // An identity mapping is the whole space: its host base is only per region, never for the entry.
             let size = entry.last - entry.first
@@ -173,12 +171,13 @@ final class OwnerMemory: GuestMemory {
 
     /// The owner's addresses for [iova, iova+count), one piece per IOTLB entry.
     func pieces(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) throws(RingError) -> [iovec] {
-        var d = device
-        do {
-            return try d.translate(.asid(ASID(UInt64(ring ? ringASID : bufferASID))), access: access, iova: iova, size: UInt64(count))
-                .map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: Int($0.size)) }
-        } catch {
-            throw error.errno == .EACCES ? .permission(iova) : .fault(iova)
+        precondition(state.pointee.bound, "an OwnerMemory used outside a run")
+        guard count > 0, iova <= UInt64.max - UInt64(count - 1) else { throw .fault(iova) }
+        switch viewPlace.pointee.translate(ring: ring, access: access, iova: iova, size: UInt64(count)) {
+        case .success(let segments):
+            return segments.map { iovec(iov_base: UnsafeMutableRawPointer(bitPattern: UInt($0.address)), iov_len: Int($0.size)) }
+        case .failure(.permission): throw .permission(iova)
+        case .failure(.hole): throw .fault(iova)
         }
     }
 
