@@ -242,7 +242,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 let buffers = try? d.asid(forVirtqueue: VirtqueueIndex(UInt64(first)), area: .buffer)
             else { return nil }
             memory.bind(pid: owner.pid, view: d.dataPathView(ringASID: rings, bufferASID: buffers))
-            let disk = queue == .blockRequests && self.disk == nil
+            let disk =
+                queue == .blockRequests && self.disk == nil
                 ? DiskSetting(capacity: d.configBytes.le(0, 8), backing: d.attributes.backing, device: d.name.rawValue) : nil
             return RunSnapshot(
                 queue: queue, first: RingSetting(first, d.vrings[first]), other: RingSetting(other, d.vrings[other]),

@@ -49,6 +49,8 @@ struct DataPathViewTests {
         _ = try d.unmap(iova: 0x2000, size: 0x1000)
         #expect(d.mappedEntry(asid: 0, containing: 0x2000) == nil)
         #expect(view.mappedEntry(ring: true, containing: 0x2000)?.address == 0x50000)
-        #expect(view.translate(ring: false, access: .write, iova: 0x2000, size: 4) == .success([TranslatedSegment(iova: 0x2000, size: 4, address: 0x50000)]))
+        #expect(
+            view.translate(ring: false, access: .write, iova: 0x2000, size: 4)
+                == .success([TranslatedSegment(iova: 0x2000, size: 4, address: 0x50000)]))
     }
 }
