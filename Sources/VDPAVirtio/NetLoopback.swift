@@ -36,19 +36,43 @@ public enum NetLoopback {
     /// The virtio-net header's length: `virtio_net_hdr_v1` under VERSION_1, else the legacy header.
     public static func headerLength(version1: Bool) -> Int { version1 ? 12 : 10 }
 
-    /// vdpa_sim's receive filter on the destination MAC: broadcast and multicast pass; unicast passes when it
-    /// "matches" `mac` with a string-like compare that stops at the first position both hold 00 (D7).
+    /// vdpa_sim's receive filter on the destination MAC: broadcast and multicast pass; unicast passes when it "matches"
+    /// `mac` with a string-like compare that stops at the first position both hold 00 (D7).
     public static func accepts(destination d: some Collection<UInt8>, mac: [UInt8]) -> Bool {
-        guard d.count == 6, mac.count == 6, let first = d.first else { return false }
-        if first & 1 != 0 { return true }
-        var i = d.startIndex
-        for b in mac {  // an index walk, not zip: this runs once per frame
-            let a = d[i]
-            if a != b { return false }
-            if a == 0 { return true }
-            i = d.index(after: i)
+        ReceiveFilter(mac: mac).accepts(destination: d)
+    }
+
+    /// The receive filter (`accepts`) made for one MAC: the string-like compare looks at the bytes up to and including
+    /// the MAC's first 00, or all six, so it is a mask and one compare of the destination's bytes as an integer.  A
+    /// run makes one; a frame's test is then a few instructions, not a walk of two arrays.
+    public struct ReceiveFilter: Sendable {
+        /// The MAC's six bytes, the first in the lowest; the bytes the compare looks at; whether the MAC has six.
+        let mac: UInt64, mask: UInt64, valid: Bool
+
+        public init(mac: [UInt8]) {
+            valid = mac.count == 6
+            var (bits, mask) = (UInt64(0), UInt64(0))
+            for (k, b) in mac.prefix(6).enumerated() {
+                bits |= UInt64(b) << (8 * UInt64(k))
+                mask |= 0xFF << (8 * UInt64(k))
+                if b == 0 { break }  // the compare stops here when the destination holds 00 too
+            }
+            (self.mac, self.mask) = (bits, mask)
         }
-        return true
+
+        /// `destination`: the frame's first six bytes, the first in the lowest (the two above them are not looked at).
+        @inline(__always)
+        public func accepts(_ destination: UInt64) -> Bool {
+            guard valid else { return false }
+            return destination & 1 != 0 || (destination ^ mac) & mask == 0  // the group bit: broadcast, multicast
+        }
+
+        public func accepts(destination d: some Collection<UInt8>) -> Bool {
+            guard d.count == 6 else { return false }
+            var bits: UInt64 = 0
+            for (k, b) in d.enumerated() { bits |= UInt64(b) << (8 * UInt64(k)) }
+            return accepts(bits)
+        }
     }
 
     /// One run: up to `budget` TX chains, each answered as vdpasim_net_work answers it, but for one departure:
@@ -127,6 +151,7 @@ public enum NetLoopback {
     ) -> Run {
         var run = Run()
         let header = headerLength(version1: version1)
+        let filter = ReceiveFilter(mac: mac)
         // One chain per direction for the whole run, refilled by each fetch (no buffer lists made per frame), and
         // one bounce buffer (vdpa_sim's page), not an array per frame.
         var txChain = RingChain(head: 0), rxChain = RingChain(head: 0)
@@ -154,10 +179,10 @@ public enum NetLoopback {
             let accepted: Bool
             if let inPlace {
                 frame = inPlace.frame
-                accepted = withUnsafeBytes(of: inPlace.destination) { accepts(destination: $0[..<6], mac: mac) }
+                accepted = filter.accepts(UInt64(littleEndian: inPlace.destination.0))
             } else {
                 frame = Self.pull(&txChain.readable, memory, into: bounce)
-                accepted = frame.count >= header + 6 && accepts(destination: frame[header..<header + 6], mac: mac)
+                accepted = frame.count >= header + 6 && filter.accepts(destination: frame[header..<header + 6])
             }
             run.txBytes += frame.count
             guard accepted else {

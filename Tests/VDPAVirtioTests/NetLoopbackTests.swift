@@ -114,6 +114,46 @@ struct NetLoopbackTests {
         #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == first && Array(t.m.bytes[0xC200..<0xC200 + 64]) == second)
     }
 
+    @Test("D7: the receive filter made once per run agrees with vdpa_sim's compare, byte by byte, on any MAC and destination")
+    func filterAgreesWithTheWalk() {
+        /// vdpasim_net_filter_packet's reading, walked as it does: a multicast bit passes; else the bytes are compared
+        /// in order and the walk stops, accepting, at the first position both hold 00.
+        func walk(_ d: [UInt8], _ mac: [UInt8]) -> Bool {
+            guard d.count == 6, mac.count == 6 else { return false }
+            if d[0] & 1 != 0 { return true }
+            for k in 0..<6 {
+                if d[k] != mac[k] { return false }
+                if d[k] == 0 { return true }
+            }
+            return true
+        }
+        var state: UInt64 = 0x9E37_79B9_7F4A_7C15  // xorshift64: the same draws every run
+        func next() -> UInt64 {
+            state ^= state << 13
+            state ^= state >> 7
+            state ^= state << 17
+            return state
+        }
+        // Bytes drawn mostly from {00, 01, 02, FF}: zeros and near-matches are where the compare's stop matters.
+        func byte() -> UInt8 {
+            let r = next()
+            return r % 4 == 0 ? UInt8(truncatingIfNeeded: r >> 8) : [0, 1, 2, 0xFF][Int((r >> 8) % 4)]
+        }
+        for _ in 0..<20_000 {
+            let mac = (0..<6).map { _ in byte() }
+            // A third of the destinations are the MAC with one byte drawn again: a match, or a miss in one place.
+            let changed = Int(next() % 6)
+            let d = next() % 3 == 0 ? mac.enumerated().map { $0.offset == changed ? byte() : $0.element } : (0..<6).map { _ in byte() }
+            let filter = NetLoopback.ReceiveFilter(mac: mac)
+            #expect(filter.accepts(destination: d) == walk(d, mac), "mac \(mac) destination \(d)")
+            let bits = d.enumerated().reduce(UInt64(0xABCD) << 48) { $0 | UInt64($1.element) << (8 * UInt64($1.offset)) }
+            #expect(filter.accepts(bits) == walk(d, mac), "the two bytes past the destination are not looked at")
+        }
+        #expect(
+            !NetLoopback.ReceiveFilter(mac: [1, 2, 3]).accepts(destination: [0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]),
+            "a MAC not of six bytes takes nothing")
+    }
+
     @Test(
         "D7: an all-zero MAC takes any destination that starts with 00; D8: a 9000-byte frame arrives as its first 4096 bytes",
         arguments: [false, true])
