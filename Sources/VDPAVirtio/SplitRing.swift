@@ -209,6 +209,20 @@ public struct SplitRing: Sendable {
     /// `fetch` into a chain the caller keeps from one fetch to the next: its buffer lists are emptied, not
     /// made anew, so a run allocates nothing per chain.  False when the ring is empty.
     public mutating func fetch(_ memory: some GuestMemory, into chain: inout RingChain) throws(RingError) -> Bool {
+        // A chain of one plain descriptor in place (a frame, an RX buffer) is most of what a net driver posts: taken
+        // without the walk's loop.  Anything else (NEXT, INDIRECT, an error to report) is walked below.
+        if let single = peekSingle() {
+            takePeeked()
+            chain.head = single.head
+            if single.writable {
+                chain.readable.removeAll()
+                chain.writable.replaceAll(with: single.buffer)
+            } else {
+                chain.readable.replaceAll(with: single.buffer)
+                chain.writable.removeAll()
+            }
+            return true
+        }
         guard try hasWork(memory) else { return false }
         let slot = Int(lastAvail & mask)
         var head: UInt16 = 0
@@ -222,36 +236,45 @@ public struct SplitRing: Sendable {
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
         chain.head = head
+        chain.readable.removeAll()
+        chain.writable.removeAll()
         if let p = inPlace {
             let (table, iova) = (p.desc, desc)
-            // A chain of one plain descriptor (a frame, an RX buffer) is most of what a net driver posts: taken here
-            // without the walk's loop.  Anything else (NEXT, INDIRECT) is walked from the head, the load repeated.
-            let d = try Self.loadInPlace(table, iova, head)
-            if d.flags & (Self.next | Self.indirect) == 0 {
-                let buffer = RingBuffer(iova: d.address, length: d.length)
-                if d.flags & Self.write != 0 {
-                    chain.readable.removeAll()
-                    chain.writable.replaceAll(with: buffer)
-                } else {
-                    chain.readable.replaceAll(with: buffer)
-                    chain.writable.removeAll()
-                }
-                inPlaceAccesses &+= 1  // the descriptor (the avail entry is counted above)
-                return true
-            }
-            chain.readable.removeAll()
-            chain.writable.removeAll()
             inPlaceAccesses += try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { i throws(RingError) in
                 try Self.loadInPlace(table, iova, i)
             }
         } else {
-            chain.readable.removeAll()
-            chain.writable.removeAll()
             _ = try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { [desc] i throws(RingError) in
                 try Self.load(memory, desc, i)
             }
         }
         return true
+    }
+
+    /// The next chain when it is one plain descriptor in place (no NEXT, no INDIRECT), read without taking it: its
+    /// head, its buffer and whether that is writable.  Nil for anything else — an empty ring, a ring not in place,
+    /// a head out of range, a longer chain, a fault — which `fetch` then takes, or refuses, as it takes every chain.
+    /// A loop that wants the common chain fast peeks, decides, and takes it (`takePeeked`) only once it is served.
+    @inline(__always)
+    public mutating func peekSingle() -> (head: UInt16, buffer: RingBuffer, writable: Bool)? {
+        guard let p = inPlace else { return nil }
+        if availSeen == lastAvail {
+            guard vdpad_guarded_load_acquire_u16(p.avail + 2, &availSeen) == 0 else { return nil }
+            inPlaceAccesses &+= 1
+            guard availSeen != lastAvail else { return nil }
+        }
+        var head: UInt16 = 0
+        guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * Int(lastAvail & mask), &head) == 0 else { return nil }
+        head = UInt16(littleEndian: head)
+        guard head < num, let d = try? Self.loadInPlace(p.desc, desc, head), d.flags & (Self.next | Self.indirect) == 0 else { return nil }
+        return (head, RingBuffer(iova: d.address, length: d.length), d.flags & Self.write != 0)
+    }
+
+    /// Takes the chain `peekSingle` gave, as `fetch` would have (its avail entry and its descriptor: two accesses).
+    @inline(__always)
+    public mutating func takePeeked() {
+        lastAvail &+= 1
+        inPlaceAccesses &+= 2
     }
 
     /// struct vring_desc as the walker uses it, its fields in host order.
