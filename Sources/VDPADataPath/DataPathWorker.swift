@@ -22,24 +22,28 @@ import VDPAVirtio
 final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     private weak var slot: DeviceSlot?
     private let wake: Int32
-    /// Only the worker thread touches these.  The kick eventfds watched (the worker's dups) and their vqs.
-    private var watched: [(fd: Int32, vq: Int)] = []
+    // Only the worker thread touches the `var`s below (the class is shared with the slot for `notify` and `stop`,
+    // which touch `state` and `wake` only): `@exclusivity(unchecked)` spares them the run-time exclusivity check a
+    // class's stored property pays at each access, several per run.
+
+    /// The kick eventfds watched (the worker's dups) and their vqs.
+    @exclusivity(unchecked) private var watched: [(fd: Int32, vq: Int)] = []
     /// What poll(2) watches: the wake-up eventfd first, then `watched`'s in its order (made again at each rescan).
-    private var polled: [pollfd] = []
+    @exclusivity(unchecked) private var polled: [pollfd] = []
     /// The vqs `watched` names, as a set.
-    private var watchedQueues = QueueSet()
+    @exclusivity(unchecked) private var watchedQueues = QueueSet()
     /// Each vq's ring as its last run left it, by vq (a handful: an array, looked up with no hashing per run).
-    private var rings: [CachedRing?] = []
-    private var pendingWhileSuspended = false
-    private var requeued = QueueSet()
+    @exclusivity(unchecked) private var rings: [CachedRing?] = []
+    @exclusivity(unchecked) private var pendingWhileSuspended = false
+    @exclusivity(unchecked) private var requeued = QueueSet()
     /// After a daemon restart: vqs whose first run starts at the used index the ring holds (what the used index
     /// says is done is done; a chain fetched and not completed is served again), not at the journaled base.
-    private var resync = QueueSet()
+    @exclusivity(unchecked) private var resync = QueueSet()
     /// The owner's memory as each run sees it, bound at the run's snapshot and unbound at its end: one for the
     /// worker's life, so that a run allocates nothing to reach the memory.
     private let memory: OwnerMemory
     /// The device's MAC as the last net run read it from the config space (an array made only when it changes).
-    private var mac: [UInt8] = []
+    @exclusivity(unchecked) private var mac: [UInt8] = []
     /// The net loopback's bounce page, the worker's for its life (vdpa_sim's is its device's).
     private let bounce = NetLoopback.Bounce()
     private let state = Locked(State())
@@ -274,7 +278,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// changed (a MAC_ADDR_SET, a set_config).
     private func macAddress(_ d: VDPADevice) -> [UInt8] {
         let bytes = d.configMAC
-        if !mac.elementsEqual(bytes) { mac = Array(bytes) }
+        if mac[...] != bytes { mac = Array(bytes) }
         return mac
     }
 
@@ -324,9 +328,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     /// The device's RAM disk: made at the first request, kept across reset and close as vdpa_sim_blk's is, gone
     /// with the device (the worker lives as long as its slot).
-    private var disk: RAMDisk?
+    @exclusivity(unchecked) private var disk: RAMDisk?
     /// The file the disk is mapped from, open while the worker lives: a FLUSH syncs it (`RAMDisk.flush`).
-    private var backing: FileDescriptor?
+    @exclusivity(unchecked) private var backing: FileDescriptor?
 
     private func serveBlock(_ vq: Int, _ snapshot: RunSnapshot, _ slot: DeviceSlot) -> Bool {
         guard var cached = ring(snapshot.first) else { return false }

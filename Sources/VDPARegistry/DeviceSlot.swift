@@ -19,7 +19,7 @@ public final class DeviceSlot: Sendable {
     /// operations that stop or rewind a queue (SUSPEND, a status change such as a reset, SET_VRING_*, the
     /// session's end): those wait for the run in flight, so GET_VRING_BASE after SUSPEND is final (no run can
     /// record after it) and no run records into a ring a reset rebuilt.  Always taken before the device's lock.
-    private let runGate = Locked(())
+    @usableFromInline let runGate = Locked(())
 
     /// Where the session's changes are journaled (nil: no journal), and the control state last journaled.
     public let journal: (any SessionJournal)?
@@ -157,7 +157,9 @@ public final class DeviceSlot: Sendable {
         }
     }
 
-    /// Runs `body` with no data-path run in flight on this device (see `runGate`).
+    /// Runs `body` with no data-path run in flight on this device (see `runGate`).  Inlinable, as `read` and `sync`
+    /// are: the worker takes the gate once per run, and a generic call costs a metadata lookup each time.
+    @inlinable
     public func quiesced<T, E: Error>(_ body: () throws(E) -> T) throws(E) -> T {
         try runGate.withLock { (_: inout Void) throws(E) -> T in try body() }
     }

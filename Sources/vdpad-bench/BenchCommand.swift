@@ -216,10 +216,11 @@ struct InProcessCommand: ParsableCommand {
                 let harness = try WorkerLoopbackHarness(frameBytes: 64)
                 round = { harness.round(frames: $0) }
             }
+            // A local: the option's getter looks its property wrapper's metadata up each time, per round.
+            let (total, start) = (requests, nowNanos())
             var looped = 0
-            let start = nowNanos()
-            while looped < requests {
-                let n = round(min(64, requests - looped))
+            while looped < total {
+                let n = round(min(64, total - looped))
                 guard n > 0 else { throw ClientError("the pair looped no frame") }
                 looped += n
             }
