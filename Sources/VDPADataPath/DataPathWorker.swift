@@ -206,7 +206,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         var disk: DiskSetting?
     }
 
-    /// A vring's fields a run uses, without its eventfds (a copy of those would be two retains).
+    /// A vring's fields a run uses: plain values it keeps past the lock (not the eventfds, which the slot signals).
     private struct RingSetting {
         var vq: Int
         var num: UInt32?, desc: UInt64?, driver: UInt64?, device: UInt64?
@@ -288,7 +288,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         let mq = snapshot.driverFeatures & Self.netMQ != 0 ? snapshot.maxVQP : nil
         let run = ControlQueue.run(&cached.ring, memory, mac: snapshot.mac, budget: Self.chainsPerRun, maxQueuePairs: mq)
         keep(cached, vq)
-        let (lastAvail, counts) = (cached.ring.lastAvail, memory.unbind())  // the view let go before the lock is taken
+        let (lastAvail, counts) = (cached.ring.lastAvail, memory.unbind())  // before the record: see servePair
         var record = QueueRunRecord(
             requests: run.counters.requests, successes: run.counters.successes, errors: run.counters.errors,
             completed: run.completed, bytes: run.bytes, calls: run.calls, newMAC: run.newMAC)
