@@ -6,8 +6,10 @@
 # reply bytes) without the socket; (frames64) a frame looped by the data path
 # on shared memory without a worker thread or a VMM; (worker64) the same
 # frames served by the daemon's worker thread, kicked and answered through
-# eventfds.  Each count is the difference between a run of N and of 2N
-# requests, divided by N, so start-up and set-up cancel out.
+# eventfds; (blk512) a sector read served by a vdpasim_blk RAM disk on shared
+# memory without a worker thread or a VMM.  Each count is the difference
+# between a run of N and of 2N requests, divided by N, so start-up and set-up
+# cancel out.
 #
 #   scripts/perf-guard.sh            check against scripts/perf-budget.txt
 #   scripts/perf-guard.sh --print    only print the measured counts

@@ -41,14 +41,7 @@ final class LoopbackArena {
     /// Frames of `frameBytes` (after the 12-byte header).
     init(frameBytes: Int) throws {
         precondition(frameBytes >= 14 && frameBytes + 12 <= 2048)
-        let name = "/vdpad-harness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
-        shm_unlink(name)
-        guard fd >= 0, ftruncate(fd, off_t(Self.bytes)) == 0,
-            let p = mmap(nil, Self.bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
-        else { throw VDPAError(.ENOSPC, "no arena for the harness") }
-        base = p
-        memset(base, 0, Self.bytes)
+        (fd, base) = try Self.sharedFile(bytes: Self.bytes)
         for k in 0..<Int(Self.num) {
             let frame = buffer(1, k)
             Self.mac.withUnsafeBytes { frame.advanced(by: 12).copyMemory(from: $0.baseAddress!, byteCount: 6) }
@@ -60,6 +53,19 @@ final class LoopbackArena {
     deinit {
         munmap(base, Self.bytes)
         close(fd)
+    }
+
+    /// A file of `bytes` zeroes, unlinked, mapped shared here: what a VMM's `memory-backend-memfd,share=on` is.
+    static func sharedFile(bytes: Int) throws(VDPAError) -> (fd: Int32, base: UnsafeMutableRawPointer) {
+        let name = "/vdpad-harness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        shm_unlink(name)
+        guard fd >= 0, ftruncate(fd, off_t(bytes)) == 0, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
+        else {
+            if fd >= 0 { close(fd) }
+            throw VDPAError(.ENOSPC, "no arena for the harness")
+        }
+        return (fd, p)
     }
 
     /// The area of queue `q`'s ring, as set_vring gives it.

@@ -119,8 +119,7 @@ public enum BlockRequests {
             // The chain's parts are read where they are (its head copied out): a copy of the chain per request
             // would be a copy of its inline buffers and a retain of its spill.
             let head = chain.head
-            let writableTotal = chain.writable.reduce(0) { $0 + Int($1.length) }
-            let readableTotal = chain.readable.reduce(0) { $0 + Int($1.length) }
+            let (writableTotal, readableTotal) = (chain.writable.totalLength, chain.readable.totalLength)
             // struct virtio_blk_outhdr, little-endian: type u32, reserved u32, sector u64 (on the stack, not an array).
             var header: (UInt64, UInt64) = (0, 0)
             let headerBytes = withUnsafeMutableBytes(of: &header) { SplitRing.gather(&chain.readable, memory, skipping: 0, into: $0) }

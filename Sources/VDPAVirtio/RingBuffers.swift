@@ -63,6 +63,14 @@ public struct RingBuffers: RandomAccessCollection, Equatable, Sendable, Expressi
         count = 0
     }
 
+    /// The buffers' lengths added up.  An index walk: `reduce` would iterate a copy of the collection (its inline
+    /// buffers copied and its spill retained, per request).
+    public var totalLength: Int {
+        var total = 0
+        for k in 0..<count { total += Int(self[k].length) }
+        return total
+    }
+
     /// Makes `buffer` the only one (a chain of one descriptor, fetched into a chain kept from the last).
     @inline(__always)
     public mutating func replaceAll(with buffer: RingBuffer) {

@@ -405,7 +405,7 @@ public struct SplitRing: Sendable {
     /// read: a pull copies what it can before a fault, and a caller that needs n bytes sees fewer.  The limit
     /// keeps a hostile chain of gigabytes from costing more than the bytes a command can use.
     public static func gather(_ chain: RingChain, _ memory: some GuestMemory, limit: Int) -> [UInt8] {
-        let total = chain.readable.reduce(0) { min(limit, $0 + Int($1.length)) }
+        let total = min(limit, chain.readable.totalLength)
         return [UInt8](unsafeUninitializedCapacity: total) { buffer, count in
             count = gather(chain, memory, skipping: 0, into: UnsafeMutableRawBufferPointer(buffer))
         }

@@ -188,30 +188,35 @@ struct InProcessCommand: ParsableCommand {
             the copies and the index stores); worker64: the same frames served by the
             daemon's data-path worker thread on a registry's device, 64 per kick of an
             eventfd, each round waiting on the RX call eventfd (a run's snapshot, record
-            and interrupt as well). Prints ns per request.  scripts/perf-guard.sh
+            and interrupt as well); blk512: 512-byte reads of drawn sectors served by a
+            vdpasim_blk RAM disk on shared memory, 64 per run (a request's three-descriptor
+            walk, its header, one sector's copy and its status). Prints ns per request.  scripts/perf-guard.sh
             runs it under callgrind and DHAT for counts of instructions and allocations per
             request, which do not depend on the machine's load.
             """)
 
-    @Argument(help: "single, batch256, frames64 or worker64.")
+    @Argument(help: "single, batch256, frames64, worker64 or blk512.")
     var shape: String
 
     @Option(help: "Requests to answer.")
     var requests = 1_000_000
 
     func validate() throws {
-        guard InProcessBenchmark.Shape(rawValue: shape) != nil || ["frames64", "worker64"].contains(shape) else {
-            throw ValidationError("unknown shape \(shape); choose single, batch256, frames64 or worker64")
+        guard InProcessBenchmark.Shape(rawValue: shape) != nil || ["frames64", "worker64", "blk512"].contains(shape) else {
+            throw ValidationError("unknown shape \(shape); choose single, batch256, frames64, worker64 or blk512")
         }
         guard requests > 0 else { throw ValidationError("--requests must be positive") }
     }
 
     func run() throws {
-        if shape == "frames64" || shape == "worker64" {
+        if shape == "frames64" || shape == "worker64" || shape == "blk512" {
             let round: (Int) -> Int
             if shape == "frames64" {
                 let harness = try LoopbackHarness(frameBytes: 64)
                 round = { harness.round(frames: $0) }
+            } else if shape == "blk512" {
+                let harness = try BlockHarness()
+                round = { harness.round(requests: $0) }
             } else {
                 let harness = try WorkerLoopbackHarness(frameBytes: 64)
                 round = { harness.round(frames: $0) }
@@ -221,7 +226,7 @@ struct InProcessCommand: ParsableCommand {
             var looped = 0
             while looped < total {
                 let n = round(min(64, total - looped))
-                guard n > 0 else { throw ClientError("the pair looped no frame") }
+                guard n > 0 else { throw ClientError(shape == "blk512" ? "the disk served no request" : "the pair looped no frame") }
                 looped += n
             }
             print("vdpad inproc shape=\(shape) reqs=\(requests) ns_per_req=\(format(Double(nowNanos() - start) / Double(looped)))")

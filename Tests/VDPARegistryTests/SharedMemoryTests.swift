@@ -412,6 +412,19 @@ struct SharedMemoryTests {
         for frames in [64, 1, 33, 64, 64, 7] { #expect(harness.round(frames: frames) == frames) }
     }
 
+    @Test("the perf guard's block harness: every read a round posts is served OK from the sector its header asks for")
+    func blockHarnessServes() throws {
+        let harness = try BlockHarness()
+        for requests in [64, 1, 33, 64, 7] {
+            #expect(harness.round(requests: requests) == requests)
+            for s in 0..<requests {
+                let slot = harness.served(s)
+                #expect(slot.status == BlockRequests.ok && slot.read == slot.asked, "slot \(s)")
+            }
+        }
+        #expect(harness.lastCounts.processVMAccesses == 0 && harness.lastCounts.sharedAccesses > 0, "all of it in place")
+    }
+
     @Test("the worker harness: the daemon's worker loops every frame a round posts, kicked and answered by eventfds")
     func workerHarnessLoops() throws {
         let harness = try WorkerLoopbackHarness(frameBytes: 64)
