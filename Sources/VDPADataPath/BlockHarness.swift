@@ -19,6 +19,8 @@ public final class BlockHarness {
     static let num: UInt16 = 256, iova: UInt64 = 0x4000_0000, bytes = 1 << 20
     /// Requests in flight at most (a round's), each with its header, data and status at fixed places.
     static let slots = 64, dataBytes = 512
+    /// The arena's file, kept for the harness's life; its descriptor and address.
+    let file: HarnessFile
     let fd: Int32
     let base: UnsafeMutableRawPointer
     var device: VDPADevice
@@ -52,7 +54,8 @@ public final class BlockHarness {
     func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { Self.iova + UInt64(p - base) }
 
     public init() throws {
-        (fd, base) = try LoopbackArena.sharedFile(bytes: Self.bytes)
+        file = try HarnessFile(bytes: Self.bytes)
+        (fd, base) = (file.fd, file.base)
         device = try VDPADevice(name: DeviceName(rawValue: "harness")!, mgmtdev: .vdpasimBlock)
         try device.open(by: Owner(connection: 1, pid: getpid(), uid: getuid()))
         try device.setBackendFeatures([.iotlbMessageV2, .iotlbBatch])
@@ -73,11 +76,6 @@ public final class BlockHarness {
             setDescriptor(3 * s + 1, data(s), UInt32(Self.dataBytes), flags: 1 | 2, next: 3 * s + 2)
             setDescriptor(3 * s + 2, status(s), 1, flags: 2, next: 0)
         }
-    }
-
-    deinit {
-        munmap(base, Self.bytes)
-        close(fd)
     }
 
     func setDescriptor(_ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16, next: Int) {

@@ -20,12 +20,39 @@ import VDPAVirtio
     import Glibc
 #endif
 
+/// A file of zeroes, unlinked, mapped shared here — what a VMM's `memory-backend-memfd,share=on` is — unmapped and
+/// closed with the last reference to it, so that a harness whose set-up fails after making it does not keep it.
+final class HarnessFile {
+    let fd: Int32
+    let base: UnsafeMutableRawPointer
+    let bytes: Int
+
+    init(bytes: Int) throws(VDPAError) {
+        let name = "/vdpad-harness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
+        let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
+        shm_unlink(name)
+        guard fd >= 0, ftruncate(fd, off_t(bytes)) == 0, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
+        else {
+            if fd >= 0 { close(fd) }
+            throw VDPAError(.ENOSPC, "no arena for the harness")
+        }
+        (self.fd, base, self.bytes) = (fd, p, bytes)
+    }
+
+    deinit {
+        munmap(base, bytes)
+        close(fd)
+    }
+}
+
 /// The driver's side: a shared-memory file mapped here, holding a pair's rings (rx at 0, tx at 16 KiB) and
 /// their buffers (from 64 KiB: descriptor k of each queue is buffer k, rx writable and 2 KiB, tx a frame to the
 /// device's MAC), and the avail indexes posted so far.
 final class LoopbackArena {
     static let num: UInt16 = 256, iova: UInt64 = 0x4000_0000, bytes = 2 << 20
     static let mac: [UInt8] = [0x02, 0, 0, 0, 0, 0x42]
+    /// The file, kept for its life; its address and descriptor, read at every post.
+    let file: HarnessFile
     let base: UnsafeMutableRawPointer
     let fd: Int32
     var availRX: UInt16 = 0, availTX: UInt16 = 0
@@ -41,31 +68,14 @@ final class LoopbackArena {
     /// Frames of `frameBytes` (after the 12-byte header).
     init(frameBytes: Int) throws {
         precondition(frameBytes >= 14 && frameBytes + 12 <= 2048)
-        (fd, base) = try Self.sharedFile(bytes: Self.bytes)
+        file = try HarnessFile(bytes: Self.bytes)
+        (fd, base) = (file.fd, file.base)
         for k in 0..<Int(Self.num) {
             let frame = buffer(1, k)
             Self.mac.withUnsafeBytes { frame.advanced(by: 12).copyMemory(from: $0.baseAddress!, byteCount: 6) }
             setDescriptor(0, k, buffer(0, k), 2048, flags: 2)
             setDescriptor(1, k, frame, UInt32(12 + frameBytes), flags: 0)
         }
-    }
-
-    deinit {
-        munmap(base, Self.bytes)
-        close(fd)
-    }
-
-    /// A file of `bytes` zeroes, unlinked, mapped shared here: what a VMM's `memory-backend-memfd,share=on` is.
-    static func sharedFile(bytes: Int) throws(VDPAError) -> (fd: Int32, base: UnsafeMutableRawPointer) {
-        let name = "/vdpad-harness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
-        let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
-        shm_unlink(name)
-        guard fd >= 0, ftruncate(fd, off_t(bytes)) == 0, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
-        else {
-            if fd >= 0 { close(fd) }
-            throw VDPAError(.ENOSPC, "no arena for the harness")
-        }
-        return (fd, p)
     }
 
     /// The area of queue `q`'s ring, as set_vring gives it.
