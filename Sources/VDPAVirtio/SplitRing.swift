@@ -209,22 +209,38 @@ public struct SplitRing: Sendable {
     /// `fetch` into a chain the caller keeps from one fetch to the next: its buffer lists are emptied, not
     /// made anew, so a run allocates nothing per chain.  False when the ring is empty.
     public mutating func fetch(_ memory: some GuestMemory, into chain: inout RingChain) throws(RingError) -> Bool {
-        // A chain of one plain descriptor in place (a frame, an RX buffer) is most of what a net driver posts: taken
-        // without the walk's loop.  Anything else (NEXT, INDIRECT, an error to report) is walked below, its avail entry
-        // and head read again: two guarded loads a block request pays (~20 instructions beside its copy of 4 KiB)
-        // for the loop a frame is spared.
-        if let single = peekSingle() {
+        // In place, the chain as the peek read it: one plain descriptor (a frame, an RX buffer: most of what a net
+        // driver posts) taken without the walk's loop, a longer one (a block request) walked on from its head.  An
+        // error to report, or a ring not in place, goes the general way below.
+        if let p = inPlace, let (head, first) = peek() {
             takePeeked()
-            chain.head = single.head
-            if single.writable {
-                chain.readable.removeAll()
-                chain.writable.replaceAll(with: single.buffer)
-            } else {
-                chain.readable.replaceAll(with: single.buffer)
+            chain.head = head
+            let buffer = RingBuffer(iova: first.address, length: first.length)
+            switch first.flags & (Self.next | Self.indirect | Self.write) {
+            case 0:
+                chain.readable.replaceAll(with: buffer)
                 chain.writable.removeAll()
+            case Self.write:
+                chain.readable.removeAll()
+                chain.writable.replaceAll(with: buffer)
+            default:
+                chain.readable.removeAll()
+                chain.writable.removeAll()
+                var peeked: Descriptor? = first
+                let (table, iova) = (p.desc, desc)
+                let taken = try Self.walk(isRings: true, entries: num, first: head, into: &chain, memory) { i throws(RingError) in
+                    if let d = peeked {  // the head's, as the peek read it
+                        peeked = nil
+                        return d
+                    }
+                    return try Self.loadInPlace(table, iova, i)
+                }
+                inPlaceAccesses += taken - 1  // the head's descriptor was counted with the peek
             }
             return true
         }
+        // The general way: a ring reached through the memory, or, in place, what the peek could not take (an empty
+        // ring, a head out of range, a fault), found and reported here.
         guard try hasWork(memory) else { return false }
         let slot = Int(lastAvail & mask)
         var head: UInt16 = 0
@@ -259,6 +275,14 @@ public struct SplitRing: Sendable {
     /// A loop that wants the common chain fast peeks, decides, and takes it (`takePeeked`) only once it is served.
     @inline(__always)
     public mutating func peekSingle() -> (head: UInt16, buffer: RingBuffer, writable: Bool)? {
+        guard let (head, d) = peek(), d.flags & (Self.next | Self.indirect) == 0 else { return nil }
+        return (head, RingBuffer(iova: d.address, length: d.length), d.flags & Self.write != 0)
+    }
+
+    /// The next chain's head and first descriptor in place, read without taking the chain.  Nil: an empty ring, a
+    /// ring not in place, a head out of range, a fault.
+    @inline(__always)
+    mutating func peek() -> (head: UInt16, first: Descriptor)? {
         guard let p = inPlace else { return nil }
         if availSeen == lastAvail {
             guard vdpad_guarded_load_acquire_u16(p.avail + 2, &availSeen) == 0 else { return nil }
@@ -268,11 +292,11 @@ public struct SplitRing: Sendable {
         var head: UInt16 = 0
         guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * Int(lastAvail & mask), &head) == 0 else { return nil }
         head = UInt16(littleEndian: head)
-        guard head < num, let d = try? Self.loadInPlace(p.desc, desc, head), d.flags & (Self.next | Self.indirect) == 0 else { return nil }
-        return (head, RingBuffer(iova: d.address, length: d.length), d.flags & Self.write != 0)
+        guard head < num, let d = try? Self.loadInPlace(p.desc, desc, head) else { return nil }
+        return (head, d)
     }
 
-    /// Takes the chain `peekSingle` gave, as `fetch` would have (its avail entry and its descriptor: two accesses).
+    /// Takes the chain peeked, as `fetch` would have (its avail entry and the descriptor read: two accesses).
     @inline(__always)
     public mutating func takePeeked() {
         lastAvail &+= 1
