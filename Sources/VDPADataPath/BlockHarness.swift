@@ -16,12 +16,11 @@ import VDPAVirtio
 #endif
 
 public final class BlockHarness {
-    static let num: UInt16 = 256, iova: UInt64 = 0x4000_0000, bytes = 1 << 20
+    static let num: UInt16 = 256, bytes = 1 << 20
     /// Requests in flight at most (a round's), each with its header, data and status at fixed places.
     static let slots = 64, dataBytes = 512
-    /// The arena's file, kept for the harness's life; its descriptor and address.
+    /// The arena's file, kept for the harness's life, and its address.
     let file: HarnessFile
-    let fd: Int32
     let base: UnsafeMutableRawPointer
     var device: VDPADevice
     var ring: SplitRing
@@ -51,39 +50,21 @@ public final class BlockHarness {
     func header(_ s: Int) -> UnsafeMutableRawPointer { base + 16384 + 16 * s }
     func status(_ s: Int) -> UnsafeMutableRawPointer { base + 32768 + s }
     func data(_ s: Int) -> UnsafeMutableRawPointer { base + 65536 + Self.dataBytes * s }
-    func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { Self.iova + UInt64(p - base) }
 
     public init() throws {
         file = try HarnessFile(bytes: Self.bytes)
-        (fd, base) = (file.fd, file.base)
-        device = try VDPADevice(name: DeviceName(rawValue: "harness")!, mgmtdev: .vdpasimBlock)
-        try device.open(by: Owner(connection: 1, pid: getpid(), uid: getuid()))
-        try device.setBackendFeatures([.iotlbMessageV2, .iotlbBatch])
-        try device.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .block))
-        try device.setStatus(0xB)
-        let address = UInt64(UInt(bitPattern: base))
-        try device.map(iova: Self.iova, size: UInt64(Self.bytes), address: address, permission: .readWrite)
-        let mapping = try SharedFiles.map(dup(fd), address: address, size: UInt64(Self.bytes), offset: 0, pid: getpid()).get()
-        try device.shareMemory(SharedRegion(start: address, size: UInt64(Self.bytes), mapping: mapping))
-        let (desc, avail, used) = (Self.iova, Self.iova + 4096, Self.iova + 8192)
-        try device.setVring(VirtqueueIndex(0), num: UInt64(Self.num), desc: desc, driver: avail, device: used, ready: nil)
-        try device.setStatus(0xF)
-        try device.setVring(VirtqueueIndex(0), num: nil, desc: nil, driver: nil, device: nil, ready: true)
+        base = file.base
+        let (desc, avail, used) = (HarnessFile.iova, HarnessFile.iova + 4096, HarnessFile.iova + 8192)
+        device = try file.device(
+            .vdpasimBlock, features: VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", class: .block), rings: [(desc, avail, used)],
+            num: Self.num)
         ring = SplitRing(num: Self.num, desc: desc, avail: avail, used: used, base: 0)
         // Slot s is the chain 3s → 3s+1 → 3s+2: its header (readable), its data (writable), its status (writable).
         for s in 0..<Self.slots {
-            setDescriptor(3 * s, header(s), 16, flags: 1, next: 3 * s + 1)
-            setDescriptor(3 * s + 1, data(s), UInt32(Self.dataBytes), flags: 1 | 2, next: 3 * s + 2)
-            setDescriptor(3 * s + 2, status(s), 1, flags: 2, next: 0)
+            file.setDescriptor(table: base, 3 * s, header(s), 16, flags: 1, next: 3 * s + 1)
+            file.setDescriptor(table: base, 3 * s + 1, data(s), UInt32(Self.dataBytes), flags: 1 | 2, next: 3 * s + 2)
+            file.setDescriptor(table: base, 3 * s + 2, status(s), 1, flags: 2)
         }
-    }
-
-    func setDescriptor(_ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16, next: Int) {
-        let d = base + 16 * k
-        d.storeBytes(of: iova(buffer), as: UInt64.self)
-        d.storeBytes(of: length, toByteOffset: 8, as: UInt32.self)
-        d.storeBytes(of: flags, toByteOffset: 12, as: UInt16.self)
-        d.storeBytes(of: UInt16(next), toByteOffset: 14, as: UInt16.self)
     }
 
     /// Posts `requests` reads of a sector each (VIRTIO_BLK_T_IN at a drawn sector), serves the queue once as the

@@ -43,13 +43,52 @@ final class HarnessFile {
         munmap(base, bytes)
         close(fd)
     }
+
+    /// Where a harness's device maps the file in its IOTLB; `address` is where the file is in this process (the
+    /// owner's address the IOTLB maps to).
+    static let iova: UInt64 = 0x4000_0000
+    var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { Self.iova + UInt64(p - base) }
+
+    /// Writes descriptor `k` of the table at `table` (struct vring_desc: addr, len, flags, next), pointing at `buffer`.
+    func setDescriptor(
+        table: UnsafeMutableRawPointer, _ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16, next: Int = 0
+    ) {
+        let d = table + 16 * k
+        d.storeBytes(of: iova(buffer), as: UInt64.self)
+        d.storeBytes(of: length, toByteOffset: 8, as: UInt32.self)
+        d.storeBytes(of: flags, toByteOffset: 12, as: UInt16.self)
+        d.storeBytes(of: UInt16(next), toByteOffset: 14, as: UInt16.self)
+    }
+
+    /// A device of `mgmtdev` as a VMM's set-up leaves it: opened by this process, `features` negotiated, the file
+    /// mapped at `iova` and shared (checked and mapped by share_memory's own code), each of `rings` (queue k is the
+    /// k-th) set to `num` entries, DRIVER_OK, and ready.
+    func device(
+        _ mgmtdev: ManagementDevice, features: UInt64, rings: [(desc: UInt64, driver: UInt64, device: UInt64)], num: UInt16
+    ) throws -> VDPADevice {
+        var device = try VDPADevice(name: DeviceName(rawValue: "harness")!, mgmtdev: mgmtdev)
+        try device.open(by: Owner(connection: 1, pid: getpid(), uid: getuid()))
+        try device.setBackendFeatures([.iotlbMessageV2, .iotlbBatch])
+        try device.setFeatures(features)
+        try device.setStatus(0xB)
+        try device.map(iova: Self.iova, size: UInt64(bytes), address: address, permission: .readWrite)
+        let mapping = try SharedFiles.map(dup(fd), address: address, size: UInt64(bytes), offset: 0, pid: getpid()).get()
+        try device.shareMemory(SharedRegion(start: address, size: UInt64(bytes), mapping: mapping))
+        for (q, v) in rings.enumerated() {
+            try device.setVring(VirtqueueIndex(UInt64(q)), num: UInt64(num), desc: v.desc, driver: v.driver, device: v.device, ready: nil)
+        }
+        try device.setStatus(0xF)
+        for q in rings.indices { try device.setVring(VirtqueueIndex(UInt64(q)), num: nil, desc: nil, driver: nil, device: nil, ready: true) }
+        return device
+    }
 }
 
 /// The driver's side: a shared-memory file mapped here, holding a pair's rings (rx at 0, tx at 16 KiB) and
 /// their buffers (from 64 KiB: descriptor k of each queue is buffer k, rx writable and 2 KiB, tx a frame to the
 /// device's MAC), and the avail indexes posted so far.
 final class LoopbackArena {
-    static let num: UInt16 = 256, iova: UInt64 = 0x4000_0000, bytes = 2 << 20
+    static let num: UInt16 = 256, bytes = 2 << 20
     static let mac: [UInt8] = [0x02, 0, 0, 0, 0, 0x42]
     /// The file, kept for its life; its address and descriptor, read at every post.
     let file: HarnessFile
@@ -61,9 +100,7 @@ final class LoopbackArena {
     func avail(_ q: Int) -> UnsafeMutableRawPointer { base + q * 16384 + 4096 }
     func used(_ q: Int) -> UnsafeMutableRawPointer { base + q * 16384 + 8192 }
     func buffer(_ q: Int, _ k: Int) -> UnsafeMutableRawPointer { base + 65536 + (q * Int(Self.num) + k) * 2048 }
-    func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { Self.iova + UInt64(p - base) }
-    /// The owner's address of the arena (this process's), which the IOTLB maps at `iova`.
-    var address: UInt64 { UInt64(UInt(bitPattern: base)) }
+    func iova(_ p: UnsafeMutableRawPointer) -> UInt64 { file.iova(p) }
 
     /// Frames of `frameBytes` (after the 12-byte header).
     init(frameBytes: Int) throws {
@@ -88,11 +125,7 @@ final class LoopbackArena {
     }
 
     func setDescriptor(_ q: Int, _ k: Int, _ buffer: UnsafeMutableRawPointer, _ length: UInt32, flags: UInt16) {
-        let d = desc(q) + 16 * k
-        d.storeBytes(of: iova(buffer), as: UInt64.self)
-        d.storeBytes(of: length, toByteOffset: 8, as: UInt32.self)
-        d.storeBytes(of: flags, toByteOffset: 12, as: UInt16.self)
-        d.storeBytes(of: 0, toByteOffset: 14, as: UInt16.self)
+        file.setDescriptor(table: desc(q), k, buffer, length, flags: flags)
     }
 
     func post(_ q: Int, _ head: UInt16, _ index: inout UInt16) {
@@ -124,22 +157,10 @@ public final class LoopbackHarness {
     /// A device with its pair ready and the arena shared; frames of `frameBytes` (after the 12-byte header).
     public init(frameBytes: Int) throws {
         arena = try LoopbackArena(frameBytes: frameBytes)
-        device = try VDPADevice(name: DeviceName(rawValue: "harness")!, mgmtdev: .vdpasimNet)
-        try device.open(by: Owner(connection: 1, pid: getpid(), uid: getuid()))
-        try device.setBackendFeatures([.iotlbMessageV2, .iotlbBatch])
-        try device.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net))
-        try device.setStatus(0xB)
-        try device.map(iova: LoopbackArena.iova, size: UInt64(LoopbackArena.bytes), address: arena.address, permission: .readWrite)
-        let mapping = try SharedFiles.map(dup(arena.fd), address: arena.address, size: UInt64(LoopbackArena.bytes), offset: 0, pid: getpid()).get()
-        try device.shareMemory(SharedRegion(start: arena.address, size: UInt64(LoopbackArena.bytes), mapping: mapping))
-        for q in 0..<2 {
-            let v = arena.vring(q)
-            try device.setVring(
-                VirtqueueIndex(UInt64(q)), num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device, ready: nil)
-        }
+        device = try arena.file.device(
+            .vdpasimNet, features: VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), rings: [arena.vring(0), arena.vring(1)],
+            num: LoopbackArena.num)
         (rx, tx) = (arena.ring(0), arena.ring(1))
-        try device.setStatus(0xF)
-        for q in 0..<2 { try device.setVring(VirtqueueIndex(UInt64(q)), num: nil, desc: nil, driver: nil, device: nil, ready: true) }
     }
 
     /// Posts `frames` RX buffers and TX frames, serves the pair once as the worker would, and returns the frames
@@ -179,8 +200,8 @@ public final class WorkerLoopbackHarness {
         try registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)
         try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
         let size = UInt64(LoopbackArena.bytes)
-        try registry.map(MapRequest(iova: LoopbackArena.iova, size: size, address: arena.address, permission: .name("rw")), device: "n0", by: vmm)
-        _ = try registry.shareMemory(dup(arena.fd), address: arena.address, size: size, offset: 0, device: "n0", by: vmm)
+        try registry.map(MapRequest(iova: HarnessFile.iova, size: size, address: arena.file.address, permission: .name("rw")), device: "n0", by: vmm)
+        _ = try registry.shareMemory(dup(arena.fd), address: arena.file.address, size: size, offset: 0, device: "n0", by: vmm)
         for q in 0..<2 {
             let v = arena.vring(q)
             try registry.setVring(
