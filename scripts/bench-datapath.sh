@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The data path's throughput (issue 21): `vdpad-bench datapath` against a release vdpad, with the
 # VMM-side driver (preload/dpdriver.c) under the preload library, beside the driver's in-process limit.
-#   scripts/bench-datapath.sh [SECONDS] [--json]     default 2 seconds per run
+#   scripts/bench-datapath.sh [SECONDS] [--json] [--rounds N] [--workloads W,...]
+# default 2 seconds per run, 3 interleaved rounds (every figure is the median of its rounds)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-2}

@@ -24,10 +24,16 @@ struct DataPathCommand: ParsableCommand {
             process_vm (the same arena in private memory: vdpad copies with
             process_vm_readv/writev), and the reference (the driver's own device thread:
             the limit).  Build with -c release, and make preload/
-            (scripts/bench-datapath.sh does both):
+            (scripts/bench-datapath.sh does both).
+
+            The three runs of a workload are made --rounds times, interleaved
+            (reference, shared, process_vm, then again), and each figure is the median of
+            its rounds: a ratio is the median of each round's own ratio, between runs
+            made seconds apart, so a moment when the machine is slower (or faster) moves
+            one round, not the result.  The table shows the rounds' spread beside it.
               vdpad-bench datapath              the table
               vdpad-bench datapath --json       a JSON object per workload and memory
-              vdpad-bench datapath --seconds 5 --workloads net64,blk-randread4k
+              vdpad-bench datapath --seconds 5 --rounds 5 --workloads net64,blk-randread4k
             """)
 
     static let allWorkloads = ["net64", "net1500", "blk-randread4k", "blk-randwrite4k", "blk-seqread64k"]
@@ -38,7 +44,16 @@ struct DataPathCommand: ParsableCommand {
     @Option(help: "Comma-separated workloads (\(DataPathCommand.allWorkloads.joined(separator: ","))).")
     var workloads = DataPathCommand.allWorkloads.joined(separator: ",")
 
-    @Flag(help: "One JSON object per line: workload, memory, ops_per_s, bytes_per_s, reference_ops_per_s, ratio.")
+    @Option(help: "Interleaved rounds of each workload's three runs; every figure is the median of its rounds.")
+    var rounds = 3
+
+    @Flag(
+        help: """
+            One JSON object per line: workload, memory, rounds, ops_per_s, bytes_per_s, reference_ops_per_s, ratio \
+            (medians), ratio_min, ratio_max, the rounds' own ops_per_s_rounds, reference_ops_per_s_rounds and \
+            ratio_rounds, and for shared memory over_process_vm (the median of each round's shared ÷ process_vm) \
+            with its min and max.
+            """)
     var json = false
 
     @Option(help: "The vdpad binary (default: next to vdpad-bench).")
@@ -51,6 +66,7 @@ struct DataPathCommand: ParsableCommand {
 
     func validate() throws {
         guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        guard (1...100).contains(rounds) else { throw ValidationError("--rounds must be in 1…100") }
         let unknown = selected.filter { !Self.allWorkloads.contains($0) }
         guard unknown.isEmpty else {
             throw ValidationError("unknown workload \(unknown.joined(separator: ", ")); choose from \(Self.allWorkloads.joined(separator: ","))")
@@ -65,40 +81,55 @@ struct DataPathCommand: ParsableCommand {
         for path in [run, driver, toolDir + "/libvdpad-vhost.so"] where access(path, X_OK) != 0 && access(path, R_OK) != 0 {
             throw ValidationError("\(path) is missing: make -C preload OUT=\(toolDir) (scripts/bench-datapath.sh builds everything)")
         }
-        let results = try RPCBenchmark.withDaemon(daemon ?? dir + "/vdpad", pin: false, config: "") { socket, _ -> [DataPathResult] in
+        let results = try RPCBenchmark.withDaemon(daemon ?? dir + "/vdpad", pin: false, config: "") { socket, _ -> [DataPathRounds] in
             let client = try VDPAClient(path: socket, timeout: 30)
             try client.call("add_device", ["name": "n0", "mgmtdev": "vdpasim_net", "mac": "02:00:00:00:00:42"])
             try client.call("add_device", ["name": "b0", "mgmtdev": "vdpasim_blk"])
-            var results: [DataPathResult] = []
-            for workload in selected {
+            return try selected.map { workload in
                 let device = workload.hasPrefix("net") ? "n0" : "b0"
-                let reference = try DataPathRun.driver([driver, workload, "reference", "\(seconds)"])
-                for memory in ["shared", "process_vm"] {
-                    let r = try DataPathRun.driver([
-                        run, "-s", socket, "--device", "/dev/vhost-vdpa-0=\(device)", "--", driver, workload,
-                        memory == "shared" ? "shared" : "private", "\(seconds)"
-                    ])
-                    results.append(DataPathResult(workload: workload, memory: memory, run: r, reference: reference))
+                var rounds = DataPathRounds(workload: workload)
+                for round in 1...self.rounds {
+                    if !json { progress("\(workload): round \(round) of \(self.rounds)") }
+                    rounds.reference.append(try DataPathRun.driver([driver, workload, "reference", "\(seconds)"]))
+                    for memory in DataPathRounds.memories {
+                        rounds.runs[memory, default: []].append(
+                            try DataPathRun.driver([
+                                run, "-s", socket, "--device", "/dev/vhost-vdpa-0=\(device)", "--", driver, workload,
+                                memory == "shared" ? "shared" : "private", "\(seconds)"
+                            ]))
+                    }
                 }
+                return rounds
             }
-            return results
         }
+        if !json { progress(nil) }
+        let rows = results.flatMap { r in DataPathRounds.memories.map { r.summary(of: $0) } }
         if json {
-            for r in results { print(r.json.text) }
+            for row in rows { print(row.json.text) }
             return
         }
-        print("workload         memory         ops/s        bytes/s   reference ops/s   ×reference   shared/process_vm")
-        for r in results {
-            let other = results.first { $0.workload == r.workload && $0.memory != r.memory }
-            let speedup = r.memory == "shared" && other != nil ? format(r.run.opsPerSecond / max(other!.run.opsPerSecond, 1)) + "×" : ""
+        print("workload         memory         ops/s        bytes/s   reference ops/s   ×reference (min–max)   shared/process_vm (min–max)")
+        for row in rows {
+            let speedup = row.overProcessVM.map { format($0.median) + "× (" + format($0.min) + "–" + format($0.max) + ")" } ?? ""
             print(
-                r.workload.padding(toLength: 17, withPad: " ", startingAt: 0) + r.memory.padding(toLength: 11, withPad: " ", startingAt: 0)
-                    + humane(r.run.opsPerSecond).leftPad(9, with: " ") + (humane(r.run.bytesPerSecond) + "B").leftPad(15, with: " ")
-                    + humane(r.reference.opsPerSecond).leftPad(18, with: " ")
-                    + String(Double(Int((r.ratio * 1000).rounded())) / 1000).leftPad(13, with: " ")
-                    + speedup.leftPad(20, with: " "))
+                row.workload.padding(toLength: 17, withPad: " ", startingAt: 0) + row.memory.padding(toLength: 11, withPad: " ", startingAt: 0)
+                    + humane(row.ops.median).leftPad(9, with: " ") + (humane(row.bytes.median) + "B").leftPad(15, with: " ")
+                    + humane(row.reference.median).leftPad(18, with: " ")
+                    + (thousandths(row.ratio.median) + " (" + thousandths(row.ratio.min) + "–" + thousandths(row.ratio.max) + ")")
+                    .leftPad(23, with: " ")
+                    + speedup.leftPad(30, with: " "))
         }
+        if rounds > 1 { print("(medians of \(rounds) interleaved rounds of \(format(seconds)) s; the spread is the rounds' own)") }
     }
+
+    /// A line on stderr that the next one replaces (nil clears it): where a run of minutes is.
+    func progress(_ line: String?) {
+        guard isatty(STDERR_FILENO) == 1 else { return }
+        let text = Array(("\r\u{1B}[K" + (line ?? "")).utf8)
+        _ = text.withUnsafeBytes { write(STDERR_FILENO, $0.baseAddress, $0.count) }
+    }
+
+    func thousandths(_ v: Double) -> String { String(Double(Int((v * 1000).rounded())) / 1000) }
 
     func humane(_ v: Double) -> String {
         v >= 1e9 ? format(v / 1e9) + " G" : v >= 1e6 ? format(v / 1e6) + " M" : v >= 1e3 ? format(v / 1e3) + " k" : format(v)
@@ -134,19 +165,67 @@ struct DataPathRun {
     }
 }
 
-struct DataPathResult {
+/// A workload's rounds: each round a reference run, then a run through vdpad for each memory.
+struct DataPathRounds {
+    static let memories = ["shared", "process_vm"]
+
+    var workload: String
+    var reference: [DataPathRun] = []
+    var runs: [String: [DataPathRun]] = [:]
+
+    /// One memory's line: medians over the rounds, each ratio taken within its round first.
+    func summary(of memory: String) -> DataPathSummary {
+        let mine = runs[memory] ?? []
+        let other = memory == "shared" ? runs["process_vm"] : nil
+        return DataPathSummary(
+            workload: workload, memory: memory, rounds: mine.count,
+            ops: Spread(mine.map(\.opsPerSecond)), bytes: Spread(mine.map(\.bytesPerSecond)),
+            reference: Spread(reference.map(\.opsPerSecond)),
+            ratio: Spread(zip(mine, reference).map { $0.opsPerSecond / max($1.opsPerSecond, 1) }),
+            overProcessVM: other.map { o in Spread(zip(mine, o).map { $0.opsPerSecond / max($1.opsPerSecond, 1) }) })
+    }
+}
+
+/// The median of a set of measurements and its extremes.
+struct Spread: Equatable {
+    var median: Double, min: Double, max: Double
+    /// The measurements, in the order of their rounds.
+    var values: [Double]
+
+    /// Of at least one value; an even count's median is the mean of the middle two.
+    init(_ values: [Double]) {
+        self.values = values
+        let sorted = values.sorted()
+        precondition(!sorted.isEmpty, "a spread of no measurement")
+        let middle = sorted.count / 2
+        median = sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+        (min, max) = (sorted.first!, sorted.last!)
+    }
+}
+
+/// What the table's line and the JSON object of one workload and memory say.
+struct DataPathSummary {
     var workload: String
     var memory: String
-    var run: DataPathRun
-    var reference: DataPathRun
-
-    var ratio: Double { run.opsPerSecond / max(reference.opsPerSecond, 1) }
+    var rounds: Int
+    var ops: Spread, bytes: Spread, reference: Spread, ratio: Spread
+    /// Shared memory's speed over the fallback's, round by round (nil on the fallback's own line).
+    var overProcessVM: Spread?
 
     var json: JSON {
-        [
-            "workload": .string(workload), "memory": .string(memory), "ops_per_s": .number(String(Int(run.opsPerSecond))),
-            "bytes_per_s": .number(String(Int(run.bytesPerSecond))), "reference_ops_per_s": .number(String(Int(reference.opsPerSecond))),
-            "ratio": .number(String(Double(Int((ratio * 10000).rounded())) / 10000))
+        func rounded(_ v: Double) -> JSON { .number(String(Double(Int((v * 10000).rounded())) / 10000)) }
+        var object: [(String, JSON)] = [
+            ("workload", .string(workload)), ("memory", .string(memory)), ("rounds", .unsigned(UInt64(rounds))),
+            ("ops_per_s", .number(String(Int(ops.median)))), ("bytes_per_s", .number(String(Int(bytes.median)))),
+            ("reference_ops_per_s", .number(String(Int(reference.median)))), ("ratio", rounded(ratio.median)),
+            ("ratio_min", rounded(ratio.min)), ("ratio_max", rounded(ratio.max)),
+            ("ops_per_s_rounds", .array(ops.values.map { .number(String(Int($0))) })),
+            ("reference_ops_per_s_rounds", .array(reference.values.map { .number(String(Int($0))) })),
+            ("ratio_rounds", .array(ratio.values.map(rounded)))
         ]
+        if let o = overProcessVM {
+            object += [("over_process_vm", rounded(o.median)), ("over_process_vm_min", rounded(o.min)), ("over_process_vm_max", rounded(o.max))]
+        }
+        return .object(object)
     }
 }
