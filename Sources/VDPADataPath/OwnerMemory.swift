@@ -132,7 +132,7 @@ final class OwnerMemory: GuestMemory {
         guard last >= iova else { return nil }
         var k = state.pointee.recent
         if state.pointee.cached == 0 || !Self.holds(cache[k], asid, iova, last) {
-            guard let slot = lookUp(asid, iova, last) else { return nil }
+            guard let slot = lookUp(asid, ring: ring, iova, last) else { return nil }
             k = slot
         }
         let c = cache[k]
@@ -141,16 +141,16 @@ final class OwnerMemory: GuestMemory {
         return regions.resolve(c.address &+ (iova &- c.first), count: count)
     }
 
-    /// The cache slot of the entry that holds [iova, last] in `asid`, looked up in the device's mapping when no slot
-    /// does (nil: no one entry maps it).  Apart from `direct` so that the hit, which nearly every access is, runs
+    /// The cache slot of the entry that holds [iova, last] in `asid`, looked up when no slot does in the device's table
+    /// `direct` reached it through (`ring`: the ring areas', else the buffers'; nil: no one entry maps it).  Apart from `direct` so that the hit, which nearly every access is, runs
     /// without this path's stack frame.
     @inline(never)
-    private func lookUp(_ asid: Int, _ iova: UInt64, _ last: UInt64) -> Int? {
+    private func lookUp(_ asid: Int, ring: Bool, _ iova: UInt64, _ last: UInt64) -> Int? {
         let filled = Swift.min(state.pointee.cached, Self.capacity)
         var k = 0
         while k < filled && !Self.holds(cache[k], asid, iova, last) { k += 1 }
         if k == filled {
-            guard state.pointee.bound, let entry = viewPlace.pointee.mappedEntry(ring: asid == ringASID, containing: iova), last <= entry.last
+            guard state.pointee.bound, let entry = viewPlace.pointee.mappedEntry(ring: ring, containing: iova), last <= entry.last
             else { return nil }
             // An identity mapping is the whole space: its host base is only per region, never for the entry.
             let size = entry.last - entry.first

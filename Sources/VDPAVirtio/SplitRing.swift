@@ -187,12 +187,20 @@ public struct SplitRing: Sendable {
         if let failure { throw failure }
     }
 
+    /// The avail idx read in place into `availSeen`, as one acquire load (the entries it publishes are read after
+    /// it); false when the load faults.
+    @inline(__always)
+    private mutating func loadAvailIndex(_ p: InPlace) -> Bool {
+        guard vdpad_guarded_load_acquire_u16(p.avail + 2, &availSeen) == 0 else { return false }
+        inPlaceAccesses &+= 1
+        return true
+    }
+
     /// Whether the driver has posted chains not taken yet.
     public mutating func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
         if availSeen != lastAvail { return true }
         if let p = inPlace {
-            guard vdpad_guarded_load_acquire_u16(p.avail + 2, &availSeen) == 0 else { throw .fault(avail + 2) }
-            inPlaceAccesses += 1
+            guard loadAvailIndex(p) else { throw .fault(avail + 2) }
         } else {
             availSeen = try memory.readIndex(at: avail + 2)
         }
@@ -285,9 +293,7 @@ public struct SplitRing: Sendable {
     mutating func peek() -> (head: UInt16, first: Descriptor)? {
         guard let p = inPlace else { return nil }
         if availSeen == lastAvail {
-            guard vdpad_guarded_load_acquire_u16(p.avail + 2, &availSeen) == 0 else { return nil }
-            inPlaceAccesses &+= 1
-            guard availSeen != lastAvail else { return nil }
+            guard loadAvailIndex(p), availSeen != lastAvail else { return nil }
         }
         var head: UInt16 = 0
         guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * Int(lastAvail & mask), &head) == 0 else { return nil }
