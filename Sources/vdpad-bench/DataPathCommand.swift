@@ -51,8 +51,8 @@ struct DataPathCommand: ParsableCommand {
         help: """
             One JSON object per line: workload, memory, rounds, ops_per_s, bytes_per_s, reference_ops_per_s, ratio \
             (medians), ratio_min, ratio_max, the rounds' own ops_per_s_rounds, reference_ops_per_s_rounds and \
-            ratio_rounds, and for shared memory over_process_vm (the median of each round's shared ÷ process_vm) \
-            with its min and max.
+            ratio_rounds, and for shared memory over_process_vm (the median of each round's shared ops/s divided \
+            by its process_vm ops/s) with its min and max.
             """)
     var json = false
 
