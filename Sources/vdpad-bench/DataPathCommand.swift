@@ -34,6 +34,7 @@ struct DataPathCommand: ParsableCommand {
               vdpad-bench datapath              the table
               vdpad-bench datapath --json       a JSON object per workload and memory
               vdpad-bench datapath --seconds 5 --rounds 5 --workloads net64,blk-randread4k
+              vdpad-bench datapath --goals      and whether issue 21's goals are met
             """)
 
     static let allWorkloads = ["net64", "net1500", "blk-randread4k", "blk-randwrite4k", "blk-seqread64k"]
@@ -55,6 +56,14 @@ struct DataPathCommand: ParsableCommand {
             by its process_vm ops/s) with its min and max.
             """)
     var json = false
+
+    @Flag(
+        help: """
+            After the figures, whether they meet issue 21's goals (shared memory at ≥ 0.5× the reference in every \
+            workload, ≥ 1 M frames/s for net64, ≥ 10× the process_vm fallback in every workload), judged on the \
+            medians of the workloads run; the exit status is 1 when one is not met.
+            """)
+    var goals = false
 
     @Option(help: "The vdpad binary (default: next to vdpad-bench).")
     var daemon: String?
@@ -104,17 +113,21 @@ struct DataPathCommand: ParsableCommand {
         }
         if !json { progress(nil) }
         let rows = results.flatMap { r in DataPathRounds.memories.map { r.summary(of: $0) } }
+        let verdicts = goals ? DataPathGoal.all.map { $0.judge(rows) } : []
+        defer { if verdicts.contains(where: { $0.met == false }) { Glibc.exit(1) } }
         if json {
             for row in rows { print(row.json.text) }
+            for verdict in verdicts { print(verdict.json.text) }
             return
         }
+        defer { for verdict in verdicts { print(verdict.line) } }
         print("workload         memory         ops/s        bytes/s   reference ops/s   ×reference (min–max)   shared/process_vm (min–max)")
         for row in rows {
             let speedup = row.overProcessVM.map { format($0.median) + "× (" + format($0.min) + "–" + format($0.max) + ")" } ?? ""
             print(
                 row.workload.padding(toLength: 17, withPad: " ", startingAt: 0) + row.memory.padding(toLength: 11, withPad: " ", startingAt: 0)
-                    + humane(row.ops.median).leftPad(9, with: " ") + (humane(row.bytes.median) + "B").leftPad(15, with: " ")
-                    + humane(row.reference.median).leftPad(18, with: " ")
+                    + Self.humane(row.ops.median).leftPad(9, with: " ") + (Self.humane(row.bytes.median) + "B").leftPad(15, with: " ")
+                    + Self.humane(row.reference.median).leftPad(18, with: " ")
                     + (thousandths(row.ratio.median) + " (" + thousandths(row.ratio.min) + "–" + thousandths(row.ratio.max) + ")")
                     .leftPad(23, with: " ")
                     + speedup.leftPad(30, with: " "))
@@ -131,7 +144,7 @@ struct DataPathCommand: ParsableCommand {
 
     func thousandths(_ v: Double) -> String { String(Double(Int((v * 1000).rounded())) / 1000) }
 
-    func humane(_ v: Double) -> String {
+    static func humane(_ v: Double) -> String {
         v >= 1e9 ? format(v / 1e9) + " G" : v >= 1e6 ? format(v / 1e6) + " M" : v >= 1e3 ? format(v / 1e3) + " k" : format(v)
     }
 }
@@ -213,19 +226,76 @@ struct DataPathSummary {
     var overProcessVM: Spread?
 
     var json: JSON {
-        func rounded(_ v: Double) -> JSON { .number(String(Double(Int((v * 10000).rounded())) / 10000)) }
         var object: [(String, JSON)] = [
             ("workload", .string(workload)), ("memory", .string(memory)), ("rounds", .unsigned(UInt64(rounds))),
             ("ops_per_s", .number(String(Int(ops.median)))), ("bytes_per_s", .number(String(Int(bytes.median)))),
-            ("reference_ops_per_s", .number(String(Int(reference.median)))), ("ratio", rounded(ratio.median)),
-            ("ratio_min", rounded(ratio.min)), ("ratio_max", rounded(ratio.max)),
+            ("reference_ops_per_s", .number(String(Int(reference.median)))), ("ratio", .rounded(ratio.median)),
+            ("ratio_min", .rounded(ratio.min)), ("ratio_max", .rounded(ratio.max)),
             ("ops_per_s_rounds", .array(ops.values.map { .number(String(Int($0))) })),
             ("reference_ops_per_s_rounds", .array(reference.values.map { .number(String(Int($0))) })),
-            ("ratio_rounds", .array(ratio.values.map(rounded)))
+            ("ratio_rounds", .array(ratio.values.map(JSON.rounded)))
         ]
         if let o = overProcessVM {
-            object += [("over_process_vm", rounded(o.median)), ("over_process_vm_min", rounded(o.min)), ("over_process_vm_max", rounded(o.max))]
+            object += [("over_process_vm", .rounded(o.median)), ("over_process_vm_min", .rounded(o.min)), ("over_process_vm_max", .rounded(o.max))]
         }
         return .object(object)
     }
+}
+
+/// One of issue 21's goals for the shared-memory path, on this class of machine (two cores), judged on the medians.
+struct DataPathGoal: Sendable {
+    var name: String
+    /// What is measured on a shared-memory line (nil: the line does not count), and the least it may be.
+    var measure: @Sendable (DataPathSummary) -> Double?
+    var least: Double
+    /// How a measure reads in the verdict's line.
+    var shown: @Sendable (Double) -> String
+
+    static let all = [
+        DataPathGoal(
+            name: "shared memory at ≥ 0.5× the reference in every workload", measure: { $0.ratio.median }, least: 0.5,
+            shown: { format($0) + "×" }),
+        DataPathGoal(
+            name: "≥ 1 M frames/s for 64 B loopback", measure: { $0.workload == "net64" ? $0.ops.median : nil }, least: 1e6,
+            shown: { DataPathCommand.humane($0) + " frames/s" }),
+        DataPathGoal(
+            name: "≥ 10× the process_vm fallback in every workload", measure: { $0.overProcessVM?.median }, least: 10,
+            shown: { format($0) + "×" })
+    ]
+
+    struct Verdict {
+        var goal: String
+        /// The lowest measure among the lines the goal looks at, and its workload; nil when none was run.
+        var worst: (value: Double, workload: String)?
+        /// Nil when not measured: the workloads run do not include one the goal applies to.
+        var met: Bool?
+
+        /// How the lowest measure reads ("0.93×", "9.61 M frames/s").
+        var shown: (Double) -> String
+
+        var line: String {
+            guard let worst else { return "goal: \(goal): not measured (no workload it applies to was run)" }
+            return "goal: \(goal): \(met == true ? "met" : "NOT met"), lowest \(shown(worst.value)) in \(worst.workload)"
+        }
+
+        var json: JSON {
+            var object: [(String, JSON)] = [("goal", .string(goal)), ("met", met.map(JSON.bool) ?? .null)]
+            if let worst {
+                object += [("lowest", .rounded(worst.value)), ("workload", .string(worst.workload))]
+            }
+            return .object(object)
+        }
+    }
+
+    /// Met when every shared-memory line it applies to reaches `least`; not judged when no line applies.
+    func judge(_ rows: [DataPathSummary]) -> Verdict {
+        let measured = rows.filter { $0.memory == "shared" }.compactMap { row in measure(row).map { (value: $0, workload: row.workload) } }
+        let worst = measured.min { $0.value < $1.value }
+        return Verdict(goal: name, worst: worst, met: worst.map { $0.value >= least }, shown: shown)
+    }
+}
+
+extension JSON {
+    /// A measure to four decimals: what a ratio needs, and no float noise in a line a script compares.
+    fileprivate static func rounded(_ v: Double) -> JSON { .number(String(Double(Int((v * 10000).rounded())) / 10000)) }
 }

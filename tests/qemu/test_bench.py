@@ -7,7 +7,7 @@ The figures of a debug build in a fraction of a second say nothing about
 speed (docs/performance.md has the release figures and their command);
 what is checked here is that every run moves data and that the summary is
 what the help says: medians, each ratio taken within its round, the spread
-around them.  Needs the debug build and the preload library next to it
+around them, and the goals judged on those medians.  Needs the debug build and the preload library next to it
 (scripts/test.sh: make -C preload OUT=.build/debug).
 """
 import json
@@ -27,9 +27,24 @@ def bench(*args):
 
 class DataPathBenchTests(unittest.TestCase):
     def test_every_workload_moves_data_and_the_summary_is_medians_of_rounds(self):
-        done = bench("--seconds", "0.2", "--rounds", "3", "--json")
-        self.assertEqual(done.returncode, 0, done.stderr)
+        done = bench("--seconds", "0.2", "--rounds", "3", "--json", "--goals")
         lines = [json.loads(line) for line in done.stdout.splitlines()]
+        self.assertEqual(len(lines), 2 * len(WORKLOADS) + 3, done.stderr)
+        lines, goals = lines[:-3], lines[-3:]
+        # The goals are judged on the medians of the shared lines; the exit status says whether all were met.
+        shared = [line for line in lines if line["memory"] == "shared"]
+        lowest_ratio = min(shared, key=lambda line: line["ratio"])
+        net64 = next(line for line in shared if line["workload"] == "net64")
+        lowest_speedup = min(shared, key=lambda line: line["over_process_vm"])
+        self.assertEqual(goals, [
+            {"goal": "shared memory at ≥ 0.5× the reference in every workload", "met": lowest_ratio["ratio"] >= 0.5,
+             "lowest": lowest_ratio["ratio"], "workload": lowest_ratio["workload"]},
+            {"goal": "≥ 1 M frames/s for 64 B loopback", "met": net64["ops_per_s"] >= 1e6, "lowest": net64["ops_per_s"],
+             "workload": "net64"},
+            {"goal": "≥ 10× the process_vm fallback in every workload", "met": lowest_speedup["over_process_vm"] >= 10,
+             "lowest": lowest_speedup["over_process_vm"], "workload": lowest_speedup["workload"]},
+        ])
+        self.assertEqual(done.returncode, 0 if all(goal["met"] for goal in goals) else 1, done.stderr)
         self.assertEqual([(line["workload"], line["memory"]) for line in lines],
                          [(w, m) for w in WORKLOADS for m in ("shared", "process_vm")])
         for line in lines:
@@ -61,6 +76,15 @@ class DataPathBenchTests(unittest.TestCase):
         self.assertIn("×reference (min–max)", lines[0])
         self.assertEqual([line.split()[:2] for line in lines[1:3]], [["net64", "shared"], ["net64", "process_vm"]])
         self.assertIn("medians of 2 interleaved rounds", lines[-1])
+
+    def test_a_goal_no_workload_run_applies_to_is_not_judged(self):
+        done = bench("--seconds", "0.2", "--rounds", "1", "--workloads", "blk-randwrite4k", "--goals")
+        verdicts = [line for line in done.stdout.splitlines() if line.startswith("goal: ")]
+        self.assertEqual(len(verdicts), 3, done.stdout)
+        self.assertEqual(verdicts[1], "goal: ≥ 1 M frames/s for 64 B loopback: not measured (no workload it applies to was run)")
+        for verdict in (verdicts[0], verdicts[2]):
+            self.assertRegex(verdict, r": (met|NOT met), lowest [0-9.]+× in blk-randwrite4k$")
+        self.assertEqual(done.returncode, 1 if any("NOT met" in verdict for verdict in verdicts) else 0)
 
     def test_bad_options_are_refused_with_the_reason(self):
         for args, reason in ((["--rounds", "0"], "--rounds must be in"), (["--workloads", "net65"], "unknown workload net65"),
