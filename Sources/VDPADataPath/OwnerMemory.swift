@@ -142,8 +142,8 @@ final class OwnerMemory: GuestMemory {
     }
 
     /// The cache slot of the entry that holds [iova, last] in `asid`, looked up when no slot does in the device's table
-    /// `direct` reached it through (`ring`: the ring areas', else the buffers'; nil: no one entry maps it).  Apart from `direct` so that the hit, which nearly every access is, runs
-    /// without this path's stack frame.
+    /// `direct` reached it through (`ring`: the ring areas', else the buffers'; nil: no one entry maps it).  Apart from
+    /// `direct` so that the hit, which nearly every access is, runs without this path's stack frame.
     @inline(never)
     private func lookUp(_ asid: Int, ring: Bool, _ iova: UInt64, _ last: UInt64) -> Int? {
         let filled = Swift.min(state.pointee.cached, Self.capacity)
