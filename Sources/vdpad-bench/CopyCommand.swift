@@ -19,16 +19,30 @@ struct CopyCommand: ParsableCommand {
             memcpy.  "aligned": source and destination at the same offset in their pages;
             "dst+12": the destination 12 bytes past the source modulo 4 KiB (where rep movsb
             is slow on AMD Zen); "src+12": the other way round.
+
+            With --disk, the copy `vdpad-bench datapath`'s blk-seqread64k makes instead: 64 KiB
+            pieces of a 128 MiB memfd (a RAM disk's size and kind) in turn, each into the next of
+            64 buffers of 64 KiB in another memfd (the requests in flight), for --seconds, three
+            interleaved rounds: pieces a second, the limit the machine's memory sets that read.
+              vdpad-bench copy --disk --seconds 2
             """)
 
     @Option(help: "Copies per size and placement (fewer for the larger sizes).")
     var copies = 2_000_000
 
+    @Flag(help: "Time the 64 KiB sequential read's copy from a 128 MiB memfd instead (pieces a second).")
+    var disk = false
+
+    @Option(help: "Seconds each --disk round copies for.")
+    var seconds = 1.0
+
     func validate() throws {
         guard copies > 0 else { throw ValidationError("--copies must be positive") }
+        guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
     }
 
     func run() throws {
+        if disk { return try runDisk() }
         let span = 1 << 21
         let page = 4096
         let src = UnsafeMutableRawPointer.allocate(byteCount: span + 2 * page, alignment: page)
@@ -57,5 +71,47 @@ struct CopyCommand: ParsableCommand {
                 print("vdpad copy size=\(size) placement=\(name) guarded_ns=\(format(guarded)) memcpy_ns=\(format(library))")
             }
         }
+    }
+
+    /// `--disk`: the sequential read's copies, each way in turn, three rounds.
+    func runDisk() throws {
+        let piece = 65536
+        let (diskBytes, inFlight) = (128 << 20, 64)
+        let disk = try Self.sharedMemory("vdpad-bench-disk", diskBytes)
+        let buffers = try Self.sharedMemory("vdpad-bench-buffers", piece * inFlight)
+        defer {
+            munmap(disk, diskBytes)
+            munmap(buffers, piece * inFlight)
+        }
+        memset(disk, 1, diskBytes)  // every page there before the clock starts, as a RAM disk's are after its first pass
+        memset(buffers, 2, piece * inFlight)
+        let copies: [(String, (UnsafeMutableRawPointer, UnsafeRawPointer, Int) -> Void)] = [
+            ("guarded", { d, s, k in _ = vdpad_guarded_copy(d, s, k) }), ("memcpy", { d, s, k in _ = memcpy(d, s, k) })
+        ]
+        for round in 1...3 {
+            for (name, copy) in copies {
+                var (copied, offset) = (0, 0)
+                let start = nowNanos()
+                let end = start + UInt64(seconds * 1e9)
+                while nowNanos() < end {
+                    for _ in 0..<inFlight {  // a clock read per 64 pieces, not per piece
+                        copy(buffers + (copied % inFlight) * piece, disk + offset, piece)
+                        (copied, offset) = (copied + 1, (offset + piece) % diskBytes)
+                    }
+                }
+                let rate = Double(copied) / (Double(nowNanos() - start) / 1e9)
+                print("vdpad copy disk size=\(piece) round=\(round) copy=\(name) pieces_per_s=\(Int(rate)) bytes_per_s=\(Int(rate) * piece)")
+            }
+        }
+    }
+
+    /// `bytes` of a fresh memfd mapped shared: the kind of memory a RAM disk and a VMM's shared guest RAM are.
+    static func sharedMemory(_ name: String, _ bytes: Int) throws -> UnsafeMutableRawPointer {
+        let fd = vdpad_memfd(name)
+        guard fd >= 0 else { throw ValidationError("memfd_create: errno \(errno)") }
+        defer { close(fd) }
+        guard ftruncate(fd, off_t(bytes)) == 0, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
+        else { throw ValidationError("a shared mapping of \(bytes) bytes: errno \(errno)") }
+        return p
     }
 }

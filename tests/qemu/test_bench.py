@@ -8,7 +8,9 @@ speed (docs/performance.md has the release figures and their command);
 what is checked here is that every run moves data and that the summary is
 what the help says: medians, each ratio taken within its round, the spread
 around them, and the goals judged on those medians.  Needs the debug build and the preload library next to it
-(scripts/test.sh: make -C preload OUT=.build/debug).
+(scripts/test.sh: make -C preload OUT=.build/debug).  `vdpad-bench copy
+--disk`, the sequential read's copy alone (the memory's limit), is run here
+too.
 """
 import json
 import os
@@ -85,6 +87,16 @@ class DataPathBenchTests(unittest.TestCase):
         for verdict in (verdicts[0], verdicts[2]):
             self.assertRegex(verdict, r": (met|NOT met), lowest [0-9.]+× in blk-randwrite4k$")
         self.assertEqual(done.returncode, 1 if any("NOT met" in verdict for verdict in verdicts) else 0)
+
+    def test_the_sequential_reads_copy_alone(self):
+        done = subprocess.run([BENCH, "copy", "--disk", "--seconds", "0.1"], capture_output=True, text=True, timeout=120)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        lines = [dict(field.split("=") for field in line.split()[3:]) for line in done.stdout.splitlines()]
+        self.assertEqual([(line["round"], line["copy"]) for line in lines],
+                         [(str(r), copy) for r in (1, 2, 3) for copy in ("guarded", "memcpy")])
+        for line in lines:
+            self.assertGreater(int(line["pieces_per_s"]), 0)
+            self.assertEqual(int(line["bytes_per_s"]), int(line["pieces_per_s"]) * 65536)
 
     def test_bad_options_are_refused_with_the_reason(self):
         for args, reason in ((["--rounds", "0"], "--rounds must be in"), (["--workloads", "net65"], "unknown workload net65"),
