@@ -7,10 +7,10 @@ The figures of a debug build in a fraction of a second say nothing about
 speed (docs/performance.md has the release figures and their command);
 what is checked here is that every run moves data and that the summary is
 what the help says: medians, each ratio taken within its round, the spread
-around them, and the goals judged on those medians.  Needs the debug build and the preload library next to it
-(scripts/test.sh: make -C preload OUT=.build/debug).  `vdpad-bench copy
+around them, and the goals judged on those medians.  `vdpad-bench copy
 --disk`, the sequential read's copy alone (the memory's limit), is run here
-too.
+too.  Needs the debug build and the preload library next to it
+(scripts/test.sh: make -C preload OUT=.build/debug).
 """
 import json
 import os
