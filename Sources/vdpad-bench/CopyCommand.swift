@@ -33,12 +33,15 @@ struct CopyCommand: ParsableCommand {
     @Flag(help: "Time the 64 KiB sequential read's copy from a 128 MiB memfd instead (pieces a second).")
     var disk = false
 
-    @Option(help: "Seconds each --disk round copies for.")
-    var seconds = 1.0
+    @Option(help: "Seconds each way copies for in each --disk round (default 1).")
+    var seconds: Double?
 
     func validate() throws {
         guard copies > 0 else { throw ValidationError("--copies must be positive") }
-        guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        if let seconds {
+            guard disk else { throw ValidationError("--seconds times --disk's rounds; without --disk, --copies sets the work") }
+            guard seconds > 0 && seconds <= 600 else { throw ValidationError("--seconds must be in (0, 600]") }
+        }
     }
 
     func run() throws {
@@ -73,8 +76,9 @@ struct CopyCommand: ParsableCommand {
         }
     }
 
-    /// `--disk`: the sequential read's copies, each way in turn, three rounds.
+    /// `--disk`: the sequential read's copies, the guarded copy and memcpy in turn, three rounds.
     func runDisk() throws {
+        let seconds = self.seconds ?? 1
         let piece = 65536
         let (diskBytes, inFlight) = (128 << 20, 64)
         let disk = try Self.sharedMemory("vdpad-bench-disk", diskBytes)

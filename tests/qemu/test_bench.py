@@ -106,6 +106,9 @@ class DataPathBenchTests(unittest.TestCase):
                 self.assertNotEqual(done.returncode, 0)
                 self.assertIn(reason, done.stderr)
                 self.assertEqual(done.stdout, "")
+        done = subprocess.run([BENCH, "copy", "--seconds", "1"], capture_output=True, text=True, timeout=60)
+        self.assertNotEqual(done.returncode, 0)
+        self.assertIn("--seconds times --disk's rounds", done.stderr)
 
 
 if __name__ == "__main__":
