@@ -127,9 +127,16 @@ final class OwnerMemory: GuestMemory {
     /// (`pieces`), which also explains a fault or a permission error.
     private func direct(_ iova: UInt64, _ count: Int, _ access: Access, ring: Bool) -> UnsafeMutableRawPointer? {
         guard state.pointee.anyShared, count > 0 else { return nil }
-        let asid = ring ? ringASID : bufferASID
         let last = iova &+ UInt64(count - 1)
-        guard last >= iova else { return nil }
+        guard last >= iova, let c = entry(holding: iova, last, access, ring: ring) else { return nil }
+        if let host = c.host { return host + Int(iova &- c.first) }
+        return regions.resolve(c.address &+ (iova &- c.first), count: count)
+    }
+
+    /// The cached entry that maps [iova, last] in the ring areas' ASID (`ring`) or the buffers', allowing `access`.
+    @inline(__always)
+    private func entry(holding iova: UInt64, _ last: UInt64, _ access: Access, ring: Bool) -> Cached? {
+        let asid = ring ? ringASID : bufferASID
         var k = state.pointee.recent
         if state.pointee.cached == 0 || !Self.holds(cache[k], asid, iova, last) {
             guard let slot = lookUp(asid, ring: ring, iova, last) else { return nil }
@@ -137,8 +144,7 @@ final class OwnerMemory: GuestMemory {
         }
         let c = cache[k]
         guard c.permission & (access == .read ? Permission.read.rawValue : Permission.write.rawValue) != 0 else { return nil }
-        if let host = c.host { return host + Int(iova &- c.first) }
-        return regions.resolve(c.address &+ (iova &- c.first), count: count)
+        return c
     }
 
     /// The cache slot of the entry that holds [iova, last] in `asid`, looked up when no slot does in the device's table
@@ -320,6 +326,14 @@ final class OwnerMemory: GuestMemory {
     @inline(__always)
     func bufferWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? {
         direct(iova, bytes, writable ? .write : .read, ring: false)
+    }
+
+    /// The whole IOTLB entry around a buffer, when one shared region holds all it maps (an identity mapping, the
+    /// whole space, never is: its buffers get a window each).
+    func bufferSpan(_ iova: UInt64, writable: Bool) -> BufferSpan? {
+        guard state.pointee.anyShared, let c = entry(holding: iova, iova, writable ? .write : .read, ring: false), let host = c.host
+        else { return nil }
+        return BufferSpan(first: c.first, last: c.last, base: host)
     }
 
     func countWindowAccesses(_ accesses: Int, indexStores: Int) {

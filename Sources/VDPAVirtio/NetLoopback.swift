@@ -120,8 +120,23 @@ public enum NetLoopback {
     static func frameInPlace(
         _ b: RingBuffer, _ memory: some GuestMemory, header: Int
     ) -> (frame: UnsafeRawBufferPointer, destination: (UInt64, UInt64))? {
+        guard let length = inPlaceLength(b, header: header), let p = memory.bufferWindow(b.iova, bytes: length, writable: false)
+        else { return nil }
+        return frame(at: p, length: length, header: header)
+    }
+
+    /// How much of `b` a frame in place is (at most a page, D8); nil when that is too short for the MAC's 16-byte load.
+    @inline(__always)
+    static func inPlaceLength(_ b: RingBuffer, header: Int) -> Int? {
         let length = min(Int(b.length), maxFrame)
-        guard length >= header + 16, let p = memory.bufferWindow(b.iova, bytes: length, writable: false) else { return nil }
+        return length >= header + 16 ? length : nil
+    }
+
+    /// The frame of `length` bytes at `p`, and its destination read with one guarded 16-byte load (nil: it faults).
+    @inline(__always)
+    static func frame(
+        at p: UnsafeMutableRawPointer, length: Int, header: Int
+    ) -> (frame: UnsafeRawBufferPointer, destination: (UInt64, UInt64))? {
         var destination: (UInt64, UInt64) = (0, 0)
         guard withUnsafeMutableBytes(of: &destination, { vdpad_guarded_load_16_bytes(p + header, $0.baseAddress) }) == 0 else { return nil }
         return (UnsafeRawBufferPointer(start: p, count: length), destination)
@@ -140,20 +155,34 @@ public enum NetLoopback {
     /// `deliverInPlace` into a chain's one writable buffer `b`.
     @inline(__always)
     static func deliverInPlace(_ frame: UnsafeRawBufferPointer, into b: RingBuffer, _ memory: some GuestMemory) -> Int? {
-        guard let n = copyInPlace(frame, into: b, memory) else { return nil }
+        let n = min(frame.count, Int(b.length))
+        guard n > 0, let p = memory.bufferWindow(b.iova, bytes: n, writable: true), copy(frame, to: p, n) else { return nil }
         memory.countWindowAccesses(2, indexStores: 0)  // the frame read and written: two accesses, as pull and push are
         return n
     }
 
-    /// `deliverInPlace` without counting its two accesses: for a caller that counts a batch's at once.
+    /// The first `n` bytes of `frame` copied to `p` in one guarded copy; false (nothing written) when the two overlap
+    /// or the copy faults.
     @inline(__always)
-    static func copyInPlace(_ frame: UnsafeRawBufferPointer, into b: RingBuffer, _ memory: some GuestMemory) -> Int? {
-        guard let source = frame.baseAddress else { return nil }
-        let n = min(frame.count, Int(b.length))
-        guard n > 0, let p = memory.bufferWindow(b.iova, bytes: n, writable: true) else { return nil }
-        guard UnsafeRawPointer(p) >= source + frame.count || UnsafeRawPointer(p) + n <= source else { return nil }
-        guard vdpad_guarded_copy(p, source, n) == 0 else { return nil }
-        return n
+    static func copy(_ frame: UnsafeRawBufferPointer, to p: UnsafeMutableRawPointer, _ n: Int) -> Bool {
+        guard let source = frame.baseAddress else { return false }
+        guard UnsafeRawPointer(p) >= source + frame.count || UnsafeRawPointer(p) + n <= source else { return false }
+        return vdpad_guarded_copy(p, source, n) == 0
+    }
+
+    /// Where [iova, iova + bytes) is in place for a loop of frames that keeps `span`, the span it was last found in (one
+    /// for reading, one for writing): an offset while the frames stay in one mapping, as a run's nearly always do; a
+    /// new span when one leaves it; a window of its own where the memory gives no span.
+    @inline(__always)
+    static func place(
+        _ iova: UInt64, bytes: Int, writable: Bool, _ memory: some GuestMemory, span: inout BufferSpan?
+    ) -> UnsafeMutableRawPointer? {
+        if let p = span?.window(iova, bytes: bytes) { return p }
+        if let s = memory.bufferSpan(iova, writable: writable), let p = s.window(iova, bytes: bytes) {
+            span = s
+            return p
+        }
+        return memory.bufferWindow(iova, bytes: bytes, writable: writable)
     }
 
     /// A chain's readable bytes pulled into the bounce page, at most a page of them (D8), as vdpa_sim pulls a frame.
@@ -166,21 +195,27 @@ public enum NetLoopback {
 
     /// Common frames served back to back without fetching a chain, up to `budget` of them: a TX chain of one readable
     /// buffer and an RX chain of one writable buffer, both rings and both buffers in place, a frame the filter takes,
-    /// copied in one guarded copy (`frameInPlace`, `deliverInPlace`).  Both chains are peeked, and taken only once the
-    /// frame is in the RX buffer (`SplitRing.peekSingle`); the first frame that is not common leaves both rings as they
-    /// were, and that frame to the general way, which serves it — or drops, refuses or waits — as vdpasim_net_work does.
+    /// copied in one guarded copy (as `frameInPlace` and `deliverInPlace` find and copy it).  Both chains are peeked,
+    /// and taken only once the frame is in the RX buffer (`SplitRing.peekSingle`); the first frame that is not common
+    /// leaves both rings as they were, and that frame to the general way, which serves it — or drops, refuses or
+    /// waits — as vdpasim_net_work does.
     /// Returns how many TX chains it took.  The same work as the general way's for these frames, without its chain
-    /// lists and calls, and with the run's counters kept in locals until the last (a store and an overflow check per
-    /// counter and frame were a tenth of a frame's instructions).
+    /// lists and calls, with the run's counters kept in locals until the last (a store and an overflow check per
+    /// counter and frame were a tenth of a frame's instructions), and each buffer's place an offset into the span
+    /// its mapping was last found in (`place`), not a lookup of its own.
     private static func serveInPlace(
         tx: inout SplitRing, rx: inout SplitRing, _ memory: some GuestMemory, filter: ReceiveFilter, header: Int, budget: Int,
         run: inout Run
     ) -> Int {
         // Frames looped and dropped; bytes sent and received; completions whose element store faulted.
         var (looped, dropped, sent, received, txLost, rxLost) = (0, 0, 0, 0, 0, 0)
+        // Where the TX and the RX buffers were last found (`place`).
+        var (readSpan, writeSpan): (BufferSpan?, BufferSpan?) = (nil, nil)
         while looped &+ dropped < budget {
             guard let t = tx.peekSingle(), !t.writable, let r = rx.peekSingle(), r.writable,
-                let inPlace = frameInPlace(t.buffer, memory, header: header)
+                let length = inPlaceLength(t.buffer, header: header),
+                let p = place(t.buffer.iova, bytes: length, writable: false, memory, span: &readSpan),
+                let inPlace = frame(at: p, length: length, header: header)
             else { break }
             guard filter.accepts(UInt64(littleEndian: inPlace.destination.0)) else {
                 tx.takePeeked()
@@ -188,7 +223,11 @@ public enum NetLoopback {
                 if (try? tx.complete(t.head, length: 0, memory)) == nil { txLost &+= 1 }  // the filter's drop (D6)
                 continue
             }
-            guard let written = copyInPlace(inPlace.frame, into: r.buffer, memory) else { break }
+            // As much of the frame as the RX buffer holds, or nothing: the general way finds how far each side reaches.
+            let written = min(inPlace.frame.count, Int(r.buffer.length))
+            guard written > 0, let q = place(r.buffer.iova, bytes: written, writable: true, memory, span: &writeSpan),
+                copy(inPlace.frame, to: q, written)
+            else { break }
             tx.takePeeked()
             rx.takePeeked()
             (looped, sent, received) = (looped &+ 1, sent &+ inPlace.frame.count, received &+ written)

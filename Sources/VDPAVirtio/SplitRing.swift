@@ -30,6 +30,10 @@ public protocol GuestMemory {
     /// The same for a buffer, through the buffers' ASID: where a loop copies a frame from one buffer to another in
     /// one guarded copy (`NetLoopback`), nil sends it through the methods above.
     func bufferWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer?
+    /// The stretch of buffer IOVAs around `iova` that one mapping takes, with the permission asked, to memory reached in
+    /// place for the run: a loop that meets many buffers there (a run's frames) finds each one's place by an offset
+    /// (`BufferSpan.window`) instead of a window lookup per buffer.  Nil: ask `bufferWindow`.
+    func bufferSpan(_ iova: UInt64, writable: Bool) -> BufferSpan?
     /// Accesses a run made in its windows (`SplitRing.attach`), for the memory's counters.
     func countWindowAccesses(_ accesses: Int, indexStores: Int)
 }
@@ -56,7 +60,28 @@ extension GuestMemory {
     /// Memory that copies has no place to reach in place.
     public func ringWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? { nil }
     public func bufferWindow(_ iova: UInt64, bytes: Int, writable: Bool) -> UnsafeMutableRawPointer? { nil }
+    public func bufferSpan(_ iova: UInt64, writable: Bool) -> BufferSpan? { nil }
     public func countWindowAccesses(_ accesses: Int, indexStores: Int) {}
+}
+
+/// Buffer IOVAs `first`…`last` reached in place from `base` (where `first` is), all with the permission they were
+/// asked for: what `GuestMemory.bufferSpan` gives, good for the run it was given in.  Its places are reached with
+/// guarded accesses, as a window's are.
+public struct BufferSpan {
+    public let first: UInt64, last: UInt64
+    public let base: UnsafeMutableRawPointer
+
+    public init(first: UInt64, last: UInt64, base: UnsafeMutableRawPointer) {
+        precondition(first <= last && last - first < UInt64(Int.max), "a span holds at least one byte, and fewer than Int.max")
+        (self.first, self.last, self.base) = (first, last, base)
+    }
+
+    /// Where [iova, iova + bytes) is, when the span holds all of it (and `bytes` > 0).
+    @inline(__always)
+    public func window(_ iova: UInt64, bytes: Int) -> UnsafeMutableRawPointer? {
+        guard bytes > 0, iova >= first, iova <= last, UInt64(bytes - 1) <= last - iova else { return nil }
+        return base + Int(iova - first)
+    }
 }
 
 /// Why a chain could not be fetched or completed (vringh's errno in parentheses).

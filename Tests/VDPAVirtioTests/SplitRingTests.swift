@@ -14,8 +14,9 @@ final class FlatMemory: GuestMemory {
     var windows = false
     var indexStores = 0
     var indexLoads = 0
-    /// Buffer places handed out (the loopback's one-copy way taken).
+    /// Buffer places handed out (the loopback's one-copy way taken), and spans (places for a loop of frames).
     var bufferWindows = 0
+    var bufferSpans = 0
 
     init(windows: Bool = false) {
         bytes.initializeMemory(as: UInt8.self, repeating: 0)
@@ -35,6 +36,17 @@ final class FlatMemory: GuestMemory {
         guard let p = ringWindow(iova, bytes: count, writable: writable) else { return nil }
         bufferWindows += 1
         return p
+    }
+    /// The stretch around `iova` on its side of the hole.
+    func bufferSpan(_ iova: UInt64, writable: Bool) -> BufferSpan? {
+        guard windows, iova < UInt64(bytes.count) else { return nil }
+        var (first, last) = (UInt64(0), UInt64(bytes.count - 1))
+        if let hole, !hole.isEmpty {
+            guard !hole.contains(iova) else { return nil }
+            if iova < hole.lowerBound { last = hole.lowerBound - 1 } else { first = hole.upperBound }
+        }
+        bufferSpans += 1
+        return BufferSpan(first: first, last: last, base: bytes.baseAddress! + Int(first))
     }
     func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8] {
         try check(iova, count)
