@@ -314,6 +314,22 @@ struct NetLoopbackTests {
         #expect(t.m.bufferSpans == 5 && t.m.bufferWindows == 0)
     }
 
+    @Test("in place, a memory that gives windows but no spans: each frame's two buffers get a window each, every frame whole")
+    func windowsWithoutSpans() {
+        var (t, r) = Self.rings(inPlace: true)
+        t.m.givesSpans = false
+        let frames = (0..<3).map { Self.frame(to: Self.mac, UInt8($0)) }
+        for (k, f) in frames.enumerated() {
+            Self.send(&t, UInt16(k), f)
+            Self.offer(&r, UInt16(k))
+        }
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxCompleted == 3 && run.txCompleted == 3)
+        for k in 0..<3 { #expect(Array(t.m.bytes[0xC000 + 0x200 * k..<0xC000 + 0x200 * k + 64]) == frames[k]) }
+        #expect(t.m.bufferWindows == 6 && t.m.bufferSpans == 0)
+    }
+
     @Test("in place, a frame too short for the MAC's 16-byte load goes through the bounce page and comes back intact")
     func inPlaceShortFrame() {
         var (t, r) = Self.rings(inPlace: true)

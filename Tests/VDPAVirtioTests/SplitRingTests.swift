@@ -17,6 +17,9 @@ final class FlatMemory: GuestMemory {
     /// Buffer places handed out (the loopback's one-copy way taken), and spans (places for a loop of frames).
     var bufferWindows = 0
     var bufferSpans = 0
+    /// Whether it gives spans (a shared region's way); without, each buffer gets a window of its own (an identity
+    /// mapping's way in vdpad, whose entry no one region holds).
+    var givesSpans = true
 
     init(windows: Bool = false) {
         bytes.initializeMemory(as: UInt8.self, repeating: 0)
@@ -39,7 +42,7 @@ final class FlatMemory: GuestMemory {
     }
     /// The stretch around `iova` on its side of the hole.
     func bufferSpan(_ iova: UInt64, writable: Bool) -> BufferSpan? {
-        guard windows, iova < UInt64(bytes.count) else { return nil }
+        guard windows, givesSpans, iova < UInt64(bytes.count) else { return nil }
         var (first, last) = (UInt64(0), UInt64(bytes.count - 1))
         if let hole, !hole.isEmpty {
             guard !hole.contains(iova) else { return nil }
