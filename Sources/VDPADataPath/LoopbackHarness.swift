@@ -22,12 +22,12 @@ import VDPAVirtio
 
 /// A file of zeroes, unlinked, mapped shared here — what a VMM's `memory-backend-memfd,share=on` is — unmapped and
 /// closed with the last reference to it, so that a harness whose set-up fails after making it does not keep it.
-final class HarnessFile {
-    let fd: Int32
-    let base: UnsafeMutableRawPointer
-    let bytes: Int
+public final class HarnessFile {
+    public let fd: Int32
+    public let base: UnsafeMutableRawPointer
+    public let bytes: Int
 
-    init(bytes: Int) throws(VDPAError) {
+    public init(bytes: Int) throws(VDPAError) {
         let name = "/vdpad-harness-\(getpid())-\(UInt64.random(in: 0...UInt64.max))"
         let fd = shm_open(name, O_RDWR | O_CREAT | O_EXCL, 0o600)
         shm_unlink(name)

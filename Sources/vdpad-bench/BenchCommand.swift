@@ -201,15 +201,18 @@ struct InProcessCommand: ParsableCommand {
     @Option(help: "Requests to answer.")
     var requests = 1_000_000
 
+    /// The shapes served by the data path's harnesses (the others are the RPC path's `InProcessBenchmark.Shape`).
+    static let dataPathShapes = ["frames64", "worker64", "blk512"]
+
     func validate() throws {
-        guard InProcessBenchmark.Shape(rawValue: shape) != nil || ["frames64", "worker64", "blk512"].contains(shape) else {
+        guard InProcessBenchmark.Shape(rawValue: shape) != nil || Self.dataPathShapes.contains(shape) else {
             throw ValidationError("unknown shape \(shape); choose single, batch256, frames64, worker64 or blk512")
         }
         guard requests > 0 else { throw ValidationError("--requests must be positive") }
     }
 
     func run() throws {
-        if shape == "frames64" || shape == "worker64" || shape == "blk512" {
+        if Self.dataPathShapes.contains(shape) {
             let round: (Int) -> Int
             if shape == "frames64" {
                 let harness = try LoopbackHarness(frameBytes: 64)

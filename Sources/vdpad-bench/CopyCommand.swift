@@ -6,6 +6,7 @@
 // the guarded copy steps around it (CVDPAShim, docs/performance.md).
 import ArgumentParser
 import CVDPAShim
+import VDPADataPath
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -81,12 +82,10 @@ struct CopyCommand: ParsableCommand {
         let seconds = self.seconds ?? 1
         let piece = 65536
         let (diskBytes, inFlight) = (128 << 20, 64)
-        let disk = try Self.sharedMemory("vdpad-bench-disk", diskBytes)
-        let buffers = try Self.sharedMemory("vdpad-bench-buffers", piece * inFlight)
-        defer {
-            munmap(disk, diskBytes)
-            munmap(buffers, piece * inFlight)
-        }
+        // Shared file mappings, the kind of memory a RAM disk and a VMM's shared guest RAM are.
+        let (diskFile, bufferFile) = (try HarnessFile(bytes: diskBytes), try HarnessFile(bytes: piece * inFlight))
+        defer { withExtendedLifetime((diskFile, bufferFile)) {} }  // mapped until the last copy, not the last use
+        let (disk, buffers) = (diskFile.base, bufferFile.base)
         memset(disk, 1, diskBytes)  // every page there before the clock starts, as a RAM disk's are after its first pass
         memset(buffers, 2, piece * inFlight)
         let copies: [(String, (UnsafeMutableRawPointer, UnsafeRawPointer, Int) -> Void)] = [
@@ -107,15 +106,5 @@ struct CopyCommand: ParsableCommand {
                 print("vdpad copy disk size=\(piece) round=\(round) copy=\(name) pieces_per_s=\(Int(rate)) bytes_per_s=\(Int(rate) * piece)")
             }
         }
-    }
-
-    /// `bytes` of a fresh memfd mapped shared: the kind of memory a RAM disk and a VMM's shared guest RAM are.
-    static func sharedMemory(_ name: String, _ bytes: Int) throws -> UnsafeMutableRawPointer {
-        let fd = vdpad_memfd(name)
-        guard fd >= 0 else { throw ValidationError("memfd_create: errno \(errno)") }
-        defer { close(fd) }
-        guard ftruncate(fd, off_t(bytes)) == 0, let p = mmap(nil, bytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), p != MAP_FAILED
-        else { throw ValidationError("a shared mapping of \(bytes) bytes: errno \(errno)") }
-        return p
     }
 }

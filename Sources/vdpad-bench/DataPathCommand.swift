@@ -248,7 +248,7 @@ struct DataPathGoal: Sendable {
     /// What is measured on a shared-memory line (nil: the line does not count), and the least it may be.
     var measure: @Sendable (DataPathSummary) -> Double?
     var least: Double
-    /// How a measure reads in the verdict's line.
+    /// How a measure reads in the verdict's line ("0.93×", "9.61 M frames/s").
     var shown: @Sendable (Double) -> String
 
     static let all = [
@@ -264,22 +264,20 @@ struct DataPathGoal: Sendable {
     ]
 
     struct Verdict {
-        var goal: String
+        var goal: DataPathGoal
         /// The lowest measure among the lines the goal looks at, and its workload; nil when none was run.
         var worst: (value: Double, workload: String)?
-        /// Nil when not measured: the workloads run do not include one the goal applies to.
-        var met: Bool?
 
-        /// How the lowest measure reads ("0.93×", "9.61 M frames/s").
-        var shown: (Double) -> String
+        /// Nil when not measured: the workloads run do not include one the goal applies to.
+        var met: Bool? { worst.map { $0.value >= goal.least } }
 
         var line: String {
-            guard let worst else { return "goal: \(goal): not measured (no workload it applies to was run)" }
-            return "goal: \(goal): \(met == true ? "met" : "NOT met"), lowest \(shown(worst.value)) in \(worst.workload)"
+            guard let worst else { return "goal: \(goal.name): not measured (no workload it applies to was run)" }
+            return "goal: \(goal.name): \(met == true ? "met" : "NOT met"), lowest \(goal.shown(worst.value)) in \(worst.workload)"
         }
 
         var json: JSON {
-            var object: [(String, JSON)] = [("goal", .string(goal)), ("met", met.map(JSON.bool) ?? .null)]
+            var object: [(String, JSON)] = [("goal", .string(goal.name)), ("met", met.map(JSON.bool) ?? .null)]
             if let worst {
                 object += [("lowest", .rounded(worst.value)), ("workload", .string(worst.workload))]
             }
@@ -290,8 +288,7 @@ struct DataPathGoal: Sendable {
     /// Met when every shared-memory line it applies to reaches `least`; not judged when no line applies.
     func judge(_ rows: [DataPathSummary]) -> Verdict {
         let measured = rows.filter { $0.memory == "shared" }.compactMap { row in measure(row).map { (value: $0, workload: row.workload) } }
-        let worst = measured.min { $0.value < $1.value }
-        return Verdict(goal: name, worst: worst, met: worst.map { $0.value >= least }, shown: shown)
+        return Verdict(goal: self, worst: measured.min { $0.value < $1.value })
     }
 }
 
