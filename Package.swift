@@ -115,15 +115,22 @@ let package = Package(
     ]
 )
 
-// The libFuzzer target, only when scripts/fuzz.sh asks for it (VDPAD_FUZZ=1, with --sanitize fuzzer
-// --sanitize address): libFuzzer supplies main, so the file is parsed as a library and would not link
-// in an ordinary build.
+// The libFuzzer targets, only when scripts/fuzz.sh asks for them (VDPAD_FUZZ=1, with --sanitize fuzzer
+// --sanitize address): libFuzzer supplies main, so each file is parsed as a library and would not link
+// in an ordinary build.  vdpad-fuzz drives the RPC input path, vdpad-fuzz-ring the data path's rings.
 if Context.environment["VDPAD_FUZZ"] != nil {
-    package.targets.append(
+    package.targets.append(contentsOf: [
         .executableTarget(
             name: "vdpad-fuzz",
             dependencies: ["VDPARPC", "VDPARegistry", "VDPAJSON", .product(name: "Logging", package: "swift-log")],
-            path: "Fuzz", exclude: ["corpus"],
+            path: "Fuzz/RPC", exclude: ["corpus"],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
-        ))
+        ),
+        .executableTarget(
+            name: "vdpad-fuzz-ring",
+            dependencies: ["VDPAVirtio"],
+            path: "Fuzz/Ring", exclude: ["corpus", "seeds.py"],
+            swiftSettings: [.unsafeFlags(["-parse-as-library"])]
+        ),
+    ])
 }
