@@ -48,7 +48,9 @@ class Driver:
         return iova - RING_IOVA if iova < BUF_IOVA else self.buf_offset + iova - BUF_IOVA
 
     def put(self, iova, data):
+        """Writes data where iova is in the arena; what would fall past the arena's end is not there to write."""
         o = self.at(iova)
+        data = data[:ARENA - o]
         self.arena[o:o + len(data)] = data
 
     def data(self, payload):
@@ -83,6 +85,44 @@ class Driver:
     def bytes(self):
         end = max(i for i, b in enumerate(self.arena) if b) + 1 if any(self.arena) else 0
         return bytes(self.header) + bytes(self.arena[:end])
+
+
+class EdgeDriver(Driver):
+    """Buffers' table of three entries with a hole: RW [BUF, +4 KiB), RO [+4 KiB, +6 KiB), unmapped [+6 KiB, +8 KiB),
+    RW [+8 KiB, +10 KiB): buffers placed across each edge are what a span or a window must not reach past."""
+
+    def __init__(self, device):
+        super().__init__(device)
+        self.entry(1, ring=False, iova=BUF_IOVA, length=4096, offset=0)
+        self.entry(2, ring=False, iova=BUF_IOVA + 4096, length=2048, offset=4096, permission=1)
+        self.entry(3, ring=False, iova=BUF_IOVA + 8192, length=2048, offset=6144)
+
+    def at(self, iova):
+        if iova >= BUF_IOVA + 8192:
+            return 8192 + 6144 + iova - (BUF_IOVA + 8192)
+        return super().at(iova)
+
+
+# Where an edge buffer starts: across RW→RO, across RO→the hole, across the last entry's end, across the hole→RW.
+EDGES = {"rw-ro": BUF_IOVA + 4096 - 40, "ro-hole": BUF_IOVA + 6144 - 40, "end": BUF_IOVA + 10240 - 40,
+         "hole-rw": BUF_IOVA + 8192 - 16}
+
+
+def net_edge(edge, side):
+    """The net seed's frames and RX buffers with the first RX buffer (side "rx") or TX frame ("tx") across an edge."""
+    d = EdgeDriver(0)
+    rx, tx = d.ring(0), d.ring(1)
+    at = EDGES[edge]
+    for k in range(3):
+        d.chain(rx, [(at, 256, True) if k == 0 and side == "rx" else (*d.data(bytes(256)), True)])
+    for k in range(3):
+        frame = bytes(12) + MAC + bytes([0x02, 0, 0, 0, 0, 0x99]) + b"\x08\x00" + bytes(range(k, k + 46))
+        if k == 0 and side == "tx":
+            d.put(at, frame) if edge != "hole-rw" else d.put(at + 16, frame[16:])
+            d.chain(tx, [(at, len(frame), False)])
+        else:
+            d.chain(tx, [(*d.data(frame), False)])
+    return d.bytes()
 
 
 def net(version1=True, mergeable=False, indirect=False, base=0, overlap=False):
@@ -127,6 +167,25 @@ def block(overlap=False):
     return d.bytes()
 
 
+def block_edges():
+    """A read into a buffer across RW→RO, a write from one across RO→the hole, a status byte in RO, a read across
+    the last entry's end, then a good read."""
+    d = EdgeDriver(1)
+    q = d.ring(0)
+
+    def request(kind, data_part, status_at=None):
+        parts = [(*d.data(struct.pack("<IIQ", kind, 0, 1)), False), data_part]
+        parts.append((status_at, 1, True) if status_at else (*d.data(bytes(1)), True))
+        d.chain(q, parts)
+
+    request(0, (EDGES["rw-ro"], 512, True))
+    request(1, (EDGES["ro-hole"], 512, False))
+    request(0, (*d.data(bytes(512)), True), status_at=BUF_IOVA + 5000)
+    request(0, (EDGES["end"], 512, True))
+    request(0, (*d.data(bytes(512)), True))
+    return d.bytes()
+
+
 def control():
     d = Driver(2)
     q = d.ring(0)
@@ -147,6 +206,8 @@ def main():
         "block": block(),
         "block-overlap": block(overlap=True),
         "control": control(),
+        "block-edges": block_edges(),
+        **{f"net-edge-{side}-{edge}": net_edge(edge, side) for edge in EDGES for side in ("rx", "tx")},
     }
     for name, data in seeds.items():
         with open(os.path.join(out, f"seed-{name}.bin"), "wb") as f:
