@@ -128,7 +128,7 @@ if Context.environment["VDPAD_FUZZ"] != nil {
         ),
         .executableTarget(
             name: "vdpad-fuzz-ring",
-            dependencies: ["VDPAVirtio"],
+            dependencies: ["VDPAVirtio", "VDPADataPath", "VDPACore"],
             path: "Fuzz/Ring", exclude: ["corpus", "seeds.py"],
             swiftSettings: [.unsafeFlags(["-parse-as-library"])]
         ),

@@ -7,20 +7,26 @@
 // The input is a 64-byte header (`Setup`: the device, its rings and an IOTLB
 // of up to four entries, each in the rings' table or the buffers' — a
 // descriptor group in an ASID of its own — with its permission), then the
-// driver's memory.  Each input is served three times, on three memories that
-// differ only in how the device reaches them: through copies (process_vm's
-// way), in place with a window per access, and in place with spans (a shared
-// region's ways, guarded loads, stores and copies).  Oracles:
+// driver's memory.  Each input is served five times, on memories that differ
+// only in how the device reaches them: a model of the IOTLB reached through
+// copies, in place with a window per access, and in place with spans; and the
+// daemon's own memory (`OwnerMemory`, on a device that maps the same entries,
+// `MemoryHarness`) on a shared file — windows and spans from its IOTLB entry
+// cache and shared regions, guarded — and on the same file unshared, through
+// process_vm_readv/writev on this process (the private-RAM fallback).
+// Oracles:
 // * never outside the IOTLB: every byte a run changed lies where an entry
 //   allows writing, and the guard zones around the memory are untouched;
 // * bounded: no run takes more chains than its budget;
 // * the counters are what the driver sees: completions counted equal the
 //   used idx's advance, and the idx the driver reads there;
-// * the three ways agree — the memory, the disk, the counters and the rings'
+// * the five ways agree — the memory, the disk, the counters and the rings'
 //   indexes — when the driver keeps its rings and its buffers in different
 //   memory and no used ring where the device reads (`Setup.apart`).  A driver
 //   that overlaps them, which the virtio spec forbids, sees an order of
 //   accesses no two devices share: its inputs are held to the others only.
+import VDPACore
+import VDPADataPath
 import VDPAVirtio
 
 /// One IOTLB entry: IOVAs `first`…`last` at `offset` in the arena, in the rings' table or the buffers'.
@@ -79,6 +85,12 @@ struct Setup {
             guard !entries.contains(where: { $0.ring == ring && $0.first <= entry.last && entry.first <= $0.last }) else { continue }
             entries.append(entry)
         }
+        // A table never mapped is passthrough in vdpad, as in vdpa_sim (an IOVA is the owner's address: here, any byte
+        // of the fuzzer's own memory): a table the input leaves empty maps one read-only byte at IOVA 0 instead.
+        for ring in [true, false] where !entries.contains(where: { $0.ring == ring }) {
+            let offset = apart && !ring ? Self.arenaBytes / 2 : 0
+            entries.append(Entry(first: 0, last: 0, offset: offset, readable: true, writable: false, ring: ring))
+        }
         rings = (0..<2).map { r in
             let at = 34 + 14 * r
             return (u32(at), u32(at + 4), u32(at + 8), UInt16(u16(at + 12)))
@@ -86,27 +98,80 @@ struct Setup {
     }
 }
 
-/// The driver's memory as the device reaches it through the fuzzer's IOTLB, in one of three ways.  The arena sits
-/// between two guard zones in one allocation (AddressSanitizer sees past the whole; the oracle sees the zones).
-final class FuzzMemory: GuestMemory {
-    enum Way: CaseIterable { case copies, windows, spans }
-    let way: Way
-    let entries: [Entry]
+/// The driver's memory: `Setup.arenaBytes` between two guard zones of 0xA5 in one stretch of memory (AddressSanitizer
+/// sees past a model's allocation; the oracle sees the zones), filled anew from the input for each run.
+struct Arena {
     let allocation: UnsafeMutableRawBufferPointer
-    var arena: UnsafeMutableRawBufferPointer {
+    static let totalBytes = Setup.arenaBytes + 2 * Setup.guardBytes
+    var bytes: UnsafeMutableRawBufferPointer {
         UnsafeMutableRawBufferPointer(rebasing: allocation[Setup.guardBytes..<Setup.guardBytes + Setup.arenaBytes])
     }
+    var guards: [Range<Int>] { [0..<Setup.guardBytes, Setup.guardBytes + Setup.arenaBytes..<allocation.count] }
+
+    func fill(_ contents: ArraySlice<UInt8>) {
+        allocation.initializeMemory(as: UInt8.self, repeating: 0xA5)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0)
+        bytes.copyBytes(from: contents.prefix(Setup.arenaBytes))
+    }
+}
+
+/// The five ways a run reaches the driver's memory, each on an arena of its own, kept for the fuzzer's life.
+enum Way: CaseIterable {
+    case copies, windows, spans, daemonShared, daemonProcessVM
+    // The fuzzer runs one input at a time, on one thread.
+    nonisolated(unsafe) static let models = [Way.copies, .windows, .spans].map { _ in
+        Arena(allocation: .allocate(byteCount: Arena.totalBytes, alignment: 4096))
+    }
+    nonisolated(unsafe) static let daemon = [0, 1].map { _ in
+        // swift-format-ignore: NeverUseForceTry
+        // A fuzzer that cannot make its memory has nothing to run: stop at once, saying why.
+        try! MemoryHarness(bytes: Arena.totalBytes)
+    }
+    var arena: Arena {
+        switch self {
+        case .copies: Self.models[0]
+        case .windows: Self.models[1]
+        case .spans: Self.models[2]
+        case .daemonShared: Arena(allocation: UnsafeMutableRawBufferPointer(start: Self.daemon[0].file.base, count: Arena.totalBytes))
+        case .daemonProcessVM: Arena(allocation: UnsafeMutableRawBufferPointer(start: Self.daemon[1].file.base, count: Arena.totalBytes))
+        }
+    }
+
+    /// The memory of this way for `setup`'s IOTLB, its arena filled from the input.
+    func memory(_ setup: Setup, contents: ArraySlice<UInt8>) -> (any GuestMemory, FuzzMemory?) {
+        arena.fill(contents)
+        switch self {
+        case .copies, .windows, .spans:
+            let model = FuzzMemory(self, entries: setup.entries, arena: arena)
+            return (model, model)
+        case .daemonShared, .daemonProcessVM:
+            let entries = setup.entries.map {
+                MemoryHarness.Entry(
+                    ring: $0.ring, iova: $0.first, size: $0.last - $0.first + 1, offset: Setup.guardBytes + $0.offset,
+                    permission: [$0.readable ? .read : [], $0.writable ? .write : []])
+            }
+            let harness = Self.daemon[self == .daemonShared ? 0 : 1]
+            do {
+                return (try harness.memory(entries, shared: self == .daemonShared), nil)
+            } catch {
+                fatalError("FuzzRing: the daemon's device refused the IOTLB the model holds: \(error)")
+            }
+        }
+    }
+}
+
+/// The driver's memory as the device reaches it through a model of the fuzzer's IOTLB, in one of the model's ways.
+final class FuzzMemory: GuestMemory {
+    let way: Way
+    let entries: [Entry]
+    let arenaPlace: Arena
+    var arena: UnsafeMutableRawBufferPointer { arenaPlace.bytes }
     /// Arena ranges read through the rings' table (the copies way only: in place, the walker's loads are its own).
     var ringReads: [Range<Int>] = []
 
-    init(_ way: Way, entries: [Entry], contents: ArraySlice<UInt8>) {
-        (self.way, self.entries) = (way, entries)
-        allocation = .allocate(byteCount: Setup.arenaBytes + 2 * Setup.guardBytes, alignment: 4096)
-        allocation.initializeMemory(as: UInt8.self, repeating: 0xA5)
-        arena.initializeMemory(as: UInt8.self, repeating: 0)
-        arena.copyBytes(from: contents.prefix(Setup.arenaBytes))
+    init(_ way: Way, entries: [Entry], arena: Arena) {
+        (self.way, self.entries, self.arenaPlace) = (way, entries, arena)
     }
-    deinit { allocation.deallocate() }
 
     /// The entry of the table that holds `iova`.
     func entry(_ iova: UInt64, ring: Bool) -> Entry? { entries.first { $0.ring == ring && $0.holds(iova) } }
@@ -187,8 +252,8 @@ struct Outcome: Equatable {
     var indexes: [UInt16]
 }
 
-/// Serves the input's device once on `memory`.
-func serve(_ setup: Setup, _ memory: FuzzMemory) -> Outcome {
+/// Serves the input's device once on `memory`, whose bytes are `arena`'s.
+func serve(_ setup: Setup, _ memory: some GuestMemory, arena: Arena) -> Outcome {
     var rings = setup.rings.map { SplitRing(num: setup.num, desc: $0.desc, avail: $0.avail, used: $0.used, base: $0.base) }
     let counters: Outcome.Counters
     var diskBytes: [UInt8] = []
@@ -215,7 +280,7 @@ func serve(_ setup: Setup, _ memory: FuzzMemory) -> Outcome {
         counters = .control(run)
         rings.removeLast()
     }
-    return Outcome(counters: counters, arena: Array(memory.arena), disk: diskBytes, indexes: rings.flatMap { [$0.lastAvail, $0.lastUsed] })
+    return Outcome(counters: counters, arena: Array(arena.bytes), disk: diskBytes, indexes: rings.flatMap { [$0.lastAvail, $0.lastUsed] })
 }
 
 /// The completions each served ring counted, in `Outcome.indexes`' order.
@@ -227,18 +292,26 @@ func completions(_ counters: Outcome.Counters) -> [Int] {
     }
 }
 
+/// How two outcomes differ, for a finding's report.
+func difference(_ a: Outcome, _ b: Outcome) -> String {
+    if a.counters != b.counters { return "counters \(a.counters) against \(b.counters)" }
+    if a.indexes != b.indexes { return "ring indexes \(a.indexes) against \(b.indexes)" }
+    if let k = a.arena.indices.first(where: { a.arena[$0] != b.arena[$0] }) { return "arena byte \(k): \(a.arena[k]) against \(b.arena[k])" }
+    if let k = a.disk.indices.first(where: { a.disk[$0] != b.disk[$0] }) { return "disk byte \(k): \(a.disk[k]) against \(b.disk[k])" }
+    return "nowhere shown"
+}
+
 func require(_ condition: Bool, _ message: @autoclosure () -> String) {
     if !condition { fatalError("FuzzRing oracle: \(message())") }
 }
 
 /// Never outside the IOTLB: each changed byte lies in an entry that allows writing; the guard zones are as made.
-func checkWrites(_ before: [UInt8], _ memory: FuzzMemory) {
-    let writable = memory.entries.filter(\.writable).map { $0.offset..<$0.offset + Int($0.last - $0.first) + 1 }
-    for k in 0..<Setup.arenaBytes where memory.arena[k] != before[k] {
-        require(writable.contains { $0.contains(k) }, "arena byte \(k) changed outside every writable entry")
+func checkWrites(_ before: [UInt8], _ arena: Arena, _ entries: [Entry], _ way: Way) {
+    let writable = entries.filter(\.writable).map { $0.offset..<$0.offset + Int($0.last - $0.first) + 1 }
+    for k in 0..<Setup.arenaBytes where arena.bytes[k] != before[k] {
+        require(writable.contains { $0.contains(k) }, "\(way): arena byte \(k) changed outside every writable entry")
     }
-    let guards = [0..<Setup.guardBytes, Setup.guardBytes + Setup.arenaBytes..<memory.allocation.count]
-    for zone in guards { require(memory.allocation[zone].allSatisfy { $0 == 0xA5 }, "a guard zone around the arena changed") }
+    for zone in arena.guards { require(arena.allocation[zone].allSatisfy { $0 == 0xA5 }, "\(way): a guard zone around the arena changed") }
 }
 
 @_cdecl("LLVMFuzzerTestOneInput")
@@ -250,12 +323,12 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let before = Array(contents.prefix(Setup.arenaBytes)) + [UInt8](repeating: 0, count: max(0, Setup.arenaBytes - contents.count))
     var outcomes: [Outcome] = []
     var copies: FuzzMemory?
-    for way in FuzzMemory.Way.allCases {
-        let memory = FuzzMemory(way, entries: setup.entries, contents: contents)
-        let outcome = serve(setup, memory)
-        checkWrites(before, memory)
+    for way in Way.allCases {
+        let (memory, model) = way.memory(setup, contents: contents)
+        let outcome = serve(setup, memory, arena: way.arena)
+        checkWrites(before, way.arena, setup.entries, way)
         outcomes.append(outcome)
-        if way == .copies { copies = memory }
+        if way == .copies { copies = model }
     }
     guard setup.apart, let copies else { return 0 }
     // The driver kept rings and buffers apart; the rest of the rule: no used ring where the device reads rings, and
@@ -268,7 +341,7 @@ public func fuzzOne(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         served < 2 || usedBytes[0].isDisjoint(with: usedBytes[1])
     else { return 0 }
     for (k, outcome) in outcomes.enumerated() {
-        require(outcome == outcomes[0], "the \(FuzzMemory.Way.allCases[k]) way differs from the copies way")
+        require(outcome == outcomes[0], "the \(Way.allCases[k]) way differs from the copies way: \(difference(outcome, outcomes[0]))")
     }
     // What the counters say is what the driver sees: each ring's used idx moved by its completions, and reads so.
     let outcome = outcomes[0]

@@ -456,4 +456,29 @@ struct SharedMemoryTests {
         let cutTX = harness.serve()
         #expect(cutTX.rxDrops == 1 && cutTX.txCompleted == 1 && cutTX.rxChains == 0)
     }
+
+    @Test("the ring fuzzer's memory harness: rings through ASID 1, buffers through ASID 0; in place when shared, else process_vm")
+    func memoryHarness() throws {
+        let harness = try MemoryHarness(bytes: 8192)
+        // Each page's bytes its own: the file's byte k is k mod 256 plus its page.
+        func byte(_ k: Int) -> UInt8 { UInt8(truncatingIfNeeded: k + k / 4096) }
+        for k in 0..<8192 { harness.file.base.storeBytes(of: byte(k), toByteOffset: k, as: UInt8.self) }
+        let entries = [
+            MemoryHarness.Entry(ring: true, iova: 0x10000, size: 4096, offset: 0, permission: .readWrite),
+            MemoryHarness.Entry(ring: false, iova: 0x10000, size: 4096, offset: 4096, permission: .read),
+        ]
+        for shared in [true, false] {
+            let memory = try harness.memory(entries, shared: shared)
+            // One IOVA, two tables: the rings' reaches the file's first page, the buffers' its second.
+            #expect(try memory.read(0x10010, count: 2, ring: true) == [byte(0x10), byte(0x11)])
+            #expect(try memory.read(0x10010, count: 2, ring: false) == [byte(4096 + 0x10), byte(4096 + 0x11)])
+            #expect((memory.ringWindow(0x10000, bytes: 16, writable: true) != nil) == shared, "in place only where shared")
+            #expect(memory.bufferWindow(0x10000, bytes: 16, writable: true) == nil, "a read-only entry gives no place to write")
+            #expect(throws: RingError.permission(0x10000)) { try memory.write([1], at: 0x10000, ring: false) }
+            #expect(throws: RingError.fault(0x11000)) { try memory.read(0x11000, count: 1, ring: true) }
+            try memory.write([0xEE], at: 0x10001, ring: true)
+            #expect(harness.file.base.load(fromByteOffset: 1, as: UInt8.self) == 0xEE)
+            harness.file.base.storeBytes(of: byte(1), toByteOffset: 1, as: UInt8.self)
+        }
+    }
 }
