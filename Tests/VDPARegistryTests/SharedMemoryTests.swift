@@ -465,7 +465,7 @@ struct SharedMemoryTests {
         for k in 0..<8192 { harness.file.base.storeBytes(of: byte(k), toByteOffset: k, as: UInt8.self) }
         let entries = [
             MemoryHarness.Entry(ring: true, iova: 0x10000, size: 4096, offset: 0, permission: .readWrite),
-            MemoryHarness.Entry(ring: false, iova: 0x10000, size: 4096, offset: 4096, permission: .read),
+            MemoryHarness.Entry(ring: false, iova: 0x10000, size: 4096, offset: 4096, permission: .read)
         ]
         for shared in [true, false] {
             let memory = try harness.memory(entries, shared: shared)
