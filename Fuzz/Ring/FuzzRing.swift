@@ -44,6 +44,8 @@ struct Setup {
     static let headerBytes = 64, arenaBytes = 16384, guardBytes = 4096
     static let mac: [UInt8] = [0x02, 0, 0, 0, 0, 0x42]
     static let diskSectors: UInt64 = 64
+    /// Each run's disk starts with these bytes (not zeros: a read that lands shows where it read from).
+    static let diskContents = (0..<Int(diskSectors) * RAMDisk.sectorSize).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
 
     var device = Device.net
     var version1 = false, mergeable = false
@@ -61,7 +63,8 @@ struct Setup {
     ///   1        budget − 1
     ///   2..<34   four entries of 8 bytes: flags (bits 0-1 permission, 0 no entry, 1 RO, 2 WO, 3 RW; bit 2 the
     ///            rings' table), u16 first IOVA ÷ 8 (from 0x10000: never an arena offset), u16 length ÷ 8 − 1,
-    ///            u16 arena offset ÷ 8, then a byte whose low 3 bits are added to the first IOVA
+    ///            u16 arena offset ÷ 8 (wrapped into the arena, or its table's half when apart; the length cut
+    ///            at its end), then a byte whose low 3 bits are added to the first IOVA
     ///   34..<62  two rings of 14 bytes: u32 desc, u32 avail, u32 used, u16 base (last_avail = last_used)
     init(_ h: [UInt8]) {
         func u16(_ at: Int) -> Int { Int(h[at]) | Int(h[at + 1]) << 8 }
@@ -164,13 +167,13 @@ enum Way: CaseIterable {
 final class FuzzMemory: GuestMemory {
     let way: Way
     let entries: [Entry]
-    let arenaPlace: Arena
-    var arena: UnsafeMutableRawBufferPointer { arenaPlace.bytes }
+    let storage: Arena
+    var arena: UnsafeMutableRawBufferPointer { storage.bytes }
     /// Arena ranges read through the rings' table (the copies way only: in place, the walker's loads are its own).
     var ringReads: [Range<Int>] = []
 
     init(_ way: Way, entries: [Entry], arena: Arena) {
-        (self.way, self.entries, self.arenaPlace) = (way, entries, arena)
+        (self.way, self.entries, self.storage) = (way, entries, arena)
     }
 
     /// The entry of the table that holds `iova`.
@@ -240,7 +243,7 @@ final class FuzzMemory: GuestMemory {
     }
 }
 
-/// What one run left: compared across the three ways.
+/// What one run left: compared across the five ways.
 struct Outcome: Equatable {
     enum Counters: Equatable {
         case net(NetLoopback.Run), block(BlockRequests.Run), control(ControlQueue.Run)
@@ -267,8 +270,7 @@ func serve(_ setup: Setup, _ memory: some GuestMemory, arena: Arena) -> Outcome 
         require(run.rxChains <= run.txChains, "a net run took more RX chains than TX chains")
         counters = .net(run)
     case .block:
-        let pattern = (0..<Int(Setup.diskSectors) * RAMDisk.sectorSize).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) }
-        let disk = RAMDisk(capacity: Setup.diskSectors, contents: pattern)
+        let disk = RAMDisk(capacity: Setup.diskSectors, contents: Setup.diskContents)
         let run = BlockRequests.run(&rings[0], memory, disk: disk, budget: setup.budget)
         require(run.requests <= setup.budget, "a block run took \(run.requests) requests on a budget of \(setup.budget)")
         diskBytes = Array(disk.bytes)
