@@ -209,8 +209,9 @@ final class FuzzMemory: GuestMemory {
         }
     }
 
-    /// Two bytes, as every memory that copies stores an index.
+    /// Two bytes, as every memory that copies stores an index, where reading is allowed as well as writing (D24).
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
+        _ = try pieces(iova, 2, write: false, ring: true)
         try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
     }
 

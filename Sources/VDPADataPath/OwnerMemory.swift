@@ -293,20 +293,26 @@ final class OwnerMemory: GuestMemory {
     /// The used idx, after the element: in a shared region, one release store (the element is visible first).
     /// Else through the VMM's store agent (the preload library's thread, one aligned store inside the VMM);
     /// without it, or if it does not answer within a second, one process_vm_writev of the two bytes, which
-    /// promises no single store (docs/protocol.md §5.6).
+    /// promises no single store (docs/protocol.md §5.6).  The mapping must allow reading as well as writing:
+    /// vringh translates this store for reading (D24: a used ring mapped write-only gets its elements, never its
+    /// idx), and vdpad never writes where the IOTLB does not allow writing.
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
-        if let p = alignedShared(iova, .write) {
+        if let p = alignedShared(iova, .write), alignedShared(iova, .read) != nil {
             guard vdpad_guarded_store_release_u16(p, value) == 0 else { throw .fault(iova) }
             state.pointee.counts.atomicIndexStores += 1
             return
         }
-        if agent >= 0, let piece = try? pieces(iova, 2, .write, ring: true), piece.count == 1,
-            let address = piece[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value)
-        {
+        _ = try pieces(iova, 2, .read, ring: true)
+        let remote = try pieces(iova, 2, .write, ring: true)
+        if agent >= 0, remote.count == 1, let address = remote[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value) {
             state.pointee.counts.atomicIndexStores += 1
             return
         }
-        try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+        var bytes = [UInt8(value & 0xFF), UInt8(value >> 8)]
+        let failure = bytes.withUnsafeMutableBytes { b -> RingError? in
+            do throws(RingError) { try copy(b, remote, iova, toOwner: true); return nil } catch { return error }
+        }
+        if let failure { throw failure }
     }
 
     /// The agent's dup, asked for at the first call.

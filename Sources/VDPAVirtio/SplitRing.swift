@@ -16,7 +16,9 @@ public protocol GuestMemory {
     /// `count` bytes at `iova`, read through the ring areas' ASID (`ring: true`) or the buffers' (`ring: false`).
     func read(_ iova: UInt64, count: Int, ring: Bool) throws(RingError) -> [UInt8]
     func write(_ bytes: [UInt8], at iova: UInt64, ring: Bool) throws(RingError)
-    /// A 16-bit ring index as one aligned store (the used idx: a torn store would show the driver a stale entry).
+    /// A 16-bit ring index as one aligned store (the used idx: a torn store would show the driver a stale entry),
+    /// through the ring areas' ASID, where it may be read as well as written: vringh asks this store for reading
+    /// (D24: a used ring mapped write-only never shows its completions), and no store goes where writing is not allowed.
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError)
     /// A 16-bit ring index as one aligned load that orders the reads after it (the avail idx, before the entries
     /// it publishes: the virtio spec's read barrier).
@@ -165,6 +167,9 @@ public struct SplitRing: Sendable {
             let descArea = memory.ringWindow(desc, bytes: 16 * n, writable: false),
             let availArea = memory.ringWindow(avail, bytes: 4 + 2 * n, writable: false),
             let usedArea = memory.ringWindow(used, bytes: 4 + 8 * n, writable: true),
+            // The idx store asks for reading too, as vringh's does (D24): a used ring that is write-only goes the
+            // general way, which writes its elements and fails its idx.
+            memory.ringWindow(used + 2, bytes: 2, writable: false) != nil,
             UInt(bitPattern: availArea) % 2 == 0, UInt(bitPattern: usedArea) % 4 == 0
         else { return }
         inPlace = InPlace(desc: descArea, avail: availArea, used: usedArea)

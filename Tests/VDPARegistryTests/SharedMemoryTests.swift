@@ -481,4 +481,65 @@ struct SharedMemoryTests {
             harness.file.base.storeBytes(of: byte(1), toByteOffset: 1, as: UInt8.self)
         }
     }
+
+    @Test(
+        "D24: a used ring mapped write-only: the element is written, the idx store fails (vringh asks it for RO); read-only fails at the element",
+        arguments: [Permission.write, .read, .readWrite], [true, false])
+    func usedRingPermission(_ permission: Permission, shared: Bool) throws {
+        let run = try Self.commandWithUsedRing(
+            [MemoryHarness.Entry(ring: true, iova: 0x10800, size: 0x800, offset: 0x800, permission: permission)], shared: shared)
+        #expect(run.counters.successes == 1 && run.calls == 1, "the command is answered whatever its completion does")
+        switch permission {
+        case .readWrite:
+            #expect(run.completed == 1 && run.lastUsed == 1 && run.element == 0 && run.idx == 1)
+        case .write:
+            #expect(run.completed == 0 && run.lastUsed == 0 && run.element == 0 && run.idx == 0, "the element written, the idx not (D24)")
+        default:
+            #expect(run.completed == 0 && run.lastUsed == 0 && run.element == 0xFFFF && run.idx == 0, "not even the element")
+        }
+    }
+
+    @Test(
+        "the used idx alone in a read-only entry, its elements read-write: no idx store (vdpa_sim's would land; vdpad writes only where writing is allowed)",
+        arguments: [true, false])
+    func usedIndexReadOnly(shared: Bool) throws {
+        let run = try Self.commandWithUsedRing(
+            [
+                MemoryHarness.Entry(ring: true, iova: 0x10800, size: 4, offset: 0x800, permission: .read),
+                MemoryHarness.Entry(ring: true, iova: 0x10804, size: 0x7FC, offset: 0x804, permission: .readWrite)
+            ], shared: shared)
+        #expect(run.completed == 0 && run.lastUsed == 0 && run.element == 0 && run.idx == 0)
+    }
+
+    /// One MAC_ADDR_SET served on a 4-entry control ring whose desc and avail are in a read-write entry of the rings'
+    /// table and whose used ring is where `used` maps it; the buffers' table holds the command and its ack byte.
+    /// Returns the run's counters, calls and completions, last_used, the used element's id (0xFFFF before) and the
+    /// used idx, on the shared file or through process_vm.
+    static func commandWithUsedRing(
+        _ used: [MemoryHarness.Entry], shared: Bool
+    ) throws -> (counters: ControlQueue.Counters, calls: Int, completed: Int, lastUsed: UInt16, element: UInt16, idx: UInt16) {
+        let harness = try MemoryHarness(bytes: 8192)
+        let base = harness.file.base
+        let desc = MemoryHarness.Entry(ring: true, iova: 0x10000, size: 0x800, offset: 0, permission: .readWrite)
+        let buffers = MemoryHarness.Entry(ring: false, iova: 0x20000, size: 4096, offset: 4096, permission: .readWrite)
+        func descriptor(_ k: Int, _ iova: UInt64, _ length: UInt32, _ flags: UInt16, next: UInt16 = 0) {
+            base.storeBytes(of: iova, toByteOffset: 16 * k, as: UInt64.self)
+            base.storeBytes(of: length, toByteOffset: 16 * k + 8, as: UInt32.self)
+            base.storeBytes(of: flags, toByteOffset: 16 * k + 12, as: UInt16.self)
+            base.storeBytes(of: next, toByteOffset: 16 * k + 14, as: UInt16.self)
+        }
+        // MAC_ADDR_SET with six bytes (readable), then the ack (writable); posted as avail entry 0.
+        for (k, b) in [1, 1, 2, 0, 0, 0, 0, 0x42].enumerated() { base.storeBytes(of: UInt8(b), toByteOffset: 4096 + k, as: UInt8.self) }
+        descriptor(0, 0x20000, 8, 1, next: 1)
+        descriptor(1, 0x20100, 1, 2)
+        base.storeBytes(of: UInt16(1), toByteOffset: 0x400 + 2, as: UInt16.self)
+        base.storeBytes(of: UInt16(0xFFFF), toByteOffset: 0x800 + 4, as: UInt16.self)
+        let memory = try harness.memory([desc] + used + [buffers], shared: shared)
+        var ring = SplitRing(num: 4, desc: 0x10000, avail: 0x10400, used: 0x10800, base: 0)
+        let run = ControlQueue.run(&ring, memory, mac: [0, 0, 0, 0, 0, 0], budget: 8)
+        return (
+            run.counters, run.calls, run.completed, ring.lastUsed, base.load(fromByteOffset: 0x800 + 4, as: UInt16.self),
+            base.load(fromByteOffset: 0x800 + 2, as: UInt16.self)
+        )
+    }
 }
