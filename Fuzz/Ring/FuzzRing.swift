@@ -66,6 +66,8 @@ struct Setup {
     ///            u16 arena offset ÷ 8 (wrapped into the arena, or its table's half when apart; the length cut
     ///            at its end), then a byte whose low 3 bits are added to the first IOVA
     ///   34..<62  two rings of 14 bytes: u32 desc, u32 avail, u32 used, u16 base (last_avail = last_used)
+    ///   62       bit k (k < 6): the k-th ring address (desc, avail, used, then the second ring's) is 2^64 − it
+    ///   63       bit k (k < 4): entry k ends 8 × its u16 "first IOVA" bytes below the top of the IOVA space
     init(_ h: [UInt8]) {
         func u16(_ at: Int) -> Int { Int(h[at]) | Int(h[at + 1]) << 8 }
         func u32(_ at: Int) -> UInt64 { UInt64(u16(at)) | UInt64(u16(at + 2)) << 16 }
@@ -80,9 +82,12 @@ struct Setup {
             let (low, high) = apart ? (ring ? (0, Self.arenaBytes / 2) : (Self.arenaBytes / 2, Self.arenaBytes)) : (0, Self.arenaBytes)
             let offset = low + (8 * u16(e + 5)) % (high - low)
             let length = min(8 * (u16(e + 3) + 1), high - offset)
-            let first = 0x10000 + 8 * UInt64(u16(e + 1)) + UInt64(h[e + 7] & 7)
+            let first =
+                h[63] & 1 << k != 0
+                ? UInt64.max - UInt64(length - 1) - 8 * UInt64(u16(e + 1))
+                : 0x10000 + 8 * UInt64(u16(e + 1)) + UInt64(h[e + 7] & 7)
             let entry = Entry(
-                first: first, last: first + UInt64(length) - 1, offset: offset, readable: permission & 1 != 0, writable: permission & 2 != 0,
+                first: first, last: first + (UInt64(length) - 1), offset: offset, readable: permission & 1 != 0, writable: permission & 2 != 0,
                 ring: ring)
             // A map that overlaps an entry of its table is refused (EEXIST), as vhost-vdpa refuses it.
             guard !entries.contains(where: { $0.ring == ring && $0.first <= entry.last && entry.first <= $0.last }) else { continue }
@@ -94,10 +99,12 @@ struct Setup {
             let offset = apart && !ring ? Self.arenaBytes / 2 : 0
             entries.append(Entry(first: 0, last: 0, offset: offset, readable: true, writable: false, ring: ring))
         }
-        rings = (0..<2).map { r in
-            let at = 34 + 14 * r
-            return (u32(at), u32(at + 4), u32(at + 8), UInt16(u16(at + 12)))
+        // Near 2^64 where byte 62 says so: ring arithmetic past the top wraps, as vringh's does.
+        func address(_ k: Int) -> UInt64 {
+            let v = u32(34 + 14 * (k / 3) + 4 * (k % 3))
+            return h[62] & 1 << k != 0 ? 0 &- v : v
         }
+        rings = (0..<2).map { r in (address(3 * r), address(3 * r + 1), address(3 * r + 2), UInt16(u16(34 + 14 * r + 12))) }
     }
 }
 

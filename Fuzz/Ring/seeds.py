@@ -103,6 +103,28 @@ class EdgeDriver(Driver):
         return super().at(iova)
 
 
+class TopDriver(Driver):
+    """The rings' table at the top of the IOVA space, [2^64 − 8 KiB, 2^64), and the rings there (header bytes 62 and
+    63): ring arithmetic and indirect tables next to the wrap."""
+    TOP = 2**64 - 8192
+
+    def __init__(self, device):
+        super().__init__(device)
+        self.header[63] |= 1  # entry 0 ends at the top
+        struct.pack_into("<H", self.header, 2 + 1, 0)
+        self.tables = self.TOP + 0x1800
+
+    def ring(self, r, base=0):
+        desc = self.TOP + 0x400 * 3 * r
+        struct.pack_into("<IIIH", self.header, 34 + 14 * r, *(2**64 - a for a in (desc, desc + 0x400, desc + 0x800)), base)
+        self.header[62] |= 7 << (3 * r)
+        self.rings.append({"desc": desc, "avail": desc + 0x400, "used": desc + 0x800, "next": 0, "idx": base})
+        return r
+
+    def at(self, iova):
+        return iova - self.TOP if iova >= self.TOP else super().at(iova)
+
+
 # Where an edge buffer starts: across RW→RO, across RO→the hole, across the last entry's end, across the hole→RW.
 EDGES = {"rw-ro": BUF_IOVA + 4096 - 40, "ro-hole": BUF_IOVA + 6144 - 40, "end": BUF_IOVA + 10240 - 40,
          "hole-rw": BUF_IOVA + 8192 - 16}
@@ -125,10 +147,11 @@ def net_edge(edge, side):
     return d.bytes()
 
 
-def net(version1=True, mergeable=False, indirect=False, base=0, overlap=False):
+def net(version1=True, mergeable=False, indirect=False, base=0, overlap=False, top=False):
     """Four frames (to the device's MAC, broadcast, a foreign MAC: dropped, the MAC again) and three RX buffers;
-    overlap: the first RX buffer is the TX ring's avail ring, through the buffers' table."""
-    d = Driver(0, version1=version1, mergeable=mergeable, apart=not overlap, overlap=overlap)
+    overlap: the first RX buffer is the TX ring's avail ring, through the buffers' table; top: the rings and their
+    indirect tables at the top of the IOVA space."""
+    d = TopDriver(0) if top else Driver(0, version1=version1, mergeable=mergeable, apart=not overlap, overlap=overlap)
     rx, tx = d.ring(0, base), d.ring(1, base)
     header = bytes(12 if version1 else 10)
     if overlap:
@@ -203,6 +226,7 @@ def main():
         "net-mergeable": net(mergeable=True),
         "net-indirect-wrap": net(indirect=True, base=0xFFFE),
         "net-overlap": net(overlap=True),
+        "net-top": net(indirect=True, top=True),
         "block": block(),
         "block-overlap": block(overlap=True),
         "control": control(),

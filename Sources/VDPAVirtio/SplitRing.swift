@@ -169,7 +169,7 @@ public struct SplitRing: Sendable {
             let usedArea = memory.ringWindow(used, bytes: 4 + 8 * n, writable: true),
             // The idx store asks for reading too, as vringh's does (D24): a used ring that is write-only goes the
             // general way, which writes its elements and fails its idx.
-            memory.ringWindow(used + 2, bytes: 2, writable: false) != nil,
+            memory.ringWindow(used &+ 2, bytes: 2, writable: false) != nil,
             UInt(bitPattern: availArea) % 2 == 0, UInt(bitPattern: usedArea) % 4 == 0
         else { return }
         inPlace = InPlace(desc: descArea, avail: availArea, used: usedArea)
@@ -230,9 +230,9 @@ public struct SplitRing: Sendable {
     public mutating func hasWork(_ memory: some GuestMemory) throws(RingError) -> Bool {
         if availSeen != lastAvail { return true }
         if let p = inPlace {
-            guard loadAvailIndex(p) else { throw .fault(avail + 2) }
+            guard loadAvailIndex(p) else { throw .fault(avail &+ 2) }
         } else {
-            availSeen = try memory.readIndex(at: avail + 2)
+            availSeen = try memory.readIndex(at: avail &+ 2)
         }
         return availSeen != lastAvail
     }
@@ -283,10 +283,10 @@ public struct SplitRing: Sendable {
         let slot = Int(lastAvail & mask)
         var head: UInt16 = 0
         if let p = inPlace {
-            guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * slot, &head) == 0 else { throw .fault(avail + 4 + 2 * UInt64(slot)) }
+            guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * slot, &head) == 0 else { throw .fault(avail &+ 4 &+ 2 * UInt64(slot)) }
             inPlaceAccesses += 1
         } else {
-            try Self.load(&head, avail + 4 + 2 * UInt64(slot), memory)
+            try Self.load(&head, avail &+ 4 &+ 2 * UInt64(slot), memory)
         }
         head = UInt16(littleEndian: head)
         guard head < num else { throw .headOutOfRange(head) }
@@ -356,15 +356,18 @@ public struct SplitRing: Sendable {
     static func loadInPlace(_ base: UnsafeRawPointer, _ iova: UInt64, _ index: UInt16) throws(RingError) -> Descriptor {
         var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
         let loaded = withUnsafeMutableBytes(of: &d) { vdpad_guarded_load_16_bytes(base + 16 * Int(index), $0.baseAddress) }
-        guard loaded == 0 else { throw .fault(iova + 16 * UInt64(index)) }
+        guard loaded == 0 else { throw .fault(iova &+ 16 * UInt64(index)) }
         return Descriptor(d)
     }
 
     /// Descriptor `index` of a table read through the memory: the ring's own when it is not in place, or an
-    /// indirect one.
+    /// indirect one.  An indirect table is where the driver says, up to 2^64 − 16: one that runs past the top of
+    /// the IOVA space faults there, as its translation does in vringh.
     static func load(_ memory: some GuestMemory, _ table: UInt64, _ index: UInt16) throws(RingError) -> Descriptor {
         var d: (UInt64, UInt32, UInt16, UInt16) = (0, 0, 0, 0)
-        try load(&d, table + 16 * UInt64(index), memory)
+        let (at, past) = table.addingReportingOverflow(16 * UInt64(index))
+        guard !past else { throw .fault(table) }
+        try load(&d, at, memory)
         return Descriptor(d)
     }
 
@@ -438,7 +441,7 @@ public struct SplitRing: Sendable {
         if let p = inPlace {
             let slot = Int((lastUsed &+ unpublished) & mask)
             let packed = UInt64(head) | UInt64(length) << 32  // id, then len, little-endian
-            guard vdpad_guarded_store_u64(p.used + 4 + 8 * slot, packed.littleEndian) == 0 else { throw .fault(used + 4 + 8 * UInt64(slot)) }
+            guard vdpad_guarded_store_u64(p.used + 4 + 8 * slot, packed.littleEndian) == 0 else { throw .fault(used &+ 4 &+ 8 * UInt64(slot)) }
             inPlaceAccesses &+= 1
             unpublished &+= 1
             return
@@ -451,13 +454,13 @@ public struct SplitRing: Sendable {
         let slot = UInt64(lastUsed & mask)
         let element = (UInt32(head).littleEndian, length.littleEndian)  // struct vring_used_elem: id, len
         let failure = withUnsafeBytes(of: element) { b -> RingError? in
-            do throws(RingError) { try memory.copy(from: b, to: used + 4 + 8 * slot, ring: true) } catch { return error }
+            do throws(RingError) { try memory.copy(from: b, to: used &+ 4 &+ 8 * slot, ring: true) } catch { return error }
             return nil
         }
         if let failure { throw failure }
         // last_used moves only once the idx store landed (vringh's __vringh_complete): after a failed store the
         // next completion rewrites the same slot, and the driver never sees this one (D24).
-        try memory.writeIndex(lastUsed &+ 1, at: used + 2)
+        try memory.writeIndex(lastUsed &+ 1, at: used &+ 2)
         lastUsed &+= 1
     }
 
@@ -498,7 +501,9 @@ public struct SplitRing: Sendable {
             }
             let n = min(Int(b.length) - skip, destination.count - count)
             let piece = UnsafeMutableRawBufferPointer(rebasing: destination[count..<count + n])
-            guard (try? memory.copy(b.iova + UInt64(skip), into: piece, ring: false)) != nil else { break }
+            // A buffer that runs past the top of the IOVA space faults there, as its translation does in vringh.
+            let (at, past) = b.iova.addingReportingOverflow(UInt64(skip))
+            guard !past, (try? memory.copy(at, into: piece, ring: false)) != nil else { break }
             (skip, count) = (0, count + n)
         }
         return count

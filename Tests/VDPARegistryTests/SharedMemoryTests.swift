@@ -542,4 +542,42 @@ struct SharedMemoryTests {
             base.load(fromByteOffset: 0x800 + 2, as: UInt16.self)
         )
     }
+
+    @Test(
+        "the top of the IOVA space mapped: a request whose data runs past 2^64 is IOERR, an indirect table that does is refused; nothing traps",
+        arguments: [true, false])
+    func topOfTheSpace(shared: Bool) throws {
+        // Rings at the file's start (IOVA 0x10000); the top page is the file's second page in the rings' table and
+        // its third in the buffers'.
+        let harness = try MemoryHarness(bytes: 12288)
+        let base = harness.file.base
+        let top = UInt64.max - 4095
+        let entries = [
+            MemoryHarness.Entry(ring: true, iova: 0x10000, size: 4096, offset: 0, permission: .readWrite),
+            MemoryHarness.Entry(ring: true, iova: top, size: 4096, offset: 4096, permission: .readWrite),
+            MemoryHarness.Entry(ring: false, iova: top, size: 4096, offset: 8192, permission: .readWrite)
+        ]
+        func descriptor(_ k: Int, _ iova: UInt64, _ length: UInt32, _ flags: UInt16, next: UInt16 = 0, at table: Int = 0) {
+            base.storeBytes(of: iova, toByteOffset: table + 16 * k, as: UInt64.self)
+            base.storeBytes(of: length, toByteOffset: table + 16 * k + 8, as: UInt32.self)
+            base.storeBytes(of: flags, toByteOffset: table + 16 * k + 12, as: UInt16.self)
+            base.storeBytes(of: next, toByteOffset: table + 16 * k + 14, as: UInt16.self)
+        }
+        // Request 0: OUT of one sector from a buffer whose header is the space's last 16 bytes; its status at the
+        // top page's start.  Request 1: an indirect table at 2^64 − 16 of two entries, the first readable with NEXT.
+        let header = (UInt32(1), UInt32(0), UInt64(2))  // OUT, sector 2
+        withUnsafeBytes(of: header) { (base + 12288 - 16).copyMemory(from: $0.baseAddress!, byteCount: 16) }
+        descriptor(0, UInt64.max - 15, 16 + 512, 1, next: 1)
+        descriptor(1, top, 1, 2)
+        descriptor(2, UInt64.max - 15, 32, 4)
+        descriptor(0, top + 16, 16, 1, next: 1, at: 8192 - 16)
+        for (k, head) in [0, 2].enumerated() { base.storeBytes(of: UInt16(head), toByteOffset: 0x400 + 4 + 2 * k, as: UInt16.self) }
+        base.storeBytes(of: UInt16(2), toByteOffset: 0x400 + 2, as: UInt16.self)
+        let memory = try harness.memory(entries, shared: shared)
+        var ring = SplitRing(num: 4, desc: 0x10000, avail: 0x10400, used: 0x10800, base: 0)
+        let run = BlockRequests.run(&ring, memory, disk: RAMDisk(capacity: 64), budget: 8)
+        #expect(run.requests == 1 && run.errors == 1 && run.completed == 1, "the OUT answered, the indirect chain refused")
+        #expect(base.load(fromByteOffset: 8192, as: UInt8.self) == BlockRequests.ioError)
+        #expect(ring.lastAvail == 2 && ring.lastUsed == 1, "the refused chain's head is consumed, never completed")
+    }
 }

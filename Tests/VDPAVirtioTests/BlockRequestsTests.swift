@@ -35,6 +35,16 @@ struct BlockRequestsTests {
     static func usedLength(_ d: Driver, _ n: Int) -> UInt32 { d.m.u32(Int(d.used) + 8 + 8 * n) }
     static func status(_ d: Driver, _ k: Int) -> UInt8 { d.m.bytes[0xF000 + k] }
 
+    @Test("a status buffer that runs past 2^64 takes no status and the request still completes, never the daemon's end")
+    func statusPastTheTop() {
+        var d = Driver(m: FlatMemory(), num: 32), ring = d.ring()
+        Self.post(&d, 0, type: 4, sector: 0, status: false)
+        d.descriptor(0, addr: 0x4000, len: 16, flags: 1, next: 1)
+        d.descriptor(1, addr: UInt64.max - 7, len: 16, flags: 2)
+        let run = BlockRequests.run(&ring, d.m, disk: RAMDisk(capacity: 64), budget: 8)
+        #expect(run.requests == 1 && run.completed == 1 && Self.usedLength(d, 0) == 1, "FLUSH served, its status nowhere")
+    }
+
     @Test("FLUSH runs the disk's flush before it completes (a driver that sees it done relies on it); a flush that fails is IOERR")
     func flushBeforeCompletion() {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring(), disk = RAMDisk(capacity: 64)

@@ -28,7 +28,7 @@ final class FlatMemory: GuestMemory {
     deinit { bytes.deallocate() }
 
     func check(_ iova: UInt64, _ count: Int) throws(RingError) {
-        guard iova + UInt64(count) <= UInt64(bytes.count) else { throw .fault(iova) }
+        guard iova <= UInt64(bytes.count), UInt64(count) <= UInt64(bytes.count) - iova else { throw .fault(iova) }
         if let hole, hole.overlaps(iova..<(iova + UInt64(count))) { throw .fault(iova) }
     }
     func ringWindow(_ iova: UInt64, bytes count: Int, writable: Bool) -> UnsafeMutableRawPointer? {
@@ -105,6 +105,35 @@ struct Driver {
 
 @Suite("Split ring and control queue")
 struct SplitRingTests {
+    @Test(
+        "ring areas at the top of the IOVA space wrap past 2^64 as vringh's pointer arithmetic does, never the daemon's end",
+        arguments: [false, true])
+    func ringAtTheTop(inPlace: Bool) throws {
+        // avail at 2^64 − 2: its flags at the top, its idx and entries wrapped to IOVA 0; used at 2^64 − 4: its
+        // elements wrapped to 0 as well (over the avail entries, read before), its idx at the top, where nothing is.
+        var d = Driver(m: FlatMemory(windows: inPlace), num: 4)
+        (d.avail, d.used) = (UInt64.max - 1, UInt64.max - 3)
+        d.descriptor(0, addr: 0x4000, len: 8, flags: 0)
+        d.m.put16(1, 0)  // the avail idx, wrapped
+        d.m.put16(0, 2)  // its entry 0
+        var ring = d.ring()
+        ring.attach(d.m)
+        #expect(!ring.isInPlace, "no window holds an area that wraps")
+        let chain = try #require(try ring.fetch(d.m))
+        #expect(chain.head == 0 && chain.readable.count == 1)
+        #expect(throws: RingError.fault(UInt64.max - 1)) { try ring.complete(0, length: 8, d.m) }
+        #expect(d.m.u32(0) == 0 && d.m.u32(4) == 8, "the element went where the wrapped address is; the idx store faulted")
+        #expect(ring.detach(d.m) == 0 && ring.lastUsed == 0)
+    }
+
+    @Test("a buffer gathered past 2^64 faults where it crosses, as vringh's translation does (SharedMemoryTests maps the top)")
+    func gatherPastTheTop() {
+        // Past the first 16 bytes of a buffer that starts 16 bytes below 2^64: nothing is read, nothing traps.
+        var readable: RingBuffers = [RingBuffer(iova: UInt64.max - 15, length: 64)]
+        var into = [UInt8](repeating: 0, count: 48)
+        #expect(into.withUnsafeMutableBytes { SplitRing.gather(&readable, FlatMemory(), skipping: 16, into: $0) } == 0)
+    }
+
     @Test("a chain longer than the inline buffers: every buffer in order, and a shorter chain after it in the same chain value")
     func longChain() throws {
         var d = Driver(m: FlatMemory())
