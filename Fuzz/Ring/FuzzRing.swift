@@ -216,10 +216,18 @@ final class FuzzMemory: GuestMemory {
         }
     }
 
-    /// Two bytes, as every memory that copies stores an index, where reading is allowed as well as writing (D24).
+    /// Two bytes in one entry, as vringh's 16-bit accessors ask (ENOBUFS), where reading is allowed as well as
+    /// writing (D24).
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
-        _ = try pieces(iova, 2, write: false, ring: true)
+        guard try pieces(iova, 2, write: false, ring: true).count == 1 else { throw .fault(iova) }
         try write([UInt8(value & 0xFF), UInt8(value >> 8)], at: iova, ring: true)
+    }
+
+    /// A 16-bit ring field: two bytes in one entry, as vringh's accessors ask.
+    func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
+        guard try pieces(iova, 2, write: false, ring: true).count == 1 else { throw .fault(iova) }
+        let b = try read(iova, count: 2, ring: true)
+        return UInt16(b[0]) | UInt16(b[1]) << 8
     }
 
     /// [iova, iova+count) in place: one entry holds all of it with the permission asked.

@@ -278,7 +278,9 @@ final class OwnerMemory: GuestMemory {
         try copy(UnsafeMutableRawBufferPointer(mutating: bytes), try pieces(iova, bytes.count, .write, ring: ring), iova, toOwner: true)
     }
 
-    /// The avail idx: in a shared region, one acquire load (the entries it publishes are read after it).
+    /// A 16-bit ring field (the avail idx, flags and entries): in a shared region, one acquire load (the entries the
+    /// idx publishes are read after it).  One IOTLB entry must hold both bytes, as vringh's 16-bit accessors ask
+    /// (ENOBUFS there): a field split across two is a fault.
     func readIndex(at iova: UInt64) throws(RingError) -> UInt16 {
         if let p = alignedShared(iova, .read) {
             var value: UInt16 = 0
@@ -286,8 +288,14 @@ final class OwnerMemory: GuestMemory {
             state.pointee.counts.sharedAccesses += 1
             return value
         }
-        let b = try read(iova, count: 2, ring: true)
-        return UInt16(b[0]) | UInt16(b[1]) << 8
+        let remote = try pieces(iova, 2, .read, ring: true)
+        guard remote.count == 1 else { throw .fault(iova) }
+        var value: UInt16 = 0
+        let failure = withUnsafeMutableBytes(of: &value) { b -> RingError? in
+            do throws(RingError) { try copy(b, remote, iova, toOwner: false); return nil } catch { return error }
+        }
+        if let failure { throw failure }
+        return UInt16(littleEndian: value)
     }
 
     /// The used idx, after the element: in a shared region, one release store (the element is visible first).
@@ -295,7 +303,7 @@ final class OwnerMemory: GuestMemory {
     /// without it, or if it does not answer within a second, one process_vm_writev of the two bytes, which
     /// promises no single store (docs/protocol.md §5.6).  The mapping must allow reading as well as writing:
     /// vringh translates this store for reading (D24: a used ring mapped write-only gets its elements, never its
-    /// idx), and vdpad never writes where the IOTLB does not allow writing.
+    /// idx), and vdpad never writes where the IOTLB does not allow writing; and one entry must hold both bytes.
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError) {
         if let p = alignedShared(iova, .write), alignedShared(iova, .read) != nil {
             guard vdpad_guarded_store_release_u16(p, value) == 0 else { throw .fault(iova) }
@@ -304,7 +312,8 @@ final class OwnerMemory: GuestMemory {
         }
         _ = try pieces(iova, 2, .read, ring: true)
         let remote = try pieces(iova, 2, .write, ring: true)
-        if agent >= 0, remote.count == 1, let address = remote[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value) {
+        guard remote.count == 1 else { throw .fault(iova) }  // split across two entries: ENOBUFS in vringh
+        if agent >= 0, let address = remote[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value) {
             state.pointee.counts.atomicIndexStores += 1
             return
         }

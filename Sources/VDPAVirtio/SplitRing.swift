@@ -20,8 +20,9 @@ public protocol GuestMemory {
     /// through the ring areas' ASID, where it may be read as well as written: vringh asks this store for reading
     /// (D24: a used ring mapped write-only never shows its completions), and no store goes where writing is not allowed.
     func writeIndex(_ value: UInt16, at iova: UInt64) throws(RingError)
-    /// A 16-bit ring index as one aligned load that orders the reads after it (the avail idx, before the entries
-    /// it publishes: the virtio spec's read barrier).
+    /// A 16-bit ring field as one aligned load that orders the reads after it (the avail idx, before the entries
+    /// it publishes: the virtio spec's read barrier; the avail flags and entries too), its two bytes in one IOTLB
+    /// entry, as vringh's 16-bit accessors ask: a field split across two entries is a fault.
     func readIndex(at iova: UInt64) throws(RingError) -> UInt16
     func copy(_ iova: UInt64, into buffer: UnsafeMutableRawBufferPointer, ring: Bool) throws(RingError)
     func copy(from bytes: UnsafeRawBufferPointer, to iova: UInt64, ring: Bool) throws(RingError)
@@ -285,10 +286,10 @@ public struct SplitRing: Sendable {
         if let p = inPlace {
             guard vdpad_guarded_load_acquire_u16(p.avail + 4 + 2 * slot, &head) == 0 else { throw .fault(avail &+ 4 &+ 2 * UInt64(slot)) }
             inPlaceAccesses += 1
+            head = UInt16(littleEndian: head)
         } else {
-            try Self.load(&head, avail &+ 4 &+ 2 * UInt64(slot), memory)
+            head = try memory.readIndex(at: avail &+ 4 &+ 2 * UInt64(slot))  // a 16-bit field, as the idx is
         }
-        head = UInt16(littleEndian: head)
         guard head < num else { throw .headOutOfRange(head) }
         lastAvail &+= 1
         chain.head = head

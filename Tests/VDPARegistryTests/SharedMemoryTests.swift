@@ -511,16 +511,34 @@ struct SharedMemoryTests {
         #expect(run.completed == 0 && run.lastUsed == 0 && run.element == 0 && run.idx == 0)
     }
 
-    /// One MAC_ADDR_SET served on a 4-entry control ring whose desc and avail are in a read-write entry of the rings'
-    /// table and whose used ring is where `used` maps it; the buffers' table holds the command and its ack byte.
+    @Test(
+        "a 16-bit ring field split across two IOTLB entries is a fault, as vringh's accessors refuse it (ENOBUFS): the avail idx, the used idx",
+        arguments: [true, false])
+    func splitRingField(shared: Bool) throws {
+        func entry(_ iova: UInt64, _ size: UInt64) -> MemoryHarness.Entry {
+            MemoryHarness.Entry(ring: true, iova: iova, size: size, offset: Int(iova - 0x10000), permission: .readWrite)
+        }
+        // The avail idx (0x10402) across an entry's end at 0x10402: nothing is fetched, nothing answered.
+        let availSplit = try Self.commandWithUsedRing(
+            [entry(0x10800, 0x800)], shared: shared, descAndAvail: [entry(0x10000, 0x403), entry(0x10403, 0x3FD)])
+        #expect(availSplit.counters.requests == 0 && availSplit.completed == 0 && availSplit.element == 0xFFFF)
+        // The used idx (0x10802) across one: the command is answered, its element written, its idx never stored.
+        let usedSplit = try Self.commandWithUsedRing([entry(0x10800, 3), entry(0x10803, 0x7FD)], shared: shared)
+        #expect(usedSplit.counters.successes == 1 && usedSplit.completed == 0 && usedSplit.lastUsed == 0)
+        #expect(usedSplit.element == 0 && usedSplit.idx == 0)
+    }
+
+    /// One MAC_ADDR_SET served on a 4-entry control ring whose desc and avail are where `descAndAvail` maps them (one
+    /// read-write entry by default) and whose used ring is where `used` maps it; the buffers' table holds the command
+    /// and its ack byte.
     /// Returns the run's counters, calls and completions, last_used, the used element's id (0xFFFF before) and the
     /// used idx, on the shared file or through process_vm.
     static func commandWithUsedRing(
-        _ used: [MemoryHarness.Entry], shared: Bool
+        _ used: [MemoryHarness.Entry], shared: Bool,
+        descAndAvail: [MemoryHarness.Entry] = [MemoryHarness.Entry(ring: true, iova: 0x10000, size: 0x800, offset: 0, permission: .readWrite)]
     ) throws -> (counters: ControlQueue.Counters, calls: Int, completed: Int, lastUsed: UInt16, element: UInt16, idx: UInt16) {
         let harness = try MemoryHarness(bytes: 8192)
         let base = harness.file.base
-        let desc = MemoryHarness.Entry(ring: true, iova: 0x10000, size: 0x800, offset: 0, permission: .readWrite)
         let buffers = MemoryHarness.Entry(ring: false, iova: 0x20000, size: 4096, offset: 4096, permission: .readWrite)
         func descriptor(_ k: Int, _ iova: UInt64, _ length: UInt32, _ flags: UInt16, next: UInt16 = 0) {
             base.storeBytes(of: iova, toByteOffset: 16 * k, as: UInt64.self)
@@ -534,7 +552,7 @@ struct SharedMemoryTests {
         descriptor(1, 0x20100, 1, 2)
         base.storeBytes(of: UInt16(1), toByteOffset: 0x400 + 2, as: UInt16.self)
         base.storeBytes(of: UInt16(0xFFFF), toByteOffset: 0x800 + 4, as: UInt16.self)
-        let memory = try harness.memory([desc] + used + [buffers], shared: shared)
+        let memory = try harness.memory(descAndAvail + used + [buffers], shared: shared)
         var ring = SplitRing(num: 4, desc: 0x10000, avail: 0x10400, used: 0x10800, base: 0)
         let run = ControlQueue.run(&ring, memory, mac: [0, 0, 0, 0, 0, 0], budget: 8)
         return (
