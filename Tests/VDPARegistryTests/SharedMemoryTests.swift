@@ -528,6 +528,14 @@ struct SharedMemoryTests {
         #expect(usedSplit.element == 0 && usedSplit.idx == 0)
     }
 
+    /// Descriptor `k` of the table at `table` (struct vring_desc: addr, len, flags, next, little-endian).
+    static func storeDescriptor(_ table: UnsafeMutableRawPointer, _ k: Int, _ iova: UInt64, _ length: UInt32, _ flags: UInt16, next: UInt16) {
+        table.storeBytes(of: iova.littleEndian, toByteOffset: 16 * k, as: UInt64.self)
+        table.storeBytes(of: length.littleEndian, toByteOffset: 16 * k + 8, as: UInt32.self)
+        table.storeBytes(of: flags.littleEndian, toByteOffset: 16 * k + 12, as: UInt16.self)
+        table.storeBytes(of: next.littleEndian, toByteOffset: 16 * k + 14, as: UInt16.self)
+    }
+
     /// One MAC_ADDR_SET served on a 4-entry control ring whose desc and avail are where `descAndAvail` maps them (one
     /// read-write entry by default) and whose used ring is where `used` maps it; the buffers' table holds the command
     /// and its ack byte.
@@ -541,10 +549,7 @@ struct SharedMemoryTests {
         let base = harness.file.base
         let buffers = MemoryHarness.Entry(ring: false, iova: 0x20000, size: 4096, offset: 4096, permission: .readWrite)
         func descriptor(_ k: Int, _ iova: UInt64, _ length: UInt32, _ flags: UInt16, next: UInt16 = 0) {
-            base.storeBytes(of: iova, toByteOffset: 16 * k, as: UInt64.self)
-            base.storeBytes(of: length, toByteOffset: 16 * k + 8, as: UInt32.self)
-            base.storeBytes(of: flags, toByteOffset: 16 * k + 12, as: UInt16.self)
-            base.storeBytes(of: next, toByteOffset: 16 * k + 14, as: UInt16.self)
+            Self.storeDescriptor(base, k, iova, length, flags, next: next)
         }
         // MAC_ADDR_SET with six bytes (readable), then the ack (writable); posted as avail entry 0.
         for (k, b) in [1, 1, 2, 0, 0, 0, 0, 0x42].enumerated() { base.storeBytes(of: UInt8(b), toByteOffset: 4096 + k, as: UInt8.self) }
@@ -576,10 +581,7 @@ struct SharedMemoryTests {
             MemoryHarness.Entry(ring: false, iova: top, size: 4096, offset: 8192, permission: .readWrite)
         ]
         func descriptor(_ k: Int, _ iova: UInt64, _ length: UInt32, _ flags: UInt16, next: UInt16 = 0, at table: Int = 0) {
-            base.storeBytes(of: iova, toByteOffset: table + 16 * k, as: UInt64.self)
-            base.storeBytes(of: length, toByteOffset: table + 16 * k + 8, as: UInt32.self)
-            base.storeBytes(of: flags, toByteOffset: table + 16 * k + 12, as: UInt16.self)
-            base.storeBytes(of: next, toByteOffset: table + 16 * k + 14, as: UInt16.self)
+            Self.storeDescriptor(base + table, k, iova, length, flags, next: next)
         }
         // Request 0: OUT of one sector from a buffer whose header is the space's last 16 bytes; its status at the
         // top page's start.  Request 1: an indirect table at 2^64 − 16 of two entries, the first readable with NEXT.
