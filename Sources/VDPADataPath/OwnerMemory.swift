@@ -291,10 +291,7 @@ final class OwnerMemory: GuestMemory {
         let remote = try pieces(iova, 2, .read, ring: true)
         guard remote.count == 1 else { throw .fault(iova) }
         var value: UInt16 = 0
-        let failure = withUnsafeMutableBytes(of: &value) { b -> RingError? in
-            do throws(RingError) { try copy(b, remote, iova, toOwner: false); return nil } catch { return error }
-        }
-        if let failure { throw failure }
+        try withUnsafeMutableBytes(of: &value) { (b) throws(RingError) in try copy(b, remote, iova, toOwner: false) }
         return UInt16(littleEndian: value)
     }
 
@@ -317,11 +314,8 @@ final class OwnerMemory: GuestMemory {
             state.pointee.counts.atomicIndexStores += 1
             return
         }
-        var bytes = [UInt8(value & 0xFF), UInt8(value >> 8)]
-        let failure = bytes.withUnsafeMutableBytes { b -> RingError? in
-            do throws(RingError) { try copy(b, remote, iova, toOwner: true); return nil } catch { return error }
-        }
-        if let failure { throw failure }
+        var little = value.littleEndian
+        try withUnsafeMutableBytes(of: &little) { (b) throws(RingError) in try copy(b, remote, iova, toOwner: true) }
     }
 
     /// The agent's dup, asked for at the first call.
