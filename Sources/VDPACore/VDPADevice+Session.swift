@@ -226,7 +226,10 @@ extension VDPADevice {
         if let driver { ring.driver = driver }
         if let device { ring.device = device }
         if let base { ring.base = UInt16(base) }
-        if let ready { ring.ready = ready }
+        if let ready {
+            if ready && !ring.ready { ringGenerations[index] &+= 1 }  // 0→1: vdpa_sim builds the ring again (R62)
+            ring.ready = ready
+        }
         vrings[index] = ring
     }
 

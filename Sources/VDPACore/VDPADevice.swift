@@ -91,6 +91,12 @@ public struct VDPADevice: Sendable {
     var mappingStates: [MappingState]
     public internal(set) var groupASID: [Int]
     public internal(set) var vrings: [Vring]
+    /// Per virtqueue, how many times it went from not ready to ready.  vdpa_sim builds the ring its data path walks
+    /// at that moment, from the num and addresses set then, with last_used := last_avail (R62); until the next such
+    /// enable a SET_VRING_NUM or ADDR does not reach it and a SET_VRING_BASE moves last_avail only (R60).  The data
+    /// path keeps a ring while its generation holds.  Not part of the session image: a restarted daemon's worker
+    /// starts with no ring.
+    public internal(set) var ringGenerations: [UInt32]
     public internal(set) var suspended = false
     public internal(set) var stats = DeviceStats()
     /// Per virtqueue, what `vdpa dev vstats` reports (QueueStats.swift); never cleared.
@@ -137,6 +143,7 @@ public struct VDPADevice: Sendable {
         mappingStates = (0..<mgmtdev.addressSpaceCount).map { MappingState(mgmtdev.defaultMapping(asid: $0)) }
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
         vrings = Array(repeating: Vring(), count: virtqueueCount)
+        ringGenerations = Array(repeating: 0, count: virtqueueCount)
         queueStats = Array(repeating: QueueStats(), count: virtqueueCount)
         storedConfig = mgmtdev.driver.initialConfig(attributes)
     }

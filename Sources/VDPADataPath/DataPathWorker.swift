@@ -50,10 +50,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     struct State { var stopping = false; var rescan = false; var replay = false }
 
-    /// A vq's ring as the last run left it, kept while the ring's size and addresses stay what they were.
+    /// A vq's ring as the last run left it, kept while the vq is not enabled again (`VDPADevice.ringGenerations`).
     private struct CachedRing {
-        struct Key: Equatable { var num: UInt64, desc: UInt64, driver: UInt64, device: UInt64 }
-        var key: Key
+        var generation: UInt32
         var ring: SplitRing
     }
 
@@ -212,9 +211,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         var num: UInt32?, desc: UInt64?, driver: UInt64?, device: UInt64?
         var base: UInt16
         var ready: Bool
+        var generation: UInt32
 
-        init(_ vq: Int, _ v: Vring) {
+        init(_ vq: Int, _ d: VDPADevice) {
+            let v = d.vrings[vq]
             (self.vq, num, desc, driver, device, base, ready) = (vq, v.num, v.desc, v.driver, v.device, v.base, v.ready)
+            generation = d.ringGenerations[vq]
         }
     }
 
@@ -250,22 +252,27 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 queue == .blockRequests && self.disk == nil
                 ? DiskSetting(capacity: d.configBytes.le(0, 8), backing: d.attributes.backing, device: d.name.rawValue) : nil
             return RunSnapshot(
-                queue: queue, first: RingSetting(first, d.vrings[first]), other: RingSetting(other, d.vrings[other]),
+                queue: queue, first: RingSetting(first, d), other: RingSetting(other, d),
                 driverFeatures: d.driverFeatures, mac: d.deviceID == .net ? macAddress(d) : [], maxVQP: d.attributes.maxVQP, disk: disk)
         }
     }
 
-    /// A ring as the snapshot sets it: the cached one while num, addresses and base are unchanged, else built afresh
-    /// (at the first run after an enable, a SET_VRING_BASE or a reset: last_used := last_avail, R62).
+    /// A ring as vdpa_sim's vringh has it: the one built at the vq's last enable, with its num and addresses, for as
+    /// long as that enable holds (a SET_VRING_NUM or ADDR meanwhile waits for the next one; a SET_VRING_BASE moves
+    /// last_avail alone, R60); at the first run after an enable, built from the vring's settings with
+    /// last_used := last_avail (R62) — so a chain lost before a stop is not completed into its slot after a start.
     private func ring(_ v: RingSetting) -> CachedRing? {
+        if v.vq < rings.count, var cached = rings[v.vq], cached.generation == v.generation {
+            if cached.ring.lastAvail != v.base { cached.ring.rebase(lastAvail: v.base) }
+            return cached
+        }
         // A size SET_VRING_NUM refused never gets here (R58); a ring is not made of one all the same.
         guard let num = v.num, num > 0, num <= 32768, num & (num - 1) == 0, let desc = v.desc, let driver = v.driver, let device = v.device
         else { return nil }
-        let key = CachedRing.Key(num: UInt64(num), desc: desc, driver: driver, device: device)
-        if v.vq < rings.count, let cached = rings[v.vq], cached.key == key, cached.ring.lastAvail == v.base { return cached }
         var base = v.base
         if resync.remove(v.vq), v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
-        return CachedRing(key: key, ring: SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base))
+        let ring = SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base)
+        return CachedRing(generation: v.generation, ring: ring)
     }
 
     /// Keeps `ring` as `vq`'s for the next run.

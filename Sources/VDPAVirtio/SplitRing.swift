@@ -157,6 +157,12 @@ public struct SplitRing: Sendable {
         (lastAvail, lastUsed, availSeen) = (base, base, base)
     }
 
+    /// SET_VRING_BASE on a ring in use: vdpa_sim moves last_avail_idx and nothing else (R60), so the next
+    /// completions still go where last_used points until an enable builds the ring again (R62).
+    public mutating func rebase(lastAvail base: UInt16) {
+        (lastAvail, availSeen) = (base, base)
+    }
+
     /// Starts a run: the avail idx is read afresh, and the descriptor table, the avail ring and the used ring are
     /// reached in place when the memory can (a shared region holds each whole, with the permission its accesses
     /// need, the indexes aligned); every access then is one guarded load or store (CVDPAShim), no IOTLB lookup.

@@ -292,6 +292,26 @@ struct DeviceSurfaceTests {
         #expect(try !d.vring(0).ready)
     }
 
+    @Test("R62: a vq's ring generation moves at each 0→1 enable only — not 1→1, 1→0, a base or an address — across resets and sessions")
+    func ringGenerations() throws {
+        var d = try device()
+        func enable(_ on: Bool) throws { try d.setVring(0, num: nil, desc: nil, driver: nil, device: nil, ready: on) }
+        #expect(d.ringGenerations == [0, 0, 0])
+        try enable(true)
+        try enable(true)  // 1→1: vdpa_sim does nothing
+        try d.setVring(0, num: 64, desc: 0x1000, driver: 0x2000, device: 0x3000, base: 9, ready: nil)
+        #expect(d.ringGenerations == [1, 0, 0])
+        try enable(false)
+        #expect(d.ringGenerations == [1, 0, 0])
+        try enable(true)
+        d.reset()  // not ready any more: the next enable builds the ring again
+        try enable(true)
+        d.release()
+        try d.open(by: me)
+        try enable(true)
+        #expect(d.ringGenerations == [4, 0, 0], "a new session's enable is a new ring too")
+    }
+
     @Test("R44 / edge #68: a vring index ≥ nvqs is ENOBUFS for every vring call (3 on net, 1 on blk)")
     func r44() throws {
         var d = try device()

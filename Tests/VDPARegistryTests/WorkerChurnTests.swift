@@ -108,4 +108,120 @@ struct WorkerChurnTests {
         #expect(stats[1].receivedDesc == posted && stats[1].completedDesc == posted, "tx: \(stats[1])")
         #expect(stats[0].errors == 0 && stats[0].drops == 0 && stats[1].errors == 0)
     }
+
+    /// Waits up to five seconds for `condition` on the device (the worker's record lands after its run).
+    static func eventually(_ h: WorkerLoopbackHarness, _ condition: (VDPADevice) -> Bool) throws -> Bool {
+        let slot = try h.registry.slot(named: "n0")
+        for _ in 0..<5000 {
+            if slot.read(condition) { return true }
+            usleep(1000)
+        }
+        return false
+    }
+
+    /// The device stopped and started again as QEMU does it (vhost_vdpa's stop: SUSPEND, GET_VRING_BASE, guest RAM
+    /// unmapped, reset; its start: features, rings with the bases read, RAM mapped, DRIVER_OK, enable, the call
+    /// eventfds bound again — a reset dropped them, R69 — and a kick for what was posted meanwhile).
+    static func stopAndStart(_ h: WorkerLoopbackHarness) throws {
+        let vmm = h.vmm
+        try h.registry.suspend(device: "n0", by: vmm)
+        let bases = try (0..<2).map { q in try h.registry.vring(VirtqueueIndex(UInt64(q)), device: "n0", by: vmm).base }
+        let size = UInt64(LoopbackArena.bytes)
+        _ = try h.registry.unmap(UnmapRequest(iova: HarnessFile.iova, size: size), device: "n0", by: vmm)
+        try h.registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0) }
+        try h.registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)
+        try h.registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
+        for q in 0..<2 {
+            let v = h.arena.vring(q)
+            let change = VringChange(
+                num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device, base: UInt64(bases[q]))
+            try h.registry.setVring(VirtqueueIndex(UInt64(q)), change, device: "n0", by: vmm)
+        }
+        let whole = MapRequest(iova: HarnessFile.iova, size: size, address: h.arena.file.address, permission: .name("rw"))
+        try h.registry.map(whole, device: "n0", by: vmm)
+        try h.registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
+        for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: vmm) }
+        for q in 0..<2 {
+            let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) }
+            try h.registry.useDescriptor(dup(h.calls[q]), unset: false, device: "n0", by: vmm, bind, precheck: { _ in })
+        }
+        EventFDs.signal(h.kicks[1])
+    }
+
+    @Test(
+        "R62 across a stop and start: a ring enabled again starts with last_used := last_avail, so a head lost before the stop (D9) is not completed into its slot afterwards"
+    )
+    func lostHeadAcrossStopAndStart() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        #expect(h.round(frames: 3) == 3)
+        // D9: an RX chain of one zero-length buffer is an RX error; neither it nor the TX frame is completed.
+        h.arena.setDescriptor(0, 3, h.arena.buffer(0, 3), 0, flags: 2)
+        h.arena.post(frames: 1)
+        EventFDs.signal(h.kicks[1])
+        #expect(try Self.eventually(h) { $0.queueStats[0].errors == 1 }, "the RX error was counted")
+        #expect(h.arena.usedIndex(0) == 3 && h.arena.usedIndex(1) == 3, "neither head 3 completed")
+        // The driver posts the next frame while the VMM stops the device; the VMM's start kicks.
+        h.arena.post(frames: 1)
+        try Self.stopAndStart(h)
+        // vdpa_sim rebuilt both rings at the enable with last_used = last_avail = 4: the frame's used entries go into
+        // slot 4 and the used idx jumps from 3 to 5; slot 3 is never written.
+        #expect(
+            try Self.eventually(h) { _ in h.arena.usedIndex(0) == 5 && h.arena.usedIndex(1) == 5 },
+            "used idx rx \(h.arena.usedIndex(0)), tx \(h.arena.usedIndex(1))")
+        let element = { (q: Int, slot: Int) in (h.arena.used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
+        #expect(element(0, 4) == (4, 76) && element(1, 4).0 == 4, "head 4 in slot 4")
+        #expect(element(0, 3) == (0, 0) && element(1, 3) == (0, 0), "slot 3 never written")
+    }
+
+    /// Sets vq `q`'s ring fields while the device is suspended (6.8 refuses them while it runs, R59/R60).
+    static func whileSuspended(_ h: WorkerLoopbackHarness, _ change: () throws -> Void) throws {
+        try h.registry.suspend(device: "n0", by: h.vmm)
+        try change()
+        try h.registry.resume(device: "n0", by: h.vmm)
+    }
+
+    @Test("R60 on a ring in use: SET_VRING_BASE moves last_avail alone; the next completion goes where last_used points")
+    func baseOnARingInUse() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        #expect(h.round(frames: 3) == 3)
+        // Three more frames posted (avail slots 3, 4, 5), then the base moved past two of them on both queues.
+        h.arena.post(frames: 3)
+        try Self.whileSuspended(h) {
+            for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(base: 5), device: "n0", by: h.vmm) }
+        }
+        EventFDs.signal(h.kicks[1])
+        // vdpa_sim serves slot 5 only (head 5) and completes it into used slot 3: the used idx moves 3 → 4.
+        #expect(try Self.eventually(h) { d in d.vrings[0].base == 6 && d.vrings[1].base == 6 })
+        #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 4 && h.arena.usedIndex(1) == 4 })
+        let element = { (q: Int, slot: Int) in (h.arena.used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
+        #expect(element(0, 3) == (5, 76) && element(1, 3).0 == 5, "head 5 in used slot 3")
+    }
+
+    @Test("R62: a ring's new addresses wait for the next enable; until then the ring built at the last one is walked")
+    func addressesWaitForTheNextEnable() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        #expect(h.round(frames: 2) == 2)
+        // A second RX ring at 1.5 MiB into the arena, one buffer posted in it where the RX queue's last_avail will
+        // be once the five frames below are in (7: an enable keeps last_avail, R62).
+        let second = h.arena.base + 0x18_0000
+        h.arena.file.setDescriptor(table: second, 0, h.arena.buffer(0, 200), 2048, flags: 2)
+        (second + 4096 + 4 + 2 * 7).storeBytes(of: UInt16(0), as: UInt16.self)
+        (second + 4096 + 2).storeBytes(of: UInt16(8), as: UInt16.self)
+        let desc = h.arena.iova(second)
+        let moved = VringChange(desc: desc, driver: desc + 4096, device: desc + 8192)
+        try Self.whileSuspended(h) { try h.registry.setVring(0, moved, device: "n0", by: h.vmm) }
+        // Without a disable and enable vdpa_sim goes on with the ring it built: the frames come back there.
+        #expect(h.round(frames: 5) == 5)
+        #expect((second + 8192 + 2).load(as: UInt16.self) == 0, "the second ring untouched")
+        // Disabled and enabled again: the ring is built where the addresses say, and the next frame lands in it.
+        try Self.whileSuspended(h) {
+            try h.registry.setVring(0, VringChange(ready: false), device: "n0", by: h.vmm)
+            try h.registry.setVring(0, VringChange(ready: true), device: "n0", by: h.vmm)
+        }
+        h.arena.post(1, h.arena.availTX % LoopbackArena.num, &h.arena.availTX)
+        EventFDs.signal(h.kicks[1])
+        #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 8 }, "the frame came back in the second ring")
+        #expect((second + 8192 + 4 + 8 * 7).load(as: (UInt32, UInt32).self) == (0, 76), "head 0 in used slot 7 (last_used := 7)")
+        #expect(h.arena.usedIndex(0) == 7 && h.arena.usedIndex(1) == 8, "the first RX ring no more")
+    }
 }
