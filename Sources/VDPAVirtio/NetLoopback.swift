@@ -78,7 +78,8 @@ public enum NetLoopback {
     /// One run: up to `budget` TX chains, each answered as vdpasim_net_work answers it, but for one departure:
     /// a frame never waits in a bounce buffer for an RX buffer that is not there to be lost (D5).  The run
     /// looks at the RX ring before it takes a TX chain and stops, leaving the frame in the TX ring, when the
-    /// RX ring is empty (counted in `rxWaits`); the RX kick that brings buffers runs the pair again.
+    /// RX ring is empty (counted in `rxWaits`); the RX kick that brings buffers runs the pair again.  An RX ring
+    /// whose avail idx cannot be read holds the frames the same way, and counts an RX error each run.
     ///
     /// `mergeable` (MRG_RXBUF negotiated, which mlx5_net offers and vdpa_sim never does): the RX header's
     /// num_buffers is set to 1, the count of buffers the frame took, as the spec requires of the device — a
@@ -294,9 +295,20 @@ public enum NetLoopback {
                 if left == 0 { break }
             }
             left -= 1  // the general way's chain
-            if (try? tx.hasWork(memory)) == true, (try? rx.hasWork(memory)) != true {
-                run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair
-                return run
+            if (try? tx.hasWork(memory)) == true {
+                let buffers: Bool
+                do throws(RingError) {
+                    buffers = try rx.hasWork(memory)
+                } catch {
+                    // An RX avail idx that cannot be read (vdpa_sim: an RX overrun per frame, each lost): the frames
+                    // wait as for an empty RX ring, and the run counts an RX error, so a VMM sees why.
+                    run.rxErrors += 1
+                    return run
+                }
+                guard buffers else {
+                    run.rxWaits += 1  // frames wait in the TX ring for RX buffers; the RX kick resumes the pair
+                    return run
+                }
             }
             do throws(RingError) {
                 guard try tx.fetch(memory, into: &txChain) else { return run }

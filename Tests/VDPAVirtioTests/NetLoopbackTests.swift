@@ -115,6 +115,24 @@ struct NetLoopbackTests {
         #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == first && Array(t.m.bytes[0xC200..<0xC200 + 64]) == second)
     }
 
+    @Test("an RX ring whose avail idx cannot be read: the frames wait, an RX error each run; readable again, they arrive", arguments: [false, true])
+    func unreadableReceiveRing(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
+        let frame = Self.frame(to: Self.mac, 1)
+        Self.send(&t, 0, frame)
+        Self.offer(&r, 0)
+        t.m.hole = r.avail..<r.avail + 4  // the RX avail flags and idx unmapped
+        var tx = t.ring(), rx = r.ring()
+        for _ in 0..<2 {
+            let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+            #expect(run.rxErrors == 1 && run.rxWaits == 0 && run.txChains == 0 && run.rxOverruns == 0, "counted, nothing taken")
+        }
+        t.m.hole = nil
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(run.rxCompleted == 1 && run.txCompleted == 1 && run.rxErrors == 0)
+        #expect(Array(t.m.bytes[0xC000..<0xC000 + 64]) == frame)
+    }
+
     @Test("D7: the receive filter made once per run agrees with vdpa_sim's compare, byte by byte, on any MAC and destination")
     func filterAgreesWithTheWalk() {
         /// vdpasim_net_filter_packet's reading, walked as it does: a multicast bit passes; else the bytes are compared
