@@ -10,6 +10,7 @@
 #if canImport(Glibc)
     import Glibc
 #endif
+import CVDPAShim
 import Foundation
 import Testing
 import VDPACore
@@ -223,5 +224,25 @@ struct WorkerChurnTests {
         #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 8 }, "the frame came back in the second ring")
         #expect((second + 8192 + 4 + 8 * 7).load(as: (UInt32, UInt32).self) == (0, 76), "head 0 in used slot 7 (last_used := 7)")
         #expect(h.arena.usedIndex(0) == 7 && h.arena.usedIndex(1) == 8, "the first RX ring no more")
+    }
+
+    @Test(
+        "§1, departed from: a kick runs its own queue (its pair), not every queue as vdpa_sim's one work item does: a frame waits for its TX or RX kick"
+    )
+    func aKickRunsItsOwnQueue() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        #expect(h.round(frames: 1) == 1)
+        let cvqKick = vdpad_eventfd(0, O_CLOEXEC)
+        defer { close(cvqKick) }
+        let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringKick(2, fd) }
+        try h.registry.useDescriptor(dup(cvqKick), unset: false, device: "n0", by: h.vmm, bind, precheck: { _ in })
+        try h.registry.setVring(2, VringChange(ready: true), device: "n0", by: h.vmm)
+        // A frame posted, the control queue kicked: vdpa_sim would send it; vdpad waits for the pair's own kick.
+        h.arena.post(frames: 1)
+        EventFDs.signal(cvqKick)
+        usleep(100_000)
+        #expect(h.arena.usedIndex(0) == 1 && h.arena.usedIndex(1) == 1, "the frame waits")
+        EventFDs.signal(h.kicks[0])  // an RX kick runs the pair, as the kernel's does
+        #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 2 }, "the frame went out")
     }
 }
