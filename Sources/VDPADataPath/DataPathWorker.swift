@@ -50,11 +50,16 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     struct State { var stopping = false; var rescan = false; var replay = false }
 
-    /// A vq's ring as the last run left it, kept while the vq is not enabled again (`VDPADevice.ringGenerations`).
+    /// A vq's ring as the last run left it, kept while the vq is not enabled again (`VDPADevice.ringGenerations`) —
+    /// and, on a parent that modifies a ring in use (mlx5), while its size, addresses and base stay as they were.
     private struct CachedRing {
+        struct Key: Equatable { var num: UInt32, desc: UInt64, driver: UInt64, device: UInt64 }
         var generation: UInt32
+        var key: Key
         var ring: SplitRing
     }
+    /// `ParentDriver.modifiesRingInUse`, read once by the worker thread (`init` runs under the device's lock).
+    @exclusivity(unchecked) private var modifiesRingInUse = false
 
     /// Feature bits a run tests, looked up by name once, not per run.
     private static let netVersion1 = VirtioFeatures.mask("VERSION_1", class: .net)
@@ -93,6 +98,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     }
 
     private func loop() {
+        modifiesRingInUse = slot?.read { $0.mgmtdev.driver.modifiesRingInUse } ?? false
         rescan()
         if slot?.takeRingResync() == true {
             // A kick the dead process drained and did not serve is in no eventfd any more: every ring once.
@@ -218,6 +224,12 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
             (self.vq, num, desc, driver, device, base, ready) = (vq, v.num, v.desc, v.driver, v.device, v.base, v.ready)
             generation = d.ringGenerations[vq]
         }
+
+        /// The size and the three areas, when all are set.
+        var key: CachedRing.Key? {
+            guard let num, let desc, let driver, let device else { return nil }
+            return CachedRing.Key(num: num, desc: desc, driver: driver, device: device)
+        }
     }
 
     /// The RAM disk's capacity (virtio_blk_config.capacity, in sectors), `backing` file and device name.
@@ -257,22 +269,26 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         }
     }
 
-    /// A ring as vdpa_sim's vringh has it: the one built at the vq's last enable, with its num and addresses, for as
-    /// long as that enable holds (a SET_VRING_NUM or ADDR meanwhile waits for the next one; a SET_VRING_BASE moves
-    /// last_avail alone, R60); at the first run after an enable, built from the vring's settings with
+    /// A ring as the parent holds it.  vdpa_sim's vringh: the one built at the vq's last enable, with its num and
+    /// addresses, for as long as that enable holds (a SET_VRING_NUM or ADDR meanwhile waits for the next one; a
+    /// SET_VRING_BASE moves last_avail alone, R60).  mlx5's queue: the same, but new addresses or a base apply to it
+    /// at once, a base to both indexes.  At the first run after an enable, built from the vring's settings with
     /// last_used := last_avail (R62) — so a chain lost before a stop is not completed into its slot after a start.
     private func ring(_ v: RingSetting) -> CachedRing? {
+        let key = v.key
         if v.vq < rings.count, var cached = rings[v.vq], cached.generation == v.generation {
-            if cached.ring.lastAvail != v.base { cached.ring.rebase(lastAvail: v.base) }
-            return cached
+            if !modifiesRingInUse {
+                if cached.ring.lastAvail != v.base { cached.ring.rebase(lastAvail: v.base) }
+                return cached
+            }
+            if cached.key == key && cached.ring.lastAvail == v.base { return cached }
         }
         // A size SET_VRING_NUM refused never gets here (R58); a ring is not made of one all the same.
-        guard let num = v.num, num > 0, num <= 32768, num & (num - 1) == 0, let desc = v.desc, let driver = v.driver, let device = v.device
-        else { return nil }
+        guard let key, key.num > 0, key.num <= 32768, key.num & (key.num - 1) == 0 else { return nil }
         var base = v.base
-        if resync.remove(v.vq), v.ready, let used = try? memory.readIndex(at: device &+ 2) { base = used }
-        let ring = SplitRing(num: UInt16(truncatingIfNeeded: num), desc: desc, avail: driver, used: device, base: base)
-        return CachedRing(generation: v.generation, ring: ring)
+        if resync.remove(v.vq), v.ready, let used = try? memory.readIndex(at: key.device &+ 2) { base = used }
+        let ring = SplitRing(num: UInt16(truncatingIfNeeded: key.num), desc: key.desc, avail: key.driver, used: key.device, base: base)
+        return CachedRing(generation: v.generation, key: key, ring: ring)
     }
 
     /// Keeps `ring` as `vq`'s for the next run.

@@ -189,12 +189,13 @@ public final class WorkerLoopbackHarness {
     /// Queue q's kick and call eventfds, the driver's side (the device holds dups).
     let kicks: [Int32], calls: [Int32]
 
-    public init(frameBytes: Int) throws {
+    /// A device of `mgmtdev` (a net parent) with its first pair looping frames of `frameBytes`.
+    public init(frameBytes: Int, mgmtdev: String = "vdpasim_net") throws {
         arena = try LoopbackArena(frameBytes: frameBytes)
         let admin = Caller(connection: 1, pid: 1, uid: 0, gid: 0, isAdmin: true)
         let mac = LoopbackArena.mac.map { ($0 < 16 ? "0" : "") + String($0, radix: 16) }.joined(separator: ":")
         let attributes = DeviceAttributes(mac: mac, users: [getuid()])
-        _ = try registry.add(DeviceRecord(name: "n0", mgmtdev: "vdpasim_net", attributes: attributes), by: admin)
+        _ = try registry.add(DeviceRecord(name: "n0", mgmtdev: mgmtdev, attributes: attributes), by: admin)
         _ = try registry.open("n0", by: vmm)
         try registry.setBackendFeatures([.iotlbMessageV2, .iotlbBatch], device: "n0", by: vmm)
         try registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)

@@ -245,4 +245,31 @@ struct WorkerChurnTests {
         EventFDs.signal(h.kicks[0])  // an RX kick runs the pair, as the kernel's does
         #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 2 }, "the frame went out")
     }
+
+    @Test("mlx5 modifies a ring in use at resume: a base sets both indexes, new addresses take effect with no enable")
+    func mlx5ModifiesARingInUse() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64, mgmtdev: "mlx5_net")
+        #expect(h.round(frames: 3) == 3)
+        h.arena.post(frames: 3)
+        try Self.whileSuspended(h) {
+            for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(base: 5), device: "n0", by: h.vmm) }
+        }
+        EventFDs.signal(h.kicks[1])
+        // mlx5_vdpa_set_vq_state set used = avail = 5: head 5 is completed into used slot 5, the used idx 3 → 6.
+        #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 6 && h.arena.usedIndex(1) == 6 })
+        let element = { (q: Int, slot: Int) in (h.arena.used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
+        #expect(element(0, 5) == (5, 76) && element(0, 3) == (0, 0), "head 5 in used slot 5")
+        // The RX ring moved while suspended: at resume the queue is there, with no disable and enable.
+        let second = h.arena.base + 0x18_0000
+        h.arena.file.setDescriptor(table: second, 0, h.arena.buffer(0, 200), 2048, flags: 2)
+        (second + 4096 + 4 + 2 * 6).storeBytes(of: UInt16(0), as: UInt16.self)
+        (second + 4096 + 2).storeBytes(of: UInt16(7), as: UInt16.self)
+        let desc = h.arena.iova(second)
+        let moved = VringChange(desc: desc, driver: desc + 4096, device: desc + 8192, base: 6)
+        try Self.whileSuspended(h) { try h.registry.setVring(0, moved, device: "n0", by: h.vmm) }
+        h.arena.post(1, h.arena.availTX % LoopbackArena.num, &h.arena.availTX)
+        EventFDs.signal(h.kicks[1])
+        #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 7 }, "the frame came back in the second ring")
+        #expect(h.arena.usedIndex(0) == 6, "the first RX ring no more")
+    }
 }

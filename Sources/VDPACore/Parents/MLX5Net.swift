@@ -39,5 +39,8 @@ public struct MLX5Net: NetParent {
     }
 
     public var keepsRingStateAcrossReset: Bool { true }
+    /// mlx5_vdpa_set_vq_state sets avail and used alike, and a suspended queue's new addresses and indexes are
+    /// applied at resume (6.8).
+    public var modifiesRingInUse: Bool { true }
     public var keepsConfigWrites: Bool { false }
 }

@@ -60,6 +60,11 @@ public protocol ParentDriver: Sendable {
     func statusVerdict(requested: UInt8, current: UInt8, driverFeatures: UInt64) -> UInt8
     /// Whether a reset keeps the ring addresses and base (mlx5: yes; vdpa_sim zeroes them, R69).
     var keepsRingStateAcrossReset: Bool { get }
+    /// What SET_VRING_ADDR and SET_VRING_BASE do to a ring in use (suspended, or on 6.7 running), with no enable
+    /// between: vdpa_sim (false) keeps the ring it built at the last enable — the addresses wait for the next one,
+    /// a base moves last_avail alone (R60, R62); mlx5 (true) modifies its hardware queue at resume — the new
+    /// addresses, and a base that sets both indexes.
+    var modifiesRingInUse: Bool { get }
 
     // Config space (R47–R52).
     /// GET_CONFIG_SIZE: `sizeof(struct virtio_net_config)` / `sizeof(struct virtio_blk_config)` in the 6.8 uapi (R45).
@@ -98,6 +103,7 @@ extension ParentDriver {
     public func refusal(ofDriverFeatures features: UInt64) -> String? { nil }
     public func statusVerdict(requested: UInt8, current: UInt8, driverFeatures: UInt64) -> UInt8 { requested }
     public var keepsRingStateAcrossReset: Bool { false }
+    public var modifiesRingInUse: Bool { false }
 
     /// Whether the parent has descriptor groups at all (DESC_ASID's offer, R27).
     public func hasDescriptorGroups(legacy: Bool) -> Bool { descriptorGroup(ofVirtqueue: 0, virtqueueCount: 1, legacy: legacy) != nil }
