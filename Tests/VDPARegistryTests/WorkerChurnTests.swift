@@ -6,7 +6,9 @@
 // suspended device must not move.  Threads race here on purpose: the
 // assertions hold for every interleaving (docs/kernel-rules.md D2; the run
 // gate of docs/datapath.md), and ThreadSanitizer runs the same test
-// (docs/testing.md).
+// (docs/testing.md).  Then, one move at a time: a ring's life from one
+// enable to the next (R60, R62) as vdpa_sim and mlx5 keep it, and what a
+// kick runs (docs/datapath.md, "Kicks" and "A ring's life").
 #if canImport(Glibc)
     import Glibc
 #endif
