@@ -275,16 +275,15 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// at once, a base to both indexes.  At the first run after an enable, built from the vring's settings with
     /// last_used := last_avail (R62) — so a chain lost before a stop is not completed into its slot after a start.
     private func ring(_ v: RingSetting) -> CachedRing? {
-        let key = v.key
         if v.vq < rings.count, var cached = rings[v.vq], cached.generation == v.generation {
             if !modifiesRingInUse {
                 if cached.ring.lastAvail != v.base { cached.ring.rebase(lastAvail: v.base) }
                 return cached
             }
-            if cached.key == key && cached.ring.lastAvail == v.base { return cached }
+            if cached.key == v.key && cached.ring.lastAvail == v.base { return cached }
         }
         // A size SET_VRING_NUM refused never gets here (R58); a ring is not made of one all the same.
-        guard let key, key.num > 0, key.num <= 32768, key.num & (key.num - 1) == 0 else { return nil }
+        guard let key = v.key, key.num > 0, key.num <= 32768, key.num & (key.num - 1) == 0 else { return nil }
         var base = v.base
         if resync.remove(v.vq), v.ready, let used = try? memory.readIndex(at: key.device &+ 2) { base = used }
         let ring = SplitRing(num: UInt16(truncatingIfNeeded: key.num), desc: key.desc, avail: key.driver, used: key.device, base: base)

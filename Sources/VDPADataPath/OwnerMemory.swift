@@ -288,8 +288,7 @@ final class OwnerMemory: GuestMemory {
             state.pointee.counts.sharedAccesses += 1
             return value
         }
-        let remote = try pieces(iova, 2, .read, ring: true)
-        guard remote.count == 1 else { throw .fault(iova) }
+        let remote = try fieldPiece(iova, .read)
         var value: UInt16 = 0
         try withUnsafeMutableBytes(of: &value) { (b) throws(RingError) in try copy(b, remote, iova, toOwner: false) }
         return UInt16(littleEndian: value)
@@ -307,15 +306,22 @@ final class OwnerMemory: GuestMemory {
             state.pointee.counts.atomicIndexStores += 1
             return
         }
-        _ = try pieces(iova, 2, .read, ring: true)
-        let remote = try pieces(iova, 2, .write, ring: true)
-        guard remote.count == 1 else { throw .fault(iova) }  // split across two entries: ENOBUFS in vringh
+        _ = try fieldPiece(iova, .read)
+        let remote = try fieldPiece(iova, .write)
         if agent >= 0, let address = remote[0].iov_base, UInt(bitPattern: address) % 2 == 0, agentStore(address, value) {
             state.pointee.counts.atomicIndexStores += 1
             return
         }
         var little = value.littleEndian
         try withUnsafeMutableBytes(of: &little) { (b) throws(RingError) in try copy(b, remote, iova, toOwner: true) }
+    }
+
+    /// The owner's address of the 16-bit ring field at `iova`, allowing `access`: one piece, for a field split across
+    /// two IOTLB entries is a fault (ENOBUFS in vringh's 16-bit accessors).
+    private func fieldPiece(_ iova: UInt64, _ access: Access) throws(RingError) -> [iovec] {
+        let remote = try pieces(iova, 2, access, ring: true)
+        guard remote.count == 1 else { throw .fault(iova) }
+        return remote
     }
 
     /// The agent's dup, asked for at the first call.
