@@ -144,6 +144,9 @@ final class LoopbackArena {
 
     /// Queue `q`'s used idx as the driver reads it.
     func usedIndex(_ q: Int) -> UInt16 { (used(q) + 2).load(as: UInt16.self) }
+
+    /// Queue `q`'s used element in `slot`: (id, len).
+    func usedElement(_ q: Int, _ slot: Int) -> (UInt32, UInt32) { (used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
 }
 
 public final class LoopbackHarness {
@@ -198,28 +201,36 @@ public final class WorkerLoopbackHarness {
         _ = try registry.add(DeviceRecord(name: "n0", mgmtdev: mgmtdev, attributes: attributes), by: admin)
         _ = try registry.open("n0", by: vmm)
         try registry.setBackendFeatures([.iotlbMessageV2, .iotlbBatch], device: "n0", by: vmm)
-        try registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)
-        try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
-        let size = UInt64(LoopbackArena.bytes)
-        try registry.map(MapRequest(iova: HarnessFile.iova, size: size, address: arena.file.address, permission: .name("rw")), device: "n0", by: vmm)
-        _ = try registry.shareMemory(dup(arena.fd), address: arena.file.address, size: size, offset: 0, device: "n0", by: vmm)
-        for q in 0..<2 {
-            let v = arena.vring(q)
-            try registry.setVring(
-                VirtqueueIndex(UInt64(q)), VringChange(num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device),
-                device: "n0", by: vmm)
-        }
-        try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
-        for q in 0..<2 { try registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: vmm) }
         (kicks, calls) = ((0..<2).map { _ in vdpad_eventfd(0, O_CLOEXEC) }, (0..<2).map { _ in vdpad_eventfd(0, O_CLOEXEC) })
         guard (kicks + calls).allSatisfy({ $0 >= 0 }) else { throw VDPAError(.ENOSPC, "no eventfds for the harness") }
-        // As set_vring_call and set_vring_kick take an eventfd a VMM passed; the kicks last: binding one starts the
-        // worker, which then finds the pair ready.
-        func bind(_ fd: Int32, _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void) throws {
-            try registry.useDescriptor(dup(fd), unset: false, device: "n0", by: vmm, apply, precheck: { _ in })
-        }
-        for q in 0..<2 { try bind(calls[q]) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) } }
+        try start()
+        let size = UInt64(LoopbackArena.bytes)
+        _ = try registry.shareMemory(dup(arena.fd), address: arena.file.address, size: size, offset: 0, device: "n0", by: vmm)
+        // The kicks last: binding one starts the worker, which then finds the pair ready.
         for q in 0..<2 { try bind(kicks[q]) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringKick(VirtqueueIndex(UInt64(q)), fd) } }
+    }
+
+    /// A VMM's start of the device, as at set-up and again after a reset: the features, FEATURES_OK, each ring of the
+    /// pair at its base in `bases`, the arena mapped at `HarnessFile.iova`, DRIVER_OK, both queues enabled, and their
+    /// call eventfds bound (a reset drops them, R69).
+    func start(bases: [UInt16] = [0, 0]) throws {
+        try registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)
+        try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
+        for q in 0..<2 {
+            let v = arena.vring(q)
+            let change = VringChange(num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device, base: UInt64(bases[q]))
+            try registry.setVring(VirtqueueIndex(UInt64(q)), change, device: "n0", by: vmm)
+        }
+        let size = UInt64(LoopbackArena.bytes)
+        try registry.map(MapRequest(iova: HarnessFile.iova, size: size, address: arena.file.address, permission: .name("rw")), device: "n0", by: vmm)
+        try registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
+        for q in 0..<2 { try registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: vmm) }
+        for q in 0..<2 { try bind(calls[q]) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) } }
+    }
+
+    /// Binds a dup of `fd` as set_vring_call and set_vring_kick take an eventfd a VMM passed.
+    private func bind(_ fd: Int32, _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void) throws {
+        try registry.useDescriptor(dup(fd), unset: false, device: "n0", by: vmm, apply, precheck: { _ in })
     }
 
     deinit {

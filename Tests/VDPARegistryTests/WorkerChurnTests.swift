@@ -126,28 +126,11 @@ struct WorkerChurnTests {
     /// unmapped, reset; its start: features, rings with the bases read, RAM mapped, DRIVER_OK, enable, the call
     /// eventfds bound again — a reset dropped them, R69 — and a kick for what was posted meanwhile).
     static func stopAndStart(_ h: WorkerLoopbackHarness) throws {
-        let vmm = h.vmm
-        try h.registry.suspend(device: "n0", by: vmm)
-        let bases = try (0..<2).map { q in try h.registry.vring(VirtqueueIndex(UInt64(q)), device: "n0", by: vmm).base }
-        let size = UInt64(LoopbackArena.bytes)
-        _ = try h.registry.unmap(UnmapRequest(iova: HarnessFile.iova, size: size), device: "n0", by: vmm)
-        try h.registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0) }
-        try h.registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: vmm)
-        try h.registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
-        for q in 0..<2 {
-            let v = h.arena.vring(q)
-            let change = VringChange(
-                num: UInt64(LoopbackArena.num), desc: v.desc, driver: v.driver, device: v.device, base: UInt64(bases[q]))
-            try h.registry.setVring(VirtqueueIndex(UInt64(q)), change, device: "n0", by: vmm)
-        }
-        let whole = MapRequest(iova: HarnessFile.iova, size: size, address: h.arena.file.address, permission: .name("rw"))
-        try h.registry.map(whole, device: "n0", by: vmm)
-        try h.registry.changeStatus("n0", by: vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
-        for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: vmm) }
-        for q in 0..<2 {
-            let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) }
-            try h.registry.useDescriptor(dup(h.calls[q]), unset: false, device: "n0", by: vmm, bind, precheck: { _ in })
-        }
+        try h.registry.suspend(device: "n0", by: h.vmm)
+        let bases = try (0..<2).map { q in try h.registry.vring(VirtqueueIndex(UInt64(q)), device: "n0", by: h.vmm).base }
+        _ = try h.registry.unmap(UnmapRequest(iova: HarnessFile.iova, size: UInt64(LoopbackArena.bytes)), device: "n0", by: h.vmm)
+        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0) }
+        try h.start(bases: bases)
         EventFDs.signal(h.kicks[1])
     }
 
@@ -171,12 +154,22 @@ struct WorkerChurnTests {
         #expect(
             try Self.eventually(h) { _ in h.arena.usedIndex(0) == 5 && h.arena.usedIndex(1) == 5 },
             "used idx rx \(h.arena.usedIndex(0)), tx \(h.arena.usedIndex(1))")
-        let element = { (q: Int, slot: Int) in (h.arena.used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
-        #expect(element(0, 4) == (4, 76) && element(1, 4).0 == 4, "head 4 in slot 4")
-        #expect(element(0, 3) == (0, 0) && element(1, 3) == (0, 0), "slot 3 never written")
+        #expect(h.arena.usedElement(0, 4) == (4, 76) && h.arena.usedElement(1, 4).0 == 4, "head 4 in slot 4")
+        #expect(h.arena.usedElement(0, 3) == (0, 0) && h.arena.usedElement(1, 3) == (0, 0), "slot 3 never written")
     }
 
-    /// Sets vq `q`'s ring fields while the device is suspended (6.8 refuses them while it runs, R59/R60).
+    /// A second RX ring at 1.5 MiB into the arena: one buffer (descriptor 0) posted in avail slot `slot`, the idx
+    /// past it; `change` points the RX queue at it.
+    static func secondReceiveRing(_ h: WorkerLoopbackHarness, postedAt slot: Int) -> (ring: UnsafeMutableRawPointer, change: VringChange) {
+        let second = h.arena.base + 0x18_0000
+        h.arena.file.setDescriptor(table: second, 0, h.arena.buffer(0, 200), 2048, flags: 2)
+        (second + 4096 + 4 + 2 * slot).storeBytes(of: UInt16(0), as: UInt16.self)
+        (second + 4096 + 2).storeBytes(of: UInt16(slot + 1), as: UInt16.self)
+        let desc = h.arena.iova(second)
+        return (second, VringChange(desc: desc, driver: desc + 4096, device: desc + 8192))
+    }
+
+    /// Runs `change` while the device is suspended (6.8 refuses ring addresses and bases while it runs, R59/R60).
     static func whileSuspended(_ h: WorkerLoopbackHarness, _ change: () throws -> Void) throws {
         try h.registry.suspend(device: "n0", by: h.vmm)
         try change()
@@ -196,22 +189,16 @@ struct WorkerChurnTests {
         // vdpa_sim serves slot 5 only (head 5) and completes it into used slot 3: the used idx moves 3 → 4.
         #expect(try Self.eventually(h) { d in d.vrings[0].base == 6 && d.vrings[1].base == 6 })
         #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 4 && h.arena.usedIndex(1) == 4 })
-        let element = { (q: Int, slot: Int) in (h.arena.used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
-        #expect(element(0, 3) == (5, 76) && element(1, 3).0 == 5, "head 5 in used slot 3")
+        #expect(h.arena.usedElement(0, 3) == (5, 76) && h.arena.usedElement(1, 3).0 == 5, "head 5 in used slot 3")
     }
 
     @Test("R62: a ring's new addresses wait for the next enable; until then the ring built at the last one is walked")
     func addressesWaitForTheNextEnable() throws {
         let h = try WorkerLoopbackHarness(frameBytes: 64)
         #expect(h.round(frames: 2) == 2)
-        // A second RX ring at 1.5 MiB into the arena, one buffer posted in it where the RX queue's last_avail will
-        // be once the five frames below are in (7: an enable keeps last_avail, R62).
-        let second = h.arena.base + 0x18_0000
-        h.arena.file.setDescriptor(table: second, 0, h.arena.buffer(0, 200), 2048, flags: 2)
-        (second + 4096 + 4 + 2 * 7).storeBytes(of: UInt16(0), as: UInt16.self)
-        (second + 4096 + 2).storeBytes(of: UInt16(8), as: UInt16.self)
-        let desc = h.arena.iova(second)
-        let moved = VringChange(desc: desc, driver: desc + 4096, device: desc + 8192)
+        // A second RX ring, one buffer posted in it where the RX queue's last_avail will be once the five frames
+        // below are in (7: an enable keeps last_avail, R62).
+        let (second, moved) = Self.secondReceiveRing(h, postedAt: 7)
         try Self.whileSuspended(h) { try h.registry.setVring(0, moved, device: "n0", by: h.vmm) }
         // Without a disable and enable vdpa_sim goes on with the ring it built: the frames come back there.
         #expect(h.round(frames: 5) == 5)
@@ -259,15 +246,10 @@ struct WorkerChurnTests {
         EventFDs.signal(h.kicks[1])
         // mlx5_vdpa_set_vq_state set used = avail = 5: head 5 is completed into used slot 5, the used idx 3 → 6.
         #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 6 && h.arena.usedIndex(1) == 6 })
-        let element = { (q: Int, slot: Int) in (h.arena.used(q) + 4 + 8 * slot).load(as: (UInt32, UInt32).self) }
-        #expect(element(0, 5) == (5, 76) && element(0, 3) == (0, 0), "head 5 in used slot 5")
+        #expect(h.arena.usedElement(0, 5) == (5, 76) && h.arena.usedElement(0, 3) == (0, 0), "head 5 in used slot 5")
         // The RX ring moved while suspended: at resume the queue is there, with no disable and enable.
-        let second = h.arena.base + 0x18_0000
-        h.arena.file.setDescriptor(table: second, 0, h.arena.buffer(0, 200), 2048, flags: 2)
-        (second + 4096 + 4 + 2 * 6).storeBytes(of: UInt16(0), as: UInt16.self)
-        (second + 4096 + 2).storeBytes(of: UInt16(7), as: UInt16.self)
-        let desc = h.arena.iova(second)
-        let moved = VringChange(desc: desc, driver: desc + 4096, device: desc + 8192, base: 6)
+        var (second, moved) = Self.secondReceiveRing(h, postedAt: 6)
+        moved.base = 6
         try Self.whileSuspended(h) { try h.registry.setVring(0, moved, device: "n0", by: h.vmm) }
         h.arena.post(1, h.arena.availTX % LoopbackArena.num, &h.arena.availTX)
         EventFDs.signal(h.kicks[1])
