@@ -186,7 +186,7 @@ extension VDPADevice {
     /// their value.  Everything is checked before anything changes, in the kernel's order: the index
     /// (ENOBUFS, R44), num (R58), the addresses' alignment (R59), base ≤ 0xFFFF (R60), then on a 6.8
     /// parent no address or base while DRIVER_OK is set and the device is not suspended (R59, R60;
-    /// a legacy device follows 6.7 and accepts them, edge #63).
+    /// a legacy device follows 6.7 and accepts them, edge #63), then the parent's own refusal of a base.
     public mutating func setVring(
         _ vq: VirtqueueIndex, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
         base: UInt64? = nil, ready: Bool?, addressFlags: UInt64? = nil, log: UInt64? = nil
@@ -220,6 +220,12 @@ extension VDPADevice {
                 "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8+)"
             )
         }
+        if base != nil && mgmtdev.driver.refusesBaseWhileQueueRuns && hardwareQueueRuns(index) {
+            throw VDPAError(
+                .EINVAL,
+                "vq \(vq) of \(name): \(mgmtdev.name) cannot modify the available index of a running hardware queue; disable the vq or suspend the device first (R60)"
+            )
+        }
         var ring = vrings[index]
         if let num { ring.num = UInt32(num) }
         if let desc { ring.desc = desc }
@@ -231,6 +237,13 @@ extension VDPADevice {
             ring.ready = ready
         }
         vrings[index] = ring
+    }
+
+    /// Whether `vq` is a data queue a hardware parent has running: created at DRIVER_OK (it had a size), enabled,
+    /// not suspended — mlx5's RDY state (a disable or a SUSPEND moves it to SUSPEND, a reset destroys it).
+    func hardwareQueueRuns(_ vq: Int) -> Bool {
+        status & VirtioStatus.driverOK != 0 && !suspended && vrings[vq].ready && (vrings[vq].num ?? 0) > 0
+            && queueType(ofVirtqueue: vq) != .controlVQ
     }
 
     /// GET_VRING_BASE and the rest of a vq's state (R61: the last avail index; 0 after a reset on

@@ -430,6 +430,44 @@ struct DeviceSurfaceTests {
         #expect(try device(legacy: true).kernel == .v6_7, "a legacy device keeps 6.7's vhost-vdpa")
     }
 
+    @Test("R60 step 4: on 6.7 mlx5 refuses a base while its hardware queue runs; disabled, suspended, the CVQ or vdpa_sim take it")
+    func mlx5BaseWhileRunning() throws {
+        let features = VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", class: .net)
+        func running(_ kind: ManagementDevice) throws -> VDPADevice {
+            var d = try device(kind, kernel: .v6_7)
+            try d.setFeatures(features)
+            for vq in 0..<3 { try d.setVring(VirtqueueIndex(UInt64(vq)), num: 256, desc: nil, driver: nil, device: nil, ready: true) }
+            try d.setStatus(0xF)
+            return d
+        }
+        var m = try running(.mlx5Net)
+        expectError(.EINVAL) { try m.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 5, ready: nil) }
+        #expect(try m.vring(1).base == 0, "a refused base changes nothing")
+        try m.setVring(1, num: nil, desc: 0x1000, driver: nil, device: nil, ready: nil)  // addresses are only stored
+        try m.setVring(2, num: nil, desc: nil, driver: nil, device: nil, base: 6, ready: nil)  // the CVQ is software
+        try m.setVring(1, num: nil, desc: nil, driver: nil, device: nil, ready: false)  // a disable suspends the queue
+        try m.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 5, ready: true)  // base, then enable
+        expectError(.EINVAL) { try m.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 7, ready: nil) }
+        try m.suspend()
+        try m.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 7, ready: nil)
+        #expect(try (m.vring(1).base, m.vring(2).base) == (7, 6))
+        try m.resume()
+        m.reset()
+        try m.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 0, ready: nil)  // R69: no hardware queue
+        var s = try running(.vdpasimNet)
+        try s.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 5, ready: nil)
+        var m8 = try device(.mlx5Net, kernel: .v6_8)
+        try m8.setFeatures(features)
+        try m8.setVring(1, num: 256, desc: nil, driver: nil, device: nil, ready: true)
+        try m8.setStatus(0xF)
+        do {
+            try m8.setVring(1, num: nil, desc: nil, driver: nil, device: nil, base: 5, ready: nil)
+            Issue.record("6.8 took a base on a running device")
+        } catch {
+            #expect(error.errno == .EINVAL && error.message.contains("6.8+"), "6.8: vhost-vdpa's refusal comes first: \(error.message)")
+        }
+    }
+
     @Test("R67: a reset ends a suspension (vdpa_sim 6.8: running := true)")
     func r67() throws {
         var d = try device()

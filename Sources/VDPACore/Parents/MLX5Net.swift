@@ -42,5 +42,7 @@ public struct MLX5Net: NetParent {
     /// mlx5_vdpa_set_vq_state sets avail and used alike, and a suspended queue's new addresses and indexes are
     /// applied at resume (6.8).
     public var modifiesRingInUse: Bool { true }
+    /// Its firmware's queue object takes no new index while in the RDY state; the CVQ is a vringh in the driver.
+    public var refusesBaseWhileQueueRuns: Bool { true }
     public var keepsConfigWrites: Bool { false }
 }

@@ -65,6 +65,10 @@ public protocol ParentDriver: Sendable {
     /// a base moves last_avail alone (R60, R62); mlx5 (true) modifies its hardware queue at resume — the new
     /// addresses, and a base that sets both indexes.
     var modifiesRingInUse: Bool { get }
+    /// Whether SET_VRING_BASE on a data queue whose hardware queue runs — DRIVER_OK set, the vq enabled with a size,
+    /// the device not suspended — is EINVAL (R60 step 4: mlx5_vdpa_set_vq_state, "can't modify available index").
+    /// Only 6.7 reaches it: 6.8's vhost-vdpa refuses first (step 3).  A control queue in software takes it.
+    var refusesBaseWhileQueueRuns: Bool { get }
 
     // Config space (R47–R52).
     /// GET_CONFIG_SIZE: `sizeof(struct virtio_net_config)` / `sizeof(struct virtio_blk_config)` in the 6.8 uapi (R45).
@@ -104,6 +108,7 @@ extension ParentDriver {
     public func statusVerdict(requested: UInt8, current: UInt8, driverFeatures: UInt64) -> UInt8 { requested }
     public var keepsRingStateAcrossReset: Bool { false }
     public var modifiesRingInUse: Bool { false }
+    public var refusesBaseWhileQueueRuns: Bool { false }
 
     /// Whether the parent has descriptor groups at all (DESC_ASID's offer, R27).
     public func hasDescriptorGroups(legacy: Bool) -> Bool { descriptorGroup(ofVirtqueue: 0, virtqueueCount: 1, legacy: legacy) != nil }
