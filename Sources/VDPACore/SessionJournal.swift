@@ -110,6 +110,9 @@ extension VDPADevice {
         ackedBackendFeatures = BackendFeatures(rawValue: image.ackedBackendFeatures)
         groupASID = image.groupASID
         vrings = image.vrings
+        // The image keeps no enable-time ring: a ready vq's is taken to be its settings now (what a VMM that changes
+        // a ring only around an enable, as QEMU does, had).
+        for vq in vrings.indices where vrings[vq].ready { enabledRings[vq].enable(vrings[vq]) }
         suspended = image.suspended
         if !storedConfig.isEmpty { storedConfig = image.storedConfig }
         activeQueuePairs = image.activeQueuePairs

@@ -233,7 +233,7 @@ extension VDPADevice {
         if let device { ring.device = device }
         if let base { ring.base = UInt16(base) }
         if let ready {
-            if ready && !ring.ready { ringGenerations[index] &+= 1 }  // 0→1: vdpa_sim builds the ring again (R62)
+            if ready && !ring.ready { enabledRings[index].enable(ring) }  // 0→1: vdpa_sim builds the ring again (R62)
             ring.ready = ready
         }
         vrings[index] = ring

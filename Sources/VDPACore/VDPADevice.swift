@@ -37,6 +37,24 @@ public struct Vring: Equatable, Sendable {
     public init() {}
 }
 
+/// A vq's ring as vdpa_sim builds it at a 0→1 enable (R62): from the num and addresses set at that moment, kept
+/// until the next such enable — a SET_VRING_NUM or ADDR meanwhile does not reach it, and a SET_VRING_BASE moves
+/// last_avail only (R60).  A size or an area not set then leaves the vq ready with no ring.
+public struct EnabledRing: Equatable, Sendable {
+    /// How many times the vq went from not ready to ready: the data path keeps its ring while this holds.
+    public var generation: UInt32 = 0
+    public var num: UInt32?
+    public var desc: UInt64?, driver: UInt64?, device: UInt64?
+
+    public init() {}
+
+    /// A 0→1 enable of `ring`: a new generation, with the ring's settings as they are now.
+    mutating func enable(_ ring: Vring) {
+        generation &+= 1
+        (num, desc, driver, device) = (ring.num, ring.desc, ring.driver, ring.device)
+    }
+}
+
 /// Counters a VMM developer can read to see what a flow cost.
 public struct DeviceStats: Equatable, Sendable {
     public var mapCalls = 0
@@ -91,12 +109,10 @@ public struct VDPADevice: Sendable {
     var mappingStates: [MappingState]
     public internal(set) var groupASID: [Int]
     public internal(set) var vrings: [Vring]
-    /// Per virtqueue, how many times it went from not ready to ready.  vdpa_sim builds the ring its data path walks
-    /// at that moment, from the num and addresses set then, with last_used := last_avail (R62); until the next such
-    /// enable a SET_VRING_NUM or ADDR does not reach it and a SET_VRING_BASE moves last_avail only (R60).  The data
-    /// path keeps a ring while its generation holds.  Not part of the session image: a restarted daemon's worker
-    /// starts with no ring.
-    public internal(set) var ringGenerations: [UInt32]
+    /// Per virtqueue, the ring its last 0→1 enable built (vdpa_sim's data path walks that one, with last_used :=
+    /// last_avail at the enable, R62; mlx5's walks the vring's current settings).  Not part of the session image:
+    /// `restore` takes each ready vq's current settings, and a restarted daemon's worker starts with no ring.
+    public internal(set) var enabledRings: [EnabledRing]
     public internal(set) var suspended = false
     public internal(set) var stats = DeviceStats()
     /// Per virtqueue, what `vdpa dev vstats` reports (QueueStats.swift); never cleared.
@@ -143,7 +159,7 @@ public struct VDPADevice: Sendable {
         mappingStates = (0..<mgmtdev.addressSpaceCount).map { MappingState(mgmtdev.defaultMapping(asid: $0)) }
         groupASID = Array(repeating: 0, count: mgmtdev.groupCount)
         vrings = Array(repeating: Vring(), count: virtqueueCount)
-        ringGenerations = Array(repeating: 0, count: virtqueueCount)
+        enabledRings = Array(repeating: EnabledRing(), count: virtqueueCount)
         queueStats = Array(repeating: QueueStats(), count: virtqueueCount)
         storedConfig = mgmtdev.driver.initialConfig(attributes)
     }

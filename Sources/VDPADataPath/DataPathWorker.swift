@@ -50,7 +50,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
 
     struct State { var stopping = false; var rescan = false; var replay = false }
 
-    /// A vq's ring as the last run left it, kept while the vq is not enabled again (`VDPADevice.ringGenerations`) —
+    /// A vq's ring as the last run left it, kept while the vq is not enabled again (`VDPADevice.enabledRings`) —
     /// and, on a parent that modifies a ring in use (mlx5), while its size, addresses and base stay as they were.
     private struct CachedRing {
         struct Key: Equatable { var num: UInt32, desc: UInt64, driver: UInt64, device: UInt64 }
@@ -219,10 +219,11 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         var ready: Bool
         var generation: UInt32
 
-        init(_ vq: Int, _ d: VDPADevice) {
-            let v = d.vrings[vq]
-            (self.vq, num, desc, driver, device, base, ready) = (vq, v.num, v.desc, v.driver, v.device, v.base, v.ready)
-            generation = d.ringGenerations[vq]
+        /// `atEnable`: the size and areas of the vq's last 0→1 enable (vdpa_sim), else those set now (mlx5).
+        init(_ vq: Int, _ d: VDPADevice, atEnable: Bool) {
+            let v = d.vrings[vq], e = d.enabledRings[vq]
+            (self.vq, base, ready, generation) = (vq, v.base, v.ready, e.generation)
+            (num, desc, driver, device) = atEnable ? (e.num, e.desc, e.driver, e.device) : (v.num, v.desc, v.driver, v.device)
         }
 
         /// The size and the three areas, when all are set.
@@ -264,7 +265,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 queue == .blockRequests && self.disk == nil
                 ? DiskSetting(capacity: d.configBytes.le(0, 8), backing: d.attributes.backing, device: d.name.rawValue) : nil
             return RunSnapshot(
-                queue: queue, first: RingSetting(first, d), other: RingSetting(other, d),
+                queue: queue, first: RingSetting(first, d, atEnable: !modifiesRingInUse),
+                other: RingSetting(other, d, atEnable: !modifiesRingInUse),
                 driverFeatures: d.driverFeatures, mac: d.deviceID == .net ? macAddress(d) : [], maxVQP: d.attributes.maxVQP, disk: disk)
         }
     }
@@ -272,8 +274,9 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
     /// A ring as the parent holds it.  vdpa_sim's vringh: the one built at the vq's last enable, with its num and
     /// addresses, for as long as that enable holds (a SET_VRING_NUM or ADDR meanwhile waits for the next one; a
     /// SET_VRING_BASE moves last_avail alone, R60).  mlx5's queue: the same, but new addresses or a base apply to it
-    /// at once, a base to both indexes.  At the first run after an enable, built from the vring's settings with
-    /// last_used := last_avail (R62) — so a chain lost before a stop is not completed into its slot after a start.
+    /// at once, a base to both indexes.  At the first run after an enable, built with last_used := last_avail (R62)
+    /// — so a chain lost before a stop is not completed into its slot after a start — from the size and addresses
+    /// `v` carries: vdpa_sim's as they were at the enable (none set then: no ring till the next), mlx5's as now.
     private func ring(_ v: RingSetting) -> CachedRing? {
         if v.vq < rings.count, var cached = rings[v.vq], cached.generation == v.generation {
             if !modifiesRingInUse {

@@ -292,24 +292,46 @@ struct DeviceSurfaceTests {
         #expect(try !d.vring(0).ready)
     }
 
-    @Test("R62: a vq's ring generation moves at each 0→1 enable only — not 1→1, 1→0, a base or an address — across resets and sessions")
-    func ringGenerations() throws {
+    @Test(
+        "R62: a vq's ring is built at each 0→1 enable only — not 1→1, 1→0, a base or an address — from what is set then, across resets and sessions"
+    )
+    func enabledRings() throws {
         var d = try device()
         func enable(_ on: Bool) throws { try d.setVring(0, num: nil, desc: nil, driver: nil, device: nil, ready: on) }
-        #expect(d.ringGenerations == [0, 0, 0])
-        try enable(true)
+        func ring(_ g: UInt32, _ num: UInt32?, _ desc: UInt64, _ driver: UInt64, _ device: UInt64) -> EnabledRing {
+            var r = EnabledRing()
+            (r.generation, r.num, r.desc, r.driver, r.device) = (g, num, desc, driver, device)
+            return r
+        }
+        #expect(d.enabledRings == Array(repeating: EnabledRing(), count: 3))
+        try enable(true)  // no size yet (the open's reset zeroed the addresses, R69): ready with no ring
         try enable(true)  // 1→1: vdpa_sim does nothing
         try d.setVring(0, num: 64, desc: 0x1000, driver: 0x2000, device: 0x3000, base: 9, ready: nil)
-        #expect(d.ringGenerations == [1, 0, 0])
+        #expect(d.enabledRings[0] == ring(1, nil, 0, 0, 0), "a NUM or ADDR on an enabled vq waits for the next enable")
         try enable(false)
-        #expect(d.ringGenerations == [1, 0, 0])
+        #expect(d.enabledRings[0] == ring(1, nil, 0, 0, 0))
         try enable(true)
-        d.reset()  // not ready any more: the next enable builds the ring again
+        #expect(d.enabledRings[0] == ring(2, 64, 0x1000, 0x2000, 0x3000))
+        try d.setVring(1, num: 128, desc: 0x4000, driver: 0x5000, device: 0x6000, ready: true)  // one call: the enable is last
+        #expect(d.enabledRings[1] == ring(1, 128, 0x4000, 0x5000, 0x6000))
+        d.reset()  // not ready any more: the next enable builds the ring again, on the zeroed addresses (R69)
         try enable(true)
+        #expect(d.enabledRings[0] == ring(3, 64, 0, 0, 0))
         d.release()
         try d.open(by: me)
         try enable(true)
-        #expect(d.ringGenerations == [4, 0, 0], "a new session's enable is a new ring too")
+        #expect(d.enabledRings[0] == ring(4, nil, 0, 0, 0), "a new session's enable is a new ring too (close forgot the size, R70)")
+    }
+
+    @Test("R62: a restored session's ready vqs get rings from their settings (the image keeps none), the others none")
+    func enabledRingsAfterRestore() throws {
+        var d = try device()
+        try d.setVring(0, num: 64, desc: 0x1000, driver: 0x2000, device: 0x3000, ready: true)
+        try d.setVring(1, num: 64, desc: 0x4000, driver: 0x5000, device: 0x6000, ready: nil)
+        var restored = try VDPADevice(name: d.name, mgmtdev: d.mgmtdev, attributes: d.attributes)
+        try restored.restore(d.sessionImage)
+        #expect(restored.enabledRings[0].generation == 1 && restored.enabledRings[0].desc == 0x1000 && restored.enabledRings[0].num == 64)
+        #expect(restored.enabledRings[1] == EnabledRing() && restored.enabledRings[2] == EnabledRing())
     }
 
     @Test("R44 / edge #68: a vring index ≥ nvqs is ENOBUFS for every vring call (3 on net, 1 on blk)")

@@ -256,4 +256,61 @@ struct WorkerChurnTests {
         #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 7 }, "the frame came back in the second ring")
         #expect(h.arena.usedIndex(0) == 6, "the first RX ring no more")
     }
+
+    /// A stop (as `stopAndStart`'s) and a start with the queues enabled before their rings are set (after the reset,
+    /// so at IOVA 0, R69): features, both queues enabled, then the rings at `bases`, the arena mapped, DRIVER_OK,
+    /// calls bound, and a TX kick.  `rx`: the RX ring's areas, when not the arena's.
+    static func startEnablingFirst(_ h: WorkerLoopbackHarness, bases: [UInt16], rx: VringChange? = nil) throws {
+        let size = UInt64(LoopbackArena.bytes)
+        try h.registry.suspend(device: "n0", by: h.vmm)
+        _ = try h.registry.unmap(UnmapRequest(iova: HarnessFile.iova, size: size), device: "n0", by: h.vmm)
+        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0) }
+        try h.registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: h.vmm)
+        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
+        for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: h.vmm) }
+        for q in 0..<2 {
+            let v = h.arena.vring(q)
+            let arena = VringChange(desc: v.desc, driver: v.driver, device: v.device)
+            var change = q == 0 ? rx ?? arena : arena
+            change.base = UInt64(bases[q])
+            try h.registry.setVring(VirtqueueIndex(UInt64(q)), change, device: "n0", by: h.vmm)
+        }
+        let map = MapRequest(iova: HarnessFile.iova, size: size, address: h.arena.file.address, permission: .name("rw"))
+        try h.registry.map(map, device: "n0", by: h.vmm)
+        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
+        for q in 0..<2 {
+            let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) }
+            try h.registry.useDescriptor(dup(h.calls[q]), unset: false, device: "n0", by: h.vmm, bind, precheck: { _ in })
+        }
+        h.arena.post(frames: 1)
+        EventFDs.signal(h.kicks[1])
+    }
+
+    @Test("R62: vdpa_sim builds a ring from what is set at the enable — enabled before its addresses, it walks IOVA 0 until the next enable")
+    func ringSetAfterItsEnable() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        #expect(h.round(frames: 2) == 2)
+        try Self.startEnablingFirst(h, bases: [2, 2])
+        // The TX ring at IOVA 0 is in no mapping: each run loses nothing and counts a TX error; no frame moves.
+        #expect(try Self.eventually(h) { d in d.queueStats[1].errors > 0 }, "a TX error for the ring at IOVA 0")
+        #expect(h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 2)
+        // Disabled and enabled again: the rings are built where the addresses now say, and the frame comes back.
+        for ready in [false, true] {
+            for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: ready), device: "n0", by: h.vmm) }
+        }
+        EventFDs.signal(h.kicks[1])
+        #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 3 && h.arena.usedIndex(1) == 3 }, "the frame came back")
+    }
+
+    @Test("mlx5 creates its queues at DRIVER_OK from what is set then: enabled before its (new) addresses, the ring works at once")
+    func mlx5RingSetAfterItsEnable() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64, mgmtdev: "mlx5_net")
+        #expect(h.round(frames: 2) == 2)
+        // mlx5 keeps the addresses across the reset (R69): the RX ring moves to a second one after the enable.
+        let (second, moved) = Self.secondReceiveRing(h, postedAt: 2)
+        try Self.startEnablingFirst(h, bases: [2, 2], rx: moved)
+        #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 3 }, "the frame came back in the second ring")
+        #expect(h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 3)
+        #expect(try h.registry.slot(named: "n0").read { $0.queueStats[1].errors } == 0)
+    }
 }
