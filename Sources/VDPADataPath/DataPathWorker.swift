@@ -220,7 +220,8 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         var generation: UInt32
 
         /// `atEnable`: the size and areas of the vq's last 0→1 enable (vdpa_sim), else those set now (mlx5).
-        init(_ vq: Int, _ d: VDPADevice, atEnable: Bool) {
+        /// `d` is borrowed: an initializer owns its arguments, and an owned device is a copy of all of it per run.
+        init(_ vq: Int, _ d: borrowing VDPADevice, atEnable: Bool) {
             let v = d.vrings[vq], e = d.enabledRings[vq]
             (self.vq, base, ready, generation) = (vq, v.base, v.ready, e.generation)
             (num, desc, driver, device) = atEnable ? (e.num, e.desc, e.driver, e.device) : (v.num, v.desc, v.driver, v.device)
