@@ -226,7 +226,9 @@ struct SharedMemoryTests {
         #expect(try r.withDevice("n0", .anyone, by: admin) { $0.sharedMemory.isEmpty }, "the session's end drops its regions")
     }
 
-    @Test("the data path reads and writes a shared region by IOVA; a file truncated under it is a fault, not a crash; unshared, it falls back")
+    @Test(
+        "the data path reads and writes a shared region by IOVA; D26: a file truncated under it is a fault, not stale data nor a crash; unshared, it falls back"
+    )
     func ownerMemory() throws {
         let shared = try SharedDevice()
         defer { shared.ram.release() }

@@ -7,8 +7,9 @@
 // assertions hold for every interleaving (docs/kernel-rules.md D2; the run
 // gate of docs/datapath.md), and ThreadSanitizer runs the same test
 // (docs/testing.md).  Then, one move at a time: a ring's life from one
-// enable to the next (R60, R62) as vdpa_sim and mlx5 keep it, and what a
-// kick runs (docs/datapath.md, "Kicks" and "A ring's life").
+// enable to the next (R60, R62) as vdpa_sim and mlx5 keep it, what a kick
+// runs (docs/datapath.md, "Kicks" and "A ring's life"), what DRIVER_OK
+// gates (D3) and a control queue moved to ASID 1 while running (D27).
 #if canImport(Glibc)
     import Glibc
 #endif
@@ -257,40 +258,13 @@ struct WorkerChurnTests {
         #expect(h.arena.usedIndex(0) == 6, "the first RX ring no more")
     }
 
-    /// A stop (as `stopAndStart`'s) and a start with the queues enabled before their rings are set (after the reset,
-    /// so at IOVA 0, R69): features, both queues enabled, then the rings at `bases`, the arena mapped, DRIVER_OK,
-    /// calls bound, and a TX kick.  `rx`: the RX ring's areas, when not the arena's.
-    static func startEnablingFirst(_ h: WorkerLoopbackHarness, bases: [UInt16], rx: VringChange? = nil) throws {
-        let size = UInt64(LoopbackArena.bytes)
-        try h.registry.suspend(device: "n0", by: h.vmm)
-        _ = try h.registry.unmap(UnmapRequest(iova: HarnessFile.iova, size: size), device: "n0", by: h.vmm)
-        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0) }
-        try h.registry.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", class: .net), device: "n0", by: h.vmm)
-        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xB) }
-        for q in 0..<2 { try h.registry.setVring(VirtqueueIndex(UInt64(q)), VringChange(ready: true), device: "n0", by: h.vmm) }
-        for q in 0..<2 {
-            let v = h.arena.vring(q)
-            let arena = VringChange(desc: v.desc, driver: v.driver, device: v.device)
-            var change = q == 0 ? rx ?? arena : arena
-            change.base = UInt64(bases[q])
-            try h.registry.setVring(VirtqueueIndex(UInt64(q)), change, device: "n0", by: h.vmm)
-        }
-        let map = MapRequest(iova: HarnessFile.iova, size: size, address: h.arena.file.address, permission: .name("rw"))
-        try h.registry.map(map, device: "n0", by: h.vmm)
-        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
-        for q in 0..<2 {
-            let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringCall(VirtqueueIndex(UInt64(q)), fd) }
-            try h.registry.useDescriptor(dup(h.calls[q]), unset: false, device: "n0", by: h.vmm, bind, precheck: { _ in })
-        }
-        h.arena.post(frames: 1)
-        EventFDs.signal(h.kicks[1])
-    }
-
     @Test("R62: vdpa_sim builds a ring from what is set at the enable — enabled before its addresses, it walks IOVA 0 until the next enable")
     func ringSetAfterItsEnable() throws {
         let h = try WorkerLoopbackHarness(frameBytes: 64)
         #expect(h.round(frames: 2) == 2)
-        try Self.startEnablingFirst(h, bases: [2, 2])
+        try h.restart(WorkerLoopbackHarness.Start(bases: [2, 2], enableFirst: true))
+        h.arena.post(frames: 1)
+        EventFDs.signal(h.kicks[1])
         // The TX ring at IOVA 0 is in no mapping: each run loses nothing and counts a TX error; no frame moves.
         #expect(try Self.eventually(h) { d in d.queueStats[1].errors > 0 }, "a TX error for the ring at IOVA 0")
         #expect(h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 2)
@@ -308,9 +282,69 @@ struct WorkerChurnTests {
         #expect(h.round(frames: 2) == 2)
         // mlx5 keeps the addresses across the reset (R69): the RX ring moves to a second one after the enable.
         let (second, moved) = Self.secondReceiveRing(h, postedAt: 2)
-        try Self.startEnablingFirst(h, bases: [2, 2], rx: moved)
+        try h.restart(WorkerLoopbackHarness.Start(bases: [2, 2], rx: moved, enableFirst: true))
+        h.arena.post(frames: 1)
+        EventFDs.signal(h.kicks[1])
         #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 3 }, "the frame came back in the second ring")
         #expect(h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 3)
         #expect(try h.registry.slot(named: "n0").read { $0.queueStats[1].errors } == 0)
+    }
+
+    @Test("D3: buffers posted and kicked before DRIVER_OK wait; DRIVER_OK serves nothing by itself; the next kick does")
+    func kickBeforeDriverOK() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        #expect(h.round(frames: 2) == 2)
+        try h.restart(WorkerLoopbackHarness.Start(bases: [2, 2], driverOK: false))
+        h.arena.post(frames: 1)
+        EventFDs.signal(h.kicks[1])
+        usleep(100_000)
+        #expect(h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 2, "nothing served before DRIVER_OK")
+        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0xF) }
+        usleep(100_000)
+        #expect(h.arena.usedIndex(0) == 2 && h.arena.usedIndex(1) == 2, "DRIVER_OK is no kick")
+        EventFDs.signal(h.kicks[1])
+        #expect(try Self.eventually(h) { _ in h.arena.usedIndex(0) == 3 && h.arena.usedIndex(1) == 3 }, "the next kick serves it")
+    }
+
+    @Test("D27: SET_GROUP_ASID(1, 1) while running: the CVQ's rings are looked up in ASID 1 from its next run; the pair stays in ASID 0")
+    func controlQueueMovesToASID1() throws {
+        let h = try WorkerLoopbackHarness(frameBytes: 64)
+        // The control ring (4 entries) at 32 KiB in the arena, its commands and acks at 1.75 MiB.
+        let (cvq, commands) = (h.arena.base + 0x8000, h.arena.base + 0x1C_0000)
+        let ring = VringChange(num: 4, desc: h.arena.iova(cvq), driver: h.arena.iova(cvq + 4096), device: h.arena.iova(cvq + 8192))
+        let features = VirtioFeatures.mask("CTRL_VQ", "CTRL_MAC_ADDR", class: .net)
+        try h.restart(WorkerLoopbackHarness.Start(features: features, control: ring))
+        let kick = vdpad_eventfd(0, O_CLOEXEC)
+        defer { close(kick) }
+        let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringKick(2, fd) }
+        try h.registry.useDescriptor(dup(kick), unset: false, device: "n0", by: h.vmm, bind, precheck: { _ in })
+        /// Command k: MAC_ADDR_SET `mac` (8 readable bytes) and its ack byte, descriptors 2k and 2k+1, avail entry k.
+        func send(_ mac: [UInt8], _ k: Int) {
+            let command = commands + 16 * k
+            for (j, byte) in ([1, 1] + mac).enumerated() { command.storeBytes(of: byte, toByteOffset: j, as: UInt8.self) }
+            h.arena.file.setDescriptor(table: cvq, 2 * k, command, 8, flags: 1, next: 2 * k + 1)
+            h.arena.file.setDescriptor(table: cvq, 2 * k + 1, commands + 0x100 + k, 1, flags: 2)
+            (cvq + 4096 + 4 + 2 * k).storeBytes(of: UInt16(2 * k), as: UInt16.self)
+            (cvq + 4096 + 2).storeBytes(of: UInt16(k + 1), as: UInt16.self)
+            EventFDs.signal(kick)
+        }
+        let (first, second): ([UInt8], [UInt8]) = ([0x02, 0, 0, 0, 0, 0x51], [0x02, 0, 0, 0, 0, 0x52])
+        let usedIndex = { (cvq + 8192 + 2).load(as: UInt16.self) }
+        send(first, 0)
+        #expect(try Self.eventually(h) { d in Array(d.configMAC) == first } && usedIndex() == 1, "served through ASID 0")
+        // ASID 1 made a table that maps the arena elsewhere, then the CVQ's group bound to it with DRIVER_OK set.
+        let arena = (size: UInt64(LoopbackArena.bytes), address: h.arena.file.address)
+        let elsewhere = MapRequest(asid: 1, iova: 0x8000_0000, size: arena.size, address: arena.address, permission: .name("rw"))
+        try h.registry.map(elsewhere, device: "n0", by: h.vmm)
+        try h.registry.setGroupASID(group: 1, asid: 1, device: "n0", by: h.vmm)
+        send(second, 1)
+        usleep(100_000)
+        #expect(try h.registry.slot(named: "n0").read { Array($0.configMAC) } == first && usedIndex() == 1, "its rings are not in ASID 1")
+        // The pair's group is still in ASID 0: mapped in ASID 1 or not, the frames flow.
+        #expect(h.round(frames: 2) == 2)
+        let same = MapRequest(asid: 1, iova: HarnessFile.iova, size: arena.size, address: arena.address, permission: .name("rw"))
+        try h.registry.map(same, device: "n0", by: h.vmm)
+        EventFDs.signal(kick)
+        #expect(try Self.eventually(h) { d in Array(d.configMAC) == second } && usedIndex() == 2, "served through ASID 1")
     }
 }

@@ -140,7 +140,7 @@ struct BlockRequestsTests {
         #expect(disk.bytes[512..<1536].allSatisfy { $0 == 0 } && disk.bytes[1536..<2048].allSatisfy { $0 == 0xAB })
     }
 
-    @Test("an OUT whose second buffer cannot be read is IOERR with its first buffer on the disk (vdpa_sim pulls onto its disk)")
+    @Test("D25: an OUT whose second buffer cannot be read is IOERR with its first buffer on the disk (vdpa_sim pulls onto its disk)")
     func partialWrite() {
         var d = Driver(m: FlatMemory(), num: 32), ring = d.ring()
         let disk = RAMDisk(capacity: 64)

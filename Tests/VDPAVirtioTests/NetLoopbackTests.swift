@@ -39,7 +39,8 @@ struct NetLoopbackTests {
     }
 
     @Test(
-        "a frame to the device's MAC and a broadcast come back intact; one to a foreign MAC is dropped and the loop goes on", arguments: [false, true]
+        "a frame to the device's MAC and a broadcast come back intact; D6: one to a foreign MAC is dropped and the loop goes on",
+        arguments: [false, true]
     )
     func loopback(inPlace: Bool) {
         var (t, r) = Self.rings(inPlace: inPlace)
@@ -309,6 +310,28 @@ struct NetLoopbackTests {
         #expect(Array(t.m.bytes[0xC000..<0xC000 + 40]) == Array(first[..<40]) && Array(t.m.bytes[0xD000..<0xD000 + 24]) == Array(first[40...]))
         // A copy onto itself would smear the frame; through the bounce page it lands whole.
         #expect(Array(t.m.bytes[0x8210..<0x8210 + 600]) == second)
+    }
+
+    @Test(
+        "D25: a TX buffer outside the mappings is read as nothing — dropped, TX completed with length 0, the loop goes on; an RX one is an RX error",
+        arguments: [false, true])
+    func buffersOutsideTheMappings(inPlace: Bool) {
+        var (t, r) = Self.rings(inPlace: inPlace)
+        let (lost, mine) = (Self.frame(to: Self.mac, 1), Self.frame(to: Self.mac, 2))
+        Self.send(&t, 0, lost)
+        Self.send(&t, 1, mine)
+        t.m.hole = 0x8000..<0x8200  // the first frame's buffer
+        for k in 0..<2 { Self.offer(&r, UInt16(k)) }
+        var tx = t.ring(), rx = r.ring()
+        let run = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        // vdpa_sim completes it with vringh's negative length and may deliver a stale frame; vdpad reads no byte of it.
+        #expect(run.txChains == 2 && run.txCompleted == 2 && run.rxCompleted == 1 && run.rxDrops == 1)
+        #expect(Self.used(t, 0) == (0, 0) && Self.used(r, 0) == (0, 64) && Array(t.m.bytes[0xC000..<0xC000 + 64]) == mine)
+        // The next RX buffer outside the mappings: nothing written (D9's path), neither head completed, the run ends.
+        t.m.hole = 0xC200..<0xC400
+        Self.send(&t, 2, Self.frame(to: Self.mac, 3))
+        let next = NetLoopback.run(tx: &tx, rx: &rx, t.m, mac: Self.mac, version1: true, budget: 8)
+        #expect(next.rxErrors == 1 && next.rxCompleted == 0 && next.txCompleted == 0)
     }
 
     @Test("in place, RX buffers on either side of an unmapped stretch: each frame lands whole, a span found again at each crossing")
