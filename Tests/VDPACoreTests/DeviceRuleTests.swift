@@ -138,7 +138,7 @@ struct IOTLBRuleTests {
         #expect(try p.translate(.asid(0), access: .read, iova: 0x10, size: 1) == [TranslatedSegment(iova: 0x10, size: 1, address: 0x5010)])
     }
 
-    @Test("R15 / edge #17, #18: unmap removes intersecting entries whole and re-syncs even when nothing matched")
+    @Test("R15, R38 / edge #17, #18: unmap removes intersecting entries whole and re-syncs even when nothing matched")
     func r15() throws {
         var d = try device()
         try d.map(iova: 0x1000, size: 0x2000, address: 0, permission: .read)

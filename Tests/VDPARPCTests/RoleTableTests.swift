@@ -30,7 +30,7 @@ struct RoleTableTests {
         for m in [
             "ping", "get_version", "rpc_get_methods", "rpc.discover", "get_stats", "subscribe", "get_events", "metrics",
             "list_mgmtdevs", "list_devices", "get_device", "get_config"
-        ] { table[m] = everyone }
+        ] { table[m] = everyone }  // R26: get_device's nvqs, ngroups and nas (GET_VQS_COUNT, …) need no owner
         for m in ["add_device", "del_device", "set_link", "get_vstats", "daemon_upgrade"] { table[m] = [.admin] }
         table["open"] = [.owner, .admin, .listedUser]  // whoever may open it (the owner is listed too)
         for m in ["get_features", "get_status", "get_vring", "read_config", "dump_iotlb", "translate"] { table[m] = [.owner, .admin] }
