@@ -239,6 +239,19 @@ extension VDPADevice {
         vrings[index] = ring
     }
 
+    /// The size and areas the device walks on `vq` (`get_vring`'s `in_use`), nil while the vq is not ready:
+    /// vdpa_sim's as they were at its last 0→1 enable (R62: a NUM or ADDR since waits for the next one), a parent's
+    /// that modifies a ring in use (mlx5) as they are now.
+    public func ringInUse(_ vq: Int) -> EnabledRing? {
+        guard vrings[vq].ready else { return nil }
+        var ring = enabledRings[vq]
+        if mgmtdev.driver.modifiesRingInUse {
+            let v = vrings[vq]
+            (ring.num, ring.desc, ring.driver, ring.device) = (v.num, v.desc, v.driver, v.device)
+        }
+        return ring
+    }
+
     /// Whether `vq` is a data queue a hardware parent has running: created at DRIVER_OK (it had a size), enabled,
     /// not suspended — mlx5's RDY state (a disable or a SUSPEND moves it to SUSPEND, a reset destroys it).
     func hardwareQueueRuns(_ vq: Int) -> Bool {

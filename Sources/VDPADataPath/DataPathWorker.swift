@@ -219,12 +219,13 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
         var ready: Bool
         var generation: UInt32
 
-        /// `atEnable`: the size and areas of the vq's last 0→1 enable (vdpa_sim), else those set now (mlx5).
-        /// `d` is borrowed: an initializer owns its arguments, and an owned device is a copy of all of it per run.
-        init(_ vq: Int, _ d: borrowing VDPADevice, atEnable: Bool) {
-            let v = d.vrings[vq], e = d.enabledRings[vq]
-            (self.vq, base, ready, generation) = (vq, v.base, v.ready, e.generation)
-            (num, desc, driver, device) = atEnable ? (e.num, e.desc, e.driver, e.device) : (v.num, v.desc, v.driver, v.device)
+        /// The size and areas are those the device walks (`VDPADevice.ringInUse`: vdpa_sim's from the vq's last
+        /// 0→1 enable, mlx5's as set now).  `d` is borrowed: an initializer owns its arguments, and an owned device is
+        /// a copy of all of it per run.
+        init(_ vq: Int, _ d: borrowing VDPADevice) {
+            let v = d.vrings[vq], walked = d.ringInUse(vq) ?? EnabledRing()
+            (self.vq, base, ready, generation) = (vq, v.base, v.ready, d.enabledRings[vq].generation)
+            (num, desc, driver, device) = (walked.num, walked.desc, walked.driver, walked.device)
         }
 
         /// The size and the three areas, when all are set.
@@ -266,8 +267,7 @@ final class DataPathWorker: DeviceWorker, @unchecked Sendable {
                 queue == .blockRequests && self.disk == nil
                 ? DiskSetting(capacity: d.configBytes.le(0, 8), backing: d.attributes.backing, device: d.name.rawValue) : nil
             return RunSnapshot(
-                queue: queue, first: RingSetting(first, d, atEnable: !modifiesRingInUse),
-                other: RingSetting(other, d, atEnable: !modifiesRingInUse),
+                queue: queue, first: RingSetting(first, d), other: RingSetting(other, d),
                 driverFeatures: d.driverFeatures, mac: d.deviceID == .net ? macAddress(d) : [], maxVQP: d.attributes.maxVQP, disk: disk)
         }
     }

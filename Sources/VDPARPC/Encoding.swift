@@ -87,7 +87,7 @@ extension VDPAService {
                 "bytes": .unsigned(d.sharedMemory.bytes)
             ],
             "active_queue_pairs": JSON(d.activeQueuePairs),
-            "vrings": .array(d.vrings.enumerated().map { vringJSON($0.offset, $0.element) }),
+            "vrings": .array(d.vrings.indices.map { vringJSON($0, d.vrings[$0], inUse: d.ringInUse($0)) }),
             "queues": .array(
                 d.queueStats.indices.map { q in
                     queueStatsJSON(d.queueStats[q], leading: [("qidx", JSON(q)), ("queue_type", .string(d.queueType(ofVirtqueue: q).rawValue))])
@@ -104,12 +104,17 @@ extension VDPAService {
             ])
     }
 
-    static func vringJSON(_ vq: Int, _ r: Vring) -> JSON {
+    /// `get_vring`'s object: what the VMM set, and `in_use`, the ring the device walks (null while not ready).
+    static func vringJSON(_ vq: Int, _ r: Vring, inUse: EnabledRing?) -> JSON {
         func opt(_ v: UInt64?) -> JSON { v.map { .unsigned($0) } ?? .null }
+        let walked: JSON =
+            inUse.map { u in
+                ["num": opt(u.num.map(UInt64.init)), "desc": opt(u.desc), "driver": opt(u.driver), "device_area": opt(u.device)]
+            } ?? .null
         return [
             "vq": JSON(vq), "num": opt(r.num.map(UInt64.init)), "desc": opt(r.desc), "driver": opt(r.driver),
             "device_area": opt(r.device), "ready": .bool(r.ready), "base": JSON(Int(r.base)),
-            "kick": .bool(r.kick != nil), "call": .bool(r.call != nil)
+            "kick": .bool(r.kick != nil), "call": .bool(r.call != nil), "in_use": walked
         ]
     }
 

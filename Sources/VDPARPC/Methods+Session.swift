@@ -171,12 +171,13 @@ extension VDPAService {
         ),
         RPCMethod(
             MethodSpec(
-                "get_vring", "A virtqueue's state: size, addresses, base, ready, kick, call (owner or admin)", [.device(), .vq],
+                "get_vring", "A virtqueue's state: size, addresses, base, ready, kick, call, and the ring the device walks (owner or admin)",
+                [.device(), .vq],
                 result: Schemas.object, errors: VDPAService.ownerErrors + [.ENOBUFS]),
             handler: { s, p, caller in
                 let vq = VirtqueueIndex(try p.u64("vq"))
-                let r = try s.registry.vring(vq, device: try p.string("device"), by: caller)
-                return vringJSON(Int(vq.rawValue), r)
+                let (r, inUse) = try s.registry.vringAndRingInUse(vq, device: try p.string("device"), by: caller)
+                return vringJSON(Int(vq.rawValue), r, inUse: inUse)
             }
         ),
         RPCMethod(

@@ -198,11 +198,12 @@ enum Replay {
         return "\(tenths / 10).\(tenths % 10)"
     }
 
-    /// Nil when the answer matches the recording: the same result, or the same errno and kernel_errno.
+    /// Nil when the answer matches the recording: the same result (`matches`), or the same errno and kernel_errno.
     static func compare(_ entry: TraceEntry, _ now: (result: JSON?, error: JSON?)) -> String? {
         switch (entry.error, now.error) {
         case (nil, nil):
-            return entry.result == now.result ? nil : "recorded \(entry.result?.text ?? "null"), now \(now.result?.text ?? "null")"
+            let same = entry.result.map { recorded in now.result.map { matches(recorded, $0) } ?? false } ?? (now.result == nil)
+            return same ? nil : "recorded \(entry.result?.text ?? "null"), now \(now.result?.text ?? "null")"
         case (let recorded?, let current?):
             let same = recorded["errno"] == current["errno"] && recorded["kernel_errno"] == current["kernel_errno"]
             return same ? nil : "recorded \(recorded.text), now \(current.text)"
@@ -210,6 +211,19 @@ enum Replay {
             return "recorded error \(recorded["errno"]?.text ?? recorded.text), now \(now.result?.text ?? "null")"
         case (nil, let current?):
             return "recorded \(entry.result?.text ?? "null"), now error \(current["errno"]?.text ?? current.text)"
+        }
+    }
+
+    /// Whether `now` answers as `recorded` did: every member the recording has, the same, at every depth.  A member
+    /// only `now` has is no difference: a newer vdpad may say more (get_vring's `in_use`) than the one that recorded.
+    static func matches(_ recorded: JSON, _ now: JSON) -> Bool {
+        switch (recorded, now) {
+        case (.object(let members), .object):
+            return members.allSatisfy { key, value in now[key].map { matches(value, $0) } ?? false }
+        case (.array(let items), .array(let current)):
+            return items.count == current.count && zip(items, current).allSatisfy { matches($0, $1) }
+        default:
+            return recorded == now
         }
     }
 

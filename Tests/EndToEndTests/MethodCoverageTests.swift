@@ -81,7 +81,8 @@ struct MethodCoverageTests {
         #expect(
             try c.call("get_vring", ["device": "m", "vq": 0]) == [
                 "vq": 0, "num": 64, "desc": 0x20000, "driver": 0x21000, "device_area": 0x22000,
-                "ready": true, "base": 0, "kick": false, "call": false
+                "ready": true, "base": 0, "kick": false, "call": false,
+                "in_use": ["num": 64, "desc": 0x20000, "driver": 0x21000, "device_area": 0x22000]
             ])
         _ = expectRemoteError("EINVAL") { try c.call("set_vring", ["device": "m", "vq": 0, "num": 3]) }
         // Rings through ASID 1 (the desc group's), which has an empty table: a miss.

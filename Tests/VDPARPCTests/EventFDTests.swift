@@ -197,4 +197,36 @@ struct EventFDTests {
         #expect(Self.call(s, "get_features", #""device":"b0""#).contains(#""mask":13019149894,"driver_features":{"names":[],"mask":0}"#))
         #expect(Self.call(s, "get_config", #""device":"b0""#).contains(#""capacity":262144,"size_max":4096,"seg_max":32"#))
     }
+
+    @Test(
+        "R62 made visible: get_vring's in_use is the ring the device walks — vdpa_sim's from the last enable, mlx5's as set now; null when not ready"
+    )
+    func ringInUse() throws {
+        let s = FastPathTests.service(fast: false)
+        _ = Self.call(s, "add_device", #""name":"m0","mgmtdev":"mlx5_net""#)
+        _ = Self.call(s, "open", #""device":"m0""#)
+        func inUse(_ device: String) throws -> (desc: JSON?, inUse: JSON?) {
+            let r = try JSON.parse(Self.call(s, "get_vring", #""device":"\#(device)","vq":0"#))["result"]
+            return (r?["desc"], r?["in_use"])
+        }
+        let ring: JSON = ["num": .unsigned(64), "desc": .unsigned(0x1000), "driver": .unsigned(0x2000), "device_area": .unsigned(0x3000)]
+        for device in ["vdpa0", "m0"] {
+            #expect(try inUse(device).inUse == .null, "\(device): not ready, nothing walked")
+            _ = Self.call(s, "set_vring", #""device":"\#(device)","vq":0,"num":64,"desc":4096,"driver":8192,"device_area":12288,"ready":true"#)
+            #expect(try inUse(device).inUse == ring, "\(device)")
+            #expect(Self.call(s, "set_vring", #""device":"\#(device)","vq":0,"desc":16384"#).contains(#""result":{}"#))
+        }
+        // vdpa_sim goes on with the ring of the enable until the next one; mlx5 takes the new addresses.
+        #expect(try inUse("vdpa0").desc == .unsigned(0x4000) && inUse("vdpa0").inUse?["desc"] == .unsigned(0x1000))
+        #expect(try inUse("m0").inUse?["desc"] == .unsigned(0x4000))
+        _ = Self.call(s, "set_vring", #""device":"vdpa0","vq":0,"ready":false"#)
+        _ = Self.call(s, "set_vring", #""device":"vdpa0","vq":0,"ready":true"#)
+        #expect(try inUse("vdpa0").inUse?["desc"] == .unsigned(0x4000))
+        let device = try JSON.parse(Self.call(s, "get_device", #""device":"vdpa0""#))["result"]
+        guard case .array(let vrings)? = device?["vrings"] else {
+            Issue.record("get_device without vrings")
+            return
+        }
+        #expect(vrings.first?["in_use"]?["desc"] == JSON.unsigned(0x4000), "get_device's vrings say it too")
+    }
 }

@@ -72,7 +72,7 @@ class GeneratedMethods:
         return self.call("get_version")
 
     def get_vring(self, device: str, *, vq: int | str) -> dict:
-        "A virtqueue's state: size, addresses, base, ready, kick, call (owner or admin)"
+        "A virtqueue's state: size, addresses, base, ready, kick, call, and the ring the device walks (owner or admin)"
         return self.call("get_vring", device=device, vq=vq)
 
     def get_vring_desc_group(self, device: str, *, vq: int | str) -> dict:
