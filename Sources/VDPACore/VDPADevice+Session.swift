@@ -186,7 +186,8 @@ extension VDPADevice {
     /// their value.  Everything is checked before anything changes, in the kernel's order: the index
     /// (ENOBUFS, R44), num (R58), the addresses' alignment (R59), base ≤ 0xFFFF (R60), then on a 6.8
     /// parent no address or base while DRIVER_OK is set and the device is not suspended (R59, R60;
-    /// a legacy device follows 6.7 and accepts them, edge #63), then the parent's own refusal of a base.
+    /// a legacy device follows 6.7 and accepts them, edge #63), then the parent's own refusals: an address or a base
+    /// for a queue it does not have under the negotiated features, a base while its hardware queue runs.
     public mutating func setVring(
         _ vq: VirtqueueIndex, num: UInt64?, desc: UInt64?, driver: UInt64?, device: UInt64?,
         base: UInt64? = nil, ready: Bool?, addressFlags: UInt64? = nil, log: UInt64? = nil
@@ -220,6 +221,8 @@ extension VDPADevice {
                 "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8+)"
             )
         }
+        let hasQueue = mgmtdev.driver.hasQueue(index, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures)
+        if addressing && !hasQueue { throw noQueue(vq) }
         if base != nil && mgmtdev.driver.refusesBaseWhileQueueRuns && hardwareQueueRuns(index) {
             throw VDPAError(
                 .EINVAL,
@@ -232,7 +235,7 @@ extension VDPADevice {
         if let driver { ring.driver = driver }
         if let device { ring.device = device }
         if let base { ring.base = UInt16(base) }
-        if let ready {
+        if let ready, hasQueue {  // a queue the parent does not have stays not ready, and the call returns 0 (R62)
             if ready && !ring.ready { enabledRings[index].enable(ring) }  // 0→1: vdpa_sim builds the ring again (R62)
             ring.ready = ready
         }
@@ -259,9 +262,27 @@ extension VDPADevice {
             && queueType(ofVirtqueue: vq) != .controlVQ
     }
 
-    /// GET_VRING_BASE and the rest of a vq's state (R61: the last avail index; 0 after a reset on
-    /// vdpa_sim, the saved index on mlx5).
+    /// A vq's state as vdpad keeps it (the index checked, ENOBUFS: R44).
     public func vring(_ vq: VirtqueueIndex) throws(VDPAError) -> Vring { vrings[try checkVirtqueue(vq.rawValue)] }
+
+    /// GET_VRING_BASE and the rest of a vq's state (R61: the last avail index; 0 after a reset on vdpa_sim, the saved
+    /// index on mlx5): after the index, the parent's get_vq_state, EINVAL for a queue it does not have under the
+    /// negotiated features (mlx5's CVQ before CTRL_VQ).
+    public func vringState(_ vq: VirtqueueIndex) throws(VDPAError) -> Vring {
+        let ring = try vring(vq)
+        guard mgmtdev.driver.hasQueue(Int(vq.rawValue), virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) else {
+            throw noQueue(vq)
+        }
+        return ring
+    }
+
+    /// The parent's refusal of a vq it does not have under the negotiated features (`ParentDriver.hasQueue`).
+    func noQueue(_ vq: VirtqueueIndex) -> VDPAError {
+        VDPAError(
+            .EINVAL,
+            "vq \(vq) of \(name): \(mgmtdev.name) has no such queue under the driver features negotiated (\(hex(driverFeatures))); set the features first (R59, R60, R61)"
+        )
+    }
 
     /// SET_VRING_KICK (R63): `nil` unbinds; the eventfd it replaces is closed.
     public mutating func setVringKick(_ vq: VirtqueueIndex, _ eventfd: EventFD?) throws(VDPAError) {

@@ -61,7 +61,7 @@ extension DeviceRegistry {
         }
     }
 
-    /// A vring's state (GET_VRING_BASE among it, R61): the owner's or an admin's.
+    /// A vring's state as GET_VRING_BASE answers it (R61): the owner's or an admin's.
     public func vring(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> Vring {
         try vringAndRingInUse(vq, device: device, by: caller).vring
     }
@@ -69,7 +69,7 @@ extension DeviceRegistry {
     /// GET_VRING_BASE's state with the ring the device walks on that vq (`VDPADevice.ringInUse`), read at once.
     public func vringAndRingInUse(_ vq: VirtqueueIndex, device: String, by caller: Caller) throws(VDPAError) -> (vring: Vring, inUse: EnabledRing?) {
         try withDevice(device, .ownerOrAdmin, by: caller) { (d: inout VDPADevice) throws(VDPAError) in
-            (try d.vring(vq), d.ringInUse(Int(vq.rawValue)))
+            (try d.vringState(vq), d.ringInUse(Int(vq.rawValue)))
         }
     }
 

@@ -490,6 +490,40 @@ struct DeviceSurfaceTests {
         }
     }
 
+    @Test(
+        "R59 step 7, R60 step 4, R61, R62: mlx5 has its CVQ once CTRL_VQ is negotiated, every vq with MQ; before, ADDR, BASE and GET_VRING_BASE are EINVAL and ENABLE does nothing"
+    )
+    func mlx5QueuesByFeatures() throws {
+        var m = try device(.mlx5Net)
+        expectError(.EINVAL) { try m.setVring(2, num: nil, desc: 0x1000, driver: nil, device: nil, ready: nil) }
+        expectError(.EINVAL) { try m.setVring(2, num: nil, desc: nil, driver: nil, device: nil, base: 3, ready: nil) }
+        expectError(.EINVAL) { _ = try m.vringState(2) }
+        try m.setVring(2, num: 64, desc: nil, driver: nil, device: nil, ready: true)  // returns 0: mlx5 ignores it
+        #expect(try !m.vring(2).ready && m.vring(2).desc == nil, "not ready, no address taken")
+        try m.setVring(0, num: 64, desc: 0x1000, driver: 0x2000, device: 0x3000, base: 1, ready: true)  // the first pair is there
+        #expect(try m.vringState(0).ready && m.vringState(0).base == 1)
+        try m.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", class: .net))
+        try m.setVring(2, num: nil, desc: 0x4000, driver: nil, device: nil, base: 3, ready: true)
+        #expect(try m.vringState(2).base == 3 && m.vring(2).ready)
+        m.reset()  // the features go with it: the CVQ is no queue again
+        expectError(.EINVAL) { _ = try m.vringState(2) }
+        // Four queue pairs: without MQ only the first pair and index 2; with MQ every vq, the CVQ last.
+        var attributes = DeviceAttributes()
+        attributes.maxVQP = 4
+        var wide = try VDPADevice(name: DeviceName(rawValue: "wide")!, mgmtdev: .mlx5Net, attributes: attributes)
+        try wide.open(by: me)
+        try wide.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", class: .net))
+        expectError(.EINVAL) { try wide.setVring(3, num: nil, desc: 0x1000, driver: nil, device: nil, ready: nil) }
+        wide.reset()
+        try wide.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", "MQ", class: .net))
+        for vq in [3, 8] { try wide.setVring(VirtqueueIndex(UInt64(vq)), num: nil, desc: 0x1000, driver: nil, device: nil, ready: true) }
+        #expect(try wide.vring(8).ready)
+        // vdpa_sim has every vq from the start.
+        var s = try device()
+        try s.setVring(2, num: 64, desc: 0x1000, driver: nil, device: nil, base: 3, ready: true)
+        #expect(try s.vringState(2).ready)
+    }
+
     @Test("R67: a reset ends a suspension (vdpa_sim 6.8: running := true)")
     func r67() throws {
         var d = try device()

@@ -44,5 +44,12 @@ public struct MLX5Net: NetParent {
     public var modifiesRingInUse: Bool { true }
     /// Its firmware's queue object takes no new index while in the RDY state; the CVQ is a vringh in the driver.
     public var refusesBaseWhileQueueRuns: Bool { true }
+
+    /// mlx5's is_index_valid: without MQ only the first pair, and the CVQ once CTRL_VQ is negotiated; with MQ every
+    /// vq.  So before SET_FEATURES the CVQ is no queue at all: a VMM sets the features first.
+    public func hasQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> Bool {
+        if driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 { return vq < virtqueueCount }
+        return vq < (driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0 ? 3 : 2)
+    }
     public var keepsConfigWrites: Bool { false }
 }

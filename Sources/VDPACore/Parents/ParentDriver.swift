@@ -69,6 +69,10 @@ public protocol ParentDriver: Sendable {
     /// the device not suspended — is EINVAL (R60 step 4: mlx5_vdpa_set_vq_state, "can't modify available index").
     /// Only 6.7 reaches it: 6.8's vhost-vdpa refuses first (step 3).  A control queue in software takes it.
     var refusesBaseWhileQueueRuns: Bool { get }
+    /// Whether the parent has queue `vq` under the driver features negotiated so far.  Where it has not, its
+    /// set_vq_address and set_vq_state fail (SET_VRING_ADDR, SET_VRING_BASE and GET_VRING_BASE are EINVAL, R59 step 7,
+    /// R60 step 4, R61) and its set_vq_ready does nothing (SET_VRING_ENABLE returns 0, the vq stays not ready, R62).
+    func hasQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> Bool
 
     // Config space (R47–R52).
     /// GET_CONFIG_SIZE: `sizeof(struct virtio_net_config)` / `sizeof(struct virtio_blk_config)` in the 6.8 uapi (R45).
@@ -109,6 +113,7 @@ extension ParentDriver {
     public var keepsRingStateAcrossReset: Bool { false }
     public var modifiesRingInUse: Bool { false }
     public var refusesBaseWhileQueueRuns: Bool { false }
+    public func hasQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> Bool { true }
 
     /// Whether the parent has descriptor groups at all (DESC_ASID's offer, R27).
     public func hasDescriptorGroups(legacy: Bool) -> Bool { descriptorGroup(ofVirtqueue: 0, virtqueueCount: 1, legacy: legacy) != nil }
