@@ -81,6 +81,14 @@ def vhost_errors(text):
     return [line for line in text.splitlines() if "vhost" in line.lower() and not line.startswith("[")]
 
 
+def qemu72_on_mlx5(cvq):
+    """The one vhost error QEMU 7.2 prints on an mlx5_net device, as on mlx5 hardware: at a stop it reads the
+    control queue's base after its reset (a 7.2 quirk), and mlx5 has no control queue once the reset cleared the
+    features (is_index_valid), so that GET_VRING_BASE is EINVAL (R61); QEMU reports it and carries on.  QEMU 10
+    reads every base before it resets."""
+    return [f"qemu-system-x86_64: vhost VQ {cvq} ring restore failed: -22: Invalid argument (22)"]
+
+
 def setUpModule():
     # Not a skip: without the library nothing here is tested, and that is a failure.
     for path in (VDPAD, VDPAD_RUN, LIBRARY):
@@ -328,7 +336,7 @@ class GuestTests(unittest.TestCase):
             self.assertEqual(fields["carrier"], "0", "link down in vdpad's config")
             self.assertEqual(qemu.wait(120), 0)
             _, err = qemu.communicate()
-            self.assertEqual(vhost_errors(err), [])
+            self.assertEqual(vhost_errors(err), qemu72_on_mlx5(2))
             self.assertTrue(d.wait(lambda: d.rpc.call("get_device", device="g0")["owner"] is None))
             print(f"\n  Linux guest on vdpad: up in {boot_s:.1f} s (TCG)", end="")
         finally:

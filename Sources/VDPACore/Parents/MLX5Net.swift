@@ -51,5 +51,6 @@ public struct MLX5Net: NetParent {
         if driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 { return vq < virtqueueCount }
         return vq < (driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0 ? 3 : 2)
     }
+
     public var keepsConfigWrites: Bool { false }
 }
