@@ -229,7 +229,7 @@ public final class WorkerLoopbackHarness {
     }
 
     /// Binds a dup of `fd` as set_vring_call and set_vring_kick take an eventfd a VMM passed.
-    private func bind(_ fd: Int32, _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void) throws {
+    func bind(_ fd: Int32, _ apply: (inout VDPADevice, EventFD?) throws(VDPAError) -> Void) throws {
         try registry.useDescriptor(dup(fd), unset: false, device: "n0", by: vmm, apply, precheck: { _ in })
     }
 

@@ -127,11 +127,7 @@ struct WorkerChurnTests {
     /// unmapped, reset; its start: features, rings with the bases read, RAM mapped, DRIVER_OK, enable, the call
     /// eventfds bound again — a reset dropped them, R69 — and a kick for what was posted meanwhile).
     static func stopAndStart(_ h: WorkerLoopbackHarness) throws {
-        try h.registry.suspend(device: "n0", by: h.vmm)
-        let bases = try (0..<2).map { q in try h.registry.vring(VirtqueueIndex(UInt64(q)), device: "n0", by: h.vmm).base }
-        _ = try h.registry.unmap(UnmapRequest(iova: HarnessFile.iova, size: UInt64(LoopbackArena.bytes)), device: "n0", by: h.vmm)
-        try h.registry.changeStatus("n0", by: h.vmm) { (d: inout VDPADevice) throws(VDPAError) in try d.setStatus(0) }
-        try h.start(bases: bases)
+        try h.start(bases: try h.stop())
         EventFDs.signal(h.kicks[1])
     }
 
@@ -224,8 +220,7 @@ struct WorkerChurnTests {
         #expect(h.round(frames: 1) == 1)
         let cvqKick = vdpad_eventfd(0, O_CLOEXEC)
         defer { close(cvqKick) }
-        let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringKick(2, fd) }
-        try h.registry.useDescriptor(dup(cvqKick), unset: false, device: "n0", by: h.vmm, bind, precheck: { _ in })
+        try h.bind(cvqKick) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringKick(2, fd) }
         try h.registry.setVring(2, VringChange(ready: true), device: "n0", by: h.vmm)
         // A frame posted, the control queue kicked: vdpa_sim would send it; vdpad waits for the pair's own kick.
         h.arena.post(frames: 1)
@@ -262,7 +257,7 @@ struct WorkerChurnTests {
     func ringSetAfterItsEnable() throws {
         let h = try WorkerLoopbackHarness(frameBytes: 64)
         #expect(h.round(frames: 2) == 2)
-        try h.restart(WorkerLoopbackHarness.Start(bases: [2, 2], enableFirst: true))
+        try h.restart(WorkerLoopbackHarness.Start(enableFirst: true))
         h.arena.post(frames: 1)
         EventFDs.signal(h.kicks[1])
         // The TX ring at IOVA 0 is in no mapping: each run loses nothing and counts a TX error; no frame moves.
@@ -282,7 +277,7 @@ struct WorkerChurnTests {
         #expect(h.round(frames: 2) == 2)
         // mlx5 keeps the addresses across the reset (R69): the RX ring moves to a second one after the enable.
         let (second, moved) = Self.secondReceiveRing(h, postedAt: 2)
-        try h.restart(WorkerLoopbackHarness.Start(bases: [2, 2], rx: moved, enableFirst: true))
+        try h.restart(WorkerLoopbackHarness.Start(rx: moved, enableFirst: true))
         h.arena.post(frames: 1)
         EventFDs.signal(h.kicks[1])
         #expect(try Self.eventually(h) { _ in (second + 8192 + 2).load(as: UInt16.self) == 3 }, "the frame came back in the second ring")
@@ -294,7 +289,7 @@ struct WorkerChurnTests {
     func kickBeforeDriverOK() throws {
         let h = try WorkerLoopbackHarness(frameBytes: 64)
         #expect(h.round(frames: 2) == 2)
-        try h.restart(WorkerLoopbackHarness.Start(bases: [2, 2], driverOK: false))
+        try h.restart(WorkerLoopbackHarness.Start(driverOK: false))
         h.arena.post(frames: 1)
         EventFDs.signal(h.kicks[1])
         usleep(100_000)
@@ -316,8 +311,7 @@ struct WorkerChurnTests {
         try h.restart(WorkerLoopbackHarness.Start(features: features, control: ring))
         let kick = vdpad_eventfd(0, O_CLOEXEC)
         defer { close(kick) }
-        let bind = { (d: inout VDPADevice, fd: EventFD?) throws(VDPAError) in try d.setVringKick(2, fd) }
-        try h.registry.useDescriptor(dup(kick), unset: false, device: "n0", by: h.vmm, bind, precheck: { _ in })
+        try h.bind(kick) { (d: inout VDPADevice, fd) throws(VDPAError) in try d.setVringKick(2, fd) }
         /// Command k: MAC_ADDR_SET `mac` (8 readable bytes) and its ack byte, descriptors 2k and 2k+1, avail entry k.
         func send(_ mac: [UInt8], _ k: Int) {
             let command = commands + 16 * k
