@@ -46,10 +46,6 @@ public struct ManagementDevice: Hashable, Sendable, CustomStringConvertible {
     public var groupCount: Int { driver.groupCount }
     public var addressSpaceCount: Int { driver.addressSpaceCount }
     public func virtqueueCount(maxVQP: Int) -> Int { driver.virtqueueCount(maxVQP: maxVQP) }
-    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { driver.group(ofVirtqueue: vq, virtqueueCount: virtqueueCount) }
-    public func descriptorGroup(ofVirtqueue vq: Int, virtqueueCount: Int, legacy: Bool) -> Int? {
-        driver.descriptorGroup(ofVirtqueue: vq, virtqueueCount: virtqueueCount, legacy: legacy)
-    }
     public func hasDescriptorGroups(legacy: Bool) -> Bool { driver.hasDescriptorGroups(legacy: legacy) }
     public func hasResetMap(legacy: Bool) -> Bool { driver.hasResetMap(legacy: legacy) }
     public var hasSuspendResume: Bool { driver.hasSuspendResume }

@@ -69,9 +69,14 @@ public struct MemoryAccessCounts: Equatable, Sendable {
 }
 
 extension VDPADevice {
-    /// The queue type of `vq`: a net device's pairs alternate rx, tx; its last vq is the control queue.
+    /// The queue type of `vq`: a net device's pairs alternate rx, tx, and its control queue is where the negotiated
+    /// features put it (``controlQueue``).  Between sessions — a reset cleared the features — the layout of the last
+    /// negotiation, and before any, of every feature offered: the names get_device and the metrics label counters by
+    /// do not change at each reset of an mlx5_net device (vstats answers only after FEATURES_OK, as the kernel's).
     public func queueType(ofVirtqueue vq: Int) -> QueueType {
-        mgmtdev.driver.queueType(ofVirtqueue: vq, virtqueueCount: virtqueueCount)
+        let features = status & VirtioStatus.featuresOK != 0 ? driverFeatures : lastNegotiatedFeatures ?? offeredFeatures
+        let control = mgmtdev.driver.controlQueue(virtqueueCount: virtqueueCount, driverFeatures: features)
+        return mgmtdev.driver.queueType(ofVirtqueue: vq, isControlQueue: vq == control)
     }
 
     /// The largest queue index vstats accepts before its range check (VIRTIO_NET_CTRL_MQ_VQ_PAIRS_MAX).
@@ -92,6 +97,10 @@ extension VDPADevice {
         }
         guard index < UInt64(virtqueueCount) else {
             throw VDPAError(.EINVAL, "qidx \(index) is not below nvqs \(virtqueueCount) of \(name)")
+        }
+        guard mgmtdev.driver.hasQueue(Int(index), virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) else {
+            throw VDPAError(
+                .EINVAL, "qidx \(index) is not a queue of \(name) under the negotiated features (\(mgmtdev.name): \"virtqueue index is not valid\")")
         }
         return queueStats[Int(index)]
     }

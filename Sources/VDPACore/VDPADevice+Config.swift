@@ -65,9 +65,11 @@ extension VDPADevice {
 }
 
 extension VDPADevice {
-    /// What the data path does with kicks on `vq` (the parent decides, Parents/); nil: nothing yet.
+    /// What the data path does with kicks on `vq` (the parent decides, Parents/); nil: nothing yet, or a vq the
+    /// parent does not have under the negotiated features (mlx5_vdpa_kick_vq ignores it).
     public func servedQueue(_ vq: Int) -> ServedQueue? {
-        mgmtdev.driver.servedQueue(vq, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures)
+        guard mgmtdev.driver.hasQueue(vq, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) else { return nil }
+        return mgmtdev.driver.servedQueue(vq, isControlQueue: vq == controlQueue, driverFeatures: driverFeatures)
     }
 
     /// Whether the device has a link (`set_link`, get_device's `link`).

@@ -113,6 +113,7 @@ extension VDPADevice {
         // R57: a parent's verdict is read back, never returned.  vdpa_sim stores anything; a hardware
         // parent (mlx5) leaves FEATURES_OK clear when the driver's features are unacceptable to it.
         status = mgmtdev.driver.statusVerdict(requested: s, current: status, driverFeatures: driverFeatures)
+        if status & VirtioStatus.featuresOK != 0 { lastNegotiatedFeatures = driverFeatures }
     }
 
     /// SET_STATUS(0) (R30, R31): groups back to ASID 0, device mappings back to default unless
@@ -259,7 +260,7 @@ extension VDPADevice {
     /// not suspended — mlx5's RDY state (a disable or a SUSPEND moves it to SUSPEND, a reset destroys it).
     func hardwareQueueRuns(_ vq: Int) -> Bool {
         status & VirtioStatus.driverOK != 0 && !suspended && vrings[vq].ready && (vrings[vq].num ?? 0) > 0
-            && queueType(ofVirtqueue: vq) != .controlVQ
+            && vq != controlQueue
     }
 
     /// A vq's state as vdpad keeps it (the index checked, ENOBUFS: R44).

@@ -100,6 +100,9 @@ public struct VDPADevice: Sendable {
     public internal(set) var owner: Owner?
     public internal(set) var status: UInt8 = 0
     public internal(set) var driverFeatures: UInt64 = 0
+    /// The driver features of the last negotiation (FEATURES_OK accepted), kept across a reset: the layout queue
+    /// types are named by between sessions (``queueType(ofVirtqueue:)``).  Not in the session image.
+    public internal(set) var lastNegotiatedFeatures: UInt64?
     public internal(set) var ackedBackendFeatures: BackendFeatures = []
     /// The vhost address spaces (what the VMM mapped), created lazily (R6); nil = no AS.
     public internal(set) var sessionTables: [IntervalTree?]
@@ -195,10 +198,13 @@ public struct VDPADevice: Sendable {
     public var offeredBackendFeatures: BackendFeatures { mgmtdev.offeredBackendFeatures(legacy: legacy) }
     public var offeredFeatures: UInt64 { mgmtdev.offeredFeatures }
 
-    public func group(ofVirtqueue vq: Int) -> Int { mgmtdev.group(ofVirtqueue: vq, virtqueueCount: virtqueueCount) }
+    /// The vq that is the control queue under the features negotiated so far (mlx5 moves it with MQ), if any.
+    public var controlQueue: Int? { mgmtdev.driver.controlQueue(virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) }
+
+    public func group(ofVirtqueue vq: Int) -> Int { mgmtdev.driver.group(ofVirtqueue: vq, isControlQueue: vq == controlQueue) }
 
     public func descriptorGroup(ofVirtqueue vq: Int) -> Int? {
-        mgmtdev.descriptorGroup(ofVirtqueue: vq, virtqueueCount: virtqueueCount, legacy: legacy)
+        mgmtdev.driver.descriptorGroup(ofVirtqueue: vq, isControlQueue: vq == controlQueue, legacy: legacy)
     }
 
     // MARK: Checks shared by the operations

@@ -524,6 +524,49 @@ struct DeviceSurfaceTests {
         #expect(try s.vringState(2).ready)
     }
 
+    @Test(
+        "R23, V2: mlx5_net's control queue is vq 2 unless MQ is negotiated (ctrl_vq_idx) — its group, descriptor group, ASID, service and vstats follow it; vdpa_sim_net's stays vq 2"
+    )
+    func mlx5ControlQueueMovesWithMQ() throws {
+        var attributes = DeviceAttributes()
+        attributes.maxVQP = 2
+        var m = try VDPADevice(name: DeviceName(rawValue: "m2")!, mgmtdev: .mlx5Net, attributes: attributes)
+        try m.open(by: me)
+        let groups = { (d: VDPADevice) throws(VDPAError) -> [UInt64] in
+            try (0..<5).map { vq throws(VDPAError) in try d.vringGroup(VirtqueueIndex(vq)).rawValue }
+        }
+        // Before SET_FEATURES (and after a reset) nothing says MQ: group 1 is vq 2's, as QEMU finds when it binds it.
+        #expect(try groups(m) == [0, 0, 1, 0, 0])
+        #expect(try m.vringDescriptorGroup(2).rawValue == 1 && m.vringDescriptorGroup(4).rawValue == 2)
+        #expect(m.queueType(ofVirtqueue: 4) == .controlVQ, "named by the offered layout until a negotiation")
+        // A guest without MQ (QEMU's virtio-net without mq=on) drives its CVQ at index 2, isolated in ASID 1.
+        try m.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", "MAC", class: .net))
+        try m.setStatus(QueueStatsTests.featuresOK)
+        try m.setGroupASID(group: 1, asid: 1)
+        #expect(try groups(m) == [0, 0, 1, 0, 0])
+        #expect(try m.asid(forVirtqueue: 2, area: .buffer) == 1 && m.asid(forVirtqueue: 0, area: .buffer) == 0)
+        #expect(m.servedQueue(2) == .netControl && m.servedQueue(0) == .netPair(rx: 0, tx: 1))
+        #expect(m.servedQueue(3) == nil && m.servedQueue(4) == nil, "no second pair, no vq 4: mlx5_vdpa_kick_vq ignores them")
+        #expect((0..<3).map(m.queueType(ofVirtqueue:)) == [.rx, .tx, .controlVQ])
+        #expect(try m.vendorStats(queue: 2) == QueueStats())
+        expectError(.EINVAL) { _ = try m.vendorStats(queue: 4) }  // "virtqueue index is not valid"
+        m.reset()
+        #expect(m.queueType(ofVirtqueue: 2) == .controlVQ && m.queueType(ofVirtqueue: 4) == .rx, "named as last negotiated")
+        // With MQ the CVQ is the last vq again, and vq 2 the second pair's RX.
+        try m.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", "MQ", class: .net))
+        try m.setStatus(QueueStatsTests.featuresOK)
+        try m.setGroupASID(group: 1, asid: 1)
+        #expect(try groups(m) == [0, 0, 0, 0, 1])
+        #expect(try m.asid(forVirtqueue: 4, area: .buffer) == 1 && m.asid(forVirtqueue: 2, area: .buffer) == 0)
+        #expect(m.servedQueue(4) == .netControl && m.servedQueue(2) == .netPair(rx: 2, tx: 3))
+        #expect((0..<5).map(m.queueType(ofVirtqueue:)) == [.rx, .tx, .rx, .tx, .controlVQ])
+        // vdpa_sim_net has one pair: its CVQ is vq 2 whatever the features.
+        var s = try device()
+        #expect(try s.vringGroup(2).rawValue == 1)
+        try s.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", class: .net))
+        #expect(try s.vringGroup(2).rawValue == 1 && s.servedQueue(2) == .netControl)
+    }
+
     @Test("R67: a reset ends a suspension (vdpa_sim 6.8: running := true)")
     func r67() throws {
         var d = try device()

@@ -38,10 +38,11 @@ struct ParentDriverTests {
         for e in Self.table {
             let p = e.driver, n = p.virtqueueCount(maxVQP: 1)
             #expect((n, p.groupCount, p.addressSpaceCount) == (e.nvqs, e.ngroups, e.nas), "\(p.name)")
-            #expect((0..<n).map { p.group(ofVirtqueue: $0, virtqueueCount: n) } == e.groups, "\(p.name)")
-            let desc = (0..<n).map { p.descriptorGroup(ofVirtqueue: $0, virtqueueCount: n, legacy: false) }
+            let control = p.controlQueue(virtqueueCount: n, driverFeatures: p.offeredFeatures)
+            #expect((0..<n).map { p.group(ofVirtqueue: $0, isControlQueue: $0 == control) } == e.groups, "\(p.name)")
+            let desc = (0..<n).map { p.descriptorGroup(ofVirtqueue: $0, isControlQueue: $0 == control, legacy: false) }
             #expect(e.descGroups.map { $0.map(Optional.some) } ?? Array(repeating: nil, count: n) == desc, "\(p.name)")
-            #expect((0..<n).allSatisfy { p.descriptorGroup(ofVirtqueue: $0, virtqueueCount: n, legacy: true) == nil }, "\(p.name) legacy")
+            #expect((0..<n).allSatisfy { p.descriptorGroup(ofVirtqueue: $0, isControlQueue: $0 == control, legacy: true) == nil }, "\(p.name) legacy")
             #expect((0..<p.addressSpaceCount).map { p.defaultMapping(asid: $0) } == e.mappings, "\(p.name)")
             #expect(p.offeredBackendFeatures(legacy: false).rawValue == e.backend, "\(p.name)")
             #expect(p.offeredBackendFeatures(legacy: true).rawValue == e.legacyBackend, "\(p.name) legacy")
@@ -50,11 +51,16 @@ struct ParentDriverTests {
         }
     }
 
-    @Test("mlx5_net: up to 32 pairs (2·max_vqp+1 vqs, CVQ last); the others refuse a second pair")
+    @Test("R23: mlx5_net has up to 32 pairs (2·max_vqp+1 vqs), its CVQ last with MQ and vq 2 without; the others refuse a second pair")
     func queuePairs() throws {
-        let mlx = MLX5Net()
-        #expect(mlx.virtqueueCount(maxVQP: 4) == 9 && mlx.group(ofVirtqueue: 8, virtqueueCount: 9) == 1)
-        #expect(mlx.queueType(ofVirtqueue: 8, virtqueueCount: 9) == .controlVQ && mlx.queueType(ofVirtqueue: 7, virtqueueCount: 9) == .tx)
+        let mlx = MLX5Net(), mq = VirtioFeatures.mask("MQ", "CTRL_VQ", class: .net), cvq = VirtioFeatures.mask("CTRL_VQ", class: .net)
+        #expect(mlx.virtqueueCount(maxVQP: 4) == 9 && mlx.controlQueue(virtqueueCount: 9, driverFeatures: mq) == 8)
+        #expect(mlx.controlQueue(virtqueueCount: 9, driverFeatures: cvq) == 2 && mlx.controlQueue(virtqueueCount: 9, driverFeatures: 0) == 2)
+        #expect(mlx.group(ofVirtqueue: 8, isControlQueue: true) == 1 && mlx.group(ofVirtqueue: 8, isControlQueue: false) == 0)
+        #expect(mlx.queueType(ofVirtqueue: 8, isControlQueue: true) == .controlVQ && mlx.queueType(ofVirtqueue: 7, isControlQueue: false) == .tx)
+        #expect(
+            VDPASimNet().controlQueue(virtqueueCount: 3, driverFeatures: 0) == 2
+                && VDPASimBlock().controlQueue(virtqueueCount: 1, driverFeatures: ~0) == nil)
         var a = DeviceAttributes()
         a.maxVQP = 32
         #expect(try mlx.validate(a, name: DeviceName(rawValue: "m")!).maxVQP == 32)
@@ -93,12 +99,13 @@ struct ParentDriverTests {
     func servedQueues() {
         let cvq = VirtioFeatures.bit(named: "CTRL_VQ", class: .net)!
         for p in [VDPASimNet(), MLX5Net(), PlatformNet()] as [any ParentDriver] {
-            #expect(p.servedQueue(2, virtqueueCount: 3, driverFeatures: cvq) == .netControl, "\(p.name)")
-            #expect(p.servedQueue(2, virtqueueCount: 3, driverFeatures: 0) == nil)
-            #expect(p.servedQueue(0, virtqueueCount: 3, driverFeatures: cvq) == .netPair(rx: 0, tx: 1))
-            #expect(p.servedQueue(1, virtqueueCount: 3, driverFeatures: 0) == .netPair(rx: 0, tx: 1))
+            #expect(p.servedQueue(2, isControlQueue: true, driverFeatures: cvq) == .netControl, "\(p.name)")
+            #expect(p.servedQueue(2, isControlQueue: true, driverFeatures: 0) == nil)
+            #expect(p.servedQueue(0, isControlQueue: false, driverFeatures: cvq) == .netPair(rx: 0, tx: 1))
+            #expect(p.servedQueue(1, isControlQueue: false, driverFeatures: 0) == .netPair(rx: 0, tx: 1))
         }
-        #expect(MLX5Net().servedQueue(5, virtqueueCount: 9, driverFeatures: 0) == .netPair(rx: 4, tx: 5))
-        #expect(VDPASimBlock().servedQueue(0, virtqueueCount: 1, driverFeatures: ~0) == .blockRequests)
+        #expect(MLX5Net().servedQueue(5, isControlQueue: false, driverFeatures: 0) == .netPair(rx: 4, tx: 5))
+        #expect(MLX5Net().servedQueue(2, isControlQueue: false, driverFeatures: cvq) == .netPair(rx: 2, tx: 3))
+        #expect(VDPASimBlock().servedQueue(0, isControlQueue: false, driverFeatures: ~0) == .blockRequests)
     }
 }

@@ -14,7 +14,7 @@ struct ToyNet: NetParent {
     var name: String { "toy_net" }
     var groupCount: Int { 1 }
     var addressSpaceCount: Int { 1 }
-    func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { 0 }
+    func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int { 0 }
     var offeredFeatures: UInt64 { VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "MAC", "CTRL_VQ", class: .net) }
     var keepsConfigWrites: Bool { false }
     func refusal(ofDriverFeatures features: UInt64) -> String? {

@@ -10,11 +10,18 @@ public struct MLX5Net: NetParent {
     public var groupCount: Int { 3 }
     public var addressSpaceCount: Int { 2 }
     public var maxQueuePairs: Int { 32 }
-    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { vq == virtqueueCount - 1 ? 1 : 0 }
+    /// ctrl_vq_idx: the vq after the last pair with MQ negotiated, vq 2 without — so also before SET_FEATURES and
+    /// after a reset, when group 1 is vq 2's even on a device with more pairs.  A VMM whose guest takes no MQ (QEMU's
+    /// virtio-net without mq=on) drives its control queue at index 2.
+    public func controlQueue(virtqueueCount: Int, driverFeatures: UInt64) -> Int? {
+        driverFeatures & VirtioFeatures.mask("MQ", class: .net) != 0 ? virtqueueCount - 1 : 2
+    }
+
+    public func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int { isControlQueue ? 1 : 0 }
 
     /// The CVQ's own group for its rings; every data queue's descriptor table in group 2 (6.7+).
-    public func descriptorGroup(ofVirtqueue vq: Int, virtqueueCount: Int, legacy: Bool) -> Int? {
-        legacy ? nil : (vq == virtqueueCount - 1 ? 1 : 2)
+    public func descriptorGroup(ofVirtqueue vq: Int, isControlQueue: Bool, legacy: Bool) -> Int? {
+        legacy ? nil : (isControlQueue ? 1 : 2)
     }
 
     /// ASID 0: the 1:1 DMA MR made at device creation; ASID 1: an empty table.

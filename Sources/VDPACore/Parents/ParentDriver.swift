@@ -42,10 +42,13 @@ public protocol ParentDriver: Sendable {
     /// The most queue pairs `max_vqp` may ask for (1: the attribute is refused above 1).
     var maxQueuePairs: Int { get }
     func virtqueueCount(maxVQP: Int) -> Int
+    /// Which vq is the control queue under the driver features negotiated so far (0 before SET_FEATURES and after
+    /// a reset), or nil for a parent without one.  Group, queue type and service of a vq follow from it.
+    func controlQueue(virtqueueCount: Int, driverFeatures: UInt64) -> Int?
     /// `.get_vq_group`.
-    func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int
+    func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int
     /// `.get_vq_desc_group`, or nil when the parent has no such op (R24).
-    func descriptorGroup(ofVirtqueue vq: Int, virtqueueCount: Int, legacy: Bool) -> Int?
+    func descriptorGroup(ofVirtqueue vq: Int, isControlQueue: Bool, legacy: Bool) -> Int?
     var hasSuspendResume: Bool { get }
     var hasSetGroupASID: Bool { get }
     /// The mapping an ASID has at creation, after `reset_map`, and after a clean reset (R31, R33, R36).
@@ -92,18 +95,18 @@ public protocol ParentDriver: Sendable {
 
     // Queues.
     /// What `vdpa dev vstats` calls the queue.
-    func queueType(ofVirtqueue vq: Int, virtqueueCount: Int) -> QueueType
+    func queueType(ofVirtqueue vq: Int, isControlQueue: Bool) -> QueueType
     /// Whether `vdpa dev vstats` answers for this parent (vdpa_dev_vendor_stats_fill: net only).
     var hasVendorStats: Bool { get }
     /// What the data path does with kicks on `vq`, given the negotiated features; nil: nothing yet.
-    func servedQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> ServedQueue?
+    func servedQueue(_ vq: Int, isControlQueue: Bool, driverFeatures: UInt64) -> ServedQueue?
 }
 
 extension ParentDriver {
     public var mapOperation: MapOperation { .setMap }
     public var maxQueuePairs: Int { 1 }
     public func virtqueueCount(maxVQP: Int) -> Int { deviceClass == .net ? 2 * maxVQP + 1 : 1 }
-    public func descriptorGroup(ofVirtqueue vq: Int, virtqueueCount: Int, legacy: Bool) -> Int? { nil }
+    public func descriptorGroup(ofVirtqueue vq: Int, isControlQueue: Bool, legacy: Bool) -> Int? { nil }
     public var hasSuspendResume: Bool { true }
     public var hasSetGroupASID: Bool { true }
     public func defaultMapping(asid: Int) -> DeviceMapping { .passthrough }
@@ -116,7 +119,7 @@ extension ParentDriver {
     public func hasQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> Bool { true }
 
     /// Whether the parent has descriptor groups at all (DESC_ASID's offer, R27).
-    public func hasDescriptorGroups(legacy: Bool) -> Bool { descriptorGroup(ofVirtqueue: 0, virtqueueCount: 1, legacy: legacy) != nil }
+    public func hasDescriptorGroups(legacy: Bool) -> Bool { descriptorGroup(ofVirtqueue: 0, isControlQueue: false, legacy: legacy) != nil }
 
     /// Whether the parent has `.reset_map` (6.7+ set_map parents).
     public func hasResetMap(legacy: Bool) -> Bool { mapOperation == .setMap && !legacy }
@@ -132,7 +135,8 @@ extension ParentDriver {
     }
 }
 
-/// A parent of virtio-net devices: the net config (R51), rx/tx pairs and a control queue last.
+/// A parent of virtio-net devices: the net config (R51), rx/tx pairs and a control queue (last, unless the parent
+/// moves it).
 public protocol NetParent: ParentDriver {}
 
 extension NetParent {
@@ -179,13 +183,16 @@ extension NetParent {
         return a
     }
 
-    public func queueType(ofVirtqueue vq: Int, virtqueueCount: Int) -> QueueType {
-        vq == virtqueueCount - 1 ? .controlVQ : (vq % 2 == 0 ? .rx : .tx)
+    /// The last vq, whatever the features (vdpa_sim_net's index 2: it has one pair).
+    public func controlQueue(virtqueueCount: Int, driverFeatures: UInt64) -> Int? { virtqueueCount - 1 }
+
+    public func queueType(ofVirtqueue vq: Int, isControlQueue: Bool) -> QueueType {
+        isControlQueue ? .controlVQ : (vq % 2 == 0 ? .rx : .tx)
     }
 
-    /// The control queue (the last vq, once CTRL_VQ is negotiated), and each rx/tx pair.
-    public func servedQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> ServedQueue? {
-        if vq == virtqueueCount - 1 {
+    /// The control queue (once CTRL_VQ is negotiated), and each rx/tx pair.
+    public func servedQueue(_ vq: Int, isControlQueue: Bool, driverFeatures: UInt64) -> ServedQueue? {
+        if isControlQueue {
             return driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0 ? .netControl : nil
         }
         return vq % 2 == 0 ? .netPair(rx: vq, tx: vq + 1) : .netPair(rx: vq - 1, tx: vq)
@@ -214,8 +221,9 @@ extension BlockParent {
         return try validateCommon(attributes, name: name)
     }
 
-    public func queueType(ofVirtqueue vq: Int, virtqueueCount: Int) -> QueueType { .request }
-    public func servedQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> ServedQueue? { .blockRequests }
+    public func controlQueue(virtqueueCount: Int, driverFeatures: UInt64) -> Int? { nil }
+    public func queueType(ofVirtqueue vq: Int, isControlQueue: Bool) -> QueueType { .request }
+    public func servedQueue(_ vq: Int, isControlQueue: Bool, driverFeatures: UInt64) -> ServedQueue? { .blockRequests }
 }
 
 extension ParentDriver {

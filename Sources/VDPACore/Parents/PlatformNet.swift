@@ -9,7 +9,7 @@ public struct PlatformNet: NetParent {
     public var mapOperation: MapOperation { .platform }
     public var groupCount: Int { 1 }
     public var addressSpaceCount: Int { 1 }
-    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { 0 }
+    public func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int { 0 }
     public var hasSuspendResume: Bool { false }
     public var hasSetGroupASID: Bool { false }
     public func defaultMapping(asid: Int) -> DeviceMapping { .platform }

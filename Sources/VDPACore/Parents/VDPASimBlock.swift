@@ -6,7 +6,7 @@ public struct VDPASimBlock: BlockParent {
     public var name: String { "vdpasim_blk" }
     public var groupCount: Int { 1 }
     public var addressSpaceCount: Int { 1 }
-    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { 0 }
+    public func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int { 0 }
     /// 0x3_0800_7646 (R53).
     public var offeredFeatures: UInt64 {
         VirtioFeatures.mask(

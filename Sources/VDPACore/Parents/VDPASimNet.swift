@@ -7,7 +7,7 @@ public struct VDPASimNet: NetParent {
     public var name: String { "vdpasim_net" }
     public var groupCount: Int { 2 }
     public var addressSpaceCount: Int { 2 }
-    public func group(ofVirtqueue vq: Int, virtqueueCount: Int) -> Int { vq == virtqueueCount - 1 ? 1 : 0 }
+    public func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int { isControlQueue ? 1 : 0 }
     /// 0x3_0883_0028 (R53).
     public var offeredFeatures: UInt64 {
         VirtioFeatures.mask("VERSION_1", "ANY_LAYOUT", "ACCESS_PLATFORM", "MAC", "MTU", "CTRL_VQ", "CTRL_MAC_ADDR", "STATUS", class: .net)
