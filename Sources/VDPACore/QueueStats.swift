@@ -28,6 +28,17 @@ public struct QueueStats: Equatable, Sendable {
     public var errors = 0
 
     public init() {}
+
+    /// The counts made since `earlier` (a snapshot of the same queue's counters).
+    func since(_ earlier: QueueStats) -> QueueStats {
+        var s = self
+        s.receivedDesc -= earlier.receivedDesc
+        s.completedDesc -= earlier.completedDesc
+        s.bytes -= earlier.bytes
+        s.drops -= earlier.drops
+        s.errors -= earlier.errors
+        return s
+    }
 }
 
 /// What one run of a queue did, as the device records it (the data path fills it from the virtio layer's run).
@@ -84,7 +95,8 @@ extension VDPADevice {
 
     /// `vdpa dev vstats show DEV qidx N` (V2), with the checks of vdpa_dev_vendor_stats_fill in their order:
     /// EAGAIN before FEATURES_OK, then (net only, else EOPNOTSUPP) ERANGE past 0x8000, then the parent's
-    /// EINVAL for an index that is not one of its queues.
+    /// EINVAL for an index that is not one of its queues — and, where the parent counts per session (V4, mlx5),
+    /// EAGAIN for a data queue that does not run, and the counts since the last reset.
     public func vendorStats(queue index: UInt64) throws(VDPAError) -> QueueStats {
         guard status & VirtioStatus.featuresOK != 0 else {
             throw VDPAError(.EAGAIN, "\(name) has not negotiated its features (FEATURES_OK is not set)")
@@ -102,6 +114,12 @@ extension VDPADevice {
             throw VDPAError(
                 .EINVAL, "qidx \(index) is not a queue of \(name) under the negotiated features (\(mgmtdev.name): \"virtqueue index is not valid\")")
         }
-        return queueStats[Int(index)]
+        let vq = Int(index)
+        guard mgmtdev.driver.countsQueuesPerSession else { return queueStats[vq] }
+        if vq != controlQueue && !hardwareQueueRuns(vq) {
+            throw VDPAError(
+                .EAGAIN, "vq \(vq) of \(name) has no running hardware queue to count (\(mgmtdev.name): \"failed to query hardware\")")
+        }
+        return queueStats[vq].since(queueStatsAtReset[vq])
     }
 }

@@ -129,6 +129,7 @@ extension VDPADevice {
     mutating func resetDevice(cleanMap: Bool) {
         status = 0
         driverFeatures = 0
+        queueStatsAtReset = queueStats
         suspended = false
         activeQueuePairs = 1
         groupASID = Array(repeating: 0, count: groupCount)

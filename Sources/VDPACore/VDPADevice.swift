@@ -120,6 +120,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var stats = DeviceStats()
     /// Per virtqueue, what `vdpa dev vstats` reports (QueueStats.swift); never cleared.
     public internal(set) var queueStats: [QueueStats]
+    /// `queueStats` at the last reset: where a parent whose vstats counts per session (mlx5) starts counting.
+    public internal(set) var queueStatsAtReset: [QueueStats]
     /// The config bytes the parent stores (a net device's, as written: R51, they survive reset); empty for a
     /// parent that rebuilds its config on every read (R52).
     var storedConfig: [UInt8]
@@ -164,6 +166,7 @@ public struct VDPADevice: Sendable {
         vrings = Array(repeating: Vring(), count: virtqueueCount)
         enabledRings = Array(repeating: EnabledRing(), count: virtqueueCount)
         queueStats = Array(repeating: QueueStats(), count: virtqueueCount)
+        queueStatsAtReset = queueStats
         storedConfig = mgmtdev.driver.initialConfig(attributes)
     }
 

@@ -59,5 +59,9 @@ public struct MLX5Net: NetParent {
         return vq < (driverFeatures & VirtioFeatures.mask("CTRL_VQ", class: .net) != 0 ? 3 : 2)
     }
 
+    /// Its vstats: the firmware's per-queue counter sets, made with the hardware queues (counter_set_query: EAGAIN
+    /// unless RDY), and the CVQ's driver counters, zeroed by mlx5_vdpa_compat_reset.
+    public var countsQueuesPerSession: Bool { true }
+
     public var keepsConfigWrites: Bool { false }
 }

@@ -98,6 +98,10 @@ public protocol ParentDriver: Sendable {
     func queueType(ofVirtqueue vq: Int, isControlQueue: Bool) -> QueueType
     /// Whether `vdpa dev vstats` answers for this parent (vdpa_dev_vendor_stats_fill: net only).
     var hasVendorStats: Bool { get }
+    /// Whether vstats reads the hardware's counters (V4): a data queue's are its firmware queue object's — EAGAIN
+    /// while that queue does not run, counted since the reset that made it — and the control queue's are cleared by
+    /// a reset.  vdpa_sim's counters are kept for the device's life (V3).
+    var countsQueuesPerSession: Bool { get }
     /// What the data path does with kicks on `vq`, given the negotiated features; nil: nothing yet.
     func servedQueue(_ vq: Int, isControlQueue: Bool, driverFeatures: UInt64) -> ServedQueue?
 }
@@ -117,6 +121,7 @@ extension ParentDriver {
     public var modifiesRingInUse: Bool { false }
     public var refusesBaseWhileQueueRuns: Bool { false }
     public func hasQueue(_ vq: Int, virtqueueCount: Int, driverFeatures: UInt64) -> Bool { true }
+    public var countsQueuesPerSession: Bool { false }
 
     /// Whether the parent has descriptor groups at all (DESC_ASID's offer, R27).
     public func hasDescriptorGroups(legacy: Bool) -> Bool { descriptorGroup(ofVirtqueue: 0, isControlQueue: false, legacy: legacy) != nil }
