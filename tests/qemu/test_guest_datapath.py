@@ -25,6 +25,9 @@ echo "VDPAD-NIC tx_packets=$(cat $s/tx_packets) rx_packets=$(cat $s/rx_packets)"
 poweroff -f
 """
 
+# The same, the guest first setting its MAC (the one it has) through the control queue: MAC_ADDR_SET.
+SET_MAC_FIRST = FRAMES_SCRIPT.replace("ip link set eth0 up", "ip link set eth0 address 02:00:00:00:00:42\nip link set eth0 up")
+
 
 def memory(shared):
     """QEMU's guest RAM: a memfd shared with vdpad, or QEMU's default private RAM."""
@@ -59,12 +62,12 @@ class FrameLoopTests(unittest.TestCase):
     """A guest's AF_PACKET program sends frames with sequence numbers and checksums on eth0: every frame to its
     own MAC and to broadcast comes back intact, none to a foreign MAC does, and vdpad's vstats agree."""
 
-    def run_guest(self, qemu, env, shared, mgmtdev="vdpasim_net", max_vqp=1):
+    def run_guest(self, qemu, env, shared, mgmtdev="vdpasim_net", max_vqp=1, script=FRAMES_SCRIPT):
         d = Daemon({"g0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42", "max_vqp": max_vqp}})
         self.addCleanup(d.stop)
         started = time.monotonic()
-        expected = qemu72_on_mlx5(2) if mgmtdev == "mlx5_net" and qemu == ["qemu-system-x86_64"] else []
-        serial = boot(self, d, "g0", qemu, env, shared, FRAMES_SCRIPT, ["frames"], NET_DEVICE, vhost_expected=expected)
+        expected = qemu72_on_mlx5(2) if mgmtdev == "mlx5_net" and qemu == ["qemu-system-x86_64"] else []  # no MQ: the CVQ is vq 2
+        serial = boot(self, d, "g0", qemu, env, shared, script, ["frames"], NET_DEVICE, vhost_expected=expected)
         report, nic = guest.lines(serial, "VDPAD-FRAMES"), guest.lines(serial, "VDPAD-NIC")
         self.assertEqual(len(report), 1, f"the guest's program reported (serial: {guest.tail(serial)})")
         r, n = report[0], nic[0]
@@ -112,13 +115,21 @@ class FrameLoopTests(unittest.TestCase):
         self.assertGreater(stats["shared_accesses"], 0)
         print(f"\n  QEMU 10.0 guest, shared RAM: frames checked in {seconds:.1f} s", end="")
 
+    def test_qemu72_mlx5_net_without_mq(self):
+        # The same under QEMU 7.2, which leaves the CVQ in ASID 0 and the guest driving it: at vq 2 as well.
+        stats, _ = self.run_guest(["qemu-system-x86_64"], None, shared=True, mgmtdev="mlx5_net", max_vqp=2, script=SET_MAC_FIRST)
+        q = self.device["queues"]
+        self.assertEqual((q[2]["queue_type"], q[2]["completed_desc"], stats["cvq_successes"]), ("control_vq", 1, 1),
+                         "the guest's MAC_ADDR_SET answered at vq 2")
+        self.assertEqual(q[4]["received_desc"], 0)
+
     def test_qemu10_mlx5_net_without_mq(self):
         # QEMU's virtio-net offers the guest MQ only with mq=on: on an mlx5_net with max_vqp 2 this guest takes none,
         # so mlx5's control queue is vq 2 (ctrl_vq_idx) — the group QEMU 10 finds isolated and binds to ASID 1 — and
         # vq 4 is no queue.  vdpad kept the CVQ last until this test: QEMU bound the data queues' group to ASID 1
         # and the guest hung.
         command, env = qemu10()
-        stats, _ = self.run_guest(command, env, shared=True, mgmtdev="mlx5_net", max_vqp=2)
+        stats, _ = self.run_guest(command, env, shared=True, mgmtdev="mlx5_net", max_vqp=2, script=SET_MAC_FIRST)
         queues = self.device["queues"]
         self.assertEqual([q["queue_type"] for q in queues], ["rx", "tx", "control_vq", "tx", "rx"], "named as last negotiated")
         self.assertGreaterEqual(queues[2]["completed_desc"], 1, "the control commands were answered at vq 2")
