@@ -42,8 +42,8 @@ public protocol ParentDriver: Sendable {
     /// The most queue pairs `max_vqp` may ask for (1: the attribute is refused above 1).
     var maxQueuePairs: Int { get }
     func virtqueueCount(maxVQP: Int) -> Int
-    /// Which vq is the control queue under the driver features negotiated so far (0 before SET_FEATURES and after
-    /// a reset), or nil for a parent without one.  Group, queue type and service of a vq follow from it.
+    /// Which vq is the control queue under the driver features negotiated so far (none before SET_FEATURES and
+    /// after a reset), or nil for a parent without one.  A vq's group, queue type and service follow from it.
     func controlQueue(virtqueueCount: Int, driverFeatures: UInt64) -> Int?
     /// `.get_vq_group`.
     func group(ofVirtqueue vq: Int, isControlQueue: Bool) -> Int
