@@ -54,6 +54,10 @@ public struct SessionImage: Equatable, Sendable {
     public var storeAgent: EventFD?
     /// The shared regions with the file each maps (a restart maps them again).
     public var sharedFiles: [SharedFile] = []
+    /// Per ready vq whose ring was built at its last enable from other settings than it has now (vdpa_sim keeps
+    /// that ring till the next enable, R62): the size and areas of that ring, its generation 0 (the data path's
+    /// count, not the session's).  A ready vq not here walks its settings.
+    public var ringsAtEnable: [Int: EnabledRing] = [:]
 
     public init() {}
 
@@ -92,6 +96,11 @@ extension VDPADevice {
         image.sharedFiles = sharedMemory.regions.compactMap { r in
             r.file.map { SharedFile(start: r.start, size: r.size, offset: r.offset, file: $0) }
         }
+        for (vq, v) in vrings.enumerated() where v.ready {
+            var ring = enabledRings[vq]
+            ring.generation = 0
+            if (ring.num, ring.desc, ring.driver, ring.device) != (v.num, v.desc, v.driver, v.device) { image.ringsAtEnable[vq] = ring }
+        }
         return image
     }
 
@@ -110,9 +119,13 @@ extension VDPADevice {
         ackedBackendFeatures = BackendFeatures(rawValue: image.ackedBackendFeatures)
         groupASID = image.groupASID
         vrings = image.vrings
-        // The image keeps no enable-time ring: a ready vq's is taken to be its settings now (what a VMM that changes
-        // a ring only around an enable, as QEMU does, had).
-        for vq in vrings.indices where vrings[vq].ready { enabledRings[vq].enable(vrings[vq]) }
+        // A ready vq walks the ring of its last enable: its settings now, unless the image says they changed since.
+        for vq in vrings.indices where vrings[vq].ready {
+            enabledRings[vq].enable(vrings[vq])
+            if let r = image.ringsAtEnable[vq] {
+                (enabledRings[vq].num, enabledRings[vq].desc, enabledRings[vq].driver, enabledRings[vq].device) = (r.num, r.desc, r.driver, r.device)
+            }
+        }
         suspended = image.suspended
         if !storedConfig.isEmpty { storedConfig = image.storedConfig }
         activeQueuePairs = image.activeQueuePairs
@@ -485,14 +498,25 @@ extension SessionImage {
         w.bool(linkUp)
         fd(configCall)
         fd(storeAgent)
-        // Last, and only when there are some: a journal written before shared files were kept still reads.
-        if !sharedFiles.isEmpty {
+        // Last, and only when there are some: a journal written before shared files and rings at enable were kept
+        // still reads (each section is there only when it or a later one has something).
+        if !sharedFiles.isEmpty || !ringsAtEnable.isEmpty {
             w.u32(UInt32(sharedFiles.count))
             for f in sharedFiles {
                 w.u64(f.start)
                 w.u64(f.size)
                 w.u64(f.offset)
                 fd(f.file)
+            }
+        }
+        if !ringsAtEnable.isEmpty {
+            w.u32(UInt32(ringsAtEnable.count))
+            for (vq, ring) in ringsAtEnable.sorted(by: { $0.key < $1.key }) {
+                w.u32(UInt32(vq))
+                w.optionalU64(ring.num.map(UInt64.init))
+                w.optionalU64(ring.desc)
+                w.optionalU64(ring.driver)
+                w.optionalU64(ring.device)
             }
         }
     }
@@ -538,6 +562,16 @@ extension SessionImage {
             let (start, size, offset) = (try r.u64(), try r.u64(), try r.u64())
             // A file that did not come back: the region is left out (the data path reaches it by process_vm).
             if let file = try fd() { sharedFiles.append(SharedFile(start: start, size: size, offset: offset, file: file)) }
+        }
+        guard !r.isAtEnd else { return }
+        let changed = Int(try r.u32())
+        guard changed <= 1 << 16 else { throw JournalReader.Truncated() }
+        for _ in 0..<changed {
+            let vq = Int(try r.u32())
+            var ring = EnabledRing()
+            ring.num = try r.optionalU64().map { UInt32(truncatingIfNeeded: $0) }
+            (ring.desc, ring.driver, ring.device) = (try r.optionalU64(), try r.optionalU64(), try r.optionalU64())
+            ringsAtEnable[vq] = ring
         }
     }
 }

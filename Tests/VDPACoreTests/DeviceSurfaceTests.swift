@@ -323,15 +323,25 @@ struct DeviceSurfaceTests {
         #expect(d.enabledRings[0] == ring(4, nil, 0, 0, 0), "a new session's enable is a new ring too (close forgot the size, R70)")
     }
 
-    @Test("R62: a restored session's ready vqs get rings from their settings (the image keeps none), the others none")
+    @Test("R62: a restored session's ready vqs walk the rings of their last enable — their settings, or those the image kept — the others none")
     func enabledRingsAfterRestore() throws {
         var d = try device()
         try d.setVring(0, num: 64, desc: 0x1000, driver: 0x2000, device: 0x3000, ready: true)
         try d.setVring(1, num: 64, desc: 0x4000, driver: 0x5000, device: 0x6000, ready: nil)
+        try d.setVring(2, num: 32, desc: 0x7000, driver: 0x7400, device: 0x7800, ready: true)
+        try d.setVring(2, num: 64, desc: 0x8000, driver: nil, device: nil, ready: nil)  // not the ring vq 2 walks (R62)
+        #expect(d.sessionImage.ringsAtEnable.keys.sorted() == [2], "only a ring its settings no longer say")
         var restored = try VDPADevice(name: d.name, mgmtdev: d.mgmtdev, attributes: d.attributes)
         try restored.restore(d.sessionImage)
         #expect(restored.enabledRings[0].generation == 1 && restored.enabledRings[0].desc == 0x1000 && restored.enabledRings[0].num == 64)
-        #expect(restored.enabledRings[1] == EnabledRing() && restored.enabledRings[2] == EnabledRing())
+        #expect(restored.enabledRings[1] == EnabledRing())
+        #expect(
+            restored.ringInUse(2)
+                == d.ringInUse(2).map {
+                    var r = $0; r.generation = 1; return r
+                })
+        #expect(try restored.ringInUse(2)?.desc == 0x7000 && restored.ringInUse(2)?.num == 32 && restored.vring(2).desc == 0x8000)
+        #expect(restored.sessionImage == d.sessionImage, "the restored session images as the original")
     }
 
     @Test("R44 / edge #68: a vring index ≥ nvqs is ENOBUFS for every vring call (3 on net, 1 on blk)")

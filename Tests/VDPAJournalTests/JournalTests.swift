@@ -153,6 +153,31 @@ struct JournalTests {
         #expect(d.takeSharedFilesToMap() == image.sharedFiles && d.takeSharedFilesToMap().isEmpty)
     }
 
+    @Test("rings at enable (R62): through the journal, with or without shared files; none in an older image")
+    func ringsAtEnable() throws {
+        var image = try fresh().sessionImage
+        var ring = EnabledRing()
+        (ring.num, ring.desc, ring.driver, ring.device) = (32, 0x7000, 0x7400, nil)
+        image.ringsAtEnable = [2: ring, 0: EnabledRing()]
+        func roundTrip(_ image: SessionImage) throws -> (JournalRecord, Int) {
+            var w = JournalWriter()
+            JournalRecord.image(device: "d", transaction: .daemon, image).encode(into: &w) { UInt32($0.descriptor) + 1000 }
+            let record = try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
+                var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+                return try JournalRecord(from: &r) { EventFD(Int32($0) - 1000) }
+            }
+            return (record, w.bytes.count)
+        }
+        #expect(try roundTrip(image).0 == .image(device: "d", transaction: .daemon, image))
+        var withFiles = image
+        withFiles.sharedFiles = [SharedFile(start: 0x7000_0000, size: 1 << 20, offset: 0, file: EventFD(11))]
+        #expect(try roundTrip(withFiles).0 == .image(device: "d", transaction: .daemon, withFiles))
+        var none = image
+        none.ringsAtEnable = [:]
+        #expect(try roundTrip(none).1 < roundTrip(image).1, "no rings at enable: nothing written for them")
+        #expect(try roundTrip(none).0 == .image(device: "d", transaction: .daemon, none))
+    }
+
     @Test("a random session, journaled and replayed on a fresh device, is the same session", arguments: [1, 2, 3, 4, 5, 6, 7, 8])
     func randomSessions(seed: UInt64) throws {
         for kind in [ManagementDevice.vdpasimNet, .mlx5Net, .platformNet, .vdpasimBlock] {
