@@ -335,11 +335,9 @@ struct DeviceSurfaceTests {
         try restored.restore(d.sessionImage)
         #expect(restored.enabledRings[0].generation == 1 && restored.enabledRings[0].desc == 0x1000 && restored.enabledRings[0].num == 64)
         #expect(restored.enabledRings[1] == EnabledRing())
-        #expect(
-            restored.ringInUse(2)
-                == d.ringInUse(2).map {
-                    var r = $0; r.generation = 1; return r
-                })
+        var walked = try #require(d.ringInUse(2))
+        walked.generation = 1  // the restore's enable is the restored device's first
+        #expect(restored.ringInUse(2) == walked)
         #expect(try restored.ringInUse(2)?.desc == 0x7000 && restored.ringInUse(2)?.num == 32 && restored.vring(2).desc == 0x8000)
         #expect(restored.sessionImage == d.sessionImage, "the restored session images as the original")
     }
