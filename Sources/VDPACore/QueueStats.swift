@@ -110,7 +110,7 @@ extension VDPADevice {
         guard index < UInt64(virtqueueCount) else {
             throw VDPAError(.EINVAL, "qidx \(index) is not below nvqs \(virtqueueCount) of \(name)")
         }
-        guard mgmtdev.driver.hasQueue(Int(index), virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) else {
+        guard hasQueue(Int(index)) else {
             throw VDPAError(
                 .EINVAL, "qidx \(index) is not a queue of \(name) under the negotiated features (\(mgmtdev.name): \"virtqueue index is not valid\")")
         }

@@ -68,7 +68,7 @@ extension VDPADevice {
     /// What the data path does with kicks on `vq` (the parent decides, Parents/); nil: nothing yet, or a vq the
     /// parent does not have under the negotiated features (mlx5_vdpa_kick_vq ignores it).
     public func servedQueue(_ vq: Int) -> ServedQueue? {
-        guard mgmtdev.driver.hasQueue(vq, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) else { return nil }
+        guard hasQueue(vq) else { return nil }
         return mgmtdev.driver.servedQueue(vq, isControlQueue: vq == controlQueue, driverFeatures: driverFeatures)
     }
 

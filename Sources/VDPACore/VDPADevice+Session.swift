@@ -223,8 +223,8 @@ extension VDPADevice {
                 "vq \(vq) of \(name): ring addresses and base cannot change while DRIVER_OK is set and the device runs; suspend first (R59, R60, 6.8+)"
             )
         }
-        let hasQueue = mgmtdev.driver.hasQueue(index, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures)
-        if addressing && !hasQueue { throw noQueue(vq) }
+        let parentHasQueue = hasQueue(index)
+        if addressing && !parentHasQueue { throw noQueue(vq) }
         if base != nil && mgmtdev.driver.refusesBaseWhileQueueRuns && hardwareQueueRuns(index) {
             throw VDPAError(
                 .EINVAL,
@@ -237,7 +237,7 @@ extension VDPADevice {
         if let driver { ring.driver = driver }
         if let device { ring.device = device }
         if let base { ring.base = UInt16(base) }
-        if let ready, hasQueue {  // a queue the parent does not have stays not ready, and the call returns 0 (R62)
+        if let ready, parentHasQueue {  // a queue the parent does not have stays not ready, and the call returns 0 (R62)
             if ready && !ring.ready { enabledRings[index].enable(ring) }  // 0→1: vdpa_sim builds the ring again (R62)
             ring.ready = ready
         }
@@ -272,9 +272,7 @@ extension VDPADevice {
     /// negotiated features (mlx5's CVQ before CTRL_VQ).
     public func vringState(_ vq: VirtqueueIndex) throws(VDPAError) -> Vring {
         let ring = try vring(vq)
-        guard mgmtdev.driver.hasQueue(Int(vq.rawValue), virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) else {
-            throw noQueue(vq)
-        }
+        guard hasQueue(Int(vq.rawValue)) else { throw noQueue(vq) }
         return ring
     }
 

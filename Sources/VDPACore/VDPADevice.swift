@@ -113,8 +113,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var groupASID: [Int]
     public internal(set) var vrings: [Vring]
     /// Per virtqueue, the ring its last 0→1 enable built (vdpa_sim's data path walks that one, with last_used :=
-    /// last_avail at the enable, R62; mlx5's walks the vring's current settings).  Not part of the session image:
-    /// `restore` takes each ready vq's current settings, and a restarted daemon's worker starts with no ring.
+    /// last_avail at the enable, R62; mlx5's walks the vring's current settings).  The session image keeps those a
+    /// ready vq's settings no longer say (`SessionImage.ringsAtEnable`); a restarted daemon's worker starts with no ring.
     public internal(set) var enabledRings: [EnabledRing]
     public internal(set) var suspended = false
     public internal(set) var stats = DeviceStats()
@@ -203,6 +203,10 @@ public struct VDPADevice: Sendable {
 
     /// The vq that is the control queue under the features negotiated so far (mlx5 moves it with MQ), if any.
     public var controlQueue: Int? { mgmtdev.driver.controlQueue(virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) }
+
+    /// Whether the parent has `vq` under the features negotiated so far (`ParentDriver.hasQueue`: mlx5's
+    /// is_index_valid).
+    public func hasQueue(_ vq: Int) -> Bool { mgmtdev.driver.hasQueue(vq, virtqueueCount: virtqueueCount, driverFeatures: driverFeatures) }
 
     public func group(ofVirtqueue vq: Int) -> Int { mgmtdev.driver.group(ofVirtqueue: vq, isControlQueue: vq == controlQueue) }
 
