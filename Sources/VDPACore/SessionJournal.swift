@@ -99,7 +99,7 @@ extension VDPADevice {
         for (vq, v) in vrings.enumerated() where v.ready {
             var ring = enabledRings[vq]
             ring.generation = 0
-            if (ring.num, ring.desc, ring.driver, ring.device) != (v.num, v.desc, v.driver, v.device) { image.ringsAtEnable[vq] = ring }
+            if ring.layout != v.layout { image.ringsAtEnable[vq] = ring }
         }
         return image
     }
@@ -122,9 +122,7 @@ extension VDPADevice {
         // A ready vq walks the ring of its last enable: its settings now, unless the image says they changed since.
         for vq in vrings.indices where vrings[vq].ready {
             enabledRings[vq].enable(vrings[vq])
-            if let r = image.ringsAtEnable[vq] {
-                (enabledRings[vq].num, enabledRings[vq].desc, enabledRings[vq].driver, enabledRings[vq].device) = (r.num, r.desc, r.driver, r.device)
-            }
+            if let r = image.ringsAtEnable[vq] { enabledRings[vq].layout = r.layout }
         }
         suspended = image.suspended
         if !storedConfig.isEmpty { storedConfig = image.storedConfig }

@@ -250,10 +250,7 @@ extension VDPADevice {
     public func ringInUse(_ vq: Int) -> EnabledRing? {
         guard vrings[vq].ready else { return nil }
         var ring = enabledRings[vq]
-        if mgmtdev.driver.modifiesRingInUse {
-            let v = vrings[vq]
-            (ring.num, ring.desc, ring.driver, ring.device) = (v.num, v.desc, v.driver, v.device)
-        }
+        if mgmtdev.driver.modifiesRingInUse { ring.layout = vrings[vq].layout }
         return ring
     }
 

@@ -35,7 +35,13 @@ public struct Vring: Equatable, Sendable {
     public var call: EventFD?
 
     public init() {}
+
+    /// The size and the three areas: what a ring is built from.
+    var layout: RingLayout { (num, desc, driver, device) }
 }
+
+/// A ring's size and its descriptor, driver and device areas, each nil until set.
+typealias RingLayout = (num: UInt32?, desc: UInt64?, driver: UInt64?, device: UInt64?)
 
 /// A vq's ring as vdpa_sim builds it at a 0→1 enable (R62): from the num and addresses set at that moment, kept
 /// until the next such enable — a SET_VRING_NUM or ADDR meanwhile does not reach it, and a SET_VRING_BASE moves
@@ -48,10 +54,16 @@ public struct EnabledRing: Equatable, Sendable {
 
     public init() {}
 
+    /// The size and areas this ring was built from.
+    var layout: RingLayout {
+        get { (num, desc, driver, device) }
+        set { (num, desc, driver, device) = newValue }
+    }
+
     /// A 0→1 enable of `ring`: a new generation, with the ring's settings as they are now.
     mutating func enable(_ ring: Vring) {
         generation &+= 1
-        (num, desc, driver, device) = (ring.num, ring.desc, ring.driver, ring.device)
+        layout = ring.layout
     }
 }
 
