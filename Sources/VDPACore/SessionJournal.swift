@@ -58,6 +58,9 @@ public struct SessionImage: Equatable, Sendable {
     /// that ring till the next enable, R62): the size and areas of that ring, its generation 0 (the data path's
     /// count, not the session's).  A ready vq not here walks its settings.
     public var ringsAtEnable: [Int: EnabledRing] = [:]
+    /// The features of the device's last negotiation, in this session or an earlier one (nil: none since the device
+    /// was added): how a net device names its queues while no features are set (mlx5's control queue moves with MQ).
+    public var lastNegotiatedFeatures: UInt64?
 
     public init() {}
 
@@ -101,6 +104,7 @@ extension VDPADevice {
             ring.generation = 0
             if ring.layout != v.layout { image.ringsAtEnable[vq] = ring }
         }
+        image.lastNegotiatedFeatures = lastNegotiatedFeatures
         return image
     }
 
@@ -130,6 +134,7 @@ extension VDPADevice {
         linkUp = image.linkUp
         configCall = image.configCall
         storeAgent = image.storeAgent
+        lastNegotiatedFeatures = image.lastNegotiatedFeatures
         // Mappings are I/O: the daemon makes them again (`takeSharedFilesToMap`) once the replay is done.
         sharedFilesToMap = image.sharedFiles
     }
@@ -496,9 +501,10 @@ extension SessionImage {
         w.bool(linkUp)
         fd(configCall)
         fd(storeAgent)
-        // Last, and only when there are some: a journal written before shared files and rings at enable were kept
-        // still reads (each section is there only when it or a later one has something).
-        if !sharedFiles.isEmpty || !ringsAtEnable.isEmpty {
+        // Trailing sections, each written only when it or a later one has something: a journal written before a
+        // section was kept still reads (its image ends before it), and an image with none costs nothing more.
+        let sections = lastNegotiatedFeatures != nil ? 3 : !ringsAtEnable.isEmpty ? 2 : !sharedFiles.isEmpty ? 1 : 0
+        if sections >= 1 {
             w.u32(UInt32(sharedFiles.count))
             for f in sharedFiles {
                 w.u64(f.start)
@@ -507,7 +513,7 @@ extension SessionImage {
                 fd(f.file)
             }
         }
-        if !ringsAtEnable.isEmpty {
+        if sections >= 2 {
             w.u32(UInt32(ringsAtEnable.count))
             for (vq, ring) in ringsAtEnable.sorted(by: { $0.key < $1.key }) {
                 w.u32(UInt32(vq))
@@ -517,6 +523,7 @@ extension SessionImage {
                 w.optionalU64(ring.device)
             }
         }
+        if sections >= 3 { w.optionalU64(lastNegotiatedFeatures) }
     }
 
     /// `eventFD` resolves a token; nil leaves the binding empty (the fd did not survive: the caller logs it).
@@ -571,5 +578,7 @@ extension SessionImage {
             (ring.desc, ring.driver, ring.device) = (try r.optionalU64(), try r.optionalU64(), try r.optionalU64())
             ringsAtEnable[vq] = ring
         }
+        guard !r.isAtEnd else { return }
+        lastNegotiatedFeatures = try r.optionalU64()
     }
 }

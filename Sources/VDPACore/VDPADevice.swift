@@ -113,7 +113,8 @@ public struct VDPADevice: Sendable {
     public internal(set) var status: UInt8 = 0
     public internal(set) var driverFeatures: UInt64 = 0
     /// The driver features of the last negotiation (FEATURES_OK accepted), kept across a reset: the layout queue
-    /// types are named by between sessions (``queueType(ofVirtqueue:)``).  Not in the session image.
+    /// types are named by between sessions (``queueType(ofVirtqueue:)``).  In the session image, so a restarted daemon
+    /// names them as the one before did.
     public internal(set) var lastNegotiatedFeatures: UInt64?
     public internal(set) var ackedBackendFeatures: BackendFeatures = []
     /// The vhost address spaces (what the VMM mapped), created lazily (R6); nil = no AS.

@@ -560,6 +560,12 @@ struct DeviceSurfaceTests {
         expectError(.EINVAL) { _ = try m.vendorStats(queue: 4) }  // "virtqueue index is not valid"
         m.reset()
         #expect(m.queueType(ofVirtqueue: 2) == .controlVQ && m.queueType(ofVirtqueue: 4) == .rx, "named as last negotiated")
+        m.release()
+        var restarted = try VDPADevice(name: m.name, mgmtdev: m.mgmtdev, attributes: m.attributes)
+        try restarted.restore(m.sessionImage)
+        #expect((0..<5).map(restarted.queueType(ofVirtqueue:)) == (0..<5).map(m.queueType(ofVirtqueue:)), "a restarted daemon names them so too")
+        #expect(restarted.queueType(ofVirtqueue: 2) == .controlVQ)
+        try m.open(by: me)
         // With MQ the CVQ is the last vq again, and vq 2 the second pair's RX.
         try m.setFeatures(VirtioFeatures.mask("VERSION_1", "ACCESS_PLATFORM", "CTRL_VQ", "MQ", class: .net))
         try m.setStatus(QueueStatsTests.featuresOK)

@@ -178,6 +178,33 @@ struct JournalTests {
         #expect(try roundTrip(none).0 == .image(device: "d", transaction: .daemon, none))
     }
 
+    @Test("the features last negotiated: through the journal alone or after the other trailing sections; none in an older image")
+    func lastNegotiatedFeatures() throws {
+        func roundTrip(_ image: SessionImage) throws -> (SessionImage, Int) {
+            var w = JournalWriter()
+            JournalRecord.image(device: "d", transaction: .daemon, image).encode(into: &w) { UInt32($0.descriptor) + 1000 }
+            let record = try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
+                var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+                return try JournalRecord(from: &r) { EventFD(Int32($0) - 1000) }
+            }
+            guard case .image(_, _, let decoded) = record else { throw JournalReader.Truncated() }
+            return (decoded, w.bytes.count)
+        }
+        let none = try fresh().sessionImage
+        var image = none
+        image.lastNegotiatedFeatures = 0x1_0002_0000
+        #expect(try roundTrip(image).0 == image, "alone: the earlier sections are written empty before it")
+        #expect(try roundTrip(none).0 == none && roundTrip(none).1 < roundTrip(image).1, "never negotiated: nothing written")
+        image.lastNegotiatedFeatures = 0
+        #expect(try roundTrip(image).0 == image, "features 0 negotiated is not none")
+        image.sharedFiles = [SharedFile(start: 0x7000_0000, size: 1 << 20, offset: 0, file: EventFD(11))]
+        image.ringsAtEnable = [1: EnabledRing()]
+        #expect(try roundTrip(image).0 == image)
+        var older = image
+        older.lastNegotiatedFeatures = nil  // a journal from before ends after the rings at enable
+        #expect(try roundTrip(older).0 == older)
+    }
+
     @Test("a random session, journaled and replayed on a fresh device, is the same session", arguments: [1, 2, 3, 4, 5, 6, 7, 8])
     func randomSessions(seed: UInt64) throws {
         for kind in [ManagementDevice.vdpasimNet, .mlx5Net, .platformNet, .vdpasimBlock] {

@@ -263,6 +263,28 @@ class RandomKills(unittest.TestCase):
         watcher.close()
         other.close()
 
+    def test_queue_names_come_back(self):
+        """An idle mlx5_net with two pairs whose last driver took no MQ names vq 2 its control queue (R23) — and so
+        does the daemon started after a kill or an upgrade, not the offered layout's (docs/restart.md)."""
+        c = Client(self.manager.socket_path, timeout=60)
+        c.call("add_device", name="x0", mgmtdev="mlx5_net", max_vqp=2)
+        c.call("open", device="x0")
+        c.call("set_features", device="x0", features=(1 << 32) | (1 << 33) | (1 << 17) | (1 << 5))  # VERSION_1, ACCESS_PLATFORM, CTRL_VQ, MAC
+        c.call("set_status", device="x0", status=0xB)
+        c.call("reset", device="x0")
+        c.call("close", device="x0")
+
+        def names():
+            return [q["queue_type"] for q in c.call("get_device", device="x0")["queues"]]
+
+        self.assertEqual(names(), ["rx", "tx", "control_vq", "tx", "rx"])
+        self.manager.kill()
+        self.manager.start()
+        self.assertEqual(names(), ["rx", "tx", "control_vq", "tx", "rx"], "after a kill")
+        c.call("daemon_upgrade")
+        self.assertEqual(names(), ["rx", "tx", "control_vq", "tx", "rx"], "after an upgrade")
+        c.close()
+
     def test_shared_memory_comes_back(self):
         """A VMM's shared regions (share_memory) come back after SIGKILLs, mapped again from their files in the
         store; one whose mapping the VMM dropped while no daemon ran is left out; an unshare takes the file out
