@@ -15,6 +15,21 @@ static int hex_digit(int c)
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
 }
 
+/* What eventfd_ctx_fdget answers for an fd the kernel keeps itself (SET_VRING_ERR): 0 for an eventfd or −1
+ * (unbind), EBADF for no open file, EINVAL for a file of another kind — told by its /proc name, as vdpad tells
+ * the eventfds it is passed; without /proc it cannot tell and accepts. */
+static int eventfd_error(int fd)
+{
+    if (fd == -1) return 0;
+    if (real_fcntl(fd, F_GETFD) < 0) return EBADF;
+    char path[40], name[32];
+    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+    ssize_t n = readlink(path, name, sizeof(name) - 1);
+    if (n < 0) return 0;
+    name[n] = 0;
+    return strcmp(name, "anon_inode:[eventfd]") == 0 ? 0 : EINVAL;
+}
+
 /* SET_VRING_KICK / SET_VRING_CALL / SET_CONFIG_CALL: fd −1 unbinds; otherwise the fd travels with the request. */
 static int pass_eventfd(struct session *s, const char *method, int fd, const char *vq_param)
 {
@@ -77,8 +92,14 @@ HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg)
         /* Validated and stored by vhost, never read by vhost-vdpa (R41); vhost_dev_ioctl's, so the owner's. */
         const struct vhost_memory *m = arg;
         if (!m) return fail(EFAULT);
-        if (m->nregions > 64) return fail(E2BIG);
+        /* vhost_set_memory's order: padding, count (vhost's max_mem_regions, 64 by default), then each region
+         * into an interval tree, which refuses one whose last byte wraps below its first (size 0 but at 0). */
         if (m->padding) return fail(EOPNOTSUPP);
+        if (m->nregions > 64) return fail(E2BIG);
+        for (uint32_t k = 0; k < m->nregions; k++) {
+            uint64_t first = m->regions[k].guest_phys_addr, last = first + m->regions[k].memory_size - 1;
+            if (last < first) return fail(EFAULT);
+        }
         return 0;
     }
     case VHOST_SET_LOG_BASE:
@@ -172,8 +193,11 @@ HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg)
         const struct vhost_vring_file *f = arg;
         return pass_eventfd(s, request == VHOST_SET_VRING_KICK ? "set_vring_kick" : "set_vring_call", f->fd, vq);
     }
-    case VHOST_SET_VRING_ERR:
-        return 0;  /* stored by vhost and never signalled (R44) */
+    case VHOST_SET_VRING_ERR: {
+        /* Stored by vhost and never signalled (R44), but taken as the kick is: EBADF, EINVAL for no eventfd. */
+        int err = eventfd_error(((const struct vhost_vring_file *)arg)->fd);
+        return err ? fail(err) : 0;
+    }
     case VHOST_SET_VRING_BUSYLOOP_TIMEOUT:  /* stored by vhost, used by no vhost-vdpa path (R44) */
         if (s->busyloop) s->busyloop[state->index] = state->num;
         return 0;

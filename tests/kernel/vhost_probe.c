@@ -62,22 +62,26 @@ static void vring_state(const char *name, unsigned long request, uint32_t index,
     line(name, r, r == 0 && show ? b : NULL);
 }
 
-static void vring_addr(const char *name, uint64_t avail, uint32_t flags)
+static void vring_areas(const char *name, uint64_t desc, uint64_t avail, uint64_t used, uint64_t log, uint32_t flags)
 {
-    struct vhost_vring_addr a = { .index = 0, .flags = flags, .desc_user_addr = 0x10000, .avail_user_addr = avail,
-                                  .used_user_addr = 0x12000 };
+    struct vhost_vring_addr a = { .index = 0, .flags = flags, .desc_user_addr = desc, .avail_user_addr = avail,
+                                  .used_user_addr = used, .log_guest_addr = log };
     IOCTL(name, VHOST_SET_VRING_ADDR, &a);
 }
 
-static void vring_file(const char *name, unsigned long request, int file)
+static void vring_addr(const char *name, uint64_t avail, uint32_t flags) { vring_areas(name, 0x10000, avail, 0x12000, 0, flags); }
+
+static void vq_file(const char *name, unsigned long request, uint32_t index, int file)
 {
-    struct vhost_vring_file f = { .index = 0, .fd = file };
+    struct vhost_vring_file f = { .index = index, .fd = file };
     IOCTL(name, request, &f);
 }
 
+static void vring_file(const char *name, unsigned long request, int file) { vq_file(name, request, 0, file); }
+
 static void config(const char *name, uint32_t off, uint32_t len)
 {
-    unsigned char buf[sizeof(struct vhost_vdpa_config) + 64];
+    unsigned char buf[sizeof(struct vhost_vdpa_config) + 256];  /* room for any length the probe asks */
     struct vhost_vdpa_config *c = (void *)buf;
     c->off = off;
     c->len = len;
@@ -86,6 +90,30 @@ static void config(const char *name, uint32_t off, uint32_t len)
     char hex[2 * 64 + 1] = "";
     for (uint32_t k = 0; r == 0 && k < len && k < 64; k++) snprintf(hex + 2 * k, 3, "%02x", c->buf[k]);
     line(name, r, r == 0 ? hex : NULL);
+}
+
+/* SET_CONFIG of `len` zero bytes at `off` (the probe writes only lengths the kernel refuses). */
+static void set_config(const char *name, uint32_t off, uint32_t len)
+{
+    unsigned char buf[sizeof(struct vhost_vdpa_config) + 256] = { 0 };
+    struct vhost_vdpa_config *c = (void *)buf;
+    c->off = off;
+    c->len = len;
+    IOCTL(name, VHOST_VDPA_SET_CONFIG, c);
+}
+
+/* SET_MEM_TABLE with `n` regions of `size` bytes at guest address `gpa` (vhost's own table, never read by
+ * vhost-vdpa, but validated by vhost_set_memory in its order). */
+static void mem_table(const char *name, uint32_t n, uint32_t padding, uint64_t gpa, uint64_t size, uint64_t uaddr)
+{
+    static unsigned char buf[sizeof(struct vhost_memory) + 65 * sizeof(struct vhost_memory_region)];
+    struct vhost_memory *m = (void *)buf;
+    memset(buf, 0, sizeof(buf));
+    m->nregions = n;
+    m->padding = padding;
+    for (uint32_t k = 0; k < n && k < 65; k++)
+        m->regions[k] = (struct vhost_memory_region){ .guest_phys_addr = gpa + k * size, .memory_size = size, .userspace_addr = uaddr };
+    IOCTL(name, VHOST_SET_MEM_TABLE, m);
 }
 
 static void status(const char *name, uint8_t s)
@@ -233,6 +261,69 @@ int main(int argc, char **argv)
     { uint8_t s = 0xff; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("GET_STATUS after reset", r, r == 0 ? b : NULL); }
     vring_state("GET_VRING_BASE after reset", VHOST_GET_VRING_BASE, 0, 0, 1);
     { errno = 0; void *p = mmap(NULL, 4096, PROT_WRITE, MAP_SHARED, fd, 0); line("mmap doorbell", p == MAP_FAILED ? -1 : 0, NULL); }
+
+    /* F. The rest of vhost's own checks, owner set, after the reset: the memory table (vhost_set_memory's
+     *    order), the vring class past nvqs and its unknown commands (R43, R44), the error eventfd, config
+     *    ranges (R47), features after FEATURES_OK (R54), backend bits (R29), ASIDs past nas (R6), batches. */
+    mem_table("SET_MEM_TABLE padding and 65 regions", 65, 1, 0, 0x1000, u);
+    mem_table("SET_MEM_TABLE 65 regions", 65, 0, 0, 0x1000, u);
+    mem_table("SET_MEM_TABLE 0 regions", 0, 0, 0, 0, 0);
+    mem_table("SET_MEM_TABLE region size 0", 1, 0, 0x1000, 0, u);
+    mem_table("SET_MEM_TABLE region wraps", 1, 0, 0xfffffffffffff000ULL, 0x2000, u);
+    mem_table("SET_MEM_TABLE 2 regions", 2, 0, 0, 0x1000, u);
+    IOCTL("RESET_OWNER after owner", VHOST_RESET_OWNER, NULL);
+    vring_state("unknown 0x99 vq 0", _IO(VHOST_VIRTIO, 0x99), 0, 0, 0);
+    vring_state("unknown 0x99 vq 5", _IO(VHOST_VIRTIO, 0x99), 5, 0, 0);
+    vring_state("SET_VRING_ENDIAN", _IOW(VHOST_VIRTIO, 0x13, struct vhost_vring_state), 0, 0, 0);
+    vring_state("GET_VRING_ENDIAN", _IOW(VHOST_VIRTIO, 0x14, struct vhost_vring_state), 0, 0, 1);
+    vring_state("SET_VRING_BUSYLOOP_TIMEOUT 50", VHOST_SET_VRING_BUSYLOOP_TIMEOUT, 0, 50, 0);
+    vring_state("GET_VRING_BUSYLOOP_TIMEOUT", VHOST_GET_VRING_BUSYLOOP_TIMEOUT, 0, 0, 1);
+    vring_file("SET_VRING_ERR eventfd", VHOST_SET_VRING_ERR, call);
+    vring_file("SET_VRING_ERR pipe", VHOST_SET_VRING_ERR, pipes[0]);
+    vring_file("SET_VRING_ERR closed fd", VHOST_SET_VRING_ERR, 1000);
+    vring_file("SET_VRING_ERR -1", VHOST_SET_VRING_ERR, -1);
+    vring_state("SET_VRING_NUM vq 1", VHOST_SET_VRING_NUM, 1, 16, 0);
+    vring_state("SET_VRING_ENABLE vq 1", VHOST_VDPA_SET_VRING_ENABLE, 1, 1, 0);
+    vring_state("GET_VRING_BASE vq 1", VHOST_GET_VRING_BASE, 1, 0, 1);
+    vq_file("SET_VRING_KICK vq 1", VHOST_SET_VRING_KICK, 1, kick);
+    vring_areas("SET_VRING_ADDR used 2-aligned", 0x10000, 0x11000, 0x12002, 0, 0);
+    vring_areas("SET_VRING_ADDR log 2-aligned", 0x10000, 0x11000, 0x12000, 0x2, 0);
+    vring_areas("SET_VRING_ADDR desc odd", 0x10001, 0x11000, 0x12000, 0, 0);
+    vring_file("SET_VRING_CALL -1", VHOST_SET_VRING_CALL, -1);
+    { int f = pipes[0]; IOCTL("SET_CONFIG_CALL pipe", VHOST_VDPA_SET_CONFIG_CALL, &f); }
+    { int f = 1000; IOCTL("SET_CONFIG_CALL closed fd", VHOST_VDPA_SET_CONFIG_CALL, &f); }
+    { int f = -1; IOCTL("SET_CONFIG_CALL -1", VHOST_VDPA_SET_CONFIG_CALL, &f); }
+    config("GET_CONFIG len 200", 0, 200);
+    set_config("SET_CONFIG len 0", 0, 0);
+    set_config("SET_CONFIG off 200", 200, 1);
+    set_config("SET_CONFIG len 200", 0, 200);
+    u64 = (1ULL << 32) | (1ULL << 33);
+    IOCTL("SET_FEATURES after reset", VHOST_SET_FEATURES, &u64);
+    status("SET_STATUS 0x3 after reset", 0x3);
+    status("SET_STATUS 0xb after reset", 0xb);
+    IOCTL("SET_FEATURES after FEATURES_OK", VHOST_SET_FEATURES, &u64);
+    status("SET_STATUS 0 again", 0);
+    u64 = 0x86;
+    IOCTL("SET_BACKEND_FEATURES DESC_ASID without IOTLB_ASID", VHOST_SET_BACKEND_FEATURES, &u64);
+    u64 = 0xe;
+    IOCTL("SET_BACKEND_FEATURES MSG_V2|BATCH|IOTLB_ASID", VHOST_SET_BACKEND_FEATURES, &u64);
+    vring_state("SET_GROUP_ASID 0 1", VHOST_VDPA_SET_GROUP_ASID, 0, 1, 0);
+    iotlb("UPDATE asid 1", 2, 1, VHOST_IOTLB_UPDATE, 0xa00000, 0x1000, u + 0x80000, 3, 72);
+    iotlb("INVALIDATE asid 1", 2, 1, VHOST_IOTLB_INVALIDATE, 0xa00000, 0x1000, 0, 0, 72);
+    iotlb("BATCH_BEGIN asid 1", 2, 1, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72);
+    iotlb("UPDATE asid 0 acked", 2, 0, VHOST_IOTLB_UPDATE, 0xa00000, 0x1000, u + 0x80000, 3, 72);
+    iotlb("BATCH_END without BEGIN", 2, 0, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0, 72);
+    iotlb("BATCH_BEGIN asid 0", 2, 0, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72);
+    iotlb("BATCH_BEGIN again", 2, 0, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72);
+    iotlb("UPDATE asid 1 in a batch of 0", 2, 1, VHOST_IOTLB_UPDATE, 0xb00000, 0x1000, u + 0x90000, 3, 72);
+    iotlb("UPDATE in the batch", 2, 0, VHOST_IOTLB_UPDATE, 0xb00000, 0x1000, u + 0x90000, 3, 72);
+    iotlb("BATCH_END asid 0", 2, 0, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0, 72);
+    iotlb("UPDATE wraps", 2, 0, VHOST_IOTLB_UPDATE, 0xfffffffffffff000ULL, 0x2000, u + 0xa0000, 3, 72);
+    iotlb("UPDATE last page", 2, 0, VHOST_IOTLB_UPDATE, 0xfffffffffffff000ULL, 0x1000, u + 0xa0000, 3, 72);
+    iotlb("IOTLB type 9", 2, 0, 9, 0xc00000, 0x1000, u, 3, 72);
+    iotlb("INVALIDATE everything", 2, 0, VHOST_IOTLB_INVALIDATE, 0, 0xffffffffffffffffULL, 0, 0, 72);
+    iotlb("UPDATE where everything was", 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x10000, u, 3, 72);
+    iotlb("UPDATE over the last page", 2, 0, VHOST_IOTLB_UPDATE, 0xfffffffffffff000ULL, 0x1000, u + 0xa0000, 3, 72);
     printf("end\n");
     return 0;
 }

@@ -105,7 +105,7 @@ class KernelDifferentialTests(unittest.TestCase):
         rd = guest.initrd(self.work, script, ["vduse_blk", "vhost_probe"], base=initrd, folder="kernel")
         r = subprocess.run(["qemu-system-x86_64", "-M", "pc", "-accel", "tcg", "-m", "512", "-nodefaults", "-display", "none",
                             "-no-reboot", "-serial", "stdio", "-kernel", kernel, "-initrd", rd,
-                            "-append", "console=ttyS0 panic=-1 quiet"], capture_output=True, text=True, timeout=180)
+                            "-append", "console=ttyS0 panic=-1 quiet loglevel=1"], capture_output=True, text=True, timeout=180)
         self.assertIn("VDPAD-VDUSE ready", r.stdout, r.stdout[-3000:])
         lines = [l[len("VDPAD-PROBE "):] for l in r.stdout.splitlines() if l.startswith("VDPAD-PROBE ")]
         self.assertEqual(lines[-1:], ["end"], r.stdout[-3000:])
