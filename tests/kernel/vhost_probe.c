@@ -324,6 +324,36 @@ int main(int argc, char **argv)
     iotlb("INVALIDATE everything", 2, 0, VHOST_IOTLB_INVALIDATE, 0, 0xffffffffffffffffULL, 0, 0, 72);
     iotlb("UPDATE where everything was", 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 0x10000, u, 3, 72);
     iotlb("UPDATE over the last page", 2, 0, VHOST_IOTLB_UPDATE, 0xfffffffffffff000ULL, 0x1000, u + 0xa0000, 3, 72);
+    iotlb("UPDATE adjacent", 2, 0, VHOST_IOTLB_UPDATE, 0x110000, 0x1000, u + 0x10000, 3, 72);
+    iotlb("UPDATE identical", 2, 0, VHOST_IOTLB_UPDATE, 0x110000, 0x1000, u + 0x10000, 3, 72);
+    iotlb("UPDATE last byte shared", 2, 0, VHOST_IOTLB_UPDATE, 0x10f000, 0x1001, u + 0x20000, 3, 72);
+    iotlb("INVALIDATE half an entry", 2, 0, VHOST_IOTLB_INVALIDATE, 0x100000, 0x8000, 0, 0, 72);
+    iotlb("UPDATE in its other half", 2, 0, VHOST_IOTLB_UPDATE, 0x108000, 0x1000, u + 0x8000, 3, 72);
+    iotlb("INVALIDATE whose end wraps", 2, 0, VHOST_IOTLB_INVALIDATE, 0x200000, 0xffffffffffffffffULL, 0, 0, 72);
+    iotlb("UPDATE where the wrap left it", 2, 0, VHOST_IOTLB_UPDATE, 0x110000, 0x1000, u + 0x10000, 3, 72);
+    iotlb("UPDATE unaligned", 2, 0, VHOST_IOTLB_UPDATE, 0x300001, 0x1001, u + 0x30001, 3, 72);
+    u64 = 0;
+    IOCTL("SET_BACKEND_FEATURES 0", VHOST_SET_BACKEND_FEATURES, &u64);
+    iotlb("UPDATE v2 with nothing acked", 2, 1, VHOST_IOTLB_UPDATE, 0x400000, 0x1000, u + 0x40000, 3, 72);
+    iotlb("BATCH_BEGIN with nothing acked", 2, 0, VHOST_IOTLB_BATCH_BEGIN, 0, 0, 0, 0, 72);
+    iotlb("BATCH_END with nothing acked", 2, 0, VHOST_IOTLB_BATCH_END, 0, 0, 0, 0, 72);
+    u64 = 0x46;
+    IOCTL("SET_BACKEND_FEATURES ENABLE_AFTER_DRIVER_OK", VHOST_SET_BACKEND_FEATURES, &u64);
+    vring_state("SET_VRING_NUM 32768", VHOST_SET_VRING_NUM, 0, 32768, 0);
+    vring_state("SET_VRING_NUM 65535", VHOST_SET_VRING_NUM, 0, 65535, 0);
+    vring_state("SET_VRING_ENABLE 2", VHOST_VDPA_SET_VRING_ENABLE, 0, 2, 0);
+    vring_state("SET_VRING_ENABLE 0", VHOST_VDPA_SET_VRING_ENABLE, 0, 0, 0);
+    status("SET_STATUS 0x80", 0x80);
+    { uint8_t s = 0; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("GET_STATUS after 0x80", r, r == 0 ? b : NULL); }
+    status("SET_STATUS 0x1 clearing FAILED", 0x1);
+    status("SET_STATUS 0x81", 0x81);
+    status("SET_STATUS 0x81 again", 0x81);
+    status("SET_STATUS 0 after FAILED", 0);
+    u64 = 1ULL << 32;
+    IOCTL("SET_FEATURES without ACCESS_PLATFORM", VHOST_SET_FEATURES, &u64);
+    u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 0);
+    IOCTL("SET_FEATURES a bit not offered", VHOST_SET_FEATURES, &u64);
+    IOCTL_U64("GET_FEATURES after SET_FEATURES", VHOST_GET_FEATURES);
     printf("end\n");
     return 0;
 }
