@@ -354,6 +354,78 @@ int main(int argc, char **argv)
     u64 = (1ULL << 32) | (1ULL << 33) | (1ULL << 0);
     IOCTL("SET_FEATURES a bit not offered", VHOST_SET_FEATURES, &u64);
     IOCTL_U64("GET_FEATURES after SET_FEATURES", VHOST_GET_FEATURES);
+
+    /* G. Arguments the kernel cannot read or write: NULL, an address nothing is mapped at, a read-only page,
+     *    a structure whose variable part runs into a page nothing may touch.  copy_from_user / copy_to_user fault
+     *    (EFAULT) where the command touches them, and only there (SET_LOG_BASE reads nothing). */
+    void *volatile bad = (void *)16, *volatile nowhere = NULL;  /* volatile: the compiler must not judge the calls */
+    /* A page, then one nothing may touch (PROT_NONE, so no later mapping lands there). */
+    uint8_t *pages = mmap(NULL, 2 * 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (pages == MAP_FAILED || mprotect(pages + 4096, 4096, PROT_NONE))
+        return 1;
+    uint8_t *ro = mmap(NULL, 4096, PROT_READ, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (ro == MAP_FAILED)
+        return 1;
+    IOCTL("GET_FEATURES NULL", VHOST_GET_FEATURES, NULL);
+    IOCTL("GET_FEATURES unmapped", VHOST_GET_FEATURES, bad);
+    IOCTL("GET_FEATURES read-only", VHOST_GET_FEATURES, ro);
+    IOCTL("SET_FEATURES unmapped", VHOST_SET_FEATURES, bad);
+    IOCTL("GET_BACKEND_FEATURES read-only", VHOST_GET_BACKEND_FEATURES, ro);
+    IOCTL("SET_BACKEND_FEATURES unmapped", VHOST_SET_BACKEND_FEATURES, bad);
+    IOCTL("GET_DEVICE_ID read-only", VHOST_VDPA_GET_DEVICE_ID, ro);
+    IOCTL("GET_STATUS read-only", VHOST_VDPA_GET_STATUS, ro);
+    IOCTL("SET_STATUS unmapped", VHOST_VDPA_SET_STATUS, bad);
+    IOCTL("GET_VRING_NUM read-only", VHOST_VDPA_GET_VRING_NUM, ro);
+    IOCTL("GET_CONFIG_SIZE unmapped", VHOST_VDPA_GET_CONFIG_SIZE, bad);
+    IOCTL("GET_VQS_COUNT read-only", VHOST_VDPA_GET_VQS_COUNT, ro);
+    IOCTL("GET_GROUP_NUM unmapped", VHOST_VDPA_GET_GROUP_NUM, bad);
+    IOCTL("GET_AS_NUM read-only", VHOST_VDPA_GET_AS_NUM, ro);
+    IOCTL("GET_IOVA_RANGE read-only", VHOST_VDPA_GET_IOVA_RANGE, ro);
+    IOCTL("SET_CONFIG_CALL unmapped", VHOST_VDPA_SET_CONFIG_CALL, bad);
+    IOCTL("SET_LOG_BASE NULL", VHOST_SET_LOG_BASE, NULL);
+    IOCTL("SET_MEM_TABLE unmapped", VHOST_SET_MEM_TABLE, bad);
+    {
+        struct vhost_memory *m = (void *)(pages + 4096 - sizeof(struct vhost_memory));
+        m->nregions = 1;
+        m->padding = 0;
+        IOCTL("SET_MEM_TABLE regions unmapped", VHOST_SET_MEM_TABLE, m);
+    }
+    IOCTL("GET_CONFIG unmapped", VHOST_VDPA_GET_CONFIG, bad);
+    IOCTL("GET_CONFIG read-only", VHOST_VDPA_GET_CONFIG, ro);
+    {
+        struct vhost_vdpa_config *c = (void *)(pages + 4096 - sizeof(struct vhost_vdpa_config));
+        c->off = 0;
+        c->len = 8;
+        IOCTL("GET_CONFIG buf unmapped", VHOST_VDPA_GET_CONFIG, c);
+        IOCTL("SET_CONFIG buf unmapped", VHOST_VDPA_SET_CONFIG, c);
+        c->len = 0;
+        IOCTL("GET_CONFIG len 0 buf unmapped", VHOST_VDPA_GET_CONFIG, c);
+    }
+    IOCTL("SET_VRING_NUM unmapped", VHOST_SET_VRING_NUM, bad);
+    IOCTL("GET_VRING_BASE read-only", VHOST_GET_VRING_BASE, ro);
+    IOCTL("SET_VRING_ADDR unmapped", VHOST_SET_VRING_ADDR, bad);
+    {
+        struct vhost_vring_addr *a = (void *)(pages + 4096 - 8);  /* index and flags readable, the rest not */
+        a->index = 0;
+        a->flags = 0;
+        IOCTL("SET_VRING_ADDR half unmapped", VHOST_SET_VRING_ADDR, a);
+    }
+    IOCTL("SET_VRING_KICK unmapped", VHOST_SET_VRING_KICK, bad);
+    IOCTL("RESET_OWNER unmapped", VHOST_RESET_OWNER, bad);
+    IOCTL("SET_VRING_BUSYLOOP_TIMEOUT read-only", VHOST_SET_VRING_BUSYLOOP_TIMEOUT, ro);
+    IOCTL("GET_VRING_BUSYLOOP_TIMEOUT read-only", VHOST_GET_VRING_BUSYLOOP_TIMEOUT, ro);
+    errno = 0;
+    line("write NULL", (long)write(fd, nowhere, 72), NULL);
+    errno = 0;
+    line("write unmapped", (long)write(fd, bad, 72), NULL);
+    {
+        uint8_t *m = pages + 4096 - 8;  /* type and asid readable, the body not */
+        uint32_t v2 = 2;
+        memcpy(m, &v2, 4);
+        memset(m + 4, 0, 4);
+        errno = 0;
+        line("write body unmapped", (long)write(fd, m, 72), NULL);
+    }
     printf("end\n");
     return 0;
 }
