@@ -59,7 +59,18 @@ static int open_session(const char *device, int flags)
         errno = ENOMEM;
         return -1;
     }
-    s->sock = sock;
+    /* The session talks on a descriptor of its own, so that whatever the VMM does to its names for the file —
+     * closes the one open() gave while a dup lives on, dup2()s over it — the connection goes on until the last
+     * name is closed, as the kernel's file does.  Close-on-exec: an exec'd child keeps only the names it was
+     * given. */
+    s->sock = real_fcntl(sock, F_DUPFD_CLOEXEC, 0);
+    if (s->sock < 0) {
+        int e = errno;
+        free(s);
+        real_close(sock);
+        errno = e;
+        return -1;
+    }
     clock_gettime(CLOCK_MONOTONIC, &s->opened);
     pthread_mutex_init(&s->lock, NULL);
     snprintf(s->device, sizeof(s->device), "%s", device);
@@ -184,8 +195,8 @@ int ioctl(int fd, unsigned long request, ...)
         r = real_ioctl(fd, request, arg);
     else if (((request >> 8) & 0xFF) != VHOST_VIRTIO)
         r = fail(ENOTTY);
-    else if (!s->owner_set && needs_owner(request))
-        r = fail(EPERM);  /* before the argument is read, as vhost_dev_ioctl checks the owner first (R41) */
+    else if (needs_owner(request) && !owns(s))
+        r = fail(EPERM);  /* before the argument is read, as vhost_dev_ioctl checks the owner first (R41, R42) */
     else  /* the argument is copied in and out as the kernel does: an address it cannot reach is EFAULT */
         r = vdpa_ioctl(s, request, arg);
     int saved = errno;

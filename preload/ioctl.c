@@ -138,8 +138,8 @@ static int device_ioctl(struct session *s, unsigned long request, union ioctl_ar
         return simple(s, "set_features", "\"features\":%llu", (unsigned long long)a->u64);
     case VHOST_SET_OWNER:
         /* open() claimed the device already; the kernel refuses a second SET_OWNER (R42, edge #77). */
-        if (s->owner_set) return fail(EBUSY);
-        s->owner_set = 1;
+        if (s->owner) return fail(EBUSY);
+        s->owner = getpid();
         return 0;
     case VHOST_SET_MEM_TABLE: {
         /* Validated and stored by vhost, never read by vhost-vdpa (R41); vhost_dev_ioctl's, so the owner's.
@@ -320,6 +320,13 @@ static int argument_bytes(unsigned long request, size_t *in, size_t *out)
     }
 }
 
+/* Whether the calling process is the file's owner (vhost_dev_check_owner: the owner's mm is the caller's;
+ * threads share it, a forked child has its own). */
+HIDDEN int owns(const struct session *s)
+{
+    return s->owner != 0 && s->owner == getpid();
+}
+
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *user)
 {
     union ioctl_arg a;
@@ -373,7 +380,7 @@ HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
         /* R2: an UPDATE of size 0 is refused before the handler, not squashed; an INVALIDATE of size 0 goes
          * on (vdpad's unmap removes what the kernel's does: the entry holding iova − 1 and iova, or all). */
         if (m.type == VHOST_IOTLB_UPDATE && m.size == 0) return fail(EINVAL);
-        if (!s->owner_set) return fail(EFAULT);  /* R5: the handler's owner check (EPERM), squashed (R3) */
+        if (!owns(s)) return fail(EFAULT);  /* R5: the handler's owner check (EPERM), squashed (R3) */
         if (m.type == VHOST_IOTLB_UPDATE) {
             share_covering(s, m.uaddr, m.size);
             r = call(s, "map", -1, &err, "\"asid\":%u,\"iova\":%llu,\"size\":%llu,\"addr\":%llu,\"perm\":%u", asid,
@@ -385,7 +392,7 @@ HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
         break;
     case VHOST_IOTLB_BATCH_BEGIN:
     case VHOST_IOTLB_BATCH_END:
-        if (!s->owner_set) return fail(EFAULT);  /* R5, R3 */
+        if (!owns(s)) return fail(EFAULT);  /* R5, R3 */
         r = call(s, m.type == VHOST_IOTLB_BATCH_BEGIN ? "batch_begin" : "batch_end", -1, &err, "\"asid\":%u", asid);
         break;
     default:

@@ -45,6 +45,7 @@ HIDDEN struct session *lookup(int fd)
 
 HIDDEN void session_free(struct session *s)
 {
+    real_close(s->sock);  /* the session's own descriptor: the connection ends with the file's last name */
     pthread_mutex_destroy(&s->lock);
     free(s->busyloop);
     free(s->buf);

@@ -11,8 +11,11 @@
  * are taken over.  open() connects to vdpad (VDPAD_SOCKET, else the system
  * socket, then the per-user one) and calls its `open` method, so a device
  * owned elsewhere fails right there with EBUSY, as the kernel's open does
- * (R34).  The fd the VMM gets is that connection's socket: a VMM that exits
- * without close() releases the device, because the daemon sees the EOF.
+ * (R34).  The fd the VMM gets is that connection's socket, and the session
+ * talks on a close-on-exec dup of its own, so the connection lives as long as
+ * the VMM holds any name for it (a dup, the original closed) and no longer: a
+ * VMM that exits without close() releases the device, because the daemon sees
+ * the EOF.
  * Each vhost / vhost-vdpa ioctl becomes its JSON-RPC method, with the
  * kernel's struct layouts in and out and the kernel's errno; write() takes
  * struct vhost_msg / vhost_msg_v2 with R1's framing; kick and call eventfds
@@ -77,14 +80,15 @@ HIDDEN void resolve_real(void);
 /* ---- sessions (session.c) ---- */
 
 struct session {
-    int sock;                    /* the connection; the VMM's fd numbers are dups of it or it */
+    int sock;                    /* the connection, a descriptor of the session's own (the VMM's fds are others) */
     int refs;                    /* fds that name this session */
     pthread_mutex_t lock;        /* one exchange at a time */
     char device[64];
     unsigned long long next_id;
     char *buf;                   /* bytes read and not yet consumed */
     size_t buf_len, buf_cap;
-    int owner_set;               /* VHOST_SET_OWNER was called (a second one is EBUSY, R42) */
+    pid_t owner;                 /* the process that called VHOST_SET_OWNER (0: none yet; a second one is EBUSY,
+                                    and a forked child is not the owner, R42: vhost's owner is an mm) */
     uint64_t acked_backend;      /* for R1: the v2 asid counts only with IOTLB_ASID acked */
     uint32_t device_id, nvqs, ngroups, nas, config_size, vq_num_max;
     uint32_t *busyloop;          /* per vq: vhost stores the value and never uses it (R44) */
@@ -129,6 +133,7 @@ HIDDEN void share_covering(struct session *s, uint64_t uaddr, uint64_t size);
 /* ioctl.c */
 HIDDEN int fail(int err);
 HIDDEN int needs_owner(unsigned long request);
+HIDDEN int owns(const struct session *s);
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg);
 HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
 

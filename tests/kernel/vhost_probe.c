@@ -18,6 +18,7 @@
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../../preload/vdpad_vhost_abi.h"
@@ -426,6 +427,54 @@ int main(int argc, char **argv)
         errno = 0;
         line("write body unmapped", (long)write(fd, m, 72), NULL);
     }
+
+    /* H. Another process and another descriptor on the same file (R42): a forked child shares the file but not
+     *    the owner's mm — what needs no owner answers, the rest is EPERM (EFAULT for an IOTLB write), and
+     *    SET_OWNER EBUSY; a dup is the same file, owner included.  The child's lines count in the parent's steps
+     *    (it sends its last step back through a pipe). */
+    int steps[2];
+    if (pipe(steps))
+        return 1;
+    fflush(stdout);
+    pid_t child = fork();
+    if (child == 0) {
+        IOCTL_U32("child: GET_DEVICE_ID", VHOST_VDPA_GET_DEVICE_ID);
+        { uint8_t s = 0xff; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("child: GET_STATUS", r, r == 0 ? b : NULL); }
+        IOCTL("child: GET_FEATURES", VHOST_GET_FEATURES, &u64);  /* the value is the parent's offer */
+        vring_state("child: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+        vring_state("child: SET_VRING_NUM", VHOST_SET_VRING_NUM, 0, 64, 0);
+        mem_table("child: SET_MEM_TABLE", 0, 0, 0, 0, 0);
+        IOCTL("child: SET_OWNER", VHOST_SET_OWNER, NULL);
+        iotlb("child: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xd00000, 0x1000, u, 3, 72);
+        fflush(stdout);
+        _exit(write(steps[1], &step, sizeof(step)) == sizeof(step) ? 0 : 1);
+    }
+    if (child < 0 || waitpid(child, NULL, 0) != child || read(steps[0], &step, sizeof(step)) != sizeof(step))
+        return 1;
+    vring_state("GET_VRING_BASE after the child", VHOST_GET_VRING_BASE, 0, 0, 1);
+    iotlb("UPDATE where the child tried", 2, 0, VHOST_IOTLB_UPDATE, 0xd00000, 0x1000, u, 3, 72);
+    int twin = dup(fd), original = fd;
+    fd = twin;
+    vring_state("dup: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+    iotlb("dup: INVALIDATE", 2, 0, VHOST_IOTLB_INVALIDATE, 0xd00000, 0x1000, 0, 0, 72);
+    IOCTL("dup: SET_OWNER", VHOST_SET_OWNER, NULL);
+    close(original);
+    vring_state("dup after closing the original: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+
+    /* I. One open file at a time (vhost_vdpa_open: EBUSY), and what a new one finds after the last close
+     *    (release: reset, tables gone, owner gone). */
+    { errno = 0; int other = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDWR | O_CLOEXEC); line("open while open", other < 0 ? -1 : 0, NULL); if (other >= 0) close(other); }
+    close(fd);
+    fd = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDWR | O_CLOEXEC);
+    line("open after close", fd < 0 ? -1 : 0, NULL);
+    if (fd < 0)
+        return 1;
+    { uint8_t s = 0xff; errno = 0; long r = ioctl(fd, VHOST_VDPA_GET_STATUS, &s); char b[8]; snprintf(b, sizeof b, "0x%x", s); line("GET_STATUS after reopen", r, r == 0 ? b : NULL); }
+    vring_state("GET_VRING_BASE after reopen, no owner", VHOST_GET_VRING_BASE, 0, 0, 1);
+    IOCTL("SET_OWNER after reopen", VHOST_SET_OWNER, NULL);
+    vring_state("GET_VRING_BASE after reopen", VHOST_GET_VRING_BASE, 0, 0, 1);
+    iotlb("UPDATE where the last file mapped", 2, 0, VHOST_IOTLB_UPDATE, 0x110000, 0x1000, u + 0x10000, 3, 72);
+    iotlb("UPDATE asid 1 after reopen", 2, 1, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     printf("end\n");
     return 0;
 }
