@@ -97,6 +97,7 @@ static int open_session(const char *device, int flags)
     s->vq_num_max = (uint32_t)u64_of(r, "vq_num_max");
     json_object_put(r);
     s->busyloop = calloc(s->nvqs ? s->nvqs : 1, sizeof(*s->busyloop));
+    s->opener = getpid();
     start_store_agent(s);
     bind_fd(sock, s);
     return sock;

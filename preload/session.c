@@ -45,6 +45,15 @@ HIDDEN struct session *lookup(int fd)
 
 HIDDEN void session_free(struct session *s)
 {
+    /* The file's last name is gone: the kernel releases the device before close() returns (vhost_vdpa_release),
+     * so a VMM may open it again at once.  The daemon would see the connection's end a moment later; `close`
+     * releases it now.  Only in the process that opened it: a forked child closing its copies leaves the
+     * parent's file alone, as the kernel's shared file does. */
+    if (s->opener && s->opener == getpid()) {
+        int err;
+        json_object *r = call(s, "close", -1, &err, "");
+        if (r) json_object_put(r);
+    }
     real_close(s->sock);  /* the session's own descriptor: the connection ends with the file's last name */
     pthread_mutex_destroy(&s->lock);
     free(s->busyloop);

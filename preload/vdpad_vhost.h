@@ -87,6 +87,7 @@ struct session {
     unsigned long long next_id;
     char *buf;                   /* bytes read and not yet consumed */
     size_t buf_len, buf_cap;
+    pid_t opener;                /* the process whose open() made the session (0 until the daemon said yes) */
     pid_t owner;                 /* the process that called VHOST_SET_OWNER (0: none yet; a second one is EBUSY,
                                     and a forked child is not the owner, R42: vhost's owner is an mm) */
     uint64_t acked_backend;      /* for R1: the v2 asid counts only with IOTLB_ASID acked */

@@ -21,6 +21,8 @@
  *                              the memory is unmapped (vdpad is told to drop it)
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
+ *   vmm_probe reopen PATH N    N times: own the file, map, close it, open it again at once (the kernel released
+ *                              it in close(): never EBUSY, and the new file finds no owner and no mapping)
  *
  * Exit status 0 when every check held; each failed check prints a line.
  */
@@ -529,6 +531,21 @@ static void hold(int fd, long pages)
         pause();  /* killed here, mid-batch */
 }
 
+static void reopen(int fd, const char *path, long n)
+{
+    static char page[4096] __attribute__((aligned(4096)));
+    for (long k = 0; k < n; k++) {
+        EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+        CHECK(iotlb(fd, 2, 0, VHOST_IOTLB_UPDATE, 0x100000, 4096, (uint64_t)(uintptr_t)page, 3, 72) == 72, "UPDATE %ld", k);
+        EXPECT_OK(close(fd));
+        fd = open(path, O_RDWR | O_CLOEXEC);
+        CHECK(fd >= 0, "open %ld right after close: %s", k, strerror(errno));
+        if (fd < 0)
+            return;
+    }
+    close(fd);
+}
+
 static void bench(int fd, long n)
 {
     struct timespec t0, t1;
@@ -776,6 +793,7 @@ int main(int argc, char **argv)
     else if (strcmp(argv[1], "blk-io") == 0 || strcmp(argv[1], "blk-io-shared") == 0) blk_io(fd);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
+    else if (strcmp(argv[1], "reopen") == 0) reopen(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
     else return 2;
     if (dq_shared)
         CHECK(munmap(dq_arena, sizeof dq_static) == 0, "munmap of the shared arena");

@@ -408,6 +408,17 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_a_closed_file_can_be_opened_again_at_once(self):
+        # The kernel releases the device inside close(): an open() right after it never meets the old session
+        # (EBUSY) — the library tells the daemon before close() returns, not when the connection's end is seen.
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
+        try:
+            r = self.probe_run(d, "n0", "reopen", "1000", timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+            self.assertTrue(d.wait(lambda: d.rpc.call("get_device", device="n0")["owner"] is None))
+        finally:
+            d.stop()
+
     def test_net_device_kernel_sequence(self):
         d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
         try:
