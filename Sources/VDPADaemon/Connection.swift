@@ -529,6 +529,16 @@ final class Connection: NotificationSink, Sendable {
     }
 
     /// NotificationSink: events arrive from any queue.
+    /// The client closed its end (its process died, or closed the socket): POLLHUP, both directions shut.  A
+    /// client that only shut down its writing (POLLRDHUP alone) still reads replies, and keeps its sessions.
+    var peerHungUp: Bool {
+        state.withLock { s in
+            if s.closed { return true }
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            return poll(&p, 1, 0) == 1 && p.revents & Int16(POLLHUP) != 0
+        }
+    }
+
     func send(_ notification: JSON) {
         var bytes = notification.encoded()
         bytes.append(0x0A)

@@ -15,6 +15,12 @@ import VDPARegistry
 /// Where a connection's notifications go (the daemon writes them to the socket).
 public protocol NotificationSink: AnyObject, Sendable {
     func send(_ notification: JSON)
+    /// Whether the client is gone before its connection's end was read (see `EventSubscriber.peerHungUp`).
+    var peerHungUp: Bool { get }
+}
+
+extension NotificationSink {
+    public var peerHungUp: Bool { false }
 }
 
 /// Hands a connection's events to its sink as `event` notifications.
@@ -24,6 +30,7 @@ final class EventNotifier: EventSubscriber {
     func deliver(_ event: Event) {
         sink.send(["jsonrpc": "2.0", "method": "event", "params": VDPAService.eventJSON(event)])
     }
+    var peerHungUp: Bool { sink.peerHungUp }
 }
 
 public final class VDPAService: Sendable {

@@ -230,10 +230,29 @@ public final class DeviceRegistry: Sendable {
     // MARK: Sessions
 
     /// open: whoever the device lets open it; EBUSY when open already (R34).  Returns the device as opened.
+    /// An owner whose client is gone though its connection's end is still unread (killed, then reaped: the
+    /// kernel released its file as it died) loses its sessions first, so the open right after never fails.
     public func open(_ name: String, by caller: Caller) throws(VDPAError) -> VDPADevice {
-        let device = try withDevice(name, .opener, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> VDPADevice in
-            try d.open(by: caller.owner)
-            return d
+        var holder: UInt64?
+        let attempt = { () throws(VDPAError) -> VDPADevice in
+            try self.withDevice(name, .opener, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> VDPADevice in
+                holder = d.owner?.connection
+                try d.open(by: caller.owner)
+                return d
+            }
+        }
+        let device: VDPADevice
+        do {
+            device = try attempt()
+        } catch let error where error.errno == .EBUSY {
+            guard let gone = holder, gone != caller.connection else { throw error }
+            // Nil: the connection is unknown — closing right now (its sessions end first), or never opened here.
+            switch subscriber(of: gone)?.peerHungUp {
+            case false?: throw error
+            case true?: releaseSessions(of: gone)
+            case nil: break
+            }
+            device = try attempt()
         }
         emit(.ownerChanged(owner: caller.owner, reason: nil), device: name)
         return device
@@ -266,15 +285,27 @@ public final class DeviceRegistry: Sendable {
     /// Releases every device the connection owns (docs/protocol.md §6) and closes the descriptors it passed
     /// that no request took.
     public func connectionClosed(_ connection: UInt64) {
+        // The sessions first, while the connection is still known: an `open` meanwhile asks it whether its client
+        // is gone rather than finding the device owned by a connection it cannot ask.
+        releaseSessions(of: connection)
         subscribers.withLock { _ = $0.removeValue(forKey: connection) }
         for fd in passedDescriptors.withLock({ $0.removeValue(forKey: connection) }) ?? [] { io.discard(fd) }
         openConnections.subtract(1, ordering: .relaxed)
+    }
+
+    /// Ends every session `connection` owns, as at its disconnect (a second call finds none).
+    private func releaseSessions(of connection: UInt64) {
         for slot in allSlots() {
             // Check and release in one hop, so nobody can open the device in between.
             guard let name = slot.release(if: { $0.owner?.connection == connection }) else { continue }
             logger.info("session released on disconnect", metadata: ["device": "\(name)", "connection": "\(connection)"])
             emit(.ownerChanged(owner: nil, reason: .disconnect), device: name)
         }
+    }
+
+    /// The connection's event subscriber (the daemon's connection object), if it is open.
+    private func subscriber(of connection: UInt64) -> (any EventSubscriber)? {
+        subscribers.withLock { $0[connection]?.subscriber }
     }
 
     public var connectionCount: Int { openConnections.load(ordering: .relaxed) }

@@ -49,6 +49,14 @@ public struct Event: Equatable, Sendable {
 /// Where a connection's events go (the RPC layer encodes them for its socket).
 public protocol EventSubscriber: AnyObject, Sendable {
     func deliver(_ event: Event)
+    /// Whether the client on the other end is gone (its process died or closed the socket) even though the
+    /// connection's end has not been read yet: `open` then releases what it owned at once, as the kernel's
+    /// file is released before its process is reaped.
+    var peerHungUp: Bool { get }
+}
+
+extension EventSubscriber {
+    public var peerHungUp: Bool { false }
 }
 
 /// A bounded buffer of events with increasing sequence numbers.

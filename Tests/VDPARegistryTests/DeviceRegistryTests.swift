@@ -14,8 +14,11 @@ import _VDPATestSupport
 /// Collects the events delivered to one connection.
 final class Subscriber: EventSubscriber {
     let events = Locked<[Event]>([])
+    /// What the connection says of its client (`EventSubscriber.peerHungUp`).
+    let hungUp = Locked(false)
     func deliver(_ event: Event) { events.withLock { $0.append(event) } }
     var kinds: [Event.Kind] { events.withLock { $0.map(\.kind) } }
+    var peerHungUp: Bool { hungUp.withLock { $0 } }
 }
 
 @Suite("Device registry")
@@ -126,6 +129,27 @@ struct DeviceRegistryTests {
         #expect(r.takeDescriptor(for: Self.vmm) == nil)
         #expect(try r.slot(named: "n0").read { $0.owner } == nil)
         _ = try r.open("n0", by: Self.vmm)  // free again
+    }
+
+    @Test("R34 with an owner whose client is gone: open releases its session at once; a live or unknown one is EBUSY")
+    func openAfterTheOwnerDied() throws {
+        let r = try Self.registry(users: [1000, 1001])
+        let owner = Subscriber(), watcher = Subscriber()
+        r.connectionOpened(Self.vmm.connection, subscriber: owner)
+        r.connectionOpened(Self.admin.connection, subscriber: watcher)
+        _ = r.subscribe(Self.admin.connection, to: [.ownerChanged])
+        _ = try r.open("n0", by: Self.vmm)
+        expectError(.EBUSY) { _ = try r.open("n0", by: Self.other) }  // its client is there
+        owner.hungUp.withLock { $0 = true }  // killed and reaped; the end of its connection not read yet
+        _ = try r.open("n0", by: Self.other)
+        #expect(try r.slot(named: "n0").read { $0.owner } == Self.other.owner)
+        #expect(watcher.kinds.suffix(2) == [.ownerChanged(owner: nil, reason: .disconnect), .ownerChanged(owner: Self.other.owner, reason: nil)])
+        r.connectionClosed(Self.vmm.connection)  // the end read later releases nothing of the new owner's
+        #expect(try r.slot(named: "n0").read { $0.owner } == Self.other.owner)
+        // An owner whose connection the registry does not know (closing right now, or never opened): one more try.
+        let s = try Self.registry(users: [1000, 1001])
+        _ = try s.open("n0", by: Self.vmm)
+        expectError(.EBUSY) { _ = try s.open("n0", by: Self.other) }
     }
 
     @Test("the state-file hook refuses a change it cannot write: EIO, nothing added or removed")

@@ -21,6 +21,9 @@
  *                              the memory is unmapped (vdpad is told to drop it)
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
+ *   vmm_probe killed-owner PATH N
+ *                              N times: a child opens and owns the file, is killed with SIGKILL and reaped, and
+ *                              the file is opened again at once (the kernel released it as the child died)
  *   vmm_probe reopen PATH N    N times: own the file, map, close it, open it again at once (the kernel released
  *                              it in close(): never EBUSY, and the new file finds no owner and no mapping)
  *
@@ -30,6 +33,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +42,7 @@
 #include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -546,6 +551,32 @@ static void reopen(int fd, const char *path, long n)
     close(fd);
 }
 
+static void killed_owner(int fd, const char *path, long n)
+{
+    close(fd);
+    for (long k = 0; k < n; k++) {
+        int ready[2];
+        if (pipe(ready)) return;
+        pid_t child = fork();
+        if (child == 0) {
+            int own = open(path, O_RDWR | O_CLOEXEC);
+            char ok = own >= 0 && ioctl(own, VHOST_SET_OWNER, NULL) == 0;
+            if (write(ready[1], &ok, 1) != 1) _exit(1);
+            for (;;) pause();
+        }
+        char ok = 0;
+        CHECK(child > 0 && read(ready[0], &ok, 1) == 1 && ok, "round %ld: the child owns the file", k);
+        kill(child, SIGKILL);
+        waitpid(child, NULL, 0);
+        close(ready[0]);
+        close(ready[1]);
+        int again = open(path, O_RDWR | O_CLOEXEC);
+        CHECK(again >= 0, "round %ld: open after the owner was killed and reaped: %s", k, strerror(errno));
+        if (again < 0) return;
+        close(again);
+    }
+}
+
 static void bench(int fd, long n)
 {
     struct timespec t0, t1;
@@ -793,6 +824,7 @@ int main(int argc, char **argv)
     else if (strcmp(argv[1], "blk-io") == 0 || strcmp(argv[1], "blk-io-shared") == 0) blk_io(fd);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
+    else if (strcmp(argv[1], "killed-owner") == 0) killed_owner(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
     else if (strcmp(argv[1], "reopen") == 0) reopen(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
     else return 2;
     if (dq_shared)

@@ -419,6 +419,17 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_an_owner_killed_and_reaped_leaves_the_device_free(self):
+        # The kernel releases a dead process's file before it can be reaped: a harness that kills its VMM with
+        # SIGKILL, waits for it and starts the next one at once never meets EBUSY (vdpad asks the owner's connection
+        # whether its client hung up, rather than waiting to read the end).
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
+        try:
+            r = self.probe_run(d, "n0", "killed-owner", "1000", timeout=120)
+            self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        finally:
+            d.stop()
+
     def test_net_device_kernel_sequence(self):
         d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
         try:
