@@ -2,6 +2,8 @@
  * not a notification, and give the kernel's errno for an error. */
 #include "vdpad_vhost.h"
 
+#include <poll.h>
+
 /* ---- one JSON-RPC exchange ---------------------------------------------- */
 
 static int errno_named(const char *name)
@@ -16,6 +18,18 @@ static int errno_named(const char *name)
         if (strcmp(names[k].name, name) == 0)
             return names[k].value;
     return EINVAL;
+}
+
+/* The connection shares its file status flags with the VMM's names for it: a VMM that sets O_NONBLOCK on its
+ * vhost-vdpa fd (which changes only the kernel's read()) makes the session's socket non-blocking too.  An
+ * exchange then waits for the socket here instead of failing. */
+static int wait_for(struct session *s, short events)
+{
+    struct pollfd p = { .fd = s->sock, .events = events };
+    int r;
+    while ((r = poll(&p, 1, -1)) < 0 && errno == EINTR)
+        ;
+    return r;
 }
 
 static int send_all(struct session *s, const char *text, size_t len, int pass_fd)
@@ -39,6 +53,8 @@ static int send_all(struct session *s, const char *text, size_t len, int pass_fd
         }
         n = sendmsg(s->sock, &msg, MSG_NOSIGNAL);
         if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait_for(s, POLLOUT) > 0)
             continue;
         if (n <= 0)
             return -1;
@@ -87,6 +103,8 @@ static json_object *read_reply(struct session *s)
         }
         ssize_t n = recv(s->sock, s->buf + s->buf_len, s->buf_cap - s->buf_len, 0);
         if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) && wait_for(s, POLLIN) > 0)
             continue;
         if (n <= 0) {
             errno = EIO;  /* the daemon went away: the kernel's device is gone too */

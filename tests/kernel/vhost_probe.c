@@ -460,6 +460,11 @@ int main(int argc, char **argv)
     IOCTL("dup: SET_OWNER", VHOST_SET_OWNER, NULL);
     close(original);
     vring_state("dup after closing the original: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+    /* O_NONBLOCK on the file changes only read() (IOTLB messages vhost-vdpa never sends): every call goes on. */
+    { errno = 0; int flags = fcntl(fd, F_GETFL); line("F_SETFL O_NONBLOCK", fcntl(fd, F_SETFL, flags | O_NONBLOCK), NULL); }
+    vring_state("non-blocking: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+    iotlb("non-blocking: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xd00000, 0x1000, u, 3, 72);
+    iotlb("non-blocking: INVALIDATE", 2, 0, VHOST_IOTLB_INVALIDATE, 0xd00000, 0x1000, 0, 0, 72);
 
     /* I. One open file at a time (vhost_vdpa_open: EBUSY), and what a new one finds after the last close
      *    (release: reset, tables gone, owner gone). */
