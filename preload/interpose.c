@@ -192,11 +192,16 @@ int ioctl(int fd, unsigned long request, ...)
     if (!s)
         return real_ioctl(fd, request, arg);
     int r;
-    if (request == FIOCLEX || request == FIONCLEX)
+    /* The VFS answers these itself, for any file: close-on-exec and O_NONBLOCK are the descriptor's and the
+     * file's own flags, which the VMM's socket holds as the device's file would; FIOASYNC would need a fasync
+     * that vhost-vdpa does not have (ENOTTY to turn it on, nothing to turn it off).  Every other command, of
+     * whatever type, is vhost-vdpa's to answer, as an unknown one when it is not its own (R43). */
+    if (request == FIOCLEX || request == FIONCLEX || request == FIONBIO)
         r = real_ioctl(fd, request, arg);
-    else if (((request >> 8) & 0xFF) != VHOST_VIRTIO)
-        r = fail(ENOTTY);
-    else if (needs_owner(request) && !owns(s))
+    else if (request == FIOASYNC) {
+        int on;
+        r = copy_from_vmm(&on, arg, sizeof(on)) ? fail(EFAULT) : on ? fail(ENOTTY) : 0;
+    } else if (needs_owner(request) && !owns(s))
         r = fail(EPERM);  /* before the argument is read, as vhost_dev_ioctl checks the owner first (R41, R42) */
     else  /* the argument is copied in and out as the kernel does: an address it cannot reach is EFAULT */
         r = vdpa_ioctl(s, request, arg);

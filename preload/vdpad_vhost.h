@@ -135,6 +135,8 @@ HIDDEN void share_covering(struct session *s, uint64_t uaddr, uint64_t size);
 HIDDEN int fail(int err);
 HIDDEN int needs_owner(unsigned long request);
 HIDDEN int owns(const struct session *s);
+HIDDEN int copy_from_vmm(void *to, const void *from, size_t n);
+HIDDEN int copy_to_vmm(void *to, const void *from, size_t n);
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg);
 HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
 

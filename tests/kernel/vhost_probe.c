@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <termios.h>
 #include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -460,6 +461,13 @@ int main(int argc, char **argv)
     IOCTL("dup: SET_OWNER", VHOST_SET_OWNER, NULL);
     close(original);
     vring_state("dup after closing the original: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+    /* Commands of other types reach vhost-vdpa as its unknown ones do (the VFS takes FIONBIO itself). */
+    { int on = 0; IOCTL("FIONBIO 0", FIONBIO, &on); }
+    { int on = 1; IOCTL("FIOASYNC 1", FIOASYNC, &on); }
+    { int on = 0; IOCTL("FIOASYNC 0", FIOASYNC, &on); }
+    vring_state("TCGETS vq 0", TCGETS, 0, 0, 0);
+    vring_state("TCGETS vq 9", TCGETS, 9, 0, 0);
+    IOCTL("FIONREAD NULL", FIONREAD, NULL);
     /* O_NONBLOCK on the file changes only read() (IOTLB messages vhost-vdpa never sends): every call goes on. */
     { errno = 0; int flags = fcntl(fd, F_GETFL); line("F_SETFL O_NONBLOCK", fcntl(fd, F_SETFL, flags | O_NONBLOCK), NULL); }
     vring_state("non-blocking: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
