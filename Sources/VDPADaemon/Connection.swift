@@ -528,9 +528,9 @@ final class Connection: NotificationSink, Sendable {
         return timer
     }
 
-    /// NotificationSink: events arrive from any queue.
-    /// The client closed its end (its process died, or closed the socket): POLLHUP, both directions shut.  A
-    /// client that only shut down its writing (POLLRDHUP alone) still reads replies, and keeps its sessions.
+    /// NotificationSink: the client closed its end (its process died, or closed the socket) — POLLHUP, both
+    /// directions shut.  A client that only shut down its writing (POLLRDHUP alone) is still answered what it
+    /// sent: its sessions end when the reader comes to the end, as they always have.
     var peerHungUp: Bool {
         state.withLock { s in
             if s.closed { return true }
@@ -539,6 +539,7 @@ final class Connection: NotificationSink, Sendable {
         }
     }
 
+    /// NotificationSink: events arrive from any queue.
     func send(_ notification: JSON) {
         var bytes = notification.encoded()
         bytes.append(0x0A)
