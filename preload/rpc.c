@@ -101,6 +101,16 @@ static json_object *read_reply(struct session *s)
             s->buf = grown;
             s->buf_cap = cap;
         }
+        if (s->reply_wait_ms > 0) {
+            struct pollfd p = { .fd = s->sock, .events = POLLIN };
+            int r = poll(&p, 1, s->reply_wait_ms);
+            if (r < 0 && errno == EINTR)
+                continue;
+            if (r == 0) {
+                errno = ETIMEDOUT;
+                return NULL;
+            }
+        }
         ssize_t n = recv(s->sock, s->buf + s->buf_len, s->buf_cap - s->buf_len, 0);
         if (n < 0 && errno == EINTR)
             continue;

@@ -50,6 +50,9 @@ HIDDEN void session_free(struct session *s)
      * releases it now.  Only in the process that opened it: a forked child closing its copies leaves the
      * parent's file alone, as the kernel's shared file does. */
     if (s->opener && s->opener == getpid()) {
+        /* A close must not hang on a daemon that does not answer (stopped, gone): after a while the connection's
+         * end, which the daemon reads later, releases the device all the same. */
+        s->reply_wait_ms = 2000;
         int err;
         json_object *r = call(s, "close", -1, &err, "");
         if (r) json_object_put(r);

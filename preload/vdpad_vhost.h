@@ -94,6 +94,7 @@ struct session {
     uint32_t device_id, nvqs, ngroups, nas, config_size, vq_num_max;
     uint32_t *busyloop;          /* per vq: vhost stores the value and never uses it (R44) */
     struct timespec opened;      /* for the record's times */
+    int reply_wait_ms;           /* how long a reply may take (0: as long as it takes): the last close's bound */
     unsigned long long record_base;  /* the first host address mapped (anonymised records) */
     uint64_t iova_first, iova_last;
     uint64_t *shared_ids;        /* the shared regions vdpad was given for this session (memory.c) */

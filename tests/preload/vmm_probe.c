@@ -21,6 +21,8 @@
  *                              the memory is unmapped (vdpad is told to drop it)
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
+ *   vmm_probe close-later PATH owns the file, prints "ready", waits for a line on stdin, closes it and prints how
+ *                              long close() took ("closed in N ms"): the test stops the daemon meanwhile
  *   vmm_probe killed-owner PATH N
  *                              N times: a child opens and owns the file, is killed with SIGKILL and reaped, and
  *                              the file is opened again at once (the kernel released it as the child died)
@@ -551,6 +553,20 @@ static void reopen(int fd, const char *path, long n)
     close(fd);
 }
 
+static void close_later(int fd)
+{
+    EXPECT_OK(ioctl(fd, VHOST_SET_OWNER, NULL));
+    printf("ready\n");
+    fflush(stdout);
+    char line[16];
+    if (!fgets(line, sizeof(line), stdin)) return;
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    EXPECT_OK(close(fd));
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    printf("closed in %ld ms\n", (long)((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000));
+}
+
 static void killed_owner(int fd, const char *path, long n)
 {
     close(fd);
@@ -824,6 +840,7 @@ int main(int argc, char **argv)
     else if (strcmp(argv[1], "blk-io") == 0 || strcmp(argv[1], "blk-io-shared") == 0) blk_io(fd);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
+    else if (strcmp(argv[1], "close-later") == 0) close_later(fd);
     else if (strcmp(argv[1], "killed-owner") == 0) killed_owner(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
     else if (strcmp(argv[1], "reopen") == 0) reopen(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
     else return 2;

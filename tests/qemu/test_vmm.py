@@ -430,6 +430,27 @@ class ProbeTests(unittest.TestCase):
         finally:
             d.stop()
 
+    def test_a_close_does_not_hang_on_a_stopped_daemon(self):
+        # The file's last close tells the daemon (so an open right after finds the device free), but waits for
+        # its answer at most 2 s: a stopped daemon makes close() slow, never stuck; the end of the connection,
+        # read once the daemon runs again, releases the device all the same.
+        d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
+        try:
+            p = subprocess.Popen([VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-7=n0", "--", self.probe, "close-later",
+                                  "/dev/vhost-vdpa-7"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            self.assertEqual(p.stdout.readline().strip(), "ready")
+            d.proc.send_signal(signal.SIGSTOP)
+            try:
+                out, _ = p.communicate("go\n", timeout=20)
+            finally:
+                d.proc.send_signal(signal.SIGCONT)
+            self.assertEqual(p.returncode, 0, out)
+            took = int(out.split("closed in ")[1].split()[0])
+            self.assertTrue(1900 <= took < 6000, out)
+            self.assertTrue(d.wait(lambda: d.rpc.call("get_device", device="n0")["owner"] is None))
+        finally:
+            d.stop()
+
     def test_net_device_kernel_sequence(self):
         d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
         try:
