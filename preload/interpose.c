@@ -98,6 +98,7 @@ static int open_session(const char *device, int flags)
     json_object_put(r);
     s->busyloop = calloc(s->nvqs ? s->nvqs : 1, sizeof(*s->busyloop));
     s->opener = getpid();
+    s->writable = (flags & O_ACCMODE) != O_RDONLY;
     start_store_agent(s);
     bind_fd(sock, s);
     return sock;
@@ -219,7 +220,8 @@ ssize_t write(int fd, const void *buf, size_t count)
     struct session *s = acquire(fd);
     if (!s)
         return real_write(fd, buf, count);
-    ssize_t r = iotlb_write(s, buf, count);
+    /* The VFS refuses a write to a file not opened for writing before vhost sees it. */
+    ssize_t r = s->writable ? iotlb_write(s, buf, count) : fail(EBADF);
     int saved = errno;
     release(s);
     errno = saved;

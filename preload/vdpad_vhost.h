@@ -82,6 +82,7 @@ HIDDEN void resolve_real(void);
 struct session {
     int sock;                    /* the connection, a descriptor of the session's own (the VMM's fds are others) */
     int refs;                    /* fds that name this session */
+    int writable;                /* opened for writing (not O_RDONLY): IOTLB messages may be written */
     pthread_mutex_t lock;        /* one exchange at a time */
     char device[64];
     unsigned long long next_id;

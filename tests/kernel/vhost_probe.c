@@ -488,6 +488,15 @@ int main(int argc, char **argv)
     vring_state("GET_VRING_BASE after reopen", VHOST_GET_VRING_BASE, 0, 0, 1);
     iotlb("UPDATE where the last file mapped", 2, 0, VHOST_IOTLB_UPDATE, 0x110000, 0x1000, u + 0x10000, 3, 72);
     iotlb("UPDATE asid 1 after reopen", 2, 1, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
+    /* The access mode is the VFS's: a file opened read-only takes every ioctl, and no write (EBADF). */
+    close(fd);
+    fd = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDONLY | O_CLOEXEC);
+    line("open read-only", fd < 0 ? -1 : 0, NULL);
+    if (fd < 0)
+        return 1;
+    IOCTL("read-only: SET_OWNER", VHOST_SET_OWNER, NULL);
+    vring_state("read-only: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
+    iotlb("read-only: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     printf("end\n");
     return 0;
 }
