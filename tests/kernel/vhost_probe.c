@@ -1,9 +1,10 @@
 /* vhost_probe.c — one scripted list of vhost-vdpa calls, run against the real Linux 6.12 vhost_vdpa (in a
  * guest, on a VDUSE virtio-blk device) and against vdpad (on the host, through libvdpad-vhost.so, on a
  * vdpasim_blk device), printing one line per call so the two transcripts can be compared line by line
- * (tests/kernel/test_kernel.py; issue 25).  The list follows docs/kernel-rules.md's edge-case tables:
+ * (tests/qemu/test_kernel612.py; issue 25).  The list follows docs/kernel-rules.md's edge-case tables:
  * ioctls and IOTLB writes of every kind, in and out of order, before and after SET_OWNER, with and
- * without DRIVER_OK.
+ * without DRIVER_OK (sections A–F), arguments the kernel cannot reach (G), the file as a file — a forked
+ * child, a dup, O_NONBLOCK, other ioctl types (H) — and its opens and closes (I).
  *
  *   vhost_probe PATH     lines "N NAME r=RET e=ERRNO [v=VALUE]", then "end"
  *
