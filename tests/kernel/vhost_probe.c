@@ -432,8 +432,9 @@ int main(int argc, char **argv)
 
     /* H. Another process and another descriptor on the same file (R42): a forked child shares the file but not
      *    the owner's mm — what needs no owner answers, the rest is EPERM (EFAULT for an IOTLB write), and
-     *    SET_OWNER EBUSY; a dup is the same file, owner included.  The child's lines count in the parent's steps
-     *    (it sends its last step back through a pipe). */
+     *    SET_OWNER EBUSY; a dup is the same file, owner included; then commands of other types than vhost's,
+     *    and O_NONBLOCK on the file.  The child's lines count in the parent's steps (it sends its last step back
+     *    through a pipe). */
     int steps[2];
     if (pipe(steps))
         return 1;
