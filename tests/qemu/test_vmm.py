@@ -440,6 +440,12 @@ class ProbeTests(unittest.TestCase):
                                   "/dev/vhost-vdpa-7"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             self.assertEqual(p.stdout.readline().strip(), "ready")
             d.proc.send_signal(signal.SIGSTOP)
+
+            def stopped():  # every thread of the daemon, not just the signal sent
+                task = f"/proc/{d.proc.pid}/task"
+                return all(open(f"{task}/{t}/stat").read().rsplit(")", 1)[1].split()[0] == "T" for t in os.listdir(task))
+
+            self.assertTrue(d.wait(stopped), "the daemon stops")
             try:
                 out, _ = p.communicate("go\n", timeout=20)
             finally:
