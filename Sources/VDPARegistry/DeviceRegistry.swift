@@ -203,7 +203,15 @@ public final class DeviceRegistry: Sendable {
     public func remove(_ name: String, force: Bool, by caller: Caller) throws(VDPAError) {
         try caller.requireAdmin("del_device")
         guard let key = DeviceName(rawValue: name) else { throw VDPAError(.ENODEV, "no device named \(name)") }
-        let owner: Owner? = try registryLock.withLock { _ throws(VDPAError) in
+        let owner: Owner? = try pastAGoneOwner(of: name, for: caller) { () throws(VDPAError) -> Owner? in try removeSlot(name, key, force: force) }
+        if let owner { emit(.sessionClosed(reason: .deviceDeleted), device: name, alsoTo: owner.connection) }
+        logger.notice("device deleted", metadata: ["device": "\(name)", "forced": "\(owner != nil)", "uid": "\(caller.uid)"])
+        emit(.deviceRemoved, device: name)
+    }
+
+    /// del_device's work under the registry's lock: EBUSY for an owned device unless `force`; the owner it had.
+    private func removeSlot(_ name: String, _ key: DeviceName, force: Bool) throws(VDPAError) -> Owner? {
+        try registryLock.withLock { _ throws(VDPAError) in
             let slot = try slot(named: name)
             let owner = try slot.sync { (d: inout VDPADevice) throws(VDPAError) -> Owner? in
                 guard let owner = d.owner else { return nil }
@@ -222,40 +230,42 @@ public final class DeviceRegistry: Sendable {
             setSlot(nil, for: key)
             return owner
         }
-        if let owner { emit(.sessionClosed(reason: .deviceDeleted), device: name, alsoTo: owner.connection) }
-        logger.notice("device deleted", metadata: ["device": "\(name)", "forced": "\(owner != nil)", "uid": "\(caller.uid)"])
-        emit(.deviceRemoved, device: name)
     }
 
     // MARK: Sessions
 
     /// open: whoever the device lets open it; EBUSY when open already (R34).  Returns the device as opened.
-    /// An owner whose client is gone though its connection's end is still unread (killed, then reaped: the
-    /// kernel released its file as it died) loses its sessions first, so the open right after never fails.
     public func open(_ name: String, by caller: Caller) throws(VDPAError) -> VDPADevice {
-        var holder: UInt64?
-        let attempt = { () throws(VDPAError) -> VDPADevice in
+        let device = try pastAGoneOwner(of: name, for: caller) { () throws(VDPAError) -> VDPADevice in
             try self.withDevice(name, .opener, by: caller) { (d: inout VDPADevice) throws(VDPAError) -> VDPADevice in
-                holder = d.owner?.connection
                 try d.open(by: caller.owner)
                 return d
             }
         }
-        let device: VDPADevice
-        do {
-            device = try attempt()
-        } catch let error where error.errno == .EBUSY {
-            guard let gone = holder, gone != caller.connection else { throw error }
-            // Nil: the connection is unknown — closing right now (its sessions end first), or never opened here.
-            switch subscriber(of: gone)?.peerHungUp {
-            case false?: throw error
-            case true?: releaseSessions(of: gone)
-            case nil: break
-            }
-            device = try attempt()
-        }
         emit(.ownerChanged(owner: caller.owner, reason: nil), device: name)
         return device
+    }
+
+    /// Runs `body`, and once more when it failed EBUSY because the device is owned through a connection whose
+    /// client is gone though its end is still unread (killed, then reaped: the kernel released its file as it
+    /// died), after ending that connection's sessions — so an open or a delete right after never fails for it.
+    private func pastAGoneOwner<T>(
+        of name: String, for caller: Caller, _ body: () throws(VDPAError) -> T
+    ) throws(VDPAError) -> T {
+        do {
+            return try body()
+        } catch let error where error.errno == .EBUSY {
+            // No owner now: released meanwhile (its connection's end was read).
+            guard let holder = try? slot(named: name).read({ $0.owner?.connection }) else { return try body() }
+            guard holder != caller.connection else { throw error }
+            // Nil: the connection is unknown — closing right now (its sessions end first), or never opened here.
+            switch subscriber(of: holder)?.peerHungUp {
+            case false?: throw error
+            case true?: releaseSessions(of: holder)
+            case nil: break
+            }
+            return try body()
+        }
     }
 
     /// close: the owner's; the session ends as at a disconnect (§6).

@@ -131,7 +131,7 @@ struct DeviceRegistryTests {
         _ = try r.open("n0", by: Self.vmm)  // free again
     }
 
-    @Test("R34 with an owner whose client is gone: open releases its session at once; a live or unknown one is EBUSY")
+    @Test("R34 with an owner whose client is gone: open and del_device end its session at once; a live or unknown one is EBUSY")
     func openAfterTheOwnerDied() throws {
         let r = try Self.registry(users: [1000, 1001])
         let owner = Subscriber(), watcher = Subscriber()
@@ -150,6 +150,14 @@ struct DeviceRegistryTests {
         let s = try Self.registry(users: [1000, 1001])
         _ = try s.open("n0", by: Self.vmm)
         expectError(.EBUSY) { _ = try s.open("n0", by: Self.other) }
+        // del_device without force the same way: EBUSY for a live owner, done for one whose client hung up.
+        let other = Subscriber()
+        r.connectionOpened(Self.other.connection, subscriber: other)
+        expectError(.EBUSY) { try r.remove("n0", force: false, by: Self.admin) }
+        other.hungUp.withLock { $0 = true }
+        try r.remove("n0", force: false, by: Self.admin)
+        #expect(r.deviceCount == 0)
+        #expect(watcher.kinds.last == .ownerChanged(owner: nil, reason: .disconnect), "the session ended as at a disconnect")
     }
 
     @Test("the state-file hook refuses a change it cannot write: EIO, nothing added or removed")
