@@ -21,6 +21,13 @@ HIDDEN int (*real_fcntl)(int, int, ...);
 
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 
+/* Forks since the library loaded (the parent's count): a session opened before the last of them may be held by
+ * a child too, and its last close here must not release it (session_free).  vfork and posix_spawn run no fork
+ * handlers, and need none: their child execs, which closes every copy (the library's are close-on-exec). */
+HIDDEN unsigned long forks;
+static void forked(void) { __atomic_add_fetch(&forks, 1, __ATOMIC_RELAXED); }
+
+
 static void resolve(void)
 {
     real_open = dlsym(RTLD_NEXT, "open");
@@ -36,6 +43,7 @@ static void resolve(void)
     real_dup2 = dlsym(RTLD_NEXT, "dup2");
     real_dup3 = dlsym(RTLD_NEXT, "dup3");
     real_fcntl = dlsym(RTLD_NEXT, "fcntl");
+    pthread_atfork(NULL, forked, NULL);
 }
 
 HIDDEN void resolve_real(void) { pthread_once(&resolve_once, resolve); }
@@ -98,6 +106,7 @@ static int open_session(const char *device, int flags)
     json_object_put(r);
     s->busyloop = calloc(s->nvqs ? s->nvqs : 1, sizeof(*s->busyloop));
     s->opener = getpid();
+    s->forks_at_open = __atomic_load_n(&forks, __ATOMIC_RELAXED);
     s->writable = (flags & O_ACCMODE) != O_RDONLY;
     start_store_agent(s);
     bind_fd(sock, s);

@@ -45,11 +45,12 @@ HIDDEN struct session *lookup(int fd)
 
 HIDDEN void session_free(struct session *s)
 {
-    /* The file's last name is gone: the kernel releases the device before close() returns (vhost_vdpa_release),
-     * so a VMM may open it again at once.  The daemon would see the connection's end a moment later; `close`
-     * releases it now.  Only in the process that opened it: a forked child closing its copies leaves the
-     * parent's file alone, as the kernel's shared file does. */
-    if (s->opener && s->opener == getpid()) {
+    /* The file's last name here is gone: the kernel releases the device before close() returns
+     * (vhost_vdpa_release), so a VMM may open it again at once.  The daemon would see the connection's end a
+     * moment later; `close` releases it now.  Only in the process that opened it, and only if it has not forked
+     * since: a child may hold the file still, which the kernel keeps open (the daemon reads the connection's
+     * end once every copy is closed, and an open meanwhile finds whether its client hung up). */
+    if (s->opener && s->opener == getpid() && s->forks_at_open == __atomic_load_n(&forks, __ATOMIC_RELAXED)) {
         /* A close must not hang on a daemon that does not answer (stopped, gone): after a while the connection's
          * end, which the daemon reads later, releases the device all the same. */
         s->reply_wait_ms = 2000;

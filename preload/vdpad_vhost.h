@@ -74,6 +74,7 @@ extern HIDDEN int (*real_dup)(int);
 extern HIDDEN int (*real_dup2)(int, int);
 extern HIDDEN int (*real_dup3)(int, int, int);
 extern HIDDEN int (*real_fcntl)(int, int, ...);
+extern HIDDEN unsigned long forks;
 HIDDEN void resolve_real(void);
 #define RESOLVE() resolve_real()
 
@@ -89,6 +90,7 @@ struct session {
     char *buf;                   /* bytes read and not yet consumed */
     size_t buf_len, buf_cap;
     pid_t opener;                /* the process whose open() made the session (0 until the daemon said yes) */
+    unsigned long forks_at_open; /* `forks` when it opened: a fork since may have given a child the file */
     pid_t owner;                 /* the process that called VHOST_SET_OWNER (0: none yet; a second one is EBUSY,
                                     and a forked child is not the owner, R42: vhost's owner is an mm) */
     uint64_t acked_backend;      /* for R1: the v2 asid counts only with IOTLB_ASID acked */

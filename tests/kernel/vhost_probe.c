@@ -490,6 +490,27 @@ int main(int argc, char **argv)
     vring_state("GET_VRING_BASE after reopen", VHOST_GET_VRING_BASE, 0, 0, 1);
     iotlb("UPDATE where the last file mapped", 2, 0, VHOST_IOTLB_UPDATE, 0x110000, 0x1000, u + 0x10000, 3, 72);
     iotlb("UPDATE asid 1 after reopen", 2, 1, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
+    /* A forked child that still holds the file keeps it open after the parent's last close: the device is
+     *    not released (a second open EBUSY) until the child is gone. */
+    int go[2];
+    if (pipe(go))
+        return 1;
+    fflush(stdout);
+    pid_t holder = fork();
+    if (holder == 0) {
+        char c;
+        _exit(read(go[0], &c, 1) == 1 ? 0 : 1);  /* holds the inherited fd until told to go */
+    }
+    if (holder < 0)
+        return 1;
+    close(fd);
+    { errno = 0; int other = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDWR | O_CLOEXEC); line("open while a child holds the closed file", other < 0 ? -1 : 0, NULL); if (other >= 0) close(other); }
+    if (write(go[1], "x", 1) != 1 || waitpid(holder, NULL, 0) != holder)
+        return 1;
+    fd = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDWR | O_CLOEXEC);
+    line("open once the child is gone", fd < 0 ? -1 : 0, NULL);
+    if (fd < 0)
+        return 1;
     /* The access mode is the VFS's: a file opened read-only takes every ioctl, and no write (EBADF). */
     close(fd);
     fd = open(argc > 1 ? argv[1] : "/dev/vhost-vdpa-0", O_RDONLY | O_CLOEXEC);
