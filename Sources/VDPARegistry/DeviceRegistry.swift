@@ -199,7 +199,8 @@ public final class DeviceRegistry: Sendable {
     }
 
     /// del_device: an admin's; ENODEV, EBUSY while open unless `force` (which ends the session first and
-    /// tells its owner), EIO when the state file cannot be written (nothing deleted).
+    /// tells its owner) — an owner whose client hung up does not count (`pastAGoneOwner`) —, EIO when the state
+    /// file cannot be written (nothing deleted).
     public func remove(_ name: String, force: Bool, by caller: Caller) throws(VDPAError) {
         try caller.requireAdmin("del_device")
         guard let key = DeviceName(rawValue: name) else { throw VDPAError(.ENODEV, "no device named \(name)") }
