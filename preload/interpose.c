@@ -27,7 +27,6 @@ static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
 HIDDEN unsigned long forks;
 static void forked(void) { __atomic_add_fetch(&forks, 1, __ATOMIC_RELAXED); }
 
-
 static void resolve(void)
 {
     real_open = dlsym(RTLD_NEXT, "open");

@@ -20,14 +20,15 @@ static int errno_named(const char *name)
     return EINVAL;
 }
 
-/* The connection shares its file status flags with the VMM's names for it: a VMM that sets O_NONBLOCK on its
- * vhost-vdpa fd (which changes only the kernel's read()) makes the session's socket non-blocking too.  An
- * exchange then waits for the socket here instead of failing. */
+/* Waits until the socket is ready for `events`, as long as it takes or the session's `reply_wait_ms`: poll's
+ * answer, 0 when the wait ran out.  The connection shares its file status flags with the VMM's names for it: a
+ * VMM that sets O_NONBLOCK on its vhost-vdpa fd (which changes only the kernel's read()) makes the session's
+ * socket non-blocking too, and an exchange waits here instead of failing. */
 static int wait_for(struct session *s, short events)
 {
     struct pollfd p = { .fd = s->sock, .events = events };
     int r;
-    while ((r = poll(&p, 1, -1)) < 0 && errno == EINTR)
+    while ((r = poll(&p, 1, s->reply_wait_ms > 0 ? s->reply_wait_ms : -1)) < 0 && errno == EINTR)
         ;
     return r;
 }
@@ -101,15 +102,9 @@ static json_object *read_reply(struct session *s)
             s->buf = grown;
             s->buf_cap = cap;
         }
-        if (s->reply_wait_ms > 0) {
-            struct pollfd p = { .fd = s->sock, .events = POLLIN };
-            int r = poll(&p, 1, s->reply_wait_ms);
-            if (r < 0 && errno == EINTR)
-                continue;
-            if (r == 0) {
-                errno = ETIMEDOUT;
-                return NULL;
-            }
+        if (s->reply_wait_ms > 0 && wait_for(s, POLLIN) == 0) {
+            errno = ETIMEDOUT;
+            return NULL;
         }
         ssize_t n = recv(s->sock, s->buf + s->buf_len, s->buf_cap - s->buf_len, 0);
         if (n < 0 && errno == EINTR)
