@@ -45,6 +45,17 @@ func roundTrip(_ records: [JournalRecord]) -> JournalReplay {
     return w.bytes.withUnsafeBytes { JournalReplay($0) { EventFD(Int32($0) - 1000) } }
 }
 
+/// One session image as a record the daemon writes (eventfds as tokens) and reads back, with the record's bytes.
+func imageRoundTrip(_ image: SessionImage) throws -> (record: JournalRecord, bytes: Int) {
+    var w = JournalWriter()
+    JournalRecord.image(device: "d", transaction: .daemon, image).encode(into: &w) { UInt32($0.descriptor) + 1000 }
+    let record = try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
+        var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
+        return try JournalRecord(from: &r) { EventFD(Int32($0) - 1000) }
+    }
+    return (record, w.bytes.count)
+}
+
 func fresh(_ kind: ManagementDevice = .vdpasimNet) throws -> VDPADevice {
     try VDPADevice(name: DeviceName(rawValue: "vdpa0")!, mgmtdev: kind)
 }
@@ -159,36 +170,22 @@ struct JournalTests {
         var ring = EnabledRing()
         (ring.num, ring.desc, ring.driver, ring.device) = (32, 0x7000, 0x7400, nil)
         image.ringsAtEnable = [2: ring, 0: EnabledRing()]
-        func roundTrip(_ image: SessionImage) throws -> (JournalRecord, Int) {
-            var w = JournalWriter()
-            JournalRecord.image(device: "d", transaction: .daemon, image).encode(into: &w) { UInt32($0.descriptor) + 1000 }
-            let record = try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
-                var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
-                return try JournalRecord(from: &r) { EventFD(Int32($0) - 1000) }
-            }
-            return (record, w.bytes.count)
-        }
-        #expect(try roundTrip(image).0 == .image(device: "d", transaction: .daemon, image))
+        #expect(try imageRoundTrip(image).0 == .image(device: "d", transaction: .daemon, image))
         var withFiles = image
         withFiles.sharedFiles = [SharedFile(start: 0x7000_0000, size: 1 << 20, offset: 0, file: EventFD(11))]
-        #expect(try roundTrip(withFiles).0 == .image(device: "d", transaction: .daemon, withFiles))
+        #expect(try imageRoundTrip(withFiles).0 == .image(device: "d", transaction: .daemon, withFiles))
         var none = image
         none.ringsAtEnable = [:]
-        #expect(try roundTrip(none).1 < roundTrip(image).1, "no rings at enable: nothing written for them")
-        #expect(try roundTrip(none).0 == .image(device: "d", transaction: .daemon, none))
+        #expect(try imageRoundTrip(none).1 < imageRoundTrip(image).1, "no rings at enable: nothing written for them")
+        #expect(try imageRoundTrip(none).0 == .image(device: "d", transaction: .daemon, none))
     }
 
     @Test("the features last negotiated: through the journal alone or after the other trailing sections; none in an older image")
     func lastNegotiatedFeatures() throws {
         func roundTrip(_ image: SessionImage) throws -> (SessionImage, Int) {
-            var w = JournalWriter()
-            JournalRecord.image(device: "d", transaction: .daemon, image).encode(into: &w) { UInt32($0.descriptor) + 1000 }
-            let record = try w.bytes.withUnsafeBytes { raw throws -> JournalRecord in
-                var r = JournalReader(UnsafeRawBufferPointer(rebasing: raw[4...]))
-                return try JournalRecord(from: &r) { EventFD(Int32($0) - 1000) }
-            }
+            let (record, bytes) = try imageRoundTrip(image)
             guard case .image(_, _, let decoded) = record else { throw JournalReader.Truncated() }
-            return (decoded, w.bytes.count)
+            return (decoded, bytes)
         }
         let none = try fresh().sessionImage
         var image = none
