@@ -383,9 +383,12 @@ class ProbeTests(unittest.TestCase):
         subprocess.run(["cc", "-O2", "-Wall", "-Wextra", "-Werror", "-pthread", "-o", cls.probe,
                         os.path.join(ROOT, "tests", "preload", "vmm_probe.c")], check=True)
 
+    def probe_command(self, d, device, mode, *args):
+        """vmm_probe MODE under vdpad-run, with /dev/vhost-vdpa-7 for `device` on `d`."""
+        return [VDPAD_RUN, "-s", d.socket, "--device", f"/dev/vhost-vdpa-7={device}", "--", self.probe, mode, "/dev/vhost-vdpa-7", *args]
+
     def probe_run(self, d, device, mode, *args, **kwargs):
-        return subprocess.run([VDPAD_RUN, "-s", d.socket, "--device", f"/dev/vhost-vdpa-7={device}", "--",
-                               self.probe, mode, "/dev/vhost-vdpa-7", *args], capture_output=True, text=True, **kwargs)
+        return subprocess.run(self.probe_command(d, device, mode, *args), capture_output=True, text=True, **kwargs)
 
     def test_block_device_kernel_sequence(self):
         d = Daemon({"blk0": {"mgmtdev": "vdpasim_blk"}})
@@ -436,8 +439,7 @@ class ProbeTests(unittest.TestCase):
         # read once the daemon runs again, releases the device all the same.
         d = Daemon({"n0": {"mgmtdev": "vdpasim_net"}})
         try:
-            p = subprocess.Popen([VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-7=n0", "--", self.probe, "close-later",
-                                  "/dev/vhost-vdpa-7"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            p = subprocess.Popen(self.probe_command(d, "n0", "close-later"), stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
             self.assertEqual(p.stdout.readline().strip(), "ready")
             d.proc.send_signal(signal.SIGSTOP)
 
@@ -574,8 +576,7 @@ class ProbeTests(unittest.TestCase):
             # As vdpasim_handle_cvq counts them: a descriptor loop nothing (vringh refuses the chain before the
             # request is counted), a command in an unmapped buffer a request and an error, 10,000 kicks nothing;
             # a good command after them is served, and another device's RPCs are answered meanwhile.
-            p = subprocess.Popen([VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-7=n1", "--",
-                                  self.probe, "cvq-evil", "/dev/vhost-vdpa-7"], stdout=subprocess.PIPE, text=True)
+            p = subprocess.Popen(self.probe_command(d, "n1", "cvq-evil"), stdout=subprocess.PIPE, text=True)
             for _ in range(20):
                 self.assertEqual(d.rpc.call("get_config", device="n0")["link"], "up")
             out, _ = p.communicate(timeout=60)
@@ -605,8 +606,7 @@ class ProbeTests(unittest.TestCase):
             other.sendall(b'{"jsonrpc":"2.0","id":1,"method":"open","params":{"device":"n1"}}\n'
                           b'{"jsonrpc":"2.0","id":2,"method":"map","params":{"device":"n1","iova":0,"size":4096,"addr":4096,"perm":"rw"}}\n')
             time.sleep(0.2)
-            p = subprocess.Popen([VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-7=n0", "--",
-                                  self.probe, "hold", "/dev/vhost-vdpa-7", "500"], stdout=subprocess.PIPE, text=True)
+            p = subprocess.Popen(self.probe_command(d, "n0", "hold", "500"), stdout=subprocess.PIPE, text=True)
             self.assertEqual(p.stdout.readline().strip(), "mapped")
             self.assertEqual(len(d.rpc.iotlb("n0")), 500)
             p.send_signal(signal.SIGKILL)
