@@ -1,6 +1,8 @@
 /* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves
- * (open, close, dup, fcntl, ioctl, write, mmap) and to follow the VMM's shared file mappings
- * (mmap, munmap, mremap: memory.c); everything else passes to the real ones. */
+ * (open, close, dup, fcntl, ioctl, mmap, fstat; the reads and writes, poll, select and epoll_ctl: file.c) and to
+ * follow the VMM's shared file mappings (mmap, munmap, mremap: memory.c); everything else passes to the real
+ * ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk and kin, which Debian's QEMU calls) are taken
+ * too: they check the buffer and go on to the entry point. */
 #include "vdpad_vhost.h"
 
 /* ---- the real libc entry points ---------------------------------------- */
@@ -11,6 +13,22 @@ HIDDEN int (*real_close)(int);
 HIDDEN int (*real_close_range)(unsigned int, unsigned int, int);
 HIDDEN int (*real_ioctl)(int, unsigned long, ...);
 HIDDEN ssize_t (*real_write)(int, const void *, size_t);
+static ssize_t (*real_read)(int, void *, size_t);
+static ssize_t (*real_pread64)(int, void *, size_t, off_t);
+static ssize_t (*real_readv)(int, const struct iovec *, int);
+static ssize_t (*real_preadv64)(int, const struct iovec *, int, off_t);
+static ssize_t (*real_writev)(int, const struct iovec *, int);
+static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
+static ssize_t (*real_pwritev64)(int, const struct iovec *, int, off_t);
+HIDDEN int (*real_poll)(struct pollfd *, nfds_t, int);
+HIDDEN int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+HIDDEN int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+HIDDEN int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
+static int (*real_epoll_ctl)(int, int, int, struct epoll_event *);
+static int (*real_fstat)(int, struct stat *);
+static int (*real___fxstat)(int, int, struct stat *);
+static int (*real_fstat64)(int, struct stat64 *);
+static int (*real___fxstat64)(int, int, struct stat64 *);
 HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 HIDDEN int (*real_munmap)(void *, size_t);
 HIDDEN void *(*real_mremap)(void *, size_t, size_t, int, ...);
@@ -35,6 +53,22 @@ static void resolve(void)
     real_close_range = dlsym(RTLD_NEXT, "close_range");
     real_ioctl = dlsym(RTLD_NEXT, "ioctl");
     real_write = dlsym(RTLD_NEXT, "write");
+    real_read = dlsym(RTLD_NEXT, "read");
+    real_pread64 = dlsym(RTLD_NEXT, "pread64");
+    real_readv = dlsym(RTLD_NEXT, "readv");
+    real_preadv64 = dlsym(RTLD_NEXT, "preadv64");
+    real_writev = dlsym(RTLD_NEXT, "writev");
+    real_pwrite64 = dlsym(RTLD_NEXT, "pwrite64");
+    real_pwritev64 = dlsym(RTLD_NEXT, "pwritev64");
+    real_poll = dlsym(RTLD_NEXT, "poll");
+    real_ppoll = dlsym(RTLD_NEXT, "ppoll");
+    real_select = dlsym(RTLD_NEXT, "select");
+    real_pselect = dlsym(RTLD_NEXT, "pselect");
+    real_epoll_ctl = dlsym(RTLD_NEXT, "epoll_ctl");
+    real_fstat = dlsym(RTLD_NEXT, "fstat");
+    real___fxstat = dlsym(RTLD_NEXT, "__fxstat");
+    real_fstat64 = dlsym(RTLD_NEXT, "fstat64");
+    real___fxstat64 = dlsym(RTLD_NEXT, "__fxstat64");
     real_mmap = dlsym(RTLD_NEXT, "mmap");
     real_munmap = dlsym(RTLD_NEXT, "munmap");
     real_mremap = dlsym(RTLD_NEXT, "mremap");
@@ -50,7 +84,16 @@ HIDDEN void resolve_real(void) { pthread_once(&resolve_once, resolve); }
 
 /* ---- open ---------------------------------------------------------------- */
 
-static int open_session(const char *device, int flags)
+/* The number a path such as /dev/vhost-vdpa-3 ends with: the minor fstat reports (0 for a path without one). */
+static unsigned int path_minor(const char *path)
+{
+    size_t n = strlen(path), k = n;
+    while (k > 0 && path[k - 1] >= '0' && path[k - 1] <= '9')
+        k--;
+    return k < n ? (unsigned int)strtoul(path + k, NULL, 10) : 0;
+}
+
+static int open_session(const char *path, const char *device, int flags)
 {
     char tried[256];
     int err;
@@ -106,7 +149,10 @@ static int open_session(const char *device, int flags)
     s->busyloop = calloc(s->nvqs ? s->nvqs : 1, sizeof(*s->busyloop));
     s->opener = getpid();
     s->forks_at_open = __atomic_load_n(&forks, __ATOMIC_RELAXED);
-    s->writable = (flags & O_ACCMODE) != O_RDONLY;
+    /* The VFS's FMODE_READ and FMODE_WRITE; access mode 3 gives neither (ioctls only). */
+    s->readable = (flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR;
+    s->writable = (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR;
+    s->minor = path_minor(path);
     start_store_agent(s);
     bind_fd(sock, s);
     return sock;
@@ -117,7 +163,7 @@ static int open_common(const char *path, int flags, mode_t mode, int dirfd, int 
     char device[64];
     RESOLVE();
     if (mapped_device(path, device, sizeof(device)))
-        return open_session(device, flags);
+        return open_session(path, device, flags);
     return at ? real_openat(dirfd, path, flags, mode) : real_open(path, flags, mode);
 }
 
@@ -220,21 +266,131 @@ int ioctl(int fd, unsigned long request, ...)
     return r;
 }
 
-/* ---- write: the IOTLB messages (B1) --------------------------------------- */
+/* ---- reads and writes: the IOTLB messages (B1), no reads (file.c) ------------------------------------ */
 
-ssize_t write(int fd, const void *buf, size_t count)
+/* The session `fd` names runs `call` (an expression using `s`) with errno kept past the release; any other fd
+ * gets `otherwise`. */
+#define ON_SESSION(fd, call, otherwise) \
+    do { \
+        RESOLVE(); \
+        struct session *s = acquire(fd); \
+        if (!s) return otherwise; \
+        ssize_t r_ = call; \
+        int saved_ = errno; \
+        release(s); \
+        errno = saved_; \
+        return r_; \
+    } while (0)
+
+/* pread and pwrite refuse a negative offset before they look at the fd (ksys_pread64); vhost-vdpa's file has
+ * FMODE_PREAD and FMODE_PWRITE, so an offset is otherwise ignored. */
+#define NEGATIVE_OFFSET(off) do { if ((off) < 0) { errno = EINVAL; return -1; } } while (0)
+
+ssize_t read(int fd, void *buf, size_t n) { ON_SESSION(fd, file_read(s), real_read(fd, buf, n)); }
+ssize_t readv(int fd, const struct iovec *iov, int count) { ON_SESSION(fd, file_read(s), real_readv(fd, iov, count)); }
+ssize_t pread64(int fd, void *buf, size_t n, off_t off) { NEGATIVE_OFFSET(off); ON_SESSION(fd, file_read(s), real_pread64(fd, buf, n, off)); }
+ssize_t pread(int fd, void *buf, size_t n, off_t off) __attribute__((alias("pread64")));
+ssize_t preadv64(int fd, const struct iovec *iov, int count, off_t off)
+{
+    NEGATIVE_OFFSET(off);
+    ON_SESSION(fd, file_read(s), real_preadv64(fd, iov, count, off));
+}
+ssize_t preadv(int fd, const struct iovec *iov, int count, off_t off) __attribute__((alias("preadv64")));
+
+ssize_t write(int fd, const void *buf, size_t n) { ON_SESSION(fd, file_write(s, buf, n), real_write(fd, buf, n)); }
+ssize_t writev(int fd, const struct iovec *iov, int count) { ON_SESSION(fd, file_writev(s, iov, count), real_writev(fd, iov, count)); }
+ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
+{
+    NEGATIVE_OFFSET(off);
+    ON_SESSION(fd, file_write(s, buf, n), real_pwrite64(fd, buf, n, off));
+}
+ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) __attribute__((alias("pwrite64")));
+ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t off)
+{
+    NEGATIVE_OFFSET(off);
+    ON_SESSION(fd, file_writev(s, iov, count), real_pwritev64(fd, iov, count, off));
+}
+ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t off) __attribute__((alias("pwritev64")));
+
+extern void __chk_fail(void) __attribute__((noreturn));
+ssize_t __read_chk(int fd, void *buf, size_t n, size_t room) { if (n > room) __chk_fail(); return read(fd, buf, n); }
+ssize_t __pread64_chk(int fd, void *buf, size_t n, off_t off, size_t room) { if (n > room) __chk_fail(); return pread64(fd, buf, n, off); }
+ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t room) __attribute__((alias("__pread64_chk")));
+
+/* ---- poll, select, epoll_ctl (file.c) ------------------------------------------------------------------ */
+
+/* While no fd names a session, these are the real calls and cost one load; file_* answer -2 for an array that
+ * names none. */
+int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask)
 {
     RESOLVE();
-    struct session *s = acquire(fd);
-    if (!s)
-        return real_write(fd, buf, count);
-    /* The VFS refuses a write to a file not opened for writing before vhost sees it. */
-    ssize_t r = s->writable ? iotlb_write(s, buf, count) : fail(EBADF);
-    int saved = errno;
-    release(s);
-    errno = saved;
+    int r = any_named() && n > 0 ? file_poll(fds, n, timeout, mask) : -2;
+    return r != -2 ? r : real_ppoll(fds, n, timeout, mask);
+}
+
+int poll(struct pollfd *fds, nfds_t n, int timeout_ms)
+{
+    RESOLVE();
+    if (!any_named() || n == 0) return real_poll(fds, n, timeout_ms);
+    struct timespec t = { timeout_ms / 1000, (long)(timeout_ms % 1000) * 1000000 };
+    int r = file_poll(fds, n, timeout_ms < 0 ? NULL : &t, NULL);
+    return r != -2 ? r : real_poll(fds, n, timeout_ms);
+}
+
+int __poll_chk(struct pollfd *fds, nfds_t n, int timeout_ms, size_t room)
+{
+    if (room / sizeof(*fds) < n) __chk_fail();
+    return poll(fds, n, timeout_ms);
+}
+
+int __ppoll_chk(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask, size_t room)
+{
+    if (room / sizeof(*fds) < n) __chk_fail();
+    return ppoll(fds, n, timeout, mask);
+}
+
+int select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv)
+{
+    RESOLVE();
+    int r = any_named() ? file_select(nfds, rd, wr, ex, tv, NULL, NULL, 0) : -2;
+    return r != -2 ? r : real_select(nfds, rd, wr, ex, tv);
+}
+
+int pselect(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, const struct timespec *timeout, const sigset_t *mask)
+{
+    RESOLVE();
+    int r = any_named() ? file_select(nfds, rd, wr, ex, NULL, timeout, mask, 1) : -2;
+    return r != -2 ? r : real_pselect(nfds, rd, wr, ex, timeout, mask);
+}
+
+int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
+{
+    RESOLVE();
+    return lookup(fd) ? file_epoll_ctl(epfd, op, event) : real_epoll_ctl(epfd, op, fd, event);
+}
+
+/* ---- fstat: a character device ------------------------------------------------------------------------ */
+
+/* The session's fd is a socket; fstat reports the device node the VMM opened: a character device, mode
+ * crw-------, its minor the path's number.  vdpad's devices have no device number, so the major is 0; the
+ * inode and times stay the socket's.  (fstatat and statx with AT_EMPTY_PATH still see the socket.) */
+static int as_device(int fd, int r, struct stat *st)
+{
+    struct session *s = r == 0 ? acquire(fd) : NULL;
+    if (s) {
+        st->st_mode = S_IFCHR | S_IRUSR | S_IWUSR;
+        st->st_rdev = makedev(0, s->minor);
+        st->st_size = 0;
+        release(s);
+    }
     return r;
 }
+
+int fstat(int fd, struct stat *st) { RESOLVE(); return as_device(fd, real_fstat(fd, st), st); }
+int __fxstat(int ver, int fd, struct stat *st) { RESOLVE(); return as_device(fd, real___fxstat(ver, fd, st), st); }
+/* On x86-64 struct stat64 is struct stat. */
+int fstat64(int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real_fstat64(fd, st), (struct stat *)st); }
+int __fxstat64(int ver, int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real___fxstat64(ver, fd, st), (struct stat *)st); }
 
 
 /* ---- mmap: the notification area (R68), and the VMM's shared file mappings -- */

@@ -351,28 +351,53 @@ HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *user)
 }
 
 
-HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count)
+/* Copies [at, at+n) of the bytes a write carries — the VMM's pieces `iov`, in order, as the kernel's iov_iter
+ * walks them — into `to` with one process_vm_readv, and answers how many leading bytes it got (a piece that
+ * cannot be read ends the copy, as copy_from_iter stops there).  n is at most a message's 40 bytes. */
+static size_t gather(const struct iovec *iov, int count, size_t at, void *to, size_t n)
 {
-    const uint8_t *b = buf;
+    struct iovec remote[40];
+    int k = 0;
+    size_t want = n;
+    for (int i = 0; i < count && want > 0 && k < 40; i++) {
+        size_t len = iov[i].iov_len;
+        if (at >= len) {
+            at -= len;
+            continue;
+        }
+        size_t take = len - at < want ? len - at : want;
+        remote[k++] = (struct iovec){ (uint8_t *)iov[i].iov_base + at, take };
+        want -= take;
+        at = 0;
+    }
+    if (k == 0) return 0;
+    struct iovec local = { to, n - want };
+    ssize_t r = process_vm_readv(getpid(), &local, 1, remote, (unsigned long)k, 0);
+    return r < 0 ? 0 : (size_t)r;
+}
+
+HIDDEN ssize_t iotlb_write(struct session *s, const struct iovec *iov, int count, size_t total)
+{
     uint32_t type, asid = 0;
     int err;
     json_object *r;
-    /* R1: 4 bytes of outer type, then (v2) the asid honoured only with IOTLB_ASID acked, then 32 bytes; each
-     * copied from the VMM as copy_from_iter does, so a part that is short or cannot be read is EINVAL.  One
-     * read takes the three (the 4 bytes between type and body lie on the page of one or the other). */
+    /* R1: 4 bytes of outer type, then 4 the kernel reads as the asid (v2 with IOTLB_ASID acked) or steps over,
+     * then the 32 of the message; each copied from the VMM as copy_from_iter does, so a part that is short or
+     * cannot be read is EINVAL, and the bytes stepped over are never read.  One copy takes the three unless the
+     * middle four are what stopped it. */
     struct {
         uint32_t type, asid;
         struct vhost_iotlb_msg m;
     } head;
-    size_t pieces[3] = { 4, 4, sizeof(head.m) };
-    size_t got = count < sizeof(head) ? 0 : read_vmm(&head, b, pieces, 3);
-    if (count < 4 || (got < 4 && copy_from_vmm(&head.type, b, 4))) return fail(EINVAL);
+    size_t got = gather(iov, count, 0, &head, total < sizeof(head) ? total : sizeof(head));
+    if (got < 4) return fail(EINVAL);
     type = head.type;
     if (type != VHOST_IOTLB_MSG && type != VHOST_IOTLB_MSG_V2) return fail(EINVAL);
     int honours_asid = type == VHOST_IOTLB_MSG_V2 && (s->acked_backend & (1ULL << VHOST_BACKEND_F_IOTLB_ASID));
-    if (honours_asid && (count < 8 || got < 8)) return fail(EINVAL);
+    if (honours_asid && got < 8) return fail(EINVAL);
     if (honours_asid) asid = head.asid;
-    if (count < sizeof(head) || got < sizeof(head)) return fail(EINVAL);
+    size_t body = got >= 8 ? got - 8 : total <= 8 ? 0 : gather(iov, count, 8, &head.m, total - 8 < sizeof(head.m) ? total - 8 : sizeof(head.m));
+    if (body < sizeof(head.m)) return fail(EINVAL);
     struct vhost_iotlb_msg m = head.m;
     switch (m.type) {
     case VHOST_IOTLB_UPDATE:

@@ -28,7 +28,7 @@ static int wait_for(struct session *s, short events)
 {
     struct pollfd p = { .fd = s->sock, .events = events };
     int r;
-    while ((r = poll(&p, 1, s->reply_wait_ms > 0 ? s->reply_wait_ms : -1)) < 0 && errno == EINTR)
+    while ((r = real_poll(&p, 1, s->reply_wait_ms > 0 ? s->reply_wait_ms : -1)) < 0 && errno == EINTR)
         ;
     return r;
 }

@@ -16,6 +16,11 @@ static int table_size;
 #define QUICK_FDS 4096
 static unsigned char named[QUICK_FDS];
 
+/* How many fds name a session: while none does, poll and select pass straight through (any_named). */
+static int named_fds;
+
+HIDDEN int any_named(void) { return __atomic_load_n(&named_fds, __ATOMIC_ACQUIRE) > 0; }
+
 /* False when `fd` certainly names no session (checked without the lock). */
 static inline int may_name_session(int fd)
 {
@@ -112,6 +117,7 @@ HIDDEN void bind_fd(int fd, struct session *s)
     if (fd < table_size) {
         old = table[fd];
         table[fd] = s;
+        __atomic_add_fetch(&named_fds, (s != NULL) - (old != NULL), __ATOMIC_RELEASE);
         if (fd < QUICK_FDS)
             __atomic_store_n(&named[fd], s != NULL, __ATOMIC_RELEASE);
         if (s)

@@ -18,14 +18,17 @@
  * the EOF.
  * Each vhost / vhost-vdpa ioctl becomes its JSON-RPC method, with the
  * kernel's struct layouts in and out and the kernel's errno; write() takes
- * struct vhost_msg / vhost_msg_v2 with R1's framing; kick and call eventfds
+ * struct vhost_msg / vhost_msg_v2 with R1's framing (so do writev and pwrite;
+ * reads, poll and epoll answer as for the kernel's file); kick and call eventfds
  * travel with SCM_RIGHTS.  Everything else passes through untouched.
  *
  * The parts, one file each:
- *   interpose.c  the libc entry points taken over (open, close, dup, fcntl, ioctl, write, mmap, munmap, mremap)
+ *   interpose.c  the libc entry points taken over (open, close, dup, fcntl, ioctl, the reads and writes, poll,
+ *                select, epoll_ctl, fstat, mmap, munmap, mremap)
  *   session.c    sessions and the fd table, the configuration, the connection to vdpad
  *   rpc.c        one JSON-RPC exchange: send, read the reply, the kernel's errno
  *   ioctl.c      the ioctl table and the IOTLB write() path: the kernel's structs to methods
+ *   file.c       the file's other calls as the VFS answers them: reads, gathered writes, poll, select, epoll
  *   record.c     VDPAD_VHOST_RECORD: every call as a JSON line
  *   store.c      the store agent: ring-index stores vdpad asks for, inside this process
  *   memory.c     the VMM's shared file mappings, shared with vdpad so its data path needs no system call
@@ -48,8 +51,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
+#include <sys/select.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <sys/uio.h>
 #include <sys/types.h>
 #include <sys/un.h>
 #include <time.h>
@@ -67,6 +76,10 @@ extern HIDDEN int (*real_close)(int);
 extern HIDDEN int (*real_close_range)(unsigned int, unsigned int, int);
 extern HIDDEN int (*real_ioctl)(int, unsigned long, ...);
 extern HIDDEN ssize_t (*real_write)(int, const void *, size_t);
+extern HIDDEN int (*real_poll)(struct pollfd *, nfds_t, int);
+extern HIDDEN int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
+extern HIDDEN int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
+extern HIDDEN int (*real_pselect)(int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *);
 extern HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 extern HIDDEN int (*real_munmap)(void *, size_t);
 extern HIDDEN void *(*real_mremap)(void *, size_t, size_t, int, ...);
@@ -83,7 +96,8 @@ HIDDEN void resolve_real(void);
 struct session {
     int sock;                    /* the connection, a descriptor of the session's own (the VMM's fds are others) */
     int refs;                    /* fds that name this session */
-    int writable;                /* opened for writing (not O_RDONLY): IOTLB messages may be written */
+    int readable, writable;      /* the access mode's FMODE_READ and FMODE_WRITE: reads are EBADF without the
+                                    first, IOTLB messages need the second */
     pthread_mutex_t lock;        /* one exchange at a time */
     char device[64];
     unsigned long long next_id;
@@ -100,6 +114,7 @@ struct session {
     int reply_wait_ms;           /* how long a reply may take (0: as long as it takes): the last close's bound */
     unsigned long long record_base;  /* the first host address mapped (anonymised records) */
     uint64_t iova_first, iova_last;
+    unsigned int minor;          /* the number the device's path ends with, fstat's minor */
     uint64_t *shared_ids;        /* the shared regions vdpad was given for this session (memory.c) */
     size_t shared_count;         /* guarded by lock */
 };
@@ -108,6 +123,7 @@ struct session {
 
 /* session.c */
 HIDDEN int table_extent(void);
+HIDDEN int any_named(void);
 HIDDEN struct session *lookup(int fd);
 HIDDEN void session_free(struct session *s);
 HIDDEN struct session *acquire(int fd);
@@ -142,6 +158,15 @@ HIDDEN int owns(const struct session *s);
 HIDDEN int copy_from_vmm(void *to, const void *from, size_t n);
 HIDDEN int copy_to_vmm(void *to, const void *from, size_t n);
 HIDDEN int vdpa_ioctl(struct session *s, unsigned long request, void *arg);
-HIDDEN ssize_t iotlb_write(struct session *s, const void *buf, size_t count);
+HIDDEN ssize_t iotlb_write(struct session *s, const struct iovec *iov, int count, size_t total);
+
+/* file.c */
+HIDDEN ssize_t file_read(const struct session *s);
+HIDDEN ssize_t file_write(struct session *s, const void *buf, size_t count);
+HIDDEN ssize_t file_writev(struct session *s, const struct iovec *iov, int count);
+HIDDEN int file_poll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask);
+HIDDEN int file_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv, const struct timespec *timeout,
+                       const sigset_t *mask, int is_pselect);
+HIDDEN int file_epoll_ctl(int epfd, int op, const struct epoll_event *event);
 
 #endif
