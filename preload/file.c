@@ -1,7 +1,7 @@
 /* file.c — the file's other calls, answered as the VFS answers them for vhost-vdpa, whose file operations are
  * write_iter, unlocked_ioctl and mmap, and nothing else: no read, no poll, no llseek.  So
  *   reads       EBADF on a file not opened for reading, else EINVAL (the VFS finds no way to read);
- *   writes      write, writev, pwrite, pwritev carry one IOTLB message, gathered across the pieces (ioctl.c);
+ *   writes      write, writev, pwrite, pwritev(2) carry one IOTLB message, gathered across the pieces (ioctl.c);
  *   poll/select the file is always ready to read and to write (the VFS's DEFAULT_POLLMASK), never for more;
  *   epoll_ctl   EPERM: epoll watches only files that can be polled.
  * Without these the VMM's calls would reach the session's socket: a read would take the daemon's replies, a
@@ -36,9 +36,20 @@ HIDDEN ssize_t file_write(struct session *s, const void *buf, size_t count)
     return iotlb_write(s, &one, 1, one.iov_len);
 }
 
+/* kiocb_set_rw_flags for pwritev2's flags on this file: RWF_HIPRI, DSYNC, SYNC, APPEND and NOAPPEND are taken
+ * (not both of the last two); NOWAIT and ATOMIC need what the file does not have (FMODE_NOWAIT,
+ * FMODE_CAN_ATOMIC_WRITE), and Linux 6.12 knows no other. */
+static int rw_flags_error(int flags)
+{
+    if (flags & ~0x7f) return EOPNOTSUPP;
+    if ((flags & 0x30) == 0x30) return EINVAL;          /* RWF_APPEND | RWF_NOAPPEND */
+    return flags & (0x08 | 0x40) ? EOPNOTSUPP : 0;      /* RWF_NOWAIT, RWF_ATOMIC */
+}
+
 /* vfs_writev: the access mode, then import_iovec (at most UIO_MAXIOV pieces, the array copied in — EFAULT —,
- * no negative length — EINVAL —, each piece in user space — EFAULT); nothing to write is 0, without vhost. */
-HIDDEN ssize_t file_writev(struct session *s, const struct iovec *uiov, int count)
+ * no negative length — EINVAL —, each piece in user space — EFAULT); nothing to write is 0, without vhost;
+ * then pwritev2's `flags`. */
+HIDDEN ssize_t file_writev(struct session *s, const struct iovec *uiov, int count, int flags)
 {
     if (!s->writable) return fail(EBADF);
     if ((unsigned)count > MAX_IOVECS) return fail(EINVAL);
@@ -53,6 +64,7 @@ HIDDEN ssize_t file_writev(struct session *s, const struct iovec *uiov, int coun
         if (iov[k].iov_len > MAX_RW_COUNT - total) iov[k].iov_len = MAX_RW_COUNT - total;
         total += iov[k].iov_len;
     }
+    if (!err && total > 0) err = rw_flags_error(flags);
     ssize_t r = err ? fail(err) : total == 0 ? 0 : iotlb_write(s, iov, count, total);
     int saved = errno;
     if (iov != stack) free(iov);

@@ -20,6 +20,8 @@ static ssize_t (*real_preadv64)(int, const struct iovec *, int, off_t);
 static ssize_t (*real_writev)(int, const struct iovec *, int);
 static ssize_t (*real_pwrite64)(int, const void *, size_t, off_t);
 static ssize_t (*real_pwritev64)(int, const struct iovec *, int, off_t);
+static ssize_t (*real_preadv64v2)(int, const struct iovec *, int, off_t, int);
+static ssize_t (*real_pwritev64v2)(int, const struct iovec *, int, off_t, int);
 HIDDEN int (*real_poll)(struct pollfd *, nfds_t, int);
 HIDDEN int (*real_ppoll)(struct pollfd *, nfds_t, const struct timespec *, const sigset_t *);
 HIDDEN int (*real_select)(int, fd_set *, fd_set *, fd_set *, struct timeval *);
@@ -60,6 +62,8 @@ static void resolve(void)
     real_writev = dlsym(RTLD_NEXT, "writev");
     real_pwrite64 = dlsym(RTLD_NEXT, "pwrite64");
     real_pwritev64 = dlsym(RTLD_NEXT, "pwritev64");
+    real_preadv64v2 = dlsym(RTLD_NEXT, "preadv64v2");
+    real_pwritev64v2 = dlsym(RTLD_NEXT, "pwritev64v2");
     real_poll = dlsym(RTLD_NEXT, "poll");
     real_ppoll = dlsym(RTLD_NEXT, "ppoll");
     real_select = dlsym(RTLD_NEXT, "select");
@@ -298,7 +302,7 @@ ssize_t preadv64(int fd, const struct iovec *iov, int count, off_t off)
 ssize_t preadv(int fd, const struct iovec *iov, int count, off_t off) __attribute__((alias("preadv64")));
 
 ssize_t write(int fd, const void *buf, size_t n) { ON_SESSION(fd, file_write(s, buf, n), real_write(fd, buf, n)); }
-ssize_t writev(int fd, const struct iovec *iov, int count) { ON_SESSION(fd, file_writev(s, iov, count), real_writev(fd, iov, count)); }
+ssize_t writev(int fd, const struct iovec *iov, int count) { ON_SESSION(fd, file_writev(s, iov, count, 0), real_writev(fd, iov, count)); }
 ssize_t pwrite64(int fd, const void *buf, size_t n, off_t off)
 {
     NEGATIVE_OFFSET(off);
@@ -308,9 +312,23 @@ ssize_t pwrite(int fd, const void *buf, size_t n, off_t off) __attribute__((alia
 ssize_t pwritev64(int fd, const struct iovec *iov, int count, off_t off)
 {
     NEGATIVE_OFFSET(off);
-    ON_SESSION(fd, file_writev(s, iov, count), real_pwritev64(fd, iov, count, off));
+    ON_SESSION(fd, file_writev(s, iov, count, 0), real_pwritev64(fd, iov, count, off));
 }
 ssize_t pwritev(int fd, const struct iovec *iov, int count, off_t off) __attribute__((alias("pwritev64")));
+
+/* The v2 calls take -1 for the file's position (any other negative offset is EINVAL) and flags. */
+ssize_t preadv64v2(int fd, const struct iovec *iov, int count, off_t off, int flags)
+{
+    if (off < -1) { errno = EINVAL; return -1; }
+    ON_SESSION(fd, file_read(s), real_preadv64v2(fd, iov, count, off, flags));
+}
+ssize_t preadv2(int fd, const struct iovec *iov, int count, off_t off, int flags) __attribute__((alias("preadv64v2")));
+ssize_t pwritev64v2(int fd, const struct iovec *iov, int count, off_t off, int flags)
+{
+    if (off < -1) { errno = EINVAL; return -1; }
+    ON_SESSION(fd, file_writev(s, iov, count, flags), real_pwritev64v2(fd, iov, count, off, flags));
+}
+ssize_t pwritev2(int fd, const struct iovec *iov, int count, off_t off, int flags) __attribute__((alias("pwritev64v2")));
 
 extern void __chk_fail(void) __attribute__((noreturn));
 ssize_t __read_chk(int fd, void *buf, size_t n, size_t room) { if (n > room) __chk_fail(); return read(fd, buf, n); }

@@ -163,7 +163,7 @@ HIDDEN ssize_t iotlb_write(struct session *s, const struct iovec *iov, int count
 /* file.c */
 HIDDEN ssize_t file_read(const struct session *s);
 HIDDEN ssize_t file_write(struct session *s, const void *buf, size_t count);
-HIDDEN ssize_t file_writev(struct session *s, const struct iovec *iov, int count);
+HIDDEN ssize_t file_writev(struct session *s, const struct iovec *iov, int count, int flags);
 HIDDEN int file_poll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *mask);
 HIDDEN int file_select(int nfds, fd_set *rd, fd_set *wr, fd_set *ex, struct timeval *tv, const struct timespec *timeout,
                        const sigset_t *mask, int is_pselect);

@@ -656,6 +656,28 @@ int main(int argc, char **argv)
         whole.iov_base = &inval;
         errno = 0;
         line("pwritev INVALIDATE", (long)pwritev(fd, &whole, 1, 8), NULL);
+        /* The v2 calls: an offset of -1 is the file's position, their flags are judged once there is something
+         * to write (kiocb_set_rw_flags), before the message is read. */
+        errno = 0;
+        line("preadv2 at -1", (long)preadv2(fd, &riov, 1, -1, 0), NULL);
+        whole.iov_base = &m;
+        errno = 0;
+        line("pwritev2 UPDATE at -1", (long)pwritev2(fd, &whole, 1, -1, 0), NULL);
+        whole.iov_base = &inval;
+        errno = 0;
+        line("pwritev2 INVALIDATE HIPRI|DSYNC|SYNC|APPEND", (long)pwritev2(fd, &whole, 1, 0, 0x17), NULL);
+        errno = 0;
+        line("pwritev2 NOWAIT", (long)pwritev2(fd, &whole, 1, 0, 0x8), NULL);
+        errno = 0;
+        line("pwritev2 APPEND|NOAPPEND", (long)pwritev2(fd, &whole, 1, 0, 0x30), NULL);
+        errno = 0;
+        line("pwritev2 ATOMIC", (long)pwritev2(fd, &whole, 1, 0, 0x40), NULL);
+        errno = 0;
+        line("pwritev2 a flag unknown", (long)pwritev2(fd, &whole, 1, 0, 0x80), NULL);
+        errno = 0;
+        line("pwritev2 no pieces NOWAIT", (long)pwritev2(fd, &whole, 0, 0, 0x8), NULL);
+        errno = 0;
+        line("pwritev2 at -2", (long)pwritev2(fd, &whole, 1, -2, 0), NULL);
     }
     errno = 0;
     line("lseek SEEK_SET", (long)lseek(fd, 0, SEEK_SET), NULL);
@@ -685,6 +707,29 @@ int main(int argc, char **argv)
         char b[16];
         snprintf(b, sizeof b, "%d,%d", FD_ISSET(fd, &rd) ? 1 : 0, FD_ISSET(fd, &wr) ? 1 : 0);
         line("select read and write", r, r >= 0 ? b : NULL);
+    }
+    /* Longer arrays: the file twice among 100 entries, and select over 101 descriptors with a dup at 100. */
+    {
+        struct pollfd p[100];
+        for (int k = 0; k < 100; k++) p[k] = (struct pollfd){ .fd = -1 };
+        p[3] = (struct pollfd){ .fd = fd, .events = POLLOUT };
+        p[97] = (struct pollfd){ .fd = fd, .events = POLLIN | POLLPRI };
+        errno = 0;
+        long r = poll(p, 100, 0);
+        char b[32];
+        snprintf(b, sizeof b, "0x%x,0x%x", (unsigned)p[3].revents, (unsigned)p[97].revents);
+        line("poll 100 entries, the file twice", r, r >= 0 ? b : NULL);
+        int high = dup2(fd, 100);
+        fd_set rd;
+        FD_ZERO(&rd);
+        FD_SET(fd, &rd);
+        FD_SET(100, &rd);
+        struct timeval no_wait = { 0, 0 };
+        errno = 0;
+        r = high == 100 ? select(101, &rd, NULL, NULL, &no_wait) : -1;
+        snprintf(b, sizeof b, "%d,%d", FD_ISSET(fd, &rd) ? 1 : 0, FD_ISSET(100, &rd) ? 1 : 0);
+        line("select 101 descriptors, the file and its dup at 100", r, r >= 0 ? b : NULL);
+        close(100);
     }
     /* Waiting: the file asked for nothing (or for exceptions only) never wakes a poll or a select, which wait
      * for the pipe a child writes a moment later. */
