@@ -383,8 +383,8 @@ HIDDEN ssize_t iotlb_write(struct session *s, const struct iovec *iov, int count
     json_object *r;
     /* R1: 4 bytes of outer type, then 4 the kernel reads as the asid (v2 with IOTLB_ASID acked) or steps over,
      * then the 32 of the message; each copied from the VMM as copy_from_iter does, so a part that is short or
-     * cannot be read is EINVAL, and the bytes stepped over are never read.  One copy takes the three unless the
-     * middle four are what stopped it. */
+     * cannot be read is EINVAL.  One copy takes the three; when it stopped in four the kernel steps over, the
+     * body is copied on its own, so a piece there that cannot be read changes nothing, as in the kernel. */
     struct {
         uint32_t type, asid;
         struct vhost_iotlb_msg m;

@@ -4,6 +4,8 @@
 #   scripts/bench-preload.sh [RUNS] [NREQ] [ANCHORS]     default 5, 50000, ../shared/anchors
 # The ioctl is VHOST_GET_VRING_BASE (vmm_probe bench): an ioctl that reaches
 # the daemon (get_vring), with its struct in and out, against a release vdpad.
+# Then ppoll over 20 pipes with a session open, through the library and as a
+# bare system call (vmm_probe poll-bench).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 runs=${1:-5} nreq=${2:-50000} anchors=${3:-../shared/anchors}
@@ -31,3 +33,7 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{a[NR]=$1} END{print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 m_raw=$(median "${raw[@]}") m_lib=$(awk "BEGIN{print $(median "${lib[@]}")/1000}")
 echo "median of $runs: raw $m_raw us, ioctl $m_lib us, ratio $(awk "BEGIN{printf \"%.2f\", $m_lib/$m_raw}")x (target <= 1.3x)"
+# What the library's poll and select cost a VMM's main loop while a session is open (no goal: the figure in
+# docs/performance.md).
+.build/release/vdpad-run -s "$work/vdpad.sock" --device /dev/vhost-vdpa-0=bench0 -- \
+    "$work/vmm_probe" poll-bench /dev/vhost-vdpa-0 "$nreq"

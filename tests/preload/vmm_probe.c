@@ -21,6 +21,8 @@
  *                              the memory is unmapped (vdpad is told to drop it)
  *   vmm_probe hold PATH N      maps N pages inside an open batch, prints "mapped", then waits (to be killed)
  *   vmm_probe bench PATH N     N GET_VRING_BASE ioctls; prints the mean ns per ioctl
+ *   vmm_probe poll-bench PATH N  ppoll over 20 pipes with the session open, through the library and as a bare
+ *                              system call, 5 rounds of N each; prints the medians
  *   vmm_probe close-later PATH owns the file, prints "ready", waits for a line on stdin, closes it and prints how
  *                              long close() took ("closed in N ms"): the test stops the daemon meanwhile
  *   vmm_probe killed-owner PATH N
@@ -44,6 +46,7 @@
 #include <sys/ioctl.h>
 #include <poll.h>
 #include <sys/mman.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -607,6 +610,37 @@ static void bench(int fd, long n)
     printf("ioctl GET_VRING_BASE through libvdpad-vhost: %.0f ns mean over %ld\n", ns, n);
 }
 
+/* What the library's poll costs a VMM's main loop while a session is open (it then looks for the session's fds
+ * in every array): ppoll over 20 pipes (none ready, no wait) through the library and as a bare system call,
+ * alternating, five rounds each; prints the medians. */
+static int by_ns(const void *a, const void *b) { return *(const double *)a < *(const double *)b ? -1 : *(const double *)a > *(const double *)b; }
+
+static void poll_bench(long n)
+{
+    struct pollfd p[20];
+    for (int k = 0; k < 20; k++) {
+        int ends[2];
+        CHECK(pipe(ends) == 0, "pipe");
+        p[k] = (struct pollfd){ .fd = ends[0], .events = POLLIN };
+    }
+    double ns[2][5];
+    struct timespec none = { 0, 0 };
+    for (int k = 0; k < 1000; k++) ppoll(p, 20, &none, NULL);  /* warm-up */
+    for (int round = 0; round < 10; round++) {
+        int bare = round % 2;
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
+        for (long k = 0; k < n; k++)
+            if ((bare ? syscall(SYS_ppoll, p, 20, &none, NULL, 8) : ppoll(p, 20, &none, NULL)) != 0) failures++;
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        ns[bare][round / 2] = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / (double)n;
+    }
+    qsort(ns[0], 5, sizeof(double), by_ns);
+    qsort(ns[1], 5, sizeof(double), by_ns);
+    printf("ppoll over 20 pipes with a session open: %.0f ns through the library, %.0f ns as a system call (medians of 5 x %ld)\n",
+           ns[0][2], ns[1][2], n);
+}
+
 /* ---- data queues ----
  * Rings and buffers live in one arena: static memory with IOVA = address (the device's ASID 0 is identity until
  * the first map: vdpad copies through process_vm_readv), or, in the "-shared" modes, a memfd mapped MAP_SHARED and
@@ -840,6 +874,7 @@ int main(int argc, char **argv)
     else if (strcmp(argv[1], "blk-io") == 0 || strcmp(argv[1], "blk-io-shared") == 0) blk_io(fd);
     else if (strcmp(argv[1], "hold") == 0) hold(fd, argc > 3 ? atol(argv[3]) : 1000);
     else if (strcmp(argv[1], "bench") == 0) bench(fd, argc > 3 ? atol(argv[3]) : 100000);
+    else if (strcmp(argv[1], "poll-bench") == 0) poll_bench(argc > 3 ? atol(argv[3]) : 100000);
     else if (strcmp(argv[1], "close-later") == 0) close_later(fd);
     else if (strcmp(argv[1], "killed-owner") == 0) killed_owner(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
     else if (strcmp(argv[1], "reopen") == 0) reopen(fd, argv[2], argc > 3 ? atol(argv[3]) : 100);
