@@ -31,6 +31,9 @@ static int (*real_fstat)(int, struct stat *);
 static int (*real___fxstat)(int, int, struct stat *);
 static int (*real_fstat64)(int, struct stat64 *);
 static int (*real___fxstat64)(int, int, struct stat64 *);
+static int (*real_fstatat)(int, const char *, struct stat *, int);
+static int (*real_fstatat64)(int, const char *, struct stat64 *, int);
+static int (*real_statx)(int, const char *, int, unsigned int, struct statx *);
 HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 HIDDEN int (*real_munmap)(void *, size_t);
 HIDDEN void *(*real_mremap)(void *, size_t, size_t, int, ...);
@@ -73,6 +76,9 @@ static void resolve(void)
     real___fxstat = dlsym(RTLD_NEXT, "__fxstat");
     real_fstat64 = dlsym(RTLD_NEXT, "fstat64");
     real___fxstat64 = dlsym(RTLD_NEXT, "__fxstat64");
+    real_fstatat = dlsym(RTLD_NEXT, "fstatat");
+    real_fstatat64 = dlsym(RTLD_NEXT, "fstatat64");
+    real_statx = dlsym(RTLD_NEXT, "statx");
     real_mmap = dlsym(RTLD_NEXT, "mmap");
     real_munmap = dlsym(RTLD_NEXT, "munmap");
     real_mremap = dlsym(RTLD_NEXT, "mremap");
@@ -389,9 +395,9 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
 
 /* ---- fstat: a character device ------------------------------------------------------------------------ */
 
-/* The session's fd is a socket; fstat reports the device node the VMM opened: a character device, mode
- * crw-------, its minor the path's number.  vdpad's devices have no device number, so the major is 0; the
- * inode and times stay the socket's.  (fstatat and statx with AT_EMPTY_PATH still see the socket.) */
+/* The session's fd is a socket; fstat — and fstatat or statx of the fd itself (AT_EMPTY_PATH, path "") —
+ * report the device node the VMM opened: a character device, mode crw-------, its minor the path's number.
+ * vdpad's devices have no device number, so the major is 0; the inode and times stay the socket's. */
 static int as_device(int fd, int r, struct stat *st)
 {
     struct session *s = r == 0 ? acquire(fd) : NULL;
@@ -406,6 +412,38 @@ static int as_device(int fd, int r, struct stat *st)
 
 int fstat(int fd, struct stat *st) { RESOLVE(); return as_device(fd, real_fstat(fd, st), st); }
 int __fxstat(int ver, int fd, struct stat *st) { RESOLVE(); return as_device(fd, real___fxstat(ver, fd, st), st); }
+
+/* Whether a *at call names the fd itself: AT_EMPTY_PATH with "" (read only once the real call succeeded). */
+static int the_fd_itself(int r, const char *path, int flags) { return r == 0 && (flags & AT_EMPTY_PATH) && path[0] == 0; }
+
+int fstatat(int dirfd, const char *path, struct stat *st, int flags)
+{
+    RESOLVE();
+    int r = real_fstatat(dirfd, path, st, flags);
+    return the_fd_itself(r, path, flags) ? as_device(dirfd, r, st) : r;
+}
+
+int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
+{
+    RESOLVE();
+    int r = real_fstatat64(dirfd, path, st, flags);
+    return the_fd_itself(r, path, flags) ? as_device(dirfd, r, (struct stat *)st) : r;
+}
+
+int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
+{
+    RESOLVE();
+    int r = real_statx(dirfd, path, flags, mask, stx);
+    struct session *s = the_fd_itself(r, path, flags) ? acquire(dirfd) : NULL;
+    if (s) {
+        stx->stx_mode = S_IFCHR | S_IRUSR | S_IWUSR;
+        stx->stx_rdev_major = 0;
+        stx->stx_rdev_minor = s->minor;
+        stx->stx_size = 0;
+        release(s);
+    }
+    return r;
+}
 /* On x86-64 struct stat64 is struct stat. */
 int fstat64(int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real_fstat64(fd, st), (struct stat *)st); }
 int __fxstat64(int ver, int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real___fxstat64(ver, fd, st), (struct stat *)st); }

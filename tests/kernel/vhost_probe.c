@@ -789,6 +789,17 @@ int main(int argc, char **argv)
         snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(st.st_mode) ? "chr" : S_ISSOCK(st.st_mode) ? "sock" : "other",
                  (unsigned)(st.st_mode & 07777), minor(st.st_rdev));
         line("fstat", r, r == 0 ? b : NULL);
+        errno = 0;
+        r = fstatat(fd, "", &st, AT_EMPTY_PATH);
+        snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(st.st_mode) ? "chr" : S_ISSOCK(st.st_mode) ? "sock" : "other",
+                 (unsigned)(st.st_mode & 07777), minor(st.st_rdev));
+        line("fstatat AT_EMPTY_PATH", r, r == 0 ? b : NULL);
+        struct statx sx;
+        errno = 0;
+        r = statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &sx);
+        snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(sx.stx_mode) ? "chr" : S_ISSOCK(sx.stx_mode) ? "sock" : "other",
+                 (unsigned)(sx.stx_mode & 07777), sx.stx_rdev_minor);
+        line("statx AT_EMPTY_PATH", r, r == 0 ? b : NULL);
     }
     printf("end\n");
     return 0;
