@@ -77,7 +77,7 @@ enum Grammar {
         ("dev set NAME link up|down", "set a net device's link; the config eventfd is signalled (admin)"),
         ("dev stats show NAME", "what the device's flows cost: maps, commits, copies, resets"),
         ("dev vstats show NAME qidx N", "one queue's counters, as iproute2's vdpa dev vstats (admin; net devices after FEATURES_OK)"),
-        ("dev vq show NAME", "per virtqueue: group, descriptor group, their ASIDs, size, base, ready, kick and call"),
+        ("dev vq show NAME", "per virtqueue: group, descriptor group, their ASIDs, size, base, ready, kick, call, and the ring the device walks"),
         ("dev iotlb show NAME asid A [layer session|device] [first X] [last X] [limit N]", "dump one ASID's mappings"),
         ("dev open NAME", "own the device for this connection (a -b session)"),
         ("dev close NAME", "release it: reset, reset_map every ASID"),

@@ -69,13 +69,13 @@ enum Render {
             func asid(_ g: JSON?) -> String { g?.u64.flatMap { Int($0) < binding.count ? binding[Int($0)].plain : nil } ?? "-" }
             let rings = r["vrings"]?.items ?? []
             return table(
-                ["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID", "NUM", "BASE", "READY", "KICK", "CALL"],
+                ["VQ", "GROUP", "DESC_GROUP", "RING_ASID", "BUFFER_ASID", "NUM", "BASE", "READY", "KICK", "CALL", "IN_USE"],
                 groups.enumerated().map { i, g in
                     let d = desc.map { $0[i] }
                     let ring = i < rings.count ? rings[i] : .null
                     return [
                         "\(i)", g.plain, d?.plain ?? "-", asid(d ?? g), asid(g), ring["num"]?.plain ?? "-", ring["base"]?.plain ?? "-",
-                        ring["ready"]?.plain ?? "-", ring["kick"]?.plain ?? "-", ring["call"]?.plain ?? "-"
+                        ring["ready"]?.plain ?? "-", ring["kick"]?.plain ?? "-", ring["call"]?.plain ?? "-", inUse(ring)
                     ]
                 })
         case .iotlb:
@@ -122,6 +122,18 @@ enum Render {
     static func owner(_ o: JSON?) -> String {
         guard let o, o != .null else { return "-" }
         return "pid \(o["pid"]?.plain ?? "?") uid \(o["uid"]?.plain ?? "?")"
+    }
+
+    /// The ring the device walks (`in_use`): "-" while the vq is not ready, "as set" when it is the one set, else
+    /// what differs — a size or an address set since the vq's enable, which vdpa_sim takes at the next (R62).
+    static func inUse(_ ring: JSON) -> String {
+        guard let used = ring["in_use"], used != .null else { return "-" }
+        let fields = [("num", "num"), ("desc", "desc"), ("driver", "driver"), ("device_area", "device")]
+        let differing = fields.compactMap { key, label -> String? in
+            guard used[key] != ring[key] else { return nil }
+            return "\(label) " + (key == "num" ? used[key]?.plain ?? "-" : hex(used[key]))
+        }
+        return differing.isEmpty ? "as set" : differing.joined(separator: ",")
     }
 
     static func names(_ f: JSON?) -> String {

@@ -31,21 +31,21 @@ struct CLITests {
         // Nothing negotiated: mlx5's CVQ is vq 2 until a driver takes MQ (ctrl_vq_idx), so group 1 is vq 2's.
         #expect(
             try cli(d, ["dev", "vq", "show", "m1"]).out == """
-                VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
-                0   0      2           0          0            -    0     no     no    no
-                1   0      2           0          0            -    0     no     no    no
-                2   1      1           0          0            -    0     no     no    no
-                3   0      2           0          0            -    0     no     no    no
-                4   0      2           0          0            -    0     no     no    no
+                VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL  IN_USE
+                0   0      2           0          0            -    0     no     no    no    -
+                1   0      2           0          0            -    0     no     no    no    -
+                2   1      1           0          0            -    0     no     no    no    -
+                3   0      2           0          0            -    0     no     no    no    -
+                4   0      2           0          0            -    0     no     no    no    -
 
                 """)
         // A parent without descriptor groups (vq_desc_groups null) once crashed this table.
         #expect(
             try cli(d, ["dev", "vq", "show", "vdpa0"]).out == """
-                VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL
-                0   0      -           0          0            -    0     no     no    no
-                1   0      -           0          0            -    0     no     no    no
-                2   1      -           0          0            -    0     no     no    no
+                VQ  GROUP  DESC_GROUP  RING_ASID  BUFFER_ASID  NUM  BASE  READY  KICK  CALL  IN_USE
+                0   0      -           0          0            -    0     no     no    no    -
+                1   0      -           0          0            -    0     no     no    no    -
+                2   1      -           0          0            -    0     no     no    no    -
 
                 """)
         #expect(
@@ -131,6 +131,26 @@ struct CLITests {
         #expect(try d.client().call("get_device", ["device": "vdpa0"])["owner"] == .null)
         let forced = try cli(d, ["-b", script, "-force"])
         #expect(forced.status == 1 && forced.out.hasSuffix("removed 1, device mapping passthrough\n"))
+    }
+
+    @Test("dev vq show's IN_USE: the ring the device walks, and what was set since its enable (R62)")
+    func ringInUse() throws {
+        let d = try Daemon()
+        let script = scratch.path + "/rings.txt"
+        try """
+        dev open vdpa0
+        dev vring set vdpa0 vq 0 num 64 desc 0x10000 driver 0x11000 device 0x12000 ready on
+        dev vq show vdpa0
+        dev vring set vdpa0 vq 0 num 128 desc 0x20000
+        dev vq show vdpa0
+        dev vring set vdpa0 vq 0 ready off
+        dev vring set vdpa0 vq 0 ready on
+        dev vq show vdpa0
+        """.write(toFile: script, atomically: true, encoding: .utf8)
+        let r = try cli(d, ["-b", script])
+        #expect(r.status == 0, "\(r.err)")
+        let vq0 = r.out.split(separator: "\n").filter { $0.hasPrefix("0 ") }.map { String($0.split(separator: "  ").last ?? "") }
+        #expect(vq0 == ["as set", "num 64,desc 0x10000", "as set"], "vdpa_sim walks the ring of the last enable until the next")
     }
 
     @Test("monitor prints events as they come")
