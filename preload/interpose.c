@@ -162,6 +162,7 @@ static int open_session(const char *path, const char *device, int flags)
     /* The VFS's FMODE_READ and FMODE_WRITE; access mode 3 gives neither (ioctls only). */
     s->readable = (flags & O_ACCMODE) == O_RDONLY || (flags & O_ACCMODE) == O_RDWR;
     s->writable = (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR;
+    s->access_mode = flags & O_ACCMODE;
     s->minor = path_minor(path);
     start_store_agent(s);
     bind_fd(sock, s);
@@ -230,6 +231,19 @@ int dup(int fd) { RESOLVE(); return duplicated(fd, real_dup(fd)); }
 int dup2(int fd, int newfd) { RESOLVE(); return duplicated(fd, real_dup2(fd, newfd)); }
 int dup3(int fd, int newfd, int flags) { RESOLVE(); return duplicated(fd, real_dup3(fd, newfd, flags)); }
 
+/* The file's status flags, as the kernel's file has them: the access mode it was opened with and O_LARGEFILE
+ * (open's on 64-bit), where the socket says O_RDWR; never O_ASYNC, which only a file with a fasync op can have
+ * (vhost-vdpa has none, so F_SETFL leaves it out without an error) — and which on the socket would send the VMM
+ * SIGIO at every reply of the daemon. */
+static int session_fcntl(struct session *s, int fd, int cmd, void *arg)
+{
+    if (cmd == F_SETFL)
+        return real_fcntl(fd, F_SETFL, (long)(intptr_t)arg & ~O_ASYNC);
+    enum { kernel_o_largefile = 0100000 };  /* libc's O_LARGEFILE is 0 on 64-bit: the flag is implied */
+    int r = real_fcntl(fd, F_GETFL);
+    return r < 0 ? r : (r & ~(O_ACCMODE | O_ASYNC)) | s->access_mode | kernel_o_largefile;
+}
+
 int fcntl(int fd, int cmd, ...)
 {
     va_list ap;
@@ -237,6 +251,14 @@ int fcntl(int fd, int cmd, ...)
     void *arg = va_arg(ap, void *);
     va_end(ap);
     RESOLVE();
+    struct session *s = cmd == F_GETFL || cmd == F_SETFL ? acquire(fd) : NULL;
+    if (s) {
+        int r = session_fcntl(s, fd, cmd, arg);
+        int saved = errno;
+        release(s);
+        errno = saved;
+        return r;
+    }
     int r = real_fcntl(fd, cmd, arg);
     if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0)
         duplicated(fd, r);

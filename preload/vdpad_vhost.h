@@ -96,6 +96,7 @@ HIDDEN void resolve_real(void);
 struct session {
     int sock;                    /* the connection, a descriptor of the session's own (the VMM's fds are others) */
     int refs;                    /* fds that name this session */
+    int access_mode;             /* open's O_ACCMODE bits, which F_GETFL reports */
     int readable, writable;      /* the access mode's FMODE_READ and FMODE_WRITE: reads are EBADF without the
                                     first, IOTLB messages need the second */
     pthread_mutex_t lock;        /* one exchange at a time */

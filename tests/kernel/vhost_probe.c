@@ -182,6 +182,16 @@ static void poll_line(const char *name, short events)
     line(name, r, r >= 0 ? b : NULL);
 }
 
+/* F_GETFL's flags, as a line. */
+static void status_flags(const char *name)
+{
+    errno = 0;
+    long r = fcntl(fd, F_GETFL);
+    char b[16];
+    snprintf(b, sizeof b, "0x%lx", r);
+    line(name, r, r >= 0 ? b : NULL);
+}
+
 /* Reopen the device with `flags` for section J's calls (SET_OWNER too when `own`). */
 static int reopen(const char *path, const char *name, int flags, int own)
 {
@@ -582,20 +592,39 @@ int main(int argc, char **argv)
     struct iovec riov = { rbuf, sizeof(rbuf) };
     errno = 0;
     line("read-only: read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
+    status_flags("read-only: F_GETFL");
     const char *path = argc > 1 ? argv[1] : "/dev/vhost-vdpa-0";
     if (reopen(path, "open write-only", O_WRONLY, 1) < 0)
         return 1;
     errno = 0;
     line("write-only: read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
+    status_flags("write-only: F_GETFL");
     iotlb("write-only: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     if (reopen(path, "open with access mode 3", O_ACCMODE, 1) < 0)
         return 1;
     errno = 0;
     line("access mode 3: read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
+    status_flags("access mode 3: F_GETFL");
     iotlb("access mode 3: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     vring_state("access mode 3: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
     if (reopen(path, "open read-write", O_RDWR, 1) < 0)
         return 1;
+    /* The file's status flags: what open() left (the access mode, O_LARGEFILE on 64-bit) and what F_SETFL may
+     * change (O_APPEND, O_NONBLOCK, O_NOATIME, O_ASYNC; O_DIRECT only where the file can do direct I/O). */
+    status_flags("F_GETFL");
+    errno = 0;
+    line("F_SETFL O_APPEND|O_NOATIME", fcntl(fd, F_SETFL, O_APPEND | O_NOATIME), NULL);
+    status_flags("F_GETFL after O_APPEND|O_NOATIME");
+    errno = 0;
+    line("F_SETFL O_DIRECT", fcntl(fd, F_SETFL, O_DIRECT), NULL);
+    status_flags("F_GETFL after O_DIRECT");
+    errno = 0;
+    line("F_SETFL O_ASYNC", fcntl(fd, F_SETFL, O_ASYNC), NULL);
+    status_flags("F_GETFL after O_ASYNC");
+    errno = 0;
+    line("F_SETFL 0", fcntl(fd, F_SETFL, 0), NULL);
+    status_flags("F_GETFL after 0");
+    iotlb("UPDATE after the status flags", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     errno = 0;
     line("read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
     errno = 0;
