@@ -4,7 +4,8 @@
  * (tests/qemu/test_kernel612.py; issue 25).  The list follows docs/kernel-rules.md's edge-case tables:
  * ioctls and IOTLB writes of every kind, in and out of order, before and after SET_OWNER, with and
  * without DRIVER_OK (sections A–F), arguments the kernel cannot reach (G), the file as a file — a forked
- * child, a dup, O_NONBLOCK, other ioctl types (H) — and its opens and closes (I).
+ * child, a dup, O_NONBLOCK, other ioctl types (H) — its opens and closes (I), and its other calls: reads,
+ * gathered and positioned writes, lseek, poll, select, epoll, fstat, the status flags (J).
  *
  *   vhost_probe PATH     lines "N NAME r=RET e=ERRNO [v=VALUE]", then "end"
  *
