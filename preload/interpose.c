@@ -1,8 +1,8 @@
-/* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves
- * (open, close, dup, fcntl, ioctl, mmap, fstat; the reads and writes, poll, select and epoll_ctl: file.c) and to
- * follow the VMM's shared file mappings (mmap, munmap, mremap: memory.c); everything else passes to the real
- * ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk and kin, which Debian's QEMU calls) are taken
- * too: they check the buffer and go on to the entry point. */
+/* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves (open, close,
+ * dup, fcntl, ioctl, mmap, fstat, the socket calls; the reads and writes, poll, select and epoll_ctl: file.c)
+ * and to follow the VMM's shared file mappings (mmap, munmap, mremap: memory.c); everything else passes to the
+ * real ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk and kin, which Debian's QEMU calls) are
+ * taken too: they check the buffer and go on to the entry point. */
 #include "vdpad_vhost.h"
 
 /* ---- the real libc entry points ---------------------------------------- */
@@ -43,6 +43,7 @@ HIDDEN int (*real_dup3)(int, int, int);
 HIDDEN int (*real_fcntl)(int, int, ...);
 
 static pthread_once_t resolve_once = PTHREAD_ONCE_INIT;
+static void resolve_socket_calls(void);
 
 /* Forks since the library loaded (the parent's count): a session opened before the last of them may be held by
  * a child too, and its last close here must not release it (session_free).  vfork and posix_spawn run no fork
@@ -86,6 +87,7 @@ static void resolve(void)
     real_dup2 = dlsym(RTLD_NEXT, "dup2");
     real_dup3 = dlsym(RTLD_NEXT, "dup3");
     real_fcntl = dlsym(RTLD_NEXT, "fcntl");
+    resolve_socket_calls();
     pthread_atfork(NULL, forked, NULL);
 }
 
@@ -414,6 +416,76 @@ int epoll_ctl(int epfd, int op, int fd, struct epoll_event *event)
     RESOLVE();
     return lookup(fd) ? file_epoll_ctl(epfd, op, event) : real_epoll_ctl(epfd, op, fd, event);
 }
+
+/* ---- socket calls: the file is no socket ----------------------------------------------------------------- */
+
+/* The session's fd is a socket and the kernel's file is not: every socket call on it is ENOTSOCK, as for any
+ * other file (sockfd_lookup), and none reaches the session's connection — a recv would take the daemon's
+ * replies, a send or a shutdown would end the session. */
+#define NOT_A_SOCKET(fd, real_call) \
+    do { \
+        RESOLVE(); \
+        if (lookup(fd)) { \
+            errno = ENOTSOCK; \
+            return -1; \
+        } \
+        return real_call; \
+    } while (0)
+
+#define REAL(name, ret, ...) static ret (*real_##name)(__VA_ARGS__)
+REAL(send, ssize_t, int, const void *, size_t, int);
+REAL(recv, ssize_t, int, void *, size_t, int);
+REAL(sendto, ssize_t, int, const void *, size_t, int, const struct sockaddr *, socklen_t);
+REAL(recvfrom, ssize_t, int, void *, size_t, int, struct sockaddr *, socklen_t *);
+REAL(sendmsg, ssize_t, int, const struct msghdr *, int);
+REAL(recvmsg, ssize_t, int, struct msghdr *, int);
+REAL(sendmmsg, int, int, struct mmsghdr *, unsigned int, int);
+REAL(recvmmsg, int, int, struct mmsghdr *, unsigned int, int, struct timespec *);
+REAL(getsockopt, int, int, int, int, void *, socklen_t *);
+REAL(setsockopt, int, int, int, int, const void *, socklen_t);
+REAL(getsockname, int, int, struct sockaddr *, socklen_t *);
+REAL(getpeername, int, int, struct sockaddr *, socklen_t *);
+REAL(bind, int, int, const struct sockaddr *, socklen_t);
+REAL(connect, int, int, const struct sockaddr *, socklen_t);
+REAL(listen, int, int, int);
+REAL(accept, int, int, struct sockaddr *, socklen_t *);
+REAL(accept4, int, int, struct sockaddr *, socklen_t *, int);
+REAL(shutdown, int, int, int);
+
+static void resolve_socket_calls(void)
+{
+#define RESOLVE_ONE(name) real_##name = dlsym(RTLD_NEXT, #name)
+    RESOLVE_ONE(send); RESOLVE_ONE(recv); RESOLVE_ONE(sendto); RESOLVE_ONE(recvfrom); RESOLVE_ONE(sendmsg);
+    RESOLVE_ONE(recvmsg); RESOLVE_ONE(sendmmsg); RESOLVE_ONE(recvmmsg); RESOLVE_ONE(getsockopt); RESOLVE_ONE(setsockopt);
+    RESOLVE_ONE(getsockname); RESOLVE_ONE(getpeername); RESOLVE_ONE(bind); RESOLVE_ONE(connect); RESOLVE_ONE(listen);
+    RESOLVE_ONE(accept); RESOLVE_ONE(accept4); RESOLVE_ONE(shutdown);
+#undef RESOLVE_ONE
+}
+
+ssize_t send(int fd, const void *b, size_t n, int flags) { NOT_A_SOCKET(fd, real_send(fd, b, n, flags)); }
+ssize_t recv(int fd, void *b, size_t n, int flags) { NOT_A_SOCKET(fd, real_recv(fd, b, n, flags)); }
+ssize_t sendto(int fd, const void *b, size_t n, int flags, const struct sockaddr *to, socklen_t len)
+{
+    NOT_A_SOCKET(fd, real_sendto(fd, b, n, flags, to, len));
+}
+ssize_t recvfrom(int fd, void *b, size_t n, int flags, struct sockaddr *from, socklen_t *len)
+{
+    NOT_A_SOCKET(fd, real_recvfrom(fd, b, n, flags, from, len));
+}
+ssize_t sendmsg(int fd, const struct msghdr *m, int flags) { NOT_A_SOCKET(fd, real_sendmsg(fd, m, flags)); }
+ssize_t recvmsg(int fd, struct msghdr *m, int flags) { NOT_A_SOCKET(fd, real_recvmsg(fd, m, flags)); }
+int sendmmsg(int fd, struct mmsghdr *m, unsigned int n, int flags) { NOT_A_SOCKET(fd, real_sendmmsg(fd, m, n, flags)); }
+int recvmmsg(int fd, struct mmsghdr *m, unsigned int n, int flags, struct timespec *t) { NOT_A_SOCKET(fd, real_recvmmsg(fd, m, n, flags, t)); }
+int getsockopt(int fd, int level, int name, void *v, socklen_t *len) { NOT_A_SOCKET(fd, real_getsockopt(fd, level, name, v, len)); }
+int setsockopt(int fd, int level, int name, const void *v, socklen_t len) { NOT_A_SOCKET(fd, real_setsockopt(fd, level, name, v, len)); }
+int getsockname(int fd, struct sockaddr *a, socklen_t *len) { NOT_A_SOCKET(fd, real_getsockname(fd, a, len)); }
+int getpeername(int fd, struct sockaddr *a, socklen_t *len) { NOT_A_SOCKET(fd, real_getpeername(fd, a, len)); }
+int bind(int fd, const struct sockaddr *a, socklen_t len) { NOT_A_SOCKET(fd, real_bind(fd, a, len)); }
+int connect(int fd, const struct sockaddr *a, socklen_t len) { NOT_A_SOCKET(fd, real_connect(fd, a, len)); }
+int listen(int fd, int backlog) { NOT_A_SOCKET(fd, real_listen(fd, backlog)); }
+int accept(int fd, struct sockaddr *a, socklen_t *len) { NOT_A_SOCKET(fd, real_accept(fd, a, len)); }
+int accept4(int fd, struct sockaddr *a, socklen_t *len, int flags) { NOT_A_SOCKET(fd, real_accept4(fd, a, len, flags)); }
+int shutdown(int fd, int how) { NOT_A_SOCKET(fd, real_shutdown(fd, how)); }
 
 /* ---- fstat: a character device ------------------------------------------------------------------------ */
 

@@ -5,7 +5,7 @@
  * ioctls and IOTLB writes of every kind, in and out of order, before and after SET_OWNER, with and
  * without DRIVER_OK (sections A–F), arguments the kernel cannot reach (G), the file as a file — a forked
  * child, a dup, O_NONBLOCK, other ioctl types (H) — its opens and closes (I), and its other calls: reads,
- * gathered and positioned writes, lseek, poll, select, epoll, fstat, the status flags (J).
+ * gathered and positioned writes, lseek, poll, select, epoll, fstat, the status flags, socket calls (J).
  *
  *   vhost_probe PATH     lines "N NAME r=RET e=ERRNO [v=VALUE]", then "end"
  *
@@ -24,9 +24,11 @@
 #include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/select.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -40,7 +42,7 @@ static const char *errno_name(int e)
         { 0, "0" }, { EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" }, { EBADF, "EBADF" }, { ENOMEM, "ENOMEM" },
         { EFAULT, "EFAULT" }, { EBUSY, "EBUSY" }, { EEXIST, "EEXIST" }, { ENODEV, "ENODEV" }, { EINVAL, "EINVAL" },
         { ENOTTY, "ENOTTY" }, { ENOSPC, "ENOSPC" }, { E2BIG, "E2BIG" }, { ERANGE, "ERANGE" }, { EOPNOTSUPP, "EOPNOTSUPP" },
-        { ENOBUFS, "ENOBUFS" }, { ESPIPE, "ESPIPE" }, { 524, "ENOTSUPP" },
+        { ENOBUFS, "ENOBUFS" }, { ESPIPE, "ESPIPE" }, { ENOTSOCK, "ENOTSOCK" }, { 524, "ENOTSUPP" },
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if (names[k].e == e)
@@ -831,6 +833,52 @@ int main(int argc, char **argv)
                  (unsigned)(sx.stx_mode & 07777), sx.stx_rdev_minor);
         line("statx AT_EMPTY_PATH", r, r == 0 ? b : NULL);
     }
+    /* Socket calls: the file is no socket (ENOTSOCK), whatever the call; none reaches a connection. */
+    {
+        char one = 'x';
+        struct iovec iov = { &one, 1 };
+        struct msghdr msg = { .msg_iov = &iov, .msg_iovlen = 1 };
+        struct mmsghdr mm = { .msg_hdr = msg };
+        struct sockaddr_un addr = { .sun_family = AF_UNIX, .sun_path = "/nowhere" };
+        socklen_t len = sizeof(addr);
+        int type = 0;
+        socklen_t tlen = sizeof(type);
+        errno = 0;
+        line("send", (long)send(fd, &one, 1, MSG_DONTWAIT), NULL);
+        errno = 0;
+        line("recv", (long)recv(fd, &one, 1, MSG_DONTWAIT), NULL);
+        errno = 0;
+        line("sendto", (long)sendto(fd, &one, 1, MSG_DONTWAIT, NULL, 0), NULL);
+        errno = 0;
+        line("recvfrom", (long)recvfrom(fd, &one, 1, MSG_DONTWAIT, NULL, NULL), NULL);
+        errno = 0;
+        line("sendmsg", (long)sendmsg(fd, &msg, MSG_DONTWAIT), NULL);
+        errno = 0;
+        line("recvmsg", (long)recvmsg(fd, &msg, MSG_DONTWAIT), NULL);
+        errno = 0;
+        line("sendmmsg", (long)sendmmsg(fd, &mm, 1, MSG_DONTWAIT), NULL);
+        errno = 0;
+        line("recvmmsg", (long)recvmmsg(fd, &mm, 1, MSG_DONTWAIT, NULL), NULL);
+        errno = 0;
+        line("getsockopt SO_TYPE", getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen), NULL);
+        errno = 0;
+        line("setsockopt SO_RCVBUF", setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &type, sizeof(type)), NULL);
+        errno = 0;
+        line("getsockname", getsockname(fd, (struct sockaddr *)&addr, &len), NULL);
+        errno = 0;
+        line("getpeername", getpeername(fd, (struct sockaddr *)&addr, &len), NULL);
+        errno = 0;
+        line("bind", bind(fd, (struct sockaddr *)&addr, sizeof(addr)), NULL);
+        errno = 0;
+        line("connect", connect(fd, (struct sockaddr *)&addr, sizeof(addr)), NULL);
+        errno = 0;
+        line("listen", listen(fd, 1), NULL);
+        errno = 0;
+        line("accept4", accept4(fd, NULL, NULL, SOCK_NONBLOCK), NULL);
+        errno = 0;
+        line("shutdown", shutdown(fd, SHUT_RDWR), NULL);
+    }
+    iotlb("UPDATE after the socket calls", 2, 0, VHOST_IOTLB_UPDATE, 0xe10000, 0x1000, u, 3, 72);
     printf("end\n");
     return 0;
 }
