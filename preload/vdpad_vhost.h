@@ -19,12 +19,13 @@
  * Each vhost / vhost-vdpa ioctl becomes its JSON-RPC method, with the
  * kernel's struct layouts in and out and the kernel's errno; write() takes
  * struct vhost_msg / vhost_msg_v2 with R1's framing (so do writev and pwrite;
- * reads, poll and epoll answer as for the kernel's file); kick and call eventfds
+ * reads, poll, epoll, fstat, F_GETFL and socket calls answer as for the
+ * kernel's file, none reaching the connection); kick and call eventfds
  * travel with SCM_RIGHTS.  Everything else passes through untouched.
  *
  * The parts, one file each:
  *   interpose.c  the libc entry points taken over (open, close, dup, fcntl, ioctl, the reads and writes, poll,
- *                select, epoll_ctl, fstat, mmap, munmap, mremap)
+ *                select, epoll_ctl, the socket calls, fstat, mmap, munmap, mremap)
  *   session.c    sessions and the fd table, the configuration, the connection to vdpad
  *   rpc.c        one JSON-RPC exchange: send, read the reply, the kernel's errno
  *   ioctl.c      the ioctl table and the IOTLB write() path: the kernel's structs to methods
