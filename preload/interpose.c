@@ -1,8 +1,8 @@
-/* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves (open, close,
- * dup, fcntl, ioctl, mmap, fstat, the socket calls; the reads and writes, poll, select and epoll_ctl: file.c)
- * and to follow the VMM's shared file mappings (mmap, munmap, mremap: memory.c); everything else passes to the
- * real ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk and kin, which Debian's QEMU calls) are
- * taken too: they check the buffer and go on to the entry point. */
+/* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves (open, stat and
+ * access of the path; close, dup, fcntl, ioctl, mmap, fstat, the socket calls; the reads and writes, poll,
+ * select and epoll_ctl: file.c) and to follow the VMM's shared file mappings (mmap, munmap, mremap:
+ * memory.c); everything else passes to the real ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk
+ * and kin, which Debian's QEMU calls) are taken too: they check the buffer and go on to the entry point. */
 #include "vdpad_vhost.h"
 
 /* ---- the real libc entry points ---------------------------------------- */
@@ -34,6 +34,14 @@ static int (*real___fxstat64)(int, int, struct stat64 *);
 static int (*real_fstatat)(int, const char *, struct stat *, int);
 static int (*real_fstatat64)(int, const char *, struct stat64 *, int);
 static int (*real_statx)(int, const char *, int, unsigned int, struct statx *);
+static int (*real_stat)(const char *, struct stat *);
+static int (*real_lstat)(const char *, struct stat *);
+static int (*real_stat64)(const char *, struct stat64 *);
+static int (*real_lstat64)(const char *, struct stat64 *);
+static int (*real___xstat)(int, const char *, struct stat *);
+static int (*real___lxstat)(int, const char *, struct stat *);
+static int (*real_access)(const char *, int);
+static int (*real_faccessat)(int, const char *, int, int);
 HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 HIDDEN int (*real_munmap)(void *, size_t);
 HIDDEN void *(*real_mremap)(void *, size_t, size_t, int, ...);
@@ -80,6 +88,14 @@ static void resolve(void)
     real_fstatat = dlsym(RTLD_NEXT, "fstatat");
     real_fstatat64 = dlsym(RTLD_NEXT, "fstatat64");
     real_statx = dlsym(RTLD_NEXT, "statx");
+    real_stat = dlsym(RTLD_NEXT, "stat");
+    real_lstat = dlsym(RTLD_NEXT, "lstat");
+    real_stat64 = dlsym(RTLD_NEXT, "stat64");
+    real_lstat64 = dlsym(RTLD_NEXT, "lstat64");
+    real___xstat = dlsym(RTLD_NEXT, "__xstat");
+    real___lxstat = dlsym(RTLD_NEXT, "__lxstat");
+    real_access = dlsym(RTLD_NEXT, "access");
+    real_faccessat = dlsym(RTLD_NEXT, "faccessat");
     real_mmap = dlsym(RTLD_NEXT, "mmap");
     real_munmap = dlsym(RTLD_NEXT, "munmap");
     real_mremap = dlsym(RTLD_NEXT, "mremap");
@@ -492,6 +508,8 @@ int shutdown(int fd, int how) { NOT_A_SOCKET(fd, real_shutdown(fd, how)); }
 /* The session's fd is a socket; fstat — and fstatat or statx of the fd itself (AT_EMPTY_PATH, path "") —
  * report the device node the VMM opened: a character device, mode crw-------, its minor the path's number.
  * vdpad's devices have no device number, so the major is 0; the inode and times stay the socket's. */
+static int node_stat(const char *path, struct stat *st);
+
 static int as_device(int fd, int r, struct stat *st)
 {
     struct session *s = r == 0 ? acquire(fd) : NULL;
@@ -513,6 +531,7 @@ static int the_fd_itself(int r, const char *path, int flags) { return r == 0 && 
 int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
     RESOLVE();
+    if (node_stat(path, st) == 0) return 0;
     int r = real_fstatat(dirfd, path, st, flags);
     return the_fd_itself(r, path, flags) ? as_device(dirfd, r, st) : r;
 }
@@ -520,23 +539,88 @@ int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
     RESOLVE();
+    if (node_stat(path, (struct stat *)st) == 0) return 0;
     int r = real_fstatat64(dirfd, path, st, flags);
     return the_fd_itself(r, path, flags) ? as_device(dirfd, r, (struct stat *)st) : r;
+}
+
+/* statx's view of the device: the fd's own fields (`s`) or, for a path taken over, the node's (`minor`). */
+static void device_statx(struct statx *stx, unsigned int minor)
+{
+    stx->stx_mode = S_IFCHR | S_IRUSR | S_IWUSR;
+    stx->stx_rdev_major = 0;
+    stx->stx_rdev_minor = minor;
+    stx->stx_size = 0;
 }
 
 int statx(int dirfd, const char *path, int flags, unsigned int mask, struct statx *stx)
 {
     RESOLVE();
+    char device[64];
+    if (mapped_device(path, device, sizeof(device))) {
+        memset(stx, 0, sizeof(*stx));
+        stx->stx_mask = STATX_BASIC_STATS;
+        stx->stx_nlink = 1;
+        stx->stx_uid = geteuid();
+        stx->stx_gid = getegid();
+        stx->stx_blksize = 4096;
+        device_statx(stx, path_minor(path));
+        return 0;
+    }
     int r = real_statx(dirfd, path, flags, mask, stx);
     struct session *s = the_fd_itself(r, path, flags) ? acquire(dirfd) : NULL;
     if (s) {
-        stx->stx_mode = S_IFCHR | S_IRUSR | S_IWUSR;
-        stx->stx_rdev_major = 0;
-        stx->stx_rdev_minor = s->minor;
-        stx->stx_size = 0;
+        device_statx(stx, s->minor);
         release(s);
     }
     return r;
+}
+
+/* ---- the device's path: a node as devtmpfs would have it ------------------------------------------------ */
+
+/* A path taken over (VDPAD_VHOST_DEVICES) names no file on the host; stat and access find the device node the
+ * kernel's vhost-vdpa would have made: a character device, mode crw------- and owned by whoever runs the VMM
+ * (the open must succeed for it), minor the path's number, major 0 as fstat says.  Answers 0 with `st` filled,
+ * or -1 for any other path. */
+static int node_stat(const char *path, struct stat *st)
+{
+    char device[64];
+    if (!path || !mapped_device(path, device, sizeof(device))) return -1;
+    memset(st, 0, sizeof(*st));
+    st->st_mode = S_IFCHR | S_IRUSR | S_IWUSR;
+    st->st_nlink = 1;
+    st->st_uid = geteuid();
+    st->st_gid = getegid();
+    st->st_rdev = makedev(0, path_minor(path));
+    st->st_blksize = 4096;
+    return 0;
+}
+
+int stat(const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real_stat(path, st); }
+int lstat(const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real_lstat(path, st); }
+int stat64(const char *path, struct stat64 *st) { RESOLVE(); return node_stat(path, (struct stat *)st) == 0 ? 0 : real_stat64(path, st); }
+int lstat64(const char *path, struct stat64 *st) { RESOLVE(); return node_stat(path, (struct stat *)st) == 0 ? 0 : real_lstat64(path, st); }
+int __xstat(int ver, const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real___xstat(ver, path, st); }
+int __lxstat(int ver, const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real___lxstat(ver, path, st); }
+
+/* Read and write are the owner's; a node with no execute bit is EACCES to X_OK, even for root. */
+static int node_access(const char *path, int mode)
+{
+    char device[64];
+    if (!path || !mapped_device(path, device, sizeof(device))) return -2;
+    if (mode & X_OK) {
+        errno = EACCES;
+        return -1;
+    }
+    return 0;
+}
+
+int access(const char *path, int mode) { RESOLVE(); int r = node_access(path, mode); return r != -2 ? r : real_access(path, mode); }
+int faccessat(int dirfd, const char *path, int mode, int flags)
+{
+    RESOLVE();
+    int r = node_access(path, mode);
+    return r != -2 ? r : real_faccessat(dirfd, path, mode, flags);
 }
 /* On x86-64 struct stat64 is struct stat. */
 int fstat64(int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real_fstat64(fd, st), (struct stat *)st); }

@@ -5,7 +5,8 @@
  * ioctls and IOTLB writes of every kind, in and out of order, before and after SET_OWNER, with and
  * without DRIVER_OK (sections A–F), arguments the kernel cannot reach (G), the file as a file — a forked
  * child, a dup, O_NONBLOCK, other ioctl types (H) — its opens and closes (I), and its other calls: reads,
- * gathered and positioned writes, lseek, poll, select, epoll, fstat, the status flags, socket calls (J).
+ * gathered and positioned writes, lseek, poll, select, epoll, fstat, the status flags, socket calls, and
+ * the path's stat and access (J).
  *
  *   vhost_probe PATH     lines "N NAME r=RET e=ERRNO [v=VALUE]", then "end"
  *
@@ -42,7 +43,7 @@ static const char *errno_name(int e)
         { 0, "0" }, { EPERM, "EPERM" }, { ENOENT, "ENOENT" }, { EIO, "EIO" }, { EBADF, "EBADF" }, { ENOMEM, "ENOMEM" },
         { EFAULT, "EFAULT" }, { EBUSY, "EBUSY" }, { EEXIST, "EEXIST" }, { ENODEV, "ENODEV" }, { EINVAL, "EINVAL" },
         { ENOTTY, "ENOTTY" }, { ENOSPC, "ENOSPC" }, { E2BIG, "E2BIG" }, { ERANGE, "ERANGE" }, { EOPNOTSUPP, "EOPNOTSUPP" },
-        { ENOBUFS, "ENOBUFS" }, { ESPIPE, "ESPIPE" }, { ENOTSOCK, "ENOTSOCK" }, { 524, "ENOTSUPP" },
+        { ENOBUFS, "ENOBUFS" }, { ESPIPE, "ESPIPE" }, { ENOTSOCK, "ENOTSOCK" }, { EACCES, "EACCES" }, { 524, "ENOTSUPP" },
     };
     for (size_t k = 0; k < sizeof(names) / sizeof(names[0]); k++)
         if (names[k].e == e)
@@ -879,6 +880,30 @@ int main(int argc, char **argv)
         line("shutdown", shutdown(fd, SHUT_RDWR), NULL);
     }
     iotlb("UPDATE after the socket calls", 2, 0, VHOST_IOTLB_UPDATE, 0xe10000, 0x1000, u, 3, 72);
+    /* The device's path: a node as devtmpfs makes it. */
+    {
+        struct stat st;
+        struct statx sx;
+        char b[48];
+#define NODE(name, call, mode, rdev) \
+        do { \
+            errno = 0; \
+            long r_ = call; \
+            snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(mode) ? "chr" : "other", (unsigned)((mode) & 07777), rdev); \
+            line(name, r_, r_ == 0 ? b : NULL); \
+        } while (0)
+        NODE("stat the path", stat(path, &st), st.st_mode, minor(st.st_rdev));
+        NODE("lstat the path", lstat(path, &st), st.st_mode, minor(st.st_rdev));
+        NODE("fstatat the path", fstatat(AT_FDCWD, path, &st, 0), st.st_mode, minor(st.st_rdev));
+        NODE("statx the path", statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &sx), sx.stx_mode, sx.stx_rdev_minor);
+#undef NODE
+        errno = 0;
+        line("access R_OK|W_OK", access(path, R_OK | W_OK), NULL);
+        errno = 0;
+        line("access X_OK", access(path, X_OK), NULL);
+        errno = 0;
+        line("faccessat F_OK", faccessat(AT_FDCWD, path, F_OK, 0), NULL);
+    }
     printf("end\n");
     return 0;
 }
