@@ -1,7 +1,7 @@
 /* interpose.c — the libc entry points libvdpad-vhost.so takes over for the paths it serves (open, stat and
- * access of the path; close, dup, fcntl, ioctl, mmap, fstat, the socket calls; the reads and writes, poll,
- * select and epoll_ctl: file.c) and to follow the VMM's shared file mappings (mmap, munmap, mremap:
- * memory.c); everything else passes to the real ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk
+ * access of the path, readlink of /proc/self/fd/N; close, dup, fcntl, ioctl, mmap, fstat, the socket calls;
+ * the reads and writes, poll, select and epoll_ctl: file.c) and to follow the VMM's shared file mappings
+ * (mmap, munmap, mremap: memory.c); everything else passes to the real ones.  The fortified variants (_FORTIFY_SOURCE's __read_chk
  * and kin, which Debian's QEMU calls) are taken too: they check the buffer and go on to the entry point. */
 #include "vdpad_vhost.h"
 
@@ -41,6 +41,8 @@ static int (*real_lstat64)(const char *, struct stat64 *);
 static int (*real___xstat)(int, const char *, struct stat *);
 static int (*real___lxstat)(int, const char *, struct stat *);
 static int (*real_access)(const char *, int);
+static ssize_t (*real_readlink)(const char *, char *, size_t);
+static ssize_t (*real_readlinkat)(int, const char *, char *, size_t);
 static int (*real_faccessat)(int, const char *, int, int);
 HIDDEN void *(*real_mmap)(void *, size_t, int, int, int, off_t);
 HIDDEN int (*real_munmap)(void *, size_t);
@@ -95,6 +97,8 @@ static void resolve(void)
     real___xstat = dlsym(RTLD_NEXT, "__xstat");
     real___lxstat = dlsym(RTLD_NEXT, "__lxstat");
     real_access = dlsym(RTLD_NEXT, "access");
+    real_readlink = dlsym(RTLD_NEXT, "readlink");
+    real_readlinkat = dlsym(RTLD_NEXT, "readlinkat");
     real_faccessat = dlsym(RTLD_NEXT, "faccessat");
     real_mmap = dlsym(RTLD_NEXT, "mmap");
     real_munmap = dlsym(RTLD_NEXT, "munmap");
@@ -152,6 +156,7 @@ static int open_session(const char *path, const char *device, int flags)
     clock_gettime(CLOCK_MONOTONIC, &s->opened);
     pthread_mutex_init(&s->lock, NULL);
     snprintf(s->device, sizeof(s->device), "%s", device);
+    snprintf(s->path, sizeof(s->path), "%s", path);
     json_object *r = call(s, "open", -1, &err, "");
     if (!r) {
         if (err == EBUSY)
@@ -574,6 +579,58 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
         release(s);
     }
     return r;
+}
+
+/* ---- /proc/self/fd/N: the path the VMM opened ----------------------------------------------------------- */
+
+/* The session named by a /proc/self/fd/N (or /proc/PID/fd/N of this process) link, or NULL; held. */
+static struct session *fd_link_session(const char *path)
+{
+    int fd, end = 0;
+    char self[32];
+    if (sscanf(path, "/proc/self/fd/%d%n", &fd, &end) != 1 || path[end]) {
+        snprintf(self, sizeof(self), "/proc/%d/fd/", (int)getpid());
+        size_t n = strlen(self);
+        end = 0;
+        if (strncmp(path, self, n) != 0 || sscanf(path + n, "%d%n", &fd, &end) != 1 || path[n + end]) return NULL;
+    }
+    return acquire(fd);
+}
+
+/* readlink of a session's fd link names the device node, as for the kernel's file, not "socket:[inode]":
+ * the bytes that fit, unterminated; a buffer of no bytes EINVAL, one that cannot be written EFAULT. */
+static ssize_t session_link(struct session *s, char *buf, size_t size)
+{
+    size_t n = strlen(s->path) < size ? strlen(s->path) : size;
+    int err = size == 0 ? EINVAL : copy_to_vmm(buf, s->path, n);
+    release(s);
+    return err ? fail(err) : (ssize_t)n;
+}
+
+ssize_t readlink(const char *path, char *buf, size_t size)
+{
+    RESOLVE();
+    struct session *s = fd_link_session(path);
+    return s ? session_link(s, buf, size) : real_readlink(path, buf, size);
+}
+
+ssize_t readlinkat(int dirfd, const char *path, char *buf, size_t size)
+{
+    RESOLVE();
+    struct session *s = path[0] == '/' ? fd_link_session(path) : NULL;
+    return s ? session_link(s, buf, size) : real_readlinkat(dirfd, path, buf, size);
+}
+
+ssize_t __readlink_chk(const char *path, char *buf, size_t size, size_t room)
+{
+    if (size > room) __chk_fail();
+    return readlink(path, buf, size);
+}
+
+ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t size, size_t room)
+{
+    if (size > room) __chk_fail();
+    return readlinkat(dirfd, path, buf, size);
 }
 
 /* ---- the device's path: a node as devtmpfs would have it ------------------------------------------------ */

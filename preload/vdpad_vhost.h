@@ -102,6 +102,7 @@ struct session {
                                     first, IOTLB messages need the second */
     pthread_mutex_t lock;        /* one exchange at a time */
     char device[64];
+    char path[256];              /* the path the VMM opened, which /proc/self/fd/N names (readlink) */
     unsigned long long next_id;
     char *buf;                   /* bytes read and not yet consumed */
     size_t buf_len, buf_cap;

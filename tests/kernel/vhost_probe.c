@@ -6,7 +6,7 @@
  * without DRIVER_OK (sections A–F), arguments the kernel cannot reach (G), the file as a file — a forked
  * child, a dup, O_NONBLOCK, other ioctl types (H) — its opens and closes (I), and its other calls: reads,
  * gathered and positioned writes, lseek, poll, select, epoll, fstat, the status flags, socket calls, and
- * the path's stat and access (J).
+ * the path's stat, access and /proc/self/fd link (J).
  *
  *   vhost_probe PATH     lines "N NAME r=RET e=ERRNO [v=VALUE]", then "end"
  *
@@ -903,6 +903,15 @@ int main(int argc, char **argv)
         line("access X_OK", access(path, X_OK), NULL);
         errno = 0;
         line("faccessat F_OK", faccessat(AT_FDCWD, path, F_OK, 0), NULL);
+        char link[64], target[80] = "";
+        snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
+        errno = 0;
+        long r = readlink(link, target, sizeof(target) - 1);
+        line("readlink /proc/self/fd/N", r, r >= 0 ? target : NULL);
+        memset(target, 0, sizeof(target));
+        errno = 0;
+        r = readlink(link, target, 4);
+        line("readlink /proc/self/fd/N into 4 bytes", r, r >= 0 ? target : NULL);
     }
     printf("end\n");
     return 0;
