@@ -529,6 +529,9 @@ static int as_device(int fd, int r, struct stat *st)
 
 int fstat(int fd, struct stat *st) { RESOLVE(); return as_device(fd, real_fstat(fd, st), st); }
 int __fxstat(int ver, int fd, struct stat *st) { RESOLVE(); return as_device(fd, real___fxstat(ver, fd, st), st); }
+/* On x86-64 struct stat64 is struct stat. */
+int fstat64(int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real_fstat64(fd, st), (struct stat *)st); }
+int __fxstat64(int ver, int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real___fxstat64(ver, fd, st), (struct stat *)st); }
 
 /* Whether a *at call names the fd itself: AT_EMPTY_PATH with "" (read only once the real call succeeded). */
 static int the_fd_itself(int r, const char *path, int flags) { return r == 0 && (flags & AT_EMPTY_PATH) && path[0] == 0; }
@@ -536,20 +539,22 @@ static int the_fd_itself(int r, const char *path, int flags) { return r == 0 && 
 int fstatat(int dirfd, const char *path, struct stat *st, int flags)
 {
     RESOLVE();
-    if (node_stat(path, st) == 0) return 0;
-    int r = real_fstatat(dirfd, path, st, flags);
+    int r = node_stat(path, st);
+    if (r != -2) return r;
+    r = real_fstatat(dirfd, path, st, flags);
     return the_fd_itself(r, path, flags) ? as_device(dirfd, r, st) : r;
 }
 
 int fstatat64(int dirfd, const char *path, struct stat64 *st, int flags)
 {
     RESOLVE();
-    if (node_stat(path, (struct stat *)st) == 0) return 0;
-    int r = real_fstatat64(dirfd, path, st, flags);
+    int r = node_stat(path, (struct stat *)st);
+    if (r != -2) return r;
+    r = real_fstatat64(dirfd, path, st, flags);
     return the_fd_itself(r, path, flags) ? as_device(dirfd, r, (struct stat *)st) : r;
 }
 
-/* statx's view of the device: the fd's own fields (`s`) or, for a path taken over, the node's (`minor`). */
+/* statx's view of the device node whose minor is `minor`. */
 static void device_statx(struct statx *stx, unsigned int minor)
 {
     stx->stx_mode = S_IFCHR | S_IRUSR | S_IWUSR;
@@ -563,14 +568,10 @@ int statx(int dirfd, const char *path, int flags, unsigned int mask, struct stat
     RESOLVE();
     char device[64];
     if (mapped_device(path, device, sizeof(device))) {
-        memset(stx, 0, sizeof(*stx));
-        stx->stx_mask = STATX_BASIC_STATS;
-        stx->stx_nlink = 1;
-        stx->stx_uid = geteuid();
-        stx->stx_gid = getegid();
-        stx->stx_blksize = 4096;
-        device_statx(stx, path_minor(path));
-        return 0;
+        struct statx node = { .stx_mask = STATX_BASIC_STATS, .stx_nlink = 1, .stx_uid = geteuid(), .stx_gid = getegid(),
+                              .stx_blksize = 4096 };
+        device_statx(&node, path_minor(path));
+        return copy_to_vmm(stx, &node, sizeof(node)) ? fail(EFAULT) : 0;
     }
     int r = real_statx(dirfd, path, flags, mask, stx);
     struct session *s = the_fd_itself(r, path, flags) ? acquire(dirfd) : NULL;
@@ -637,28 +638,30 @@ ssize_t __readlinkat_chk(int dirfd, const char *path, char *buf, size_t size, si
 
 /* A path taken over (VDPAD_VHOST_DEVICES) names no file on the host; stat and access find the device node the
  * kernel's vhost-vdpa would have made: a character device, mode crw------- and owned by whoever runs the VMM
- * (the open must succeed for it), minor the path's number, major 0 as fstat says.  Answers 0 with `st` filled,
- * or -1 for any other path. */
+ * (the open must succeed for it), minor the path's number, major 0 as fstat says.  Answers 0 with `st` filled
+ * (-1 and EFAULT when it cannot be written), or -2 for any other path. */
 static int node_stat(const char *path, struct stat *st)
 {
     char device[64];
-    if (!path || !mapped_device(path, device, sizeof(device))) return -1;
-    memset(st, 0, sizeof(*st));
-    st->st_mode = S_IFCHR | S_IRUSR | S_IWUSR;
-    st->st_nlink = 1;
-    st->st_uid = geteuid();
-    st->st_gid = getegid();
-    st->st_rdev = makedev(0, path_minor(path));
-    st->st_blksize = 4096;
-    return 0;
+    if (!path || !mapped_device(path, device, sizeof(device))) return -2;
+    struct stat node = { .st_mode = S_IFCHR | S_IRUSR | S_IWUSR, .st_nlink = 1, .st_uid = geteuid(), .st_gid = getegid(),
+                         .st_rdev = makedev(0, path_minor(path)), .st_blksize = 4096 };
+    return copy_to_vmm(st, &node, sizeof(node)) ? fail(EFAULT) : 0;
 }
 
-int stat(const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real_stat(path, st); }
-int lstat(const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real_lstat(path, st); }
-int stat64(const char *path, struct stat64 *st) { RESOLVE(); return node_stat(path, (struct stat *)st) == 0 ? 0 : real_stat64(path, st); }
-int lstat64(const char *path, struct stat64 *st) { RESOLVE(); return node_stat(path, (struct stat *)st) == 0 ? 0 : real_lstat64(path, st); }
-int __xstat(int ver, const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real___xstat(ver, path, st); }
-int __lxstat(int ver, const char *path, struct stat *st) { RESOLVE(); return node_stat(path, st) == 0 ? 0 : real___lxstat(ver, path, st); }
+#define NODE_OR(path, st, real_call) \
+    do { \
+        RESOLVE(); \
+        int r_ = node_stat(path, (struct stat *)(st)); \
+        return r_ != -2 ? r_ : real_call; \
+    } while (0)
+
+int stat(const char *path, struct stat *st) { NODE_OR(path, st, real_stat(path, st)); }
+int lstat(const char *path, struct stat *st) { NODE_OR(path, st, real_lstat(path, st)); }
+int stat64(const char *path, struct stat64 *st) { NODE_OR(path, st, real_stat64(path, st)); }
+int lstat64(const char *path, struct stat64 *st) { NODE_OR(path, st, real_lstat64(path, st)); }
+int __xstat(int ver, const char *path, struct stat *st) { NODE_OR(path, st, real___xstat(ver, path, st)); }
+int __lxstat(int ver, const char *path, struct stat *st) { NODE_OR(path, st, real___lxstat(ver, path, st)); }
 
 /* Read and write are the owner's; a node with no execute bit is EACCES to X_OK, even for root. */
 static int node_access(const char *path, int mode)
@@ -679,9 +682,6 @@ int faccessat(int dirfd, const char *path, int mode, int flags)
     int r = node_access(path, mode);
     return r != -2 ? r : real_faccessat(dirfd, path, mode, flags);
 }
-/* On x86-64 struct stat64 is struct stat. */
-int fstat64(int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real_fstat64(fd, st), (struct stat *)st); }
-int __fxstat64(int ver, int fd, struct stat64 *st) { RESOLVE(); return as_device(fd, real___fxstat64(ver, fd, st), (struct stat *)st); }
 
 
 /* ---- mmap: the notification area (R68), and the VMM's shared file mappings -- */

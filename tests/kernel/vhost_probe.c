@@ -898,6 +898,8 @@ int main(int argc, char **argv)
         NODE("statx the path", statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &sx), sx.stx_mode, sx.stx_rdev_minor);
 #undef NODE
         errno = 0;
+        line("stat the path into NULL", stat(path, (struct stat *)nowhere), NULL);
+        errno = 0;
         line("access R_OK|W_OK", access(path, R_OK | W_OK), NULL);
         errno = 0;
         line("access X_OK", access(path, X_OK), NULL);
