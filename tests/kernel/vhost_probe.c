@@ -61,7 +61,18 @@ static void line(const char *name, long r, const char *value)
     fflush(stdout);
 }
 
-#define IOCTL(name, request, arg) do { errno = 0; long r_ = ioctl(fd, request, arg); line(name, r_, NULL); } while (0)
+#define CALL(name, expr) do { errno = 0; long r_ = (long)(expr); line(name, r_, NULL); } while (0)
+#define IOCTL(name, request, arg) CALL(name, ioctl(fd, request, arg))
+
+/* A stat's line: the file's type, permissions and minor (the major is the parent's dynamic one on Linux, 0 in
+ * vdpad: not compared), read from the mode and minor given once `call` has filled them. */
+static void stat_line(const char *name, long r, unsigned mode, unsigned rdev_minor)
+{
+    char b[48];
+    snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(mode) ? "chr" : S_ISSOCK(mode) ? "sock" : "other", mode & 07777, rdev_minor);
+    line(name, r, r == 0 ? b : NULL);
+}
+#define STAT(name, call, mode, rdev_minor) do { errno = 0; long r_ = (long)(call); stat_line(name, r_, mode, rdev_minor); } while (0)
 #define IOCTL_U64(name, request) do { uint64_t v_ = 0; errno = 0; long r_ = ioctl(fd, request, &v_); char b_[32]; snprintf(b_, sizeof b_, "0x%llx", (unsigned long long)v_); line(name, r_, r_ == 0 ? b_ : NULL); } while (0)
 #define IOCTL_U32(name, request) do { uint32_t v_ = 0; errno = 0; long r_ = ioctl(fd, request, &v_); char b_[32]; snprintf(b_, sizeof b_, "%u", v_); line(name, r_, r_ == 0 ? b_ : NULL); } while (0)
 
@@ -484,17 +495,14 @@ int main(int argc, char **argv)
     IOCTL("RESET_OWNER unmapped", VHOST_RESET_OWNER, bad);
     IOCTL("SET_VRING_BUSYLOOP_TIMEOUT read-only", VHOST_SET_VRING_BUSYLOOP_TIMEOUT, ro);
     IOCTL("GET_VRING_BUSYLOOP_TIMEOUT read-only", VHOST_GET_VRING_BUSYLOOP_TIMEOUT, ro);
-    errno = 0;
-    line("write NULL", (long)write(fd, nowhere, 72), NULL);
-    errno = 0;
-    line("write unmapped", (long)write(fd, bad, 72), NULL);
+    CALL("write NULL", write(fd, nowhere, 72));
+    CALL("write unmapped", write(fd, bad, 72));
     {
         uint8_t *m = pages + 4096 - 8;  /* type and asid readable, the body not */
         uint32_t v2 = 2;
         memcpy(m, &v2, 4);
         memset(m + 4, 0, 4);
-        errno = 0;
-        line("write body unmapped", (long)write(fd, m, 72), NULL);
+        CALL("write body unmapped", write(fd, m, 72));
     }
 
     /* H. Another process and another descriptor on the same file (R42): a forked child shares the file but not
@@ -594,20 +602,17 @@ int main(int argc, char **argv)
      *    ready; epoll cannot watch it. */
     char rbuf[8];
     struct iovec riov = { rbuf, sizeof(rbuf) };
-    errno = 0;
-    line("read-only: read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
+    CALL("read-only: read", read(fd, rbuf, sizeof(rbuf)));
     status_flags("read-only: F_GETFL");
     const char *path = argc > 1 ? argv[1] : "/dev/vhost-vdpa-0";
     if (reopen(path, "open write-only", O_WRONLY, 1) < 0)
         return 1;
-    errno = 0;
-    line("write-only: read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
+    CALL("write-only: read", read(fd, rbuf, sizeof(rbuf)));
     status_flags("write-only: F_GETFL");
     iotlb("write-only: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     if (reopen(path, "open with access mode 3", O_ACCMODE, 1) < 0)
         return 1;
-    errno = 0;
-    line("access mode 3: read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
+    CALL("access mode 3: read", read(fd, rbuf, sizeof(rbuf)));
     status_flags("access mode 3: F_GETFL");
     iotlb("access mode 3: UPDATE", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
     vring_state("access mode 3: GET_VRING_BASE", VHOST_GET_VRING_BASE, 0, 0, 1);
@@ -616,37 +621,24 @@ int main(int argc, char **argv)
     /* The file's status flags: what open() left (the access mode, O_LARGEFILE on 64-bit) and what F_SETFL may
      * change (O_APPEND, O_NONBLOCK, O_NOATIME, O_ASYNC; O_DIRECT only where the file can do direct I/O). */
     status_flags("F_GETFL");
-    errno = 0;
-    line("F_SETFL O_APPEND|O_NOATIME", fcntl(fd, F_SETFL, O_APPEND | O_NOATIME), NULL);
+    CALL("F_SETFL O_APPEND|O_NOATIME", fcntl(fd, F_SETFL, O_APPEND | O_NOATIME));
     status_flags("F_GETFL after O_APPEND|O_NOATIME");
-    errno = 0;
-    line("F_SETFL O_DIRECT", fcntl(fd, F_SETFL, O_DIRECT), NULL);
+    CALL("F_SETFL O_DIRECT", fcntl(fd, F_SETFL, O_DIRECT));
     status_flags("F_GETFL after O_DIRECT");
-    errno = 0;
-    line("F_SETFL O_ASYNC", fcntl(fd, F_SETFL, O_ASYNC), NULL);
+    CALL("F_SETFL O_ASYNC", fcntl(fd, F_SETFL, O_ASYNC));
     status_flags("F_GETFL after O_ASYNC");
-    errno = 0;
-    line("F_SETFL 0", fcntl(fd, F_SETFL, 0), NULL);
+    CALL("F_SETFL 0", fcntl(fd, F_SETFL, 0));
     status_flags("F_GETFL after 0");
     iotlb("UPDATE after the status flags", 2, 0, VHOST_IOTLB_UPDATE, 0xe00000, 0x1000, u, 3, 72);
-    errno = 0;
-    line("read", (long)read(fd, rbuf, sizeof(rbuf)), NULL);
-    errno = 0;
-    line("read 0 bytes", (long)read(fd, rbuf, 0), NULL);
-    errno = 0;
-    line("read NULL", (long)read(fd, nowhere, 8), NULL);
-    errno = 0;
-    line("pread", (long)pread(fd, rbuf, sizeof(rbuf), 0), NULL);
-    errno = 0;
-    line("pread at -1", (long)pread(fd, rbuf, sizeof(rbuf), -1), NULL);
-    errno = 0;
-    line("readv", (long)readv(fd, &riov, 1), NULL);
-    errno = 0;
-    line("preadv", (long)preadv(fd, &riov, 1, 0), NULL);
-    errno = 0;
-    line("write 0 bytes", (long)write(fd, rbuf, 0), NULL);
-    errno = 0;
-    line("write a kernel address", (long)write(fd, (void *)0xffff888000000000ULL, 72), NULL);
+    CALL("read", read(fd, rbuf, sizeof(rbuf)));
+    CALL("read 0 bytes", read(fd, rbuf, 0));
+    CALL("read NULL", read(fd, nowhere, 8));
+    CALL("pread", pread(fd, rbuf, sizeof(rbuf), 0));
+    CALL("pread at -1", pread(fd, rbuf, sizeof(rbuf), -1));
+    CALL("readv", readv(fd, &riov, 1));
+    CALL("preadv", preadv(fd, &riov, 1, 0));
+    CALL("write 0 bytes", write(fd, rbuf, 0));
+    CALL("write a kernel address", write(fd, (void *)0xffff888000000000ULL, 72));
     {
         struct vhost_msg_v2 m = message(VHOST_IOTLB_UPDATE, 0xf00000, u);
         struct vhost_msg_v2 inval = message(VHOST_IOTLB_INVALIDATE, 0xf00000, 0);
@@ -657,65 +649,43 @@ int main(int argc, char **argv)
         writev_pieces("writev INVALIDATE with its type unmapped", &inval, (size_t[]){ 4 }, 1, 0, bad);
         writev_pieces("writev INVALIDATE past its end unmapped", &inval, (size_t[]){ 40 }, 1, 1, bad);
         struct iovec two[2] = { { &inval, 40 }, { (uint8_t *)&inval + 40, 0 } };
-        errno = 0;
-        line("writev 40 bytes", (long)writev(fd, two, 1), NULL);
+        CALL("writev 40 bytes", writev(fd, two, 1));
         two[0].iov_len = 4;
         two[1].iov_len = 4;
-        errno = 0;
-        line("writev 8 bytes", (long)writev(fd, two, 2), NULL);
-        errno = 0;
-        line("writev no pieces", (long)writev(fd, two, 0), NULL);
+        CALL("writev 8 bytes", writev(fd, two, 2));
+        CALL("writev no pieces", writev(fd, two, 0));
         struct iovec empty[2] = { { &inval, 0 }, { bad, 0 } };
-        errno = 0;
-        line("writev empty pieces", (long)writev(fd, empty, 2), NULL);
+        CALL("writev empty pieces", writev(fd, empty, 2));
         errno = 0;
         static struct iovec many[1025];  /* UIO_MAXIOV is 1024 */
         for (int k = 0; k < 1025; k++) many[k] = (struct iovec){ &inval, k == 0 ? sizeof(inval) : 0 };
         line("writev 1025 pieces", (long)writev(fd, many, 1025), NULL);
-        errno = 0;
-        line("writev pieces unmapped", (long)writev(fd, bad, 1), NULL);
+        CALL("writev pieces unmapped", writev(fd, bad, 1));
         struct iovec negative = { &inval, (size_t)-1 };
-        errno = 0;
-        line("writev a negative length", (long)writev(fd, &negative, 1), NULL);
-        errno = 0;
-        line("pwrite UPDATE at 4096", (long)pwrite(fd, &m, sizeof(m), 4096), NULL);
-        errno = 0;
-        line("pwrite INVALIDATE at 0", (long)pwrite(fd, &inval, sizeof(inval), 0), NULL);
-        errno = 0;
-        line("pwrite at -1", (long)pwrite(fd, &inval, sizeof(inval), -1), NULL);
+        CALL("writev a negative length", writev(fd, &negative, 1));
+        CALL("pwrite UPDATE at 4096", pwrite(fd, &m, sizeof(m), 4096));
+        CALL("pwrite INVALIDATE at 0", pwrite(fd, &inval, sizeof(inval), 0));
+        CALL("pwrite at -1", pwrite(fd, &inval, sizeof(inval), -1));
         struct iovec whole = { &m, sizeof(m) };
-        errno = 0;
-        line("pwritev UPDATE", (long)pwritev(fd, &whole, 1, 0), NULL);
+        CALL("pwritev UPDATE", pwritev(fd, &whole, 1, 0));
         whole.iov_base = &inval;
-        errno = 0;
-        line("pwritev INVALIDATE", (long)pwritev(fd, &whole, 1, 8), NULL);
+        CALL("pwritev INVALIDATE", pwritev(fd, &whole, 1, 8));
         /* The v2 calls: an offset of -1 is the file's position, their flags are judged once there is something
          * to write (kiocb_set_rw_flags), before the message is read. */
-        errno = 0;
-        line("preadv2 at -1", (long)preadv2(fd, &riov, 1, -1, 0), NULL);
+        CALL("preadv2 at -1", preadv2(fd, &riov, 1, -1, 0));
         whole.iov_base = &m;
-        errno = 0;
-        line("pwritev2 UPDATE at -1", (long)pwritev2(fd, &whole, 1, -1, 0), NULL);
+        CALL("pwritev2 UPDATE at -1", pwritev2(fd, &whole, 1, -1, 0));
         whole.iov_base = &inval;
-        errno = 0;
-        line("pwritev2 INVALIDATE HIPRI|DSYNC|SYNC|APPEND", (long)pwritev2(fd, &whole, 1, 0, 0x17), NULL);
-        errno = 0;
-        line("pwritev2 NOWAIT", (long)pwritev2(fd, &whole, 1, 0, 0x8), NULL);
-        errno = 0;
-        line("pwritev2 APPEND|NOAPPEND", (long)pwritev2(fd, &whole, 1, 0, 0x30), NULL);
-        errno = 0;
-        line("pwritev2 ATOMIC", (long)pwritev2(fd, &whole, 1, 0, 0x40), NULL);
-        errno = 0;
-        line("pwritev2 a flag unknown", (long)pwritev2(fd, &whole, 1, 0, 0x80), NULL);
-        errno = 0;
-        line("pwritev2 no pieces NOWAIT", (long)pwritev2(fd, &whole, 0, 0, 0x8), NULL);
-        errno = 0;
-        line("pwritev2 at -2", (long)pwritev2(fd, &whole, 1, -2, 0), NULL);
+        CALL("pwritev2 INVALIDATE HIPRI|DSYNC|SYNC|APPEND", pwritev2(fd, &whole, 1, 0, 0x17));
+        CALL("pwritev2 NOWAIT", pwritev2(fd, &whole, 1, 0, 0x8));
+        CALL("pwritev2 APPEND|NOAPPEND", pwritev2(fd, &whole, 1, 0, 0x30));
+        CALL("pwritev2 ATOMIC", pwritev2(fd, &whole, 1, 0, 0x40));
+        CALL("pwritev2 a flag unknown", pwritev2(fd, &whole, 1, 0, 0x80));
+        CALL("pwritev2 no pieces NOWAIT", pwritev2(fd, &whole, 0, 0, 0x8));
+        CALL("pwritev2 at -2", pwritev2(fd, &whole, 1, -2, 0));
     }
-    errno = 0;
-    line("lseek SEEK_SET", (long)lseek(fd, 0, SEEK_SET), NULL);
-    errno = 0;
-    line("lseek SEEK_CUR", (long)lseek(fd, 0, SEEK_CUR), NULL);
+    CALL("lseek SEEK_SET", lseek(fd, 0, SEEK_SET));
+    CALL("lseek SEEK_CUR", lseek(fd, 0, SEEK_CUR));
     poll_line("poll IN|OUT", POLLIN | POLLOUT);
     poll_line("poll PRI|RDNORM|WRNORM|RDHUP", POLLPRI | POLLRDNORM | POLLWRNORM | POLLRDHUP);
     poll_line("poll nothing", 0);
@@ -808,31 +778,16 @@ int main(int argc, char **argv)
     {
         int ep = epoll_create1(EPOLL_CLOEXEC);
         struct epoll_event ev = { .events = EPOLLIN };
-        errno = 0;
-        line("epoll_ctl ADD", epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev), NULL);
-        errno = 0;
-        line("epoll_ctl DEL", epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL), NULL);
+        CALL("epoll_ctl ADD", epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev));
+        CALL("epoll_ctl DEL", epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL));
         close(ep);
     }
     {
         struct stat st;
-        errno = 0;
-        long r = fstat(fd, &st);
-        char b[48];  /* the major is the parent's dynamic one on Linux, 0 in vdpad: not compared */
-        snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(st.st_mode) ? "chr" : S_ISSOCK(st.st_mode) ? "sock" : "other",
-                 (unsigned)(st.st_mode & 07777), minor(st.st_rdev));
-        line("fstat", r, r == 0 ? b : NULL);
-        errno = 0;
-        r = fstatat(fd, "", &st, AT_EMPTY_PATH);
-        snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(st.st_mode) ? "chr" : S_ISSOCK(st.st_mode) ? "sock" : "other",
-                 (unsigned)(st.st_mode & 07777), minor(st.st_rdev));
-        line("fstatat AT_EMPTY_PATH", r, r == 0 ? b : NULL);
         struct statx sx;
-        errno = 0;
-        r = statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &sx);
-        snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(sx.stx_mode) ? "chr" : S_ISSOCK(sx.stx_mode) ? "sock" : "other",
-                 (unsigned)(sx.stx_mode & 07777), sx.stx_rdev_minor);
-        line("statx AT_EMPTY_PATH", r, r == 0 ? b : NULL);
+        STAT("fstat", fstat(fd, &st), st.st_mode, minor(st.st_rdev));
+        STAT("fstatat AT_EMPTY_PATH", fstatat(fd, "", &st, AT_EMPTY_PATH), st.st_mode, minor(st.st_rdev));
+        STAT("statx AT_EMPTY_PATH", statx(fd, "", AT_EMPTY_PATH, STATX_TYPE | STATX_MODE, &sx), sx.stx_mode, sx.stx_rdev_minor);
     }
     /* Socket calls: the file is no socket (ENOTSOCK), whatever the call; none reaches a connection. */
     {
@@ -844,67 +799,37 @@ int main(int argc, char **argv)
         socklen_t len = sizeof(addr);
         int type = 0;
         socklen_t tlen = sizeof(type);
-        errno = 0;
-        line("send", (long)send(fd, &one, 1, MSG_DONTWAIT), NULL);
-        errno = 0;
-        line("recv", (long)recv(fd, &one, 1, MSG_DONTWAIT), NULL);
-        errno = 0;
-        line("sendto", (long)sendto(fd, &one, 1, MSG_DONTWAIT, NULL, 0), NULL);
-        errno = 0;
-        line("recvfrom", (long)recvfrom(fd, &one, 1, MSG_DONTWAIT, NULL, NULL), NULL);
-        errno = 0;
-        line("sendmsg", (long)sendmsg(fd, &msg, MSG_DONTWAIT), NULL);
-        errno = 0;
-        line("recvmsg", (long)recvmsg(fd, &msg, MSG_DONTWAIT), NULL);
-        errno = 0;
-        line("sendmmsg", (long)sendmmsg(fd, &mm, 1, MSG_DONTWAIT), NULL);
-        errno = 0;
-        line("recvmmsg", (long)recvmmsg(fd, &mm, 1, MSG_DONTWAIT, NULL), NULL);
-        errno = 0;
-        line("getsockopt SO_TYPE", getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen), NULL);
-        errno = 0;
-        line("setsockopt SO_RCVBUF", setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &type, sizeof(type)), NULL);
-        errno = 0;
-        line("getsockname", getsockname(fd, (struct sockaddr *)&addr, &len), NULL);
-        errno = 0;
-        line("getpeername", getpeername(fd, (struct sockaddr *)&addr, &len), NULL);
-        errno = 0;
-        line("bind", bind(fd, (struct sockaddr *)&addr, sizeof(addr)), NULL);
-        errno = 0;
-        line("connect", connect(fd, (struct sockaddr *)&addr, sizeof(addr)), NULL);
-        errno = 0;
-        line("listen", listen(fd, 1), NULL);
-        errno = 0;
-        line("accept4", accept4(fd, NULL, NULL, SOCK_NONBLOCK), NULL);
-        errno = 0;
-        line("shutdown", shutdown(fd, SHUT_RDWR), NULL);
+        CALL("send", send(fd, &one, 1, MSG_DONTWAIT));
+        CALL("recv", recv(fd, &one, 1, MSG_DONTWAIT));
+        CALL("sendto", sendto(fd, &one, 1, MSG_DONTWAIT, NULL, 0));
+        CALL("recvfrom", recvfrom(fd, &one, 1, MSG_DONTWAIT, NULL, NULL));
+        CALL("sendmsg", sendmsg(fd, &msg, MSG_DONTWAIT));
+        CALL("recvmsg", recvmsg(fd, &msg, MSG_DONTWAIT));
+        CALL("sendmmsg", sendmmsg(fd, &mm, 1, MSG_DONTWAIT));
+        CALL("recvmmsg", recvmmsg(fd, &mm, 1, MSG_DONTWAIT, NULL));
+        CALL("getsockopt SO_TYPE", getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tlen));
+        CALL("setsockopt SO_RCVBUF", setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &type, sizeof(type)));
+        CALL("getsockname", getsockname(fd, (struct sockaddr *)&addr, &len));
+        CALL("getpeername", getpeername(fd, (struct sockaddr *)&addr, &len));
+        CALL("bind", bind(fd, (struct sockaddr *)&addr, sizeof(addr)));
+        CALL("connect", connect(fd, (struct sockaddr *)&addr, sizeof(addr)));
+        CALL("listen", listen(fd, 1));
+        CALL("accept4", accept4(fd, NULL, NULL, SOCK_NONBLOCK));
+        CALL("shutdown", shutdown(fd, SHUT_RDWR));
     }
     iotlb("UPDATE after the socket calls", 2, 0, VHOST_IOTLB_UPDATE, 0xe10000, 0x1000, u, 3, 72);
     /* The device's path: a node as devtmpfs makes it. */
     {
         struct stat st;
         struct statx sx;
-        char b[48];
-#define NODE(name, call, mode, rdev) \
-        do { \
-            errno = 0; \
-            long r_ = call; \
-            snprintf(b, sizeof b, "%s,%03o,minor=%u", S_ISCHR(mode) ? "chr" : "other", (unsigned)((mode) & 07777), rdev); \
-            line(name, r_, r_ == 0 ? b : NULL); \
-        } while (0)
-        NODE("stat the path", stat(path, &st), st.st_mode, minor(st.st_rdev));
-        NODE("lstat the path", lstat(path, &st), st.st_mode, minor(st.st_rdev));
-        NODE("fstatat the path", fstatat(AT_FDCWD, path, &st, 0), st.st_mode, minor(st.st_rdev));
-        NODE("statx the path", statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &sx), sx.stx_mode, sx.stx_rdev_minor);
-#undef NODE
-        errno = 0;
-        line("stat the path into NULL", stat(path, (struct stat *)nowhere), NULL);
-        errno = 0;
-        line("access R_OK|W_OK", access(path, R_OK | W_OK), NULL);
-        errno = 0;
-        line("access X_OK", access(path, X_OK), NULL);
-        errno = 0;
-        line("faccessat F_OK", faccessat(AT_FDCWD, path, F_OK, 0), NULL);
+        STAT("stat the path", stat(path, &st), st.st_mode, minor(st.st_rdev));
+        STAT("lstat the path", lstat(path, &st), st.st_mode, minor(st.st_rdev));
+        STAT("fstatat the path", fstatat(AT_FDCWD, path, &st, 0), st.st_mode, minor(st.st_rdev));
+        STAT("statx the path", statx(AT_FDCWD, path, 0, STATX_BASIC_STATS, &sx), sx.stx_mode, sx.stx_rdev_minor);
+        CALL("stat the path into NULL", stat(path, (struct stat *)nowhere));
+        CALL("access R_OK|W_OK", access(path, R_OK | W_OK));
+        CALL("access X_OK", access(path, X_OK));
+        CALL("faccessat F_OK", faccessat(AT_FDCWD, path, F_OK, 0));
         char link[64], target[80] = "";
         snprintf(link, sizeof link, "/proc/self/fd/%d", fd);
         errno = 0;
