@@ -214,6 +214,20 @@ int openat64(int dirfd, const char *path, int flags, ...) { MODE_ARG(flags); ret
 int __openat_2(int dirfd, const char *path, int flags) { return open_common(path, flags, 0, dirfd, 1); }
 int __openat64_2(int dirfd, const char *path, int flags) { return open_common(path, flags | O_LARGEFILE, 0, dirfd, 1); }
 
+/* The session `fd` names runs `call` (an expression using `s`) with errno kept past the release; any other fd
+ * gets `otherwise`. */
+#define ON_SESSION(fd, call, otherwise) \
+    do { \
+        RESOLVE(); \
+        struct session *s = acquire(fd); \
+        if (!s) return otherwise; \
+        ssize_t r_ = call; \
+        int saved_ = errno; \
+        release(s); \
+        errno = saved_; \
+        return r_; \
+    } while (0)
+
 /* ---- close and the dup family -------------------------------------------- */
 
 int close(int fd)
@@ -273,15 +287,9 @@ int fcntl(int fd, int cmd, ...)
     va_start(ap, cmd);
     void *arg = va_arg(ap, void *);
     va_end(ap);
+    if (cmd == F_GETFL || cmd == F_SETFL)
+        ON_SESSION(fd, session_fcntl(s, fd, cmd, arg), real_fcntl(fd, cmd, arg));
     RESOLVE();
-    struct session *s = cmd == F_GETFL || cmd == F_SETFL ? acquire(fd) : NULL;
-    if (s) {
-        int r = session_fcntl(s, fd, cmd, arg);
-        int saved = errno;
-        release(s);
-        errno = saved;
-        return r;
-    }
     int r = real_fcntl(fd, cmd, arg);
     if ((cmd == F_DUPFD || cmd == F_DUPFD_CLOEXEC) && r >= 0)
         duplicated(fd, r);
@@ -322,20 +330,6 @@ int ioctl(int fd, unsigned long request, ...)
 }
 
 /* ---- reads and writes: the IOTLB messages (B1), no reads (file.c) ------------------------------------ */
-
-/* The session `fd` names runs `call` (an expression using `s`) with errno kept past the release; any other fd
- * gets `otherwise`. */
-#define ON_SESSION(fd, call, otherwise) \
-    do { \
-        RESOLVE(); \
-        struct session *s = acquire(fd); \
-        if (!s) return otherwise; \
-        ssize_t r_ = call; \
-        int saved_ = errno; \
-        release(s); \
-        errno = saved_; \
-        return r_; \
-    } while (0)
 
 /* pread and pwrite refuse a negative offset before they look at the fd (ksys_pread64); vhost-vdpa's file has
  * FMODE_PREAD and FMODE_PWRITE, so an offset is otherwise ignored. */
