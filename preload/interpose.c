@@ -299,34 +299,30 @@ int fcntl(int fd, int cmd, ...)
 int fcntl64(int fd, int cmd, ...) __attribute__((alias("fcntl")));
 
 
+/* The VFS answers these itself, for any file: close-on-exec and O_NONBLOCK are the descriptor's and the file's
+ * own flags, which the VMM's socket holds as the device's file would; FIOASYNC would need a fasync that
+ * vhost-vdpa does not have (ENOTTY to turn it on, nothing to turn it off).  Every other command, of whatever
+ * type, is vhost-vdpa's to answer, as an unknown one when it is not its own (R43). */
+static int session_ioctl(struct session *s, int fd, unsigned long request, void *arg)
+{
+    if (request == FIOCLEX || request == FIONCLEX || request == FIONBIO)
+        return real_ioctl(fd, request, arg);
+    if (request == FIOASYNC) {
+        int on;
+        return copy_from_vmm(&on, arg, sizeof(on)) ? fail(EFAULT) : on ? fail(ENOTTY) : 0;
+    }
+    if (needs_owner(request) && !owns(s))
+        return fail(EPERM);  /* before the argument is read, as vhost_dev_ioctl checks the owner first (R41, R42) */
+    return vdpa_ioctl(s, request, arg);  /* the argument copied in and out as the kernel does: EFAULT where it cannot */
+}
+
 int ioctl(int fd, unsigned long request, ...)
 {
     va_list ap;
     va_start(ap, request);
     void *arg = va_arg(ap, void *);
     va_end(ap);
-    RESOLVE();
-    struct session *s = acquire(fd);
-    if (!s)
-        return real_ioctl(fd, request, arg);
-    int r;
-    /* The VFS answers these itself, for any file: close-on-exec and O_NONBLOCK are the descriptor's and the
-     * file's own flags, which the VMM's socket holds as the device's file would; FIOASYNC would need a fasync
-     * that vhost-vdpa does not have (ENOTTY to turn it on, nothing to turn it off).  Every other command, of
-     * whatever type, is vhost-vdpa's to answer, as an unknown one when it is not its own (R43). */
-    if (request == FIOCLEX || request == FIONCLEX || request == FIONBIO)
-        r = real_ioctl(fd, request, arg);
-    else if (request == FIOASYNC) {
-        int on;
-        r = copy_from_vmm(&on, arg, sizeof(on)) ? fail(EFAULT) : on ? fail(ENOTTY) : 0;
-    } else if (needs_owner(request) && !owns(s))
-        r = fail(EPERM);  /* before the argument is read, as vhost_dev_ioctl checks the owner first (R41, R42) */
-    else  /* the argument is copied in and out as the kernel does: an address it cannot reach is EFAULT */
-        r = vdpa_ioctl(s, request, arg);
-    int saved = errno;
-    release(s);
-    errno = saved;
-    return r;
+    ON_SESSION(fd, session_ioctl(s, fd, request, arg), real_ioctl(fd, request, arg));
 }
 
 /* ---- reads and writes: the IOTLB messages (B1), no reads (file.c) ------------------------------------ */
