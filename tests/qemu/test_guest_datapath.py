@@ -62,12 +62,12 @@ class FrameLoopTests(unittest.TestCase):
     """A guest's AF_PACKET program sends frames with sequence numbers and checksums on eth0: every frame to its
     own MAC and to broadcast comes back intact, none to a foreign MAC does, and vdpad's vstats agree."""
 
-    def run_guest(self, qemu, env, shared, mgmtdev="vdpasim_net", max_vqp=1, script=FRAMES_SCRIPT):
+    def run_guest(self, qemu, env, shared, mgmtdev="vdpasim_net", max_vqp=1, script=FRAMES_SCRIPT, devices=NET_DEVICE):
         d = Daemon({"g0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42", "max_vqp": max_vqp}})
         self.addCleanup(d.stop)
         started = time.monotonic()
         expected = qemu72_on_mlx5(2) if mgmtdev == "mlx5_net" and qemu == ["qemu-system-x86_64"] else []  # no MQ: the CVQ is vq 2
-        serial = boot(self, d, "g0", qemu, env, shared, script, ["frames"], NET_DEVICE, vhost_expected=expected)
+        serial = boot(self, d, "g0", qemu, env, shared, script, ["frames"], devices, vhost_expected=expected)
         report, nic = guest.lines(serial, "VDPAD-FRAMES"), guest.lines(serial, "VDPAD-NIC")
         self.assertEqual(len(report), 1, f"the guest's program reported (serial: {guest.tail(serial)})")
         r, n = report[0], nic[0]
@@ -114,6 +114,18 @@ class FrameLoopTests(unittest.TestCase):
         stats, seconds = self.run_guest(command, env, shared=True)
         self.assertGreater(stats["shared_accesses"], 0)
         print(f"\n  QEMU 10.0 guest, shared RAM: frames checked in {seconds:.1f} s", end="")
+
+    def test_qemu10_shadow_virtqueues_from_boot(self):
+        # x-svq=on: QEMU shadows every queue from the start.  The device's rings are QEMU's own (anonymous shared
+        # memory, no file to pass: reached through process_vm and the store agent) and guest RAM is mapped at IOVAs
+        # from QEMU's allocator, not at guest-physical addresses; the guest's buffers are still in the shared memfd.
+        command, env = qemu10()
+        devices = [NET_DEVICE[0], NET_DEVICE[1] + ",x-svq=on", *NET_DEVICE[2:]]
+        stats, _ = self.run_guest(command, env, shared=True, devices=devices)
+        self.assertGreater(stats["shared_accesses"], 0, "the frames' buffers reached in the shared guest RAM")
+        self.assertGreater(stats["process_vm_accesses"], 0, "QEMU's shadow rings reached in its own memory")
+        self.assertGreater(stats["atomic_index_stores"], 0)
+        self.assertEqual(stats["copied_index_stores"], 0, "their used idx stored in QEMU by the store agent, never copied")
 
     def test_qemu72_mlx5_net_without_mq(self):
         # The same under QEMU 7.2, which leaves the CVQ in ASID 0 and the guest driving it: at vq 2 as well.
