@@ -11,6 +11,7 @@ import time
 import unittest
 
 import guest
+from test_migration import qmp
 from test_vmm import VDPAD_RUN, Daemon, qemu10, qemu72_on_mlx5, vhost_errors
 
 FRAMES = 200  # to its own MAC; a tenth as many to broadcast and to a foreign MAC
@@ -178,6 +179,60 @@ class FrameLoopTests(unittest.TestCase):
         command, env = qemu10()
         stats, _ = self.run_guest(command, env, shared=False)
         self.assertEqual(stats["shared_accesses"], 0)
+
+
+class GuestResetTests(unittest.TestCase):
+    """A guest reset (QMP system_reset) between two boots: QEMU stops the device and resets it, SeaBIOS and the
+    kernel start over, the guest's virtio_net sets the device up again, and its frames loop as in the first boot
+    — nothing of the first boot's rings (their last indexes, the worker's view of them) is left behind."""
+
+    SCRIPT = """
+for c in all default eth0; do echo 1 > /proc/sys/net/ipv6/conf/$c/disable_ipv6; done 2>/dev/null
+ip link set eth0 up
+sleep 1
+/bin/frames eth0 100
+echo "VDPAD-BOOT done"
+sleep 1000
+"""
+
+    def run_boots(self, qemu, env):
+        d = Daemon({"g0": {"mgmtdev": "vdpasim_net", "mac": "02:00:00:00:00:42"}})
+        self.addCleanup(d.stop)
+        serial, monitor = os.path.join(d.dir, "serial.txt"), os.path.join(d.dir, "qmp.sock")
+        p = subprocess.Popen(
+            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", *qemu, "-M", "pc", "-accel", "tcg", *memory(True),
+             "-nodefaults", "-display", "none", "-serial", f"file:{serial}", "-qmp", f"unix:{monitor},server=on,wait=off",
+             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, self.SCRIPT, ["frames"]),
+             "-append", "console=ttyS0 panic=-1 quiet", *NET_DEVICE],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+
+        def boots(n, seconds):
+            deadline = time.monotonic() + seconds
+            while len(guest.lines(serial, "VDPAD-BOOT")) < n:
+                self.assertLess(time.monotonic(), deadline, f"boot {n} did not report (serial: {guest.tail(serial)})")
+                self.assertIsNone(p.poll(), "QEMU ended")
+                time.sleep(0.5)
+        boots(1, 120)
+        self.assertEqual(qmp(monitor, {"execute": "system_reset"}), [{"return": {}}])
+        boots(2, 120)
+        qmp(monitor, {"execute": "quit"})
+        self.assertEqual(p.wait(30), 0)
+        self.assertEqual(vhost_errors(p.communicate()[1]), [])
+        runs = guest.lines(serial, "VDPAD-FRAMES")
+        self.assertEqual([(r["own"], r["intact"], r["broadcast"], r["foreign"]) for r in runs], [("100/100", "100", "10/10", "0/10")] * 2,
+                         "each boot's frames came back intact")
+        dev = d.rpc.call("get_device", device="g0")
+        rx, tx = dev["queues"][:2]
+        self.assertEqual((tx["completed_desc"], rx["completed_desc"], rx["drops"]), (240, 220, 20), "both boots' frames through vdpad")
+        self.assertGreaterEqual(dev["stats"]["resets_clean"] + dev["stats"]["resets_persist"], 2, "reset at the boot and at system_reset")
+
+    def test_qemu72(self):
+        self.run_boots(["qemu-system-x86_64"], None)
+
+    def test_qemu10(self):
+        command, env = qemu10()
+        self.run_boots(command, env)
 
 
 BLOCK_SCRIPT = """
