@@ -1,7 +1,8 @@
 """Live migration of a running Linux guest between two unmodified QEMU 10.0 processes, each on its own vdpad
 daemon, its traffic flowing (issue 22): guest RAM memory-backend-memfd,share=on, a vdpasim_net device on each
-side (mlx5_net in two tests, one with two queue pairs), the guest's AF_PACKET loop (tests/guest/frames.c `loop`) sending frames with sequence numbers and
-checksums through the migration, QMP `migrate` over a Unix socket.  And the same migration cancelled midway.
+side (mlx5_net in two tests, one with two queue pairs), the guest's AF_PACKET loop (tests/guest/frames.c `loop`)
+sending frames with sequence numbers and checksums through the migration, QMP `migrate` over a Unix socket.  And
+the same migration cancelled midway.
 
 Both QEMUs record their calls (vdpad-run --record): the device's share of the downtime — the source's SUSPEND
 to the destination's last queue enabled — is read from the two records, which carry one clock (`mono`).
