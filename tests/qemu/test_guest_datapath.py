@@ -261,7 +261,8 @@ sleep 1000
 class HotplugTests(unittest.TestCase):
     """A NIC plugged into a running guest and unplugged again (QMP netdev_add and device_add, then device_del and
     netdev_del): QEMU opens /dev/vhost-vdpa-0 only at netdev_add, so the session starts mid-run; the guest's ACPI
-    hotplug finds the NIC, its frames loop, and once QEMU lets the netdev go the device is released."""
+    hotplug finds the NIC, its frames loop, and once QEMU lets the netdev go the device is released.  The same for a
+    disk (vhost-vdpa-device-pci with device_add and device_del)."""
 
     SCRIPT = """
 for c in all default; do echo 1 > /proc/sys/net/ipv6/conf/$c/disable_ipv6; done 2>/dev/null
@@ -276,37 +277,50 @@ echo "VDPAD-UNPLUGGED done"
 sleep 1000
 """
 
-    def plug_and_unplug(self, qemu, env):
-        d = Daemon({"g0": {"mgmtdev": "vdpasim_net", "mac": "02:00:00:00:00:42"}})
+    def start(self, mgmtdev, qemu, env, script, program):
+        """A daemon with device g0 of `mgmtdev` and a QEMU with no device on it, running `script`; the daemon,
+        QEMU's process, the serial console's path and the QMP socket's."""
+        d = Daemon({"g0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42"} if mgmtdev != "vdpasim_blk" else {"mgmtdev": mgmtdev}})
         self.addCleanup(d.stop)
         serial, monitor = os.path.join(d.dir, "serial.txt"), os.path.join(d.dir, "qmp.sock")
         p = subprocess.Popen(
             [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", *qemu, "-M", "pc", "-accel", "tcg", *memory(True),
              "-nodefaults", "-display", "none", "-serial", f"file:{serial}", "-qmp", f"unix:{monitor},server=on,wait=off",
-             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, self.SCRIPT, ["frames"]), "-append", "console=ttyS0 panic=-1 quiet"],
+             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, script, [program]), "-append", "console=ttyS0 panic=-1 quiet"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
         self.addCleanup(lambda: p.poll() is None and p.kill())
+        return d, p, serial, monitor
 
-        def reported(prefix, seconds):
-            deadline = time.monotonic() + seconds
-            while not guest.lines(serial, prefix):
-                self.assertLess(time.monotonic(), deadline, f"no {prefix} line (serial: {guest.tail(serial)})")
-                self.assertIsNone(p.poll(), "QEMU ended")
-                time.sleep(0.3)
-            return guest.lines(serial, prefix)[0]
+    def reported(self, p, serial, prefix, seconds):
+        """The guest's first `prefix` line, once it has written it."""
+        deadline = time.monotonic() + seconds
+        while not guest.lines(serial, prefix):
+            self.assertLess(time.monotonic(), deadline, f"no {prefix} line (serial: {guest.tail(serial)})")
+            self.assertIsNone(p.poll(), "QEMU ended")
+            time.sleep(0.3)
+        return guest.lines(serial, prefix)[0]
 
-        def owner():
-            return d.rpc.call("get_device", device="g0")["owner"]
-        reported("VDPAD-BOOT", 120)
-        self.assertIsNone(owner(), "nothing opened the device yet")
+    @staticmethod
+    def owner(d):
+        return d.rpc.call("get_device", device="g0")["owner"]
+
+    def quit(self, p, monitor):
+        qmp(monitor, {"execute": "quit"})
+        self.assertEqual(p.wait(30), 0)
+        self.assertEqual(vhost_errors(p.communicate()[1]), [])
+
+    def plug_and_unplug(self, qemu, env):
+        d, p, serial, monitor = self.start("vdpasim_net", qemu, env, self.SCRIPT, "frames")
+        self.reported(p, serial, "VDPAD-BOOT", 120)
+        self.assertIsNone(self.owner(d), "nothing opened the device yet")
         self.assertEqual(qmp(monitor, {"execute": "netdev_add", "arguments": {"type": "vhost-vdpa", "vhostdev": "/dev/vhost-vdpa-0", "id": "n0"}},
                              {"execute": "device_add", "arguments": {"driver": "virtio-net-pci", "netdev": "n0", "mac": "02:00:00:00:00:42",
                                                                      "id": "nic0"}}), [{"return": {}}] * 2)
-        self.assertEqual(owner()["pid"], p.pid, "netdev_add opened the device (vdpad-run execs QEMU: the same pid)")
-        r = reported("VDPAD-FRAMES", 120)
+        self.assertEqual(self.owner(d)["pid"], p.pid, "netdev_add opened the device (vdpad-run execs QEMU: the same pid)")
+        r = self.reported(p, serial, "VDPAD-FRAMES", 120)
         self.assertEqual((r["own"], r["intact"], r["broadcast"], r["foreign"]), ("100/100", "100", "10/10", "0/10"))
         self.assertEqual(qmp(monitor, {"execute": "device_del", "arguments": {"id": "nic0"}}), [{"return": {}}])
-        reported("VDPAD-UNPLUGGED", 60)
+        self.reported(p, serial, "VDPAD-UNPLUGGED", 60)
         # device_del returns before the guest lets go: wait for the NIC to be gone, as libvirt waits for DEVICE_DELETED
         # (a netdev_del sent before that left QEMU 7.2 holding the file for more than 30 s here; a kernel's device
         # would stay open as long).
@@ -315,13 +329,42 @@ sleep 1000
             self.assertLess(time.monotonic(), deadline, "the NIC's removal")
             time.sleep(0.2)
         self.assertEqual(qmp(monitor, {"execute": "netdev_del", "arguments": {"id": "n0"}}), [{"return": {}}])
-        self.assertIsNone(owner(), "netdev_del closed the file, and its close released the device before it returned")
+        self.assertIsNone(self.owner(d), "netdev_del closed the file, and its close released the device before it returned")
         dev = d.rpc.call("get_device", device="g0")
         rx, tx = dev["queues"][:2]
         self.assertEqual((dev["status"], tx["completed_desc"], rx["completed_desc"], rx["drops"]), (0, 120, 110, 10))
-        qmp(monitor, {"execute": "quit"})
-        self.assertEqual(p.wait(30), 0)
-        self.assertEqual(vhost_errors(p.communicate()[1]), [])
+        self.quit(p, monitor)
+
+    DISK_SCRIPT = """
+mount -t devtmpfs devtmpfs /dev
+echo "VDPAD-BOOT ready"
+while [ ! -e /sys/block/vda ]; do sleep 0.2; done
+sleep 1
+/bin/blkcheck /dev/vda
+while [ -e /sys/block/vda ]; do sleep 0.2; done
+echo "VDPAD-UNPLUGGED done"
+sleep 1000
+"""
+
+    def test_a_disk_qemu10(self):
+        # vhost-vdpa-device-pci plugged with device_add (it opens the file itself) and unplugged with device_del:
+        # the guest's virtio_blk finds the disk, the O_DIRECT patterns read back, and the unplug releases the device.
+        command, env = qemu10()
+        d, p, serial, monitor = self.start("vdpasim_blk", command, env, self.DISK_SCRIPT, "blkcheck")
+        self.reported(p, serial, "VDPAD-BOOT", 120)
+        self.assertIsNone(self.owner(d))
+        self.assertEqual(qmp(monitor, {"execute": "device_add", "arguments": {"driver": "vhost-vdpa-device-pci",
+                                                                             "vhostdev": "/dev/vhost-vdpa-0", "id": "disk0"}}), [{"return": {}}])
+        self.assertEqual(self.owner(d)["pid"], p.pid, "device_add opened the device")
+        b = self.reported(p, serial, "VDPAD-BLK", 120)
+        self.assertEqual((b["size"], b["patterns"], b["discard"], b["zeroout"]), (str(128 << 20), "7/7", "ok", "ok"))
+        self.assertEqual(qmp(monitor, {"execute": "device_del", "arguments": {"id": "disk0"}}), [{"return": {}}])
+        self.reported(p, serial, "VDPAD-UNPLUGGED", 60)
+        deadline = time.monotonic() + 30
+        while self.owner(d) is not None:  # QEMU closes the file when the unplugged device is finalized
+            self.assertLess(time.monotonic(), deadline, "the device released once QEMU let the disk go")
+            time.sleep(0.1)
+        self.quit(p, monitor)
 
     def test_qemu72(self):
         self.plug_and_unplug(["qemu-system-x86_64"], None)
