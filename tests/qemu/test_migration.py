@@ -1,8 +1,8 @@
 """Live migration of a running Linux guest between two unmodified QEMU 10.0 processes, each on its own vdpad
 daemon, its traffic flowing (issue 22): guest RAM memory-backend-memfd,share=on, a vdpasim_net device on each
-side (mlx5_net in two tests, one with two queue pairs), the guest's AF_PACKET loop (tests/guest/frames.c `loop`)
-sending frames with sequence numbers and checksums through the migration, QMP `migrate` over a Unix socket.  And
-the same migration cancelled midway.
+side (mlx5_net in two tests, one with two queue pairs; private RAM in one), the guest's AF_PACKET loop
+(tests/guest/frames.c `loop`) sending frames with sequence numbers and checksums through the migration, QMP
+`migrate` over a Unix socket.  And the same migration cancelled midway.
 
 Both QEMUs record their calls (vdpad-run --record): the device's share of the downtime — the source's SUSPEND
 to the destination's last queue enabled — is read from the two records, which carry one clock (`mono`).
@@ -55,7 +55,7 @@ def qmp(path, *commands):
 class Side:
     """One host: a vdpad daemon with a net device (vdpasim_net unless said), and a QEMU 10.0 on it."""
 
-    def __init__(self, test, initrd, incoming=None, mgmtdev="vdpasim_net", pairs=1):
+    def __init__(self, test, initrd, incoming=None, mgmtdev="vdpasim_net", pairs=1, shared=True):
         self.daemon = Daemon({"m0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42", **({"max_vqp": pairs} if pairs > 1 else {})}})
         test.addCleanup(self.daemon.stop)
         d = self.daemon.dir
@@ -65,7 +65,8 @@ class Side:
         self.err_file = open(self.err_path, "w")
         self.proc = subprocess.Popen(
             [VDPAD_RUN, "-s", self.daemon.socket, "--device", "/dev/vhost-vdpa-0=m0", "--record", self.record, "--anonymize", "--", *command,
-             "-M", "pc", "-accel", "tcg", "-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram",
+             "-M", "pc", "-accel", "tcg",
+             *(["-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram"] if shared else []),
              "-m", "256", "-smp", str(pairs), "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{self.serial}",
              "-qmp", f"unix:{self.qmp_path},server=on,wait=off", "-kernel", guest.KERNEL, "-initrd", initrd,
              "-append", "console=ttyS0 panic=-1 quiet", "-netdev", f"type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0,queues={pairs}",
@@ -106,8 +107,8 @@ class MigrationTests(unittest.TestCase):
             time.sleep(0.25)
         self.fail(f"timed out waiting for {what}")
 
-    def start(self, mgmtdev="vdpasim_net", pairs=1):
-        source = Side(self, guest.initrd(self.dirs(), loop(pairs), ["frames"]), mgmtdev=mgmtdev, pairs=pairs)
+    def start(self, mgmtdev="vdpasim_net", pairs=1, shared=True):
+        source = Side(self, guest.initrd(self.dirs(), loop(pairs), ["frames"]), mgmtdev=mgmtdev, pairs=pairs, shared=shared)
         self.wait(lambda: len(source.loop_lines()) >= 2, 120, "the guest's frame loop on the source")
         return source
 
@@ -130,11 +131,18 @@ class MigrationTests(unittest.TestCase):
         self.migrate("mlx5_net", pairs=2, source_errors=[
             f"qemu-system-x86_64: vhost VQ {vq} ring restore failed: -1: Operation not permitted (1)" for vq in (2, 3)])
 
-    def migrate(self, mgmtdev, pairs=1, source_errors=()):
-        source = self.start(mgmtdev, pairs)
+    def test_a_guest_on_private_memory_moves(self):
+        # QEMU's default RAM, not shared with vdpad: both devices reach it through process_vm and the store agent.
+        dst = self.migrate("vdpasim_net", shared=False)
+        self.assertEqual((dst["stats"]["shared_accesses"], dst["stats"]["copied_index_stores"]), (0, 0))
+        self.assertGreater(dst["stats"]["process_vm_accesses"], 0)
+
+    def migrate(self, mgmtdev, pairs=1, source_errors=(), shared=True):
+        """Migrates a guest running its frame loop; the destination's device (get_device) once the source is gone."""
+        source = self.start(mgmtdev, pairs, shared)
         initrd = self.dirs()
         destination = Side(self, guest.initrd(initrd, loop(pairs), ["frames"]),
-                           incoming=f"unix:{os.path.join(initrd, 'migration.sock')}", mgmtdev=mgmtdev, pairs=pairs)
+                           incoming=f"unix:{os.path.join(initrd, 'migration.sock')}", mgmtdev=mgmtdev, pairs=pairs, shared=shared)
         self.wait(lambda: os.path.exists(destination.qmp_path) and destination.qmp({"execute": "query-status"}), 30, "the destination")
         self.assertEqual(source.qmp({"execute": "migrate", "arguments": {"uri": f"unix:{os.path.join(initrd, 'migration.sock')}"}}),
                          [{"return": {}}])
@@ -174,7 +182,7 @@ class MigrationTests(unittest.TestCase):
         window_ms = (max(enabled) - suspend[-1]) * 1000
         self.assertGreater(window_ms, 0)
         gap = max(int(l["gap_ms"]) for l in after)
-        print(f"\n  migration ({mgmtdev}{f', {pairs} pairs' if pairs > 1 else ''}): QEMU downtime {state['downtime']} ms, device window {window_ms:.0f} ms "
+        print(f"\n  migration ({mgmtdev}{f', {pairs} pairs' if pairs > 1 else ''}{'' if shared else ', private RAM'}): QEMU downtime {state['downtime']} ms, device window {window_ms:.0f} ms "
               f"(SUSPEND → last queue enabled), the guest's longest frame wait {gap} ms, {last['n']} frames, "
               f"{last['lost']} lost in the restarts, none after", end="")
         for side, expected in ((source, list(source_errors)), (destination, [])):
@@ -184,6 +192,7 @@ class MigrationTests(unittest.TestCase):
             for side, name in ((source, "source"), (destination, "destination")):
                 with open(side.record) as f, open(os.path.join(FIXTURES, f"qemu-10.0-migration-{name}.jsonl"), "w") as out:
                     out.write(f.read())
+        return dst
 
     def test_a_cancelled_migration_leaves_the_guest_at_the_source(self):
         source = self.start()
