@@ -88,28 +88,40 @@ class RestartUnderAGuest(unittest.TestCase):
         with Client(manager.socket_path) as admin:
             return {n: admin.call("get_device", device=n)["shared_memory"]["regions"] for n in ("n0", "b0")}
 
-    def test_kill_and_upgrade_under_a_running_guest(self):
+    def start_guest(self, config, devices, script, programs, options):
+        """vdpad on `config` under the stand-in service manager, and QEMU 10.0 under vdpad-run (`devices`: its --device
+        arguments) booting the test guest on shared RAM with `script` and tests/guest's `programs`, `options` its own
+        (devices, vCPUs); QEMU's stderr goes to a file that `stop_guest` reads.  Returns the manager and QEMU."""
         work = tempfile.mkdtemp(prefix="vdpad-restart-")
-        manager = self.manager = ServiceManager(work, CONFIG)
+        manager = self.manager = ServiceManager(work, config)
         self.addCleanup(manager.stop)
         manager.start()
         self.serial = os.path.join(work, "serial.txt")
         command, env = qemu10()
-        err_path = os.path.join(work, "qemu.err")
-        err = open(err_path, "w")
+        self.err_path = os.path.join(work, "qemu.err")
+        err = open(self.err_path, "w")
         self.addCleanup(err.close)
         qemu = subprocess.Popen(
-            [VDPAD_RUN, "-s", manager.socket_path, "--device", "/dev/vhost-vdpa-0=n0", "--device", "/dev/vhost-vdpa-1=b0", "--",
-             *command, "-M", "pc", "-accel", "tcg", "-object", "memory-backend-memfd,id=ram,size=256M,share=on",
-             "-machine", "memory-backend=ram", "-m", "256", "-nodefaults", "-display", "none", "-no-reboot",
-             "-serial", f"file:{self.serial}", "-kernel", guest.KERNEL,
-             "-initrd", guest.initrd(work, SCRIPT, ["frames", "blkcheck"]),
-             "-append", "console=ttyS0 panic=-1 loglevel=4",
-             "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0",
-             "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42",
-             "-device", "vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-1"],
+            [VDPAD_RUN, "-s", manager.socket_path, *devices, "--", *command, "-M", "pc", "-accel", "tcg",
+             "-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram", "-m", "256",
+             "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{self.serial}", "-kernel", guest.KERNEL,
+             "-initrd", guest.initrd(work, script, programs), "-append", "console=ttyS0 panic=-1 loglevel=4", *options],
             stdout=subprocess.DEVNULL, stderr=err, env=env)
         self.addCleanup(lambda: qemu.poll() is None and qemu.kill())
+        return manager, qemu
+
+    def stop_guest(self, qemu):
+        """Kills QEMU; the vhost errors it printed."""
+        qemu.kill()
+        qemu.wait()
+        with open(self.err_path) as f:
+            return vhost_errors(f.read())
+
+    def test_kill_and_upgrade_under_a_running_guest(self):
+        manager, qemu = self.start_guest(
+            CONFIG, ["--device", "/dev/vhost-vdpa-0=n0", "--device", "/dev/vhost-vdpa-1=b0"], SCRIPT, ["frames", "blkcheck"],
+            ["-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0", "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42",
+             "-device", "vhost-vdpa-device-pci,vhostdev=/dev/vhost-vdpa-1"])
         self.wait(lambda: len(self.loops()[0]) >= 2 and len(self.loops()[1]) >= 2, 180, "both loops in the guest")
         boot_lines = len(self.serial_lines())
         frames0, disk0 = self.advance("before any restart")
@@ -153,11 +165,7 @@ class RestartUnderAGuest(unittest.TestCase):
         after_boot = self.serial_lines()[boot_lines:]
         trouble = [l for l in after_boot if not l.startswith("VDPAD-") and any(t.lower() in l.lower() for t in KERNEL_TROUBLE)]
         self.assertEqual(trouble, [], "the guest's kernel said nothing about its devices")
-        qemu.kill()
-        qemu.wait()
-        err.flush()
-        with open(err_path) as f:
-            self.assertEqual(vhost_errors(f.read()), [])
+        self.assertEqual(self.stop_guest(qemu), [])
         print(f"\n  restart: frames {frames0['n']} → {frames2['n']}, longest frame wait {frames2['gap_ms']} ms; "
               f"disk writes {disk0['n']} → {disk2['n']}, longest write+read {disk2['gap_ms']} ms", end="")
 
@@ -180,24 +188,10 @@ max_vqp = 2
         # mlx5_net with two queue pairs (QEMU queues=2, mq=on, two vCPUs), the loop on the second vCPU, so on the
         # second pair: that pair exists only because the guest's MQ_VQ_PAIRS_SET said so through the control queue
         # (vq 4 with MQ), which the journal keeps — after a kill and after an upgrade the frames go on on vq 2 and 3.
-        work = tempfile.mkdtemp(prefix="vdpad-restart-")
-        manager = ServiceManager(work, self.MQ_CONFIG)
-        self.addCleanup(manager.stop)
-        manager.start()
-        self.serial = os.path.join(work, "serial.txt")
-        command, env = qemu10()
-        err_path = os.path.join(work, "qemu.err")
-        err = open(err_path, "w")
-        self.addCleanup(err.close)
-        qemu = subprocess.Popen(
-            [VDPAD_RUN, "-s", manager.socket_path, "--device", "/dev/vhost-vdpa-0=m0", "--", *command, "-M", "pc", "-accel", "tcg",
-             "-object", "memory-backend-memfd,id=ram,size=256M,share=on", "-machine", "memory-backend=ram", "-m", "256", "-smp", "2",
-             "-nodefaults", "-display", "none", "-no-reboot", "-serial", f"file:{self.serial}", "-kernel", guest.KERNEL,
-             "-initrd", guest.initrd(work, self.MQ_SCRIPT, ["frames"]), "-append", "console=ttyS0 panic=-1 loglevel=4",
-             "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0,queues=2",
-             "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42,mq=on,vectors=6"],
-            stdout=subprocess.DEVNULL, stderr=err, env=env)
-        self.addCleanup(lambda: qemu.poll() is None and qemu.kill())
+        manager, qemu = self.start_guest(
+            self.MQ_CONFIG, ["--device", "/dev/vhost-vdpa-0=m0"], self.MQ_SCRIPT, ["frames"],
+            ["-smp", "2", "-netdev", "type=vhost-vdpa,vhostdev=/dev/vhost-vdpa-0,id=n0,queues=2",
+             "-device", "virtio-net-pci,netdev=n0,mac=02:00:00:00:00:42,mq=on,vectors=6"])
 
         def advance(count, seconds, what):
             before = len(guest.lines(self.serial, "VDPAD-LOOP"))
@@ -220,11 +214,7 @@ max_vqp = 2
         for line in lines:
             self.assertEqual((line["lost"], line["bad"], line["mem"]), ("0", "0", "ok"), line)
         self.assertGreater(int(lines[2]["n"]), int(lines[1]["n"]) > int(lines[0]["n"]))
-        qemu.kill()
-        qemu.wait()
-        err.flush()
-        with open(err_path) as f:
-            self.assertEqual(vhost_errors(f.read()), [])
+        self.assertEqual(self.stop_guest(qemu), [])
 
 
 if __name__ == "__main__":
