@@ -205,7 +205,44 @@ class FrameLoopTests(unittest.TestCase):
         self.assertEqual(stats["shared_accesses"], 0)
 
 
-class GuestResetTests(unittest.TestCase):
+class MonitoredGuest:
+    """A guest whose QEMU a test drives over QMP while it runs (reset, hotplug): no device of its own unless given."""
+
+    def start(self, mgmtdev, qemu, env, script, program, devices=()):
+        """A daemon with device g0 of `mgmtdev` and a QEMU with `devices`, running `script`; the daemon, QEMU's
+        process, the serial console's path and the QMP socket's."""
+        d = Daemon({"g0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42"} if mgmtdev != "vdpasim_blk" else {"mgmtdev": mgmtdev}})
+        self.addCleanup(d.stop)
+        serial, monitor = os.path.join(d.dir, "serial.txt"), os.path.join(d.dir, "qmp.sock")
+        p = subprocess.Popen(
+            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", *qemu, "-M", "pc", "-accel", "tcg", *memory(True),
+             "-nodefaults", "-display", "none", "-serial", f"file:{serial}", "-qmp", f"unix:{monitor},server=on,wait=off",
+             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, script, [program]), "-append", "console=ttyS0 panic=-1 quiet",
+             *devices],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
+        self.addCleanup(lambda: p.poll() is None and p.kill())
+        return d, p, serial, monitor
+
+    def reported(self, p, serial, prefix, seconds, count=1):
+        """The guest's `count`-th `prefix` line, once it has written it."""
+        deadline = time.monotonic() + seconds
+        while len(guest.lines(serial, prefix)) < count:
+            self.assertLess(time.monotonic(), deadline, f"no {prefix} line {count} (serial: {guest.tail(serial)})")
+            self.assertIsNone(p.poll(), "QEMU ended")
+            time.sleep(0.3)
+        return guest.lines(serial, prefix)[count - 1]
+
+    @staticmethod
+    def owner(d):
+        return d.rpc.call("get_device", device="g0")["owner"]
+
+    def quit(self, p, monitor):
+        qmp(monitor, {"execute": "quit"})
+        self.assertEqual(p.wait(30), 0)
+        self.assertEqual(vhost_errors(p.communicate()[1]), [])
+
+
+class GuestResetTests(MonitoredGuest, unittest.TestCase):
     """A guest reset (QMP system_reset) between two boots: QEMU stops the device and resets it, SeaBIOS and the
     kernel start over, the guest's virtio_net sets the device up again, and its frames loop as in the first boot
     — nothing of the first boot's rings (their last indexes, the worker's view of them) is left behind."""
@@ -220,29 +257,11 @@ sleep 1000
 """
 
     def run_boots(self, qemu, env):
-        d = Daemon({"g0": {"mgmtdev": "vdpasim_net", "mac": "02:00:00:00:00:42"}})
-        self.addCleanup(d.stop)
-        serial, monitor = os.path.join(d.dir, "serial.txt"), os.path.join(d.dir, "qmp.sock")
-        p = subprocess.Popen(
-            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", *qemu, "-M", "pc", "-accel", "tcg", *memory(True),
-             "-nodefaults", "-display", "none", "-serial", f"file:{serial}", "-qmp", f"unix:{monitor},server=on,wait=off",
-             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, self.SCRIPT, ["frames"]),
-             "-append", "console=ttyS0 panic=-1 quiet", *NET_DEVICE],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
-
-        def boots(n, seconds):
-            deadline = time.monotonic() + seconds
-            while len(guest.lines(serial, "VDPAD-BOOT")) < n:
-                self.assertLess(time.monotonic(), deadline, f"boot {n} did not report (serial: {guest.tail(serial)})")
-                self.assertIsNone(p.poll(), "QEMU ended")
-                time.sleep(0.5)
-        boots(1, 120)
+        d, p, serial, monitor = self.start("vdpasim_net", qemu, env, self.SCRIPT, "frames", NET_DEVICE)
+        self.reported(p, serial, "VDPAD-BOOT", 120)
         self.assertEqual(qmp(monitor, {"execute": "system_reset"}), [{"return": {}}])
-        boots(2, 120)
-        qmp(monitor, {"execute": "quit"})
-        self.assertEqual(p.wait(30), 0)
-        self.assertEqual(vhost_errors(p.communicate()[1]), [])
+        self.reported(p, serial, "VDPAD-BOOT", 120, count=2)
+        self.quit(p, monitor)
         runs = guest.lines(serial, "VDPAD-FRAMES")
         self.assertEqual([(r["own"], r["intact"], r["broadcast"], r["foreign"]) for r in runs], [("100/100", "100", "10/10", "0/10")] * 2,
                          "each boot's frames came back intact")
@@ -259,7 +278,7 @@ sleep 1000
         self.run_boots(command, env)
 
 
-class HotplugTests(unittest.TestCase):
+class HotplugTests(MonitoredGuest, unittest.TestCase):
     """A NIC plugged into a running guest and unplugged again (QMP netdev_add and device_add, then device_del and
     netdev_del): QEMU opens /dev/vhost-vdpa-0 only at netdev_add, so the session starts mid-run; the guest's ACPI
     hotplug finds the NIC, its frames loop, and once QEMU lets the netdev go the device is released.  The same for a
@@ -277,38 +296,6 @@ while [ -e /sys/class/net/eth0 ]; do sleep 0.2; done
 echo "VDPAD-UNPLUGGED done"
 sleep 1000
 """
-
-    def start(self, mgmtdev, qemu, env, script, program):
-        """A daemon with device g0 of `mgmtdev` and a QEMU with no device on it, running `script`; the daemon,
-        QEMU's process, the serial console's path and the QMP socket's."""
-        d = Daemon({"g0": {"mgmtdev": mgmtdev, "mac": "02:00:00:00:00:42"} if mgmtdev != "vdpasim_blk" else {"mgmtdev": mgmtdev}})
-        self.addCleanup(d.stop)
-        serial, monitor = os.path.join(d.dir, "serial.txt"), os.path.join(d.dir, "qmp.sock")
-        p = subprocess.Popen(
-            [VDPAD_RUN, "-s", d.socket, "--device", "/dev/vhost-vdpa-0=g0", "--", *qemu, "-M", "pc", "-accel", "tcg", *memory(True),
-             "-nodefaults", "-display", "none", "-serial", f"file:{serial}", "-qmp", f"unix:{monitor},server=on,wait=off",
-             "-kernel", guest.KERNEL, "-initrd", guest.initrd(d.dir, script, [program]), "-append", "console=ttyS0 panic=-1 quiet"],
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
-        self.addCleanup(lambda: p.poll() is None and p.kill())
-        return d, p, serial, monitor
-
-    def reported(self, p, serial, prefix, seconds):
-        """The guest's first `prefix` line, once it has written it."""
-        deadline = time.monotonic() + seconds
-        while not guest.lines(serial, prefix):
-            self.assertLess(time.monotonic(), deadline, f"no {prefix} line (serial: {guest.tail(serial)})")
-            self.assertIsNone(p.poll(), "QEMU ended")
-            time.sleep(0.3)
-        return guest.lines(serial, prefix)[0]
-
-    @staticmethod
-    def owner(d):
-        return d.rpc.call("get_device", device="g0")["owner"]
-
-    def quit(self, p, monitor):
-        qmp(monitor, {"execute": "quit"})
-        self.assertEqual(p.wait(30), 0)
-        self.assertEqual(vhost_errors(p.communicate()[1]), [])
 
     def plug_and_unplug(self, qemu, env):
         d, p, serial, monitor = self.start("vdpasim_net", qemu, env, self.SCRIPT, "frames")
